@@ -1,0 +1,37 @@
+# radbill: `make run` to try it, `make test` to test it. Both set themselves up.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+# Debian packages the tests need, installed when their commands are missing.
+TEST_PACKAGES := postgresql freeradius-utils
+
+.PHONY: run test venv debian-packages clean
+
+$(BIN)/activate:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) debian-packages PACKAGES=python3-venv
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(BIN)/radbill demo
+	@echo "radiusd on 127.0.0.1:1812/1813, metrics on :9812 and :9813. Ctrl-C stops both."
+	@$(BIN)/radbill billingd & billingd=$$!; trap "kill $$billingd 2>/dev/null" EXIT INT TERM; $(BIN)/radbill radiusd
+
+test: venv
+	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null \
+		|| $(MAKE) debian-packages PACKAGES="$(TEST_PACKAGES)"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+debian-packages:
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(PACKAGES)
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,1 @@
+"""The money and lifecycle domain, and the daemon that runs it every day."""

@@ -1,0 +1,1 @@
+"""The ``radbill`` command: configuration, the composition root, operator commands."""

@@ -1,0 +1,3 @@
+from cli.main import radbill
+
+radbill(prog_name="radbill")

@@ -1,0 +1,26 @@
+"""``radbill radiusd`` and ``radbill billingd``: the composition root of each daemon."""
+
+import click
+
+from cli.main import Context
+
+
+@click.command()
+@click.pass_obj
+def radiusd(obj: Context) -> None:
+    """Run the RADIUS server in the foreground."""
+    from radiusd.service import run
+
+    run(obj.settings, obj.engine)
+
+
+@click.command()
+@click.pass_obj
+def billingd(obj: Context) -> None:
+    """Run the billing daemon in the foreground."""
+    from billingd.service import run
+
+    run(obj.settings, obj.engine)
+
+
+COMMANDS = [radiusd, billingd]

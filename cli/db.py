@@ -1,0 +1,32 @@
+"""``radbill db``: schema migrations."""
+
+import click
+
+from cli.main import Context
+from schema import migrate
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+@click.pass_obj
+def upgrade(obj: Context) -> None:
+    """Create or migrate the database to the latest schema."""
+    migrate.upgrade(obj.engine)
+    click.echo(f"database at revision {migrate.current(obj.engine)}")
+
+
+@db.command()
+@click.pass_obj
+def current(obj: Context) -> None:
+    """Show the database's schema revision and the latest one."""
+    revision = migrate.current(obj.engine)
+    head = migrate.head()
+    state = "up to date" if revision == head else f"behind: run 'radbill db upgrade' to reach {head}"
+    click.echo(f"{revision or 'empty'} ({state})")
+
+
+COMMANDS = [db]

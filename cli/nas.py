@@ -1,0 +1,81 @@
+"""``radbill nas``: the routers radbill answers."""
+
+import click
+
+from cli.main import Context
+from cli.output import emit_record, emit_table
+from nas.registry import MESSAGE_AUTHENTICATOR_POLICIES, add_nas, get_nas, list_nas, update_nas
+
+_POLICY = click.Choice(MESSAGE_AUTHENTICATOR_POLICIES)
+_HIDDEN = ("secret", "api_password")
+
+
+@click.group("nas")
+def nas_group() -> None:
+    """Routers (RADIUS clients)."""
+
+
+def _router_options(command):
+    options = [
+        click.option("--coa-port", type=int, help="RFC 5176 CoA/Disconnect port (RouterOS: 3799)."),
+        click.option("--require-message-authenticator", "require_message_authenticator", type=_POLICY,
+                     help="yes, no, or auto: required once the NAS has sent one."),
+        click.option("--api-host", help="RouterOS API address (default: the NAS IP)."),
+        click.option("--api-port", type=int, help="RouterOS API port (8728, or 8729 with TLS)."),
+        click.option("--api-user", help="RouterOS API user."),
+        click.option("--api-password", help="RouterOS API password."),
+        click.option("--api-tls/--no-api-tls", default=None, help="Use the API over TLS."),
+        click.option("--description", help="Free text."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@nas_group.command("add")
+@click.argument("name")
+@click.option("--ip", "ip_address", required=True, help="Source address of its RADIUS packets.")
+@click.option("--secret", required=True, help="Shared RADIUS secret.")
+@_router_options
+@click.pass_obj
+def add(obj: Context, name: str, ip_address: str, secret: str, **options) -> None:
+    """Add a router."""
+    options = {key: value for key, value in options.items() if value is not None}
+    with obj.engine.begin() as connection:
+        router = add_nas(connection, name, ip_address, secret, **options)
+    click.echo(f"added NAS {router.name} ({router.ip_address})")
+
+
+@nas_group.command("set")
+@click.argument("name")
+@click.option("--name", "new_name", help="Rename it.")
+@click.option("--ip", "ip_address", help="New source address.")
+@click.option("--secret", help="New shared secret.")
+@_router_options
+@click.pass_obj
+def set_(obj: Context, name: str, new_name: str | None, **changes) -> None:
+    """Change a router; radiusd picks the change up within a second."""
+    with obj.engine.begin() as connection:
+        router = update_nas(connection, name, name=new_name, **changes)
+    click.echo(f"updated NAS {router.name} ({router.ip_address})")
+
+
+@nas_group.command("list")
+@click.pass_obj
+def list_(obj: Context) -> None:
+    """List routers."""
+    with obj.engine.connect() as connection:
+        routers = list_nas(connection)
+    emit_table(routers, ["name", "ip_address", "coa_port", "require_message_authenticator", "api_host", "description"])
+
+
+@nas_group.command("show")
+@click.argument("name")
+@click.pass_obj
+def show(obj: Context, name: str) -> None:
+    """Show one router (secrets hidden)."""
+    with obj.engine.connect() as connection:
+        emit_record(get_nas(connection, name), hidden=_HIDDEN)
+
+
+COMMANDS = [nas_group]

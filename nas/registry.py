@@ -1,0 +1,105 @@
+"""The routers radbill serves: add, change, list.
+
+Each change is written to the change log, so a running radiusd serves a new
+or changed NAS within a second, without a restart.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from schema.audit import audit
+from schema.changes import record_change
+from schema.errors import RadbillError
+from schema.tables import nas
+
+MESSAGE_AUTHENTICATOR_POLICIES = ("yes", "no", "auto")
+
+
+@dataclass(frozen=True)
+class Nas:
+    id: int
+    name: str
+    ip_address: str
+    secret: str
+    coa_port: int
+    require_message_authenticator: str
+    message_authenticator_seen: bool
+    api_host: str | None
+    api_port: int | None
+    api_user: str | None
+    api_password: str | None
+    api_tls: bool
+    description: str
+
+
+def _canonical_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise RadbillError(f"invalid IP address {value!r}") from None
+
+
+def _checked(values: dict) -> dict:
+    if "ip_address" in values:
+        values["ip_address"] = _canonical_ip(values["ip_address"])
+    if "secret" in values and not values["secret"]:
+        raise RadbillError("the RADIUS secret must not be empty")
+    if "coa_port" in values and not 1 <= values["coa_port"] <= 65535:
+        raise RadbillError(f"invalid CoA port {values['coa_port']}: must be 1..65535")
+    policy = values.get("require_message_authenticator")
+    if policy is not None and policy not in MESSAGE_AUTHENTICATOR_POLICIES:
+        raise RadbillError(f"invalid Message-Authenticator policy {policy!r}: use yes, no or auto")
+    return values
+
+
+def _ensure_unique(connection: Connection, values: dict, except_id: int | None = None) -> None:
+    for column in ("name", "ip_address"):
+        if column not in values:
+            continue
+        query = select(nas.c.name).where(nas.c[column] == values[column])
+        if except_id is not None:
+            query = query.where(nas.c.id != except_id)
+        clash = connection.execute(query).scalar()
+        if clash is not None:
+            raise RadbillError(f"NAS {clash!r} already has {column.replace('_', ' ')} {values[column]}")
+
+
+def add_nas(connection: Connection, name: str, ip_address: str, secret: str, *, actor_id: int | None = None, **options) -> Nas:
+    values = _checked({"name": name, "ip_address": ip_address, "secret": secret, **options})
+    _ensure_unique(connection, values)
+    nas_id = connection.execute(insert(nas).values(**values)).inserted_primary_key[0]
+    record_change(connection, "nas", nas_id)
+    audit(connection, "nas.add", actor_id=actor_id, target_type="nas", target_id=nas_id, name=name, ip=values["ip_address"])
+    return get_nas(connection, name)
+
+
+def update_nas(connection: Connection, nas_name: str, *, actor_id: int | None = None, **changes) -> Nas:
+    current = get_nas(connection, nas_name)
+    values = _checked({key: value for key, value in changes.items() if value is not None})
+    if not values:
+        raise RadbillError("nothing to change: give at least one option")
+    _ensure_unique(connection, values, except_id=current.id)
+    if values.get("require_message_authenticator") in ("yes", "no"):
+        values["message_authenticator_seen"] = False
+    connection.execute(update(nas).where(nas.c.id == current.id).values(**values))
+    record_change(connection, "nas", current.id)
+    shown = {key: ("***" if key in ("secret", "api_password") else value) for key, value in values.items()}
+    audit(connection, "nas.update", actor_id=actor_id, target_type="nas", target_id=current.id, **shown)
+    return get_nas(connection, values.get("name", nas_name))
+
+
+def get_nas(connection: Connection, name: str) -> Nas:
+    row = connection.execute(select(nas).where(nas.c.name == name)).mappings().first()
+    if row is None:
+        raise RadbillError(f"no NAS named {name!r}")
+    return _record(row)
+
+
+def list_nas(connection: Connection) -> list[Nas]:
+    return [_record(row) for row in connection.execute(select(nas).order_by(nas.c.name)).mappings()]
+
+
+def _record(row) -> Nas:
+    return Nas(**{f: row[f] for f in Nas.__dataclass_fields__})

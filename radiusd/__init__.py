@@ -1,0 +1,1 @@
+"""The RADIUS server: codec checks, protocol, authorization policy, accounting."""

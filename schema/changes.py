@@ -1,0 +1,18 @@
+"""The change log: a monotonic feed that tells radiusd what to reload.
+
+Every write that can change an authorization decision calls record_change in
+the same transaction. On PostgreSQL a NOTIFY (delivered at commit) wakes the
+listeners at once; SQLite readers poll.
+"""
+
+from sqlalchemy import Connection, insert, text
+
+from schema.tables import change_log
+
+NOTIFY_CHANNEL = "radbill_changes"
+
+
+def record_change(connection: Connection, entity: str, entity_id: int) -> None:
+    connection.execute(insert(change_log).values(entity=entity, entity_id=entity_id))
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

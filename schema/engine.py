@@ -1,0 +1,57 @@
+"""Engines for the two supported databases, set up the same way everywhere.
+
+SQLite is the embedded default: WAL so readers never block the writer,
+foreign keys enforced, and a busy timeout so two processes (CLI and radiusd)
+wait for each other instead of failing. PostgreSQL goes through psycopg 3.
+"""
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalise_url(url: str) -> str:
+    """Point plain ``postgresql://`` URLs at the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """Create an engine; for a SQLite file, create its directory too."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy issue BEGIN itself (see _begin_immediate).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _begin_immediate(connection) -> None:
+    """Take SQLite's write lock at BEGIN, so a read-then-write transaction
+    never fails half-way with "database is locked" when another process wrote
+    in between; the busy timeout then makes writers queue politely."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,9 @@
+"""The one exception type that means "the user asked for something wrong"."""
+
+
+class RadbillError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits 1.
+
+    Raised by domain code for bad input or refused operations, so that every
+    front end (CLI today, an API later) reports the same words.
+    """

@@ -1,0 +1,73 @@
+"""Typed settings shared by the daemons; cli/config.py fills them from TOML.
+
+Each dataclass is one TOML table; each field is one key. The defaults run the
+demo on one machine. Validation that needs more than a type lives in
+``__post_init__`` and raises ValueError with a message the loader prefixes
+with the key's name.
+"""
+
+from dataclasses import dataclass, field
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def _port(value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a port number 0..65535, got {value}")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/radbill.sqlite"
+
+
+@dataclass(frozen=True)
+class RadiusdSettings:
+    bind: str = "127.0.0.1"
+    auth_port: int = 1812
+    acct_port: int = 1813
+    metrics_port: int = 9812
+
+    def __post_init__(self) -> None:
+        for port in ("auth_port", "acct_port", "metrics_port"):
+            try:
+                _port(getattr(self, port))
+            except ValueError as error:
+                raise ValueError(f"{port}: {error}") from None
+
+
+@dataclass(frozen=True)
+class BillingdSettings:
+    bind: str = "127.0.0.1"
+    metrics_port: int = 9813
+    run_at: str = "00:05"
+    timezone: str = "Asia/Dhaka"
+
+    def __post_init__(self) -> None:
+        try:
+            _port(self.metrics_port)
+        except ValueError as error:
+            raise ValueError(f"metrics_port: {error}") from None
+        try:
+            time.fromisoformat(self.run_at)
+        except ValueError:
+            raise ValueError(f"run_at: must be a time of day like 00:05, got {self.run_at!r}") from None
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+
+    @property
+    def run_time(self) -> time:
+        return time.fromisoformat(self.run_at)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    radiusd: RadiusdSettings = field(default_factory=RadiusdSettings)
+    billingd: BillingdSettings = field(default_factory=BillingdSettings)

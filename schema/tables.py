@@ -1,0 +1,535 @@
+"""Every table of radbill in one place (SQLAlchemy Core).
+
+Conventions:
+- money is BIGINT minor units (poisha, cents), never a float;
+- instants are timezone-aware UTC; calendar days are DATE in the operator time zone;
+- byte counters are BIGINT and named upload/download from the subscriber's side;
+- status and kind columns are short strings guarded by CHECK constraints, so
+  both SQLite and PostgreSQL refuse an impossible value.
+
+The Alembic migrations in ``schema/migrations`` must produce exactly this
+metadata; ``tests/test_migrations.py`` proves it on both databases.
+"""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ROLES = ("admin", "manager", "reseller", "sub_reseller", "noc", "card_distributor")
+CUSTOMER_TYPES = ("pppoe", "hotspot", "static", "other")
+CUSTOMER_STATUSES = ("active", "suspended", "disabled")
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name)
+
+
+def _created_at() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("CURRENT_TIMESTAMP"))
+
+
+def _money(name: str, **kwargs) -> Column:
+    kwargs.setdefault("nullable", False)
+    if not kwargs["nullable"]:
+        kwargs.setdefault("server_default", text("0"))
+    return Column(name, BigInteger, **kwargs)
+
+
+# --- operators and their rights -------------------------------------------
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("role", String(20), nullable=False),
+    Column("parent_id", ForeignKey("operators.id"), index=True),
+    Column("billing_mode", String(10), nullable=False, server_default="prepaid"),
+    _money("credit_limit"),
+    Column("refund_policy", String(10), nullable=False, server_default="prorated"),
+    Column("id_format", String(100), nullable=False, server_default="{seq:05d}"),
+    Column("id_sequence", BigInteger, nullable=False, server_default=text("0")),
+    Column("status", String(10), nullable=False, server_default="active"),
+    Column("phone", String(40)),
+    Column("email", String(200)),
+    _created_at(),
+    _one_of("role", ROLES, "role"),
+    _one_of("billing_mode", ("prepaid", "postpaid"), "billing_mode"),
+    _one_of("refund_policy", ("none", "prorated"), "refund_policy"),
+    _one_of("status", ("active", "blocked"), "status"),
+    CheckConstraint("credit_limit >= 0", name="credit_limit"),
+)
+
+permissions = Table(
+    "permissions",
+    metadata,
+    Column("operator_id", ForeignKey("operators.id"), primary_key=True),
+    Column("permission", String(64), primary_key=True),
+    Column("granted_by", ForeignKey("operators.id")),
+    _created_at(),
+)
+
+zones = Table(
+    "zones",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("parent_id", ForeignKey("zones.id")),
+    Column("code", String(20), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    _created_at(),
+    UniqueConstraint("operator_id", "code"),
+)
+
+# --- routers -----------------------------------------------------------------
+
+nas = Table(
+    "nas",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("ip_address", String(45), nullable=False, unique=True),
+    Column("secret", String(128), nullable=False),
+    Column("coa_port", Integer, nullable=False, server_default=text("3799")),
+    Column("api_host", String(255)),
+    Column("api_port", Integer),
+    Column("api_user", String(64)),
+    Column("api_password", String(128)),
+    Column("api_tls", Boolean, nullable=False, server_default=text("false")),
+    Column("require_message_authenticator", String(4), nullable=False, server_default="auto"),
+    # RFC 3579 "auto": once a NAS has sent a Message-Authenticator it must
+    # always send one. Stored so the rule survives a restart.
+    Column("message_authenticator_seen", Boolean, nullable=False, server_default=text("false")),
+    Column("operator_id", ForeignKey("operators.id")),
+    Column("description", String(200), nullable=False, server_default=""),
+    _created_at(),
+    _one_of("require_message_authenticator", ("yes", "no", "auto"), "require_message_authenticator"),
+    CheckConstraint("coa_port BETWEEN 1 AND 65535", name="coa_port"),
+)
+
+# --- packages and prices -------------------------------------------------------
+
+master_packages = Table(
+    "master_packages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("customer_type", String(10), nullable=False),
+    Column("billing_type", String(10), nullable=False),
+    Column("period_days", Integer, nullable=False, server_default=text("30")),
+    # Rates in bits per second; rx is the subscriber's upload (MikroTik's view).
+    Column("rate_rx", BigInteger, nullable=False),
+    Column("rate_tx", BigInteger, nullable=False),
+    Column("burst_rx", BigInteger),
+    Column("burst_tx", BigInteger),
+    Column("burst_threshold_rx", BigInteger),
+    Column("burst_threshold_tx", BigInteger),
+    Column("burst_time_rx", Integer),
+    Column("burst_time_tx", Integer),
+    Column("priority", Integer),
+    Column("min_rx", BigInteger),
+    Column("min_tx", BigInteger),
+    Column("quota_bytes", BigInteger),
+    Column("fup_rx", BigInteger),
+    Column("fup_tx", BigInteger),
+    Column("ip_pool", String(64)),
+    Column("profile", String(64)),
+    Column("address_list", String(64)),
+    Column("simultaneous_use", Integer, nullable=False, server_default=text("1")),
+    _created_at(),
+    UniqueConstraint("operator_id", "name"),
+    _one_of("customer_type", CUSTOMER_TYPES, "customer_type"),
+    _one_of("billing_type", ("daily", "monthly"), "billing_type"),
+    CheckConstraint("period_days > 0", name="period_days"),
+    CheckConstraint("rate_rx > 0 AND rate_tx > 0", name="rate"),
+    CheckConstraint("priority IS NULL OR priority BETWEEN 1 AND 8", name="priority"),
+    CheckConstraint("quota_bytes IS NULL OR quota_bytes > 0", name="quota_bytes"),
+    CheckConstraint("simultaneous_use > 0", name="simultaneous_use"),
+)
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("master_package_id", ForeignKey("master_packages.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    _created_at(),
+    UniqueConstraint("operator_id", "name"),
+)
+
+# Who may sell a package, and at what prices: the operator pays its parent
+# operator_price per period and charges its customers customer_price.
+package_prices = Table(
+    "package_prices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("package_id", ForeignKey("packages.id"), nullable=False),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    _money("customer_price"),
+    _money("operator_price"),
+    Column("visibility", String(10), nullable=False, server_default="public"),
+    Column("assigned_by", ForeignKey("operators.id")),
+    _created_at(),
+    UniqueConstraint("package_id", "operator_id"),
+    _one_of("visibility", ("public", "private"), "visibility"),
+    CheckConstraint("customer_price >= 0 AND operator_price >= 0", name="prices"),
+)
+
+# --- subscribers -----------------------------------------------------------
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False, index=True),
+    # One global, case-insensitive namespace: stored lower-cased.
+    Column("username", String(64), nullable=False, unique=True),
+    # Reversible, because CHAP and MS-CHAP need the cleartext (or NT hash).
+    Column("password", String(128), nullable=False),
+    Column("customer_code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("phone", String(40)),
+    Column("address", String(400)),
+    Column("zone_id", ForeignKey("zones.id")),
+    Column("package_id", ForeignKey("packages.id"), nullable=False),
+    Column("status", String(10), nullable=False, server_default="active"),
+    Column("status_reason", String(200)),
+    Column("expires_at", DateTime(timezone=True)),
+    _money("wallet_balance"),
+    Column("static_ip", String(45), unique=True),
+    Column("mac_binding", String(17)),
+    Column("custom_fields", JSON, nullable=False, server_default=text("'{}'")),
+    # The day of month a postpaid customer's invoice is cut.
+    Column("cycle_day", Integer),
+    _created_at(),
+    Column("deleted_at", DateTime(timezone=True)),
+    _one_of("status", CUSTOMER_STATUSES, "status"),
+    CheckConstraint("cycle_day IS NULL OR cycle_day BETWEEN 1 AND 28", name="cycle_day"),
+)
+
+# Volume used per customer per billing period, for quotas and fair usage.
+customer_usage = Table(
+    "customer_usage",
+    metadata,
+    Column("customer_id", ForeignKey("customers.id"), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("upload_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("download_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("quota_enforced_at", DateTime(timezone=True)),
+)
+
+# Days on which a customer's service was enabled and charged (daily runs and
+# proration count these; a day is charged at most once).
+customer_days = Table(
+    "customer_days",
+    metadata,
+    Column("customer_id", ForeignKey("customers.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    _money("amount"),
+    Column("entry_id", ForeignKey("ledger_entries.id")),
+)
+
+# --- the ledger: append-only, double-entry, one book per operator -------------
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The book: every account belongs to exactly one operator's books.
+    Column("book_operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    # Set on the account that tracks money owed to or by another operator,
+    # or a customer's wallet.
+    Column("counterparty_operator_id", ForeignKey("operators.id")),
+    Column("customer_id", ForeignKey("customers.id")),
+    _created_at(),
+    UniqueConstraint("book_operator_id", "code"),
+    _one_of("kind", ("asset", "liability", "equity", "income", "expense"), "kind"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("memo", String(400), nullable=False, server_default=""),
+    Column("actor_operator_id", ForeignKey("operators.id")),
+    Column("customer_id", ForeignKey("customers.id"), index=True),
+    Column("reverses_entry_id", ForeignKey("ledger_entries.id")),
+    # Makes runs idempotent: "daily:2026-11-24:customer:42" is posted once.
+    Column("idempotency_key", String(128), unique=True),
+    Column("effective_on", Date),
+    _created_at(),
+)
+
+# One row per movement of money within one book: balanced by construction.
+ledger_lines = Table(
+    "ledger_lines",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("entry_id", ForeignKey("ledger_entries.id"), nullable=False, index=True),
+    Column("book_operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("debit_account_id", ForeignKey("ledger_accounts.id"), nullable=False, index=True),
+    Column("credit_account_id", ForeignKey("ledger_accounts.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+)
+
+LEDGER_TABLES = ("ledger_entries", "ledger_lines")
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False, index=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    _money("amount"),
+    _money("paid_amount"),
+    Column("issued_on", Date, nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("status", String(10), nullable=False, server_default="open"),
+    Column("entry_id", ForeignKey("ledger_entries.id")),
+    _created_at(),
+    UniqueConstraint("customer_id", "period_start"),
+    _one_of("status", ("open", "paid", "void"), "status"),
+    CheckConstraint("paid_amount >= 0 AND paid_amount <= amount", name="paid_amount"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Either a customer paying its owner, or an operator paying its parent.
+    Column("customer_id", ForeignKey("customers.id"), index=True),
+    Column("payer_operator_id", ForeignKey("operators.id")),
+    Column("payee_operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("invoice_id", ForeignKey("invoices.id")),
+    _money("amount"),
+    Column("method", String(20), nullable=False, server_default="cash"),
+    Column("reference", String(100)),
+    Column("entry_id", ForeignKey("ledger_entries.id")),
+    Column("created_by", ForeignKey("operators.id")),
+    _created_at(),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("customer_id IS NOT NULL OR payer_operator_id IS NOT NULL", name="payer"),
+)
+
+# --- recharge cards -----------------------------------------------------------
+
+card_batches = Table(
+    "card_batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("distributor_id", ForeignKey("operators.id")),
+    _money("value", nullable=True),
+    Column("package_id", ForeignKey("packages.id")),
+    Column("count", Integer, nullable=False),
+    Column("created_by", ForeignKey("operators.id")),
+    _created_at(),
+    CheckConstraint("(value IS NULL) <> (package_id IS NULL)", name="value_or_package"),
+    CheckConstraint("count > 0", name="count"),
+)
+
+recharge_cards = Table(
+    "recharge_cards",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", ForeignKey("card_batches.id"), nullable=False, index=True),
+    Column("serial", String(32), nullable=False, unique=True),
+    Column("pin", String(32), nullable=False, unique=True),
+    Column("status", String(10), nullable=False, server_default="new"),
+    Column("redeemed_by_customer_id", ForeignKey("customers.id")),
+    Column("redeemed_at", DateTime(timezone=True)),
+    Column("entry_id", ForeignKey("ledger_entries.id")),
+    _one_of("status", ("new", "redeemed", "void"), "status"),
+)
+
+# --- sessions and accounting --------------------------------------------------
+
+# radbill's own view of a session: open ones count towards simultaneous use.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("acct_unique_id", String(32), nullable=False, unique=True),
+    Column("acct_session_id", String(64), nullable=False),
+    Column("nas_id", ForeignKey("nas.id")),
+    Column("nas_ip_address", String(45), nullable=False),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("username", String(64), nullable=False),
+    Column("framed_ip_address", String(45)),
+    Column("calling_station_id", String(50)),
+    Column("nas_port_id", String(50)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("stopped_at", DateTime(timezone=True)),
+    Column("upload_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("download_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("terminate_cause", String(32)),
+    Index("ix_sessions_open_customer", "customer_id", "stopped_at"),
+    Index("ix_sessions_open_nas", "nas_ip_address", "stopped_at"),
+)
+
+# FreeRADIUS's accounting table, column for column, so its tooling reads ours.
+radacct = Table(
+    "radacct",
+    metadata,
+    Column("radacctid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("acctsessionid", Text, nullable=False),
+    Column("acctuniqueid", Text, nullable=False, unique=True),
+    Column("username", Text),
+    Column("realm", Text),
+    Column("nasipaddress", String(45), nullable=False),
+    Column("nasportid", Text),
+    Column("nasporttype", Text),
+    Column("acctstarttime", DateTime(timezone=True)),
+    Column("acctupdatetime", DateTime(timezone=True)),
+    Column("acctstoptime", DateTime(timezone=True)),
+    Column("acctinterval", BigInteger),
+    Column("acctsessiontime", BigInteger),
+    Column("acctauthentic", Text),
+    Column("connectinfo_start", Text),
+    Column("connectinfo_stop", Text),
+    Column("acctinputoctets", BigInteger),
+    Column("acctoutputoctets", BigInteger),
+    Column("calledstationid", Text),
+    Column("callingstationid", Text),
+    Column("acctterminatecause", Text),
+    Column("servicetype", Text),
+    Column("framedprotocol", Text),
+    Column("framedipaddress", String(45)),
+    Column("framedipv6address", String(45)),
+    Column("framedipv6prefix", String(45)),
+    Column("framedinterfaceid", Text),
+    Column("delegatedipv6prefix", String(45)),
+    Column("class", Text),
+    Index("ix_radacct_username", "username"),
+    Index("ix_radacct_open", "nasipaddress", "acctstoptime"),
+    Index("ix_radacct_acctstarttime", "acctstarttime"),
+)
+
+# FreeRADIUS's post-auth log, plus the reason label radbill adds.
+radpostauth = Table(
+    "radpostauth",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("pass", Text),
+    Column("reply", Text),
+    Column("reason", String(32)),
+    Column("nasipaddress", String(45)),
+    Column("callingstationid", Text),
+    Column("class", Text),
+    Column("authdate", DateTime(timezone=True), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
+    Index("ix_radpostauth_username_authdate", "username", "authdate"),
+)
+
+# --- plumbing between the parts ---------------------------------------------------
+
+# Jobs for nas/: disconnect, CoA, RouterOS API calls. Written in the same
+# transaction as the change that needs them (transactional outbox).
+enforcement_jobs = Table(
+    "enforcement_jobs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("customer_id", ForeignKey("customers.id"), index=True),
+    Column("nas_id", ForeignKey("nas.id")),
+    Column("action", String(20), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("payload", JSON, nullable=False, server_default=text("'{}'")),
+    Column("status", String(10), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("not_before", DateTime(timezone=True)),
+    Column("last_error", Text),
+    # "quota:42:2026-11-01" keeps an enforcement from being queued twice.
+    Column("dedupe_key", String(128), unique=True),
+    _created_at(),
+    Column("done_at", DateTime(timezone=True)),
+    Index("ix_enforcement_jobs_pending", "status", "not_before"),
+    _one_of("action", ("disconnect", "coa", "api_disable", "api_enable"), "action"),
+    _one_of("status", ("pending", "done", "failed"), "status"),
+)
+
+# A monotonic feed of "this row changed": radiusd's cache follows it.
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("entity", String(20), nullable=False),
+    Column("entity_id", BigInteger, nullable=False),
+    _created_at(),
+    _one_of("entity", ("customer", "nas", "operator", "package", "master_package", "package_price"), "entity"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("actor_operator_id", ForeignKey("operators.id")),
+    Column("acting_as_operator_id", ForeignKey("operators.id")),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32)),
+    Column("target_id", BigInteger),
+    Column("details", JSON, nullable=False, server_default=text("'{}'")),
+    _created_at(),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sender_operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("audience", String(20), nullable=False, server_default="all"),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False, server_default=""),
+    _created_at(),
+    _one_of("audience", ("all",) + ROLES, "audience"),
+)
+
+# The day each scheduled run last completed, so missed days are caught up.
+billing_runs = Table(
+    "billing_runs",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("customers_charged", Integer, nullable=False, server_default=text("0")),
+    Column("customers_suspended", Integer, nullable=False, server_default=text("0")),
+    _money("amount_charged"),
+)
