@@ -1,0 +1,1 @@
+"""Fakes of the routers radbill talks to, speaking the real wire protocols."""

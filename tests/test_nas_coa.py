@@ -1,0 +1,116 @@
+"""The RFC 5176 client against a fake NAS on 127.0.0.1: real UDP, real pyrad packets."""
+
+import pytest
+import pytest_twisted
+from pyrad.packet import CoAACK, CoANAK, DisconnectACK, DisconnectRequest
+from twisted.internet import reactor, task
+
+from nas.coa import CoaTimeout, DynamicAuthorizationClient, SessionIdentity, coa_request, disconnect_request
+from tests.fakes.nas import ACK, SILENT, FakeNas, nak
+from tests.fakes.reactor import wait_until
+
+SECRET = b"coa-s3cret"
+SESSION = SessionIdentity(user_name="Alice", acct_session_id="81a0002f", nas_ip_address="10.0.0.1", framed_ip_address="100.64.0.7")
+
+
+@pytest.fixture
+def fake_nas():
+    nas = FakeNas(SECRET)
+    nas.port_number = nas.listen(reactor)
+    yield nas
+    nas.port.stopListening()
+
+
+@pytest.fixture
+def clock():
+    return task.Clock()
+
+
+@pytest.fixture
+def client(clock):
+    client = DynamicAuthorizationClient(reactor, clock, timeout=3, retries=2, interface="127.0.0.1")
+    yield client
+    client.stop()
+
+
+def test_requests_name_the_session_as_accounting_did_and_sign_it():
+    packet = disconnect_request(SESSION, SECRET)
+    raw = packet.RequestPacket()
+    assert raw[0] == DisconnectRequest
+    # Message-Authenticator first (attribute 80), so routers find it at once.
+    assert raw[20] == 80
+    assert packet["User-Name"] == ["Alice"] and packet["Acct-Session-Id"] == ["81a0002f"]
+    assert packet["NAS-IP-Address"] == ["10.0.0.1"] and packet["Framed-IP-Address"] == ["100.64.0.7"]
+    coa = coa_request(SessionIdentity("bob", "x1", "2001:db8::1"), SECRET, "10M/20M")
+    coa.RequestPacket()
+    assert coa["NAS-IPv6-Address"] == ["2001:db8::1"] and "Framed-IP-Address" not in coa
+    assert coa["Mikrotik-Rate-Limit"] == ["10M/20M"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_disconnect_is_acked_and_the_nas_verified_both_authenticators(fake_nas, client):
+    reply = await client.send("127.0.0.1", fake_nas.port_number, disconnect_request(SESSION, SECRET))
+    assert reply.acked and reply.code == DisconnectACK and reply.error_cause is None
+    (seen,) = fake_nas.received
+    assert seen.authenticator_ok and seen.message_authenticator_ok
+    assert seen.attributes == {
+        "NAS-IP-Address": ["10.0.0.1"],
+        "User-Name": ["Alice"],
+        "Acct-Session-Id": ["81a0002f"],
+        "Framed-IP-Address": ["100.64.0.7"],
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_coa_nak_carries_the_error_cause(fake_nas, client):
+    fake_nas.script = [nak(503), ACK]
+    refused = await client.send("127.0.0.1", fake_nas.port_number, coa_request(SESSION, SECRET, "5M/5M"))
+    assert not refused.acked and refused.code == CoANAK and refused.error_cause == 503
+    assert refused.describe() == "CoA-NAK Session-Context-Not-Found (503)"
+    accepted = await client.send("127.0.0.1", fake_nas.port_number, coa_request(SESSION, SECRET, "5M/5M"))
+    assert accepted.code == CoAACK
+    assert fake_nas.received[0].attributes["Mikrotik-Rate-Limit"] == ["5M/5M"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_silence_is_retransmitted_unchanged_then_times_out(fake_nas, client, clock):
+    fake_nas.default = SILENT
+    result = client.send("127.0.0.1", fake_nas.port_number, disconnect_request(SESSION, SECRET))
+    failures = []
+    result.addErrback(failures.append)
+    for transmissions in (1, 2, 3):
+        await wait_until(lambda: len(fake_nas.received) == transmissions, what=f"transmission {transmissions}")
+        assert not failures
+        clock.advance(3)
+    assert failures and failures[0].check(CoaTimeout)
+    assert "no answer after 3 transmissions 3s apart" in str(failures[0].value)
+    assert len({seen.raw for seen in fake_nas.received}) == 1, "a retransmission must be the same packet"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reply_signed_with_another_secret_is_dropped(fake_nas, client, clock):
+    fake_nas.reply_secret = b"not-the-secret"
+    result = client.send("127.0.0.1", fake_nas.port_number, disconnect_request(SESSION, SECRET))
+    failures = []
+    result.addErrback(failures.append)
+    await wait_until(lambda: len(fake_nas.received) == 1)
+    await task.deferLater(reactor, 0.05, lambda: None)  # the forged reply arrives and is dropped
+    clock.advance(3)
+    await wait_until(lambda: len(fake_nas.received) == 2)
+    clock.advance(3)
+    await wait_until(lambda: len(fake_nas.received) == 3)
+    clock.advance(3)
+    assert failures and failures[0].check(CoaTimeout)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_nas_drops_a_request_signed_with_the_wrong_secret(fake_nas, client, clock):
+    result = client.send("127.0.0.1", fake_nas.port_number, disconnect_request(SESSION, b"wrong"))
+    result.addErrback(lambda failure: failure.trap(CoaTimeout))
+    await wait_until(lambda: len(fake_nas.received) == 1)
+    assert fake_nas.received[0].answered == "dropped"
+    assert not fake_nas.received[0].authenticator_ok and not fake_nas.received[0].message_authenticator_ok
+    clock.advance(10)
+    clock.advance(10)
+    clock.advance(10)
+    await result
