@@ -94,12 +94,13 @@ def get_nas(connection: Connection, name: str) -> Nas:
     row = connection.execute(select(nas).where(nas.c.name == name)).mappings().first()
     if row is None:
         raise RadbillError(f"no NAS named {name!r}")
-    return _record(row)
+    return nas_from_row(row)
 
 
 def list_nas(connection: Connection) -> list[Nas]:
-    return [_record(row) for row in connection.execute(select(nas).order_by(nas.c.name)).mappings()]
+    return [nas_from_row(row) for row in connection.execute(select(nas).order_by(nas.c.name)).mappings()]
 
 
-def _record(row) -> Nas:
+def nas_from_row(row) -> Nas:
+    """A Nas from a row that has the nas table's columns (it may have more)."""
     return Nas(**{f: row[f] for f in Nas.__dataclass_fields__})

@@ -1,0 +1,201 @@
+"""The enforcement outbox (``enforcement_jobs``): queue, claim, finish, list, retry.
+
+Billing and accounting queue a job in the same transaction as the change
+that needs it (a transactional outbox), so a router is told exactly when
+the change is committed, even if billingd dies in between. The worker
+(nas/worker.py) claims due jobs; these functions are its storage, each one
+a unit of work on a Connection the caller's transaction owns.
+
+Several workers may run at once: a claim takes due rows with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite takes the database write
+lock at BEGIN, see schema/engine.py) and pushes their ``not_before`` out by
+a lease, so no other worker sees them while this one talks to the routers;
+a worker that dies mid-job leaves it to be claimed again when the lease
+runs out.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nas.coa import SessionIdentity
+from nas.registry import Nas, nas_from_row
+from schema.audit import audit
+from schema.errors import RadbillError
+from schema.tables import customers, enforcement_jobs, nas, sessions
+
+ACTIONS = ("disconnect", "coa", "api_disable", "api_enable")
+STATUSES = ("pending", "done", "failed")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    customer_id: int | None
+    nas_id: int | None
+    action: str
+    reason: str
+    payload: dict
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """One open session of the customer, and the router that carries it (None: not registered)."""
+
+    session: SessionIdentity
+    router: Nas | None
+
+
+@dataclass(frozen=True)
+class Work:
+    """Everything a job needs from the database, read in one transaction."""
+
+    job: Job
+    username: str | None
+    static_ip: str | None
+    targets: list[Target]
+    job_router: Nas | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as ``radbill enforcement list`` shows it."""
+
+    id: int
+    customer: str | None
+    nas: str | None
+    action: str
+    reason: str
+    status: str
+    attempts: int
+    not_before: datetime | None
+    last_error: str | None
+    created_at: datetime
+    done_at: datetime | None
+    payload: dict
+
+
+def enqueue(
+    connection: Connection,
+    *,
+    customer_id: int,
+    action: str,
+    reason: str,
+    payload: dict | None = None,
+    nas_id: int | None = None,
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+) -> int | None:
+    """Queue a job in the caller's transaction; return its id, or None if
+    ``dedupe_key`` was queued before (the job is then not queued twice)."""
+    if action not in ACTIONS:
+        raise RadbillError(f"unknown enforcement action {action!r}: use one of {', '.join(ACTIONS)}")
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(enforcement_jobs)
+        .values(customer_id=customer_id, nas_id=nas_id, action=action, reason=reason, payload=payload or {},
+                dedupe_key=dedupe_key, not_before=not_before)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(enforcement_jobs.c.id)
+    )
+    return connection.execute(statement).scalar()
+
+
+def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Job]:
+    """Take up to ``limit`` due pending jobs, count the attempt, and hide them for ``lease``."""
+    due = (
+        select(enforcement_jobs)
+        .where(enforcement_jobs.c.status == "pending")
+        .where(or_(enforcement_jobs.c.not_before.is_(None), enforcement_jobs.c.not_before <= now))
+        .order_by(enforcement_jobs.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(due).mappings().all()
+    if not rows:
+        return []
+    connection.execute(
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id.in_([row["id"] for row in rows]))
+        .values(attempts=enforcement_jobs.c.attempts + 1, not_before=now + lease)
+    )
+    return [
+        Job(row["id"], row["customer_id"], row["nas_id"], row["action"], row["reason"], row["payload"] or {}, row["attempts"] + 1)
+        for row in rows
+    ]
+
+
+def load_work(connection: Connection, job: Job) -> Work:
+    """The customer's open sessions (on the job's NAS, if it names one) and their routers."""
+    customer = connection.execute(
+        select(customers.c.username, customers.c.static_ip).where(customers.c.id == job.customer_id)
+    ).first()
+    # A session names its NAS by id, or (before the NAS was registered) only by address.
+    session_nas = or_(nas.c.id == sessions.c.nas_id, and_(sessions.c.nas_id.is_(None), nas.c.ip_address == sessions.c.nas_ip_address))
+    query = (
+        select(sessions.c.username, sessions.c.acct_session_id, sessions.c.nas_ip_address, sessions.c.framed_ip_address,
+               nas.c.id.label("router_id"), *[column for column in nas.c])
+        .select_from(sessions.outerjoin(nas, session_nas))
+        .where(sessions.c.customer_id == job.customer_id, sessions.c.stopped_at.is_(None))
+        .order_by(sessions.c.id)
+    )
+    if job.nas_id is not None:
+        query = query.where(nas.c.id == job.nas_id)
+    targets = []
+    for row in connection.execute(query).mappings():
+        session = SessionIdentity(row["username"], row["acct_session_id"], row["nas_ip_address"], row["framed_ip_address"])
+        targets.append(Target(session, nas_from_row(row) if row["router_id"] is not None else None))
+    job_router = None
+    if job.nas_id is not None:
+        job_router = nas_from_row(connection.execute(select(nas).where(nas.c.id == job.nas_id)).mappings().one())
+    return Work(job, customer.username if customer else None, customer.static_ip if customer else None, targets, job_router)
+
+
+def mark_done(connection: Connection, job_id: int, now: datetime) -> None:
+    connection.execute(
+        update(enforcement_jobs).where(enforcement_jobs.c.id == job_id).values(status="done", done_at=now, not_before=None)
+    )
+
+
+def mark_retry(connection: Connection, job_id: int, error: str, not_before: datetime) -> None:
+    connection.execute(update(enforcement_jobs).where(enforcement_jobs.c.id == job_id).values(last_error=error, not_before=not_before))
+
+
+def mark_failed(connection: Connection, job_id: int, error: str, now: datetime) -> None:
+    connection.execute(
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id == job_id)
+        .values(status="failed", last_error=error, done_at=now, not_before=None)
+    )
+
+
+def list_jobs(connection: Connection, status: str | None = None, limit: int = 100) -> list[JobRow]:
+    """The newest jobs first, optionally only those with one status."""
+    query = (
+        select(enforcement_jobs, customers.c.username.label("customer"), nas.c.name.label("nas"))
+        .select_from(enforcement_jobs.outerjoin(customers, customers.c.id == enforcement_jobs.c.customer_id)
+                     .outerjoin(nas, nas.c.id == enforcement_jobs.c.nas_id))
+        .order_by(enforcement_jobs.c.id.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        if status not in STATUSES:
+            raise RadbillError(f"unknown job status {status!r}: use one of {', '.join(STATUSES)}")
+        query = query.where(enforcement_jobs.c.status == status)
+    return [JobRow(**{name: row[name] for name in JobRow.__dataclass_fields__}) for row in connection.execute(query).mappings()]
+
+
+def retry_job(connection: Connection, job_id: int, *, actor_id: int | None = None) -> None:
+    """Make a failed (or waiting) job due now, with a fresh count of attempts."""
+    status = connection.execute(select(enforcement_jobs.c.status).where(enforcement_jobs.c.id == job_id)).scalar()
+    if status is None:
+        raise RadbillError(f"no enforcement job {job_id}")
+    if status == "done":
+        raise RadbillError(f"enforcement job {job_id} is done; there is nothing to retry")
+    connection.execute(
+        update(enforcement_jobs).where(enforcement_jobs.c.id == job_id).values(status="pending", attempts=0, not_before=None, done_at=None)
+    )
+    audit(connection, "enforcement.retry", actor_id=actor_id, target_type="enforcement_job", target_id=job_id, previous_status=status)

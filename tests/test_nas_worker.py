@@ -1,0 +1,304 @@
+"""The enforcement worker on SQLite and PostgreSQL, against a fake NAS (UDP)
+and a fake RouterOS router (API over TCP, driven by the real librouteros)."""
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_twisted
+from prometheus_client import REGISTRY
+from sqlalchemy import insert, select, update
+from twisted.internet import reactor, task
+
+from nas.coa import DynamicAuthorizationClient
+from nas.outbox import claim_jobs, enqueue
+from nas.registry import add_nas
+from nas.worker import EnforcementWorker, retry_delay
+from schema.engine import is_sqlite
+from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
+from tests.fakes.nas import ACK, SILENT, FakeNas, nak
+from tests.fakes.reactor import wait_until
+from tests.fakes.routeros import FakeRouter
+
+SECRET = "coa-s3cret"
+COA_TIMEOUT = 3
+
+
+@pytest.fixture
+def clock():
+    clock = task.Clock()
+    clock.advance(time.time())
+    return clock
+
+
+@pytest.fixture
+def fake_nas():
+    nas = FakeNas(SECRET.encode())
+    nas.port_number = nas.listen(reactor)
+    yield nas
+    nas.port.stopListening()
+
+
+@pytest.fixture
+def router():
+    router = FakeRouter(user="radbill", password="api-pw")
+    router.port = router.start()
+    yield router
+    router.stop()
+
+
+@pytest.fixture
+def coa(clock):
+    client = DynamicAuthorizationClient(reactor, clock, timeout=COA_TIMEOUT, retries=1, interface="127.0.0.1")
+    yield client
+    client.stop()
+
+
+@pytest.fixture
+def worker(engine, clock, coa):
+    return EnforcementWorker(engine, reactor=reactor, clock=clock, coa=coa, max_attempts=3)
+
+
+def add_customer(connection, username: str, **values) -> int:
+    admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar()
+    if admin is None:
+        admin = connection.execute(insert(operators).values(login="admin", role="admin")).inserted_primary_key[0]
+        master = connection.execute(insert(master_packages).values(
+            operator_id=admin, name="10M", customer_type="pppoe", billing_type="daily", rate_rx=10**7, rate_tx=10**7,
+        )).inserted_primary_key[0]
+        connection.execute(insert(packages).values(operator_id=admin, master_package_id=master, name="10M"))
+    package = connection.execute(select(packages.c.id)).scalar()
+    return connection.execute(insert(customers).values(
+        operator_id=admin, username=username, password="pw", customer_code=username, package_id=package, **values,
+    )).inserted_primary_key[0]
+
+
+def add_router(connection, fake_nas, router=None, name="core1"):
+    api = dict(api_host="127.0.0.1", api_port=router.port, api_user="radbill", api_password="api-pw") if router else {}
+    return add_nas(connection, name, "127.0.0.1", SECRET, coa_port=fake_nas.port_number, **api)
+
+
+def open_session(connection, customer_id, nas_id, username, session_id, framed_ip="100.64.0.7", stopped=False):
+    connection.execute(insert(sessions).values(
+        acct_unique_id=f"u-{session_id}", acct_session_id=session_id, nas_id=nas_id, nas_ip_address="127.0.0.1",
+        customer_id=customer_id, username=username, framed_ip_address=framed_ip,
+        stopped_at=datetime.now(UTC) if stopped else None,
+    ))
+
+
+def job_row(engine, job_id):
+    with engine.connect() as connection:
+        return connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.id == job_id)).mappings().one()
+
+
+def utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def counted(action: str, result: str) -> float:
+    return REGISTRY.get_sample_value("radbill_enforcement_jobs_total", {"action": action, "result": result}) or 0.0
+
+
+async def let_requests_time_out(fake_nas, clock, transmissions: int) -> None:
+    """Advance the fake clock past each retransmission the NAS ignores."""
+    for seen in range(len(fake_nas.received) + 1, len(fake_nas.received) + transmissions + 1):
+        await wait_until(lambda: len(fake_nas.received) >= seen, what=f"request {seen} at the fake NAS")
+        clock.advance(COA_TIMEOUT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engine, fake_nas, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "Alice", "81a0002f")
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+    before = counted("disconnect", "done")
+    assert await worker.run_once() == 1
+    row = job_row(engine, job)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("done", 1, None)
+    assert row["done_at"] is not None
+    (seen,) = fake_nas.received
+    assert seen.authenticator_ok and seen.message_authenticator_ok
+    assert seen.attributes == {
+        "NAS-IP-Address": ["127.0.0.1"], "User-Name": ["Alice"], "Acct-Session-Id": ["81a0002f"], "Framed-IP-Address": ["100.64.0.7"],
+    }
+    assert counted("disconnect", "done") == before + 1
+
+
+@pytest.mark.parametrize("refusal", ["nak", "timeout"])
+@pytest_twisted.ensureDeferred
+async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, router, clock, worker, refusal):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas, router)
+        open_session(connection, alice, core.id, "Alice", "81a0002f")
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+    router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")
+    router.add("/ppp/active", name="bob", service="pppoe", address="100.64.0.8")
+    fake_nas.default = nak(503) if refusal == "nak" else SILENT
+    attempt = worker.run_once()
+    if refusal == "timeout":
+        await let_requests_time_out(fake_nas, clock, 2)
+    assert await attempt == 1
+    assert job_row(engine, job)["status"] == "done"
+    assert [row["name"] for row in router.menus["/ppp/active"]] == ["bob"]
+    assert ["/login", "=name=radbill", "=password=api-pw"] in router.commands
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_without_api_is_retried_with_backoff_then_succeeds(engine, fake_nas, clock, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "alice", "s1")
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="suspended")
+    fake_nas.default = SILENT
+    before = counted("disconnect", "retry")
+    for attempt in (1, 2):
+        result = worker.run_once()
+        await let_requests_time_out(fake_nas, clock, 2)
+        assert await result == 1
+        row = job_row(engine, job)
+        assert (row["status"], row["attempts"]) == ("pending", attempt)
+        assert "no answer after 2 transmissions 3s apart" in row["last_error"]
+        delay = retry_delay(attempt)
+        assert utc(row["not_before"]) == datetime.fromtimestamp(clock.seconds() + delay, UTC)
+        clock.advance(delay - 1)
+        assert await worker.run_once() == 0, "not due before its backoff has passed"
+        clock.advance(1)
+    assert retry_delay(1) == 10 and retry_delay(2) == 20
+    assert counted("disconnect", "retry") == before + 2
+    fake_nas.default = ACK
+    assert await worker.run_once() == 1
+    assert (job_row(engine, job)["status"], job_row(engine, job)["attempts"]) == ("done", 3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_fails_after_its_last_attempt_with_the_last_error(engine, fake_nas, clock, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "alice", "s1")
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="suspended")
+        connection.execute(update(enforcement_jobs).where(enforcement_jobs.c.id == job).values(attempts=2))
+    fake_nas.default = nak(501)
+    assert await worker.run_once() == 1
+    row = job_row(engine, job)
+    assert (row["status"], row["attempts"]) == ("failed", 3)
+    assert row["last_error"] == "alice session s1 on 127.0.0.1: Disconnect-NAK Administratively-Prohibited (501)"
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_open_session_is_done_at_once(engine, fake_nas, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "alice", "old", stopped=True)
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+    assert await worker.run_once() == 1
+    assert job_row(engine, job)["status"] == "done"
+    assert fake_nas.received == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dedupe_key_queues_a_job_once(engine, fake_nas, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "alice", "s1")
+        first = enqueue(connection, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
+    with engine.begin() as connection:
+        again = enqueue(connection, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
+    assert first is not None and again is None
+    assert await worker.run_once() == 1
+    assert await worker.run_once() == 0
+    assert len(fake_nas.received) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_coa_changes_the_rate_of_every_open_session(engine, fake_nas, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "alice", "s1", framed_ip="100.64.0.7")
+        open_session(connection, alice, core.id, "alice", "s2", framed_ip="100.64.0.9")
+        job = enqueue(connection, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
+        broken = enqueue(connection, customer_id=alice, action="coa", reason="fup")
+    assert await worker.run_once() == 2
+    assert job_row(engine, job)["status"] == "done"
+    assert sorted(seen.attributes["Acct-Session-Id"][0] for seen in fake_nas.received) == ["s1", "s2"]
+    assert {seen.attributes["Mikrotik-Rate-Limit"][0] for seen in fake_nas.received} == {"2M/2M"}
+    failed = job_row(engine, broken)
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+    assert "rate_limit" in failed["last_error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_disable_and_enable_a_static_ip_customer(engine, fake_nas, router, worker):
+    with engine.begin() as connection:
+        shop = add_customer(connection, "shop", static_ip="203.0.113.9")
+        core = add_router(connection, fake_nas, router)
+        disable = enqueue(connection, customer_id=shop, action="api_disable", reason="overdue", nas_id=core.id)
+    assert await worker.run_once() == 1
+    assert job_row(engine, disable)["status"] == "done"
+    (entry,) = router.menus["/ip/firewall/address-list"]
+    assert (entry["list"], entry["address"]) == ("radbill-disabled", "203.0.113.9")
+    with engine.begin() as connection:
+        enable = enqueue(connection, customer_id=shop, action="api_enable", reason="paid", nas_id=core.id)
+    assert await worker.run_once() == 1
+    assert job_row(engine, enable)["status"] == "done"
+    assert router.menus["/ip/firewall/address-list"] == []
+
+
+def test_a_claimed_job_is_hidden_from_other_workers_for_the_lease(engine):
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        first = enqueue(connection, customer_id=alice, action="disconnect", reason="a")
+        second = enqueue(connection, customer_id=alice, action="disconnect", reason="b")
+        later = enqueue(connection, customer_id=alice, action="disconnect", reason="c", not_before=now + timedelta(hours=1))
+    with engine.begin() as connection:
+        assert [job.id for job in claim_jobs(connection, now, 1, timedelta(minutes=2))] == [first]
+    with engine.begin() as connection:
+        assert [job.id for job in claim_jobs(connection, now, 10, timedelta(minutes=2))] == [second]
+    with engine.begin() as connection:
+        assert claim_jobs(connection, now + timedelta(minutes=1), 10, timedelta(minutes=2)) == []
+    with engine.begin() as connection:
+        claimed = claim_jobs(connection, now + timedelta(minutes=3), 10, timedelta(minutes=2))
+    assert [(job.id, job.attempts) for job in claimed] == [(first, 2), (second, 2)]
+    assert later not in [job.id for job in claimed]
+
+
+def test_concurrent_claims_skip_each_others_locked_rows(engine):
+    if is_sqlite(engine):
+        pytest.skip("SQLite serialises writers at BEGIN IMMEDIATE; SKIP LOCKED is PostgreSQL's")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        ids = [enqueue(connection, customer_id=alice, action="disconnect", reason=str(n)) for n in range(2)]
+    with engine.begin() as one, engine.begin() as two:
+        two.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # waiting on a lock fails rather than hangs
+        mine = claim_jobs(one, now, 1, timedelta(minutes=2))
+        theirs = claim_jobs(two, now, 10, timedelta(minutes=2))
+    assert [job.id for job in mine] == ids[:1] and [job.id for job in theirs] == ids[1:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_started_worker_polls_until_stopped(engine, fake_nas, clock, worker):
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        core = add_router(connection, fake_nas)
+        open_session(connection, alice, core.id, "alice", "s1")
+    worker.start()
+    clock.advance(0)
+    with engine.begin() as connection:
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+
+    def polled_until_done():
+        clock.advance(worker.poll_interval)
+        return job_row(engine, job)["status"] == "done"
+
+    await wait_until(polled_until_done, what="the polling worker to finish the job")
+    await worker.stop()
+    assert len(fake_nas.received) == 1
