@@ -60,9 +60,9 @@ def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_
 
 
 def _register() -> None:
-    from cli import daemons, db, demo, nas
+    from cli import daemons, db, demo, enforcement, nas
 
-    for module in (db, demo, nas, daemons):
+    for module in (db, demo, nas, enforcement, daemons):
         for command in module.COMMANDS:
             radbill.add_command(command)
 

@@ -1,0 +1,38 @@
+"""``radbill enforcement``: the queued router actions (CoA, Disconnect, RouterOS API)."""
+
+import click
+
+from cli.main import Context
+from cli.output import emit_table
+from nas.outbox import STATUSES, list_jobs, retry_job
+
+
+@click.group("enforcement")
+def enforcement_group() -> None:
+    """Router actions queued by billing and accounting, carried out by billingd."""
+
+
+@enforcement_group.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only jobs with this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as radbill --json).")
+@click.pass_obj
+def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first, with the last error of each."""
+    obj.as_json = obj.as_json or as_json
+    with obj.engine.connect() as connection:
+        jobs = list_jobs(connection, status, limit)
+    emit_table(jobs, ["id", "customer", "nas", "action", "reason", "status", "attempts", "not_before", "last_error"])
+
+
+@enforcement_group.command("retry")
+@click.argument("job_id", metavar="ID", type=int)
+@click.pass_obj
+def retry(obj: Context, job_id: int) -> None:
+    """Run a failed (or waiting) job again now, with a fresh count of attempts."""
+    with obj.engine.begin() as connection:
+        retry_job(connection, job_id)
+    click.echo(f"enforcement job {job_id} is due now")
+
+
+COMMANDS = [enforcement_group]
