@@ -1,7 +1,10 @@
 """The RouterOS adapter, driven through the real librouteros client against a fake router."""
 
+import ssl
+import subprocess
+
 import pytest
-from librouteros.exceptions import TrapError
+from librouteros.exceptions import LibRouterosError, TrapError
 
 from nas.registry import Nas
 from nas.routeros import ApiEndpoint, RouterApi, queue_properties
@@ -76,3 +79,21 @@ def test_endpoint_of_a_nas_defaults_to_its_ip_and_the_api_ports():
     assert ApiEndpoint.of(Nas(**fields)) == ApiEndpoint("10.0.0.1", 8728, "radbill", "pw", False)
     assert ApiEndpoint.of(Nas(**{**fields, "api_tls": True})).port == 8729
     assert ApiEndpoint.of(Nas(**{**fields, "api_user": None})) is None
+
+
+def test_api_over_tls_with_a_self_signed_certificate(tmp_path):
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=router", "-days", "1",
+                    "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(certificate, key)
+    router = FakeRouter(tls=server_context)
+    port = router.start()
+    try:
+        router.add("/ppp/active", name="alice")
+        with RouterApi(ApiEndpoint("127.0.0.1", port, "radbill", "api-s3cret", tls=True)) as api:
+            assert api.remove_active("alice") == 1
+        with pytest.raises((LibRouterosError, OSError)):  # a plain client cannot talk to api-ssl
+            RouterApi(ApiEndpoint("127.0.0.1", port, "radbill", "api-s3cret", tls=False), timeout=1).__enter__()
+    finally:
+        router.stop()

@@ -19,6 +19,7 @@ Menus are plain tables of rows keyed by ``.id`` (``*1``, ``*2``...):
 """
 
 import socketserver
+import ssl
 import threading
 
 MENUS = ("/ppp/active", "/ip/hotspot/active", "/queue/simple", "/ip/firewall/address-list")
@@ -97,6 +98,13 @@ class _Connection(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    router: "FakeRouter"
+
+    def get_request(self):
+        connection, address = super().get_request()
+        if self.router.tls is not None:
+            connection = self.router.tls.wrap_socket(connection, server_side=True)
+        return connection, address
 
 
 def _attributes(words: list[str]) -> dict[str, str]:
@@ -135,9 +143,10 @@ def _matches(row: dict, queries: list[str]) -> bool:
 class FakeRouter:
     """A RouterOS box with menus of rows; ``commands`` records every sentence received."""
 
-    def __init__(self, user: str = "radbill", password: str = "api-s3cret"):
+    def __init__(self, user: str = "radbill", password: str = "api-s3cret", tls: ssl.SSLContext | None = None):
         self.user = user
         self.password = password
+        self.tls = tls  # api-ssl: a server context with the router's certificate
         self.menus: dict[str, list[dict]] = {menu: [] for menu in MENUS}
         self.commands: list[list[str]] = []
         self._next_id = 1
