@@ -6,19 +6,10 @@ from pyrad.packet import CoAACK, CoANAK, DisconnectACK, DisconnectRequest
 from twisted.internet import reactor, task
 
 from nas.coa import CoaTimeout, DynamicAuthorizationClient, SessionIdentity, coa_request, disconnect_request
-from tests.fakes.nas import ACK, SILENT, FakeNas, nak
+from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
 
-SECRET = b"coa-s3cret"
 SESSION = SessionIdentity(user_name="Alice", acct_session_id="81a0002f", nas_ip_address="10.0.0.1", framed_ip_address="100.64.0.7")
-
-
-@pytest.fixture
-def fake_nas():
-    nas = FakeNas(SECRET)
-    nas.port_number = nas.listen(reactor)
-    yield nas
-    nas.port.stopListening()
 
 
 @pytest.fixture

@@ -16,11 +16,9 @@ from nas.registry import add_nas
 from nas.worker import EnforcementWorker, retry_delay
 from schema.engine import is_sqlite
 from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
-from tests.fakes.nas import ACK, SILENT, FakeNas, nak
+from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
-from tests.fakes.routeros import FakeRouter
 
-SECRET = "coa-s3cret"
 COA_TIMEOUT = 3
 
 
@@ -29,22 +27,6 @@ def clock():
     clock = task.Clock()
     clock.advance(time.time())
     return clock
-
-
-@pytest.fixture
-def fake_nas():
-    nas = FakeNas(SECRET.encode())
-    nas.port_number = nas.listen(reactor)
-    yield nas
-    nas.port.stopListening()
-
-
-@pytest.fixture
-def router():
-    router = FakeRouter(user="radbill", password="api-pw")
-    router.port = router.start()
-    yield router
-    router.stop()
 
 
 @pytest.fixture
@@ -73,17 +55,25 @@ def add_customer(connection, username: str, **values) -> int:
     )).inserted_primary_key[0]
 
 
-def add_router(connection, fake_nas, router=None, name="core1"):
-    api = dict(api_host="127.0.0.1", api_port=router.port, api_user="radbill", api_password="api-pw") if router else {}
-    return add_nas(connection, name, "127.0.0.1", SECRET, coa_port=fake_nas.port_number, **api)
+def subscriber_online(engine, fake_nas, *session_ids, router=None, user_name="alice", stopped=False, **customer):
+    """Customer alice, the fake NAS (with the fake router's API if given),
+    and one session per id, named as the NAS reported it (user_name)."""
+    api = dict(api_host="127.0.0.1", api_port=router.port, api_user=router.user, api_password=router.password) if router else {}
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice", **customer)
+        core = add_nas(connection, "core1", "127.0.0.1", SECRET.decode(), coa_port=fake_nas.port_number, **api)
+        for number, session_id in enumerate(session_ids):
+            connection.execute(insert(sessions).values(
+                acct_unique_id=f"u-{session_id}", acct_session_id=session_id, nas_id=core.id, nas_ip_address="127.0.0.1",
+                customer_id=alice, username=user_name, framed_ip_address=f"100.64.0.{7 + number}",
+                stopped_at=datetime.now(UTC) if stopped else None,
+            ))
+    return alice, core
 
 
-def open_session(connection, customer_id, nas_id, username, session_id, framed_ip="100.64.0.7", stopped=False):
-    connection.execute(insert(sessions).values(
-        acct_unique_id=f"u-{session_id}", acct_session_id=session_id, nas_id=nas_id, nas_ip_address="127.0.0.1",
-        customer_id=customer_id, username=username, framed_ip_address=framed_ip,
-        stopped_at=datetime.now(UTC) if stopped else None,
-    ))
+def queue(engine, **job) -> int | None:
+    with engine.begin() as connection:
+        return enqueue(connection, **job)
 
 
 def job_row(engine, job_id):
@@ -108,11 +98,8 @@ async def let_requests_time_out(fake_nas, clock, transmissions: int) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engine, fake_nas, worker):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "Alice", "81a0002f")
-        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+    alice, _ = subscriber_online(engine, fake_nas, "81a0002f", user_name="Alice")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
     before = counted("disconnect", "done")
     assert await worker.run_once() == 1
     row = job_row(engine, job)
@@ -128,31 +115,25 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
 
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
 @pytest_twisted.ensureDeferred
-async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, router, clock, worker, refusal):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas, router)
-        open_session(connection, alice, core.id, "Alice", "81a0002f")
-        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
-    router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")
-    router.add("/ppp/active", name="bob", service="pppoe", address="100.64.0.8")
+async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, fake_router, clock, worker, refusal):
+    alice, _ = subscriber_online(engine, fake_nas, "81a0002f", router=fake_router, user_name="Alice")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
+    fake_router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")
+    fake_router.add("/ppp/active", name="bob", service="pppoe", address="100.64.0.8")
     fake_nas.default = nak(503) if refusal == "nak" else SILENT
     attempt = worker.run_once()
     if refusal == "timeout":
         await let_requests_time_out(fake_nas, clock, 2)
     assert await attempt == 1
     assert job_row(engine, job)["status"] == "done"
-    assert [row["name"] for row in router.menus["/ppp/active"]] == ["bob"]
-    assert ["/login", "=name=radbill", "=password=api-pw"] in router.commands
+    assert [row["name"] for row in fake_router.menus["/ppp/active"]] == ["bob"]
+    assert ["/login", "=name=radbill", "=password=api-s3cret"] in fake_router.commands
 
 
 @pytest_twisted.ensureDeferred
 async def test_timeout_without_api_is_retried_with_backoff_then_succeeds(engine, fake_nas, clock, worker):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "alice", "s1")
-        job = enqueue(connection, customer_id=alice, action="disconnect", reason="suspended")
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="suspended")
     fake_nas.default = SILENT
     before = counted("disconnect", "retry")
     for attempt in (1, 2):
@@ -176,11 +157,9 @@ async def test_timeout_without_api_is_retried_with_backoff_then_succeeds(engine,
 
 @pytest_twisted.ensureDeferred
 async def test_a_job_fails_after_its_last_attempt_with_the_last_error(engine, fake_nas, clock, worker):
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="suspended")
     with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "alice", "s1")
-        job = enqueue(connection, customer_id=alice, action="disconnect", reason="suspended")
         connection.execute(update(enforcement_jobs).where(enforcement_jobs.c.id == job).values(attempts=2))
     fake_nas.default = nak(501)
     assert await worker.run_once() == 1
@@ -191,11 +170,8 @@ async def test_a_job_fails_after_its_last_attempt_with_the_last_error(engine, fa
 
 @pytest_twisted.ensureDeferred
 async def test_no_open_session_is_done_at_once(engine, fake_nas, worker):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "alice", "old", stopped=True)
-        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+    alice, _ = subscriber_online(engine, fake_nas, "old", stopped=True)
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
     assert await worker.run_once() == 1
     assert job_row(engine, job)["status"] == "done"
     assert fake_nas.received == []
@@ -203,13 +179,9 @@ async def test_no_open_session_is_done_at_once(engine, fake_nas, worker):
 
 @pytest_twisted.ensureDeferred
 async def test_a_dedupe_key_queues_a_job_once(engine, fake_nas, worker):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "alice", "s1")
-        first = enqueue(connection, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
-    with engine.begin() as connection:
-        again = enqueue(connection, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
+    first = queue(engine, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
+    again = queue(engine, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
     assert first is not None and again is None
     assert await worker.run_once() == 1
     assert await worker.run_once() == 0
@@ -218,13 +190,9 @@ async def test_a_dedupe_key_queues_a_job_once(engine, fake_nas, worker):
 
 @pytest_twisted.ensureDeferred
 async def test_coa_changes_the_rate_of_every_open_session(engine, fake_nas, worker):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "alice", "s1", framed_ip="100.64.0.7")
-        open_session(connection, alice, core.id, "alice", "s2", framed_ip="100.64.0.9")
-        job = enqueue(connection, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
-        broken = enqueue(connection, customer_id=alice, action="coa", reason="fup")
+    alice, _ = subscriber_online(engine, fake_nas, "s1", "s2")
+    job = queue(engine, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
+    broken = queue(engine, customer_id=alice, action="coa", reason="fup")
     assert await worker.run_once() == 2
     assert job_row(engine, job)["status"] == "done"
     assert sorted(seen.attributes["Acct-Session-Id"][0] for seen in fake_nas.received) == ["s1", "s2"]
@@ -235,20 +203,17 @@ async def test_coa_changes_the_rate_of_every_open_session(engine, fake_nas, work
 
 
 @pytest_twisted.ensureDeferred
-async def test_api_disable_and_enable_a_static_ip_customer(engine, fake_nas, router, worker):
-    with engine.begin() as connection:
-        shop = add_customer(connection, "shop", static_ip="203.0.113.9")
-        core = add_router(connection, fake_nas, router)
-        disable = enqueue(connection, customer_id=shop, action="api_disable", reason="overdue", nas_id=core.id)
+async def test_api_disable_and_enable_a_static_ip_customer(engine, fake_nas, fake_router, worker):
+    shop, core = subscriber_online(engine, fake_nas, router=fake_router, static_ip="203.0.113.9")
+    disable = queue(engine, customer_id=shop, action="api_disable", reason="overdue", nas_id=core.id)
     assert await worker.run_once() == 1
     assert job_row(engine, disable)["status"] == "done"
-    (entry,) = router.menus["/ip/firewall/address-list"]
+    (entry,) = fake_router.menus["/ip/firewall/address-list"]
     assert (entry["list"], entry["address"]) == ("radbill-disabled", "203.0.113.9")
-    with engine.begin() as connection:
-        enable = enqueue(connection, customer_id=shop, action="api_enable", reason="paid", nas_id=core.id)
+    enable = queue(engine, customer_id=shop, action="api_enable", reason="paid", nas_id=core.id)
     assert await worker.run_once() == 1
     assert job_row(engine, enable)["status"] == "done"
-    assert router.menus["/ip/firewall/address-list"] == []
+    assert fake_router.menus["/ip/firewall/address-list"] == []
 
 
 def test_a_claimed_job_is_hidden_from_other_workers_for_the_lease(engine):
@@ -286,14 +251,10 @@ def test_concurrent_claims_skip_each_others_locked_rows(engine):
 
 @pytest_twisted.ensureDeferred
 async def test_started_worker_polls_until_stopped(engine, fake_nas, clock, worker):
-    with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        core = add_router(connection, fake_nas)
-        open_session(connection, alice, core.id, "alice", "s1")
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
     worker.start()
     clock.advance(0)
-    with engine.begin() as connection:
-        job = enqueue(connection, customer_id=alice, action="disconnect", reason="expired")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
 
     def polled_until_done():
         clock.advance(worker.poll_interval)

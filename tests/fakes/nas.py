@@ -8,11 +8,14 @@ ACK, NAK with an Error-Cause, or silence (to force a timeout).
 
 from dataclasses import dataclass, field
 
+import pytest
 from pyrad.packet import CoAPacket, CoANAK, DisconnectNAK, DisconnectRequest
+from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
 
 from schema.dictionary import load_dictionary
 
+SECRET = b"coa-s3cret"
 ACK = "ack"
 SILENT = "silent"
 
@@ -67,3 +70,12 @@ class FakeNas(DatagramProtocol):
             reply["Error-Cause"] = behaviour[1]
         reply.add_message_authenticator()
         self.transport.write(reply.ReplyPacket(), address)
+
+
+@pytest.fixture
+def fake_nas():
+    """A FakeNas with secret SECRET on 127.0.0.1; its port is ``port_number``."""
+    nas = FakeNas(SECRET)
+    nas.port_number = nas.listen(reactor)
+    yield nas
+    nas.port.stopListening()

@@ -22,6 +22,8 @@ import socketserver
 import ssl
 import threading
 
+import pytest
+
 MENUS = ("/ppp/active", "/ip/hotspot/active", "/queue/simple", "/ip/firewall/address-list")
 
 
@@ -201,3 +203,12 @@ class FakeRouter:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@pytest.fixture
+def fake_router():
+    """A FakeRouter (user radbill, password api-s3cret) on 127.0.0.1; its port is ``port``."""
+    router = FakeRouter()
+    router.port = router.start()
+    yield router
+    router.stop()
