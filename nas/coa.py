@@ -7,13 +7,13 @@ does not drop PPPoE). RouterOS listens on UDP 3799 (``/radius incoming``).
 What makes a router actually act (FIELD-NOTES 12): the session is named by
 User-Name and Acct-Session-Id exactly as the router sent them in
 accounting, plus Framed-IP-Address and NAS-IP-Address. Each request
-carries a Message-Authenticator (RouterOS 7.15+ and RFC 5176 §3.3 both
-want it), and the Request Authenticator is the MD5 over the packet with a
-zero authenticator and the shared secret (RFC 5176 §3.3, as for
-Accounting-Request, RFC 2866 §3). A reply is believed only when its
-Response Authenticator (and Message-Authenticator, if present) verify with
-the secret, and its code answers the request (§3: Disconnect-ACK/NAK for a
-Disconnect-Request, CoA-ACK/NAK for a CoA-Request); anything else is
+carries a Message-Authenticator (RFC 5176 §3.4; RouterOS 7.15+ expects one
+everywhere), and the Request Authenticator is the MD5 over the packet with
+a zero authenticator and the shared secret (RFC 5176 §2.3, as for an
+Accounting-Request). A reply is believed only when its Response
+Authenticator (and Message-Authenticator, if present) verify with the
+secret and its code answers the request (§2.1, §2.2: Disconnect-ACK/NAK
+for a Disconnect-Request, CoA-ACK/NAK for a CoA-Request); anything else is
 dropped silently, as RFC 2865 §3 asks, and the request keeps waiting.
 
 A request is retransmitted unchanged (same Identifier and authenticator,
@@ -46,7 +46,6 @@ from schema.dictionary import load_dictionary
 
 log = logging.getLogger(__name__)
 
-COA_PORT = 3799
 ERROR_CAUSE = 101
 # RFC 5176 §3.5: "the session is not there" - for a Disconnect, the goal.
 SESSION_CONTEXT_NOT_FOUND = 503
@@ -114,12 +113,12 @@ class CoaReply:
 
 
 def disconnect_request(session: SessionIdentity, secret: bytes) -> CoAPacket:
-    """A Disconnect-Request for one session (RFC 5176 §3.1)."""
+    """A Disconnect-Request for one session (RFC 5176 §2.1)."""
     return _request(DisconnectRequest, session, secret)
 
 
 def coa_request(session: SessionIdentity, secret: bytes, rate_limit: str) -> CoAPacket:
-    """A CoA-Request that gives one session a new Mikrotik-Rate-Limit (RFC 5176 §3.2)."""
+    """A CoA-Request that gives one session a new Mikrotik-Rate-Limit (RFC 5176 §2.2)."""
     packet = _request(CoARequest, session, secret)
     packet["Mikrotik-Rate-Limit"] = rate_limit
     return packet

@@ -3,7 +3,7 @@
 Every ``poll_interval`` seconds it claims due jobs (nas/outbox.py) and, for
 each, acts on every open session of the customer, on that session's NAS:
 
-- ``disconnect``: a Disconnect-Request (RFC 5176 §3.1);
+- ``disconnect``: a Disconnect-Request (RFC 5176 §2.1);
 - ``coa``: a CoA-Request with ``payload["rate_limit"]`` as the new
   Mikrotik-Rate-Limit, so the speed changes without dropping PPPoE
   (FIELD-NOTES 13);

@@ -1,7 +1,7 @@
 """A fake NAS that answers RFC 5176 CoA and Disconnect requests on 127.0.0.1.
 
 Like RouterOS's ``/radius incoming``, it drops a request whose Request
-Authenticator (RFC 5176 §3.3) or Message-Authenticator does not verify
+Authenticator (RFC 5176 §2.3) or Message-Authenticator does not verify
 with the shared secret, and answers the others as the test scripts it:
 ACK, NAK with an Error-Cause, or silence (to force a timeout).
 """
