@@ -15,7 +15,7 @@ runs out.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +39,7 @@ class Job:
     reason: str
     payload: dict
     attempts: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,15 @@ def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedel
         .values(attempts=enforcement_jobs.c.attempts + 1, not_before=now + lease)
     )
     return [
-        Job(row["id"], row["customer_id"], row["nas_id"], row["action"], row["reason"], row["payload"] or {}, row["attempts"] + 1)
+        Job(row["id"], row["customer_id"], row["nas_id"], row["action"], row["reason"], row["payload"] or {},
+            row["attempts"] + 1, _utc(row["created_at"]))
         for row in rows
     ]
+
+
+def _utc(instant: datetime) -> datetime:
+    """SQLite hands back UTC instants without their zone."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def load_work(connection: Connection, job: Job) -> Work:

@@ -60,6 +60,12 @@ JOB_SECONDS = Histogram(
     ["action"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+DELAY = Histogram(
+    "radbill_enforcement_delay_seconds",
+    "Time from queueing an enforcement job to its success: how long a change took to reach the routers.",
+    ["action"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
 API_CALLS = Counter(
     "radbill_routeros_api_calls_total",
     "RouterOS API sessions opened by the worker, by purpose and result (ok, error).",
@@ -139,15 +145,17 @@ class EnforcementWorker:
         self._pass.addCallbacks(self._schedule, self._pass_failed)
 
     def _schedule(self, handled: int) -> None:
-        self._pass = None
-        if not self._stopped:
-            # A full batch means more are probably due: go on at once.
-            delay = 0 if handled == self.batch_size else self.poll_interval
-            self._timer = self._clock.callLater(delay, self._tick)
+        # A full batch means more are probably due: go on at once.
+        self._next_pass(0 if handled == self.batch_size else self.poll_interval)
 
     def _pass_failed(self, failure) -> None:
         log.error("enforcement pass failed, trying again in %gs: %s", self.poll_interval, failure.getErrorMessage())
-        self._schedule(-1)
+        self._next_pass(self.poll_interval)
+
+    def _next_pass(self, delay: float) -> None:
+        self._pass = None
+        if not self._stopped:
+            self._timer = self._clock.callLater(delay, self._tick)
 
     def run_once(self) -> defer.Deferred:
         """Claim one batch of due jobs and carry them out; fires with how many there were."""
@@ -177,6 +185,7 @@ class EnforcementWorker:
         if not errors:
             await self._in_transaction(mark_done, job.id, now)
             JOBS.labels(job.action, "done").inc()
+            DELAY.labels(job.action).observe(max(0.0, (now - job.created_at).total_seconds()))
             log.info("%s: done", subject)
             return
         error = "; ".join(errors)

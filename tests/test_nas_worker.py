@@ -89,6 +89,10 @@ def counted(action: str, result: str) -> float:
     return REGISTRY.get_sample_value("radbill_enforcement_jobs_total", {"action": action, "result": result}) or 0.0
 
 
+def delays(action: str) -> float:
+    return REGISTRY.get_sample_value("radbill_enforcement_delay_seconds_count", {"action": action}) or 0.0
+
+
 async def let_requests_time_out(fake_nas, clock, transmissions: int) -> None:
     """Advance the fake clock past each retransmission the NAS ignores."""
     for seen in range(len(fake_nas.received) + 1, len(fake_nas.received) + transmissions + 1):
@@ -100,7 +104,7 @@ async def let_requests_time_out(fake_nas, clock, transmissions: int) -> None:
 async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engine, fake_nas, worker):
     alice, _ = subscriber_online(engine, fake_nas, "81a0002f", user_name="Alice")
     job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
-    before = counted("disconnect", "done")
+    before, delays_before = counted("disconnect", "done"), delays("disconnect")
     assert await worker.run_once() == 1
     row = job_row(engine, job)
     assert (row["status"], row["attempts"], row["last_error"]) == ("done", 1, None)
@@ -111,6 +115,7 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
         "NAS-IP-Address": ["127.0.0.1"], "User-Name": ["Alice"], "Acct-Session-Id": ["81a0002f"], "Framed-IP-Address": ["100.64.0.7"],
     }
     assert counted("disconnect", "done") == before + 1
+    assert delays("disconnect") == delays_before + 1
 
 
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
