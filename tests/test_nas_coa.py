@@ -1,9 +1,11 @@
 """The RFC 5176 client against a fake NAS on 127.0.0.1: real UDP, real pyrad packets."""
 
+import subprocess
+
 import pytest
 import pytest_twisted
 from pyrad.packet import CoAACK, CoANAK, DisconnectACK, DisconnectRequest
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, threads
 
 from nas.coa import CoaTimeout, DynamicAuthorizationClient, SessionIdentity, coa_request, disconnect_request
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
@@ -105,3 +107,18 @@ async def test_the_nas_drops_a_request_signed_with_the_wrong_secret(fake_nas, cl
     clock.advance(10)
     clock.advance(10)
     await result
+
+
+@pytest.mark.parametrize(("behaviour", "answer"), [(ACK, "Received Disconnect-ACK"), (nak(503), "Error-Cause = Session-Context-Not-Found")])
+@pytest_twisted.ensureDeferred
+async def test_the_fake_nas_agrees_with_freeradius_radclient(fake_nas, behaviour, answer):
+    """radclient (FreeRADIUS) signs the request and checks the reply, so the
+    fake NAS is held to an implementation other than pyrad's."""
+    fake_nas.script = [behaviour]
+    attributes = 'User-Name = "Alice"\nAcct-Session-Id = "81a0002f"\nNAS-IP-Address = 10.0.0.1\nMessage-Authenticator = 0x00\n'
+    command = ["radclient", "-x", "-r", "1", "-t", "2", f"127.0.0.1:{fake_nas.port_number}", "disconnect", SECRET.decode()]
+    result = await threads.deferToThread(subprocess.run, command, input=attributes, capture_output=True, text=True)
+    assert answer in result.stdout, result.stdout + result.stderr
+    (seen,) = fake_nas.received
+    assert seen.authenticator_ok and seen.message_authenticator_ok
+    assert seen.attributes["Acct-Session-Id"] == ["81a0002f"]
