@@ -17,7 +17,7 @@ runs out.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nas.coa import SessionIdentity
@@ -106,11 +106,22 @@ def enqueue(
 
 
 def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Job]:
-    """Take up to ``limit`` due pending jobs, count the attempt, and hide them for ``lease``."""
+    """Take up to ``limit`` due pending jobs, count the attempt, and hide them for ``lease``.
+
+    A customer's jobs are carried out one at a time, oldest first: a job
+    waits while an older one of the same customer is pending, so a
+    suspension retried after a router timeout can never land after the
+    renewal that followed it.
+    """
+    older = enforcement_jobs.alias("older")
+    waits_for_older = exists().where(
+        older.c.customer_id == enforcement_jobs.c.customer_id, older.c.status == "pending", older.c.id < enforcement_jobs.c.id
+    )
     due = (
         select(enforcement_jobs)
         .where(enforcement_jobs.c.status == "pending")
         .where(or_(enforcement_jobs.c.not_before.is_(None), enforcement_jobs.c.not_before <= now))
+        .where(~waits_for_older)
         .order_by(enforcement_jobs.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

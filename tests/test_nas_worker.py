@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, update
 from twisted.internet import reactor, task
 
 from nas.coa import DynamicAuthorizationClient
-from nas.outbox import claim_jobs, enqueue
+from nas.outbox import claim_jobs, enqueue, mark_done, mark_retry
 from nas.registry import add_nas
 from nas.worker import EnforcementWorker, retry_delay
 from schema.engine import is_sqlite
@@ -198,7 +198,8 @@ async def test_coa_changes_the_rate_of_every_open_session(engine, fake_nas, work
     alice, _ = subscriber_online(engine, fake_nas, "s1", "s2")
     job = queue(engine, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
     broken = queue(engine, customer_id=alice, action="coa", reason="fup")
-    assert await worker.run_once() == 2
+    assert await worker.run_once() == 1
+    assert await worker.run_once() == 1, "the customer's second job runs after the first"
     assert job_row(engine, job)["status"] == "done"
     assert sorted(seen.attributes["Acct-Session-Id"][0] for seen in fake_nas.received) == ["s1", "s2"]
     assert {seen.attributes["Mikrotik-Rate-Limit"][0] for seen in fake_nas.received} == {"2M/2M"}
@@ -222,22 +223,40 @@ async def test_api_disable_and_enable_a_static_ip_customer(engine, fake_nas, fak
 
 
 def test_a_claimed_job_is_hidden_from_other_workers_for_the_lease(engine):
-    now = datetime.now(UTC)
+    now, lease = datetime.now(UTC), timedelta(minutes=2)
     with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        first = enqueue(connection, customer_id=alice, action="disconnect", reason="a")
-        second = enqueue(connection, customer_id=alice, action="disconnect", reason="b")
-        later = enqueue(connection, customer_id=alice, action="disconnect", reason="c", not_before=now + timedelta(hours=1))
+        first, second, later = (
+            enqueue(connection, customer_id=add_customer(connection, name), action="disconnect", reason="expired", not_before=when)
+            for name, when in (("alice", None), ("bob", None), ("carol", now + timedelta(hours=1)))
+        )
     with engine.begin() as connection:
-        assert [job.id for job in claim_jobs(connection, now, 1, timedelta(minutes=2))] == [first]
+        assert [job.id for job in claim_jobs(connection, now, 1, lease)] == [first]
     with engine.begin() as connection:
-        assert [job.id for job in claim_jobs(connection, now, 10, timedelta(minutes=2))] == [second]
+        assert [job.id for job in claim_jobs(connection, now, 10, lease)] == [second]
     with engine.begin() as connection:
-        assert claim_jobs(connection, now + timedelta(minutes=1), 10, timedelta(minutes=2)) == []
+        assert claim_jobs(connection, now + timedelta(minutes=1), 10, lease) == []
     with engine.begin() as connection:
-        claimed = claim_jobs(connection, now + timedelta(minutes=3), 10, timedelta(minutes=2))
+        claimed = claim_jobs(connection, now + timedelta(minutes=3), 10, lease)
     assert [(job.id, job.attempts) for job in claimed] == [(first, 2), (second, 2)]
     assert later not in [job.id for job in claimed]
+
+
+def test_a_customers_jobs_run_one_at_a_time_oldest_first(engine):
+    now, lease = datetime.now(UTC), timedelta(minutes=2)
+    with engine.begin() as connection:
+        alice = add_customer(connection, "alice")
+        suspend = enqueue(connection, customer_id=alice, action="api_disable", reason="overdue")
+        renew = enqueue(connection, customer_id=alice, action="api_enable", reason="paid")
+    with engine.begin() as connection:
+        assert [job.id for job in claim_jobs(connection, now, 10, lease)] == [suspend]
+        mark_retry(connection, suspend, "timeout", now + timedelta(seconds=10))
+    with engine.begin() as connection:
+        assert claim_jobs(connection, now + timedelta(seconds=5), 10, lease) == [], "the renewal waits for the suspension"
+    with engine.begin() as connection:
+        assert [job.id for job in claim_jobs(connection, now + timedelta(seconds=10), 10, lease)] == [suspend]
+        mark_done(connection, suspend, now)
+    with engine.begin() as connection:
+        assert [job.id for job in claim_jobs(connection, now + timedelta(seconds=10), 10, lease)] == [renew]
 
 
 def test_concurrent_claims_skip_each_others_locked_rows(engine):
@@ -245,8 +264,8 @@ def test_concurrent_claims_skip_each_others_locked_rows(engine):
         pytest.skip("SQLite serialises writers at BEGIN IMMEDIATE; SKIP LOCKED is PostgreSQL's")
     now = datetime.now(UTC)
     with engine.begin() as connection:
-        alice = add_customer(connection, "alice")
-        ids = [enqueue(connection, customer_id=alice, action="disconnect", reason=str(n)) for n in range(2)]
+        ids = [enqueue(connection, customer_id=add_customer(connection, name), action="disconnect", reason="expired")
+               for name in ("alice", "bob")]
     with engine.begin() as one, engine.begin() as two:
         two.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # waiting on a lock fails rather than hangs
         mine = claim_jobs(one, now, 1, timedelta(minutes=2))
