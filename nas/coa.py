@@ -140,6 +140,7 @@ def _request(code: int, session: SessionIdentity, secret: bytes) -> CoAPacket:
 class _Pending:
     packet: CoAPacket
     raw: bytes
+    socket: "_Socket"
     destination: tuple[str, int]
     started: float
     result: defer.Deferred
@@ -147,45 +148,65 @@ class _Pending:
     timer: object = field(default=None, repr=False)
 
 
-class DynamicAuthorizationClient(DatagramProtocol):
-    """Sends CoA and Disconnect requests from one UDP socket and matches the answers.
+class _Socket(DatagramProtocol):
+    """One UDP socket of the client; there is one per address family."""
+
+    def __init__(self, receive):
+        self._receive = receive
+
+    def datagramReceived(self, data: bytes, address) -> None:
+        self._receive(data, address)
+
+
+class DynamicAuthorizationClient:
+    """Sends CoA and Disconnect requests and matches the answers.
 
     ``send`` returns a Deferred that fires with a verified CoaReply (ACK or
     NAK) or fails with CoaTimeout. Requests to one NAS get distinct
-    Identifiers, so up to 256 can be in flight per NAS.
+    Identifiers, so up to 256 can be in flight per NAS. Requests go out
+    from an ephemeral port on ``interface`` (IPv4) or ``interface6`` (IPv6,
+    bound when the first IPv6 NAS is addressed).
     """
 
-    def __init__(self, reactor, clock=None, *, timeout: float = 3.0, retries: int = 2, interface: str = "0.0.0.0"):
+    def __init__(self, reactor, clock=None, *, timeout: float = 3.0, retries: int = 2,
+                 interface: str = "0.0.0.0", interface6: str = "::"):
         self._reactor = reactor
         self._clock = clock or reactor
         self.timeout = timeout
         self.retries = retries
-        self._interface = interface
-        self._port = None
+        self._interfaces = {4: interface, 6: interface6}
+        self._sockets: dict[int, _Socket] = {}
         self._pending: dict[tuple[str, int], _Pending] = {}
 
     def start(self) -> None:
-        """Bind the client's UDP socket (an ephemeral port)."""
-        if self._port is None:
-            self._port = self._reactor.listenUDP(0, self, interface=self._interface)
+        """Bind the IPv4 socket now, so a bad interface shows at start-up."""
+        self._socket(4)
 
-    def stop(self):
-        """Close the socket; requests still in flight fail with CoaTimeout."""
+    def _socket(self, version: int) -> _Socket:
+        if version not in self._sockets:
+            socket = _Socket(self._received)
+            self._reactor.listenUDP(0, socket, interface=self._interfaces[version])
+            self._sockets[version] = socket
+        return self._sockets[version]
+
+    def stop(self) -> defer.Deferred:
+        """Close the sockets; requests still in flight fail with CoaTimeout."""
         for key in list(self._pending):
             self._give_up(key, "the client was stopped")
-        port, self._port = self._port, None
-        return defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+        sockets, self._sockets = list(self._sockets.values()), {}
+        return defer.gatherResults([defer.maybeDeferred(socket.transport.stopListening) for socket in sockets])
 
     def send(self, host: str, port: int, packet: CoAPacket) -> defer.Deferred:
         """Send a request built by disconnect_request/coa_request to host:port."""
-        self.start()
-        host = str(ipaddress.ip_address(host))
+        address = ipaddress.ip_address(host)
+        host = str(address)
         packet.id = self._free_identifier(host)
         raw = packet.RequestPacket()
         key = (host, packet.id)
-        pending = _Pending(packet, raw, (host, port), self._clock.seconds(), defer.Deferred())
+        socket = self._socket(address.version)
+        pending = _Pending(packet, raw, socket, (host, port), self._clock.seconds(), defer.Deferred())
         self._pending[key] = pending
-        self.transport.write(raw, pending.destination)
+        socket.transport.write(raw, pending.destination)
         pending.timer = self._clock.callLater(self.timeout, self._retransmit, key)
         return pending.result
 
@@ -203,7 +224,7 @@ class DynamicAuthorizationClient(DatagramProtocol):
             self._give_up(key, f"no answer after {pending.sent} transmissions {self.timeout:g}s apart")
             return
         pending.sent += 1
-        self.transport.write(pending.raw, pending.destination)
+        pending.socket.transport.write(pending.raw, pending.destination)
         pending.timer = self._clock.callLater(self.timeout, self._retransmit, key)
 
     def _give_up(self, key: tuple[str, int], why: str) -> None:
@@ -215,8 +236,8 @@ class DynamicAuthorizationClient(DatagramProtocol):
         host, port = pending.destination
         pending.result.errback(CoaTimeout(f"{request} to {host}:{port}: {why}"))
 
-    def datagramReceived(self, data: bytes, address) -> None:
-        host = str(ipaddress.ip_address(address[0].removeprefix("::ffff:")))
+    def _received(self, data: bytes, address) -> None:
+        host = str(ipaddress.ip_address(address[0]))
         if len(data) < 20:
             log.warning("dropped a %d-byte datagram from %s: shorter than a RADIUS header", len(data), host)
             return

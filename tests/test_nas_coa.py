@@ -8,7 +8,7 @@ from pyrad.packet import CoAACK, CoANAK, DisconnectACK, DisconnectRequest
 from twisted.internet import reactor, task, threads
 
 from nas.coa import CoaTimeout, DynamicAuthorizationClient, SessionIdentity, coa_request, disconnect_request
-from tests.fakes.nas import ACK, SECRET, SILENT, nak
+from tests.fakes.nas import ACK, SECRET, SILENT, FakeNas, nak
 from tests.fakes.reactor import wait_until
 
 SESSION = SessionIdentity(user_name="Alice", acct_session_id="81a0002f", nas_ip_address="10.0.0.1", framed_ip_address="100.64.0.7")
@@ -52,6 +52,21 @@ async def test_disconnect_is_acked_and_the_nas_verified_both_authenticators(fake
         "Acct-Session-Id": ["81a0002f"],
         "Framed-IP-Address": ["100.64.0.7"],
     }
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_nas_on_ipv6_is_reached_from_an_ipv6_socket(clock):
+    nas = FakeNas(SECRET)
+    port = nas.listen(reactor, interface="::1")
+    client = DynamicAuthorizationClient(reactor, clock, interface="127.0.0.1", interface6="::1")
+    try:
+        session = SessionIdentity("alice", "81a0002f", "2001:db8::1")
+        reply = await client.send("::1", port, disconnect_request(session, SECRET))
+    finally:
+        await client.stop()
+        await nas.port.stopListening()
+    assert reply.acked
+    assert nas.received[0].attributes["NAS-IPv6-Address"] == ["2001:db8::1"]
 
 
 @pytest_twisted.ensureDeferred

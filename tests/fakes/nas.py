@@ -48,8 +48,8 @@ class FakeNas(DatagramProtocol):
     reply_secret: bytes | None = None
     received: list[Received] = field(default_factory=list)
 
-    def listen(self, reactor) -> int:
-        self.port = reactor.listenUDP(0, self, interface="127.0.0.1")
+    def listen(self, reactor, interface: str = "127.0.0.1") -> int:
+        self.port = reactor.listenUDP(0, self, interface=interface)
         return self.port.getHost().port
 
     def datagramReceived(self, data: bytes, address) -> None:
