@@ -22,7 +22,7 @@ def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
     obj.as_json = obj.as_json or as_json
     with obj.engine.connect() as connection:
         jobs = list_jobs(connection, status, limit)
-    emit_table(jobs, ["id", "customer", "nas", "action", "reason", "status", "attempts", "not_before", "last_error"])
+    emit_table(jobs, ["id", "customer", "nas", "action", "reason", "status", "attempts", "created_at", "not_before", "last_error"])
 
 
 @enforcement_group.command("retry")

@@ -203,7 +203,11 @@ def list_jobs(connection: Connection, status: str | None = None, limit: int = 10
         if status not in STATUSES:
             raise RadbillError(f"unknown job status {status!r}: use one of {', '.join(STATUSES)}")
         query = query.where(enforcement_jobs.c.status == status)
-    return [JobRow(**{name: row[name] for name in JobRow.__dataclass_fields__}) for row in connection.execute(query).mappings()]
+    instants = ("not_before", "created_at", "done_at")
+    return [
+        JobRow(**{name: (_utc(row[name]) if name in instants and row[name] else row[name]) for name in JobRow.__dataclass_fields__})
+        for row in connection.execute(query).mappings()
+    ]
 
 
 def retry_job(connection: Connection, job_id: int, *, actor_id: int | None = None) -> None:
