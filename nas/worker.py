@@ -171,8 +171,10 @@ class EnforcementWorker:
     async def _carry_out(self, job: Job) -> None:
         started = self._clock.seconds()
         permanent = False
+        subscriber = f"customer {job.customer_id}"
         try:
             work = await self._in_transaction(load_work, job)
+            subscriber = work.username or subscriber
             errors = await self._act(work)
         except PermanentFailure as error:
             errors, permanent = [str(error)], True
@@ -181,7 +183,7 @@ class EnforcementWorker:
             errors = [f"{type(error).__name__}: {error}"]
         JOB_SECONDS.labels(job.action).observe(self._clock.seconds() - started)
         now = self._now()
-        subject = f"enforcement job {job.id} {job.action} customer {job.customer_id} ({job.reason})"
+        subject = f"enforcement job {job.id}: {job.action} {subscriber} ({job.reason})"
         if not errors:
             await self._in_transaction(mark_done, job.id, now)
             JOBS.labels(job.action, "done").inc()

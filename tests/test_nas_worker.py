@@ -4,11 +4,13 @@ and a fake RouterOS router (API over TCP, driven by the real librouteros)."""
 import time
 from datetime import UTC, datetime, timedelta
 
+import librouteros
 import pytest
 import pytest_twisted
 from prometheus_client import REGISTRY
 from sqlalchemy import insert, select, update
 from twisted.internet import reactor, task
+from twisted.python import threadable
 
 from nas.coa import DynamicAuthorizationClient
 from nas.outbox import claim_jobs, enqueue, mark_done, mark_retry
@@ -120,7 +122,14 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
 
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
 @pytest_twisted.ensureDeferred
-async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, fake_router, clock, worker, refusal):
+async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, fake_router, clock, coa, refusal):
+    api_threads = []
+
+    def connect(*args, **kwargs):
+        api_threads.append(threadable.isInIOThread())
+        return librouteros.connect(*args, **kwargs)
+
+    worker = EnforcementWorker(engine, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
     alice, _ = subscriber_online(engine, fake_nas, "81a0002f", router=fake_router, user_name="Alice")
     job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
     fake_router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")
@@ -133,6 +142,7 @@ async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, f
     assert job_row(engine, job)["status"] == "done"
     assert [row["name"] for row in fake_router.menus["/ppp/active"]] == ["bob"]
     assert ["/login", "=name=radbill", "=password=api-s3cret"] in fake_router.commands
+    assert api_threads == [False], "the blocking RouterOS API must never run on the reactor thread"
 
 
 @pytest_twisted.ensureDeferred
