@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
@@ -98,10 +98,8 @@ def radbill_python(checkout: Path) -> str:
     return str(own) if own.exists() else sys.executable
 
 
-def load_radbill(pg: BenchPostgres, users: int, checkout: Path) -> str:
-    """Migrate a ``radbill`` database (``radbill db upgrade``) and bulk-load the subscribers; its URL."""
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as admin:
-        admin.execute("CREATE DATABASE radbill")
+def load_radbill(pg: BenchPostgres, users: int, checkout: Path) -> None:
+    """Migrate the empty ``radbill`` database (``radbill db upgrade``) and bulk-load the subscribers."""
     url = pg.url("radbill")
     subprocess.run([radbill_python(checkout), "-m", "cli", "db", "upgrade"], check=True, cwd=checkout,
                    env={**os.environ, "RADBILL_DATABASE_URL": url, "RADBILL_CONFIG": ""}, stdout=subprocess.DEVNULL)
@@ -129,13 +127,10 @@ def load_radbill(pg: BenchPostgres, users: int, checkout: Path) -> str:
                    ((operator, sub.username, sub.password, f"B{sub.index:07d}", package, "active", expires_at, 100_000)
                     for sub in radload.subscribers(users)))
         connection.execute("UPDATE operators SET id_sequence = %s WHERE id = %s", (users, operator))
-    return url
 
 
 def load_freeradius(pg: BenchPostgres, raddb: Path, users: int) -> None:
-    """FreeRADIUS's stock PostgreSQL schema and the same subscribers."""
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as admin:
-        admin.execute("CREATE DATABASE radius")
+    """FreeRADIUS's stock PostgreSQL schema and the same subscribers, into the empty ``radius`` database."""
     schema = (raddb / "mods-config/sql/main/postgresql/schema.sql").read_text()
     with psycopg.connect(pg.conninfo("radius")) as connection:
         connection.execute(schema)
@@ -305,12 +300,27 @@ def running(server: Server, start_seconds: float) -> Iterator[subprocess.Popen]:
                 process.wait()
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]                    # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """CPU seconds of this script and its reaped children (radclient, tcpdump)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 @dataclass(frozen=True)
 class Phase:
     server: str
     load: radload.LoadResult
     server_cpu_ms: float        # per answered request
     postgres_cpu_ms: float      # per answered request
+    client_cpu_ms: float        # radclient, tcpdump and this script, per answered request
+    others_busy: float          # share of the machine's CPU used by processes not ours (other work)
 
 
 def storm(server: Server, process: subprocess.Popen, request_files: dict[str, list[Path]], pg: BenchPostgres,
@@ -321,16 +331,22 @@ def storm(server: Server, process: subprocess.Popen, request_files: dict[str, li
         if kind != "auth" and not answers(target, kind, next(radload.subscribers(1, first=args.users + 1)), 2.0).accepted:
             print(f"  {server.name} {kind}: no Accounting-Response to a probe; phase skipped", flush=True)
             continue
-        cpu_before = process_tree_cpu(process.pid), process_tree_cpu(pg.postmaster_pid())
+        def sample() -> tuple[float, ...]:
+            return (process_tree_cpu(process.pid), process_tree_cpu(pg.postmaster_pid()), own_cpu(), machine_busy(),
+                    time.monotonic())
+
+        before = sample()
         result = radload.run_load(kind, request_files[kind], target, processes=args.processes,
                                   parallel=args.parallel, retries=args.retries, timeout=args.timeout,
                                   workdir=workdir)
-        cpu_after = process_tree_cpu(process.pid), process_tree_cpu(pg.postmaster_pid())
+        server_cpu, postgres_cpu, client_cpu, busy, wall = (after - first for after, first in zip(sample(), before))
         answered = max(result.answered, 1)
-        phase = Phase(server.name, result, (cpu_after[0] - cpu_before[0]) * 1000 / answered,
-                      (cpu_after[1] - cpu_before[1]) * 1000 / answered)
+        others = max(0.0, busy - server_cpu - postgres_cpu - client_cpu) / (wall * os.cpu_count())
+        phase = Phase(server.name, result, server_cpu * 1000 / answered, postgres_cpu * 1000 / answered,
+                      client_cpu * 1000 / answered, others)
         print(f"  {server.name} {result.line()}; CPU per request: server {phase.server_cpu_ms:.2f} ms, "
-              f"PostgreSQL {phase.postgres_cpu_ms:.2f} ms", flush=True)
+              f"PostgreSQL {phase.postgres_cpu_ms:.2f} ms, client {phase.client_cpu_ms:.2f} ms; "
+              f"other processes used {others:.0%} of the machine", flush=True)
         phases.append(phase)
         if args.pause:
             time.sleep(args.pause)
@@ -371,14 +387,14 @@ def report(results: dict[str, list[Phase]]) -> str:
         return "-" if value is None else f"{value * 1000:.1f}"
 
     lines = [f"{'server':<11} {'phase':<13} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'lost':>5} {'retx':>5} "
-             f"{'srv cpu ms':>10} {'pg cpu ms':>9}"]
+             f"{'srv cpu ms':>10} {'pg cpu ms':>9} {'others':>6}"]
     for name, phases in results.items():
         for phase in phases:
             load = phase.load
             lines.append(f"{name:<11} {load.kind:<13} {load.rate:>8,.0f} {ms(load.latency and load.latency.p50):>7} "
                          f"{ms(load.latency and load.latency.p99):>8} {load.lost:>5} "
                          f"{'-' if load.retransmissions is None else load.retransmissions:>5} "
-                         f"{phase.server_cpu_ms:>10.2f} {phase.postgres_cpu_ms:>9.2f}")
+                         f"{phase.server_cpu_ms:>10.2f} {phase.postgres_cpu_ms:>9.2f} {phase.others_busy:>6.0%}")
         lines.append(f"{name:<11} {'Access/s':<13} {_auth_rate(phases):>8,.0f}   "
                      f"Accounting/s {_accounting_rate(phases):,.0f}")
     if "freeradius" in results and "radbill" in results:
@@ -412,6 +428,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--radbill-setting", action="append", default=[], metavar="TABLE.KEY=VALUE",
                         help="extra radbill TOML setting, e.g. radiusd.workers=2 (repeatable)")
     parser.add_argument("--no-fsync", action="store_true", help="run PostgreSQL without fsync (not durable)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the servers in turn this many times; the table shows each phase's median round")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of quiet between phases")
     parser.add_argument("--start-seconds", type=float, default=120.0, help="how long a server may take to answer")
     parser.add_argument("--max-seconds", type=int, default=3600, help="hard limit on the whole run")
@@ -439,6 +457,23 @@ def _timed_out(*_) -> None:
     raise TimeoutError("storm.py: --max-seconds reached")
 
 
+def _fresh_database(pg: BenchPostgres, dbname: str) -> None:
+    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
+        admin.execute(f"CREATE DATABASE {dbname}")
+
+
+def median_phases(rounds: Sequence[Sequence[Phase]]) -> list[Phase]:
+    """Per phase, the round with the median rate (the lower middle one for an even count)."""
+    kinds = [phase.load.kind for phase in rounds[0]]
+    chosen = []
+    for kind in kinds:
+        runs = sorted((phase for phases in rounds for phase in phases if phase.load.kind == kind),
+                      key=lambda phase: phase.load.rate)
+        chosen.append(runs[(len(runs) - 1) // 2])
+    return chosen
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     unknown = set(args.phases) - set(radload.KINDS)
@@ -454,65 +489,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.alarm(args.max_seconds)
     servers = ["freeradius", "radbill"] if args.only is None else [args.only]
     workdir = Path(tempfile.mkdtemp(prefix="radbill-storm-"))
-    results: dict[str, list[Phase]] = {}
+    rounds: dict[str, list[list[Phase]]] = {name: [] for name in servers}
     with ExitStack() as cleanup:
         if not args.keep:
             cleanup.callback(shutil.rmtree, workdir, True)
         else:
             print(f"work directory: {workdir}")
-        print(f"PostgreSQL ({'fsync off' if args.no_fsync else 'durable'}), loading {args.users:,} subscribers...",
-              flush=True)
         pg = BenchPostgres(bindir, durable=not args.no_fsync)
         cleanup.callback(pg.remove)
         pg.start()
         cleanup.callback(pg.stop, "immediate")
-        started = time.monotonic()
-        planned: dict[str, Server] = {}
+        print(f"PostgreSQL {'without fsync' if args.no_fsync else 'durable (fsync on)'} on port {pg.port}; "
+              f"writing requests for {args.users:,} subscribers...", flush=True)
+        request_files = {kind: radload.write_request_files(kind, radload.subscribers(args.users),
+                                                           workdir / "requests" / kind, args.per_file)
+                         for kind in args.phases}
+        planned: dict[str, tuple[Server, Callable[[], None]]] = {}
         if "freeradius" in servers:
             auth_port, acct_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
             raddb = freeradius_config(workdir / "freeradius", pg, auth_port, acct_port, args.freeradius_threads)
-            load_freeradius(pg, raddb, args.users)
-            vacuum_analyze(pg, "radius")
-            planned["freeradius"] = Server(
+            planned["freeradius"] = (Server(
                 "freeradius", ["freeradius", "-f", "-d", str(raddb)], dict(os.environ), workdir,
                 radload.Target("127.0.0.1", auth_port, SECRET), radload.Target("127.0.0.1", acct_port, SECRET),
-                workdir / "freeradius" / "log" / "radius.log", "radius")
+                workdir / "freeradius" / "log" / "radius.log", "radius"),
+                lambda: load_freeradius(pg, raddb, args.users))
         if "radbill" in servers:
             auth_port, acct_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
             checkout = args.radbill_checkout.resolve()
-            url = load_radbill(pg, args.users, checkout)
-            vacuum_analyze(pg, "radbill")
-            config = radbill_config(workdir, url, auth_port, acct_port, args.radbill_setting)
-            planned["radbill"] = Server(
+            config = radbill_config(workdir, pg.url("radbill"), auth_port, acct_port, args.radbill_setting)
+            planned["radbill"] = (Server(
                 "radbill", [radbill_python(checkout), "-m", "cli", "--config", str(config), "radiusd"],
-                {**os.environ, "RADBILL_DATABASE_URL": url}, checkout,
+                {**os.environ, "RADBILL_DATABASE_URL": pg.url("radbill")}, checkout,
                 radload.Target("127.0.0.1", auth_port, SECRET), radload.Target("127.0.0.1", acct_port, SECRET),
-                workdir / "radbill-radiusd.log", "radbill")
-        print(f"loaded in {time.monotonic() - started:.1f} s; writing requests...", flush=True)
-        requests = workdir / "requests"
-        request_files = {kind: radload.write_request_files(kind, radload.subscribers(args.users), requests / kind,
-                                                           args.per_file) for kind in args.phases}
-        for name, server in planned.items():
-            print(f"{name}: starting ({' '.join(server.command)})", flush=True)
-            try:
-                with running(server, args.start_seconds) as process:
-                    results[name] = storm(server, process, request_files, pg, args, workdir)
-            except RuntimeError as error:
-                print(f"{name}: {error}", flush=True)
-                if args.keep is False and server.log.exists():
-                    print(server.log.read_text()[-3000:], flush=True)
+                workdir / "radbill-radiusd.log", "radbill"),
+                lambda: load_radbill(pg, args.users, checkout))
+        for round_number in range(1, args.rounds + 1):
+            for name, (server, load) in planned.items():
+                started = time.monotonic()
+                _fresh_database(pg, server.database)
+                load()
+                vacuum_analyze(pg, server.database)
+                print(f"round {round_number}, {name}: {args.users:,} subscribers loaded in "
+                      f"{time.monotonic() - started:.1f} s; starting {' '.join(server.command)}", flush=True)
+                try:
+                    with running(server, args.start_seconds) as process:
+                        rounds[name].append(storm(server, process, request_files, pg, args, workdir))
+                except RuntimeError as error:
+                    print(f"{name}: {error}", flush=True)
+                    if not args.keep and server.log.exists():
+                        print(server.log.read_text()[-3000:], flush=True)
     signal.alarm(0)
+    results = {name: median_phases(runs) for name, runs in rounds.items() if runs and runs[0]}
     if results:
         print()
-        print(f"Reconnect storm, {args.users:,} subscribers, radclient x{args.processes} with {args.parallel} in flight:")
+        print(f"Reconnect storm, {args.users:,} subscribers, radclient x{args.processes} with {args.parallel} in "
+              f"flight" + (f", median of {args.rounds} rounds:" if args.rounds > 1 else ":"))
         print(report(results))
     if args.json:
-        args.json.write_text(json.dumps({name: [asdict(phase) for phase in phases]
-                                         for name, phases in results.items()}, indent=2))
-    complete = len(results) == len(servers) and all(
+        args.json.write_text(json.dumps({name: [[asdict(phase) for phase in phases] for phases in runs]
+                                         for name, runs in rounds.items()}, indent=2))
+    complete = all(len(runs) == args.rounds and all(
         len(phases) == len(args.phases) and all(phase.load.lost == 0 and phase.load.answered == phase.load.requests
-                                                for phase in phases)
-        for phases in results.values())
+                                                for phase in phases) for phases in runs)
+        for runs in rounds.values())
     return 0 if complete else 1
 
 
