@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -234,6 +235,7 @@ class Server:
     acct: radload.Target
     log: Path
     database: str
+    metrics_port: int = 0       # radbill's Prometheus endpoint, read around each phase
 
 
 def process_tree_cpu(pid: int) -> float:
@@ -300,11 +302,58 @@ def running(server: Server, start_seconds: float) -> Iterator[subprocess.Popen]:
                 process.wait()
 
 
+def scrape(port: int) -> dict[str, float]:
+    """The samples of a Prometheus text endpoint on 127.0.0.1, by name with labels."""
+    if not port:
+        return {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                samples[name] = float(value)
+            except ValueError:
+                continue
+    return samples
+
+
+def histogram_means(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """'name: mean over count' for every histogram that observed something in between."""
+    means = []
+    for name, total in after.items():
+        if not name.endswith("_sum"):
+            continue
+        count_name = name[:-4] + "_count"
+        count = after.get(count_name, 0) - before.get(count_name, 0)
+        if count > 0:
+            means.append(f"{name[:-4]} mean {(total - before.get(name, 0)) / count:.4g} over {count:,.0f}")
+    return means
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]                    # idle, iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(threshold: float, patience: float) -> str:
+    """Wait (up to ``patience`` seconds) until the machine is less than ``threshold`` busy,
+    so that other work on a shared machine skews a server's turn less; say how it went."""
+    deadline = time.monotonic() + patience
+    while True:
+        before, started = machine_busy(), time.monotonic()
+        time.sleep(2)
+        busy = (machine_busy() - before) / ((time.monotonic() - started) * os.cpu_count())
+        if busy < threshold:
+            return f"machine {busy:.0%} busy before the start"
+        if time.monotonic() >= deadline:
+            return f"machine still {busy:.0%} busy after waiting {patience:.0f} s for quiet; going ahead"
 
 
 def own_cpu() -> float:
@@ -335,10 +384,12 @@ def storm(server: Server, process: subprocess.Popen, request_files: dict[str, li
             return (process_tree_cpu(process.pid), process_tree_cpu(pg.postmaster_pid()), own_cpu(), machine_busy(),
                     time.monotonic())
 
+        metrics_before = scrape(server.metrics_port)
         before = sample()
-        result = radload.run_load(kind, request_files[kind], target, processes=args.processes,
-                                  parallel=args.parallel, retries=args.retries, timeout=args.timeout,
-                                  workdir=workdir)
+        with profiling(args.py_spy, server, process, kind):
+            result = radload.run_load(kind, request_files[kind], target, processes=args.processes,
+                                      parallel=args.parallel, retries=args.retries, timeout=args.timeout,
+                                      workdir=workdir)
         server_cpu, postgres_cpu, client_cpu, busy, wall = (after - first for after, first in zip(sample(), before))
         answered = max(result.answered, 1)
         others = max(0.0, busy - server_cpu - postgres_cpu - client_cpu) / (wall * os.cpu_count())
@@ -347,11 +398,67 @@ def storm(server: Server, process: subprocess.Popen, request_files: dict[str, li
         print(f"  {server.name} {result.line()}; CPU per request: server {phase.server_cpu_ms:.2f} ms, "
               f"PostgreSQL {phase.postgres_cpu_ms:.2f} ms, client {phase.client_cpu_ms:.2f} ms; "
               f"other processes used {others:.0%} of the machine", flush=True)
+        for line in histogram_means(metrics_before, scrape(server.metrics_port)):
+            print(f"    {line}", flush=True)
         phases.append(phase)
         if args.pause:
             time.sleep(args.pause)
     print(f"  {server.name} database afterwards: {table_counts(pg, server.database)}", flush=True)
     return phases
+
+
+@contextmanager
+def profiling(directory: Path | None, server: Server, process: subprocess.Popen, kind: str) -> Iterator[None]:
+    """py-spy on radbill's radiusd (and its worker processes) while a phase runs: collapsed stacks
+    of the threads that were running (not waiting) in DIRECTORY/radbill-KIND.txt, for flamegraph.pl
+    or speedscope, and a summary printed."""
+    if directory is None or server.name != "radbill":
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / f"radbill-{kind}.txt"
+    started = time.monotonic()
+    spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
+                            "--pid", str(process.pid), "--subprocesses", "--threads", "--rate", str(PY_SPY_RATE),
+                            "--format", "raw", "--output", str(output)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+    if output.exists():
+        print(profile_summary(output, time.monotonic() - started), flush=True)
+
+
+PY_SPY_RATE = 250
+
+
+def profile_summary(collapsed: Path, seconds: float, top: int = 8) -> str:
+    """Per thread: the share of the phase it was running Python (not waiting), and the functions
+    with the most samples, on top of the stack (self) and anywhere on it (inclusive)."""
+    threads: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [re.sub(r" \(/.*/", " (", frame) for frame in stack.split(";")]
+        thread = next((frame for frame in frames if frame.startswith("thread")), frames[0])
+        own, inclusive = threads.setdefault(thread, ({}, {}))
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+    lines = []
+    for thread, (own, inclusive) in sorted(threads.items(), key=lambda item: -sum(item[1][0].values())):
+        samples = sum(own.values())
+        lines.append(f"    py-spy {thread}: running {samples / (PY_SPY_RATE * seconds):.0%} of the phase; self:")
+        lines += [f"      {count / samples:6.1%}  {frame}"
+                  for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]]
+        lines.append("      inclusive:")
+        lines += [f"      {count / samples:6.1%}  {frame}"
+                  for frame, count in sorted(inclusive.items(), key=lambda item: -item[1])
+                  if count < samples][:top]
+    return "\n".join(lines) or "    (no samples)"
 
 
 def table_counts(pg: BenchPostgres, dbname: str) -> str:
@@ -430,18 +537,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-fsync", action="store_true", help="run PostgreSQL without fsync (not durable)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the servers in turn this many times; the table shows each phase's median round")
+    parser.add_argument("--quiet-below", type=float, default=0.25, metavar="SHARE",
+                        help="before each server's turn, wait until the machine is less busy than this (0..1)")
+    parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to wait for that at most")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of quiet between phases")
     parser.add_argument("--start-seconds", type=float, default=120.0, help="how long a server may take to answer")
     parser.add_argument("--max-seconds", type=int, default=3600, help="hard limit on the whole run")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="profile radbill's radiusd with py-spy during each phase (slows it a little)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configuration)")
     return parser.parse_args(argv)
 
 
-def radbill_config(workdir: Path, url: str, auth_port: int, acct_port: int, extra: Sequence[str]) -> Path:
+def radbill_config(workdir: Path, url: str, auth_port: int, acct_port: int, metrics_port: int,
+                   extra: Sequence[str]) -> Path:
     tables: dict[str, list[str]] = {"database": [f'url = "{url}"'],
                                     "radiusd": ['bind = "127.0.0.1"', f"auth_port = {auth_port}",
-                                                f"acct_port = {acct_port}", "metrics_port = 0"]}
+                                                f"acct_port = {acct_port}", f"metrics_port = {metrics_port}"]}
     for setting in extra:
         key, _, value = setting.partition("=")
         table, _, name = key.partition(".")
@@ -516,12 +630,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "radbill" in servers:
             auth_port, acct_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
             checkout = args.radbill_checkout.resolve()
-            config = radbill_config(workdir, pg.url("radbill"), auth_port, acct_port, args.radbill_setting)
+            metrics_port = free_port()
+            config = radbill_config(workdir, pg.url("radbill"), auth_port, acct_port, metrics_port,
+                                    args.radbill_setting)
             planned["radbill"] = (Server(
                 "radbill", [radbill_python(checkout), "-m", "cli", "--config", str(config), "radiusd"],
                 {**os.environ, "RADBILL_DATABASE_URL": pg.url("radbill")}, checkout,
                 radload.Target("127.0.0.1", auth_port, SECRET), radload.Target("127.0.0.1", acct_port, SECRET),
-                workdir / "radbill-radiusd.log", "radbill"),
+                workdir / "radbill-radiusd.log", "radbill", metrics_port),
                 lambda: load_radbill(pg, args.users, checkout))
         for round_number in range(1, args.rounds + 1):
             for name, (server, load) in planned.items():
@@ -530,7 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load()
                 vacuum_analyze(pg, server.database)
                 print(f"round {round_number}, {name}: {args.users:,} subscribers loaded in "
-                      f"{time.monotonic() - started:.1f} s; starting {' '.join(server.command)}", flush=True)
+                      f"{time.monotonic() - started:.1f} s; {wait_for_quiet(args.quiet_below, args.quiet_wait)}; "
+                      f"starting {' '.join(server.command)}", flush=True)
                 try:
                     with running(server, args.start_seconds) as process:
                         rounds[name].append(storm(server, process, request_files, pg, args, workdir))
