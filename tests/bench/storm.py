@@ -71,7 +71,8 @@ class BenchPostgres(PostgresServer):
 
     def start(self) -> None:
         settings = (f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c max_connections=400 "
-                    "-c shared_buffers=512MB -c max_wal_size=4GB")
+                    "-c shared_buffers=512MB -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements "
+                    "-c pg_stat_statements.track=all")
         if not self.durable:
             settings += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         self._run("pg_ctl", "-D", str(self.datadir / "data"), "-l", str(self.datadir / "log"), "-o", settings,
@@ -150,6 +151,24 @@ def load_freeradius(pg: BenchPostgres, raddb: Path, users: int) -> None:
 def vacuum_analyze(pg: BenchPostgres, dbname: str) -> None:
     with psycopg.connect(pg.conninfo(dbname), autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
+        connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def reset_statements(pg: BenchPostgres, dbname: str) -> None:
+    with psycopg.connect(pg.conninfo(dbname), autocommit=True) as connection:
+        connection.execute("SELECT pg_stat_statements_reset()")
+
+
+def top_statements(pg: BenchPostgres, dbname: str, limit: int = 8) -> list[str]:
+    """Where PostgreSQL spent its execution time for this database since the last reset."""
+    with psycopg.connect(pg.conninfo(dbname), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')"
+            " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+            " WHERE d.datname = %s AND query NOT LIKE '%%pg_stat_statements%%'"
+            " ORDER BY total_exec_time DESC LIMIT %s", (dbname, limit)).fetchall()
+    return [f"{total / 1000:7.2f} s in {calls:>7,} calls ({total / calls:.3f} ms, {rows / calls:.0f} rows each): "
+            f"{query[:110]}" for calls, total, rows, query in rows]
 
 
 # --- FreeRADIUS's private configuration ------------------------------------------
@@ -375,6 +394,7 @@ class Phase:
 def storm(server: Server, process: subprocess.Popen, request_files: dict[str, list[Path]], pg: BenchPostgres,
           args: argparse.Namespace, workdir: Path) -> list[Phase]:
     phases = []
+    reset_statements(pg, server.database)
     for kind in args.phases:
         target = server.auth if kind == "auth" else server.acct
         if kind != "auth" and not answers(target, kind, next(radload.subscribers(1, first=args.users + 1)), 2.0).accepted:
@@ -403,7 +423,10 @@ def storm(server: Server, process: subprocess.Popen, request_files: dict[str, li
         phases.append(phase)
         if args.pause:
             time.sleep(args.pause)
-    print(f"  {server.name} database afterwards: {table_counts(pg, server.database)}", flush=True)
+    print(f"  {server.name} database afterwards: {table_counts(pg, server.database)}; PostgreSQL's busiest "
+          "statements (all phases, execution time):", flush=True)
+    for line in top_statements(pg, server.database):
+        print(f"    {line}", flush=True)
     return phases
 
 
