@@ -540,8 +540,7 @@ def report(results: dict[str, list[Phase]]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=100_000, help="subscribers, each sending one request per phase")
     parser.add_argument("--only", choices=("freeradius", "radbill"), help="run one server only")
     parser.add_argument("--phases", type=lambda text: text.split(","), default=list(radload.KINDS),
@@ -568,7 +567,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-seconds", type=float, default=120.0, help="how long a server may take to answer")
     parser.add_argument("--max-seconds", type=int, default=3600, help="hard limit on the whole run")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="profile radbill's radiusd with py-spy during each phase (slows it a little)")
+                        help="profile radbill's radiusd with py-spy (pip install py-spy) during each phase; "
+                             "it slows radiusd down markedly, so take figures from a run without it")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configuration)")
     return parser.parse_args(argv)
