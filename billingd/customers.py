@@ -48,8 +48,10 @@ from schema.tables import (
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@:+-]{0,63}")
 _MAC = re.compile(r"[0-9a-f]{2}([:.-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}")
-# Why a customer is suspended; these reasons clear themselves on payment.
-EXPIRED, OVERDUE = "expired", "overdue"
+# Why a customer is suspended. The first three clear themselves once paid for
+# (a payment, a renewal, a card, or the run when an operator's fund is back).
+EXPIRED, OVERDUE, OPERATOR_FUND = "expired", "overdue", "operator_fund"
+SELF_CLEARING = (EXPIRED, OVERDUE, OPERATOR_FUND)
 MANUAL, DELETED = "manual", "deleted"
 
 
@@ -99,7 +101,7 @@ def _row(connection: Connection, username: str, *, lock: bool = False):
     return row
 
 
-def _changeable(connection: Connection, actor: Actor, username: str, what: str, *, money: bool = False,
+def changeable_customer(connection: Connection, actor: Actor, username: str, what: str, *, money: bool = False,
                 deleted_ok: bool = False):
     actor.require("customers.change", what)
     if money:
@@ -162,7 +164,7 @@ def add_customer(connection: Connection, actor: Actor, username: str, *, passwor
     )).inserted_primary_key[0]
     ledger.open_wallet(connection, customer_id, owner_id)
     if priced.billing_type == "daily":
-        _buy_period(connection, actor, customer_id, owner_id, priced, today, calendar, pay_cash=True,
+        buy_period(connection, actor, customer_id, owner_id, priced, today, calendar, pay_cash=True,
                     kind="activation")
     record_change(connection, "customer", customer_id)
     _audit(connection, actor, "add", customer_id, username=username, package=package, code=code)
@@ -183,12 +185,12 @@ def _zone(connection: Connection, owner_id: int, code: str | None) -> tuple[int 
     return nearest.id, code
 
 
-def _last_paid_day(connection: Connection, customer_id: int) -> date | None:
+def last_paid_day(connection: Connection, customer_id: int) -> date | None:
     return connection.execute(select(func.max(customer_days.c.day)).where(customer_days.c.customer_id == customer_id,
                                                                          customer_days.c.entry_id.is_not(None))).scalar()
 
 
-def _buy_period(connection: Connection, actor: Actor, customer_id: int, owner_id: int, priced: PricedPackage,
+def buy_period(connection: Connection, actor: Actor, customer_id: int, owner_id: int, priced: PricedPackage,
                 start: date, calendar: Calendar, *, pay_cash: bool, kind: str, paid_by_card: str | None = None) -> int:
     """Charge one whole period from ``start``: the customer price, and the cascade."""
     price, days = priced.customer_price, priced.period_days
@@ -304,24 +306,24 @@ def _entry_amounts(connection: Connection, entry_id: int, row, levels) -> dict:
 
 def renew(connection: Connection, actor: Actor, username: str, calendar: Calendar, *, cash: bool = False) -> dict:
     """Buy one more period, from the later of today and the end of the paid days."""
-    row = _changeable(connection, actor, username, "renew customers", money=True)
+    row = changeable_customer(connection, actor, username, "renew customers", money=True)
     priced = _package_of(connection, row)
     if priced.billing_type != "daily":
         raise RadbillError(f"customer {row['username']} is billed monthly: its invoices are paid with customer pay")
-    if row["status"] == "suspended" and row["status_reason"] not in (EXPIRED, OVERDUE):
+    if row["status"] == "suspended" and row["status_reason"] not in SELF_CLEARING:
         raise RadbillError(f"customer {row['username']} is suspended ({row['status_reason']}); resume it first")
-    last_paid = _last_paid_day(connection, row["id"])
+    last_paid = last_paid_day(connection, row["id"])
     start = max(calendar.today, last_paid + timedelta(days=1)) if last_paid else calendar.today
-    entry_id = _buy_period(connection, actor, row["id"], row["operator_id"], priced, start, calendar,
+    entry_id = buy_period(connection, actor, row["id"], row["operator_id"], priced, start, calendar,
                            pay_cash=cash, kind="renewal")
-    _reactivate_if_expired(connection, row, calendar)
+    reactivate_if_expired(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     _audit(connection, actor, "renew", row["id"], entry=entry_id, start=start.isoformat(), cash=cash)
     return show_customer(connection, actor, username)
 
 
-def _reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> None:
-    if row["status"] == "suspended" and row["status_reason"] in (EXPIRED, OVERDUE):
+def reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> None:
+    if row["status"] == "suspended" and row["status_reason"] in SELF_CLEARING:
         connection.execute(update(customers).where(customers.c.id == row["id"])
                            .values(status="active", status_reason=None))
         # Out of the captive "expired" profile: log in again (FIELD-NOTES 14).
@@ -330,7 +332,7 @@ def _reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> N
 
 def suspend(connection: Connection, actor: Actor, username: str, calendar: Calendar, *, reason: str = MANUAL) -> dict:
     """Suspend now: unused bought days are refunded per the owner's policy; the session is cut."""
-    row = _changeable(connection, actor, username, "suspend customers")
+    row = changeable_customer(connection, actor, username, "suspend customers")
     if row["status"] != "active":
         raise RadbillError(f"customer {row['username']} is already {row['status']}")
     refunded = _refund_unused(connection, actor, row, calendar)
@@ -344,7 +346,7 @@ def suspend(connection: Connection, actor: Actor, username: str, calendar: Calen
 
 def resume(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Lift a suspension; a daily customer pays today's share from its wallet."""
-    row = _changeable(connection, actor, username, "resume customers")
+    row = changeable_customer(connection, actor, username, "resume customers")
     if row["status"] == "active":
         raise RadbillError(f"customer {row['username']} is already active")
     priced = _package_of(connection, row)
@@ -362,12 +364,12 @@ def resume(connection: Connection, actor: Actor, username: str, calendar: Calend
 
 def change_package(connection: Connection, actor: Actor, username: str, package: str, calendar: Calendar) -> dict:
     """Switch package now; unused days of the old one are refunded, a new period bought when one was running."""
-    row = _changeable(connection, actor, username, "change packages", money=True)
+    row = changeable_customer(connection, actor, username, "change packages", money=True)
     new = priced_package(connection, row["operator_id"], package)
     if new.package_id == row["package_id"]:
         raise RadbillError(f"customer {row['username']} is already on {package}")
     old = _package_of(connection, row)
-    had_period = (_last_paid_day(connection, row["id"]) or calendar.today) > calendar.today
+    had_period = (last_paid_day(connection, row["id"]) or calendar.today) > calendar.today
     refunded = _refund_unused(connection, actor, row, calendar)
     today = calendar.today
     values = dict(package_id=new.package_id, billing_anchor=today)
@@ -375,7 +377,7 @@ def change_package(connection: Connection, actor: Actor, username: str, package:
         values["cycle_day"] = min(today.day, 28)
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
     if new.billing_type == "daily" and had_period and row["status"] == "active":
-        _buy_period(connection, actor, row["id"], row["operator_id"], new, today + timedelta(days=1), calendar,
+        buy_period(connection, actor, row["id"], row["operator_id"], new, today + timedelta(days=1), calendar,
                     pay_cash=False, kind="package_change")
     record_change(connection, "customer", row["id"])
     queue_job(connection, row["id"], "coa", "package_change", cause=instant_cause(calendar.now),
@@ -386,7 +388,7 @@ def change_package(connection: Connection, actor: Actor, username: str, package:
 
 def reset_password(connection: Connection, actor: Actor, username: str, password: str | None = None) -> str:
     """Set a new password (a random one if none is given) and return it."""
-    row = _changeable(connection, actor, username, "reset passwords")
+    row = changeable_customer(connection, actor, username, "reset passwords")
     password = password or secrets.token_urlsafe(9)
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(password=password))
     record_change(connection, "customer", row["id"])
@@ -399,7 +401,14 @@ def receive_payment(connection: Connection, actor: Actor, username: str, amount:
     """A customer pays its owner (``topup`` and ``pay``): wallet credited, open
     invoices settled oldest first (partial payments too), and a customer
     suspended for expiry or an overdue bill is reactivated once it can be."""
-    row = _changeable(connection, actor, username, "record customer payments", money=True)
+    row = changeable_customer(connection, actor, username, "record customer payments", money=True)
+    receive(connection, actor, row, amount, calendar, method=method, reference=reference)
+    return show_customer(connection, actor, username)
+
+
+def receive(connection: Connection, actor: Actor, row, amount: int, calendar: Calendar, *, method: str,
+            reference: str | None) -> int:
+    """Post a customer's payment and its consequences; returns the ledger entry."""
     if amount <= 0:
         raise RadbillError("the amount must be more than zero")
     line = cascade.customer_payment_line(connection, row["operator_id"], row["id"], amount)
@@ -410,7 +419,7 @@ def receive_payment(connection: Connection, actor: Actor, username: str, amount:
                                                entry_id=entry_id, created_by=actor.caller_id))
     _settle_invoices(connection, row["id"], amount)
     fresh = _row(connection, row["username"])
-    if fresh["status"] == "suspended" and fresh["status_reason"] in (EXPIRED, OVERDUE):
+    if fresh["status"] == "suspended" and fresh["status_reason"] in SELF_CLEARING:
         priced = _package_of(connection, fresh)
         if priced.billing_type == "daily":
             try:
@@ -420,10 +429,10 @@ def receive_payment(connection: Connection, actor: Actor, username: str, amount:
         else:
             ready = not _has_overdue(connection, row["id"], calendar.today)
         if ready:
-            _reactivate_if_expired(connection, fresh, calendar)
+            reactivate_if_expired(connection, fresh, calendar)
     record_change(connection, "customer", row["id"])
     _audit(connection, actor, "payment", row["id"], amount=amount, method=method, entry=entry_id)
-    return show_customer(connection, actor, username)
+    return entry_id
 
 
 def _settle_invoices(connection: Connection, customer_id: int, amount: int) -> None:
@@ -448,7 +457,7 @@ def _has_overdue(connection: Connection, customer_id: int, today: date) -> bool:
 
 def delete_customer(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Soft-delete: unused days refunded per policy, service cut, restorable."""
-    row = _changeable(connection, actor, username, "delete customers")
+    row = changeable_customer(connection, actor, username, "delete customers")
     refunded = _refund_unused(connection, actor, row, calendar)
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(
         deleted_at=calendar.now, status="suspended", status_reason=DELETED))
@@ -460,7 +469,7 @@ def delete_customer(connection: Connection, actor: Actor, username: str, calenda
 
 def restore_customer(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Bring a deleted customer back, suspended until it is resumed or renewed."""
-    row = _changeable(connection, actor, username, "restore customers", deleted_ok=True)
+    row = changeable_customer(connection, actor, username, "restore customers", deleted_ok=True)
     if row["deleted_at"] is None:
         raise RadbillError(f"customer {row['username']} is not deleted")
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(deleted_at=None))

@@ -109,6 +109,12 @@ def post(
             idempotency_key=idempotency_key, effective_on=effective_on, reverses_entry_id=reverses_entry_id,
         )
     ).inserted_primary_key[0]
+    add_lines(connection, entry_id, lines)
+    return entry_id
+
+
+def add_lines(connection: Connection, entry_id: int, lines: list[Line]) -> None:
+    """Append lines to an entry being written, and update the cached balances they touch."""
     if lines:
         connection.execute(insert(ledger_lines), [
             dict(entry_id=entry_id, book_operator_id=line.book, debit_account_id=line.debit,
@@ -116,7 +122,6 @@ def post(
             for line in lines
         ])
         _apply_to_caches(connection, lines)
-    return entry_id
 
 
 def _apply_to_caches(connection: Connection, lines: list[Line]) -> None:
