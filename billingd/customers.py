@@ -273,12 +273,10 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
         lines = []
         for purchase in per_entry:
             charged = _entry_amounts(connection, purchase.entry_id, row, levels)
-            customer_total = charged.pop(None)
-            refunded += purchase.amount
-            lines.append(cascade.customer_charge_line(connection, row["operator_id"], row["id"], purchase.amount,
-                                                      refund=True))
-            amounts = [proportional(charged.get(level.operator_id, 0), purchase.amount, customer_total)
-                       for level in levels]
+            customer_total, amount = charged.pop(None), int(purchase.amount)
+            refunded += amount
+            lines.append(cascade.customer_charge_line(connection, row["operator_id"], row["id"], amount, refund=True))
+            amounts = [proportional(charged.get(level.operator_id, 0), amount, customer_total) for level in levels]
             lines += cascade.operator_lines(connection, levels, amounts, refund=True)
         days = sum(purchase.days for purchase in per_entry)
         ledger.post(connection, "refund", lines, actor_id=actor.caller_id, customer_id=row["id"], effective_on=today,
