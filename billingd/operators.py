@@ -98,6 +98,8 @@ def add_operator(connection: Connection, actor: Actor | None, login: str, role: 
         _check_parent(connection, role, parent_row)
     values = dict(login=login, name=name, role=role, billing_mode=billing_mode, credit_limit=credit_limit,
                   refund_policy=refund_policy, parent_id=parent_row["id"] if parent_row else None)
+    if id_format is None and role in ("reseller", "sub_reseller"):
+        id_format = login.upper() + "-{seq:05d}"  # customer IDs are unique across all operators
     if id_format is not None:
         values["id_format"] = id_format
     operator_id = connection.execute(insert(operators).values(**values)).inserted_primary_key[0]
