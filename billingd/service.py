@@ -94,8 +94,11 @@ class Leadership:
             return False
 
     def release(self) -> None:
+        """Give the lock up; the session is discarded, not pooled, so no lock outlives it."""
         if self._connection is not None:
             try:
+                self._connection.execute(text("SELECT pg_advisory_unlock_all()"))
+                self._connection.invalidate()
                 self._connection.close()
             except DBAPIError:
                 pass
