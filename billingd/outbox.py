@@ -10,17 +10,19 @@ dedupe key stops the same cause from being queued twice.
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from schema.tables import enforcement_jobs
 
 
 def queue_job(connection: Connection, customer_id: int, action: str, reason: str, *, cause: str,
               payload: dict | None = None) -> None:
-    """Queue ``action`` (disconnect or coa) for a customer; ``cause`` makes the dedupe key unique."""
+    """Queue ``action`` (disconnect or coa) for a customer, once per reason and cause."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     connection.execute(insert(enforcement_jobs).values(
         customer_id=customer_id, action=action, reason=reason, payload=payload or {},
-        dedupe_key=f"{reason}:{customer_id}:{cause}"))
+        dedupe_key=f"{reason}:{customer_id}:{cause}").on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 def instant_cause(now: datetime) -> str:
