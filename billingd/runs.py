@@ -135,20 +135,23 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datet
     connection.execute(text("DROP TABLE IF EXISTS run_chain"))
     connection.execute(_sql(f"""
         CREATE TEMPORARY TABLE run_charges AS
-        SELECT id AS customer_id, owner_id, package_id, wallet_balance, n, idx, was_active,
-               {_share("price", "idx", "n")} AS share, 0 AS failed
+        SELECT id AS customer_id, owner_id, package_id, wallet_id, n, idx, was_active, share,
+               CASE WHEN share > wallet_balance THEN {_FAILED_WALLET} ELSE 0 END AS failed
+        FROM (SELECT id, owner_id, package_id, wallet_id, wallet_balance, n, idx, was_active,
+                     {_share("price", "idx", "n")} AS share
         FROM (SELECT c.id, c.operator_id AS owner_id, c.package_id, c.wallet_balance, m.period_days AS n,
                      {_day_index(connection)} % m.period_days AS idx, pp.customer_price AS price,
-                     CASE WHEN c.status = 'active' THEN 1 ELSE 0 END AS was_active
+                     CASE WHEN c.status = 'active' THEN 1 ELSE 0 END AS was_active, w.id AS wallet_id
               FROM customers c
+              JOIN ledger_accounts w ON w.customer_id = c.id
               JOIN packages p ON p.id = c.package_id
               JOIN master_packages m ON m.id = p.master_package_id AND m.billing_type = 'daily'
               JOIN package_prices pp ON pp.package_id = c.package_id AND pp.operator_id = c.operator_id
               WHERE (c.status = 'active' OR c.status_reason = '{OPERATOR_FUND}')
                 AND c.deleted_at IS NULL AND c.billing_anchor <= :day
                 AND NOT EXISTS (SELECT 1 FROM customer_days d WHERE d.customer_id = c.id AND d.day = :day)) AS due
+        ) AS priced
     """), {"day": day})
-    connection.execute(text(f"UPDATE run_charges SET failed = {_FAILED_WALLET} WHERE share > wallet_balance"))
 
     # The operators' shares, summed per paying level, to find who cannot cover the day.
     chains = _chains(connection)
@@ -192,9 +195,8 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datet
                            idempotency_key=f"daily:{day.isoformat()}", memo=f"daily charges for {day.isoformat()}")
     connection.execute(text("""
         INSERT INTO ledger_lines (entry_id, book_operator_id, debit_account_id, credit_account_id, amount)
-        SELECT :entry, r.owner_id, w.id, s.id, r.share
+        SELECT :entry, r.owner_id, r.wallet_id, s.id, r.share
         FROM run_charges r
-        JOIN ledger_accounts w ON w.customer_id = r.customer_id
         JOIN ledger_accounts s ON s.book_operator_id = r.owner_id AND s.code = 'sales'
         WHERE r.failed = 0 AND r.share > 0"""), {"entry": entry_id})
     connection.execute(_sql("INSERT INTO customer_days (customer_id, day, amount, entry_id) "

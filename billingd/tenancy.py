@@ -116,31 +116,12 @@ def resolve_actor(connection: Connection, caller_login: str, act_as_login: str |
     return _actor_from(connection, target, caller["id"])
 
 
-def system_actor(connection: Connection) -> Actor:
-    """The admin, for work nobody typed (the scheduled runs)."""
-    row = connection.execute(select(operators).where(operators.c.role == "admin")).mappings().first()
-    if row is None:
-        raise RadbillError("no admin operator yet: run `radbill operator add LOGIN --role admin` or `radbill demo`")
-    return _actor_from(connection, row, row["id"])
-
-
 def descendant_ids(connection: Connection, operator_id: int) -> set[int]:
     """The operator and everything below it (recursive; both databases)."""
     tree = select(operators.c.id).where(operators.c.id == literal(operator_id)).cte("tree", recursive=True)
     below = select(operators.c.id).where(operators.c.parent_id == tree.c.id)
     tree = tree.union_all(below)
     return set(connection.execute(select(tree.c.id)).scalars())
-
-
-def ancestor_chain(connection: Connection, operator_id: int) -> list:
-    """The operator and its ancestors, nearest first, as operator rows."""
-    chain = []
-    current = operator_id
-    while current is not None:
-        row = connection.execute(select(operators).where(operators.c.id == current)).mappings().one()
-        chain.append(row)
-        current = row["parent_id"]
-    return chain
 
 
 def visible_operator_ids(connection: Connection, actor: Actor) -> set[int] | None:

@@ -209,6 +209,10 @@ package_prices = Table(
 
 # --- subscribers -----------------------------------------------------------
 
+# On PostgreSQL the migration gives customers fillfactor 80: the daily run
+# updates every daily customer's wallet and expiry, and free room in the page
+# keeps those updates HOT (heap-only, no index writes).
+
 customers = Table(
     "customers",
     metadata,
