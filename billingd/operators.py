@@ -128,6 +128,7 @@ def get_operator(connection: Connection, login: str) -> Operator:
 
 
 def show_operator(connection: Connection, actor: Actor, login: str) -> Operator:
+    actor.require("customers.view", "see operators")
     row = _row(connection, login)
     if row["id"] != actor.id:
         require_visible(connection, actor, row["id"], f"operator {login}")
@@ -135,6 +136,7 @@ def show_operator(connection: Connection, actor: Actor, login: str) -> Operator:
 
 
 def list_operators(connection: Connection, actor: Actor) -> list[Operator]:
+    actor.require("customers.view", "list operators")
     visible = None if actor.is_admin else descendant_ids(connection, actor.home_id)
     logins = connection.execute(select(operators.c.id, operators.c.login).order_by(operators.c.id)).all()
     return [get_operator(connection, login) for operator_id, login in logins if visible is None or operator_id in visible]
