@@ -28,10 +28,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from billingd import cascade, ledger
-from billingd.outbox import instant_cause, queue_job
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
 from billingd.prices import day_share, end_of_day, format_amount, local_day, proportional
 from billingd.tenancy import Actor, require_changeable, require_visible, visible_operator_ids
+from nas.outbox import enqueue
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
@@ -111,6 +111,23 @@ def changeable_customer(connection: Connection, actor: Actor, username: str, wha
     if row["deleted_at"] is not None and not deleted_ok:
         raise RadbillError(f"customer {row['username']} is deleted; restore it first")
     return row
+
+
+def disconnect(connection: Connection, customer_id: int, reason: str, cause: str) -> None:
+    """Queue a Disconnect for the customer's live sessions (FIELD-NOTES 13/14), once per reason and cause.
+
+    A suspension or expiry cuts the session; a reactivation or a package
+    change makes the subscriber log in again into its new profile and rate.
+    (A rate-only CoA needs the Mikrotik-Rate-Limit string, which radiusd
+    builds; billingd does not import radiusd.)
+    """
+    enqueue(connection, customer_id=customer_id, action="disconnect", reason=reason,
+            dedupe_key=f"{reason}:{customer_id}:{cause}")
+
+
+def _cause(calendar: Calendar) -> str:
+    """Each command is its own cause: the instant it ran."""
+    return calendar.now.isoformat(timespec="microseconds")
 
 
 def _audit(connection: Connection, actor: Actor, action: str, customer_id: int, **details) -> None:
@@ -325,7 +342,7 @@ def reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> No
         connection.execute(update(customers).where(customers.c.id == row["id"])
                            .values(status="active", status_reason=None))
         # Out of the captive "expired" profile: log in again (FIELD-NOTES 14).
-        queue_job(connection, row["id"], "disconnect", "reactivated", cause=instant_cause(calendar.now))
+        disconnect(connection, row["id"], "reactivated", _cause(calendar))
 
 
 def suspend(connection: Connection, actor: Actor, username: str, calendar: Calendar, *, reason: str = MANUAL) -> dict:
@@ -337,7 +354,7 @@ def suspend(connection: Connection, actor: Actor, username: str, calendar: Calen
     connection.execute(update(customers).where(customers.c.id == row["id"])
                        .values(status="suspended", status_reason=reason))
     record_change(connection, "customer", row["id"])
-    queue_job(connection, row["id"], "disconnect", "suspended", cause=instant_cause(calendar.now))
+    disconnect(connection, row["id"], "suspended", _cause(calendar))
     _audit(connection, actor, "suspend", row["id"], reason=reason, refunded=refunded)
     return show_customer(connection, actor, username)
 
@@ -355,7 +372,7 @@ def resume(connection: Connection, actor: Actor, username: str, calendar: Calend
                                "today's share: top up or renew first")
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(status="active", status_reason=None))
     record_change(connection, "customer", row["id"])
-    queue_job(connection, row["id"], "disconnect", "resumed", cause=instant_cause(calendar.now))
+    disconnect(connection, row["id"], "resumed", _cause(calendar))
     _audit(connection, actor, "resume", row["id"])
     return show_customer(connection, actor, username)
 
@@ -378,8 +395,7 @@ def change_package(connection: Connection, actor: Actor, username: str, package:
         buy_period(connection, actor, row["id"], row["operator_id"], new, today + timedelta(days=1), calendar,
                     pay_cash=False, kind="package_change")
     record_change(connection, "customer", row["id"])
-    queue_job(connection, row["id"], "coa", "package_change", cause=instant_cause(calendar.now),
-              payload={"package": package})
+    disconnect(connection, row["id"], "package_change", _cause(calendar))
     _audit(connection, actor, "change_package", row["id"], old=old.name, new=package, refunded=refunded)
     return show_customer(connection, actor, username)
 
@@ -460,7 +476,7 @@ def delete_customer(connection: Connection, actor: Actor, username: str, calenda
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(
         deleted_at=calendar.now, status="suspended", status_reason=DELETED))
     record_change(connection, "customer", row["id"])
-    queue_job(connection, row["id"], "disconnect", "deleted", cause=instant_cause(calendar.now))
+    disconnect(connection, row["id"], "deleted", _cause(calendar))
     _audit(connection, actor, "delete", row["id"], refunded=refunded)
     return show_customer(connection, actor, username)
 

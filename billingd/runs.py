@@ -26,8 +26,7 @@ from sqlalchemy import Connection, Date, DateTime, Engine, bindparam, column, fu
 
 from billingd import cascade, ledger
 from billingd.cascade import Level
-from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE
-from billingd.outbox import queue_job
+from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE, disconnect
 from billingd.prices import billing_period, end_of_day, prorated
 from schema.changes import record_change, record_changes
 from schema.settings import BillingdSettings
@@ -285,7 +284,7 @@ def _issue_invoices(connection: Connection, day: date, settings: BillingdSetting
         levels = cascade.chain_levels(connection, customer.operator_id, customer.package_id)
         amounts = [charge(level.price) for level in levels]
         if cascade.shortfall(levels, amounts) is not None:
-            _suspend(connection, customer.id, OPERATOR_FUND, f"{OPERATOR_FUND}:{customer.id}:{day.isoformat()}")
+            _suspend(connection, customer.id, OPERATOR_FUND, day.isoformat())
             continue
         amount = charge(customer_price)
         lines = [cascade.customer_charge_line(connection, customer.operator_id, customer.id, amount)]
@@ -309,7 +308,7 @@ def _suspend(connection: Connection, customer_id: int, reason: str, cause: str) 
     connection.execute(update(customers).where(customers.c.id == customer_id)
                        .values(status="suspended", status_reason=reason))
     record_change(connection, "customer", customer_id)
-    queue_job(connection, customer_id, "disconnect", reason, cause=cause)
+    disconnect(connection, customer_id, reason, cause)
 
 
 def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:

@@ -1,4 +1,5 @@
-"""billingd: run the day's billing at ``[billingd] run_at`` in ``[billingd] timezone``.
+"""billingd: run the day's billing at ``[billingd] run_at`` in ``[billingd] timezone``,
+and the enforcement outbox worker that tells the routers (nas/worker.py).
 
 Only one billingd is active at a time: on PostgreSQL it holds a session
 advisory lock (the others stand by and retry every minute, so one takes over
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, threads
 
 from billingd import runs
+from nas.worker import EnforcementWorker
 from schema.daemon import configure_logging, listen_metrics
 from schema.engine import is_sqlite
 from schema.settings import BillingdSettings, Settings
@@ -178,6 +180,10 @@ def run(settings: Settings, engine: Engine) -> None:
     scheduler = Scheduler(reactor, settings.billingd, Leadership(engine), work, Metrics())
     reactor.callWhenRunning(scheduler.start)
     reactor.addSystemEventTrigger("before", "shutdown", scheduler.stop)
+    # The enforcement outbox worker (nas/): tells the routers about what the runs and commands changed.
+    worker = EnforcementWorker(engine, reactor=reactor)
+    reactor.callWhenRunning(worker.start)
+    reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
     log.info("billingd started: runs at %s %s; metrics on %s:%d", settings.billingd.run_at, settings.billingd.timezone,
              settings.billingd.bind, settings.billingd.metrics_port)
     reactor.run()

@@ -146,7 +146,7 @@ def test_change_package_refunds_and_buys_a_new_period(engine):
         assert alice["wallet_balance"] == refund - money("300")
         assert alice["expires_at"].replace(tzinfo=None) == end_of_day(TODAY + timedelta(days=40), ZONE).replace(tzinfo=None)
         job = connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == alice["id"])).mappings().one()
-        assert (job["action"], job["payload"]) == ("coa", {"package": "Lite 5M"})
+        assert (job["action"], job["reason"]) == ("disconnect", "package_change")
         assert ledger.verify(connection) == []
 
 
