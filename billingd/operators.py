@@ -161,10 +161,7 @@ def permit(connection: Connection, actor: Actor, login: str, permission: str) ->
                                                                  permissions.c.permission == permission)).first():
         raise RadbillError(f"{login} already has {permission}")
     connection.execute(insert(permissions).values(operator_id=row["id"], permission=permission, granted_by=actor.id))
-    record_change(connection, "operator", row["id"])
-    audit(connection, "operator.permit", actor_id=actor.caller_id, acting_as_id=actor.id, target_type="operator",
-          target_id=row["id"], permission=permission)
-    return get_operator(connection, login)
+    return _changed(connection, actor, row, "operator.permit", permission=permission)
 
 
 def revoke(connection: Connection, actor: Actor, login: str, permission: str) -> Operator:
@@ -173,10 +170,7 @@ def revoke(connection: Connection, actor: Actor, login: str, permission: str) ->
                                                            permissions.c.permission == permission)).rowcount
     if not removed:
         raise RadbillError(f"{login} does not have {permission}")
-    record_change(connection, "operator", row["id"])
-    audit(connection, "operator.revoke", actor_id=actor.caller_id, acting_as_id=actor.id, target_type="operator",
-          target_id=row["id"], permission=permission)
-    return get_operator(connection, login)
+    return _changed(connection, actor, row, "operator.revoke", permission=permission)
 
 
 def set_status(connection: Connection, actor: Actor, login: str, status: str) -> Operator:
@@ -185,10 +179,15 @@ def set_status(connection: Connection, actor: Actor, login: str, status: str) ->
     if row["status"] == status:
         raise RadbillError(f"{login} is already {status}")
     connection.execute(update(operators).where(operators.c.id == row["id"]).values(status=status))
+    return _changed(connection, actor, row, f"operator.{'block' if status == 'blocked' else 'unblock'}")
+
+
+def _changed(connection: Connection, actor: Actor, row, action: str, **details) -> Operator:
+    """After changing an operator: the change log, the audit row, the fresh record."""
     record_change(connection, "operator", row["id"])
-    audit(connection, f"operator.{'block' if status == 'blocked' else 'unblock'}", actor_id=actor.caller_id,
-          acting_as_id=actor.id, target_type="operator", target_id=row["id"])
-    return get_operator(connection, login)
+    audit(connection, action, actor_id=actor.caller_id, acting_as_id=actor.id, target_type="operator",
+          target_id=row["id"], **details)
+    return get_operator(connection, row["login"])
 
 
 def settle(connection: Connection, actor: Actor, login: str, amount: int, *, mode: str, today: date,

@@ -4,7 +4,7 @@ import click
 
 from billingd import customers as domain
 from cli.main import Context
-from cli.money import AMOUNT, shown
+from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.errors import RadbillError
 
@@ -122,8 +122,7 @@ def _payment(name: str, help_text: str):
     @customer_group.command(name, help=help_text)
     @click.argument("username")
     @click.argument("amount", type=AMOUNT)
-    @click.option("--method", default="cash", show_default=True)
-    @click.option("--reference", help="Receipt or transaction reference.")
+    @payment_options
     @click.pass_obj
     def command(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
         with obj.engine.begin() as connection:

@@ -32,3 +32,9 @@ def shown(record: dict, *keys: str) -> dict:
         return record
     return {key: (format_amount(value) if key in keys and isinstance(value, int) else value)
             for key, value in record.items()}
+
+
+def payment_options(command):
+    """--method and --reference, for every command that records money received."""
+    command = click.option("--reference", help="Receipt or transaction reference.")(command)
+    return click.option("--method", default="cash", show_default=True, help="cash, bank, bkash, ...")(command)

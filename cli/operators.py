@@ -8,7 +8,7 @@ from billingd import operators as domain
 from billingd import zones
 from billingd.tenancy import PERMISSIONS
 from cli.main import Context
-from cli.money import AMOUNT, shown
+from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.tables import ROLES
 
@@ -120,33 +120,23 @@ def unblock(obj: Context, login: str) -> None:
     click.echo(f"unblocked {login}")
 
 
-def _settle(obj: Context, login: str, amount: int, mode: str, method: str, reference: str | None) -> None:
-    with obj.engine.begin() as connection:
-        operator = domain.settle(connection, obj.actor(connection), login, amount, mode=mode,
-                                 today=obj.calendar().today, method=method, reference=reference)
-    click.echo(f"{login}: fund at parent now {shown({'f': operator.fund_balance}, 'f')['f']}")
+def _settlement(name: str, mode: str, help_text: str):
+    @operator_group.command(name, help=help_text)
+    @click.argument("login")
+    @click.argument("amount", type=AMOUNT)
+    @payment_options
+    @click.pass_obj
+    def command(obj: Context, login: str, amount: int, method: str, reference: str | None) -> None:
+        with obj.engine.begin() as connection:
+            operator = domain.settle(connection, obj.actor(connection), login, amount, mode=mode,
+                                     today=obj.calendar().today, method=method, reference=reference)
+        click.echo(f"{login}: fund at parent now {shown({'fund': operator.fund_balance}, 'fund')['fund']}")
+
+    return command
 
 
-@operator_group.command("fund")
-@click.argument("login")
-@click.argument("amount", type=AMOUNT)
-@click.option("--method", default="cash", show_default=True)
-@click.option("--reference", help="Receipt or transfer reference.")
-@click.pass_obj
-def fund(obj: Context, login: str, amount: int, method: str, reference: str | None) -> None:
-    """Top up a prepaid child operator's fund (it paid you AMOUNT)."""
-    _settle(obj, login, amount, "prepaid", method, reference)
-
-
-@operator_group.command("pay")
-@click.argument("login")
-@click.argument("amount", type=AMOUNT)
-@click.option("--method", default="cash", show_default=True)
-@click.option("--reference", help="Receipt or transfer reference.")
-@click.pass_obj
-def pay(obj: Context, login: str, amount: int, method: str, reference: str | None) -> None:
-    """Record a postpaid child operator's settlement (it paid you AMOUNT)."""
-    _settle(obj, login, amount, "postpaid", method, reference)
+_settlement("fund", "prepaid", "Top up a prepaid child operator's fund (it paid you AMOUNT).")
+_settlement("pay", "postpaid", "Record a postpaid child operator's settlement (it paid you AMOUNT).")
 
 
 @operator_group.command("balance")
