@@ -209,7 +209,7 @@ package_prices = Table(
 
 # --- subscribers -----------------------------------------------------------
 
-# On PostgreSQL the migration gives customers fillfactor 80: the daily run
+# On PostgreSQL the migration gives customers fillfactor 50: the daily run
 # updates every daily customer's wallet and expiry, and free room in the page
 # keeps those updates HOT (heap-only, no index writes).
 

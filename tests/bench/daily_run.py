@@ -4,7 +4,7 @@
 
 Without --url it starts a throw-away PostgreSQL server from the machine's
 binaries (as the ``postgres`` user when run as root) with durable settings
-(fsync on), loads the hierarchy with the domain functions, then bulk-loads
+(fsync on, see SERVER_SETTINGS), loads the hierarchy with the domain functions, then bulk-loads
 the customers with INSERT ... SELECT generate_series: each with a wallet
 account and an opening balance posted to the ledger, 80% owned by the admin
 and 20% by a prepaid reseller (so the cascade is exercised), all past their
@@ -42,12 +42,22 @@ from tests.conftest import PostgresServer, _postgres_bindir  # noqa: E402
 SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
 
 
+# What a DBA sets for a database that takes a million-row write once a day:
+# durable (fsync and full-page writes stay on), with room for the day's WAL
+# so that no checkpoint lands in the middle of the run.
+SERVER_SETTINGS = ("shared_buffers=256MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "wal_compression=on")
+
+
 class DurableServer(PostgresServer):
-    """The test server, but with production durability (fsync, full page writes)."""
+    """The test server, but durable (the test fixture runs with fsync off)."""
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c shared_buffers=256MB"
+        settings = " ".join(f"-c {setting}" for setting in SERVER_SETTINGS)
+        options = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} {settings}"
         self._run("pg_ctl", "-D", str(self.datadir / "data"), "-l", str(self.datadir / "log"), "-o", options, "-w", "start")
+
+    def postmaster_pid(self) -> int:
+        return int((self.datadir / "data" / "postmaster.pid").read_text().split()[0])
 
 
 def load(engine, count: int) -> None:
@@ -91,9 +101,10 @@ def load(engine, count: int) -> None:
 
 
 class PeakRss:
-    """Samples the VmHWM (peak RSS) of every PostgreSQL process while the run goes."""
+    """Samples the VmHWM (peak RSS) of our PostgreSQL server's processes while the run goes."""
 
-    def __init__(self):
+    def __init__(self, postmaster_pid: int | None):
+        self.postmaster_pid = postmaster_pid
         self.peak_kib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -107,13 +118,13 @@ class PeakRss:
         self._thread.join()
 
     def _sample(self):
-        while not self._stop.is_set():
+        while self.postmaster_pid and not self._stop.is_set():
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
-                if "Name:\tpostgres" in status:
+                if int(pid) == self.postmaster_pid or f"PPid:\t{self.postmaster_pid}\n" in status:
                     for line in status.splitlines():
                         if line.startswith("VmHWM:"):
                             self.peak_kib = max(self.peak_kib, int(line.split()[1]))
@@ -152,15 +163,17 @@ def main() -> None:
         migrate.upgrade(engine)
         load(engine, args.customers)
         report_slow_statements(engine)
-        with PeakRss() as postgres:
+        with PeakRss(server.postmaster_pid() if server else None) as postgres:
             started = time.monotonic()
             [result] = runs.run_through(engine, TODAY, SETTINGS)
             seconds = time.monotonic() - started
         own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"daily run over {args.customers:,} customers: {seconds:.1f} s; charged {result.customers_charged:,}, "
               f"suspended {result.customers_suspended:,}, amount {result.amount_charged / 100:,.2f}")
-        print(f"peak RSS: this process {own_peak_mib:.0f} MiB, largest PostgreSQL process "
-              f"{postgres.peak_kib / 1024:.0f} MiB (includes the shared buffers it touched)")
+        print(f"peak RSS: this process {own_peak_mib:.0f} MiB, largest process of the PostgreSQL server "
+              + (f"{postgres.peak_kib / 1024:.0f} MiB (includes the shared buffers it touched)" if server
+                 else "not measured (--url)"))
+        print(f"load average during the run (2 cores, shared machine): {os.getloadavg()[0]:.1f}")
         with engine.connect() as connection:
             lines = connection.execute(select(func.count()).select_from(ledger_lines)).scalar()
             days = connection.execute(select(func.count()).select_from(customer_days)).scalar()

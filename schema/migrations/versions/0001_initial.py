@@ -284,7 +284,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         # Room in each page, so the daily run's wallet/expiry updates are HOT
         # (no index maintenance); see tables.customers.
-        op.execute("ALTER TABLE customers SET (fillfactor = 80)")
+        op.execute("ALTER TABLE customers SET (fillfactor = 50)")
 
     op.create_table('package_prices',
     sa.Column('id', sa.Integer(), nullable=False),
