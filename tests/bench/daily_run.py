@@ -10,9 +10,11 @@ account and an opening balance posted to the ledger, 80% owned by the admin
 and 20% by a prepaid reseller (so the cascade is exercised), all past their
 bought period, so the run charges every one of them pay-as-you-go.
 
-It prints the run's duration, the customers charged, the peak RSS of this
-process and the peak RSS of the PostgreSQL backends, then runs the same day
-again to show that it changes nothing. Target: under 60 s and 1 GiB.
+It runs ``--days`` consecutive days (the second one is the steady state:
+yesterday's rows and dead tuples are there) and prints each run's duration
+and the machine's load average, then the peak RSS of this process and of the
+PostgreSQL server's processes, then runs the last day again to show that it
+changes nothing. Target: under 60 s and 1 GiB.
 """
 
 import argparse
@@ -150,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--url", help="An empty PostgreSQL database (default: start a throw-away server).")
+    parser.add_argument("--days", type=int, default=2, help="Consecutive days to run (the second is the steady state).")
     parser.add_argument("--verify", action="store_true", help="Also time `ledger verify` afterwards.")
     args = parser.parse_args()
     server = None
@@ -164,21 +167,22 @@ def main() -> None:
         load(engine, args.customers)
         report_slow_statements(engine)
         with PeakRss(server.postmaster_pid() if server else None) as postgres:
-            started = time.monotonic()
-            [result] = runs.run_through(engine, TODAY, SETTINGS)
-            seconds = time.monotonic() - started
+            for offset in range(args.days):
+                started = time.monotonic()
+                [result] = runs.run_through(engine, TODAY + timedelta(days=offset), SETTINGS)
+                seconds = time.monotonic() - started
+                print(f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
+                      f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
+                      f"amount {result.amount_charged / 100:,.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
         own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"daily run over {args.customers:,} customers: {seconds:.1f} s; charged {result.customers_charged:,}, "
-              f"suspended {result.customers_suspended:,}, amount {result.amount_charged / 100:,.2f}")
         print(f"peak RSS: this process {own_peak_mib:.0f} MiB, largest process of the PostgreSQL server "
               + (f"{postgres.peak_kib / 1024:.0f} MiB (includes the shared buffers it touched)" if server
                  else "not measured (--url)"))
-        print(f"load average during the run (2 cores, shared machine): {os.getloadavg()[0]:.1f}")
         with engine.connect() as connection:
             lines = connection.execute(select(func.count()).select_from(ledger_lines)).scalar()
             days = connection.execute(select(func.count()).select_from(customer_days)).scalar()
         started = time.monotonic()
-        again = runs.run_through(engine, TODAY, SETTINGS)
+        again = runs.run_through(engine, result.day, SETTINGS)
         print(f"the same day again: {time.monotonic() - started:.2f} s, days run: {len(again)} "
               f"(ledger lines {lines:,}, customer days {days:,})")
         if args.verify:
