@@ -174,7 +174,7 @@ def revoke(connection: Connection, actor: Actor, login: str, permission: str) ->
 
 
 def set_status(connection: Connection, actor: Actor, login: str, status: str) -> Operator:
-    """Block or unblock an operator's access (its customers keep their service)."""
+    """Block or unblock an operator's access; the change log tells the RADIUS side, which refuses its customers."""
     row = _changeable_operator(connection, actor, login, "block or unblock operators")
     if row["status"] == status:
         raise RadbillError(f"{login} is already {status}")

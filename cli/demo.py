@@ -10,14 +10,13 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy import Connection, select
 
-from billingd import customers, operators, packages, runs
+from billingd import customers, operators, packages
 from billingd.customers import Calendar
 from billingd.prices import parse_amount
 from billingd.tenancy import resolve_actor
 from cli.main import Context
 from nas.registry import add_nas
 from schema import migrate
-from schema.settings import BillingdSettings
 from schema.tables import operators as operators_table
 
 MEGABIT = 1_000_000
@@ -64,8 +63,7 @@ def load_demo(connection: Connection, now: datetime, zone: ZoneInfo = DEMO_ZONE)
     # Activated 31 days ago with an empty wallet: its period is over.
     customers.add_customer(connection, admin, "expired", password="expired", package="PPPoE 10M",
                            calendar=Calendar(now - timedelta(days=31), zone), name="Expired Subscriber")
-    # Today's run finds its wallet empty and suspends it, as billingd would.
-    runs.run_day(connection, calendar.today, BillingdSettings(timezone=zone.key), now=now)
+    # Its package has expired; billingd's first run will find the wallet empty and suspend it.
     return True
 
 

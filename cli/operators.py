@@ -104,7 +104,7 @@ def revoke(obj: Context, login: str, permission: str) -> None:
 @click.argument("login")
 @click.pass_obj
 def block(obj: Context, login: str) -> None:
-    """Block an operator's access (its customers keep their service)."""
+    """Block an operator's access (the RADIUS side refuses its customers too)."""
     with obj.engine.begin() as connection:
         domain.set_status(connection, obj.actor(connection), login, "blocked")
     click.echo(f"blocked {login}")
