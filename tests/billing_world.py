@@ -56,6 +56,15 @@ def actor(connection, login: str, act_as: str | None = None):
     return resolve_actor(connection, login, act_as)
 
 
+def add_customer_of(connection, owner: str, username: str, calendar: Calendar, package: str = "Home 10M"):
+    """Add (and activate) a customer of ``owner``; return the owner's actor."""
+    from billingd import customers
+
+    who = actor(connection, owner)
+    customers.add_customer(connection, who, username, password="pw", package=package, calendar=calendar)
+    return who
+
+
 def build(connection, *, fund: dict | None = None) -> None:
     """The hierarchy, packages and prices; funds default to 5000 / 5000 / 2000."""
     fund = {"reseller1": "5000", "reseller2": "5000", "sub1": "2000"} | (fund or {})

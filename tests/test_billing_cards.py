@@ -8,7 +8,7 @@ from sqlalchemy import select
 from billingd import cards, customers, ledger
 from schema.errors import RadbillError
 from schema.tables import operators, recharge_cards
-from tests.billing_world import actor, build, customer, fund_of, money, on
+from tests.billing_world import add_customer_of, actor, build, customer, fund_of, money, on
 
 
 def test_pins_carry_a_luhn_check_digit():
@@ -40,8 +40,7 @@ def test_a_value_card_tops_up_the_owners_customer_once(engine):
 def test_a_package_card_buys_a_period_with_the_cascade(engine):
     with engine.begin() as connection:
         build(connection)
-        sub1 = actor(connection, "sub1")
-        customers.add_customer(connection, sub1, "carol", password="pw", package="Home 10M", calendar=on())
+        sub1 = add_customer_of(connection, "sub1", "carol", on())
         issued = cards.create_batch(connection, sub1, 1, package="Home 10M")
         expiry = customer(connection, "carol")["expires_at"]
         cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(3))
@@ -55,8 +54,7 @@ def test_a_card_is_only_for_its_operators_customers(engine):
     with engine.begin() as connection:
         build(connection)
         issued = cards.create_batch(connection, actor(connection, "reseller1"), 1, value=money("100"))
-        reseller2 = actor(connection, "reseller2")
-        customers.add_customer(connection, reseller2, "bob", password="pw", package="Home 10M", calendar=on())
+        reseller2 = add_customer_of(connection, "reseller2", "bob", on())
         with pytest.raises(RadbillError, match="PIN is not valid"):
             cards.redeem(connection, reseller2, issued[0]["pin"], "bob", on())
         assert cards.list_cards(connection, reseller2) == []

@@ -9,7 +9,7 @@ from billingd import customers, ledger, operators
 from billingd.prices import day_share, end_of_day
 from schema.errors import RadbillError
 from schema.tables import customer_days, enforcement_jobs, operators as operators_table
-from tests.billing_world import TODAY, ZONE, actor, build, customer, fund_of, money, on, snapshot
+from tests.billing_world import add_customer_of, TODAY, ZONE, actor, build, customer, fund_of, money, on, snapshot
 
 
 def _balances(connection, login):
@@ -56,8 +56,7 @@ def test_credit_limit_lets_a_prepaid_fund_go_negative_up_to_it(engine):
         build(connection, fund={"reseller2": "100"})
         connection.execute(operators_table.update().where(operators_table.c.login == "reseller2")
                            .values(credit_limit=money("300")))
-        reseller2 = actor(connection, "reseller2")
-        customers.add_customer(connection, reseller2, "bob", password="pw", package="Home 10M", calendar=on())
+        reseller2 = add_customer_of(connection, "reseller2", "bob", on())
         assert fund_of(connection, "reseller2") == -money("300")
         with pytest.raises(RadbillError, match="reseller2"):
             customers.add_customer(connection, reseller2, "bob2", password="pw", package="Lite 5M", calendar=on())
@@ -91,8 +90,7 @@ def test_postpaid_operator_accrues_a_payable_and_settles_it(engine):
 def test_renewal_starts_at_the_later_of_today_and_expiry(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on())
         first_expiry = customer(connection, "alice")["expires_at"]
         with pytest.raises(RadbillError, match="wallet 0.00 cannot pay Home 10M"):
             customers.renew(connection, reseller1, "alice", on(5))
@@ -115,8 +113,7 @@ def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
         build(connection)
         connection.execute(operators_table.update().where(operators_table.c.login == "sub1")
                            .values(refund_policy=policy))
-        sub1 = actor(connection, "sub1")
-        customers.add_customer(connection, sub1, "carol", password="pw", package="Home 10M", calendar=on())
+        sub1 = add_customer_of(connection, "sub1", "carol", on())
         customers.delete_customer(connection, sub1, "carol", on(10))
         carol = customer(connection, "carol")
         assert carol["deleted_at"] is not None and carol["status"] == "suspended"
@@ -138,8 +135,7 @@ def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
 def test_change_package_refunds_and_buys_a_new_period(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on())
         customers.change_package(connection, reseller1, "alice", "Lite 5M", on(10))
         alice = customer(connection, "alice")
         refund = sum(day_share(money("500"), 30, i) for i in range(11, 30))
@@ -157,8 +153,7 @@ def test_suspend_and_resume_write_the_change_log_and_jobs(engine):
         build(connection)
         connection.execute(operators_table.update().where(operators_table.c.login == "reseller1")
                            .values(refund_policy="none"))
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on())
         alice_id = customer(connection, "alice")["id"]
         changes = lambda: connection.execute(select(change_log.c.id).where(  # noqa: E731
             change_log.c.entity == "customer", change_log.c.entity_id == alice_id)).scalars().all()

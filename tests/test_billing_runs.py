@@ -7,7 +7,7 @@ from sqlalchemy import select
 from billingd import customers, ledger, operators, runs
 from billingd.prices import day_share, end_of_day
 from schema.tables import change_log, customer_days, enforcement_jobs, invoices
-from tests.billing_world import NOW, SETTINGS, TODAY, ZONE, actor, build, customer, fund_of, money, on, snapshot
+from tests.billing_world import add_customer_of, NOW, SETTINGS, TODAY, ZONE, actor, build, customer, fund_of, money, on, snapshot
 
 
 def _run(connection, days_from_today: int):
@@ -23,8 +23,7 @@ def _days(connection, customer_id):
 def test_pay_as_you_go_days_add_up_to_the_price(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on())
         customers.receive_payment(connection, reseller1, "alice", money("600"), on())
         alice = customer(connection, "alice")
         for day in range(0, 60):
@@ -45,8 +44,7 @@ def test_pay_as_you_go_days_add_up_to_the_price(engine):
 def test_running_a_day_twice_changes_nothing(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on(-30))
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
         customers.receive_payment(connection, reseller1, "alice", money("50"), on())
         first = _run(connection, 0)
         assert (first.customers_charged, first.already_done) == (1, False)
@@ -59,8 +57,7 @@ def test_running_a_day_twice_changes_nothing(engine):
 def test_missed_days_are_caught_up_in_order(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on(-30))
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
         customers.receive_payment(connection, reseller1, "alice", money("50"), on(-1))
         _run(connection, -1)
     results = runs.run_through(engine, TODAY + timedelta(days=3), SETTINGS)
@@ -79,8 +76,7 @@ def test_missed_days_are_caught_up_in_order(engine):
 def test_an_empty_wallet_suspends_and_a_top_up_reactivates(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on(-30))
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
         alice_id = customer(connection, "alice")["id"]
         last_change = connection.execute(select(change_log.c.id).order_by(change_log.c.id.desc())).scalars().first()
         result = _run(connection, 0)
@@ -98,8 +94,7 @@ def test_an_empty_wallet_suspends_and_a_top_up_reactivates(engine):
 def test_an_operator_that_cannot_cover_the_day_holds_back_its_customers(engine):
     with engine.begin() as connection:
         build(connection, fund={"sub1": "460"})
-        sub1 = actor(connection, "sub1")
-        customers.add_customer(connection, sub1, "carol", password="pw", package="Home 10M", calendar=on(-30))
+        sub1 = add_customer_of(connection, "sub1", "carol", on(-30))
         customers.receive_payment(connection, sub1, "carol", money("100"), on(0))
         customers.add_customer(connection, actor(connection, "reseller2"), "bob", password="pw", package="Home 10M",
                                calendar=on(-30))
@@ -120,8 +115,7 @@ def test_an_operator_that_cannot_cover_the_day_holds_back_its_customers(engine):
 def test_monthly_customers_are_invoiced_by_enabled_days(engine):
     with engine.begin() as connection:
         build(connection)
-        reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "dave", password="pw", package="Office", calendar=on(1))
+        reseller1 = add_customer_of(connection, "reseller1", "dave", on(1), package="Office")
         dave = customer(connection, "dave")
         assert dave["cycle_day"] == 25 and dave["wallet_balance"] == 0
         for day in range(1, 32):  # 2026-11-25 .. 2026-12-25
