@@ -1,8 +1,9 @@
 """Random hierarchies, random operation sequences: the books always hold.
 
 After every operation: every book balances and `ledger verify` finds nothing,
-no prepaid fund is below minus its credit limit. A second run of the same
-day changes nothing. Each operation runs in a savepoint, like a command in
+no prepaid fund is below minus its credit limit, the days each entry paid
+for add up to what it charged (a full period to its price). A second run of
+the same day changes nothing. Each operation runs in a savepoint, like a command in
 its own transaction: a refused one leaves nothing behind.
 """
 
@@ -10,11 +11,12 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from billingd import customers, ledger, operators, packages, runs
 from billingd.prices import day_share, parse_amount
 from schema.errors import RadbillError
+from schema.tables import audit_log, customer_days, ledger_accounts, ledger_entries, ledger_lines
 from schema.tables import operators as operators_table
 from tests.billing_world import NOW, SETTINGS, TODAY, actor, on, snapshot
 
@@ -77,6 +79,32 @@ def _check(connection) -> None:
     for row in connection.execute(select(operators_table).where(operators_table.c.parent_id.is_not(None))).mappings():
         if row["billing_mode"] == "prepaid":
             assert row["fund_balance"] >= -row["credit_limit"], row["login"]
+    _check_days_add_up(connection)
+
+
+def _check_days_add_up(connection) -> None:
+    """The days an entry paid for add up to what it charged the customer: a bought
+    period is its price to the unit. A refund or forfeit removes days, never adds them."""
+    wallet, sales = ledger_accounts.alias("wallet"), ledger_accounts.alias("sales")
+    charged = dict(connection.execute(
+        select(ledger_lines.c.entry_id, func.sum(ledger_lines.c.amount))
+        .join(wallet, wallet.c.id == ledger_lines.c.debit_account_id)
+        .join(sales, sales.c.id == ledger_lines.c.credit_account_id)
+        .where(wallet.c.customer_id.is_not(None), sales.c.code == "sales")
+        .group_by(ledger_lines.c.entry_id)).all())
+    # Suspending, deleting or changing the package gives back (or forfeits) the days after today.
+    refunded = set(connection.execute(select(audit_log.c.target_id).where(
+        audit_log.c.action.in_(["customer.suspend", "customer.delete", "customer.change_package"]))).scalars())
+    days = connection.execute(
+        select(customer_days.c.entry_id, ledger_entries.c.kind, ledger_entries.c.customer_id,
+               func.sum(customer_days.c.amount).label("amount"))
+        .join(ledger_entries, ledger_entries.c.id == customer_days.c.entry_id)
+        .where(ledger_entries.c.kind != "invoice")
+        .group_by(customer_days.c.entry_id, ledger_entries.c.kind, ledger_entries.c.customer_id)).all()
+    for entry in days:
+        assert entry.amount <= charged.get(entry.entry_id, 0), entry
+        if entry.customer_id not in refunded:
+            assert entry.amount == charged.get(entry.entry_id, 0), entry
 
 
 def _apply(connection, sellers, names, step, day):
