@@ -1,58 +1,69 @@
-"""``radbill demo``: a small ISP to try radbill with. Loading it twice is harmless."""
+"""``radbill demo``: a small ISP to try radbill with. Loading it twice is harmless.
+
+Built with the same domain functions as the commands, so the demo's money is
+real ledger entries: `radbill ledger verify` passes on it.
+"""
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
+from billingd import customers, operators, packages
+from billingd.customers import Calendar
+from billingd.prices import parse_amount
+from billingd.tenancy import resolve_actor
 from cli.main import Context
 from nas.registry import add_nas
 from schema import migrate
-from schema.changes import record_change
-from schema.tables import customers, master_packages, operators, package_prices, packages, permissions
+from schema.tables import operators as operators_table
 
 MEGABIT = 1_000_000
+DEMO_ZONE = ZoneInfo("Asia/Dhaka")
 
 
-def load_demo(connection: Connection, now: datetime) -> bool:
+def load_demo(connection: Connection, now: datetime, zone: ZoneInfo = DEMO_ZONE) -> bool:
     """Insert the demo ISP; False if it is already there."""
-    if connection.execute(select(operators.c.id).where(operators.c.login == "admin")).first():
+    if connection.execute(select(operators_table.c.id).where(operators_table.c.login == "admin")).first():
         return False
-
-    def add(table, **values) -> int:
-        return connection.execute(insert(table).values(**values)).inserted_primary_key[0]
-
-    admin = add(operators, login="admin", name="ISP owner", role="admin", billing_mode="postpaid")
-    reseller = add(operators, login="reseller1", name="Dhanmondi Net", role="reseller", parent_id=admin,
-                   billing_mode="prepaid", id_format="DN{seq:05d}")
-    add(permissions, operator_id=reseller, permission="reseller_module", granted_by=admin)
-    sub = add(operators, login="subreseller1", name="Road 27 Cable", role="sub_reseller", parent_id=reseller,
-              billing_mode="prepaid", id_format="R27-{seq:04d}")
+    calendar = Calendar(now, zone)
+    operators.add_operator(connection, None, "admin", "admin", name="ISP owner")
+    admin = resolve_actor(connection, "admin")
+    operators.add_operator(connection, admin, "reseller1", "reseller", name="Dhanmondi Net", billing_mode="prepaid",
+                           id_format="DN{seq:05d}")
+    operators.permit(connection, admin, "reseller1", "reseller_module")
+    reseller = resolve_actor(connection, "reseller1")
+    operators.add_operator(connection, reseller, "subreseller1", "sub_reseller", name="Road 27 Cable",
+                           billing_mode="prepaid", id_format="R27-{seq:04d}")
     add_nas(connection, "demo-nas", "127.0.0.1", "testing123", description="this machine, for radtest")
 
     plans = [
-        ("PPPoE 10M", dict(customer_type="pppoe", billing_type="daily", rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT), 50_000, 40_000),
-        ("PPPoE 20M 100G", dict(customer_type="pppoe", billing_type="daily", rate_rx=20 * MEGABIT, rate_tx=20 * MEGABIT,
-                                quota_bytes=100 * 10**9, fup_rx=2 * MEGABIT, fup_tx=2 * MEGABIT), 80_000, 65_000),
+        ("PPPoE 10M", dict(customer_type="pppoe", billing_type="daily", rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT),
+         "500", "400"),
+        ("PPPoE 20M 100G", dict(customer_type="pppoe", billing_type="daily", rate_rx=20 * MEGABIT,
+                                rate_tx=20 * MEGABIT, quota_bytes=100 * 10**9, fup_rx=2 * MEGABIT, fup_tx=2 * MEGABIT),
+         "800", "650"),
         ("Hotspot 5M", dict(customer_type="hotspot", billing_type="daily", period_days=7, rate_rx=5 * MEGABIT,
-                            rate_tx=5 * MEGABIT, simultaneous_use=2), 10_000, 8_000),
+                            rate_tx=5 * MEGABIT, simultaneous_use=2), "100", "80"),
     ]
-    package_ids = {}
     for name, spec, customer_price, operator_price in plans:
-        master = add(master_packages, operator_id=admin, name=name, **spec)
-        package = package_ids[name] = add(packages, operator_id=admin, master_package_id=master, name=name)
-        add(package_prices, package_id=package, operator_id=admin, customer_price=customer_price, operator_price=0)
-        add(package_prices, package_id=package, operator_id=reseller, customer_price=customer_price,
-            operator_price=operator_price, assigned_by=admin)
-        add(package_prices, package_id=package, operator_id=sub, customer_price=customer_price,
-            operator_price=operator_price + 5_000, assigned_by=reseller)
+        packages.add_master_package(connection, admin, name, **spec)
+        packages.add_package(connection, admin, name, master=name, customer_price=parse_amount(customer_price),
+                             operator_price=parse_amount(operator_price))
+        packages.assign_package(connection, admin, name, "reseller1", operator_price=parse_amount(operator_price))
+        packages.assign_package(connection, reseller, name, "subreseller1",
+                                operator_price=parse_amount(operator_price) * 11 // 10)
+    operators.settle(connection, admin, "reseller1", parse_amount("10000"), mode="prepaid", today=calendar.today)
+    operators.settle(connection, reseller, "subreseller1", parse_amount("2000"), mode="prepaid", today=calendar.today)
 
-    for code, username, expires_at in (("00001", "demo", now + timedelta(days=30)), ("00002", "expired", now - timedelta(days=1))):
-        customer = add(customers, operator_id=admin, username=username, password=username, customer_code=code,
-                       name=f"{username.title()} Subscriber", package_id=package_ids["PPPoE 10M"],
-                       expires_at=expires_at, wallet_balance=100_000)
-        record_change(connection, "customer", customer)
-    connection.execute(operators.update().where(operators.c.id == admin).values(id_sequence=2))
+    customers.add_customer(connection, admin, "demo", password="demo", package="PPPoE 10M", calendar=calendar,
+                           name="Demo Subscriber")
+    customers.receive_payment(connection, admin, "demo", parse_amount("1000"), calendar)
+    # Activated 31 days ago with an empty wallet: its period is over.
+    customers.add_customer(connection, admin, "expired", password="expired", package="PPPoE 10M",
+                           calendar=Calendar(now - timedelta(days=31), zone), name="Expired Subscriber")
+    # Its package has expired; billingd's first run will find the wallet empty and suspend it.
     return True
 
 
@@ -62,7 +73,7 @@ def demo(obj: Context) -> None:
     """Load the demo ISP (migrating the database first)."""
     migrate.upgrade(obj.engine)
     with obj.engine.begin() as connection:
-        loaded = load_demo(connection, datetime.now(timezone.utc))
+        loaded = load_demo(connection, datetime.now(timezone.utc), obj.settings.billingd.zone)
     click.echo("demo data loaded" if loaded else "demo data already present")
     click.echo("try: radtest demo demo 127.0.0.1 0 testing123")
 

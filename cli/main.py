@@ -1,6 +1,8 @@
 """``radbill [--config FILE] [--as LOGIN] [--json] COMMAND``: the entry point."""
 
+import os
 import sys
+from datetime import datetime, timezone
 from functools import cached_property
 
 import click
@@ -28,6 +30,22 @@ class Context:
     @cached_property
     def engine(self) -> Engine:
         return make_engine(self.settings.database.url)
+
+    @property
+    def caller(self) -> str:
+        """Who runs the command: $RADBILL_OPERATOR, else [cli] operator (default: the admin)."""
+        return os.environ.get("RADBILL_OPERATOR") or self.settings.cli.operator
+
+    def actor(self, connection):
+        """The operator the command acts as, checked (and --as audited) by the domain layer."""
+        from billingd.tenancy import resolve_actor
+
+        return resolve_actor(connection, self.caller, self.act_as)
+
+    def calendar(self):
+        from billingd.customers import Calendar
+
+        return Calendar(datetime.now(timezone.utc), self.settings.billingd.zone)
 
 
 class RadbillGroup(click.Group):
@@ -60,9 +78,9 @@ def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_
 
 
 def _register() -> None:
-    from cli import daemons, db, demo, enforcement, nas
+    from cli import billing, cards, customers, daemons, db, demo, enforcement, ledger, nas, operators, packages
 
-    for module in (db, demo, nas, enforcement, daemons):
+    for module in (db, demo, nas, enforcement, daemons, operators, packages, customers, cards, billing, ledger):
         for command in module.COMMANDS:
             radbill.add_command(command)
 

@@ -5,7 +5,7 @@ the same transaction. On PostgreSQL a NOTIFY (delivered at commit) wakes the
 listeners at once; SQLite readers poll.
 """
 
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, Select, insert, literal, select, text
 
 from schema.tables import change_log
 
@@ -16,3 +16,13 @@ def record_change(connection: Connection, entity: str, entity_id: int) -> None:
     connection.execute(insert(change_log).values(entity=entity, entity_id=entity_id))
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def record_changes(connection: Connection, entity: str, ids: Select) -> int:
+    """record_change for every id a query returns, in one statement (the billing runs)."""
+    inserted = connection.execute(
+        insert(change_log).from_select(["entity", "entity_id"], select(literal(entity), ids.subquery().c[0]))
+    ).rowcount
+    if inserted and connection.dialect.name == "postgresql":
+        connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return inserted

@@ -42,12 +42,17 @@ class BillingdSettings:
     metrics_port: int = 9813
     run_at: str = "00:05"
     timezone: str = "Asia/Dhaka"
+    invoice_due_days: int = 7
+    grace_days: int = 3
 
     def __post_init__(self) -> None:
         try:
             _port(self.metrics_port)
         except ValueError as error:
             raise ValueError(f"metrics_port: {error}") from None
+        for key in ("invoice_due_days", "grace_days"):
+            if not 0 <= getattr(self, key) <= 365:
+                raise ValueError(f"{key}: must be 0..365 days, got {getattr(self, key)}")
         try:
             time.fromisoformat(self.run_at)
         except ValueError:
@@ -67,7 +72,15 @@ class BillingdSettings:
 
 
 @dataclass(frozen=True)
+class CliSettings:
+    # Who runs `radbill` when $RADBILL_OPERATOR is not set: the CLI runs on
+    # the server, so the default caller is the admin.
+    operator: str = "admin"
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     radiusd: RadiusdSettings = field(default_factory=RadiusdSettings)
     billingd: BillingdSettings = field(default_factory=BillingdSettings)
+    cli: CliSettings = field(default_factory=CliSettings)

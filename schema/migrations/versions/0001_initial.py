@@ -47,6 +47,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=10), server_default='active', nullable=False),
     sa.Column('phone', sa.String(length=40), nullable=True),
     sa.Column('email', sa.String(length=200), nullable=True),
+    sa.Column('fund_balance', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.CheckConstraint("billing_mode IN ('prepaid', 'postpaid')", name=op.f('ck_operators_billing_mode')),
     sa.CheckConstraint("refund_policy IN ('none', 'prorated')", name=op.f('ck_operators_refund_policy')),
@@ -265,6 +266,7 @@ def upgrade() -> None:
     sa.Column('mac_binding', sa.String(length=17), nullable=True),
     sa.Column('custom_fields', sa.JSON(), server_default=sa.text("'{}'"), nullable=False),
     sa.Column('cycle_day', sa.Integer(), nullable=True),
+    sa.Column('billing_anchor', sa.Date(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("status IN ('active', 'suspended', 'disabled')", name=op.f('ck_customers_status')),
@@ -279,6 +281,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_customers_operator_id'), ['operator_id'], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        # Room in each page, so the daily run's wallet/expiry updates are HOT
+        # (no index maintenance); see tables.customers.
+        op.execute("ALTER TABLE customers SET (fillfactor = 50)")
 
     op.create_table('package_prices',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -347,6 +353,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_accounts')),
     sa.UniqueConstraint('book_operator_id', 'code', name=op.f('uq_ledger_accounts_book_operator_id_code'))
     )
+    with op.batch_alter_table('ledger_accounts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ledger_accounts_customer_id'), ['customer_id'], unique=False)
+
     op.create_table('ledger_entries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
@@ -527,6 +536,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ledger_entries_customer_id'))
 
     op.drop_table('ledger_entries')
+    with op.batch_alter_table('ledger_accounts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledger_accounts_customer_id'))
+
     op.drop_table('ledger_accounts')
     with op.batch_alter_table('enforcement_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_enforcement_jobs_pending')

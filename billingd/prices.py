@@ -1,0 +1,77 @@
+"""Money as integer minor units, and the day-by-day split of a period's price.
+
+Pure functions: no database, no clock. Amounts are typed by people as
+decimals ("500", "499.50") and kept as integer minor units (poisha, cents).
+"""
+
+import re
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from schema.errors import RadbillError
+
+MINOR_DIGITS = 2
+_AMOUNT = re.compile(r"(\d+)(?:\.(\d{1,%d}))?" % MINOR_DIGITS)
+
+
+def parse_amount(text: str, *, allow_zero: bool = True) -> int:
+    """"499.50" -> 49950. Refuses negatives, thousands separators and more than two decimals."""
+    match = _AMOUNT.fullmatch(str(text).strip())
+    if match is None:
+        raise RadbillError(f"invalid amount {text!r}: use digits with at most {MINOR_DIGITS} decimals, like 499.50")
+    whole, fraction = match.group(1), (match.group(2) or "").ljust(MINOR_DIGITS, "0")
+    amount = int(whole) * 10**MINOR_DIGITS + int(fraction)
+    if amount == 0 and not allow_zero:
+        raise RadbillError(f"invalid amount {text!r}: must be more than zero")
+    return amount
+
+
+def format_amount(amount: int) -> str:
+    """49950 -> "499.50"; -5 -> "-0.05"."""
+    sign = "-" if amount < 0 else ""
+    whole, fraction = divmod(abs(amount), 10**MINOR_DIGITS)
+    return f"{sign}{whole}.{fraction:0{MINOR_DIGITS}d}"
+
+
+def day_share(price: int, period_days: int, index: int) -> int:
+    """What day ``index`` (0-based, taken modulo the period) of a period costs.
+
+    floor(price*(i+1)/n) - floor(price*i/n): the remainder is spread over the
+    period so that any ``n`` consecutive days add up to exactly ``price``.
+    """
+    i = index % period_days
+    return price * (i + 1) // period_days - price * i // period_days
+
+
+def prorated(price: int, period_days: int, indices: Iterable[int]) -> int:
+    """The price of the enabled days ``indices`` of a period of ``period_days`` days."""
+    return sum(day_share(price, period_days, i) for i in indices)
+
+
+def proportional(amount: int, part: int, whole: int) -> int:
+    """floor(amount * part / whole): refunds never return more than was charged."""
+    return amount * part // whole if whole else 0
+
+
+def local_day(instant: datetime, zone: ZoneInfo) -> date:
+    """The billing day an instant falls on, in the operator time zone."""
+    return instant.astimezone(zone).date()
+
+
+def end_of_day(day: date, zone: ZoneInfo) -> datetime:
+    """The UTC instant a local day ends (the next local midnight), DST-safe."""
+    next_midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return next_midnight.astimezone(timezone.utc)
+
+
+def add_months(day: date, months: int, cycle_day: int) -> date:
+    """The cycle day ``months`` months after ``day``'s month (cycle days are 1..28)."""
+    month_index = day.year * 12 + day.month - 1 + months
+    return date(month_index // 12, month_index % 12 + 1, cycle_day)
+
+
+def billing_period(day: date, cycle_day: int) -> tuple[date, date]:
+    """The monthly period [start, end) that contains ``day`` for a cycle day."""
+    start = add_months(day, 0 if day.day >= cycle_day else -1, cycle_day)
+    return start, add_months(start, 1, cycle_day)

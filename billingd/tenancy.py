@@ -1,0 +1,146 @@
+"""Who is acting, and what they may see and change.
+
+Every domain function takes an :class:`Actor`. The rules live here, not in
+the CLI, so any later front end inherits them:
+
+- an operator sees its own customers and its descendants'; the admin sees all;
+- it changes only its own, unless it holds ``manage_descendants``;
+- staff (manager, NOC, card distributor) work for their parent, the "home"
+  operator whose customers and books they see; a manager needs a permission
+  for each kind of change; NOC users never see or move money;
+- ``--as LOGIN`` (act as) is allowed for the admin towards anyone and for an
+  operator towards its descendants, and it is audited.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, literal, select
+
+from schema.audit import audit
+from schema.errors import RadbillError
+from schema.tables import operators, permissions
+
+STAFF_ROLES = ("manager", "noc", "card_distributor")
+SELLING_ROLES = ("admin", "reseller", "sub_reseller")
+
+# Permissions an operator can be granted (`radbill operator permit`).
+PERMISSIONS = {
+    "reseller_module": "may create sub-resellers under itself",
+    "manage_descendants": "may change the customers of its descendants, not only its own",
+    "customers": "manager: may add and change customers",
+    "finance": "manager: may see and move money (balances, funds, payments, renewals, runs, ledger)",
+    "packages": "manager: may add packages and assign prices",
+    "operators": "manager: may add, block and permit operators",
+    "cards": "manager: may create and list recharge cards",
+}
+
+# What each action needs from a manager; other roles are decided by role.
+_MANAGER_NEEDS = {
+    "customers.change": "customers",
+    "money": "finance",
+    "packages.change": "packages",
+    "operators.change": "operators",
+    "cards": "cards",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The operator a command runs as, and who really typed it."""
+
+    id: int
+    login: str
+    role: str
+    home_id: int  # whose customers, packages and books this actor works on
+    caller_id: int  # differs from id under --as
+    permissions: frozenset[str]
+    home_is_root: bool  # the admin, or staff working for the admin
+
+    @property
+    def is_admin(self) -> bool:
+        """Sees everything: the admin and the admin's own staff."""
+        return self.home_is_root
+
+    def may(self, action: str) -> bool:
+        """Role-level permission for an action, before any tenancy check."""
+        if self.role == "admin":
+            return True
+        if self.role == "noc":
+            return action == "customers.view"
+        if self.role == "card_distributor":
+            return action == "cards.view"
+        if self.role == "manager":
+            needed = _MANAGER_NEEDS.get(action)
+            return needed is None or needed in self.permissions
+        return True  # resellers and sub-resellers: limited by tenancy below
+
+    def require(self, action: str, what: str) -> None:
+        if not self.may(action):
+            if action == "money" and self.role in ("noc", "card_distributor"):
+                raise RadbillError(f"{self.login} ({self.role}) has no financial access: cannot {what}")
+            raise RadbillError(f"{self.login} ({self.role}) is not allowed to {what}")
+
+
+def _operator_row(connection: Connection, login: str):
+    row = connection.execute(select(operators).where(operators.c.login == login)).mappings().first()
+    if row is None:
+        raise RadbillError(f"no operator {login!r}")
+    return row
+
+
+def _actor_from(connection: Connection, row, caller_id: int) -> Actor:
+    granted = connection.execute(select(permissions.c.permission).where(permissions.c.operator_id == row["id"]))
+    home_id = row["parent_id"] if row["role"] in STAFF_ROLES and row["parent_id"] is not None else row["id"]
+    home_is_root = connection.execute(select(operators.c.parent_id).where(operators.c.id == home_id)).scalar() is None
+    return Actor(row["id"], row["login"], row["role"], home_id, caller_id, frozenset(granted.scalars()), home_is_root)
+
+
+def resolve_actor(connection: Connection, caller_login: str, act_as_login: str | None = None) -> Actor:
+    """The actor for a command: the caller, or whom it acts as (checked and audited)."""
+    caller = _operator_row(connection, caller_login)
+    if caller["status"] != "active":
+        raise RadbillError(f"operator {caller_login!r} is blocked")
+    actor = _actor_from(connection, caller, caller["id"])
+    if act_as_login is None or act_as_login == caller_login:
+        return actor
+    target = _operator_row(connection, act_as_login)
+    may_act_as = actor.role in SELLING_ROLES or (actor.role == "manager" and "operators" in actor.permissions)
+    if not may_act_as:
+        raise RadbillError(f"{caller_login} ({actor.role}) may not act as another operator")
+    if target["id"] not in descendant_ids(connection, actor.home_id):
+        raise RadbillError(f"{caller_login} may not act as {act_as_login}: not one of its descendants")
+    if target["status"] != "active":
+        raise RadbillError(f"operator {act_as_login!r} is blocked")
+    audit(connection, "operator.act_as", actor_id=caller["id"], acting_as_id=target["id"],
+          target_type="operator", target_id=target["id"], login=act_as_login)
+    return _actor_from(connection, target, caller["id"])
+
+
+def descendant_ids(connection: Connection, operator_id: int) -> set[int]:
+    """The operator and everything below it (recursive; both databases)."""
+    tree = select(operators.c.id).where(operators.c.id == literal(operator_id)).cte("tree", recursive=True)
+    below = select(operators.c.id).where(operators.c.parent_id == tree.c.id)
+    tree = tree.union_all(below)
+    return set(connection.execute(select(tree.c.id)).scalars())
+
+
+def visible_operator_ids(connection: Connection, actor: Actor) -> set[int] | None:
+    """Operators whose customers and books the actor may see; None means all."""
+    if actor.is_admin:
+        return None
+    return descendant_ids(connection, actor.home_id)
+
+
+def require_visible(connection: Connection, actor: Actor, operator_id: int, what: str) -> None:
+    visible = visible_operator_ids(connection, actor)
+    if visible is not None and operator_id not in visible:
+        raise RadbillError(f"{what} is not visible to {actor.login}")
+
+
+def require_changeable(connection: Connection, actor: Actor, operator_id: int, what: str) -> None:
+    """Own customers always; descendants' with manage_descendants; the admin all."""
+    require_visible(connection, actor, operator_id, what)
+    if actor.is_admin or operator_id == actor.home_id or "manage_descendants" in actor.permissions:
+        return
+    raise RadbillError(f"{what} belongs to a descendant operator; {actor.login} needs the manage_descendants permission")
+

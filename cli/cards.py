@@ -1,0 +1,53 @@
+"""``radbill card``: recharge card batches, lists and redemption."""
+
+import click
+
+from billingd import cards
+from cli.main import Context
+from cli.money import AMOUNT, shown
+from cli.output import emit_record, emit_table
+
+
+@click.group("card")
+def card_group() -> None:
+    """Recharge cards."""
+
+
+@card_group.command("batch")
+@click.option("--count", type=int, required=True)
+@click.option("--value", type=AMOUNT, help="Money a card adds to a wallet.")
+@click.option("--package", help="A package a card buys one period of.")
+@click.option("--distributor", metavar="LOGIN", help="The card distributor who sells them.")
+@click.pass_obj
+def batch(obj: Context, count: int, value, package, distributor) -> None:
+    """Issue a batch of cards (prints the PINs)."""
+    with obj.engine.begin() as connection:
+        issued = cards.create_batch(connection, obj.actor(connection), count, value=value, package=package,
+                                    distributor=distributor)
+    emit_table([shown(card, "value") for card in issued], ["batch_id", "serial", "pin", "value", "package"])
+
+
+@card_group.command("list")
+@click.option("--batch", type=int, help="Only this batch.")
+@click.option("--status", type=click.Choice(["new", "redeemed", "void"]))
+@click.pass_obj
+def list_(obj: Context, batch, status) -> None:
+    """Cards you issued or were given to sell."""
+    with obj.engine.begin() as connection:
+        rows = cards.list_cards(connection, obj.actor(connection), batch=batch, status=status)
+    emit_table([shown(row, "value") for row in rows],
+               ["serial", "pin", "status", "batch", "value", "package", "operator", "redeemed_at"])
+
+
+@card_group.command("redeem")
+@click.argument("pin")
+@click.option("--customer", "username", required=True, metavar="USERNAME")
+@click.pass_obj
+def redeem(obj: Context, pin: str, username: str) -> None:
+    """Use a card for a customer (once)."""
+    with obj.engine.begin() as connection:
+        emit_record(shown(cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar()),
+                          "wallet_balance"))
+
+
+COMMANDS = [card_group]

@@ -1,0 +1,139 @@
+"""``radbill customer``: subscribers and their lifecycle."""
+
+import click
+
+from billingd import customers as domain
+from cli.main import Context
+from cli.money import AMOUNT, payment_options, shown
+from cli.output import emit_record, emit_table
+from schema.errors import RadbillError
+
+
+@click.group("customer")
+def customer_group() -> None:
+    """Customers (subscribers)."""
+
+
+def _fields(pairs: tuple[str, ...]) -> dict:
+    fields = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RadbillError(f"invalid --field {pair!r}: use KEY=VALUE")
+        fields[key] = value
+    return fields
+
+
+def _emit(record: dict) -> None:
+    emit_record(shown(record, "wallet_balance"))
+
+
+@customer_group.command("add")
+@click.argument("username")
+@click.option("--password", required=True)
+@click.option("--package", required=True, help="A package on your price list.")
+@click.option("--zone", help="Zone code.")
+@click.option("--mac", help="Bind to this MAC address.")
+@click.option("--static-ip", help="Fixed IP address.")
+@click.option("--name", default="")
+@click.option("--phone")
+@click.option("--address")
+@click.option("--field", "field_pairs", multiple=True, metavar="KEY=VALUE", help="Custom field (repeatable).")
+@click.pass_obj
+def add(obj: Context, username, password, package, zone, mac, static_ip, name, phone, address, field_pairs) -> None:
+    """Add and activate a customer (a daily package's first period is paid in cash)."""
+    with obj.engine.begin() as connection:
+        record = domain.add_customer(connection, obj.actor(connection), username, password=password, package=package,
+                                     calendar=obj.calendar(), zone=zone, mac=mac, static_ip=static_ip, name=name,
+                                     phone=phone, address=address, fields=_fields(field_pairs))
+    _emit(record)
+
+
+@customer_group.command("list")
+@click.option("--deleted", is_flag=True, help="Deleted customers (restorable) instead.")
+@click.option("--status", type=click.Choice(["active", "suspended", "disabled"]))
+@click.pass_obj
+def list_(obj: Context, deleted: bool, status: str | None) -> None:
+    """Customers you can see: yours and your descendants'."""
+    with obj.engine.begin() as connection:
+        rows = domain.list_customers(connection, obj.actor(connection), deleted=deleted, status=status)
+    emit_table([shown(row, "wallet_balance") for row in rows],
+               ["username", "customer_code", "owner", "package", "status", "expires_at", "wallet_balance"])
+
+
+@customer_group.command("show")
+@click.argument("username")
+@click.pass_obj
+def show(obj: Context, username: str) -> None:
+    """One customer."""
+    with obj.engine.begin() as connection:
+        _emit(domain.show_customer(connection, obj.actor(connection), username))
+
+
+def _lifecycle(name: str, function, help_text: str):
+    @customer_group.command(name, help=help_text)
+    @click.argument("username")
+    @click.pass_obj
+    def command(obj: Context, username: str) -> None:
+        with obj.engine.begin() as connection:
+            _emit(function(connection, obj.actor(connection), username, obj.calendar()))
+
+    return command
+
+
+_lifecycle("suspend", domain.suspend, "Suspend now (unused days refunded per the owner's policy; session cut).")
+_lifecycle("resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet).")
+_lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
+_lifecycle("restore", domain.restore_customer, "Restore a deleted customer (suspended until resumed or renewed).")
+
+
+@customer_group.command("renew")
+@click.argument("username")
+@click.option("--cash", is_flag=True, help="The customer paid the price in cash now (else: from its wallet).")
+@click.pass_obj
+def renew(obj: Context, username: str, cash: bool) -> None:
+    """Buy one more period, from the later of today and the current expiry."""
+    with obj.engine.begin() as connection:
+        _emit(domain.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash))
+
+
+@customer_group.command("change-package")
+@click.argument("username")
+@click.argument("package")
+@click.pass_obj
+def change_package(obj: Context, username: str, package: str) -> None:
+    """Switch package now (unused days refunded per policy; a new period bought if one was running)."""
+    with obj.engine.begin() as connection:
+        _emit(domain.change_package(connection, obj.actor(connection), username, package, obj.calendar()))
+
+
+@customer_group.command("reset-password")
+@click.argument("username")
+@click.option("--password", help="The new password (default: a random one, printed).")
+@click.pass_obj
+def reset_password(obj: Context, username: str, password: str | None) -> None:
+    """Set a new password."""
+    with obj.engine.begin() as connection:
+        new = domain.reset_password(connection, obj.actor(connection), username, password)
+    click.echo(f"new password for {username}: {new}")
+
+
+def _payment(name: str, help_text: str):
+    @customer_group.command(name, help=help_text)
+    @click.argument("username")
+    @click.argument("amount", type=AMOUNT)
+    @payment_options
+    @click.pass_obj
+    def command(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
+        with obj.engine.begin() as connection:
+            _emit(domain.receive_payment(connection, obj.actor(connection), username, amount, obj.calendar(),
+                                         method=method, reference=reference))
+
+    return command
+
+
+_payment("topup", "Add money to a customer's wallet (reactivates an expired daily customer).")
+_payment("pay", "Record a customer's payment; settles open invoices oldest first (partial payments too).")
+
+
+COMMANDS = [customer_group]

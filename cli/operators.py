@@ -1,0 +1,190 @@
+"""``radbill operator`` and ``radbill zone``: the operator hierarchy, its rights and its money."""
+
+import dataclasses
+
+import click
+
+from billingd import operators as domain
+from billingd import zones
+from billingd.tenancy import PERMISSIONS
+from cli.main import Context
+from cli.money import AMOUNT, payment_options, shown
+from cli.output import emit_record, emit_table
+from schema.tables import ROLES
+
+_MONEY = ("credit_limit", "fund_balance", "fund", "available", "customer_wallets", "held_for_children", "cash",
+          "sales", "cost_of_sales", "wholesale", "amount")
+
+
+@click.group("operator")
+def operator_group() -> None:
+    """Operators: admin, managers, resellers, sub-resellers, NOC users, card distributors."""
+
+
+def _view(actor, operator) -> dict:
+    record = dataclasses.asdict(operator)
+    record["permissions"] = ",".join(record["permissions"])
+    if not actor.may("money"):
+        for key in ("credit_limit", "fund_balance"):
+            record.pop(key)
+    return shown(record, *_MONEY)
+
+
+@operator_group.command("add")
+@click.argument("login")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--parent", metavar="LOGIN", help="Parent operator (default: you).")
+@click.option("--billing", "billing_mode", type=click.Choice(["prepaid", "postpaid"]), default="prepaid",
+              show_default=True)
+@click.option("--credit-limit", type=AMOUNT, default="0", help="How far a prepaid fund may go below zero.")
+@click.option("--id-format", help="Customer-ID format: prefix, {zone}, {seq:05d}, postfix, e.g. DN-{zone}-{seq:05d}.")
+@click.option("--refund-policy", type=click.Choice(["prorated", "none"]), default="prorated", show_default=True,
+              help="What a customer gets back for unused days on early disconnect or downgrade.")
+@click.option("--name", default="", help="Display name.")
+@click.pass_obj
+def add(obj: Context, login: str, role: str, parent, billing_mode, credit_limit, id_format, refund_policy, name) -> None:
+    """Add an operator (the very first one must be the admin)."""
+    from sqlalchemy import select
+
+    from schema.tables import operators
+
+    with obj.engine.begin() as connection:
+        bootstrap = role == "admin" and connection.execute(select(operators.c.id)).first() is None
+        actor = None if bootstrap else obj.actor(connection)
+        added = domain.add_operator(connection, actor, login, role, parent=parent, billing_mode=billing_mode,
+                                    credit_limit=credit_limit, id_format=id_format, name=name,
+                                    refund_policy=refund_policy)
+    click.echo(f"added {added.role} {added.login}" + (f" under {added.parent}" if added.parent else ""))
+
+
+@operator_group.command("list")
+@click.pass_obj
+def list_(obj: Context) -> None:
+    """Operators you can see (yourself and your descendants; the admin sees all)."""
+    with obj.engine.begin() as connection:
+        actor = obj.actor(connection)
+        rows = [_view(actor, operator) for operator in domain.list_operators(connection, actor)]
+    emit_table(rows, ["login", "role", "parent", "billing_mode", "credit_limit", "fund_balance", "status",
+                      "permissions"])
+
+
+@operator_group.command("show")
+@click.argument("login")
+@click.pass_obj
+def show(obj: Context, login: str) -> None:
+    """One operator."""
+    with obj.engine.begin() as connection:
+        actor = obj.actor(connection)
+        emit_record(_view(actor, domain.show_operator(connection, actor, login)))
+
+
+@operator_group.command("permit")
+@click.argument("login")
+@click.argument("permission", type=click.Choice(sorted(PERMISSIONS)))
+@click.pass_obj
+def permit(obj: Context, login: str, permission: str) -> None:
+    """Grant a permission (reseller_module lets a reseller have sub-resellers)."""
+    with obj.engine.begin() as connection:
+        domain.permit(connection, obj.actor(connection), login, permission)
+    click.echo(f"{login} may now: {PERMISSIONS[permission]}")
+
+
+@operator_group.command("revoke")
+@click.argument("login")
+@click.argument("permission", type=click.Choice(sorted(PERMISSIONS)))
+@click.pass_obj
+def revoke(obj: Context, login: str, permission: str) -> None:
+    """Take a permission back."""
+    with obj.engine.begin() as connection:
+        domain.revoke(connection, obj.actor(connection), login, permission)
+    click.echo(f"revoked {permission} from {login}")
+
+
+@operator_group.command("block")
+@click.argument("login")
+@click.pass_obj
+def block(obj: Context, login: str) -> None:
+    """Block an operator's access (the RADIUS side refuses its customers too)."""
+    with obj.engine.begin() as connection:
+        domain.set_status(connection, obj.actor(connection), login, "blocked")
+    click.echo(f"blocked {login}")
+
+
+@operator_group.command("unblock")
+@click.argument("login")
+@click.pass_obj
+def unblock(obj: Context, login: str) -> None:
+    """Give a blocked operator its access back."""
+    with obj.engine.begin() as connection:
+        domain.set_status(connection, obj.actor(connection), login, "active")
+    click.echo(f"unblocked {login}")
+
+
+def _settlement(name: str, mode: str, help_text: str):
+    @operator_group.command(name, help=help_text)
+    @click.argument("login")
+    @click.argument("amount", type=AMOUNT)
+    @payment_options
+    @click.pass_obj
+    def command(obj: Context, login: str, amount: int, method: str, reference: str | None) -> None:
+        with obj.engine.begin() as connection:
+            operator = domain.settle(connection, obj.actor(connection), login, amount, mode=mode,
+                                     today=obj.calendar().today, method=method, reference=reference)
+        click.echo(f"{login}: fund at parent now {shown({'fund': operator.fund_balance}, 'fund')['fund']}")
+
+    return command
+
+
+_settlement("fund", "prepaid", "Top up a prepaid child operator's fund (it paid you AMOUNT).")
+_settlement("pay", "postpaid", "Record a postpaid child operator's settlement (it paid you AMOUNT).")
+
+
+@operator_group.command("balance")
+@click.argument("login")
+@click.pass_obj
+def balance(obj: Context, login: str) -> None:
+    """An operator's fund at its parent and the totals of its book."""
+    with obj.engine.begin() as connection:
+        emit_record(shown(domain.balance(connection, obj.actor(connection), login), *_MONEY))
+
+
+@operator_group.command("statement")
+@click.argument("login")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last day (YYYY-MM-DD).")
+@click.pass_obj
+def statement(obj: Context, login: str, first, last) -> None:
+    """Every line of an operator's book, oldest first."""
+    as_day = lambda value: value.date() if value else None  # noqa: E731
+    with obj.engine.begin() as connection:
+        rows = domain.statement(connection, obj.actor(connection), login, as_day(first), as_day(last))
+    emit_table([shown(row, "amount") for row in rows], ["day", "entry", "kind", "debit", "credit", "amount", "memo"])
+
+
+@click.group("zone")
+def zone_group() -> None:
+    """Zones: areas that group customers (their code can be part of customer IDs)."""
+
+
+@zone_group.command("add")
+@click.argument("code")
+@click.option("--name", default="")
+@click.option("--parent", "parent_code", help="Code of the enclosing zone.")
+@click.pass_obj
+def zone_add(obj: Context, code: str, name: str, parent_code: str | None) -> None:
+    """Add a zone of your own."""
+    with obj.engine.begin() as connection:
+        zones.add_zone(connection, obj.actor(connection), code, name=name, parent_code=parent_code)
+    click.echo(f"added zone {code}")
+
+
+@zone_group.command("list")
+@click.pass_obj
+def zone_list(obj: Context) -> None:
+    """Zones you can use."""
+    with obj.engine.begin() as connection:
+        rows = zones.list_zones(connection, obj.actor(connection))
+    emit_table(rows, ["code", "name", "parent", "operator"])
+
+
+COMMANDS = [operator_group, zone_group]

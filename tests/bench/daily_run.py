@@ -1,0 +1,201 @@
+"""Benchmark: one daily billing run over N daily-billed customers on PostgreSQL.
+
+    .venv/bin/python tests/bench/daily_run.py [--customers 1000000] [--url URL] [--verify]
+
+Without --url it starts a throw-away PostgreSQL server from the machine's
+binaries (as the ``postgres`` user when run as root) with durable settings
+(fsync on, see SERVER_SETTINGS), loads the hierarchy with the domain functions, then bulk-loads
+the customers with INSERT ... SELECT generate_series: each with a wallet
+account and an opening balance posted to the ledger, 80% owned by the admin
+and 20% by a prepaid reseller (so the cascade is exercised), all past their
+bought period, so the run charges every one of them pay-as-you-go.
+
+It runs ``--days`` consecutive days (the second one is the steady state:
+yesterday's rows and dead tuples are there) and prints each run's duration
+and the machine's load average, then the peak RSS of this process and of the
+PostgreSQL server's processes, then runs the last day again to show that it
+changes nothing. Target: under 60 s and 1 GiB.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPOSITORY))
+
+from sqlalchemy import func, select, text  # noqa: E402
+
+from billingd import ledger, operators, packages, runs  # noqa: E402
+from billingd.prices import parse_amount  # noqa: E402
+from billingd.tenancy import resolve_actor  # noqa: E402
+from schema import migrate  # noqa: E402
+from schema.engine import make_engine  # noqa: E402
+from schema.settings import BillingdSettings  # noqa: E402
+from schema.tables import customer_days, ledger_lines  # noqa: E402
+from tests.billing_world import TODAY  # noqa: E402
+from tests.conftest import PostgresServer, _postgres_bindir  # noqa: E402
+
+SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
+
+
+# What a DBA sets for a database that takes a million-row write once a day:
+# durable (fsync and full-page writes stay on), with room for the day's WAL
+# so that no checkpoint lands in the middle of the run.
+SERVER_SETTINGS = ("shared_buffers=256MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "wal_compression=on")
+
+
+class DurableServer(PostgresServer):
+    """The test server, but durable (the test fixture runs with fsync off)."""
+
+    def start(self) -> None:
+        settings = " ".join(f"-c {setting}" for setting in SERVER_SETTINGS)
+        options = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} {settings}"
+        self._run("pg_ctl", "-D", str(self.datadir / "data"), "-l", str(self.datadir / "log"), "-o", options, "-w", "start")
+
+    def postmaster_pid(self) -> int:
+        return int((self.datadir / "data" / "postmaster.pid").read_text().split()[0])
+
+
+def load(engine, count: int) -> None:
+    with engine.begin() as connection:
+        operators.add_operator(connection, None, "admin", "admin")
+        admin = resolve_actor(connection, "admin")
+        operators.add_operator(connection, admin, "reseller1", "reseller")
+        packages.add_master_package(connection, admin, "Daily 10M", customer_type="pppoe", billing_type="daily",
+                                    period_days=30, rate_rx=10_000_000, rate_tx=10_000_000)
+        packages.add_package(connection, admin, "Daily 10M", master="Daily 10M", customer_price=parse_amount("500"),
+                             operator_price=parse_amount("400"))
+        packages.assign_package(connection, admin, "Daily 10M", "reseller1", operator_price=parse_amount("400"))
+        operators.settle(connection, admin, "reseller1", parse_amount("100000000"), mode="prepaid", today=TODAY)
+        ids = dict(connection.execute(text("SELECT login, id FROM operators")).all())
+        package_id = connection.execute(text("SELECT id FROM packages")).scalar()
+    started = time.monotonic()
+    with engine.begin() as connection:
+        connection.execute(text("""
+            INSERT INTO customers (operator_id, username, password, customer_code, package_id, status, billing_anchor,
+                                   wallet_balance)
+            SELECT CASE WHEN g % 5 = 0 THEN :reseller ELSE :admin END, 'user' || g, 'pw' || g, 'B' || g, :package,
+                   'active', CAST(:anchor AS DATE), 100000
+            FROM generate_series(1, :count) AS g"""),
+                           dict(reseller=ids["reseller1"], admin=ids["admin"], package=package_id, count=count,
+                                anchor=TODAY - timedelta(days=40)))
+        connection.execute(text("""
+            INSERT INTO ledger_accounts (book_operator_id, code, kind, name, customer_id)
+            SELECT operator_id, 'wallet:' || id, 'liability', 'Customer wallet', id FROM customers"""))
+        entry = ledger.post(connection, "opening_balance", [], memo="benchmark opening balances")
+        connection.execute(text("""
+            INSERT INTO ledger_lines (entry_id, book_operator_id, debit_account_id, credit_account_id, amount)
+            SELECT :entry, c.operator_id, cash.id, w.id, c.wallet_balance
+            FROM customers c JOIN ledger_accounts w ON w.customer_id = c.id
+            JOIN ledger_accounts cash ON cash.book_operator_id = c.operator_id AND cash.code = 'cash'"""),
+                           {"entry": entry})
+    with engine.connect() as connection:
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        autocommit.execute(text("VACUUM ANALYZE"))
+        autocommit.execute(text("CHECKPOINT"))  # time the run, not the load's pending writes
+    print(f"loaded {count:,} customers in {time.monotonic() - started:.1f} s", flush=True)
+
+
+class PeakRss:
+    """Samples the VmHWM (peak RSS) of our PostgreSQL server's processes while the run goes."""
+
+    def __init__(self, postmaster_pid: int | None):
+        self.postmaster_pid = postmaster_pid
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while self.postmaster_pid and not self._stop.is_set():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                if int(pid) == self.postmaster_pid or f"PPid:\t{self.postmaster_pid}\n" in status:
+                    for line in status.splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+            self._stop.wait(0.2)
+
+
+def report_slow_statements(engine, threshold: float = 1.0) -> None:
+    """Print every statement slower than ``threshold`` seconds, to see where the time goes."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["statement_started"] = time.monotonic()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def after(conn, cursor, statement, parameters, context, executemany):
+        seconds = time.monotonic() - conn.info.pop("statement_started", time.monotonic())
+        if seconds >= threshold:
+            print(f"  {seconds:5.1f} s  {' '.join(statement.split())[:110]}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--url", help="An empty PostgreSQL database (default: start a throw-away server).")
+    parser.add_argument("--days", type=int, default=2, help="Consecutive days to run (the second is the steady state).")
+    parser.add_argument("--verify", action="store_true", help="Also time `ledger verify` afterwards.")
+    args = parser.parse_args()
+    server = None
+    url = args.url
+    if url is None:
+        server = DurableServer(_postgres_bindir())
+        server.start()
+        url = server.url("postgres")
+    try:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        load(engine, args.customers)
+        report_slow_statements(engine)
+        with PeakRss(server.postmaster_pid() if server else None) as postgres:
+            for offset in range(args.days):
+                started = time.monotonic()
+                [result] = runs.run_through(engine, TODAY + timedelta(days=offset), SETTINGS)
+                seconds = time.monotonic() - started
+                print(f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
+                      f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
+                      f"amount {result.amount_charged / 100:,.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS: this process {own_peak_mib:.0f} MiB, largest process of the PostgreSQL server "
+              + (f"{postgres.peak_kib / 1024:.0f} MiB (includes the shared buffers it touched)" if server
+                 else "not measured (--url)"))
+        with engine.connect() as connection:
+            lines = connection.execute(select(func.count()).select_from(ledger_lines)).scalar()
+            days = connection.execute(select(func.count()).select_from(customer_days)).scalar()
+        started = time.monotonic()
+        again = runs.run_through(engine, result.day, SETTINGS)
+        print(f"the same day again: {time.monotonic() - started:.2f} s, days run: {len(again)} "
+              f"(ledger lines {lines:,}, customer days {days:,})")
+        if args.verify:
+            started = time.monotonic()
+            with engine.connect() as connection:
+                problems = ledger.verify(connection)
+            print(f"ledger verify: {len(problems)} problems in {time.monotonic() - started:.1f} s")
+        engine.dispose()
+    finally:
+        if server is not None:
+            server.stop("immediate")
+            server.remove()
+
+
+if __name__ == "__main__":
+    main()
