@@ -27,6 +27,18 @@ class RadiusdSettings:
     auth_port: int = 1812
     acct_port: int = 1813
     metrics_port: int = 9812
+    # Acct-Interim-Interval sent in every Access-Accept (seconds).
+    interim_interval: int = 300
+    # What an expired subscriber gets: "reject", or "restrict" (accepted into
+    # the captive pool / address list / rate below, so a page can ask for payment).
+    expired_policy: str = "reject"
+    expired_pool: str = ""
+    expired_address_list: str = ""
+    expired_rate: str = ""
+    # Processes sharing the ports (SO_REUSEPORT), each with its own view.
+    workers: int = 1
+    # SO_RCVBUF of the UDP sockets, in bytes (FIELD-NOTES 19).
+    receive_buffer: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for port in ("auth_port", "acct_port", "metrics_port"):
@@ -34,6 +46,14 @@ class RadiusdSettings:
                 _port(getattr(self, port))
             except ValueError as error:
                 raise ValueError(f"{port}: {error}") from None
+        if not 10 <= self.interim_interval <= 86_400:
+            raise ValueError(f"interim_interval: must be 10..86400 seconds, got {self.interim_interval}")
+        if self.expired_policy not in ("reject", "restrict"):
+            raise ValueError(f"expired_policy: must be \"reject\" or \"restrict\", got {self.expired_policy!r}")
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"workers: must be 1..64, got {self.workers}")
+        if self.receive_buffer < 65_536:
+            raise ValueError(f"receive_buffer: must be at least 65536 bytes, got {self.receive_buffer}")
 
 
 @dataclass(frozen=True)

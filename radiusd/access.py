@@ -1,0 +1,76 @@
+"""Authentication: the handler the protocol calls for each new Access-Request.
+
+It verifies the Message-Authenticator per the NAS's policy, reads the
+request, asks the pure policy (radiusd.policy.authorize) with the
+subscriber's state from the view, and encodes the answer. Nothing here
+waits: the "auto" Message-Authenticator state and the radpostauth row are
+written later on a database thread.
+"""
+
+import logging
+from datetime import datetime, timezone
+
+from radiusd import metrics
+from radiusd.packets import (
+    ACCESS_REQUEST,
+    Drop,
+    decode,
+    encode_access_reply,
+    message_authenticator_valid,
+    request_facts,
+)
+from radiusd.policy import PolicySettings, authorize, normalise_username
+from radiusd.view import NasClient, SubscriberView
+
+log = logging.getLogger(__name__)
+
+
+class AccessHandler:
+    codes = (ACCESS_REQUEST,)
+
+    def __init__(self, view: SubscriberView, settings: PolicySettings, clock, *,
+                 record_attempt=lambda attempt: None, message_authenticator_seen=lambda client: None):
+        self.view = view
+        self.settings = settings
+        self.clock = clock
+        self._record_attempt = record_attempt
+        self._message_authenticator_seen = message_authenticator_seen
+
+    def handle(self, data: bytes, client: NasClient, address) -> bytes:
+        request = decode(data, client.secret)
+        self.check_message_authenticator(request, client)
+        facts = request_facts(request)
+        username = normalise_username(facts.username)
+        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        decision = authorize(facts, self.view.subscriber(username), now, self.settings)
+        reply = encode_access_reply(request, decision)
+        if decision.accept:
+            metrics.ACCEPTS.labels(decision.reason, client.name).inc()
+            log.debug("Access-Accept for %s from NAS %s (%s)", username, client.name, decision.reason)
+        else:
+            metrics.REJECTS.labels(decision.reason, client.name).inc()
+            log.info("Access-Reject for %s from NAS %s: %s", username, client.name, decision.reason)
+        self._record_attempt({
+            "username": username,
+            "reply": "Access-Accept" if decision.accept else "Access-Reject",
+            "reason": decision.reason,
+            "nasipaddress": client.ip_address,
+            "callingstationid": facts.calling_station_id,
+            "authdate": now,
+        })
+        return reply
+
+    def check_message_authenticator(self, request, client: NasClient) -> None:
+        """RFC 3579 section 3.2 and the BlastRADIUS rules: a present
+        Message-Authenticator must be right; an absent one is refused when the
+        NAS's policy requires it ("yes", or "auto" once it has sent one)."""
+        if request.message_authenticator:
+            if not message_authenticator_valid(request):
+                raise Drop("bad_message_authenticator",
+                           f"wrong Message-Authenticator from NAS {client.name}: is the shared secret right?")
+            if client.require_message_authenticator == "auto" and not client.message_authenticator_seen:
+                self.view.mark_message_authenticator_seen(client)
+                self._message_authenticator_seen(client)
+        elif client.requires_message_authenticator():
+            raise Drop("missing_message_authenticator",
+                       f"NAS {client.name} must send a Message-Authenticator and did not")

@@ -1,0 +1,226 @@
+"""Keeping the view current: the change log, session counts, usage.
+
+Every write that can change a decision adds a row to ``change_log`` in its
+own transaction (schema.changes.record_change). The follower reads the rows
+it has not seen, reloads the customers, routers, packages and operators they
+name, and applies them to the view on the reactor thread. SQLite is polled
+every 200 ms; on PostgreSQL a LISTEN connection wakes the follower as soon
+as a change commits, and a slower poll covers lost notifications.
+
+PostgreSQL hands out sequence values at insert time but transactions commit
+in any order, so "everything above the highest id seen" would skip a row
+that commits late. ChangeCursor therefore remembers the holes below the
+highest id it has seen and keeps asking for them until they fill or are old
+enough to be a rolled-back transaction's burnt id.
+"""
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+from twisted.internet import task
+
+from radiusd import metrics, store
+from radiusd.view import SubscriberView
+
+log = logging.getLogger(__name__)
+
+SQLITE_POLL_SECONDS = 0.2
+POSTGRESQL_POLL_SECONDS = 1.0
+COUNTS_SECONDS = 1.0
+GAP_TIMEOUT_SECONDS = 30.0
+START_TAIL = 1000
+
+
+class ChangeCursor:
+    """Which change-log ids have been applied; pure, driven by the caller's clock.
+
+    ``after`` is the id to read from: every id at or below it is applied or
+    given up. Ids above it that were already applied are remembered, and the
+    holes between them wait up to ``gap_timeout`` seconds.
+    """
+
+    def __init__(self, after: int, gap_timeout: float = GAP_TIMEOUT_SECONDS):
+        self.after = after
+        self._gap_timeout = gap_timeout
+        self._applied: set[int] = set()
+        self._holes: dict[int, float] = {}
+
+    @classmethod
+    def at_start(cls, last_id: int, tail_ids: list[int], now: float, gap_timeout: float = GAP_TIMEOUT_SECONDS):
+        """Start after a full load taken when ``last_id`` was the highest id;
+        ``tail_ids`` are the ids present in the last START_TAIL, so an id
+        below ``last_id`` whose transaction had not committed yet is still
+        waited for."""
+        cursor = cls(max(0, last_id - START_TAIL), gap_timeout)
+        cursor.absorb([(change_id, None, None) for change_id in tail_ids], now)
+        return cursor
+
+    def unseen(self, rows: list[tuple]) -> list[tuple]:
+        """The rows among ``rows`` not applied yet."""
+        return [row for row in rows if row[0] > self.after and row[0] not in self._applied]
+
+    def absorb(self, rows: list[tuple], now: float) -> list[tuple]:
+        """Record rows ``(id, entity, entity_id)`` as applied; return the new ones."""
+        new = self.unseen(rows)
+        self._applied.update(row[0] for row in new)
+        for row in new:
+            self._holes.pop(row[0], None)
+        self._note_holes(now)
+        return new
+
+    def pending_holes(self) -> int:
+        return len(self._holes)
+
+    def _note_holes(self, now: float) -> None:
+        if self._applied:
+            for change_id in range(self.after + 1, max(self._applied)):
+                if change_id not in self._applied:
+                    self._holes.setdefault(change_id, now)
+        while True:
+            following = self.after + 1
+            if following in self._applied:
+                self._applied.discard(following)
+            elif following in self._holes and now - self._holes[following] >= self._gap_timeout:
+                del self._holes[following]
+            else:
+                break
+            self.after = following
+
+
+class Follower:
+    """Loads the view, then keeps it current; survives a database outage."""
+
+    def __init__(self, view: SubscriberView, database, clock, *, poll_interval: float):
+        self.view = view
+        self._database = database
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._cursor: ChangeCursor | None = None
+        self._polling = False
+        self._poll_again = False
+        self._counting = False
+        self._database_up = True
+        self._caught_up_at = clock.seconds()
+        self._loops: list[task.LoopingCall] = []
+        metrics.DATABASE_UP.set(1)
+        metrics.VIEW_STALENESS.set_function(lambda: self._clock.seconds() - self._caught_up_at)
+        metrics.VIEW_SUBSCRIBERS.set_function(lambda: len(self.view))
+        metrics.VIEW_NAS.set_function(lambda: len(self.view.nas_by_ip))
+
+    def load(self):
+        """Read everything once; the Deferred fires when the view is filled."""
+        return self._database.run("radiusd.load_view", self._read_all).addCallback(self._loaded)
+
+    def _read_all(self, connection):
+        last_id = store.last_change_id(connection)
+        tail = [row[0] for row in store.read_change_ids(connection, max(0, last_id - START_TAIL))]
+        return last_id, tail, store.read_snapshot(connection)
+
+    def _loaded(self, result) -> None:
+        last_id, tail, snapshot = result
+        self._cursor = ChangeCursor.at_start(last_id, tail, self._clock.seconds())
+        self.view.apply(snapshot)
+        self._caught_up_at = self._clock.seconds()
+        log.info("view loaded: %d subscribers, %d routers", len(self.view), len(self.view.nas_by_ip))
+
+    def start(self) -> None:
+        """Start polling the change log and refreshing session counts and usage."""
+        for interval, step in ((self._poll_interval, self.poll), (COUNTS_SECONDS, self.refresh_counts)):
+            loop = task.LoopingCall(step)
+            loop.clock = self._clock
+            loop.start(interval, now=True)
+            self._loops.append(loop)
+
+    def stop(self) -> None:
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+
+    def wake(self) -> None:
+        """A NOTIFY arrived: poll now (or right after the poll under way)."""
+        self.poll()
+
+    def poll(self):
+        if self._polling:
+            self._poll_again = True
+            return None
+        self._polling = True
+        started = self._clock.seconds()
+        d = self._database.run("radiusd.follow_changes", self._read_changes, started)
+        d.addCallbacks(self._changes_read, self._failed, callbackArgs=(started,))
+        d.addBoth(self._poll_done)
+        return d
+
+    def _read_changes(self, connection, now: float):
+        rows = store.read_change_ids(connection, self._cursor.after)
+        new = self._cursor.unseen(rows)
+        snapshot = store.read_changed(connection, new) if new else None
+        self._cursor.absorb(rows, now)  # only once the rows are read: a failure re-reads them
+        return snapshot
+
+    def _changes_read(self, snapshot, started: float) -> None:
+        if snapshot is not None:
+            self.view.apply(snapshot)
+        self._caught_up_at = started
+        self._reachable()
+
+    def _poll_done(self, _) -> None:
+        self._polling = False
+        if self._poll_again:
+            self._poll_again = False
+            self.poll()
+
+    def refresh_counts(self):
+        if self._counting:
+            return None
+        self._counting = True
+        today = datetime.fromtimestamp(self._clock.seconds(), timezone.utc).date()
+        d = self._database.run("radiusd.count_sessions", self._read_counts, today)
+        d.addCallbacks(self._counts_read, self._failed)
+        d.addBoth(self._counting_done)
+        return d
+
+    @staticmethod
+    def _read_counts(connection, today):
+        return store.count_open_sessions(connection), store.read_used_bytes(connection, today)
+
+    def _counts_read(self, counts) -> None:
+        sessions, used = counts
+        self.view.set_open_sessions(sessions)
+        self.view.set_used_bytes(used)
+        self._reachable()
+
+    def _counting_done(self, _) -> None:
+        self._counting = False
+
+    def _failed(self, failure) -> None:
+        if self._database_up:
+            self._database_up = False
+            metrics.DATABASE_UP.set(0)
+            log.warning("database unreachable (%s); answering from the last known state",
+                        failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else failure.type)
+
+    def _reachable(self) -> None:
+        if not self._database_up:
+            self._database_up = True
+            metrics.DATABASE_UP.set(1)
+            log.info("database reachable again; the view is catching up")
+
+
+def listen_for_changes(url: str, channel: str, wake, stop: threading.Event) -> None:
+    """PostgreSQL LISTEN loop, run in its own daemon thread: call ``wake``
+    (thread-safe) on every notification; reconnect after an outage."""
+    import psycopg
+
+    while not stop.is_set():
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+                connection.execute(f"LISTEN {channel}")
+                wake()  # catch up on anything committed while we were not listening
+                while not stop.is_set():
+                    for _ in connection.notifies(timeout=1.0, stop_after=1):
+                        wake()
+        except psycopg.Error as error:
+            log.debug("LISTEN %s connection lost: %s", channel, error)
+            stop.wait(1.0)

@@ -1,0 +1,183 @@
+"""The RADIUS wire: checking, decoding and answering packets (no sockets here).
+
+pyrad decodes and encodes; this module adds the checks pyrad leaves out and
+the rules of the field:
+
+- a datagram is refused unless its Length field and every attribute length
+  add up exactly (RFC 2865 section 3: a truncated or overrunning attribute
+  makes the packet malformed, pyrad would silently cut the value);
+- a Message-Authenticator is verified over the bytes as received, never a
+  re-encoding (RFC 3579 section 3.2; pyrad #140/#145);
+- every Access-Accept/Reject carries a Message-Authenticator as its first
+  attribute (BlastRADIUS, CVE-2024-3596) and echoes Proxy-State (RFC 2865
+  section 5.33).
+
+Used by authentication and accounting alike.
+"""
+
+import hashlib
+import hmac
+import struct
+
+from pyrad.packet import AccessAccept, AccessReject, AuthPacket, Packet
+
+from radiusd.dictionary import load_dictionary
+from radiusd.mschap import mppe_key_attributes, mschap_mppe_keys_attribute
+from radiusd.policy import Credentials, Decision, RequestFacts
+
+HEADER_LENGTH = 20
+MAX_PACKET_LENGTH = 4096  # RFC 2865 section 3
+MESSAGE_AUTHENTICATOR = 80
+MESSAGE_AUTHENTICATOR_LENGTH = 18
+PROXY_STATE = 33
+
+ACCESS_REQUEST = 1
+ACCOUNTING_REQUEST = 4
+STATUS_SERVER = 12
+
+# pyrad keys of the attributes read from an Access-Request.
+USER_NAME = 1
+USER_PASSWORD = 2
+CHAP_PASSWORD = 3
+SERVICE_TYPE = 6
+FRAMED_PROTOCOL = 7
+CALLING_STATION_ID = 31
+CHAP_CHALLENGE = 60
+NAS_PORT_TYPE = 61
+MS_CHAP_RESPONSE = (311, 1)
+MS_CHAP_CHALLENGE = (311, 11)
+MS_CHAP2_RESPONSE = (311, 25)
+
+
+class Drop(Exception):
+    """A request that gets no answer; ``cause`` labels it in the drop metric."""
+
+    def __init__(self, cause: str, detail: str):
+        super().__init__(detail)
+        self.cause = cause
+
+
+class MalformedPacket(Drop):
+    """A datagram that is not a well-formed RADIUS packet."""
+
+
+def check_datagram(data: bytes, codes: frozenset[int]) -> None:
+    """Refuse anything but a well-formed packet with one of ``codes``.
+
+    Octets beyond the Length field are padding and allowed (RFC 2865
+    section 3); a Message-Authenticator must be 18 octets long.
+    """
+    if len(data) < HEADER_LENGTH:
+        raise MalformedPacket("short", f"{len(data)} octets is shorter than a RADIUS header")
+    code, _, length = struct.unpack_from("!BBH", data)
+    if code not in codes:
+        raise MalformedPacket("bad_code", f"code {code} is not served on this port")
+    if not HEADER_LENGTH <= length <= MAX_PACKET_LENGTH or length > len(data):
+        raise MalformedPacket("bad_length", f"Length field {length} does not fit a {len(data)}-octet datagram")
+    position = HEADER_LENGTH
+    while position < length:
+        if position + 2 > length:
+            raise MalformedPacket("bad_attribute", "attribute header cut off")
+        kind, size = data[position], data[position + 1]
+        if size < 2 or position + size > length:
+            raise MalformedPacket("bad_attribute", f"attribute {kind} length {size} overruns the packet")
+        if kind == MESSAGE_AUTHENTICATOR and size != MESSAGE_AUTHENTICATOR_LENGTH:
+            raise MalformedPacket("bad_attribute", f"Message-Authenticator of length {size}")
+        position += size
+
+
+def decode(data: bytes, secret: bytes, packet_class: type[Packet] = AuthPacket) -> Packet:
+    """Decode a datagram already passed by check_datagram."""
+    length = struct.unpack_from("!H", data, 2)[0]
+    return packet_class(packet=data[:length], secret=secret, dict=load_dictionary())
+
+
+def has_message_authenticator(packet: Packet) -> bool:
+    return bool(packet.message_authenticator)
+
+
+def message_authenticator_valid(packet: Packet, vector: bytes | None = None) -> bool:
+    """Check HMAC-MD5 over the received bytes with the Message-Authenticator
+    zeroed (RFC 3579 section 3.2). ``vector`` is the Request Authenticator
+    for Access-Request (the default) and 16 zero octets for requests whose
+    authenticator is itself a digest (Accounting-Request, RFC 5176)."""
+    raw = packet.raw_packet
+    received = packet[MESSAGE_AUTHENTICATOR][0]
+    if vector is None:
+        vector = raw[4:20]
+    attributes = Packet._zero_message_authenticator(raw[HEADER_LENGTH:])
+    digest = hmac.new(packet.secret, raw[:4] + vector + attributes, hashlib.md5).digest()
+    return hmac.compare_digest(received, digest)
+
+
+def _first(packet: Packet, key):
+    values = packet.get(key)
+    return values[0] if values else None
+
+
+def _integer(raw: bytes | None) -> int | None:
+    return int.from_bytes(raw, "big") if raw is not None and len(raw) == 4 else None
+
+
+def request_facts(packet: AuthPacket) -> RequestFacts:
+    """Read what the policy needs from a decoded Access-Request.
+
+    Raises MalformedPacket for a request without User-Name or with a
+    User-Password that is not a multiple of 16 octets.
+    """
+    raw_name = _first(packet, USER_NAME)
+    if not raw_name:
+        raise MalformedPacket("no_user_name", "Access-Request without User-Name")
+    username = raw_name.decode("utf-8", errors="replace")
+    authenticator = packet.authenticator
+    encrypted = _first(packet, USER_PASSWORD)
+    if encrypted is not None:
+        if not encrypted or len(encrypted) % 16:
+            raise MalformedPacket("bad_attribute", f"User-Password of {len(encrypted)} octets")
+        credentials = Credentials("pap", password=packet.PwDecrypt(encrypted))
+    elif CHAP_PASSWORD in packet:
+        credentials = Credentials("chap", chap_password=_first(packet, CHAP_PASSWORD),
+                                  chap_challenge=_first(packet, CHAP_CHALLENGE),
+                                  request_authenticator=authenticator)
+    elif MS_CHAP2_RESPONSE in packet and MS_CHAP_CHALLENGE in packet:
+        credentials = Credentials("mschap2", ms_challenge=_first(packet, MS_CHAP_CHALLENGE),
+                                  ms_response=_first(packet, MS_CHAP2_RESPONSE))
+    elif MS_CHAP_RESPONSE in packet and MS_CHAP_CHALLENGE in packet:
+        credentials = Credentials("mschap1", ms_challenge=_first(packet, MS_CHAP_CHALLENGE),
+                                  ms_response=_first(packet, MS_CHAP_RESPONSE))
+    else:
+        credentials = Credentials(None)
+    calling = _first(packet, CALLING_STATION_ID)
+    return RequestFacts(
+        username=username,
+        credentials=credentials,
+        calling_station_id=calling.decode("utf-8", errors="replace") if calling else None,
+        service_type=_integer(_first(packet, SERVICE_TYPE)),
+        framed_protocol=_integer(_first(packet, FRAMED_PROTOCOL)),
+        nas_port_type=_integer(_first(packet, NAS_PORT_TYPE)),
+    )
+
+
+def encode_reply(request: Packet, code: int, attributes=()) -> bytes:
+    """Encode a reply: Message-Authenticator first, Proxy-State echoed in
+    order, then ``attributes`` (name, value) as given."""
+    reply = request.CreateReply()
+    reply.code = code
+    reply.message_authenticator = True
+    reply._set_message_authenticator(bytes(16))
+    for name, value in attributes:
+        reply.AddAttribute(name, value)
+    return reply.ReplyPacket()
+
+
+def encode_access_reply(request: AuthPacket, decision: Decision) -> bytes:
+    """Encode the Access-Accept or Access-Reject for a policy Decision,
+    hiding MPPE keys with the shared secret (RFC 2548 section 2.4)."""
+    attributes = list(decision.attributes)
+    if len(decision.mppe_keys) == 2:
+        send, recv = mppe_key_attributes(*decision.mppe_keys, request.secret, request.authenticator)
+        attributes += [("MS-MPPE-Send-Key", send), ("MS-MPPE-Recv-Key", recv)]
+    elif len(decision.mppe_keys) == 1:
+        attributes.append(("MS-CHAP-MPPE-Keys",
+                           mschap_mppe_keys_attribute(decision.mppe_keys[0], request.secret, request.authenticator)))
+    return encode_reply(request, AccessAccept if decision.accept else AccessReject, attributes)

@@ -1,0 +1,335 @@
+"""Who is let in, and with which attributes: the authorization policy.
+
+``authorize`` is a pure function of the request, the subscriber's state as
+radiusd's view holds it, the time and the settings. It touches no socket and
+no database, so every rule is tested directly. The codec turns its Decision
+into an Access-Accept or Access-Reject.
+
+The order of the checks is deliberate: the credentials are checked before
+anything about the account is revealed, so a stranger learns no more than
+"wrong user name or password"; then come the states an operator sets
+(deleted, disabled, operator blocked, suspended), then what the subscriber
+can fix (service, MAC, expiry, balance, quota, sessions).
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from radiusd.chap import verify_chap
+from radiusd.mschap import verify_mschap1, verify_mschap2
+
+MAX_UINT32 = 0xFFFFFFFF
+
+# Service-Type (RFC 2865 section 5.6) and Framed-Protocol (section 5.7) values.
+SERVICE_LOGIN_USER = 1
+SERVICE_FRAMED_USER = 2
+FRAMED_PROTOCOL_PPP = 1
+
+# Which kinds of login each customer type may use (see service_of).
+_ALLOWED_SERVICES = {
+    "pppoe": {"ppp", "framed"},
+    "hotspot": {"hotspot"},
+    "static": {"ppp", "framed"},
+}
+
+REASONS = (
+    "unsupported_auth_method",
+    "unknown_user",
+    "wrong_password",
+    "deleted",
+    "disabled",
+    "operator_blocked",
+    "suspended",
+    "wrong_service",
+    "mac_mismatch",
+    "expired",
+    "balance_exhausted",
+    "quota_exhausted",
+    "simultaneous_use",
+)
+
+MESSAGES = {
+    "unsupported_auth_method": "Authentication method not supported",
+    "unknown_user": "Wrong user name or password",
+    "wrong_password": "Wrong user name or password",
+    "deleted": "Account closed",
+    "disabled": "Account disabled",
+    "operator_blocked": "Service provider account blocked: contact your provider",
+    "suspended": "Account suspended",
+    "wrong_service": "This account cannot log in with this service",
+    "mac_mismatch": "This account is bound to another device",
+    "expired": "Account expired: please renew",
+    "balance_exhausted": "Balance exhausted: please recharge",
+    "quota_exhausted": "Data quota exhausted",
+    "simultaneous_use": "Already logged in: too many sessions",
+}
+
+_MAC = re.compile(r"^([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})[:\-.]?"
+                  r"([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})$")
+_CISCO_MAC = re.compile(r"^([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})$")
+
+
+def normalise_mac(value: str) -> str | None:
+    """``aa-bb-cc-dd-ee-ff``, ``AABB.CCDD.EEFF``, ``aabbccddeeff`` -> ``AA:BB:CC:DD:EE:FF``; None if not a MAC."""
+    value = value.strip()
+    cisco = _CISCO_MAC.match(value)
+    if cisco:
+        value = "".join(cisco.groups())
+    match = _MAC.match(value)
+    return ":".join(match.groups()).upper() if match else None
+
+
+def normalise_username(value: str) -> str:
+    """User names are one case-insensitive namespace; MAC-style names are
+    written ``aa:bb:cc:dd:ee:ff`` whatever separator the router used."""
+    mac = normalise_mac(value)
+    return mac.lower() if mac else value.strip().lower()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the request proves the password with (RFC 2865 5.2/5.3, RFC 2548).
+
+    ``method`` is pap, chap, mschap2, mschap1 or None (nothing we support).
+    """
+
+    method: str | None
+    password: str | None = None
+    chap_password: bytes | None = None
+    chap_challenge: bytes | None = None
+    request_authenticator: bytes = b""
+    ms_challenge: bytes | None = None
+    ms_response: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """The parts of an Access-Request the policy looks at."""
+
+    username: str
+    credentials: Credentials
+    calling_station_id: str | None = None
+    service_type: int | None = None
+    framed_protocol: int | None = None
+    nas_port_type: int | None = None
+
+
+@dataclass(frozen=True)
+class PackageState:
+    """A master package as the policy needs it; rate strings prebuilt."""
+
+    id: int
+    billing_type: str
+    rate_limit: str
+    quota_bytes: int | None = None
+    fup_rate_limit: str | None = None
+    ip_pool: str | None = None
+    profile: str | None = None
+    address_list: str | None = None
+    simultaneous_use: int = 1
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One customer's state as radiusd's view holds it."""
+
+    id: int
+    username: str
+    password: str
+    status: str
+    customer_type: str
+    package: PackageState
+    expires_at: datetime | None = None
+    wallet_balance: int = 0
+    mac_binding: str | None = None
+    static_ip: str | None = None
+    deleted: bool = False
+    operator_blocked: bool = False
+    used_bytes: int = 0
+    open_sessions: int = 0
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    interim_interval: int = 300
+    expired_policy: str = "reject"
+    expired_pool: str = ""
+    expired_address_list: str = ""
+    expired_rate: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An Accept or a Reject, why, and what to tell the router.
+
+    ``reason`` is the label in metrics and logs: a reject reason, or for an
+    accept ``ok``, ``fup`` (over quota at the fair-usage rate) or
+    ``expired_restricted``. ``mppe_keys`` are the cleartext MS-CHAPv2 MPPE
+    keys (send, recv), or for MS-CHAPv1 the NT key alone; the codec hides
+    them with the shared secret.
+    """
+
+    accept: bool
+    reason: str
+    message: str = ""
+    attributes: tuple[tuple[str, object], ...] = ()
+    mppe_keys: tuple[bytes, ...] = field(default=())
+    auth_method: str | None = None
+
+
+def service_of(request: RequestFacts) -> str | None:
+    """Tell the kind of login from the request: ``ppp`` (Framed-Protocol PPP,
+    which MikroTik PPPoE sends), ``hotspot`` (Service-Type Login-User, which
+    the MikroTik Hotspot sends), ``framed`` (Framed-User without PPP, e.g. a
+    DHCP login), or None when the request does not say."""
+    if request.framed_protocol == FRAMED_PROTOCOL_PPP:
+        return "ppp"
+    if request.service_type == SERVICE_LOGIN_USER:
+        return "hotspot"
+    if request.service_type == SERVICE_FRAMED_USER:
+        return "framed"
+    return None
+
+
+def check_credentials(credentials: Credentials, password: str, username: str):
+    """Return (ok, extras) where extras is an Mschap1Result/Mschap2Result or None.
+
+    Raises ValueError for a malformed CHAP or MS-CHAP answer.
+    """
+    method = credentials.method
+    if method == "pap":
+        return credentials.password == password, None
+    if method == "chap":
+        ok = verify_chap(password, credentials.chap_password, credentials.request_authenticator,
+                         credentials.chap_challenge)
+        return ok, None
+    if method == "mschap2":
+        result = verify_mschap2(password, credentials.ms_challenge, credentials.ms_response, username)
+        return result is not None, result
+    if method == "mschap1":
+        result = verify_mschap1(password, credentials.ms_challenge, credentials.ms_response)
+        return result is not None, result
+    raise ValueError(f"unsupported authentication method {method!r}")
+
+
+def reject(reason: str, method: str | None = None) -> Decision:
+    return Decision(False, reason, MESSAGES[reason], (("Reply-Message", MESSAGES[reason]),), auth_method=method)
+
+
+def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetime,
+              settings: PolicySettings) -> Decision:
+    """Decide an Access-Request (see the module docstring for the order)."""
+    method = request.credentials.method
+    if method is None:
+        return reject("unsupported_auth_method")
+    if subscriber is None:
+        return reject("unknown_user", method)
+    try:
+        ok, proof = check_credentials(request.credentials, subscriber.password, request.username)
+    except ValueError:
+        return reject("wrong_password", method)
+    if not ok:
+        return reject("wrong_password", method)
+
+    if subscriber.deleted:
+        return reject("deleted", method)
+    if subscriber.status == "disabled":
+        return reject("disabled", method)
+    if subscriber.operator_blocked:
+        return reject("operator_blocked", method)
+    if subscriber.status == "suspended":
+        return reject("suspended", method)
+    service = service_of(request)
+    allowed = _ALLOWED_SERVICES.get(subscriber.customer_type)
+    if service is not None and allowed is not None and service not in allowed:
+        return reject("wrong_service", method)
+    if subscriber.mac_binding:
+        calling = normalise_mac(request.calling_station_id or "")
+        if calling != normalise_mac(subscriber.mac_binding):
+            return reject("mac_mismatch", method)
+
+    package = subscriber.package
+    expired = subscriber.expires_at is not None and subscriber.expires_at <= now
+    if expired and settings.expired_policy != "restrict":
+        return reject("expired", method)
+    if not expired and is_balance_exhausted(subscriber):
+        return reject("balance_exhausted", method)
+    if subscriber.open_sessions >= package.simultaneous_use:
+        return reject("simultaneous_use", method)
+
+    if expired:
+        reason, attributes = "expired_restricted", _restricted_attributes(settings)
+    else:
+        remaining = None if package.quota_bytes is None else package.quota_bytes - subscriber.used_bytes
+        if remaining is not None and remaining <= 0 and not package.fup_rate_limit:
+            return reject("quota_exhausted", method)
+        reason, attributes = _service_attributes(subscriber, remaining, now)
+    attributes.append(("Acct-Interim-Interval", settings.interim_interval))
+    attributes.extend(_proof_attributes(proof))
+    keys = _mppe_keys(proof)
+    return Decision(True, reason, "", tuple(attributes), keys, method)
+
+
+def is_balance_exhausted(subscriber: Subscriber) -> bool:
+    """The prepaid rule: a customer on a daily-billed package is prepaid and
+    pays each day from the wallet; with nothing left (wallet <= 0) there is
+    nothing to pay the next day with, so a new login is refused until a
+    top-up. Monthly packages are invoiced (postpaid): the wallet does not
+    gate them, unpaid invoices suspend them through billingd."""
+    return subscriber.package.billing_type == "daily" and subscriber.wallet_balance <= 0
+
+
+def _service_attributes(subscriber: Subscriber, remaining: int | None, now: datetime):
+    package = subscriber.package
+    over_quota = remaining is not None and remaining <= 0
+    attributes: list[tuple[str, object]] = [
+        ("Mikrotik-Rate-Limit", package.fup_rate_limit if over_quota else package.rate_limit),
+    ]
+    if subscriber.expires_at is not None:
+        seconds = int((subscriber.expires_at - now).total_seconds())
+        attributes.append(("Session-Timeout", max(1, min(seconds, MAX_UINT32))))
+    if subscriber.static_ip:
+        attributes.append(("Framed-IP-Address", subscriber.static_ip))
+    elif package.ip_pool:
+        attributes.append(("Framed-Pool", package.ip_pool))
+    if package.profile:
+        attributes.append(("Mikrotik-Group", package.profile))
+    if package.address_list:
+        attributes.append(("Mikrotik-Address-List", package.address_list))
+    if remaining is not None and not over_quota:
+        attributes.append(("Mikrotik-Total-Limit", remaining & MAX_UINT32))
+        attributes.append(("Mikrotik-Total-Limit-Gigawords", min(remaining >> 32, MAX_UINT32)))
+    return ("fup" if over_quota else "ok"), attributes
+
+
+def _restricted_attributes(settings: PolicySettings) -> list[tuple[str, object]]:
+    """FIELD-NOTES 14: an expired subscriber lands in a captive profile."""
+    attributes: list[tuple[str, object]] = []
+    if settings.expired_rate:
+        attributes.append(("Mikrotik-Rate-Limit", settings.expired_rate))
+    if settings.expired_pool:
+        attributes.append(("Framed-Pool", settings.expired_pool))
+    if settings.expired_address_list:
+        attributes.append(("Mikrotik-Address-List", settings.expired_address_list))
+    attributes.append(("Reply-Message", MESSAGES["expired"]))
+    return attributes
+
+
+def _proof_attributes(proof) -> list[tuple[str, object]]:
+    """MS-CHAPv2 needs MS-CHAP2-Success and the MPPE policy (RFC 2548 2.3.3, 2.4.4/5)."""
+    if proof is None or not hasattr(proof, "success"):
+        return []
+    return [
+        ("MS-CHAP2-Success", proof.success),
+        ("MS-MPPE-Encryption-Policy", 1),
+        ("MS-MPPE-Encryption-Types", 6),
+    ]
+
+
+def _mppe_keys(proof) -> tuple[bytes, ...]:
+    if proof is None:
+        return ()
+    if hasattr(proof, "send_key"):
+        return (proof.send_key, proof.recv_key)
+    return (proof.nt_key,)

@@ -1,0 +1,104 @@
+"""The UDP side of radiusd: one DatagramProtocol per listening port.
+
+It knows nothing of authentication or accounting. For every datagram it
+finds the router by source address *before* decoding anything (an unknown
+source costs one dict lookup), checks the packet's structure, answers a
+retransmission from the duplicate cache (RFC 5080 section 2.2.2), and hands
+a new request to its handler: an object with ``codes`` (the packet codes it
+serves) and ``handle(data, client, address)`` returning the reply bytes, a
+Deferred of them (accounting answers once the record is durable), or raising
+packets.Drop. Whatever happens, the protocol keeps answering.
+"""
+
+import logging
+import time
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
+
+from radiusd import metrics
+from radiusd.duplicates import IN_PROGRESS, DuplicateCache
+from radiusd.packets import Drop, check_datagram
+from radiusd.view import SubscriberView
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_SOURCE_LOG_SECONDS = 60.0
+_CODE_NAMES = {1: "Access-Request", 4: "Accounting-Request", 12: "Status-Server"}
+
+
+class RadiusServerProtocol(DatagramProtocol):
+    def __init__(self, view: SubscriberView, handler, clock, duplicates: DuplicateCache | None = None):
+        self.view = view
+        self.handler = handler
+        self.codes = frozenset(handler.codes)
+        self.clock = clock
+        self.duplicates = duplicates if duplicates is not None else DuplicateCache(clock)
+        self._unknown_logged: dict[str, float] = {}
+
+    def datagramReceived(self, data: bytes, address) -> None:
+        started = time.perf_counter()
+        client = self.view.nas_for(address[0])
+        if client is None:
+            self._drop_unknown(address[0])
+            return
+        try:
+            check_datagram(data, self.codes)
+        except Drop as drop:
+            self._dropped(drop, client, address)
+            return
+        code = _CODE_NAMES.get(data[0], str(data[0]))
+        metrics.REQUESTS.labels(code, client.name).inc()
+        key = DuplicateCache.key(address, data)
+        cached = self.duplicates.lookup(key)
+        if cached is not None:
+            metrics.DUPLICATES.inc()
+            if cached is not IN_PROGRESS:
+                self.transport.write(cached, address)
+            return
+        self.duplicates.start(key)
+        try:
+            reply = self.handler.handle(data, client, address)
+        except Drop as drop:
+            self.duplicates.finish(key, None)
+            self._dropped(drop, client, address)
+            return
+        except Exception:
+            self.duplicates.finish(key, None)
+            metrics.DROPS.labels("internal_error").inc()
+            log.exception("internal error handling a %s from NAS %s", code, client.name)
+            return
+        if isinstance(reply, Deferred):
+            reply.addCallback(self._answer, key, address, code, started)
+            reply.addErrback(self._failed, key, client, address, code)
+        else:
+            self._answer(reply, key, address, code, started)
+
+    def _answer(self, reply: bytes | None, key, address, code: str, started: float) -> None:
+        self.duplicates.finish(key, reply)
+        if reply is not None:
+            self.transport.write(reply, address)
+            metrics.LATENCY.labels(code).observe(time.perf_counter() - started)
+
+    def _failed(self, failure, key, client, address, code: str) -> None:
+        self.duplicates.finish(key, None)
+        if failure.check(Drop):
+            self._dropped(failure.value, client, address)
+        else:
+            metrics.DROPS.labels("internal_error").inc()
+            log.error("internal error handling a %s from NAS %s: %s", code, client.name, failure.getTraceback())
+
+    def _dropped(self, drop: Drop, client, address) -> None:
+        metrics.DROPS.labels(drop.cause).inc()
+        log.debug("dropped a packet from NAS %s (%s:%d): %s", client.name, address[0], address[1], drop)
+
+    def _drop_unknown(self, host: str) -> None:
+        """Count every one; log each source at most once a minute."""
+        metrics.DROPS.labels("unknown_nas").inc()
+        now = self.clock.seconds()
+        last = self._unknown_logged.get(host)
+        if last is None or now - last >= UNKNOWN_SOURCE_LOG_SECONDS:
+            if len(self._unknown_logged) > 10_000:
+                self._unknown_logged.clear()
+            self._unknown_logged[host] = now
+            log.warning("dropping packets from %s: not a known NAS (radbill nas add NAME --ip %s ...)", host, host)

@@ -1,0 +1,196 @@
+"""radiusd's in-memory view of everything an Access-Request needs.
+
+The hot path reads only this: routers by source address, customers by user
+name, their package, their owner's standing, open sessions and usage. It is
+filled at start and kept current by radiusd.follower from the change log; it
+is only ever changed on the reactor thread, so it needs no locks. If the
+database goes away the view simply stops changing and radiusd keeps
+answering from the last known state.
+"""
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from radiusd.policy import PackageState, Subscriber
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NasClient:
+    """A router allowed to talk to us, with its shared secret."""
+
+    id: int
+    name: str
+    ip_address: str
+    secret: bytes
+    require_message_authenticator: str  # yes, no or auto (RFC 3579 / BlastRADIUS)
+    message_authenticator_seen: bool = False
+
+    def requires_message_authenticator(self) -> bool:
+        return self.require_message_authenticator == "yes" or (
+            self.require_message_authenticator == "auto" and self.message_authenticator_seen)
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    id: int
+    username: str
+    password: str
+    status: str
+    package_id: int
+    operator_id: int
+    expires_at: datetime | None
+    wallet_balance: int
+    mac_binding: str | None
+    static_ip: str | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class OperatorRow:
+    id: int
+    parent_id: int | None
+    blocked: bool
+
+
+@dataclass
+class Snapshot:
+    """Rows read from the database in one transaction, to be applied at once.
+
+    ``None`` for a table means "not read"; for customers and routers,
+    ``*_ids`` name the rows that were asked for (those not returned are gone).
+    """
+
+    customers: list[CustomerRow] = field(default_factory=list)
+    customer_ids: set[int] | None = None
+    nas: list[NasClient] = field(default_factory=list)
+    nas_ids: set[int] | None = None
+    packages: dict[int, tuple[str, PackageState]] | None = None
+    operators: dict[int, OperatorRow] | None = None
+    full: bool = False
+
+
+def canonical_ip(address: str) -> str:
+    """IPv4-mapped IPv6 source addresses (``::ffff:10.0.0.1``, seen on a
+    dual-stack socket) are the IPv4 address."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
+class SubscriberView:
+    def __init__(self):
+        self.nas_by_ip: dict[str, NasClient] = {}
+        self._nas_ip_by_id: dict[int, str] = {}
+        self._customers: dict[str, CustomerRow] = {}
+        self._usernames: dict[int, str] = {}
+        self._packages: dict[int, tuple[str, PackageState]] = {}
+        self._operators: dict[int, OperatorRow] = {}
+        self._blocked_operators: set[int] = set()
+        self.open_sessions: dict[int, int] = {}
+        self.used_bytes: dict[int, int] = {}
+        self.loaded = False
+
+    # --- reading (hot path) ---------------------------------------------------
+
+    def nas_for(self, address: str) -> NasClient | None:
+        client = self.nas_by_ip.get(address)
+        if client is None and ":" in address:
+            client = self.nas_by_ip.get(canonical_ip(address))
+        return client
+
+    def subscriber(self, username: str) -> Subscriber | None:
+        """The subscriber state for a (normalised) user name, or None."""
+        row = self._customers.get(username)
+        if row is None:
+            return None
+        package = self._packages.get(row.package_id)
+        if package is None:
+            log.error("customer %s has package %d which radiusd does not know", username, row.package_id)
+            return None
+        customer_type, package_state = package
+        return Subscriber(
+            id=row.id, username=row.username, password=row.password, status=row.status,
+            customer_type=customer_type, package=package_state, expires_at=row.expires_at,
+            wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
+            deleted=row.deleted, operator_blocked=row.operator_id in self._blocked_operators,
+            used_bytes=self.used_bytes.get(row.id, 0), open_sessions=self.open_sessions.get(row.id, 0),
+        )
+
+    def __len__(self) -> int:
+        return len(self._customers)
+
+    # --- writing (reactor thread, from the follower or accounting) ---------------
+
+    def apply(self, snapshot: Snapshot) -> None:
+        if snapshot.full:
+            self.nas_by_ip, self._nas_ip_by_id = {}, {}
+            self._customers, self._usernames = {}, {}
+        if snapshot.operators is not None:
+            self._operators = snapshot.operators
+            self._blocked_operators = _blocked_with_descendants(snapshot.operators)
+        if snapshot.packages is not None:
+            self._packages = snapshot.packages
+        for customer_id in snapshot.customer_ids or ():
+            self._forget_customer(customer_id)
+        for row in snapshot.customers:
+            self._forget_customer(row.id)
+            self._customers[row.username] = row
+            self._usernames[row.id] = row.username
+        for nas_id in snapshot.nas_ids or ():
+            self.nas_by_ip.pop(self._nas_ip_by_id.pop(nas_id, None), None)
+        for client in snapshot.nas:
+            self.nas_by_ip.pop(self._nas_ip_by_id.pop(client.id, None), None)
+            self.nas_by_ip[client.ip_address] = client
+            self._nas_ip_by_id[client.id] = client.ip_address
+        self.loaded = True
+
+    def mark_message_authenticator_seen(self, client: NasClient) -> NasClient:
+        seen = replace(client, message_authenticator_seen=True)
+        if self.nas_by_ip.get(client.ip_address) is client:
+            self.nas_by_ip[client.ip_address] = seen
+        return seen
+
+    def set_open_sessions(self, counts: dict[int, int]) -> None:
+        self.open_sessions = counts
+
+    def session_started(self, customer_id: int) -> None:
+        """Hook for accounting: count a session at once, before the next refresh."""
+        self.open_sessions[customer_id] = self.open_sessions.get(customer_id, 0) + 1
+
+    def session_stopped(self, customer_id: int) -> None:
+        count = self.open_sessions.get(customer_id, 0)
+        if count > 1:
+            self.open_sessions[customer_id] = count - 1
+        else:
+            self.open_sessions.pop(customer_id, None)
+
+    def set_used_bytes(self, usage: dict[int, int]) -> None:
+        self.used_bytes = usage
+
+    def _forget_customer(self, customer_id: int) -> None:
+        username = self._usernames.pop(customer_id, None)
+        if username is not None:
+            self._customers.pop(username, None)
+
+
+def _blocked_with_descendants(operators: dict[int, OperatorRow]) -> set[int]:
+    """An operator is cut off when it or any ancestor is blocked."""
+    blocked: set[int] = set()
+    for operator_id in operators:
+        seen = set()
+        current = operators.get(operator_id)
+        while current is not None and current.id not in seen:
+            if current.blocked:
+                blocked.add(operator_id)
+                break
+            seen.add(current.id)
+            current = operators.get(current.parent_id) if current.parent_id is not None else None
+    return blocked
