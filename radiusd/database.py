@@ -21,7 +21,12 @@ class Database:
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="radiusd-db")
         reactor.callWhenRunning(self._pool.start)
-        reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+        self._shutdown = reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+
+    def close(self) -> None:
+        """Stop the threads now (tests; the daemon stops them at reactor shutdown)."""
+        self._reactor.removeSystemEventTrigger(self._shutdown)
+        self._pool.stop()
 
     def run(self, name: str, work, *args, write: bool = False):
         """Run ``work(connection, *args)`` in one transaction on a pool thread."""

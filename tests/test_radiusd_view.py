@@ -1,0 +1,174 @@
+"""The in-memory view and the change-log cursor that keeps it current."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import pytest_twisted
+from sqlalchemy import insert, update
+from twisted.internet import reactor
+
+from radiusd import store
+from radiusd.database import Database
+from radiusd.follower import ChangeCursor, Follower
+from radiusd.policy import PackageState
+from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
+from schema.changes import record_change
+from schema.tables import change_log, customers, sessions
+
+PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="1M/1M")
+
+
+def row(id=1, username="alice", **changes):
+    values = dict(id=id, username=username, password="pw", status="active", package_id=1, operator_id=1,
+                  expires_at=None, wallet_balance=1, mac_binding=None, static_ip=None, deleted=False)
+    values.update(changes)
+    return CustomerRow(**values)
+
+
+def loaded_view() -> SubscriberView:
+    view = SubscriberView()
+    view.apply(Snapshot(customers=[row()], nas=[NasClient(1, "a", "10.0.0.1", b"s", "no")],
+                        packages={1: ("pppoe", PACKAGE)}, operators={1: OperatorRow(1, None, False)}, full=True))
+    return view
+
+
+# --- ChangeCursor ------------------------------------------------------------------
+
+
+def rows(*ids):
+    return [(i, "customer", i) for i in ids]
+
+
+def test_cursor_advances_over_contiguous_ids():
+    cursor = ChangeCursor(0)
+    assert cursor.absorb(rows(1, 2, 3), now=0) == rows(1, 2, 3)
+    assert cursor.after == 3 and cursor.pending_holes() == 0
+
+
+def test_cursor_waits_for_a_late_commit_and_applies_it_once():
+    cursor = ChangeCursor(0, gap_timeout=30)
+    cursor.absorb(rows(1, 3), now=0)  # 2 has an id but has not committed yet
+    assert cursor.after == 1 and cursor.pending_holes() == 1
+    assert cursor.absorb(rows(3, 4), now=1) == rows(4)
+    assert cursor.absorb(rows(2, 3, 4), now=2) == rows(2)
+    assert cursor.after == 4 and cursor.pending_holes() == 0
+    assert cursor.absorb(rows(2, 3, 4), now=3) == []
+
+
+def test_cursor_gives_up_a_hole_that_never_fills():
+    cursor = ChangeCursor(0, gap_timeout=30)
+    cursor.absorb(rows(1, 3), now=0)
+    cursor.absorb([], now=29)
+    assert cursor.after == 1
+    cursor.absorb([], now=30)
+    assert cursor.after == 3 and cursor.pending_holes() == 0
+
+
+def test_cursor_at_start_waits_for_transactions_still_open_at_the_load():
+    cursor = ChangeCursor.at_start(10, [1, 2, 3, 4, 5, 6, 7, 8, 10], now=0)  # 9 still open
+    assert cursor.after == 8 and cursor.pending_holes() == 1
+    assert cursor.absorb(rows(7, 8, 9, 10, 11), now=1) == rows(9, 11)
+    assert cursor.after == 11
+
+
+# --- the view ----------------------------------------------------------------------
+
+
+def test_view_composes_the_subscriber():
+    view = loaded_view()
+    view.set_open_sessions({1: 2})
+    view.set_used_bytes({1: 99})
+    subscriber = view.subscriber("alice")
+    assert (subscriber.customer_type, subscriber.open_sessions, subscriber.used_bytes) == ("pppoe", 2, 99)
+    assert view.subscriber("bob") is None
+
+
+def test_renaming_a_customer_drops_the_old_name():
+    view = loaded_view()
+    view.apply(Snapshot(customers=[row(username="alice2")], customer_ids={1}))
+    assert view.subscriber("alice") is None and view.subscriber("alice2") is not None
+    view.apply(Snapshot(customers=[], customer_ids={1}))
+    assert view.subscriber("alice2") is None and len(view) == 0
+
+
+def test_changing_a_nas_address_moves_it():
+    view = loaded_view()
+    view.apply(Snapshot(nas=[NasClient(1, "a", "10.0.0.2", b"s", "no")], nas_ids={1}))
+    assert view.nas_for("10.0.0.1") is None and view.nas_for("10.0.0.2").name == "a"
+
+
+def test_blocking_an_operator_blocks_its_descendants():
+    view = loaded_view()
+    operators = {1: OperatorRow(1, None, True), 2: OperatorRow(2, 1, False), 3: OperatorRow(3, None, False)}
+    view.apply(Snapshot(customers=[row(), row(2, "bob", operator_id=2), row(3, "carol", operator_id=3)],
+                        operators=operators))
+    assert view.subscriber("alice").operator_blocked and view.subscriber("bob").operator_blocked
+    assert not view.subscriber("carol").operator_blocked
+
+
+def test_accounting_hook_counts_sessions_at_once():
+    view = loaded_view()
+    view.session_started(1)
+    view.session_started(1)
+    assert view.subscriber("alice").open_sessions == 2
+    view.session_stopped(1)
+    view.session_stopped(1)
+    view.session_stopped(1)
+    assert view.subscriber("alice").open_sessions == 0
+
+
+# --- following the database ----------------------------------------------------------
+
+
+@pytest.fixture
+def demo(engine):
+    import cli.main  # noqa: F401  (registers the commands before cli.demo is imported)
+    from cli.demo import load_demo
+
+    with engine.begin() as connection:
+        load_demo(connection, datetime.now(timezone.utc))
+    return engine
+
+
+@pytest_twisted.ensureDeferred
+async def test_follower_loads_and_follows_changes(demo):
+    view = SubscriberView()
+    database = Database(demo, reactor)
+    try:
+        follower = Follower(view, database, reactor, poll_interval=0.2)
+        await follower.load()
+        assert view.subscriber("demo").status == "active" and view.nas_for("127.0.0.1").name == "demo-nas"
+        with demo.begin() as connection:
+            connection.execute(update(customers).where(customers.c.username == "demo").values(status="suspended"))
+            record_change(connection, "customer", view.subscriber("demo").id)
+            customer_id = view.subscriber("demo").id
+            connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1",
+                                                       nas_ip_address="127.0.0.1", customer_id=customer_id,
+                                                       username="demo", started_at=datetime.now(timezone.utc)))
+        await follower.poll()
+        await follower.refresh_counts()
+        assert view.subscriber("demo").status == "suspended"
+        assert view.subscriber("demo").open_sessions == 1
+    finally:
+        database.close()
+
+
+def test_store_reads_usage_of_the_current_period_for_quota_packages(demo):
+    from schema.tables import customer_usage, master_packages, packages
+
+    today = datetime.now(timezone.utc).date()
+    with demo.begin() as connection:
+        quota_package = connection.execute(
+            packages.select().join(master_packages, master_packages.c.id == packages.c.master_package_id)
+            .where(master_packages.c.quota_bytes.is_not(None))).first().id
+        connection.execute(update(customers).where(customers.c.username == "demo").values(package_id=quota_package))
+        demo_id = connection.execute(customers.select().where(customers.c.username == "demo")).first().id
+        connection.execute(insert(customer_usage), [
+            dict(customer_id=demo_id, period_start=today - timedelta(days=40), upload_bytes=1, download_bytes=1),
+            dict(customer_id=demo_id, period_start=today - timedelta(days=5), upload_bytes=10, download_bytes=20),
+            dict(customer_id=demo_id, period_start=today + timedelta(days=25), upload_bytes=7, download_bytes=7),
+        ])
+    with demo.connect() as connection:
+        assert store.read_used_bytes(connection, today) == {demo_id: 30}
+        assert store.last_change_id(connection) == connection.execute(
+            change_log.select().order_by(change_log.c.id.desc())).first().id
