@@ -1,0 +1,277 @@
+"""``radbill radiusd`` as a subprocess, asked by FreeRADIUS's radtest and radclient.
+
+Runs on SQLite and on PostgreSQL. The subscribers are the demo ISP plus one
+customer per rule (written with SQL and record_change, as billing's commands
+would).
+"""
+
+import os
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from radiusd import mschap
+from schema.changes import record_change
+from schema.tables import customer_usage, customers, master_packages, operators, packages, radpostauth, sessions
+from tests.radius import SECRET, RadiusdProcess, metric, pap, radclient, radtest, write_config
+
+MEGABIT = 1_000_000
+QUOTA = 5 * 2**32 + 7
+
+
+def add_package(connection, operator_id: int, name: str, **spec) -> int:
+    spec.setdefault("billing_type", "daily")
+    spec.setdefault("customer_type", "pppoe")
+    master = connection.execute(insert(master_packages).values(
+        operator_id=operator_id, name=name, rate_rx=spec.pop("rate_rx", 20 * MEGABIT),
+        rate_tx=spec.pop("rate_tx", 20 * MEGABIT), **spec)).inserted_primary_key[0]
+    return connection.execute(insert(packages).values(operator_id=operator_id, master_package_id=master,
+                                                      name=name)).inserted_primary_key[0]
+
+
+def add_customer(connection, username: str, package_id: int, operator_id: int, **values) -> int:
+    values.setdefault("expires_at", datetime.now(timezone.utc) + timedelta(days=10))
+    values.setdefault("wallet_balance", 10_000)
+    customer_id = connection.execute(insert(customers).values(
+        username=username, password=username, customer_code=f"T-{username}", package_id=package_id,
+        operator_id=operator_id, **values)).inserted_primary_key[0]
+    record_change(connection, "customer", customer_id)
+    return customer_id
+
+
+@pytest.fixture
+def isp(engine):
+    import cli.main  # noqa: F401  (registers the commands before cli.demo is imported)
+    from cli.demo import load_demo
+
+    now = datetime.now(timezone.utc)
+    today = now.date()
+    with engine.begin() as connection:
+        load_demo(connection, now)
+        admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar_one()
+        blocked = connection.execute(insert(operators).values(login="blockedres", role="reseller", parent_id=admin,
+                                                              status="blocked")).inserted_primary_key[0]
+        package_ids = dict(connection.execute(select(packages.c.name, packages.c.id)).all())
+        plain = package_ids["PPPoE 10M"]
+        quota = add_package(connection, admin, "Quota", quota_bytes=QUOTA, fup_rx=2 * MEGABIT, fup_tx=MEGABIT,
+                            ip_pool="pool-q", profile="gold", address_list="quota-users", burst_rx=40 * MEGABIT,
+                            burst_tx=40 * MEGABIT, burst_threshold_rx=15 * MEGABIT, burst_threshold_tx=15 * MEGABIT,
+                            burst_time_rx=16, burst_time_tx=16, priority=5)
+        hard = add_package(connection, admin, "Hard quota", quota_bytes=1000)
+        static = add_package(connection, admin, "Static", customer_type="static", billing_type="monthly")
+        hotspot = package_ids["Hotspot 5M"]
+        ids = {}
+        for username, package_id, values in [
+            ("alice", quota, {}), ("fupper", quota, {}), ("capped", hard, {}),
+            ("disabled1", plain, dict(status="disabled")), ("suspended1", plain, dict(status="suspended")),
+            ("deleted1", plain, dict(deleted_at=now)), ("broke", plain, dict(wallet_balance=0)),
+            ("macbound", plain, dict(mac_binding="AA:BB:CC:DD:EE:FF")), ("busy", plain, {}),
+            ("hotspot1", hotspot, {}), ("static1", static, dict(static_ip="10.20.30.40", wallet_balance=0)),
+        ]:
+            ids[username] = add_customer(connection, username, package_id, admin, **values)
+        ids["blocked1"] = add_customer(connection, "blocked1", plain, blocked)
+        connection.execute(insert(customer_usage), [
+            dict(customer_id=ids["alice"], period_start=today, upload_bytes=2**32, download_bytes=0),
+            dict(customer_id=ids["fupper"], period_start=today, upload_bytes=QUOTA, download_bytes=1),
+            dict(customer_id=ids["capped"], period_start=today, upload_bytes=600, download_bytes=400),
+        ])
+        connection.execute(insert(sessions).values(acct_unique_id="busy-1", acct_session_id="1",
+                                                   nas_ip_address="127.0.0.1", customer_id=ids["busy"],
+                                                   username="busy", started_at=now))
+    return ids
+
+
+@pytest.fixture
+def radiusd(tmp_path, database_url, isp):
+    config, values = write_config(tmp_path, database_url, interim_interval=120)
+    with RadiusdProcess(config, tmp_path / "radiusd.log") as process:
+        process.port = values["auth_port"]
+        process.metrics_port = values["metrics_port"]
+        yield process
+
+
+def test_pap_accept_carries_the_package(radiusd):
+    reply = radtest(radiusd.port, "demo", "demo")
+    assert reply.code == "Access-Accept"
+    assert reply["Mikrotik-Rate-Limit"] == "10M/10M"
+    assert reply["Acct-Interim-Interval"] == "120"
+    assert 30 * 86400 - 120 < int(reply["Session-Timeout"]) <= 30 * 86400
+    assert "Message-Authenticator" in reply.attributes
+
+
+def test_chap_and_mschap1_with_radtest(radiusd):
+    assert radtest(radiusd.port, "demo", "demo", "chap").code == "Access-Accept"
+    assert radtest(radiusd.port, "demo", "wrong", "chap").code == "Access-Reject"
+    accept = radtest(radiusd.port, "DEMO", "demo", "mschap")
+    assert accept.code == "Access-Accept" and "MS-CHAP-MPPE-Keys" in accept.attributes
+    assert radtest(radiusd.port, "demo", "wrong", "mschap").code == "Access-Reject"
+
+
+def test_mschap2_success_and_mppe_keys(radiusd):
+    challenge, peer = os.urandom(16), os.urandom(16)
+    password_hash = mschap.nt_password_hash("demo")
+    nt = mschap.generate_nt_response(challenge, peer, "demo", password_hash)
+    reply = radclient(radiusd.port, [
+        'User-Name = "demo"', f"MS-CHAP-Challenge = 0x{challenge.hex()}",
+        f"MS-CHAP2-Response = 0x{(bytes([5, 0]) + peer + bytes(8) + nt).hex()}",
+        "Framed-Protocol = PPP", "Service-Type = Framed-User", "Message-Authenticator = 0x00",
+    ])
+    assert reply.code == "Access-Accept"
+    success = bytes([5]) + mschap.generate_authenticator_response(password_hash, nt, peer, challenge, "demo")
+    assert reply["MS-CHAP2-Success"] == "0x" + success.hex()
+    master = mschap.master_key(mschap.MD4.new(password_hash).digest(), nt)
+    # radclient knows these are salt-encrypted (RFC 2548) and prints them decrypted
+    assert reply["MS-MPPE-Send-Key"] == "0x" + mschap.asymmetric_start_key(master, 16, is_send=True, is_server=True).hex()
+    assert reply["MS-MPPE-Recv-Key"] == "0x" + mschap.asymmetric_start_key(master, 16, is_send=False, is_server=True).hex()
+
+
+def test_wrong_secret_gets_no_answer(radiusd):
+    assert pap(radiusd.port, "demo", "demo", secret="not-the-secret", timeout=0.5) is None
+    assert pap(radiusd.port, "demo", "demo").code == "Access-Accept"
+
+
+REJECTS = [
+    ("nobody", "nobody", (), "unknown_user"),
+    ("demo", "wrong", (), "wrong_password"),
+    ("disabled1", "disabled1", (), "disabled"),
+    ("suspended1", "suspended1", (), "suspended"),
+    ("expired", "expired", (), "expired"),
+    ("deleted1", "deleted1", (), "deleted"),
+    ("broke", "broke", (), "balance_exhausted"),
+    ("capped", "capped", (), "quota_exhausted"),
+    ("macbound", "macbound", ('Calling-Station-Id = "11-22-33-44-55-66"',), "mac_mismatch"),
+    ("busy", "busy", (), "simultaneous_use"),
+    ("hotspot1", "hotspot1", ("Framed-Protocol = PPP",), "wrong_service"),
+    ("blocked1", "blocked1", (), "operator_blocked"),
+]
+
+
+def test_every_reject_reason(radiusd, engine):
+    """One server for all of them: each is a Reject with a Reply-Message,
+    counted by reason, and written to radpostauth with its reason."""
+    for username, password, extra, reason in REJECTS:
+        reply = pap(radiusd.port, username, password, *extra)
+        assert reply.code == "Access-Reject", (username, reply)
+        assert reply.get("Reply-Message"), username
+    time.sleep(0.7)  # radpostauth is written in batches
+    for username, _, _, reason in REJECTS:
+        assert metric(radiusd.metrics_port, "radiusd_rejects_total", {"reason": reason}) == 1, reason
+    with engine.connect() as connection:
+        rows = connection.execute(select(radpostauth.c.username, radpostauth.c.reason, radpostauth.c.reply)).all()
+    assert sorted(rows) == sorted((username, reason, "Access-Reject") for username, _, _, reason in REJECTS)
+
+
+def test_unsupported_method_is_rejected(radiusd):
+    reply = radclient(radiusd.port, ['User-Name = "demo"', "Message-Authenticator = 0x00"])
+    assert reply.code == "Access-Reject"
+    assert reply["Reply-Message"] == "Authentication method not supported"
+
+
+def test_mac_binding_accepts_the_bound_device(radiusd):
+    assert pap(radiusd.port, "macbound", "macbound", 'Calling-Station-Id = "aa-bb-cc-dd-ee-ff"').code == "Access-Accept"
+
+
+def test_quota_pool_group_and_address_list(radiusd):
+    reply = pap(radiusd.port, "alice", "alice")
+    assert reply.code == "Access-Accept"
+    assert reply["Mikrotik-Rate-Limit"] == "20M/20M 40M/40M 15M/15M 16/16 5"
+    remaining = QUOTA - 2**32
+    assert int(reply["Mikrotik-Total-Limit"]) == remaining & 0xFFFFFFFF
+    assert int(reply["Mikrotik-Total-Limit-Gigawords"]) == remaining >> 32
+    assert (reply["Framed-Pool"], reply["Mikrotik-Group"], reply["Mikrotik-Address-List"]) == \
+        ("pool-q", "gold", "quota-users")
+
+
+def test_over_quota_gets_the_fair_usage_rate(radiusd):
+    reply = pap(radiusd.port, "fupper", "fupper")
+    assert reply.code == "Access-Accept"
+    assert reply["Mikrotik-Rate-Limit"] == "2M/1M"
+    assert reply.get("Mikrotik-Total-Limit") is None
+
+
+def test_static_customer_gets_its_address(radiusd):
+    reply = pap(radiusd.port, "static1", "static1", "Framed-Protocol = PPP")
+    assert reply.code == "Access-Accept"
+    assert reply["Framed-IP-Address"] == "10.20.30.40"
+
+
+def test_expired_restrict_policy(tmp_path, database_url, isp):
+    config, values = write_config(tmp_path, database_url, expired_policy="restrict", expired_pool="expired-pool",
+                                  expired_address_list="captive", expired_rate="256k")
+    with RadiusdProcess(config, tmp_path / "radiusd.log"):
+        reply = pap(values["auth_port"], "expired", "expired")
+    assert reply.code == "Access-Accept"
+    assert (reply["Mikrotik-Rate-Limit"], reply["Framed-Pool"], reply["Mikrotik-Address-List"]) == \
+        ("256k/256k", "expired-pool", "captive")
+
+
+def wait_for_change(check, timeout: float = 1.0) -> float:
+    """Poll until check() is true; return how long it took."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"no change within {timeout} s"
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(("change", "values", "before", "after"), [
+    ("suspend", dict(status="suspended"), "Access-Accept", "Access-Reject"),
+    ("password reset", dict(password="new-password"), "Access-Accept", "Access-Reject"),
+    ("balance", dict(wallet_balance=0), "Access-Accept", "Access-Reject"),
+])
+def test_a_change_decides_the_next_request_within_a_second(radiusd, engine, change, values, before, after):
+    assert radtest(radiusd.port, "demo", "demo").code == before
+    with engine.begin() as connection:
+        connection.execute(update(customers).where(customers.c.username == "demo").values(**values))
+        customer_id = connection.execute(select(customers.c.id).where(customers.c.username == "demo")).scalar_one()
+        record_change(connection, "customer", customer_id)
+    wait_for_change(lambda: radtest(radiusd.port, "demo", "demo").code == after)
+
+
+def test_renew_takes_effect_within_a_second(radiusd, engine):
+    assert radtest(radiusd.port, "expired", "expired").code == "Access-Reject"
+    with engine.begin() as connection:
+        connection.execute(update(customers).where(customers.c.username == "expired").values(
+            expires_at=datetime.now(timezone.utc) + timedelta(days=30)))
+        record_change(connection, "customer", isp_id(connection, "expired"))
+    wait_for_change(lambda: radtest(radiusd.port, "expired", "expired").code == "Access-Accept")
+
+
+def isp_id(connection, username: str) -> int:
+    return connection.execute(select(customers.c.id).where(customers.c.username == username)).scalar_one()
+
+
+def test_nas_secret_changed_with_the_cli_is_served_within_a_second(radiusd, cli):
+    cli("nas", "set", "demo-nas", "--secret", "fresh-secret")
+    wait_for_change(lambda: pap(radiusd.port, "demo", "demo", secret="fresh-secret", timeout=0.2) is not None)
+    assert pap(radiusd.port, "demo", "demo", timeout=0.2) is None
+
+
+def test_open_sessions_written_by_accounting_count_within_a_second(radiusd, engine):
+    assert radtest(radiusd.port, "demo", "demo").code == "Access-Accept"
+    with engine.begin() as connection:
+        connection.execute(insert(sessions).values(acct_unique_id="demo-1", acct_session_id="1",
+                                                   nas_ip_address="127.0.0.1", customer_id=isp_id(connection, "demo"),
+                                                   username="demo", started_at=datetime.now(timezone.utc)))
+    wait_for_change(lambda: radtest(radiusd.port, "demo", "demo").code == "Access-Reject", timeout=1.5)
+
+
+@pytest.mark.postgresql
+def test_database_outage_keeps_answering_from_the_last_state(tmp_path, request, isp):
+    database_url = request.getfixturevalue("database_url")
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL can be stopped by the test")
+    pg_server = request.getfixturevalue("pg_server")
+    config, values = write_config(tmp_path, database_url)
+    with RadiusdProcess(config, tmp_path / "radiusd.log") as process:
+        pg_server.stop()
+        try:
+            wait_for_change(lambda: metric(values["metrics_port"], "radiusd_database_up") == 0, timeout=5)
+            assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"
+            assert pap(values["auth_port"], "expired", "expired").code == "Access-Reject"
+            assert "database unreachable" in process.log()
+        finally:
+            pg_server.start()
+        wait_for_change(lambda: metric(values["metrics_port"], "radiusd_database_up") == 1, timeout=10)
+        assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"
