@@ -78,9 +78,10 @@ def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_
 
 
 def _register() -> None:
-    from cli import billing, cards, customers, daemons, db, demo, enforcement, ledger, nas, operators, packages
+    from cli import attempts, billing, cards, customers, daemons, db, demo, enforcement, ledger, nas, operators, packages
 
-    for module in (db, demo, nas, enforcement, daemons, operators, packages, customers, cards, billing, ledger):
+    for module in (db, demo, nas, enforcement, daemons, operators, packages, customers, cards, billing, ledger,
+                   attempts):
         for command in module.COMMANDS:
             radbill.add_command(command)
 
