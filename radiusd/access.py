@@ -23,6 +23,8 @@ from radiusd.policy import PolicySettings, authorize, normalise_username
 from radiusd.view import NasClient, SubscriberView
 
 log = logging.getLogger(__name__)
+_ACCEPTS = metrics.LabelCache(metrics.ACCEPTS)
+_REJECTS = metrics.LabelCache(metrics.REJECTS)
 
 
 class AccessHandler:
@@ -45,10 +47,10 @@ class AccessHandler:
         decision = authorize(facts, self.view.subscriber(username), now, self.settings)
         reply = encode_access_reply(request, decision)
         if decision.accept:
-            metrics.ACCEPTS.labels(decision.reason, client.name).inc()
+            _ACCEPTS(decision.reason, client.name).inc()
             log.debug("Access-Accept for %s from NAS %s (%s)", username, client.name, decision.reason)
         else:
-            metrics.REJECTS.labels(decision.reason, client.name).inc()
+            _REJECTS(decision.reason, client.name).inc()
             log.info("Access-Reject for %s from NAS %s: %s", username, client.name, decision.reason)
         self._record_attempt({
             "username": username,

@@ -19,3 +19,18 @@ DATABASE_SECONDS = Histogram("radiusd_database_seconds", "Duration of radiusd's 
                              ["transaction"])
 POSTAUTH_DROPPED = Counter("radiusd_postauth_dropped",
                            "radpostauth rows given up because the database could not take them.")
+
+
+class LabelCache:
+    """Children of a labelled metric by label values, so the hot path does not
+    pay prometheus_client's ``labels()`` lookup on every packet."""
+
+    def __init__(self, metric):
+        self._metric = metric
+        self._children = {}
+
+    def __call__(self, *values):
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_SOURCE_LOG_SECONDS = 60.0
 _CODE_NAMES = {1: "Access-Request", 4: "Accounting-Request", 12: "Status-Server"}
+_REQUESTS = metrics.LabelCache(metrics.REQUESTS)
+_LATENCY = metrics.LabelCache(metrics.LATENCY)
+_DROPS = metrics.LabelCache(metrics.DROPS)
 
 
 class RadiusServerProtocol(DatagramProtocol):
@@ -48,7 +51,7 @@ class RadiusServerProtocol(DatagramProtocol):
             self._dropped(drop, client, address)
             return
         code = _CODE_NAMES.get(data[0], str(data[0]))
-        metrics.REQUESTS.labels(code, client.name).inc()
+        _REQUESTS(code, client.name).inc()
         key = DuplicateCache.key(address, data)
         cached = self.duplicates.lookup(key)
         if cached is not None:
@@ -65,7 +68,7 @@ class RadiusServerProtocol(DatagramProtocol):
             return
         except Exception:
             self.duplicates.finish(key, None)
-            metrics.DROPS.labels("internal_error").inc()
+            _DROPS("internal_error").inc()
             log.exception("internal error handling a %s from NAS %s", code, client.name)
             return
         if isinstance(reply, Deferred):
@@ -78,23 +81,23 @@ class RadiusServerProtocol(DatagramProtocol):
         self.duplicates.finish(key, reply)
         if reply is not None:
             self.transport.write(reply, address)
-            metrics.LATENCY.labels(code).observe(time.perf_counter() - started)
+            _LATENCY(code).observe(time.perf_counter() - started)
 
     def _failed(self, failure, key, client, address, code: str) -> None:
         self.duplicates.finish(key, None)
         if failure.check(Drop):
             self._dropped(failure.value, client, address)
         else:
-            metrics.DROPS.labels("internal_error").inc()
+            _DROPS("internal_error").inc()
             log.error("internal error handling a %s from NAS %s: %s", code, client.name, failure.getTraceback())
 
     def _dropped(self, drop: Drop, client, address) -> None:
-        metrics.DROPS.labels(drop.cause).inc()
+        _DROPS(drop.cause).inc()
         log.debug("dropped a packet from NAS %s (%s:%d): %s", client.name, address[0], address[1], drop)
 
     def _drop_unknown(self, host: str) -> None:
         """Count every one; log each source at most once a minute."""
-        metrics.DROPS.labels("unknown_nas").inc()
+        _DROPS("unknown_nas").inc()
         now = self.clock.seconds()
         last = self._unknown_logged.get(host)
         if last is None or now - last >= UNKNOWN_SOURCE_LOG_SECONDS:

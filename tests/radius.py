@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import RADBILL, free_port
+from tests.conftest import RADBILL, REPOSITORY, free_port
 
 SECRET = "testing123"
 
@@ -98,7 +98,8 @@ class RadiusdProcess:
         env = {**os.environ, "RADBILL_CONFIG": str(self.config)}
         env.pop("RADBILL_DATABASE_URL", None)
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(RADBILL + ["radiusd"], env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(RADBILL + ["radiusd"], env=env, cwd=REPOSITORY, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "answering authentication" in self.log():
