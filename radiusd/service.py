@@ -10,6 +10,7 @@ reactor starts; each binds the ports with SO_REUSEPORT, keeps its own view
 and serves metrics on ``metrics_port + its index``.
 """
 
+import gc
 import logging
 import os
 import signal
@@ -90,6 +91,10 @@ class Radiusd:
         return task.deferLater(self.reactor, LOAD_RETRY_SECONDS, self.start)
 
     def _loaded(self, _):
+        # The view's hundred thousand rows live as long as the process: keep
+        # them out of the cyclic garbage collector's full passes, whose pauses
+        # would otherwise show up in the latency tail.
+        gc.freeze()
         self.add_listener(self.settings.auth_port, self.access)
         self.follower.start()
         self.postauth.start()
