@@ -23,7 +23,10 @@ from radiusd.view import SubscriberView
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_SOURCE_LOG_SECONDS = 60.0
+WARNING_INTERVAL_SECONDS = 60.0
+# Drops an operator must hear about (a wrong secret, a NAS that stopped
+# signing): warned once a minute per router, the rest only counted.
+_WARNED_CAUSES = frozenset({"bad_message_authenticator", "missing_message_authenticator"})
 _CODE_NAMES = {1: "Access-Request", 4: "Accounting-Request", 12: "Status-Server"}
 _REQUESTS = metrics.LabelCache(metrics.REQUESTS)
 _LATENCY = metrics.LabelCache(metrics.LATENCY)
@@ -37,7 +40,7 @@ class RadiusServerProtocol(DatagramProtocol):
         self.codes = frozenset(handler.codes)
         self.clock = clock
         self.duplicates = duplicates if duplicates is not None else DuplicateCache(clock)
-        self._unknown_logged: dict[str, float] = {}
+        self._warned: dict[tuple, float] = {}
 
     def datagramReceived(self, data: bytes, address) -> None:
         started = time.perf_counter()
@@ -93,15 +96,23 @@ class RadiusServerProtocol(DatagramProtocol):
 
     def _dropped(self, drop: Drop, client, address) -> None:
         _DROPS(drop.cause).inc()
-        log.debug("dropped a packet from NAS %s (%s:%d): %s", client.name, address[0], address[1], drop)
+        if drop.cause in _WARNED_CAUSES and self._may_warn((address[0], drop.cause)):
+            log.warning("dropping requests from NAS %s (%s): %s", client.name, address[0], drop)
+        else:
+            log.debug("dropped a packet from NAS %s (%s:%d): %s", client.name, address[0], address[1], drop)
 
     def _drop_unknown(self, host: str) -> None:
-        """Count every one; log each source at most once a minute."""
         _DROPS("unknown_nas").inc()
-        now = self.clock.seconds()
-        last = self._unknown_logged.get(host)
-        if last is None or now - last >= UNKNOWN_SOURCE_LOG_SECONDS:
-            if len(self._unknown_logged) > 10_000:
-                self._unknown_logged.clear()
-            self._unknown_logged[host] = now
+        if self._may_warn((host, "unknown_nas")):
             log.warning("dropping packets from %s: not a known NAS (radbill nas add NAME --ip %s ...)", host, host)
+
+    def _may_warn(self, key: tuple) -> bool:
+        """At most one warning a minute per key, so a flood cannot flood the log."""
+        now = self.clock.seconds()
+        last = self._warned.get(key)
+        if last is not None and now - last < WARNING_INTERVAL_SECONDS:
+            return False
+        if len(self._warned) > 10_000:
+            self._warned.clear()
+        self._warned[key] = now
+        return True

@@ -304,3 +304,11 @@ def test_fuzzed_packets_never_break_the_server(garbage):
     assert len(HARNESS.transport.sent) == before + 1
     assert decode_reply(packet, HARNESS.transport.sent[-1][0]).code == AccessAccept
     assert REGISTRY.get_sample_value("radiusd_drops_total", {"cause": "internal_error"}) in (None, 0.0)
+
+
+def test_a_wrong_secret_is_warned_once_a_minute(caplog):
+    harness = Harness()
+    for _ in range(3):
+        harness.send(request(secret=b"other").RequestPacket())
+    warnings = [r for r in caplog.records if "is the shared secret right" in r.getMessage()]
+    assert len(warnings) == 1 and "edge-1" in warnings[0].getMessage()
