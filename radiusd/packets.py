@@ -96,7 +96,8 @@ class _WithoutTlv:
     every attribute up in the dictionary to find out; and check_datagram has
     already walked the attributes, so decoding is one plain loop that fills
     the same mapping pyrad's DecodePacket would (code or (vendor, type) ->
-    raw values). Together this halves the cost of a request.
+    raw values). Together this halves the cost of a request. Only decode
+    datagrams that check_datagram passed.
     """
 
     def _PktIsTlvAttribute(self, code) -> bool:
