@@ -167,9 +167,22 @@ def mark_message_authenticator_seen(connection: Connection, nas_id: int) -> None
         record_change(connection, "nas", nas_id)
 
 
+POSTAUTH_COLUMNS = ("username", "reply", "reason", "nasipaddress", "callingstationid", "authdate")
+
+
 def insert_postauth(connection: Connection, rows: list[dict]) -> None:
-    if rows:
+    """Write a batch of attempts; on PostgreSQL with COPY, which costs a
+    fraction of the CPU of an INSERT (this runs beside the reactor, in the
+    same interpreter)."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
         connection.execute(insert(radpostauth), rows)
+        return
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY radpostauth ({', '.join(POSTAUTH_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row[column] for column in POSTAUTH_COLUMNS))
 
 
 def _utc(value):
