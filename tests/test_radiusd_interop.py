@@ -285,3 +285,11 @@ def test_workers_share_the_port(tmp_path, database_url, isp):
         assert all(reply is not None and reply.code == "Access-Accept" for reply in replies)
         served = [metric(values["metrics_port"] + worker, "radiusd_requests_total") or 0 for worker in (0, 1)]
     assert sum(served) == 12 and all(served), served
+
+
+def test_ipv6_and_ipv4_on_one_dual_stack_socket(tmp_path, database_url, isp, cli):
+    cli("nas", "add", "v6-nas", "--ip", "::1", "--secret", "v6-secret")
+    config, values = write_config(tmp_path, database_url, bind="::")
+    with RadiusdProcess(config, tmp_path / "radiusd.log"):
+        assert pap(values["auth_port"], "demo", "demo", host="[::1]", secret="v6-secret").code == "Access-Accept"
+        assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"  # 127.0.0.1, IPv4-mapped
