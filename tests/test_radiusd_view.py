@@ -172,3 +172,26 @@ def test_store_reads_usage_of_the_current_period_for_quota_packages(demo):
         assert store.read_used_bytes(connection, today) == {demo_id: 30}
         assert store.last_change_id(connection) == connection.execute(
             change_log.select().order_by(change_log.c.id.desc())).first().id
+
+
+def test_listen_wakes_the_follower_on_notify(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import threading
+
+    from radiusd.follower import listen_for_changes
+    from schema.changes import NOTIFY_CHANNEL
+
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    woken, stop = threading.Semaphore(0), threading.Event()
+    thread = threading.Thread(target=listen_for_changes, args=(url, NOTIFY_CHANNEL, woken.release, stop), daemon=True)
+    thread.start()
+    try:
+        assert woken.acquire(timeout=10)  # the catch-up wake once listening
+        with engine.begin() as connection:
+            record_change(connection, "nas", 1)
+        assert woken.acquire(timeout=2)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
