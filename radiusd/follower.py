@@ -18,6 +18,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 
+from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
 
 from radiusd import metrics, store
@@ -148,7 +149,8 @@ class Follower:
         self._polling = True
         started = self._clock.seconds()
         d = self._database.run("radiusd.follow_changes", self._read_changes, started)
-        d.addCallbacks(self._changes_read, self._failed, callbackArgs=(started,))
+        d.addCallback(self._changes_read, started)
+        d.addErrback(self._failed)
         d.addBoth(self._poll_done)
         return d
 
@@ -177,7 +179,8 @@ class Follower:
         self._counting = True
         today = datetime.fromtimestamp(self._clock.seconds(), timezone.utc).date()
         d = self._database.run("radiusd.count_sessions", self._read_counts, today)
-        d.addCallbacks(self._counts_read, self._failed)
+        d.addCallback(self._counts_read)
+        d.addErrback(self._failed)
         d.addBoth(self._counting_done)
         return d
 
@@ -195,6 +198,9 @@ class Follower:
         self._counting = False
 
     def _failed(self, failure) -> None:
+        if not failure.check(DBAPIError, OSError):
+            log.error("keeping the view current failed: %s", failure.getTraceback())
+            return
         if self._database_up:
             self._database_up = False
             metrics.DATABASE_UP.set(0)
