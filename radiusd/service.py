@@ -18,6 +18,8 @@ import sys
 import threading
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from twisted.internet import task
 
 from radiusd.access import AccessHandler
 from radiusd.database import Database
@@ -84,10 +86,10 @@ class Radiusd:
         return d
 
     def _load_failed(self, failure):
+        if not failure.check(DBAPIError, OSError):
+            return failure
         log.error("cannot load the subscribers (%s); retrying in %.0f s",
                   failure.getErrorMessage().splitlines()[0], LOAD_RETRY_SECONDS)
-        from twisted.internet import task
-
         return task.deferLater(self.reactor, LOAD_RETRY_SECONDS, self.start)
 
     def _loaded(self, _):
@@ -121,19 +123,23 @@ class Radiusd:
         return self.postauth.stop()
 
 
-def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bool = False) -> None:
+def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bool = False) -> int:
+    """Run one radiusd process until it is stopped; the exit status."""
     from twisted.internet import reactor
 
     server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port)
     metrics_port = settings.radiusd.metrics_port + worker if settings.radiusd.metrics_port else 0
     listen_metrics(metrics_port, settings.radiusd.bind)
+    failed = []
 
-    def started():
-        server.start().addErrback(lambda failure: (log.error("radiusd failed to start: %s", failure.getTraceback()),
-                                                   reactor.stop()))
+    def cannot_start(failure):
+        log.error("radiusd cannot start: %s", failure.getTraceback())
+        failed.append(failure)
+        reactor.stop()
 
-    reactor.callWhenRunning(started)
+    reactor.callWhenRunning(lambda: server.start().addErrback(cannot_start))
     reactor.run()
+    return 1 if failed else 0
 
 
 def run(settings: Settings, engine: Engine) -> None:
@@ -141,17 +147,17 @@ def run(settings: Settings, engine: Engine) -> None:
     policy_settings(settings.radiusd)  # refuse a bad expired_rate before anything starts
     workers = settings.radiusd.workers
     if workers == 1:
-        serve(settings, engine)
-        return
+        sys.exit(serve(settings, engine))
     children = []
     for index in range(workers):
         pid = os.fork()
         if pid == 0:
             engine.dispose(close=False)
+            status = 1
             try:
-                serve(settings, engine, worker=index, reuse_port=True)
+                status = serve(settings, engine, worker=index, reuse_port=True)
             finally:
-                os._exit(0)
+                os._exit(status)
         children.append(pid)
     log.info("radiusd started %d workers: %s", workers, ", ".join(map(str, children)))
     sys.exit(_supervise(children))

@@ -293,3 +293,18 @@ def test_ipv6_and_ipv4_on_one_dual_stack_socket(tmp_path, database_url, isp, cli
     with RadiusdProcess(config, tmp_path / "radiusd.log"):
         assert pap(values["auth_port"], "demo", "demo", host="[::1]", secret="v6-secret").code == "Access-Accept"
         assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"  # 127.0.0.1, IPv4-mapped
+
+
+def test_a_port_in_use_stops_radiusd_with_an_error(tmp_path, database_url, isp):
+    import socket
+    import subprocess
+
+    from tests.conftest import RADBILL, REPOSITORY
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        config, _ = write_config(tmp_path, database_url, auth_port=taken.getsockname()[1])
+        result = subprocess.run(RADBILL + ["radiusd"], env={**os.environ, "RADBILL_CONFIG": str(config)},
+                                cwd=REPOSITORY, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "radiusd cannot start" in result.stderr and "Address already in use" in result.stderr
