@@ -115,7 +115,7 @@ class Follower:
 
     def _read_all(self, connection):
         last_id = store.last_change_id(connection)
-        tail = [row[0] for row in store.read_change_ids(connection, max(0, last_id - START_TAIL))]
+        tail = [row[0] for row in store.read_change_ids(connection, max(0, last_id - START_TAIL), START_TAIL)]
         return last_id, tail, store.read_snapshot(connection)
 
     def _loaded(self, result) -> None:
@@ -159,12 +159,16 @@ class Follower:
         new = self._cursor.unseen(rows)
         snapshot = store.read_changed(connection, new) if new else None
         self._cursor.absorb(rows, now)  # only once the rows are read: a failure re-reads them
-        return snapshot
+        return snapshot, len(rows) == store.CHANGE_BATCH
 
-    def _changes_read(self, snapshot, started: float) -> None:
+    def _changes_read(self, result, started: float) -> None:
+        snapshot, more = result
         if snapshot is not None:
             self.view.apply(snapshot)
-        self._caught_up_at = started
+        if more:
+            self._poll_again = True
+        else:
+            self._caught_up_at = started
         self._reachable()
 
     def _poll_done(self, _) -> None:

@@ -34,12 +34,23 @@ _CUSTOMER_COLUMNS = (
 )
 
 
+CHANGE_BATCH = 10_000
+ID_CHUNK = 1_000  # ids per IN (...): databases cap the number of parameters
+
+
+def _by_id_chunks(connection: Connection, query, id_column, ids: set[int] | None):
+    """Rows of ``query``, all of them or those whose id is in ``ids``."""
+    if ids is None:
+        yield from connection.execute(query)
+        return
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), ID_CHUNK):
+        yield from connection.execute(query.where(id_column.in_(ordered[start:start + ID_CHUNK])))
+
+
 def read_customers(connection: Connection, ids: set[int] | None = None) -> list[CustomerRow]:
-    query = select(*_CUSTOMER_COLUMNS)
-    if ids is not None:
-        query = query.where(customers.c.id.in_(sorted(ids)))
     rows = []
-    for row in connection.execute(query):
+    for row in _by_id_chunks(connection, select(*_CUSTOMER_COLUMNS), customers.c.id, ids):
         rows.append(CustomerRow(
             id=row.id, username=normalise_username(row.username), password=row.password, status=row.status,
             package_id=row.package_id, operator_id=row.operator_id, expires_at=_utc(row.expires_at),
@@ -52,11 +63,9 @@ def read_customers(connection: Connection, ids: set[int] | None = None) -> list[
 def read_nas(connection: Connection, ids: set[int] | None = None) -> list[NasClient]:
     query = select(nas.c.id, nas.c.name, nas.c.ip_address, nas.c.secret, nas.c.require_message_authenticator,
                    nas.c.message_authenticator_seen)
-    if ids is not None:
-        query = query.where(nas.c.id.in_(sorted(ids)))
     return [NasClient(row.id, row.name, row.ip_address, row.secret.encode("utf-8"),
                       row.require_message_authenticator, bool(row.message_authenticator_seen))
-            for row in connection.execute(query)]
+            for row in _by_id_chunks(connection, query, nas.c.id, ids)]
 
 
 def read_operators(connection: Connection) -> dict[int, OperatorRow]:
@@ -121,9 +130,11 @@ def read_changed(connection: Connection, changes: list[tuple[int, str, int]]) ->
     return snapshot
 
 
-def read_change_ids(connection: Connection, after_id: int) -> list[tuple[int, str, int]]:
+def read_change_ids(connection: Connection, after_id: int, limit: int = CHANGE_BATCH) -> list[tuple[int, str, int]]:
+    """The oldest change-log rows above ``after_id``, at most ``limit`` (a
+    billing run may change every customer at once; the rest come next poll)."""
     query = select(change_log.c.id, change_log.c.entity, change_log.c.entity_id).where(
-        change_log.c.id > after_id).order_by(change_log.c.id)
+        change_log.c.id > after_id).order_by(change_log.c.id).limit(limit)
     return [tuple(row) for row in connection.execute(query)]
 
 

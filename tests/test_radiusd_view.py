@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import pytest_twisted
 from sqlalchemy import insert, update
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 
 from radiusd import store
 from radiusd.database import Database
@@ -195,3 +195,29 @@ def test_listen_wakes_the_follower_on_notify(engine):
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+
+
+@pytest_twisted.ensureDeferred
+async def test_follower_catches_up_with_a_run_that_changed_thousands(demo, monkeypatch):
+    """A billing run may record a change for every customer in one go: the
+    follower reads them in bounded batches, each in bounded IN lists."""
+    monkeypatch.setattr(store, "CHANGE_BATCH", 700)
+    view = SubscriberView()
+    database = Database(demo, reactor)
+    try:
+        follower = Follower(view, database, reactor, poll_interval=0.2)
+        await follower.load()
+        demo_id = view.subscriber("demo").id
+        with demo.begin() as connection:
+            connection.execute(insert(change_log), [dict(entity="customer", entity_id=9_000_000 + i)
+                                                    for i in range(2_500)])
+            connection.execute(update(customers).where(customers.c.id == demo_id).values(status="disabled"))
+            record_change(connection, "customer", demo_id)
+        polls = 0
+        while view.subscriber("demo").status != "disabled" and polls < 50:
+            polling = follower.poll()  # None while a follow-up poll is under way
+            await (polling if polling is not None else task.deferLater(reactor, 0.05, lambda: None))
+            polls += 1
+        assert view.subscriber("demo").status == "disabled"
+    finally:
+        database.close()
