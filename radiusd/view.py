@@ -112,8 +112,8 @@ class SubscriberView:
         if row is None:
             return None
         package = self._packages.get(row.package_id)
-        if package is None:
-            log.error("customer %s has package %d which radiusd does not know", username, row.package_id)
+        if package is None:  # its master package was refused at load (logged then): treat as unknown
+            log.debug("customer %s has package %d which radiusd does not know", username, row.package_id)
             return None
         customer_type, package_state = package
         return Subscriber(
