@@ -11,11 +11,15 @@ import logging
 from datetime import datetime, timezone
 
 from radiusd import metrics
+from pyrad.packet import AccessAccept
+
 from radiusd.packets import (
     ACCESS_REQUEST,
+    STATUS_SERVER,
     Drop,
     decode,
     encode_access_reply,
+    encode_reply,
     message_authenticator_valid,
     request_facts,
 )
@@ -28,7 +32,7 @@ _REJECTS = metrics.LabelCache(metrics.REJECTS)
 
 
 class AccessHandler:
-    codes = (ACCESS_REQUEST,)
+    codes = (ACCESS_REQUEST, STATUS_SERVER)
 
     def __init__(self, view: SubscriberView, settings: PolicySettings, clock, *,
                  record_attempt=lambda attempt: None, message_authenticator_seen=lambda client: None):
@@ -40,6 +44,8 @@ class AccessHandler:
 
     def handle(self, data: bytes, client: NasClient, address) -> bytes:
         request = decode(data, client.secret)
+        if request.code == STATUS_SERVER:
+            return self.status(request, client)
         self.check_message_authenticator(request, client)
         facts = request_facts(request)
         username = normalise_username(facts.username)
@@ -61,6 +67,16 @@ class AccessHandler:
             "authdate": now,
         })
         return reply
+
+    @staticmethod
+    def status(request, client: NasClient) -> bytes:
+        """RFC 5997: a Status-Server on the authentication port gets an
+        Access-Accept, if it carries a valid Message-Authenticator (which it
+        must, section 3)."""
+        if not request.message_authenticator or not message_authenticator_valid(request):
+            raise Drop("bad_message_authenticator",
+                       f"Status-Server from NAS {client.name} without a valid Message-Authenticator")
+        return encode_reply(request, AccessAccept)
 
     def check_message_authenticator(self, request, client: NasClient) -> None:
         """RFC 3579 section 3.2 and the BlastRADIUS rules: a present

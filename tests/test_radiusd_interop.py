@@ -308,3 +308,8 @@ def test_a_port_in_use_stops_radiusd_with_an_error(tmp_path, database_url, isp):
                                 cwd=REPOSITORY, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "radiusd cannot start" in result.stderr and "Address already in use" in result.stderr
+
+
+def test_status_server_with_radclient(radiusd):
+    reply = radclient(radiusd.port, ["Message-Authenticator = 0x00"], kind="status")
+    assert reply is not None and reply.code == "Access-Accept"

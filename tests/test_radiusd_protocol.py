@@ -329,3 +329,15 @@ def test_fast_decoding_matches_pyrads_own():
     theirs = AuthPacket(packet=raw, secret=SECRET, dict=load_dictionary())
     assert list(ours.items()) == list(theirs.items())
     assert ours.message_authenticator and ours.authenticator == theirs.authenticator
+
+
+def test_status_server_gets_an_accept_only_when_signed():
+    harness = Harness()
+    packet = AuthPacket(code=12, secret=SECRET, dict=load_dictionary())
+    packet.add_message_authenticator()
+    raw = harness.send(packet.RequestPacket())
+    reply = decode_reply(packet, raw)
+    assert reply.code == AccessAccept and raw[20] == 80
+    unsigned = AuthPacket(code=12, secret=SECRET, dict=load_dictionary())
+    assert harness.send(unsigned.RequestPacket()) is None
+    assert harness.attempts == []
