@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from radiusd import mschap
 from schema.changes import record_change
 from schema.tables import customer_usage, customers, master_packages, operators, packages, radpostauth, sessions
-from tests.radius import SECRET, RadiusdProcess, metric, pap, radclient, radtest, write_config
+from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, write_config
 
 MEGABIT = 1_000_000
 QUOTA = 5 * 2**32 + 7
