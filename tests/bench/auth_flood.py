@@ -1,6 +1,6 @@
 """Authentication flood: radbill radiusd answering PAP Access-Requests from 100,000 subscribers.
 
-    .venv/bin/python tests/bench/auth_flood.py [--users 100000] [--workers 2] [--processes 4] [--parallel 128]
+    .venv/bin/python tests/bench/auth_flood.py [--users 100000] [--workers 1] [--processes 2] [--parallel 48]
 
 Starts a throw-away PostgreSQL cluster (the test suite's, as the
 ``postgres`` user when run as root), migrates it, loads one operator, one
@@ -83,9 +83,9 @@ def process_tree_cpu(pid: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2, help="[radiusd] workers (processes sharing the port)")
-    parser.add_argument("--processes", type=int, default=4, help="radclient processes side by side")
-    parser.add_argument("--parallel", type=int, default=128, help="requests in flight, split between them")
+    parser.add_argument("--workers", type=int, default=1, help="[radiusd] workers (processes sharing the port)")
+    parser.add_argument("--processes", type=int, default=2, help="radclient processes side by side")
+    parser.add_argument("--parallel", type=int, default=48, help="requests in flight, split between them")
     parser.add_argument("--timeout", type=float, default=3.0, help="radclient's retransmission timeout")
     parser.add_argument("--no-capture", action="store_true", help="skip tcpdump (no latency figures)")
     parser.add_argument("--json", action="store_true")
