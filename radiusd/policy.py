@@ -252,9 +252,7 @@ def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetim
     package = subscriber.package
     expired = subscriber.expires_at is not None and subscriber.expires_at <= now
     if expired and settings.expired_policy != "restrict":
-        return reject("expired", method)
-    if not expired and is_balance_exhausted(subscriber):
-        return reject("balance_exhausted", method)
+        return reject("balance_exhausted" if is_balance_exhausted(subscriber) else "expired", method)
     if subscriber.open_sessions >= package.simultaneous_use:
         return reject("simultaneous_use", method)
 
@@ -272,11 +270,15 @@ def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetim
 
 
 def is_balance_exhausted(subscriber: Subscriber) -> bool:
-    """The prepaid rule: a customer on a daily-billed package is prepaid and
-    pays each day from the wallet; with nothing left (wallet <= 0) there is
-    nothing to pay the next day with, so a new login is refused until a
-    top-up. Monthly packages are invoiced (postpaid): the wallet does not
-    gate them, unpaid invoices suspend them through billingd."""
+    """The prepaid rule, for a subscriber whose paid time is over.
+
+    A customer on a daily-billed package is prepaid (billingd.customers):
+    ``expires_at`` is the end of the last day it paid for, and the daily run
+    extends it day by day from the wallet. So while ``expires_at`` is ahead
+    the customer is paid up, whatever the wallet says (a renewal may have
+    spent it all); once it has passed, an empty wallet (<= 0) is why, and the
+    subscriber is told to recharge rather than to renew. Monthly packages are
+    postpaid: the wallet never gates them."""
     return subscriber.package.billing_type == "daily" and subscriber.wallet_balance <= 0
 
 

@@ -126,8 +126,8 @@ def test_mschap1_accept_carries_the_nt_key():
     (dict(operator_blocked=True), "operator_blocked"),
     (dict(expires_at=NOW), "expired"),
     (dict(expires_at=NOW - timedelta(seconds=1)), "expired"),
-    (dict(wallet_balance=0), "balance_exhausted"),
-    (dict(wallet_balance=-1), "balance_exhausted"),
+    (dict(expires_at=NOW, wallet_balance=0), "balance_exhausted"),
+    (dict(expires_at=NOW - timedelta(hours=1), wallet_balance=-1), "balance_exhausted"),
     (dict(open_sessions=1), "simultaneous_use"),
     (dict(mac_binding="AA:BB:CC:DD:EE:FF"), "mac_mismatch"),
 ])
@@ -148,13 +148,25 @@ def test_state_is_hidden_from_someone_without_the_password():
 
 def test_operator_states_come_before_what_the_subscriber_can_fix():
     state = subscriber(status="suspended", expires_at=NOW - timedelta(days=1), wallet_balance=0)
+    assert decide(state=replace(state, status="active")).reason == "balance_exhausted"
     assert decide(state=state).reason == "suspended"
     assert decide(state=replace(state, status="disabled", deleted=True)).reason == "deleted"
+
+
+def test_a_paid_period_is_served_whatever_the_wallet_says():
+    """A renewal may spend the whole wallet: expires_at says what is paid."""
+    assert decide(state=subscriber(wallet_balance=0)).accept
+    assert decide(state=subscriber(wallet_balance=-5)).accept
+
+
+def test_expired_with_money_left_is_told_to_renew_not_to_recharge():
+    assert decide(state=subscriber(expires_at=NOW, wallet_balance=1)).reason == "expired"
 
 
 def test_monthly_packages_are_not_gated_by_the_wallet():
     monthly = replace(PACKAGE, billing_type="monthly")
     assert decide(state=subscriber(package=monthly, wallet_balance=0)).accept
+    assert decide(state=subscriber(package=monthly, wallet_balance=0, expires_at=NOW)).reason == "expired"
 
 
 def test_simultaneous_use_limit_comes_from_the_package():
