@@ -35,6 +35,7 @@ from nas.outbox import enqueue
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
+from schema.identity import canonical_mac, canonical_username
 from schema.tables import (
     customer_days,
     customers,
@@ -47,7 +48,6 @@ from schema.tables import (
 )
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@:+-]{0,63}")
-_MAC = re.compile(r"[0-9a-f]{2}([:.-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}")
 # Why a customer is suspended. The first three clear themselves once paid for
 # (a payment, a renewal, a card, or the run when an operator's fund is back).
 EXPIRED, OVERDUE, OPERATOR_FUND = "expired", "overdue", "operator_fund"
@@ -68,19 +68,16 @@ class Calendar:
 
 
 def normalise_mac(text: str) -> str:
-    """Any common MAC spelling -> AA:BB:CC:DD:EE:FF (FIELD-NOTES 6)."""
-    cleaned = text.strip().lower()
-    if not _MAC.fullmatch(cleaned):
+    """Any common MAC spelling -> AA:BB:CC:DD:EE:FF, or a clear error."""
+    mac = canonical_mac(text)
+    if mac is None:
         raise RadbillError(f"invalid MAC address {text!r}")
-    digits = re.sub(r"[^0-9a-f]", "", cleaned)
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2)).upper()
+    return mac
 
 
 def normalise_username(text: str) -> str:
-    """One global, case-insensitive namespace: lower-cased; MAC-style names as aa:bb:cc:dd:ee:ff."""
-    name = text.strip().lower()
-    if _MAC.fullmatch(name):
-        return normalise_mac(name).lower()
+    """The canonical name, or a clear error if it is not a valid one."""
+    name = canonical_username(text)
     if not _USERNAME.fullmatch(name):
         raise RadbillError(f"invalid username {text!r}: letters, digits and . _ @ : + - (at most 64)")
     return name

@@ -7,9 +7,9 @@ answer, the reason label radiusd gave, the router and the calling device.
 import click
 from sqlalchemy import select
 
-from cli.main import Context
+from cli.context import Context
 from cli.output import emit_table
-from radiusd.policy import normalise_username
+from schema.identity import canonical_username
 from schema.errors import RadbillError
 from schema.tables import radpostauth
 
@@ -24,7 +24,7 @@ def attempts(obj: Context, username: str, limit: int) -> None:
     """Show a subscriber's latest authentication attempts, newest first."""
     if limit < 1:
         raise RadbillError(f"--limit must be at least 1, got {limit}")
-    name = normalise_username(username)
+    name = canonical_username(username)
     query = (select(*(radpostauth.c[column] for column in COLUMNS)).where(radpostauth.c.username == name)
              .order_by(radpostauth.c.authdate.desc(), radpostauth.c.id.desc()).limit(limit))
     with obj.engine.connect() as connection:

@@ -5,7 +5,7 @@ from datetime import datetime
 import click
 
 from billingd import runs
-from cli.main import Context
+from cli.context import Context
 from cli.money import shown
 from cli.output import emit_table
 from schema.tables import billing_runs

@@ -3,7 +3,7 @@
 import click
 
 from billingd import cards
-from cli.main import Context
+from cli.context import Context
 from cli.money import AMOUNT, shown
 from cli.output import emit_record, emit_table
 

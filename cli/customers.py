@@ -3,7 +3,7 @@
 import click
 
 from billingd import customers as domain
-from cli.main import Context
+from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.errors import RadbillError

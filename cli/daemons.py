@@ -2,7 +2,7 @@
 
 import click
 
-from cli.main import Context
+from cli.context import Context
 
 
 @click.command()

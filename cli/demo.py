@@ -14,7 +14,7 @@ from billingd import customers, operators, packages
 from billingd.customers import Calendar
 from billingd.prices import parse_amount
 from billingd.tenancy import resolve_actor
-from cli.main import Context
+from cli.context import Context
 from nas.registry import add_nas
 from schema import migrate
 from schema.tables import operators as operators_table

@@ -2,7 +2,7 @@
 
 import click
 
-from cli.main import Context
+from cli.context import Context
 from cli.output import emit_table
 from nas.outbox import STATUSES, list_jobs, retry_job
 

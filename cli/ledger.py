@@ -5,7 +5,7 @@ import sys
 import click
 
 from billingd import ledger
-from cli.main import Context
+from cli.context import Context
 from schema.errors import RadbillError
 
 

@@ -1,51 +1,12 @@
 """``radbill [--config FILE] [--as LOGIN] [--json] COMMAND``: the entry point."""
 
-import os
 import sys
-from datetime import datetime, timezone
-from functools import cached_property
 
 import click
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from cli.config import load_settings
-from schema.engine import make_engine
+from cli.context import Context
 from schema.errors import RadbillError
-from schema.settings import Settings
-
-
-class Context:
-    """What every command gets: settings, the engine, the caller's choices."""
-
-    def __init__(self, config_file: str | None, act_as: str | None, as_json: bool):
-        self.config_file = config_file
-        self.act_as = act_as
-        self.as_json = as_json
-
-    @cached_property
-    def settings(self) -> Settings:
-        return load_settings(self.config_file)
-
-    @cached_property
-    def engine(self) -> Engine:
-        return make_engine(self.settings.database.url)
-
-    @property
-    def caller(self) -> str:
-        """Who runs the command: $RADBILL_OPERATOR, else [cli] operator (default: the admin)."""
-        return os.environ.get("RADBILL_OPERATOR") or self.settings.cli.operator
-
-    def actor(self, connection):
-        """The operator the command acts as, checked (and --as audited) by the domain layer."""
-        from billingd.tenancy import resolve_actor
-
-        return resolve_actor(connection, self.caller, self.act_as)
-
-    def calendar(self):
-        from billingd.customers import Calendar
-
-        return Calendar(datetime.now(timezone.utc), self.settings.billingd.zone)
 
 
 class RadbillGroup(click.Group):

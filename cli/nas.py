@@ -2,7 +2,7 @@
 
 import click
 
-from cli.main import Context
+from cli.context import Context
 from cli.output import emit_record, emit_table
 from nas.registry import MESSAGE_AUTHENTICATOR_POLICIES, add_nas, get_nas, list_nas, update_nas
 

@@ -7,7 +7,7 @@ import click
 from billingd import operators as domain
 from billingd import zones
 from billingd.tenancy import PERMISSIONS
-from cli.main import Context
+from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.tables import ROLES

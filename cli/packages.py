@@ -6,7 +6,7 @@ import re
 import click
 
 from billingd import packages as domain
-from cli.main import Context
+from cli.context import Context
 from cli.money import AMOUNT, shown
 from cli.output import emit_table
 from radiusd.ratelimit import RateLimit

@@ -23,7 +23,8 @@ from radiusd.packets import (
     message_authenticator_valid,
     request_facts,
 )
-from radiusd.policy import PolicySettings, authorize, normalise_username
+from radiusd.policy import PolicySettings, authorize
+from schema.identity import canonical_username
 from radiusd.view import NasClient, SubscriberView
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class AccessHandler:
             return self.status(request, client)
         self.check_message_authenticator(request, client)
         facts = request_facts(request)
-        username = normalise_username(facts.username)
+        username = canonical_username(facts.username)
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         decision = authorize(facts, self.view.subscriber(username), now, self.settings)
         reply = encode_access_reply(request, decision)

@@ -12,12 +12,12 @@ anything about the account is revealed, so a stranger learns no more than
 can fix (service, MAC, expiry, balance, quota, sessions).
 """
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from radiusd.chap import verify_chap
 from radiusd.mschap import verify_mschap1, verify_mschap2
+from schema.identity import canonical_mac
 
 MAX_UINT32 = 0xFFFFFFFF
 
@@ -64,28 +64,6 @@ MESSAGES = {
     "quota_exhausted": "Data quota exhausted",
     "simultaneous_use": "Already logged in: too many sessions",
 }
-
-_MAC = re.compile(r"^([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})[:\-.]?"
-                  r"([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})[:\-.]?([0-9A-Fa-f]{2})$")
-_CISCO_MAC = re.compile(r"^([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})$")
-
-
-def normalise_mac(value: str) -> str | None:
-    """``aa-bb-cc-dd-ee-ff``, ``AABB.CCDD.EEFF``, ``aabbccddeeff`` -> ``AA:BB:CC:DD:EE:FF``; None if not a MAC."""
-    value = value.strip()
-    cisco = _CISCO_MAC.match(value)
-    if cisco:
-        value = "".join(cisco.groups())
-    match = _MAC.match(value)
-    return ":".join(match.groups()).upper() if match else None
-
-
-def normalise_username(value: str) -> str:
-    """User names are one case-insensitive namespace; MAC-style names are
-    written ``aa:bb:cc:dd:ee:ff`` whatever separator the router used."""
-    mac = normalise_mac(value)
-    return mac.lower() if mac else value.strip().lower()
-
 
 @dataclass(frozen=True)
 class Credentials:
@@ -245,8 +223,8 @@ def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetim
     if service is not None and allowed is not None and service not in allowed:
         return reject("wrong_service", method)
     if subscriber.mac_binding:
-        calling = normalise_mac(request.calling_station_id or "")
-        if calling != normalise_mac(subscriber.mac_binding):
+        calling = canonical_mac(request.calling_station_id or "")
+        if calling != canonical_mac(subscriber.mac_binding):
             return reject("mac_mismatch", method)
 
     package = subscriber.package

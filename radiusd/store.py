@@ -9,7 +9,8 @@ from datetime import date, timezone
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from radiusd.policy import PackageState, normalise_username
+from radiusd.policy import PackageState
+from schema.identity import canonical_username
 from radiusd.ratelimit import RateLimit
 from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
@@ -52,7 +53,7 @@ def read_customers(connection: Connection, ids: set[int] | None = None) -> list[
     rows = []
     for row in _by_id_chunks(connection, select(*_CUSTOMER_COLUMNS), customers.c.id, ids):
         rows.append(CustomerRow(
-            id=row.id, username=normalise_username(row.username), password=row.password, status=row.status,
+            id=row.id, username=canonical_username(row.username), password=row.password, status=row.status,
             package_id=row.package_id, operator_id=row.operator_id, expires_at=_utc(row.expires_at),
             wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
             deleted=row.deleted_at is not None,

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from radiusd import mschap
 from schema.changes import record_change
@@ -44,7 +44,6 @@ def add_customer(connection, username: str, package_id: int, operator_id: int, *
 
 @pytest.fixture
 def isp(engine):
-    import cli.main  # noqa: F401  (registers the commands before cli.demo is imported)
     from cli.demo import load_demo
 
     now = datetime.now(timezone.utc)

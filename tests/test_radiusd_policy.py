@@ -19,10 +19,9 @@ from radiusd.policy import (
     RequestFacts,
     Subscriber,
     authorize,
-    normalise_mac,
-    normalise_username,
     service_of,
 )
+from schema.identity import canonical_mac, canonical_username
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 SETTINGS = PolicySettings(interim_interval=120)
@@ -295,9 +294,9 @@ def test_expired_restrict_policy_accepts_into_the_captive_profile():
     ("aabb.ccdd.eeff", "aa:bb:cc:dd:ee:ff"), ("aabbccddeeff", "aa:bb:cc:dd:ee:ff"),
 ])
 def test_usernames_are_one_case_insensitive_namespace(raw, name):
-    assert normalise_username(raw) == name
+    assert canonical_username(raw) == name
 
 
-def test_normalise_mac_refuses_non_macs():
-    assert normalise_mac("not-a-mac") is None
-    assert normalise_mac("aa:bb:cc:dd:ee") is None
+def test_canonical_mac_refuses_non_macs():
+    assert canonical_mac("not-a-mac") is None
+    assert canonical_mac("aa:bb:cc:dd:ee") is None

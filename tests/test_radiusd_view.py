@@ -122,7 +122,6 @@ def test_accounting_hook_counts_sessions_at_once():
 
 @pytest.fixture
 def demo(engine):
-    import cli.main  # noqa: F401  (registers the commands before cli.demo is imported)
     from cli.demo import load_demo
 
     with engine.begin() as connection:

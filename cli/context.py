@@ -1,0 +1,42 @@
+"""What every ``radbill`` command gets: settings, the engine, who is calling."""
+
+import os
+from datetime import datetime, timezone
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from billingd.customers import Calendar
+from billingd.tenancy import resolve_actor
+from cli.config import load_settings
+from schema.engine import make_engine
+from schema.settings import Settings
+
+
+class Context:
+    """What every command gets: settings, the engine, the caller's choices."""
+
+    def __init__(self, config_file: str | None, act_as: str | None, as_json: bool):
+        self.config_file = config_file
+        self.act_as = act_as
+        self.as_json = as_json
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_file)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database.url)
+
+    @property
+    def caller(self) -> str:
+        """Who runs the command: $RADBILL_OPERATOR, else [cli] operator (default: the admin)."""
+        return os.environ.get("RADBILL_OPERATOR") or self.settings.cli.operator
+
+    def actor(self, connection):
+        """The operator the command acts as, checked (and --as audited) by the domain layer."""
+        return resolve_actor(connection, self.caller, self.act_as)
+
+    def calendar(self) -> Calendar:
+        return Calendar(datetime.now(timezone.utc), self.settings.billingd.zone)

@@ -1,0 +1,25 @@
+"""How subscribers are named, one way for radiusd and billingd alike.
+
+User names are one global, case-insensitive namespace (FIELD-NOTES 6), and
+routers spell MAC addresses many ways; both sides of radbill must agree on
+the canonical form or MAC binding and simultaneous use can be bypassed.
+"""
+
+import re
+
+_MAC = re.compile(r"[0-9a-f]{2}([:.-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}")
+
+
+def canonical_mac(value: str) -> str | None:
+    """``aa-bb-cc-dd-ee-ff``, ``AABB.CCDD.EEFF``, ``aabbccddeeff`` -> ``AA:BB:CC:DD:EE:FF``; None if not a MAC."""
+    cleaned = value.strip().lower()
+    if not _MAC.fullmatch(cleaned):
+        return None
+    digits = re.sub(r"[^0-9a-f]", "", cleaned)
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2)).upper()
+
+
+def canonical_username(value: str) -> str:
+    """Lower-cased; a MAC-style name is written ``aa:bb:cc:dd:ee:ff`` whatever separator the router used."""
+    mac = canonical_mac(value)
+    return mac.lower() if mac else value.strip().lower()
