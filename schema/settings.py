@@ -39,6 +39,12 @@ class RadiusdSettings:
     workers: int = 1
     # SO_RCVBUF of the UDP sockets, in bytes (FIELD-NOTES 19).
     receive_buffer: int = 4 * 1024 * 1024
+    # Where accounting records wait, fsync'd, while the database is down
+    # (each worker uses its own subdirectory).
+    spool_dir: str = "var/spool"
+    # Accounting requests waiting for the database writer; beyond this they
+    # are dropped (the NAS retransmits) rather than queued without bound.
+    acct_queue_size: int = 10_000
 
     def __post_init__(self) -> None:
         for port in ("auth_port", "acct_port", "metrics_port"):
@@ -54,6 +60,8 @@ class RadiusdSettings:
             raise ValueError(f"workers: must be 1..64, got {self.workers}")
         if self.receive_buffer < 65_536:
             raise ValueError(f"receive_buffer: must be at least 65536 bytes, got {self.receive_buffer}")
+        if self.acct_queue_size < 1:
+            raise ValueError(f"acct_queue_size: must be at least 1, got {self.acct_queue_size}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,289 @@
+"""The accounting writer: group commit on one database thread, spool on outage.
+
+The reactor thread hands each record to ``submit`` and gets a Deferred that
+fires only once the record is durable, in the database or fsync'd in the
+spool, so the Accounting-Response is never sent for a record that could
+still be lost (RFC 2866 §2: the server replies only after recording it).
+
+One thread owns the database connection and the spool. It takes whatever
+records are waiting (up to ``max_batch``) and commits them in one
+transaction, so under load many requests share one commit instead of paying
+one each. The queue is bounded: when it is full a request is refused at once
+and the NAS retransmits, rather than waiting behind an ever longer queue
+(FIELD-NOTES 7).
+
+When the database is unreachable the batch goes to the spool instead, and so
+does every later batch until the spool has been replayed, which keeps the
+records in order. ``retry`` (called from a timer) asks the thread to replay;
+``start`` replays what a previous run left behind.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from twisted.internet import defer
+
+from radiusd.accounting import AccountingRecord
+from radiusd.accounting_spool import Spool
+from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale_sessions
+
+log = logging.getLogger(__name__)
+
+RECORDS = Counter("radbill_accounting_records_total", "Accounting records by outcome: stored in the database, "
+                  "spooled while it was down, failed (refused by the database), queue_full (dropped)", ["outcome"])
+BATCH_SIZE = Histogram("radbill_accounting_batch_size", "Records committed per transaction",
+                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+COMMIT_SECONDS = Histogram("radbill_accounting_commit_seconds", "Time to apply and commit one batch",
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+QUEUE_DEPTH = Gauge("radbill_accounting_queue_depth", "Accounting records waiting for the database writer")
+SPOOL_DEPTH = Gauge("radbill_accounting_spool_depth", "Accounting records in the spool, not yet in the database")
+SPOOL_REPLAYED = Counter("radbill_accounting_spool_replayed_total", "Spooled accounting records replayed into the database")
+DATABASE_UP = Gauge("radbill_accounting_database_up", "1 while accounting records reach the database, 0 while spooling")
+SESSIONS_CLOSED = Counter("radbill_accounting_sessions_closed_total",
+                          "Sessions closed by radiusd, not by a Stop: nas_reboot (Accounting-On/Off), lost_service (sweep)",
+                          ["cause"])
+QUOTA_JOBS = Counter("radbill_accounting_quota_enforcements_total", "Enforcement jobs queued because a quota was used up")
+
+
+class QueueFull(Exception):
+    """The writer is behind; the request is dropped and the NAS will retransmit."""
+
+
+def is_outage(error: Exception) -> bool:
+    """A database we cannot reach (or that lost our connection), as opposed to one that refused a record."""
+    return isinstance(error, (OperationalError, InterfaceError)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+@dataclass
+class _Job:
+    """A unit of work for the writer thread; ``deferred`` fires on the reactor thread."""
+
+    deferred: defer.Deferred
+    record: AccountingRecord | None = None
+    control: Callable | None = None
+
+
+_STOP = object()
+
+
+class AccountingWriter:
+    def __init__(self, engine: Engine, spool: Spool, zone: ZoneInfo, reactor, *, queue_size: int = 10_000,
+                 max_batch: int = 500):
+        self.engine = engine
+        self.spool = spool
+        self.zone = zone
+        self.reactor = reactor
+        self.max_batch = max_batch
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._run, name="accounting-writer", daemon=True)
+        self._stopped = defer.Deferred()
+        self._retry_queued = False
+        self._database_up = True
+        SPOOL_DEPTH.set(spool.pending)
+        DATABASE_UP.set(1)
+
+    # --- reactor side ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        if self.spool.pending:
+            log.info("accounting spool holds %d records from before; replaying", self.spool.pending)
+            self.retry()
+
+    def submit(self, record: AccountingRecord) -> defer.Deferred:
+        """Store one record; the Deferred fires once it is durable."""
+        job = _Job(defer.Deferred(), record=record)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            RECORDS.labels("queue_full").inc()
+            return defer.fail(QueueFull(f"{self._queue.maxsize} accounting records already waiting"))
+        QUEUE_DEPTH.inc()
+        return job.deferred
+
+    def retry(self) -> None:
+        """Try to replay the spool into the database (called by a timer while spooling)."""
+        if self.spool.pending and not self._retry_queued:
+            self._retry_queued = True
+            self._control(self._replay_from_timer)
+
+    def close_stale(self, now: datetime, interim_interval: int) -> defer.Deferred:
+        """Close sessions silent for three interim intervals (the periodic sweep)."""
+        return self._control(lambda: self._sweep(now, interim_interval))
+
+    def stop(self) -> defer.Deferred:
+        """Finish what is queued, then end the thread (a shutdown trigger)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            return self._stopped
+        return defer.succeed(None)
+
+    def _control(self, work: Callable) -> defer.Deferred:
+        job = _Job(defer.Deferred(), control=work)
+        self._queue.put(job)  # control jobs are few; never refused
+        return job.deferred
+
+    def _reply(self, job: _Job, result=None, error: Exception | None = None) -> None:
+        if error is None:
+            self.reactor.callFromThread(job.deferred.callback, result)
+        else:
+            self.reactor.callFromThread(job.deferred.errback, error)
+
+    # --- the writer thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            jobs = [first]
+            while len(jobs) < self.max_batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [job for job in jobs if isinstance(job, _Job) and job.record is not None]
+            QUEUE_DEPTH.dec(len(records))
+            if records:
+                self._write(records)
+            for job in jobs:
+                if job is _STOP:
+                    self.spool.close()
+                    self.reactor.callFromThread(self._stopped.callback, None)
+                    return
+                if job.control is not None:
+                    try:
+                        self._reply(job, job.control())
+                    except Exception as error:  # reported to the caller's Deferred
+                        self._reply(job, error=error)
+
+    def _commit(self, records: list[AccountingRecord]):
+        started = time.perf_counter()
+        with self.engine.begin() as connection:
+            outcome = apply_records(connection, records, self.zone)
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
+        BATCH_SIZE.observe(len(records))
+        if outcome.closed:
+            SESSIONS_CLOSED.labels("nas_reboot").inc(outcome.closed)
+        if outcome.quota_jobs:
+            QUOTA_JOBS.inc(len(outcome.quota_jobs))
+            for customer, period in outcome.quota_jobs:
+                log.info("customer %d used up the quota of the period starting %s; enforcement queued", customer, period)
+        return outcome
+
+    def _write(self, jobs: list[_Job]) -> None:
+        records = [job.record for job in jobs]
+        if not self.spool.pending:
+            try:
+                self._commit(records)
+            except Exception as error:
+                if not is_outage(error):
+                    self._write_one_by_one(jobs)
+                    return
+                self._database_down(error)
+            else:
+                RECORDS.labels("stored").inc(len(jobs))
+                for job in jobs:
+                    self._reply(job)
+                return
+        self._spool(jobs)
+
+    def _write_one_by_one(self, jobs: list[_Job]) -> None:
+        """A batch the database refused: find the record at fault, store the others."""
+        for index, job in enumerate(jobs):
+            try:
+                self._commit([job.record])
+            except Exception as error:
+                if is_outage(error):
+                    self._database_down(error)
+                    self._spool(jobs[index:])
+                    return
+                RECORDS.labels("failed").inc()
+                log.error("accounting record refused by the database, not acknowledged: user %s NAS %s session %s: %s",
+                          job.record.username, job.record.nas_ip_address, job.record.acct_session_id, error)
+                self._reply(job, error=error)
+            else:
+                RECORDS.labels("stored").inc()
+                self._reply(job)
+
+    def _spool(self, jobs: list[_Job]) -> None:
+        try:
+            self.spool.append([job.record for job in jobs])
+        except OSError as error:
+            log.error("cannot write the accounting spool %s: %s; requests not acknowledged", self.spool.path, error)
+            for job in jobs:
+                self._reply(job, error=error)
+            return
+        RECORDS.labels("spooled").inc(len(jobs))
+        SPOOL_DEPTH.set(self.spool.pending)
+        for job in jobs:
+            self._reply(job)
+
+    def _database_down(self, error: Exception) -> None:
+        if self._database_up:
+            log.error("database unreachable, spooling accounting records to %s: %s", self.spool.path, error)
+        self._database_up = False
+        DATABASE_UP.set(0)
+
+    def _replay_from_timer(self) -> int:
+        self.reactor.callFromThread(setattr, self, "_retry_queued", False)
+        return self.replay()
+
+    def replay(self) -> int:
+        """Commit spooled records in order, chunk by chunk; stop at the first outage. Writer thread only."""
+        replayed = 0
+        while self.spool.pending:
+            chunk = self.spool.read(self.max_batch)
+            if not chunk:
+                break
+            records = [record for _offset, record in chunk]
+            try:
+                try:
+                    self._commit(records)
+                except Exception as error:
+                    if is_outage(error):
+                        raise
+                    self._replay_one_by_one(records)
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                self._database_down(error)
+                return replayed
+            self.spool.advance(chunk[-1][0], len(chunk))
+            replayed += len(chunk)
+            SPOOL_REPLAYED.inc(len(chunk))
+            SPOOL_DEPTH.set(self.spool.pending)
+        if replayed:
+            log.info("replayed %d spooled accounting records into the database", replayed)
+        self._database_up = True
+        DATABASE_UP.set(1)
+        return replayed
+
+    def _replay_one_by_one(self, records: list[AccountingRecord]) -> None:
+        for record in records:
+            try:
+                self._commit([record])
+            except Exception as error:
+                if is_outage(error):
+                    raise
+                RECORDS.labels("failed").inc()
+                log.error("spooled accounting record refused by the database, skipped: user %s NAS %s session %s: %s",
+                          record.username, record.nas_ip_address, record.acct_session_id, error)
+
+    def _sweep(self, now: datetime, interim_interval: int) -> int:
+        if self.spool.pending:
+            return 0  # the database is behind the spool; closing now could close live sessions
+        with self.engine.begin() as connection:
+            closed = close_stale_sessions(connection, now, interim_interval)
+        if closed:
+            SESSIONS_CLOSED.labels("lost_service").inc(closed)
+            log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", closed, MISSED_INTERIMS)
+        return closed
