@@ -196,6 +196,7 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     )
     _upsert_radacct(connection, [_radacct_row(uid, identity[uid], states[uid]) for uid in unique_ids])
     outcome.sessions += len(unique_ids)
+    usage = {key: totals for key, totals in usage.items() if any(totals)}
     if usage:
         _add_usage(connection, usage)
         by_customer = {c.id: c for c in known.values()}
@@ -240,7 +241,7 @@ def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]])
               "download_bytes": customer_usage.c.download_bytes + statement.excluded.download_bytes},
     )
     connection.execute(statement, [dict(customer_id=customer, period_start=period, upload_bytes=up, download_bytes=down)
-                                   for (customer, period), (up, down) in sorted(usage.items()) if up or down])
+                                   for (customer, period), (up, down) in sorted(usage.items())])
 
 
 def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Customer], sessions_of) -> list[tuple[int, date]]:

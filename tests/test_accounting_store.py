@@ -1,0 +1,175 @@
+"""Accounting records in the database: sessions, radacct, usage, quota enforcement (SQLite and PostgreSQL)."""
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, insert, select, update
+
+import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
+from cli.demo import load_demo
+from radiusd.accounting_store import apply_records, as_utc, close_stale_sessions
+from schema.tables import change_log, customer_usage, customers, enforcement_jobs, master_packages, packages, radacct, sessions
+from tests.accounting_helpers import T0, make_record
+
+ZONE = ZoneInfo("Asia/Dhaka")
+GB = 10**9
+
+
+@pytest.fixture
+def db(engine):
+    with engine.begin() as connection:
+        load_demo(connection, T0)
+    return engine
+
+
+def apply(engine, *records):
+    with engine.begin() as connection:
+        return apply_records(connection, list(records), ZONE)
+
+
+def one(engine, table, *where):
+    with engine.connect() as connection:
+        rows = connection.execute(select(table).where(*where)).all()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def usage_of(engine, username="demo"):
+    with engine.connect() as connection:
+        return connection.execute(
+            select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)
+            .join(customers, customers.c.id == customer_usage.c.customer_id).where(customers.c.username == username)
+        ).all()
+
+
+def test_start_interim_stop_in_sessions_and_radacct(db):
+    start = make_record("Start", at=T0, framed_ip_address="100.64.0.2", calling_station_id="AA:BB:CC:00:00:01",
+                        nas_port_id="ether1")
+    apply(db, start)
+    session = one(db, sessions, sessions.c.acct_unique_id == start.acct_unique_id)
+    assert session.stopped_at is None and session.customer_id is not None and session.framed_ip_address == "100.64.0.2"
+    apply(db, make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=1000, download=5000, session_time=300))
+    apply(db, make_record("Stop", at=T0 + timedelta(minutes=6), upload=1200, download=6000, session_time=360,
+                          cause="User-Request"))
+    row = one(db, radacct, radacct.c.acctuniqueid == start.acct_unique_id)
+    assert (row.acctinputoctets, row.acctoutputoctets, row.acctsessiontime) == (1200, 6000, 360)
+    assert as_utc(row.acctstarttime) == T0 and as_utc(row.acctstoptime) == T0 + timedelta(minutes=6)
+    assert (row.acctterminatecause, row.callingstationid, row.nasportid, row.framedipaddress) == (
+        "User-Request", "AA:BB:CC:00:00:01", "ether1", "100.64.0.2")
+    assert row.acctinterval == 300
+    session = one(db, sessions, sessions.c.acct_unique_id == start.acct_unique_id)
+    assert (session.upload_bytes, session.download_bytes, session.terminate_cause) == (1200, 6000, "User-Request")
+    assert usage_of(db) == [(1200, 6000)]
+
+
+def test_replaying_the_same_records_changes_nothing(db):
+    stream = [make_record("Start"), make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=10, download=20),
+              make_record("Stop", at=T0 + timedelta(minutes=6), upload=30, download=40)]
+    apply(db, *stream)
+    apply(db, *stream)
+    apply(db, stream[1])
+    assert usage_of(db) == [(30, 40)]
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(radacct)).scalar() == 1
+        assert connection.execute(select(func.count()).select_from(sessions)).scalar() == 1
+
+
+def test_out_of_order_interim_creates_and_stop_without_octets_keeps_counts(db):
+    apply(db, make_record("Interim-Update", upload=500, download=700, session_time=60))
+    apply(db, make_record("Stop", at=T0 + timedelta(seconds=30)))
+    apply(db, make_record("Interim-Update", at=T0 + timedelta(seconds=40), upload=400, download=600))
+    session = one(db, sessions)
+    assert (session.upload_bytes, session.download_bytes) == (500, 700)
+    assert as_utc(session.stopped_at) == T0 + timedelta(seconds=30)
+    assert usage_of(db) == [(500, 700)]
+
+
+def test_unknown_user_is_accounted_without_customer(db):
+    apply(db, make_record("Stop", username="nobody", upload=1, download=2))
+    session = one(db, sessions)
+    assert session.customer_id is None and session.stopped_at is not None
+
+
+def test_user_name_is_case_insensitive_for_the_customer(db):
+    apply(db, make_record("Start", username="DEMO"))
+    assert one(db, sessions).customer_id is not None
+
+
+def test_accounting_on_closes_that_nas_only_from_the_batch_order(db):
+    other = make_record("Start", session="other", nas_ip="10.9.9.9")
+    before = make_record("Start", session="a")
+    on = make_record("Accounting-On", at=T0 + timedelta(minutes=1))
+    after = make_record("Start", session="b", at=T0 + timedelta(minutes=2))
+    outcome = apply(db, other, before, on, after)
+    assert outcome.closed == 1
+    closed = one(db, sessions, sessions.c.acct_unique_id == before.acct_unique_id)
+    assert closed.terminate_cause == "NAS-Reboot" and as_utc(closed.stopped_at) == T0 + timedelta(minutes=1)
+    assert one(db, radacct, radacct.c.acctuniqueid == before.acct_unique_id).acctterminatecause == "NAS-Reboot"
+    assert one(db, sessions, sessions.c.acct_unique_id == after.acct_unique_id).stopped_at is None
+    assert one(db, sessions, sessions.c.acct_unique_id == other.acct_unique_id).stopped_at is None
+
+
+def test_sweep_closes_sessions_that_missed_three_interims(db):
+    apply(db, make_record("Start", session="quiet", at=T0),
+          make_record("Start", session="alive", at=T0),
+          make_record("Interim-Update", session="alive", at=T0 + timedelta(minutes=14)))
+    with db.begin() as connection:
+        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300) == 1
+    quiet = one(db, sessions, sessions.c.acct_session_id == "quiet")
+    assert quiet.terminate_cause == "Lost-Service" and as_utc(quiet.stopped_at) == T0
+    assert one(db, sessions, sessions.c.acct_session_id == "alive").stopped_at is None
+    with db.begin() as connection:
+        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300) == 0
+
+
+def _quota_customer(engine, quota: int, fup: bool) -> None:
+    with engine.begin() as connection:
+        package = connection.execute(select(packages.c.id, packages.c.master_package_id)
+                                     .where(packages.c.name == "PPPoE 20M 100G")).one()
+        values = dict(quota_bytes=quota) if fup else dict(quota_bytes=quota, fup_rx=None, fup_tx=None)
+        connection.execute(update(master_packages).where(master_packages.c.id == package.master_package_id).values(**values))
+        connection.execute(update(customers).where(customers.c.username == "demo").values(package_id=package.id))
+
+
+@pytest.mark.parametrize("fup, action", [(True, "coa"), (False, "disconnect")])
+def test_going_over_quota_queues_one_enforcement(db, fup, action):
+    _quota_customer(db, 10 * GB, fup)
+    apply(db, make_record("Start"))
+    apply(db, make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=2 * GB, download=7 * GB))
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(enforcement_jobs)).scalar() == 0
+        changes = connection.execute(select(func.count()).select_from(change_log)).scalar()
+    apply(db, make_record("Interim-Update", at=T0 + timedelta(minutes=10), upload=3 * GB, download=8 * GB))
+    apply(db, make_record("Interim-Update", at=T0 + timedelta(minutes=15), upload=4 * GB, download=9 * GB))
+    job = one(db, enforcement_jobs)
+    customer = one(db, customers, customers.c.username == "demo")
+    assert (job.action, job.reason, job.customer_id, job.status) == (action, "quota", customer.id, "pending")
+    assert job.dedupe_key.startswith(f"quota:{customer.id}:")
+    assert job.payload["acct_session_id"] == "81000001" and job.payload["used_bytes"] == 11 * GB
+    assert ("rate_limit" in job.payload) == fup and job.payload.get("rate_limit", "2M/2M") == "2M/2M"
+    usage = one(db, customer_usage)
+    assert usage.quota_enforced_at is not None and usage.upload_bytes + usage.download_bytes == 13 * GB
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(change_log)).scalar() == changes + 1
+
+
+def test_usage_of_two_sessions_adds_up_per_period(db):
+    apply(db, make_record("Interim-Update", session="one", upload=100, download=200),
+          make_record("Interim-Update", session="two", upload=10, download=20),
+          make_record("Interim-Update", session="one", at=T0 + timedelta(minutes=5), upload=150, download=260))
+    assert usage_of(db) == [(160, 280)]
+    with db.connect() as connection:
+        customer = connection.execute(select(customers).where(customers.c.username == "demo")).one()
+        period = connection.execute(select(customer_usage.c.period_start)).scalar()
+    assert period == (as_utc(customer.expires_at) - timedelta(days=30)).astimezone(ZONE).date()
+
+
+def test_insert_of_second_customer_is_independent(db):
+    with db.begin() as connection:
+        demo = connection.execute(select(customers).where(customers.c.username == "demo")).one()
+        connection.execute(insert(customers).values(operator_id=demo.operator_id, username="second", password="x",
+                                                    customer_code="00009", package_id=demo.package_id))
+    apply(db, make_record("Interim-Update", upload=1, download=1),
+          make_record("Interim-Update", username="second", session="s2", upload=5, download=5))
+    assert usage_of(db, "second") == [(5, 5)] and usage_of(db, "demo") == [(1, 1)]
