@@ -160,15 +160,17 @@ def _class_text(packet) -> str | None:
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
 
 
-def record_from_packet(packet, nas_id: int | None, source_ip: str, received_at: float) -> AccountingRecord:
-    """Build the record of a verified Accounting-Request.
+def record_from_packet(packet, nas_id: int | None, source_ip: str, received_at: float) -> AccountingRecord | None:
+    """Build the record of a verified Accounting-Request; None for a status radbill does not store (Failed, ...).
 
-    Raises AccountingError when Acct-Status-Type is missing or unknown, or a
-    session record lacks Acct-Session-Id (RFC 2866 §5.5: it MUST be present).
+    Raises AccountingError when Acct-Status-Type is missing, or a session
+    record lacks Acct-Session-Id (RFC 2866 §5.1, §5.5: both MUST be present).
     """
     status = _first(packet, "Acct-Status-Type")
+    if status is None:
+        raise AccountingError("no Acct-Status-Type")
     if status not in SESSION_STATUSES + NAS_STATUSES:
-        raise AccountingError(f"Acct-Status-Type {status!r} is not accounted")
+        return None
     nas_ip_address = _nas_ip_address(packet, source_ip)
     event_time = _event_time(packet, received_at)
     if status in NAS_STATUSES:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, merge_session
+from radiusd.policy import normalise_mac, normalise_username
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
 from schema.tables import customer_usage, customers, enforcement_jobs, master_packages, packages, radacct, sessions
@@ -38,6 +39,9 @@ class BatchOutcome:
     sessions: int = 0
     closed: int = 0
     quota_jobs: list[tuple[int, date]] = field(default_factory=list)
+    # Customers whose session opened or closed, for the view's session counts.
+    opened: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -61,7 +65,9 @@ def apply_records(connection: Connection, records: Sequence[AccountingRecord], z
             _apply_session_records(connection, segment, zone, outcome)
             segment = []
             cause = record.terminate_cause or NAS_REBOOT
-            outcome.closed += close_nas_sessions(connection, record.nas_ip_address, record.event_time, cause)
+            closed = close_nas_sessions(connection, record.nas_ip_address, record.event_time, cause)
+            outcome.closed += len(closed)
+            outcome.stopped += [customer for customer in closed if customer is not None]
         else:
             segment.append(record)
     _apply_session_records(connection, segment, zone, outcome)
@@ -117,8 +123,8 @@ class _Customer:
 
 
 def _customers_by_username(connection: Connection, usernames: Iterable[str]) -> dict[str, _Customer]:
-    """Customers (with their package's quota) keyed by lower-cased user name (FIELD-NOTES 6)."""
-    wanted = sorted({name.lower() for name in usernames if name})
+    """Customers (with their package's quota) keyed by normalised user name (FIELD-NOTES 6)."""
+    wanted = sorted({normalise_username(name) for name in usernames if name})
     if not wanted:
         return {}
     query = (
@@ -160,7 +166,7 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     last_record: dict[str, AccountingRecord] = {}
     for record in records:
         uid = record.acct_unique_id
-        customer = known.get(record.username.lower())
+        customer = known.get(normalise_username(record.username))
         if customer_ids[uid] is None and customer is not None:
             customer_ids[uid] = customer.id
         before, after = states[uid], merge_session(states[uid], record)
@@ -187,7 +193,7 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
         [dict(_id=rows[uid].id, _customer_id=customer_ids[uid],
               _nas_id=rows[uid].nas_id or last_record[uid].nas_id,
               _framed_ip_address=states[uid].framed_ip_address,
-              _calling_station_id=identity[uid].get("callingstationid") or rows[uid].calling_station_id,
+              _calling_station_id=_station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id,
               _nas_port_id=identity[uid].get("nasportid") or rows[uid].nas_port_id,
               _started_at=states[uid].started_at, _updated_at=states[uid].updated_at,
               _stopped_at=states[uid].stopped_at, _upload_bytes=states[uid].upload_bytes,
@@ -196,12 +202,23 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     )
     _upsert_radacct(connection, [_radacct_row(uid, identity[uid], states[uid]) for uid in unique_ids])
     outcome.sessions += len(unique_ids)
+    for uid in unique_ids:
+        was_open = rows[uid].started_at is not None and rows[uid].stopped_at is None
+        if customer_ids[uid] is not None and was_open != states[uid].is_open:
+            (outcome.opened if states[uid].is_open else outcome.stopped).append(customer_ids[uid])
     usage = {key: totals for key, totals in usage.items() if any(totals)}
     if usage:
         _add_usage(connection, usage)
         by_customer = {c.id: c for c in known.values()}
         sessions_of = {customer_ids[uid]: (rows[uid], last_record[uid]) for uid in unique_ids}
         outcome.quota_jobs += _enforce_quotas(connection, usage, by_customer, sessions_of)
+
+
+def _station(calling_station_id: str | None) -> str | None:
+    """sessions holds MACs in one spelling, so a login can match its stale session (FIELD-NOTES 6, 9)."""
+    if calling_station_id is None:
+        return None
+    return normalise_mac(calling_station_id) or calling_station_id[:50]
 
 
 def _radacct_row(uid: str, identity: dict, state: SessionState) -> dict:
@@ -287,7 +304,8 @@ def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Custo
 
 # --- closing sessions the NAS will never stop -------------------------------------
 
-def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> int:
+def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> list[int]:
+    """Close the given open sessions; their customer ids (None where unknown), one per session."""
     params = []
     for row in open_rows:
         started = as_utc(row.started_at)
@@ -295,7 +313,7 @@ def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> int:
         params.append(dict(_uid=row.acct_unique_id, _stopped=stopped, _cause=cause,
                            _session_time=int((stopped - started).total_seconds()) if started else None))
     if not params:
-        return 0
+        return []
     connection.execute(
         update(sessions).where(sessions.c.acct_unique_id == bindparam("_uid"), sessions.c.stopped_at.is_(None))
         .values(stopped_at=bindparam("_stopped"), updated_at=bindparam("_stopped"), terminate_cause=bindparam("_cause")),
@@ -306,13 +324,14 @@ def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> int:
                 acctterminatecause=bindparam("_cause"),
                 acctsessiontime=func.coalesce(radacct.c.acctsessiontime, bindparam("_session_time"))),
         params)
-    return len(params)
+    return [row.customer_id for row in open_rows]
 
 
-def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: datetime, cause: str = NAS_REBOOT) -> int:
+def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: datetime,
+                       cause: str = NAS_REBOOT) -> list[int]:
     """Accounting-On/Off: the NAS (re)started, so none of its sessions is still up (RFC 2866 §5.1)."""
     open_rows = connection.execute(
-        select(sessions.c.acct_unique_id, sessions.c.started_at)
+        select(sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.customer_id)
         .where(sessions.c.nas_ip_address == nas_ip_address, sessions.c.stopped_at.is_(None))
         .order_by(sessions.c.acct_unique_id).with_for_update()
     ).all()
@@ -320,12 +339,12 @@ def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: 
     return _close(connection, open_rows, cause, lambda _row: event_time)
 
 
-def close_stale_sessions(connection: Connection, now: datetime, interim_interval: int) -> int:
+def close_stale_sessions(connection: Connection, now: datetime, interim_interval: int) -> list[int]:
     """Close sessions silent for three interim intervals as Lost-Service, at their last sign of life (FIELD-NOTES 9)."""
     cutoff = now - timedelta(seconds=MISSED_INTERIMS * interim_interval)
     last_seen = func.coalesce(sessions.c.updated_at, sessions.c.started_at)
     open_rows = connection.execute(
-        select(sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.updated_at)
+        select(sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.updated_at, sessions.c.customer_id)
         .where(sessions.c.stopped_at.is_(None), last_seen < cutoff)
         .order_by(sessions.c.acct_unique_id).with_for_update()
     ).all()

@@ -38,20 +38,20 @@ from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale
 
 log = logging.getLogger(__name__)
 
-RECORDS = Counter("radbill_accounting_records_total", "Accounting records by outcome: stored in the database, "
+RECORDS = Counter("radiusd_accounting_records", "Accounting records by outcome: stored in the database, "
                   "spooled while it was down, failed (refused by the database), queue_full (dropped)", ["outcome"])
-BATCH_SIZE = Histogram("radbill_accounting_batch_size", "Records committed per transaction",
+BATCH_SIZE = Histogram("radiusd_accounting_batch_size", "Records committed per transaction",
                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
-COMMIT_SECONDS = Histogram("radbill_accounting_commit_seconds", "Time to apply and commit one batch",
+COMMIT_SECONDS = Histogram("radiusd_accounting_commit_seconds", "Time to apply and commit one batch",
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
-QUEUE_DEPTH = Gauge("radbill_accounting_queue_depth", "Accounting records waiting for the database writer")
-SPOOL_DEPTH = Gauge("radbill_accounting_spool_depth", "Accounting records in the spool, not yet in the database")
-SPOOL_REPLAYED = Counter("radbill_accounting_spool_replayed_total", "Spooled accounting records replayed into the database")
-DATABASE_UP = Gauge("radbill_accounting_database_up", "1 while accounting records reach the database, 0 while spooling")
-SESSIONS_CLOSED = Counter("radbill_accounting_sessions_closed_total",
+QUEUE_DEPTH = Gauge("radiusd_accounting_queue_depth", "Accounting records waiting for the database writer")
+SPOOL_DEPTH = Gauge("radiusd_accounting_spool_depth", "Accounting records in the spool, not yet in the database")
+SPOOL_REPLAYED = Counter("radiusd_accounting_spool_replayed", "Spooled accounting records replayed into the database")
+DATABASE_UP = Gauge("radiusd_accounting_database_up", "1 while accounting records reach the database, 0 while spooling")
+SESSIONS_CLOSED = Counter("radiusd_accounting_sessions_closed",
                           "Sessions closed by radiusd, not by a Stop: nas_reboot (Accounting-On/Off), lost_service (sweep)",
                           ["cause"])
-QUOTA_JOBS = Counter("radbill_accounting_quota_enforcements_total", "Enforcement jobs queued because a quota was used up")
+QUOTA_JOBS = Counter("radiusd_accounting_quota_enforcements", "Enforcement jobs queued because a quota was used up")
 
 
 class QueueFull(Exception):
@@ -78,8 +78,11 @@ _STOP = object()
 
 class AccountingWriter:
     def __init__(self, engine: Engine, spool: Spool, zone: ZoneInfo, reactor, *, queue_size: int = 10_000,
-                 max_batch: int = 500):
+                 max_batch: int = 500, sessions_changed: Callable[[list[int], list[int]], None] = lambda opened, stopped: None):
+        """``sessions_changed(opened, stopped)`` is called on the reactor thread after each commit with the
+        customers whose sessions opened or closed (the view counts them for simultaneous use)."""
         self.engine = engine
+        self._sessions_changed = sessions_changed
         self.spool = spool
         self.zone = zone
         self.reactor = reactor
@@ -171,6 +174,8 @@ class AccountingWriter:
             outcome = apply_records(connection, records, self.zone)
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(records))
+        if outcome.opened or outcome.stopped:
+            self.reactor.callFromThread(self._sessions_changed, outcome.opened, outcome.stopped)
         if outcome.closed:
             SESSIONS_CLOSED.labels("nas_reboot").inc(outcome.closed)
         if outcome.quota_jobs:
@@ -284,6 +289,8 @@ class AccountingWriter:
         with self.engine.begin() as connection:
             closed = close_stale_sessions(connection, now, interim_interval)
         if closed:
-            SESSIONS_CLOSED.labels("lost_service").inc(closed)
-            log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", closed, MISSED_INTERIMS)
-        return closed
+            SESSIONS_CLOSED.labels("lost_service").inc(len(closed))
+            stopped = [customer for customer in closed if customer is not None]
+            self.reactor.callFromThread(self._sessions_changed, [], stopped)
+            log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", len(closed), MISSED_INTERIMS)
+        return len(closed)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
 
 from radiusd.access import AccessHandler
+from radiusd.accounting_service import AccountingService
 from radiusd.database import Database
 from radiusd.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
 from radiusd.policy import PolicySettings
@@ -128,6 +129,7 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
     from twisted.internet import reactor
 
     server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port)
+    accounting = AccountingService(settings, engine, reactor, worker=worker, view=server.view)
     metrics_port = settings.radiusd.metrics_port + worker if settings.radiusd.metrics_port else 0
     listen_metrics(metrics_port, settings.radiusd.bind)
     failed = []
@@ -137,7 +139,12 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
         failed.append(failure)
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: server.start().addErrback(cannot_start))
+    def started():
+        d = server.start()
+        d.addCallback(lambda _: accounting.start(server.add_listener))
+        d.addErrback(cannot_start)
+
+    reactor.callWhenRunning(started)
     reactor.run()
     return 1 if failed else 0
 

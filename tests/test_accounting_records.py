@@ -68,6 +68,7 @@ def test_session_record_needs_a_session_id_and_status():
         record_of(accounting_packet(Acct_Status_Type="Start", User_Name="u"))
     with pytest.raises(AccountingError):
         record_of(accounting_packet(User_Name="u", Acct_Session_Id="s"))
+    assert record_of(accounting_packet(Acct_Status_Type="Failed", User_Name="u", Acct_Session_Id="s")) is None
 
 
 def test_accounting_on_keeps_nas_and_cause():

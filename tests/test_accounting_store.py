@@ -102,7 +102,7 @@ def test_accounting_on_closes_that_nas_only_from_the_batch_order(db):
     on = make_record("Accounting-On", at=T0 + timedelta(minutes=1))
     after = make_record("Start", session="b", at=T0 + timedelta(minutes=2))
     outcome = apply(db, other, before, on, after)
-    assert outcome.closed == 1
+    assert outcome.closed == 1 and len(outcome.stopped) == 1 and len(outcome.opened) == 3
     closed = one(db, sessions, sessions.c.acct_unique_id == before.acct_unique_id)
     assert closed.terminate_cause == "NAS-Reboot" and as_utc(closed.stopped_at) == T0 + timedelta(minutes=1)
     assert one(db, radacct, radacct.c.acctuniqueid == before.acct_unique_id).acctterminatecause == "NAS-Reboot"
@@ -115,12 +115,12 @@ def test_sweep_closes_sessions_that_missed_three_interims(db):
           make_record("Start", session="alive", at=T0),
           make_record("Interim-Update", session="alive", at=T0 + timedelta(minutes=14)))
     with db.begin() as connection:
-        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300) == 1
+        assert len(close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300)) == 1
     quiet = one(db, sessions, sessions.c.acct_session_id == "quiet")
     assert quiet.terminate_cause == "Lost-Service" and as_utc(quiet.stopped_at) == T0
     assert one(db, sessions, sessions.c.acct_session_id == "alive").stopped_at is None
     with db.begin() as connection:
-        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300) == 0
+        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300) == []
 
 
 def _quota_customer(engine, quota: int, fup: bool) -> None:

@@ -1,0 +1,75 @@
+"""Accounting's part of radiusd: the writer, its spool, its timers and its listener.
+
+``start`` is called once the subscriber view has loaded (the listener finds
+routers through it): it replays what a previous run left in the spool, then
+answers Accounting-Requests on ``[radiusd] acct_port``. Two timers run on the
+reactor's clock: a retry that replays the spool while the database is back,
+and the sweep that closes sessions silent for three interim intervals.
+"""
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine
+from twisted.internet import task
+
+from radiusd.accounting_handler import AccountingHandler
+from radiusd.accounting_spool import Spool
+from radiusd.accounting_writer import AccountingWriter
+from schema.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+SWEEP_SECONDS = 60.0
+
+
+def spool_directory(spool_dir: str, worker: int) -> Path:
+    """Each worker process owns one spool: appends and the replay cursor are never shared."""
+    return Path(spool_dir) / f"worker-{worker}"
+
+
+class AccountingService:
+    def __init__(self, settings: Settings, engine: Engine, reactor, *, worker: int = 0, view=None):
+        self.settings = settings.radiusd
+        self.reactor = reactor
+        self.view = view
+        self.spool = Spool(spool_directory(self.settings.spool_dir, worker))
+        self.writer = AccountingWriter(engine, self.spool, settings.billingd.zone, reactor,
+                                       queue_size=self.settings.acct_queue_size, sessions_changed=self._sessions_changed)
+        self.handler = AccountingHandler(self.writer, reactor)
+        self._retry = task.LoopingCall(self.writer.retry)
+        self._retry.clock = reactor
+        self._sweep = task.LoopingCall(self.sweep)
+        self._sweep.clock = reactor
+
+    def start(self, add_listener) -> None:
+        """Start writing, then listen with ``add_listener(port, handler)`` (radiusd.service.Radiusd)."""
+        self.writer.start()
+        self._retry.start(RETRY_SECONDS, now=False)
+        self._sweep.start(min(SWEEP_SECONDS, self.settings.interim_interval), now=False)
+        self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
+        add_listener(self.settings.acct_port, self.handler)
+        log.info("radiusd answering accounting on %s:%d (spool %s)", self.settings.bind, self.settings.acct_port,
+                 self.spool.directory)
+
+    def sweep(self):
+        now = datetime.fromtimestamp(self.reactor.seconds(), timezone.utc)
+        d = self.writer.close_stale(now, self.settings.interim_interval)
+        d.addErrback(lambda failure: log.warning("stale-session sweep failed: %s", failure.getErrorMessage()))
+        return d
+
+    def _sessions_changed(self, opened: list[int], stopped: list[int]) -> None:
+        if self.view is None:
+            return
+        for customer in opened:
+            self.view.session_started(customer)
+        for customer in stopped:
+            self.view.session_stopped(customer)
+
+    def stop(self):
+        for timer in (self._retry, self._sweep):
+            if timer.running:
+                timer.stop()
+        return self.writer.stop()
