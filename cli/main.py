@@ -39,10 +39,11 @@ def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_
 
 
 def _register() -> None:
-    from cli import attempts, billing, cards, customers, daemons, db, demo, enforcement, ledger, nas, operators, packages
+    from cli import (attempts, billing, cards, customers, daemons, db, demo, enforcement, ledger, nas, online,
+                     operators, packages)
 
     for module in (db, demo, nas, enforcement, daemons, operators, packages, customers, cards, billing, ledger,
-                   attempts):
+                   attempts, online):
         for command in module.COMMANDS:
             radbill.add_command(command)
 

@@ -24,7 +24,7 @@ from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, mer
 from radiusd.policy import normalise_mac, normalise_username
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
-from schema.tables import customer_usage, customers, enforcement_jobs, master_packages, packages, radacct, sessions
+from schema.tables import customer_usage, customers, enforcement_jobs, master_packages, nas, packages, radacct, sessions
 from schema.usage import usage_period_start
 
 NAS_REBOOT = "NAS-Reboot"
@@ -349,3 +349,35 @@ def close_stale_sessions(connection: Connection, now: datetime, interim_interval
         .order_by(sessions.c.acct_unique_id).with_for_update()
     ).all()
     return _close(connection, open_rows, LOST_SERVICE, lambda row: as_utc(row.updated_at or row.started_at))
+
+
+# --- who is online ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OnlineSession:
+    username: str
+    nas: str
+    ip: str | None
+    mac: str | None
+    started_at: datetime | None
+    duration: int | None
+    upload_bytes: int
+    download_bytes: int
+    acct_session_id: str
+
+
+def list_open_sessions(connection: Connection, now: datetime, nas_name: str | None = None) -> list[OnlineSession]:
+    """Open sessions, oldest first; the NAS by name where radbill knows it, else by address."""
+    query = (select(sessions, nas.c.name.label("nas_name")).select_from(sessions.outerjoin(nas, nas.c.id == sessions.c.nas_id))
+             .where(sessions.c.stopped_at.is_(None)).order_by(sessions.c.started_at, sessions.c.id))
+    if nas_name is not None:
+        query = query.where(nas.c.name == nas_name)
+    result = []
+    for row in connection.execute(query):
+        started = as_utc(row.started_at)
+        result.append(OnlineSession(
+            username=row.username, nas=row.nas_name or row.nas_ip_address, ip=row.framed_ip_address,
+            mac=row.calling_station_id, started_at=started,
+            duration=int((now - started).total_seconds()) if started else None,
+            upload_bytes=row.upload_bytes, download_bytes=row.download_bytes, acct_session_id=row.acct_session_id))
+    return result

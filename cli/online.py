@@ -1,0 +1,40 @@
+"""``radbill online``: who is connected now, from the open sessions radiusd keeps."""
+
+from datetime import datetime, timezone
+
+import click
+
+from cli.main import Context
+from cli.output import emit_table
+from nas.registry import get_nas
+from radiusd.accounting_store import list_open_sessions
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    days, rest = divmod(max(seconds, 0), 86_400)
+    hours, rest = divmod(rest, 3_600)
+    text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+@click.command()
+@click.option("--nas", "nas_name", metavar="NAME", help="Only sessions on this router.")
+@click.pass_obj
+def online(obj: Context, nas_name: str | None) -> None:
+    """List open sessions: user, NAS, IP, MAC, start, duration, bytes up/down."""
+    with obj.engine.connect() as connection:
+        if nas_name is not None:
+            get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
+        found = list_open_sessions(connection, datetime.now(timezone.utc), nas_name)
+    if obj.as_json:
+        emit_table(found, [])
+        return
+    rows = [dict(user=s.username, nas=s.nas, ip=s.ip, mac=s.mac,
+                 start=s.started_at.strftime("%Y-%m-%d %H:%M:%S") if s.started_at else None,
+                 duration=_duration(s.duration), upload=s.upload_bytes, download=s.download_bytes) for s in found]
+    emit_table(rows, ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"])
+
+
+COMMANDS = [online]
