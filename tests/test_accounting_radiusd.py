@@ -1,0 +1,186 @@
+"""Accounting end to end: the real radclient against ``radbill radiusd`` as a subprocess.
+
+Every test checks what reached the database: each session once, with its
+final counters, and usage that adds up exactly, however the requests were
+delivered (in parallel, retransmitted, through a database outage, through a
+SIGKILL of radiusd).
+"""
+
+import json
+import socket
+import time
+
+import pytest
+from pyrad.packet import AcctPacket
+from sqlalchemy import func, select
+
+from radiusd.dictionary import load_dictionary
+from schema import migrate
+from schema.engine import make_engine
+from schema.tables import customer_usage, radacct, sessions
+from tests.conftest import PostgresServer, _postgres_bindir
+from tests.radiusd_process import SECRET, RadiusdProcess, acct, radclient, request_file, require_radclient
+
+STORED = ("radiusd_accounting_records_total", 'outcome="stored"')
+SPOOLED = ("radiusd_accounting_records_total", 'outcome="spooled"')
+SPOOL_DEPTH = ("radiusd_accounting_spool_depth", "")
+REPLAYED = ("radiusd_accounting_spool_replayed_total", "")
+
+
+def session_stream(sessions_count: int, prefix: str, phases=("Start", "Interim-Update", "Stop")) -> list[dict]:
+    """Requests for ``sessions_count`` sessions of user demo, phase by phase."""
+    counters = {
+        "Start": lambda i: {},
+        "Interim-Update": lambda i: {"Acct-Input-Octets": 1000 + i, "Acct-Output-Octets": 5000,
+                                     "Acct-Output-Gigawords": 1, "Acct-Session-Time": 300},
+        "Stop": lambda i: {"Acct-Input-Octets": 2000 + i, "Acct-Output-Octets": 9000, "Acct-Output-Gigawords": 1,
+                           "Acct-Session-Time": 360, "Acct-Terminate-Cause": "User-Request"},
+    }
+    return [{**acct(phase, f"{prefix}{i:05d}"), "Framed-IP-Address": f"100.64.{i // 250}.{i % 250 + 1}",
+             **counters[phase](i)} for phase in phases for i in range(sessions_count)]
+
+
+def expected_usage(sessions_count: int) -> tuple[int, int]:
+    upload = sum(2000 + i for i in range(sessions_count))
+    download = sessions_count * ((1 << 32) + 9000)
+    return upload, download
+
+
+def database_totals(url: str):
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(select(func.count(), func.count(radacct.c.acctstoptime))).one()
+            usage = connection.execute(select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)).all()
+            sessions_rows = connection.execute(select(func.count()).select_from(sessions)).scalar()
+        return rows[0], rows[1], sessions_rows, usage
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def radiusd(tmp_path, database_url, cli):
+    require_radclient()
+    cli("demo")
+    server = RadiusdProcess(tmp_path, database_url)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_start_interim_stop_through_radclient(radiusd, database_url, cli, tmp_path):
+    count = 200
+    starts = request_file(tmp_path / "start.txt", session_stream(count, "a", ("Start",)))
+    result = radclient(radiusd.acct_port, starts, parallel=20)
+    assert result.returncode == 0, result.stdout + result.stderr
+    online = json.loads(cli("--json", "online", "--nas", "demo-nas").output)
+    assert len(online) == count and {row["username"] for row in online} == {"demo"}
+    assert online[0]["ip"].startswith("100.64.") and online[0]["nas"] == "demo-nas"
+    rest = request_file(tmp_path / "rest.txt", session_stream(count, "a", ("Interim-Update", "Stop")))
+    result = radclient(radiusd.acct_port, rest, parallel=20)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert database_totals(database_url) == (count, count, count, [expected_usage(count)])
+    assert json.loads(cli("--json", "online").output) == []
+    assert "USER" in cli("online").output
+
+
+def test_retransmitted_request_is_answered_from_cache_and_counted_once(radiusd, database_url):
+    request = AcctPacket(dict=load_dictionary(), secret=SECRET.encode(), id=7,
+                         **{"Acct-Status-Type": "Interim-Update", "User-Name": "demo", "Acct-Session-Id": "retx",
+                            "NAS-IP-Address": "127.0.0.1", "Acct-Input-Octets": 700, "Acct-Output-Octets": 900})
+    data = request.RequestPacket()
+    stored_before = radiusd.metric(*STORED)
+    duplicates_before = radiusd.metric("radiusd_duplicates_total")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:
+        nas.settimeout(5)
+        nas.bind(("127.0.0.1", 0))
+        replies = []
+        for _ in range(3):
+            nas.sendto(data, ("127.0.0.1", radiusd.acct_port))
+            replies.append(nas.recv(4096))
+        wrong = AcctPacket(dict=load_dictionary(), secret=b"wrong", id=8,
+                           **{"Acct-Status-Type": "Start", "User-Name": "demo", "Acct-Session-Id": "forged"})
+        nas.sendto(wrong.RequestPacket(), ("127.0.0.1", radiusd.acct_port))
+        nas.settimeout(1)
+        with pytest.raises(socket.timeout):
+            nas.recv(4096)
+    assert replies[0] == replies[1] == replies[2] and replies[0][1] == 7
+    assert request.VerifyReply(AcctPacket(packet=replies[0], secret=SECRET.encode(), dict=load_dictionary()), replies[0])
+    assert radiusd.metric(*STORED) - stored_before == 1
+    assert radiusd.metric("radiusd_duplicates_total") - duplicates_before == 2
+    assert radiusd.metric("radiusd_drops_total", 'cause="bad_authenticator"') == 1
+    assert database_totals(database_url) == (1, 0, 1, [(700, 900)])
+
+
+# --- the database goes away ----------------------------------------------------------
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found")
+    server = PostgresServer(bindir)
+    server.start()
+    engine = make_engine(server.url("postgres"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("CREATE DATABASE radbill")
+    engine.dispose()
+    engine = make_engine(server.url("radbill"))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield server
+    try:
+        server.stop("immediate")
+    except Exception:
+        pass
+    server.remove()
+
+
+@pytest.fixture
+def pg_radiusd(tmp_path, own_postgres):
+    require_radclient()
+    from tests.conftest import Cli
+
+    url = own_postgres.url("radbill")
+    Cli(url)("demo")
+    server = RadiusdProcess(tmp_path, url)
+    server.start()
+    yield server, own_postgres, url
+    server.stop()
+
+
+def test_postgresql_stopped_in_the_middle_loses_and_doubles_nothing(pg_radiusd, tmp_path):
+    radiusd, postgres, url = pg_radiusd
+    count = 300
+    starts = request_file(tmp_path / "start.txt", session_stream(count, "p", ("Start",)))
+    assert radclient(radiusd.acct_port, starts, parallel=20).returncode == 0
+    postgres.stop("fast")
+    interims = request_file(tmp_path / "interim.txt", session_stream(count, "p", ("Interim-Update",)))
+    result = radclient(radiusd.acct_port, interims, parallel=20)
+    assert result.returncode == 0, result.stdout + result.stderr  # acknowledged from the spool
+    assert radiusd.metric(*SPOOL_DEPTH) > 0 and radiusd.metric(*SPOOLED) > 0
+    postgres.start()
+    stops = request_file(tmp_path / "stop.txt", session_stream(count, "p", ("Stop",)))
+    assert radclient(radiusd.acct_port, stops, parallel=20).returncode == 0
+    assert radiusd.wait_for_metric(*SPOOL_DEPTH, lambda depth: depth == 0) == 0
+    assert radiusd.metric(*REPLAYED) >= radiusd.metric(*SPOOLED) > 0
+    assert database_totals(url) == (count, count, count, [expected_usage(count)])
+
+
+def test_sigkill_with_spooled_records_then_restart_delivers_each_once(pg_radiusd, tmp_path):
+    radiusd, postgres, url = pg_radiusd
+    count = 100
+    postgres.stop("fast")
+    everything = request_file(tmp_path / "all.txt", session_stream(count, "k"))
+    result = radclient(radiusd.acct_port, everything, parallel=10)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert radiusd.metric(*SPOOL_DEPTH) == 3 * count
+    radiusd.kill()
+    radiusd.start(wait=False)  # it waits for the database to load its view
+    time.sleep(1)
+    postgres.start()
+    radiusd.wait_for_log("answering accounting")
+    assert radiusd.wait_for_metric(*REPLAYED, lambda replayed: replayed == 3 * count) == 3 * count
+    assert radiusd.metric(*SPOOL_DEPTH) == 0
+    assert database_totals(url) == (count, count, count, [expected_usage(count)])
