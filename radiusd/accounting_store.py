@@ -59,6 +59,10 @@ def _insert(connection: Connection, table):
 def apply_records(connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo) -> BatchOutcome:
     """Apply records in arrival order; Accounting-On/Off closes what came before it."""
     outcome = BatchOutcome()
+    if connection.dialect.name == "postgresql":
+        # Batches look rows up by lists of ids of varying length; a cached generic
+        # plan cannot hash such a list and scans linearly, so plan each with its values.
+        connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     segment: list[AccountingRecord] = []
     for record in records:
         if record.status in NAS_STATUSES:
@@ -182,25 +186,19 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
             totals[0] += after.upload_bytes - before.upload_bytes
             totals[1] += after.download_bytes - before.download_bytes
 
-    connection.execute(
-        update(sessions).where(sessions.c.id == bindparam("_id")).values(
-            customer_id=bindparam("_customer_id"), nas_id=bindparam("_nas_id"),
-            framed_ip_address=bindparam("_framed_ip_address"), calling_station_id=bindparam("_calling_station_id"),
-            nas_port_id=bindparam("_nas_port_id"), started_at=bindparam("_started_at"),
-            updated_at=bindparam("_updated_at"), stopped_at=bindparam("_stopped_at"),
-            upload_bytes=bindparam("_upload_bytes"), download_bytes=bindparam("_download_bytes"),
-            terminate_cause=bindparam("_terminate_cause")),
-        [dict(_id=rows[uid].id, _customer_id=customer_ids[uid],
-              _nas_id=rows[uid].nas_id or last_record[uid].nas_id,
-              _framed_ip_address=states[uid].framed_ip_address,
-              _calling_station_id=_station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id,
-              _nas_port_id=identity[uid].get("nasportid") or rows[uid].nas_port_id,
-              _started_at=states[uid].started_at, _updated_at=states[uid].updated_at,
-              _stopped_at=states[uid].stopped_at, _upload_bytes=states[uid].upload_bytes,
-              _download_bytes=states[uid].download_bytes, _terminate_cause=states[uid].terminate_cause)
-         for uid in unique_ids],
-    )
-    _upsert_radacct(connection, [_radacct_row(uid, identity[uid], states[uid]) for uid in unique_ids])
+    # The rows exist and are locked: one multi-row upsert writes them all in one statement.
+    _upsert(connection, sessions, "acct_unique_id", [
+        dict(acct_unique_id=uid, acct_session_id=rows[uid].acct_session_id, nas_ip_address=rows[uid].nas_ip_address,
+             username=rows[uid].username, customer_id=customer_ids[uid],
+             nas_id=rows[uid].nas_id or last_record[uid].nas_id,
+             framed_ip_address=states[uid].framed_ip_address,
+             calling_station_id=_station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id,
+             nas_port_id=identity[uid].get("nasportid") or rows[uid].nas_port_id,
+             started_at=states[uid].started_at, updated_at=states[uid].updated_at, stopped_at=states[uid].stopped_at,
+             upload_bytes=states[uid].upload_bytes, download_bytes=states[uid].download_bytes,
+             terminate_cause=states[uid].terminate_cause)
+        for uid in unique_ids])
+    _upsert(connection, radacct, "acctuniqueid", [_radacct_row(uid, identity[uid], states[uid]) for uid in unique_ids])
     outcome.sessions += len(unique_ids)
     for uid in unique_ids:
         was_open = rows[uid].started_at is not None and rows[uid].stopped_at is None
@@ -240,11 +238,12 @@ def _radacct_row(uid: str, identity: dict, state: SessionState) -> dict:
     return row
 
 
-def _upsert_radacct(connection: Connection, rows: list[dict]) -> None:
-    statement = _insert(connection, radacct)
-    columns = [column for column in rows[0] if column != "acctuniqueid"]
+def _upsert(connection: Connection, table, key: str, rows: list[dict]) -> None:
+    """Write whole rows keyed on a unique column, inserting or replacing."""
+    statement = _insert(connection, table)
+    columns = [column for column in rows[0] if column != key]
     statement = statement.on_conflict_do_update(
-        index_elements=["acctuniqueid"], set_={column: statement.excluded[column] for column in columns})
+        index_elements=[key], set_={column: statement.excluded[column] for column in columns})
     connection.execute(statement, rows)
 
 
