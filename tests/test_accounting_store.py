@@ -173,3 +173,37 @@ def test_insert_of_second_customer_is_independent(db):
     apply(db, make_record("Interim-Update", upload=1, download=1),
           make_record("Interim-Update", username="second", session="s2", upload=5, download=5))
     assert usage_of(db, "second") == [(5, 5)] and usage_of(db, "demo") == [(1, 1)]
+
+
+def test_two_instances_writing_the_same_sessions_count_usage_once(db, database_url):
+    """Several radiusd instances share the database: a NAS that fails over between them
+    may deliver the same records to both, concurrently."""
+    import threading
+
+    from schema.engine import make_engine
+
+    batches = [[make_record("Interim-Update", session=f"s{i}", at=T0 + timedelta(minutes=k), upload=100 * k,
+                            download=1000 * k) for i in range(10)] for k in range(1, 21)]
+    errors = []
+    start = threading.Barrier(2)
+
+    def instance():
+        engine = make_engine(database_url)
+        try:
+            start.wait()
+            for batch in batches:
+                apply(engine, *batch)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=instance) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert usage_of(db) == [(10 * 2000, 10 * 20000)]
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(sessions)).scalar() == 10

@@ -21,14 +21,14 @@ class ThreadCalls:
     """Stands in for the reactor: callFromThread queues the call, the test runs it."""
 
     def __init__(self):
-        self.calls = queue.Queue()
+        self.from_thread = queue.Queue()
 
     def callFromThread(self, function, *args):
-        self.calls.put((function, args))
+        self.from_thread.put((function, args))
 
     def run_until(self, condition, timeout: float = 10.0):
         while not condition():
-            function, args = self.calls.get(timeout=timeout)
+            function, args = self.from_thread.get(timeout=timeout)
             function(*args)
 
 

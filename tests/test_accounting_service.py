@@ -1,0 +1,74 @@
+"""Accounting's timers on a fake clock: the stale-session sweep and the spool retry."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from twisted.internet import task
+
+import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
+from cli.demo import load_demo
+from radiusd.accounting_service import AccountingService
+from schema.settings import RadiusdSettings, Settings
+from schema.tables import sessions
+from tests.accounting_helpers import T0, make_record
+from tests.test_accounting_writer import ThreadCalls, fired
+
+
+class FakeReactor(task.Clock, ThreadCalls):
+    """task.Clock for timers, ThreadCalls for what the writer thread hands back."""
+
+    def __init__(self):
+        task.Clock.__init__(self)
+        ThreadCalls.__init__(self)
+        self.triggers = []
+
+    def addSystemEventTrigger(self, phase, event, function):
+        self.triggers.append((phase, event, function))
+
+
+class CountingView:
+    def __init__(self):
+        self.started, self.stopped = [], []
+
+    def session_started(self, customer_id):
+        self.started.append(customer_id)
+
+    def session_stopped(self, customer_id):
+        self.stopped.append(customer_id)
+
+
+@pytest.fixture
+def service(engine, tmp_path):
+    with engine.begin() as connection:
+        load_demo(connection, T0)
+    reactor = FakeReactor()
+    reactor.advance(T0.timestamp())
+    view = CountingView()
+    settings = Settings(radiusd=RadiusdSettings(spool_dir=str(tmp_path / "spool"), interim_interval=60))
+    accounting = AccountingService(settings, engine, reactor, view=view)
+    listeners = []
+    accounting.start(lambda port, handler: listeners.append((port, handler)))
+    assert listeners == [(1813, accounting.handler)]
+    yield accounting, reactor, view
+    done = fired([accounting.stop()])
+    reactor.run_until(lambda: done)
+
+
+def test_the_sweep_closes_silent_sessions_on_the_clock(service, engine):
+    accounting, reactor, view = service
+    results = fired([accounting.writer.submit(make_record("Start", session="quiet", at=T0)),
+                     accounting.writer.submit(make_record("Start", session="chatty", at=T0))])
+    reactor.run_until(lambda: len(results) == 2)
+    reactor.run_until(lambda: len(view.started) == 2)
+    for minute in range(1, 5):  # three silent intervals have passed after the fourth
+        chatty = fired([accounting.writer.submit(make_record("Interim-Update", session="chatty",
+                                                             at=T0 + timedelta(minutes=minute)))])
+        reactor.run_until(lambda: chatty)
+        reactor.advance(60)  # the sweep runs every interim interval (60 s here)
+        reactor.run_until(lambda: accounting._sweep.call is not None)  # it finished and is due again
+    reactor.run_until(lambda: view.stopped)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(select(sessions.c.acct_session_id, sessions.c.terminate_cause)).all())
+    assert rows == {"quiet": "Lost-Service", "chatty": None}
+    assert len(view.stopped) == 1
