@@ -30,12 +30,39 @@ def spool_directory(spool_dir: str, worker: int) -> Path:
     return Path(spool_dir) / f"worker-{worker}"
 
 
+def adopt_orphan_spools(spool: Spool, spool_dir: str, workers: int) -> int:
+    """Take over the spools of workers that no longer exist (``workers`` was lowered while they held records).
+
+    Their records are appended to ``spool`` before they are marked replayed
+    there; a crash in between replays them twice, which the idempotent
+    writes make harmless.
+    """
+    adopted = 0
+    for directory in sorted(Path(spool_dir).glob("worker-*")):
+        index = directory.name.removeprefix("worker-")
+        if not index.isdigit() or int(index) < workers:
+            continue
+        orphan = Spool(directory)
+        try:
+            if orphan.pending:
+                records = [record for _offset, record in orphan.read(orphan.pending)]
+                spool.append(records)
+                orphan.advance(orphan.end, len(records))
+                adopted += len(records)
+                log.info("took over %d spooled accounting records from %s", len(records), directory)
+        finally:
+            orphan.close()
+    return adopted
+
+
 class AccountingService:
     def __init__(self, settings: Settings, engine: Engine, reactor, *, worker: int = 0, view=None):
         self.settings = settings.radiusd
         self.reactor = reactor
         self.view = view
         self.spool = Spool(spool_directory(self.settings.spool_dir, worker))
+        if worker == 0:
+            adopt_orphan_spools(self.spool, self.settings.spool_dir, self.settings.workers)
         self.writer = AccountingWriter(engine, self.spool, settings.billingd.zone, reactor,
                                        queue_size=self.settings.acct_queue_size, sessions_changed=self._sessions_changed)
         self.handler = AccountingHandler(self.writer, reactor)

@@ -184,3 +184,15 @@ def test_sweep_runs_on_the_writer_thread(db, tmp_path):
     reactor.run_until(lambda: closed)
     assert closed == [1]
     stop(writer, reactor)
+
+
+def test_spools_of_workers_that_no_longer_exist_are_taken_over(tmp_path):
+    from radiusd.accounting_service import adopt_orphan_spools, spool_directory
+
+    for worker in (0, 1, 2):
+        Spool(spool_directory(str(tmp_path), worker)).append(stream(1, prefix=f"w{worker}-"))
+    own = Spool(spool_directory(str(tmp_path), 0))
+    assert adopt_orphan_spools(own, str(tmp_path), workers=2) == 3  # worker-2's three records
+    assert own.pending == 6 and Spool(spool_directory(str(tmp_path), 2)).pending == 0
+    assert Spool(spool_directory(str(tmp_path), 1)).pending == 3  # a live worker's spool is its own
+    assert adopt_orphan_spools(own, str(tmp_path), workers=2) == 0
