@@ -1,5 +1,6 @@
 """Accounting records in the database: sessions, radacct, usage, quota enforcement (SQLite and PostgreSQL)."""
 
+import json
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -207,3 +208,17 @@ def test_two_instances_writing_the_same_sessions_count_usage_once(db, database_u
     assert usage_of(db) == [(10 * 2000, 10 * 20000)]
     with db.connect() as connection:
         assert connection.execute(select(func.count()).select_from(sessions)).scalar() == 10
+
+
+def test_radbill_online_lists_open_sessions(db, cli):
+    apply(db, make_record("Start", session="open1", at=T0, framed_ip_address="100.64.0.9",
+                          calling_station_id="aa-bb-cc-00-00-09", nas_id=None),
+          make_record("Interim-Update", session="open1", at=T0 + timedelta(minutes=5), upload=10, download=20),
+          make_record("Stop", session="gone", at=T0))
+    table = cli("online").output.splitlines()
+    assert table[0].split() == ["USER", "NAS", "IP", "MAC", "START", "DURATION", "UPLOAD", "DOWNLOAD"]
+    assert len(table) == 2 and table[1].split()[:4] == ["demo", "127.0.0.1", "100.64.0.9", "AA:BB:CC:00:00:09"]
+    assert table[1].split()[-2:] == ["10", "20"]
+    [session] = json.loads(cli("--json", "online").output)
+    assert session["acct_session_id"] == "open1" and session["duration"] > 0
+    assert "no NAS named 'nowhere'" in cli("online", "--nas", "nowhere", expect_exit=1).output
