@@ -41,6 +41,8 @@ class AccountingHandler:
             record = record_from_packet(request, client.id, address[0], self.clock.seconds())
         except AccountingError as error:
             raise Drop("bad_accounting", f"NAS {client.name}: {error}") from None
+        except Exception as error:  # pyrad decodes values lazily: a bad one surfaces here
+            raise Drop("bad_attribute", f"NAS {client.name}: undecodable attribute value: {error!r}") from None
         if record is None:
             return self._response(request)
         stored = self.writer.submit(record)

@@ -28,6 +28,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge, Histogram
+from psycopg.errors import TransactionRollback
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from twisted.internet import defer
@@ -54,12 +55,16 @@ SESSIONS_CLOSED = Counter("radiusd_accounting_sessions_closed",
 QUOTA_JOBS = Counter("radiusd_accounting_quota_enforcements", "Enforcement jobs queued because a quota was used up")
 
 
+COMMIT_ATTEMPTS = 3
+
+
 class QueueFull(Exception):
     """The writer is behind; the request is dropped and the NAS will retransmit."""
 
 
 def is_outage(error: Exception) -> bool:
-    """A database we cannot reach (or that lost our connection), as opposed to one that refused a record."""
+    """A database we cannot reach (or that lost our connection, or kept failing with
+    deadlocks), as opposed to one that refused a record."""
     return isinstance(error, (OperationalError, InterfaceError)) or (
         isinstance(error, DBAPIError) and error.connection_invalidated)
 
@@ -170,8 +175,15 @@ class AccountingWriter:
 
     def _commit(self, records: list[AccountingRecord]):
         started = time.perf_counter()
-        with self.engine.begin() as connection:
-            outcome = apply_records(connection, records, self.zone)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as connection:
+                    outcome = apply_records(connection, records, self.zone)
+                break
+            except OperationalError as error:
+                # Another instance locked the same sessions in another order: just try again.
+                if not isinstance(error.orig, TransactionRollback) or attempt == COMMIT_ATTEMPTS:
+                    raise
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(records))
         if outcome.opened or outcome.stopped:

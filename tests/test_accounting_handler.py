@@ -1,0 +1,107 @@
+"""The accounting handler without sockets: authenticators, bad values, the answer after the writer."""
+
+import hashlib
+
+import pytest
+from pyrad.packet import AccountingResponse, AcctPacket
+from twisted.internet import defer, task
+
+from radiusd.accounting_handler import AccountingHandler
+from radiusd.accounting_writer import QueueFull
+from radiusd.dictionary import load_dictionary
+from radiusd.packets import Drop
+from radiusd.view import NasClient
+from tests.accounting_helpers import SECRET
+
+CLIENT = NasClient(id=1, name="core-1", ip_address="127.0.0.1", secret=SECRET, require_message_authenticator="auto")
+ADDRESS = ("127.0.0.1", 40000)
+
+
+class Writer:
+    def __init__(self):
+        self.pending: list[tuple] = []
+
+    def submit(self, record):
+        d = defer.Deferred()
+        self.pending.append((record, d))
+        return d
+
+
+def request(secret=SECRET, message_authenticator=False, **attributes):
+    attributes = {"Acct-Status-Type": "Start", "User-Name": "demo", "Acct-Session-Id": "a1",
+                  **{key.replace("_", "-"): value for key, value in attributes.items()}}
+    packet = AcctPacket(dict=load_dictionary(), secret=secret, id=9, message_authenticator=message_authenticator,
+                        **attributes)
+    return packet, packet.RequestPacket()
+
+
+@pytest.fixture
+def handler():
+    return AccountingHandler(Writer(), task.Clock())
+
+
+def test_answer_only_once_the_writer_says_durable(handler):
+    packet, data = request(Acct_Input_Octets=5)
+    answer = handler.handle(data, CLIENT, ADDRESS)
+    replies = []
+    answer.addCallback(replies.append)
+    [(record, stored)] = handler.writer.pending
+    assert record.upload_bytes == 5 and record.nas_id == 1 and replies == []
+    stored.callback(None)
+    reply = AcctPacket(packet=replies[0], secret=SECRET, dict=load_dictionary())
+    assert reply.code == AccountingResponse and reply.id == 9 and packet.VerifyReply(reply, replies[0])
+
+
+def test_no_answer_when_the_writer_refuses(handler):
+    _, data = request()
+    answer = handler.handle(data, CLIENT, ADDRESS)
+    failures = []
+    answer.addErrback(failures.append)
+    handler.writer.pending[0][1].errback(QueueFull("full"))
+    assert failures[0].check(Drop) and failures[0].value.cause == "accounting_queue_full"
+
+
+def test_wrong_secret_is_dropped(handler):
+    _, data = request(secret=b"not-the-secret")
+    with pytest.raises(Drop) as dropped:
+        handler.handle(data, CLIENT, ADDRESS)
+    assert dropped.value.cause == "bad_authenticator" and handler.writer.pending == []
+
+
+def test_message_authenticator_is_checked_when_present(handler):
+    _, data = request(message_authenticator=True)
+    handler.handle(data, CLIENT, ADDRESS)
+    assert len(handler.writer.pending) == 1
+    tampered = bytearray(data)
+    tampered[-1] ^= 1  # the last octet of the Message-Authenticator, which pyrad adds last
+    with pytest.raises(Drop) as dropped:
+        handler.handle(_resign(bytes(tampered)), CLIENT, ADDRESS)
+    assert dropped.value.cause == "bad_message_authenticator"
+
+
+def test_undecodable_value_and_missing_session_id_are_dropped(handler):
+    _, data = request()
+    raw = bytearray(data)
+    raw += bytes([42, 5, 1, 2, 3])  # Acct-Input-Octets of three octets
+    raw[2:4] = len(raw).to_bytes(2, "big")
+    resigned = _resign(bytes(raw))
+    with pytest.raises(Drop) as dropped:
+        handler.handle(resigned, CLIENT, ADDRESS)
+    assert dropped.value.cause == "bad_attribute"
+    _, data = request()
+    del_session = data[:20] + data[20:].replace(bytes([44, 4]) + b"a1", b"")
+    del_session = del_session[:2] + len(del_session).to_bytes(2, "big") + del_session[4:]
+    with pytest.raises(Drop) as dropped:
+        handler.handle(_resign(del_session), CLIENT, ADDRESS)
+    assert dropped.value.cause == "bad_accounting"
+
+
+def test_status_radbill_does_not_store_is_answered_at_once(handler):
+    _, data = request(Acct_Status_Type="Failed")
+    assert isinstance(handler.handle(data, CLIENT, ADDRESS), bytes) and handler.writer.pending == []
+
+
+def _resign(data: bytes) -> bytes:
+    """Recompute the Request Authenticator (RFC 2866 §3) of hand-edited bytes."""
+    zeroed = data[:4] + bytes(16) + data[20:]
+    return data[:4] + hashlib.md5(zeroed + SECRET).digest() + data[20:]
