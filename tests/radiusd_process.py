@@ -105,13 +105,22 @@ def request_file(path: Path, requests: list[dict]) -> Path:
     return path
 
 
+def _radclient_command(port: int, file: Path, parallel: int, retries: int, timeout: int, kind: str) -> list[str]:
+    return [require_radclient(), "-q", "-s", "-f", str(file), "-p", str(parallel), "-r", str(retries),
+            "-t", str(timeout), f"127.0.0.1:{port}", kind, SECRET]
+
+
 def radclient(port: int, file: Path, *, parallel: int = 1, retries: int = 3, timeout: int = 3,
               kind: str = "acct") -> subprocess.CompletedProcess:
     """Send every request in ``file``; radclient exits non-zero if any went unanswered."""
-    return subprocess.run(
-        [require_radclient(), "-q", "-s", "-f", str(file), "-p", str(parallel), "-r", str(retries), "-t", str(timeout),
-         f"127.0.0.1:{port}", kind, SECRET],
-        capture_output=True, text=True, timeout=600)
+    return subprocess.run(_radclient_command(port, file, parallel, retries, timeout, kind),
+                          capture_output=True, text=True, timeout=600)
+
+
+def radclient_in_background(port: int, file: Path, *, parallel: int = 1, retries: int = 3, timeout: int = 3,
+                            kind: str = "acct") -> subprocess.Popen:
+    return subprocess.Popen(_radclient_command(port, file, parallel, retries, timeout, kind),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def acct(status: str, session: str, username: str = "demo", **attributes) -> dict:
