@@ -96,9 +96,14 @@ class Spool:
             payload = json.dumps(record.to_json(), separators=(",", ":")).encode()
             frames.append(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
         data = b"".join(frames)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError:
+            # A half-written frame (disk full) would hide every later one from replay.
+            self._file.truncate(self.end)
+            raise
         self.end += len(data)
         self.pending += len(records)
 

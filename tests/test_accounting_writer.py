@@ -196,3 +196,28 @@ def test_spools_of_workers_that_no_longer_exist_are_taken_over(tmp_path):
     assert own.pending == 6 and Spool(spool_directory(str(tmp_path), 2)).pending == 0
     assert Spool(spool_directory(str(tmp_path), 1)).pending == 3  # a live worker's spool is its own
     assert adopt_orphan_spools(own, str(tmp_path), workers=2) == 0
+
+
+def test_a_failed_append_leaves_no_half_frame(tmp_path):
+    spool = Spool(tmp_path)
+    spool.append(stream(1))
+
+    class DiskFull:
+        def __init__(self, file):
+            self._file = file
+
+        def write(self, data):
+            self._file.write(data[: len(data) // 2])
+            self._file.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self._file, name)
+
+    real = spool._file
+    spool._file = DiskFull(real)
+    with pytest.raises(OSError):
+        spool.append(stream(1, prefix="lost"))
+    spool._file = real
+    spool.append(stream(1, prefix="later"))
+    assert [record.acct_session_id for _, record in Spool(tmp_path).read(10)] == ["s0"] * 3 + ["later0"] * 3
