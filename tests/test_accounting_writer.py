@@ -221,3 +221,18 @@ def test_a_failed_append_leaves_no_half_frame(tmp_path):
     spool._file = real
     spool.append(stream(1, prefix="later"))
     assert [record.acct_session_id for _, record in Spool(tmp_path).read(10)] == ["s0"] * 3 + ["later0"] * 3
+
+
+def test_spool_cursor_survives_reopening_and_a_crash_after_truncating(tmp_path):
+    spool = Spool(tmp_path)
+    spool.append(stream(2))  # six records
+    first = spool.read(4)
+    spool.advance(first[-1][0], 4)
+    again = Spool(tmp_path)
+    assert again.pending == 2 and [r for _, r in again.read(10)] == [r for _, r in spool.read(10)]
+    again.advance(again.end, 2)
+    assert (tmp_path / "accounting.spool").stat().st_size == 0
+    (tmp_path / "accounting.cursor").write_text("999")  # crashed after truncating, before the cursor moved
+    spool = Spool(tmp_path)
+    spool.append(stream(1, prefix="new"))
+    assert Spool(tmp_path).pending == 3
