@@ -56,8 +56,21 @@ class Spool:
             cursor = int(self.cursor_path.read_text().strip() or 0)
         except FileNotFoundError:
             return 0
-        # Past the end only after a crash between truncating and resetting.
-        return cursor if cursor <= self.path.stat().st_size else 0
+        if cursor > self.path.stat().st_size:
+            # Past the end only after a crash between truncating and resetting:
+            # reset it now, before new appends make the stale offset look valid.
+            self._write_cursor(0)
+            return 0
+        return cursor
+
+    def _write_cursor(self, offset: int) -> None:
+        temporary = self.cursor_path.with_suffix(".tmp")
+        with open(temporary, "w") as writer:
+            writer.write(str(offset))
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(temporary, self.cursor_path)
+        _fsync_directory(self.directory)
 
     def _scan(self) -> tuple[int, int]:
         """Count whole frames after the cursor; cut a torn tail off."""
@@ -119,13 +132,7 @@ class Spool:
             self._file.truncate(0)
             os.fsync(self._file.fileno())
             offset = self.end = 0
-        temporary = self.cursor_path.with_suffix(".tmp")
-        with open(temporary, "w") as writer:
-            writer.write(str(offset))
-            writer.flush()
-            os.fsync(writer.fileno())
-        os.replace(temporary, self.cursor_path)
-        _fsync_directory(self.directory)
+        self._write_cursor(offset)
         self.cursor = offset
 
     def close(self) -> None:
