@@ -161,7 +161,12 @@ class AccountingWriter:
             records = [job for job in jobs if isinstance(job, _Job) and job.record is not None]
             QUEUE_DEPTH.dec(len(records))
             if records:
-                self._write(records)
+                try:
+                    self._write(records)
+                except Exception as error:  # a bug must not end the thread every request waits on
+                    log.exception("accounting writer failed on a batch of %d; not acknowledged", len(records))
+                    for job in records:
+                        self._reply(job, error=error)
             for job in jobs:
                 if job is _STOP:
                     self.spool.close()
