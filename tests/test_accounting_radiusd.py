@@ -113,6 +113,21 @@ def test_retransmitted_request_is_answered_from_cache_and_counted_once(radiusd, 
     assert database_totals(database_url) == (1, 0, 1, [(700, 900)])
 
 
+def test_accounting_on_closes_the_nas_sessions(radiusd, database_url, cli, tmp_path):
+    starts = request_file(tmp_path / "start.txt", session_stream(3, "r", ("Start",)))
+    assert send_file(radiusd.acct_port, starts).returncode == 0
+    assert len(json.loads(cli("--json", "online").output)) == 3
+    reboot = request_file(tmp_path / "on.txt", [{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "127.0.0.1",
+                                                 "Acct-Session-Id": "0"}])
+    assert send_file(radiusd.acct_port, reboot).returncode == 0
+    assert json.loads(cli("--json", "online").output) == []
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        causes = connection.execute(select(radacct.c.acctterminatecause)).scalars().all()
+    engine.dispose()
+    assert causes == ["NAS-Reboot"] * 3
+
+
 # --- the database goes away ----------------------------------------------------------
 
 @pytest.fixture
