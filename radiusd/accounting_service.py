@@ -8,6 +8,7 @@ and the sweep that closes sessions silent for three interim intervals.
 """
 
 import logging
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +24,11 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
 SWEEP_SECONDS = 60.0
+# The writer thread waits on the database a dozen times per batch, and each
+# time must win the GIL back from a busy reactor thread: with CPython's default
+# 5 ms switch interval that wait, not the database, bounds accounting under
+# load. 0.5 ms measured 1.6x the writer's throughput beside a busy thread.
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def spool_directory(spool_dir: str, worker: int) -> Path:
@@ -73,6 +79,7 @@ class AccountingService:
 
     def start(self, add_listener) -> None:
         """Start writing, then listen with ``add_listener(port, handler)`` (radiusd.service.Radiusd)."""
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self.writer.start()
         self._retry.start(RETRY_SECONDS, now=False)
         self._sweep.start(min(SWEEP_SECONDS, self.settings.interim_interval), now=False)

@@ -155,11 +155,16 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
         [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id, nas_ip_address=first[uid].nas_ip_address,
               username=first[uid].username) for uid in unique_ids],
     )
+    # Lock the session rows and read their radacct rows in one round trip.
+    radacct_columns = [column.label(f"radacct_{column.name}") for column in radacct.c]
     locked = connection.execute(
-        select(sessions).where(sessions.c.acct_unique_id.in_(unique_ids)).order_by(sessions.c.acct_unique_id).with_for_update()
+        select(sessions, *radacct_columns)
+        .select_from(sessions.outerjoin(radacct, radacct.c.acctuniqueid == sessions.c.acct_unique_id))
+        .where(sessions.c.acct_unique_id.in_(unique_ids)).order_by(sessions.c.acct_unique_id)
+        .with_for_update(of=sessions)
     ).all()
-    radacct_rows = {row.acctuniqueid: dict(row._mapping) for row in
-                    connection.execute(select(radacct).where(radacct.c.acctuniqueid.in_(unique_ids)))}
+    radacct_rows = {row.acct_unique_id: {column.name: row._mapping[f"radacct_{column.name}"] for column in radacct.c}
+                    for row in locked if row._mapping["radacct_radacctid"] is not None}
     known = _customers_by_username(connection, (record.username for record in records))
 
     rows = {row.acct_unique_id: row for row in locked}
