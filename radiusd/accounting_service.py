@@ -18,6 +18,7 @@ from twisted.internet import task
 from radiusd.accounting_handler import AccountingHandler
 from radiusd.accounting_spool import Spool
 from radiusd.accounting_writer import AccountingWriter
+from schema.errors import RadbillError
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,12 @@ class AccountingService:
         self.settings = settings.radiusd
         self.reactor = reactor
         self.view = view
-        self.spool = Spool(spool_directory(self.settings.spool_dir, worker))
+        directory = spool_directory(self.settings.spool_dir, worker)
+        try:
+            self.spool = Spool(directory)
+        except OSError as error:
+            raise RadbillError(f"cannot use the accounting spool {directory}: {error.strerror} "
+                               f"(configuration key 'radiusd.spool_dir')") from None
         if worker == 0:
             adopt_orphan_spools(self.spool, self.settings.spool_dir, self.settings.workers)
         self.writer = AccountingWriter(engine, self.spool, settings.billingd.zone, reactor,

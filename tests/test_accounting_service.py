@@ -9,6 +9,7 @@ from twisted.internet import task
 import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
 from cli.demo import load_demo
 from radiusd.accounting_service import AccountingService
+from schema.errors import RadbillError
 from schema.settings import RadiusdSettings, Settings
 from schema.tables import sessions
 from tests.accounting_helpers import T0, make_record
@@ -72,3 +73,11 @@ def test_the_sweep_closes_silent_sessions_on_the_clock(service, engine):
         rows = dict(connection.execute(select(sessions.c.acct_session_id, sessions.c.terminate_cause)).all())
     assert rows == {"quiet": "Lost-Service", "chatty": None}
     assert len(view.stopped) == 1
+
+
+def test_an_unusable_spool_directory_is_a_clear_error(engine, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings = Settings(radiusd=RadiusdSettings(spool_dir=str(blocker)))
+    with pytest.raises(RadbillError, match="cannot use the accounting spool .*radiusd.spool_dir"):
+        AccountingService(settings, engine, FakeReactor())
