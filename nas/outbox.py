@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from nas.coa import SessionIdentity
 from nas.registry import Nas, nas_from_row
 from schema.audit import audit
 from schema.errors import RadbillError
+from schema.outbox import ACTIONS, enqueue  # noqa: F401  (queueing lives in schema: radiusd queues too)
 from schema.tables import customers, enforcement_jobs, nas, sessions
 
-ACTIONS = ("disconnect", "coa", "api_disable", "api_enable")
 STATUSES = ("pending", "done", "failed")
 
 
@@ -77,32 +76,6 @@ class JobRow:
     created_at: datetime
     done_at: datetime | None
     payload: dict
-
-
-def enqueue(
-    connection: Connection,
-    *,
-    customer_id: int,
-    action: str,
-    reason: str,
-    payload: dict | None = None,
-    nas_id: int | None = None,
-    dedupe_key: str | None = None,
-    not_before: datetime | None = None,
-) -> int | None:
-    """Queue a job in the caller's transaction; return its id, or None if
-    ``dedupe_key`` was queued before (the job is then not queued twice)."""
-    if action not in ACTIONS:
-        raise RadbillError(f"unknown enforcement action {action!r}: use one of {', '.join(ACTIONS)}")
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(enforcement_jobs)
-        .values(customer_id=customer_id, nas_id=nas_id, action=action, reason=reason, payload=payload or {},
-                dedupe_key=dedupe_key, not_before=not_before)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(enforcement_jobs.c.id)
-    )
-    return connection.execute(statement).scalar()
 
 
 def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Job]:

@@ -24,7 +24,8 @@ from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, mer
 from radiusd.policy import normalise_mac, normalise_username
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
-from schema.tables import customer_usage, customers, enforcement_jobs, master_packages, nas, packages, radacct, sessions
+from schema.outbox import enqueue
+from schema.tables import customer_usage, customers, master_packages, nas, packages, radacct, sessions
 from schema.usage import usage_period_start
 
 NAS_REBOOT = "NAS-Reboot"
@@ -291,12 +292,9 @@ def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Custo
                        period_start=row.period_start.isoformat())
         if throttle:
             payload["rate_limit"] = RateLimit(customer.fup_rx, customer.fup_tx).to_mikrotik()
-        connection.execute(
-            _insert(connection, enforcement_jobs).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-            dict(customer_id=row.customer_id, nas_id=session.nas_id or record.nas_id,
-                 action="coa" if throttle else "disconnect", reason="quota", payload=payload,
-                 dedupe_key=f"quota:{row.customer_id}:{row.period_start.isoformat()}"),
-        )
+        enqueue(connection, customer_id=row.customer_id, nas_id=session.nas_id or record.nas_id,
+                action="coa" if throttle else "disconnect", reason="quota", payload=payload,
+                dedupe_key=f"quota:{row.customer_id}:{row.period_start.isoformat()}")
         connection.execute(update(customer_usage).where(customer_usage.c.customer_id == row.customer_id,
                                                         customer_usage.c.period_start == row.period_start)
                            .values(quota_enforced_at=now))

@@ -1,0 +1,43 @@
+"""Queueing a router action in the enforcement outbox (``enforcement_jobs``).
+
+Billing, the CLI and radiusd's accounting queue a job in the same transaction
+as the change that needs it (a transactional outbox); nas/outbox.py and
+nas/worker.py claim and carry the jobs out. It lives here because radiusd
+may import only schema.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from schema.errors import RadbillError
+from schema.tables import enforcement_jobs
+
+ACTIONS = ("disconnect", "coa", "api_disable", "api_enable")
+
+
+def enqueue(
+    connection: Connection,
+    *,
+    customer_id: int,
+    action: str,
+    reason: str,
+    payload: dict | None = None,
+    nas_id: int | None = None,
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+) -> int | None:
+    """Queue a job in the caller's transaction; return its id, or None if
+    ``dedupe_key`` was queued before (the job is then not queued twice)."""
+    if action not in ACTIONS:
+        raise RadbillError(f"unknown enforcement action {action!r}: use one of {', '.join(ACTIONS)}")
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(enforcement_jobs)
+        .values(customer_id=customer_id, nas_id=nas_id, action=action, reason=reason, payload=payload or {},
+                dedupe_key=dedupe_key, not_before=not_before)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(enforcement_jobs.c.id)
+    )
+    return connection.execute(statement).scalar()
