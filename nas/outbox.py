@@ -22,6 +22,7 @@ from sqlalchemy import Connection, and_, exists, or_, select, update
 from nas.coa import SessionIdentity
 from nas.registry import Nas, nas_from_row
 from schema.audit import audit
+from schema.engine import as_utc
 from schema.errors import RadbillError
 from schema.outbox import ACTIONS, enqueue  # noqa: F401  (queueing lives in schema: radiusd queues too)
 from schema.tables import customers, enforcement_jobs, nas, sessions
@@ -109,14 +110,9 @@ def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedel
     )
     return [
         Job(row["id"], row["customer_id"], row["nas_id"], row["action"], row["reason"], row["payload"] or {},
-            row["attempts"] + 1, _utc(row["created_at"]))
+            row["attempts"] + 1, as_utc(row["created_at"]))
         for row in rows
     ]
-
-
-def _utc(instant: datetime) -> datetime:
-    """SQLite hands back UTC instants without their zone."""
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def load_work(connection: Connection, job: Job) -> Work:
@@ -178,7 +174,7 @@ def list_jobs(connection: Connection, status: str | None = None, limit: int = 10
         query = query.where(enforcement_jobs.c.status == status)
     instants = ("not_before", "created_at", "done_at")
     return [
-        JobRow(**{name: (_utc(row[name]) if name in instants and row[name] else row[name]) for name in JobRow.__dataclass_fields__})
+        JobRow(**{name: (as_utc(row[name]) if name in instants and row[name] else row[name]) for name in JobRow.__dataclass_fields__})
         for row in connection.execute(query).mappings()
     ]
 

@@ -24,6 +24,7 @@ from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, mer
 from radiusd.policy import normalise_mac, normalise_username
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
+from schema.engine import as_utc
 from schema.outbox import enqueue
 from schema.tables import customer_usage, customers, master_packages, nas, packages, radacct, sessions
 from schema.usage import usage_period_start
@@ -43,13 +44,6 @@ class BatchOutcome:
     # Customers whose session opened or closed, for the view's session counts.
     opened: list[int] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every instant radbill stores is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
 
 
 def _insert(connection: Connection, table):

@@ -5,7 +5,7 @@ thread (radiusd.database), never on the reactor.
 """
 
 import logging
-from datetime import date, timezone
+from datetime import date
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
@@ -14,6 +14,7 @@ from schema.identity import canonical_username
 from radiusd.ratelimit import RateLimit
 from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
+from schema.engine import as_utc
 from schema.tables import (
     change_log,
     customer_usage,
@@ -54,7 +55,7 @@ def read_customers(connection: Connection, ids: set[int] | None = None) -> list[
     for row in _by_id_chunks(connection, select(*_CUSTOMER_COLUMNS), customers.c.id, ids):
         rows.append(CustomerRow(
             id=row.id, username=canonical_username(row.username), password=row.password, status=row.status,
-            package_id=row.package_id, operator_id=row.operator_id, expires_at=_utc(row.expires_at),
+            package_id=row.package_id, operator_id=row.operator_id, expires_at=as_utc(row.expires_at),
             wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
             deleted=row.deleted_at is not None,
         ))
@@ -195,10 +196,3 @@ def insert_postauth(connection: Connection, rows: list[dict]) -> None:
     with cursor.copy(f"COPY radpostauth ({', '.join(POSTAUTH_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(tuple(row[column] for column in POSTAUTH_COLUMNS))
-
-
-def _utc(value):
-    """SQLite hands back naive datetimes; they are stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value

@@ -5,6 +5,7 @@ foreign keys enforced, and a busy timeout so two processes (CLI and radiusd)
 wait for each other instead of failing. PostgreSQL goes through psycopg 3.
 """
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -55,3 +56,10 @@ def _begin_immediate(connection) -> None:
     never fails half-way with "database is locked" when another process wrote
     in between; the busy timeout then makes writers queue politely."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back the UTC instants radbill stores without their zone; give it back."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)

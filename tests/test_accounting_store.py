@@ -9,7 +9,8 @@ from sqlalchemy import func, insert, select, update
 
 import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
 from cli.demo import load_demo
-from radiusd.accounting_store import apply_records, as_utc, close_stale_sessions
+from radiusd.accounting_store import apply_records, close_stale_sessions
+from schema.engine import as_utc
 from schema.tables import change_log, customer_usage, customers, enforcement_jobs, master_packages, packages, radacct, sessions
 from tests.accounting_helpers import T0, make_record
 
