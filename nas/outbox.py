@@ -15,7 +15,7 @@ runs out.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, exists, or_, select, update
 
