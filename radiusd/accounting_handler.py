@@ -15,7 +15,7 @@ from pyrad.packet import AccountingResponse, AcctPacket
 
 from radiusd.accounting import AccountingError, record_from_packet
 from radiusd.accounting_writer import AccountingWriter, QueueFull
-from radiusd.packets import ACCOUNTING_REQUEST, Drop, decode, message_authenticator_valid
+from radiusd.packets import ACCOUNTING_REQUEST, AccountingPacket, Drop, decode, message_authenticator_valid
 from radiusd.view import NasClient
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class AccountingHandler:
         self.clock = clock
 
     def handle(self, data: bytes, client: NasClient, address):
-        request = decode(data, client.secret, AcctPacket)
+        request = decode(data, client.secret, AccountingPacket)
         if not request.VerifyAcctRequest():
             raise Drop("bad_authenticator", f"wrong Request Authenticator from NAS {client.name}: is the shared secret right?")
         # RFC 3579 §3.2: in an Accounting-Request it is computed over a zeroed Request Authenticator.
