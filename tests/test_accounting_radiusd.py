@@ -20,6 +20,7 @@ from schema import migrate
 from schema.engine import make_engine
 from schema.tables import customer_usage, radacct, sessions
 from tests.conftest import PostgresServer, _postgres_bindir
+from tests.radius import pap
 from tests.accounting_helpers import (SECRET, AccountingRadiusd, acct, request_file, require_radclient, send_file,
                                      send_file_in_background)
 
@@ -126,6 +127,19 @@ def test_accounting_on_closes_the_nas_sessions(radiusd, database_url, cli, tmp_p
         causes = connection.execute(select(radacct.c.acctterminatecause)).scalars().all()
     engine.dispose()
     assert causes == ["NAS-Reboot"] * 3
+
+
+def test_open_sessions_decide_simultaneous_use(radiusd, tmp_path):
+    """demo's package allows one session: its Start shuts the door, its Stop opens it again."""
+    auth_port = radiusd.settings["auth_port"]
+    assert pap(auth_port, "demo", "demo").code == "Access-Accept"
+    start = request_file(tmp_path / "start.txt", [acct("Start", "su1")])
+    assert send_file(radiusd.acct_port, start).returncode == 0
+    second = pap(auth_port, "demo", "demo")
+    assert second.code == "Access-Reject" and "too many sessions" in second["Reply-Message"]
+    stop = request_file(tmp_path / "stop.txt", [acct("Stop", "su1", **{"Acct-Session-Time": 5})])
+    assert send_file(radiusd.acct_port, stop).returncode == 0
+    assert pap(auth_port, "demo", "demo").code == "Access-Accept"
 
 
 # --- the database goes away ----------------------------------------------------------
