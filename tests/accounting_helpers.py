@@ -59,7 +59,7 @@ class AccountingRadiusd(RadiusdProcess):
     """``radbill radiusd`` with its own spool, started once accounting answers; can be SIGKILLed."""
 
     def __init__(self, directory: Path, database_url: str, **radiusd):
-        config, self.settings = write_config(directory, database_url, spool_dir=str(directory / "spool"), **radiusd)
+        config, self.settings = write_config(directory, database_url, **radiusd)
         super().__init__(config, directory / "radiusd.log")
         self.directory = directory
         self.acct_port = self.settings["acct_port"]

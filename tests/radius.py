@@ -76,8 +76,9 @@ def radtest(port: int, username: str, password: str, method: str = "pap", secret
 
 def write_config(directory: Path, database_url: str, **radiusd) -> tuple[Path, dict]:
     """A TOML file with free ports; returns its path and the [radiusd] values."""
+    # Each test's own accounting spool, so no record spooled in one test is replayed into another's database.
     values = {"auth_port": free_port(socket.SOCK_DGRAM), "acct_port": free_port(socket.SOCK_DGRAM),
-              "metrics_port": free_port(), **radiusd}
+              "metrics_port": free_port(), "spool_dir": str(directory / "spool"), **radiusd}
     lines = ["[database]", f'url = "{database_url}"', "[radiusd]"]
     for key, value in values.items():
         lines.append(f"{key} = {value!r}" if isinstance(value, int) else f'{key} = "{value}"')
