@@ -137,6 +137,17 @@ def _customers_by_username(connection: Connection, usernames: Iterable[str]) -> 
                                     row.fup_tx) for row in connection.execute(query)}
 
 
+def _lock_sessions(connection: Connection, unique_ids: list[str]) -> list:
+    """Lock the session rows (in one order, so instances do not deadlock) and read their radacct rows along."""
+    radacct_columns = [column.label(f"radacct_{column.name}") for column in radacct.c]
+    return connection.execute(
+        select(sessions, *radacct_columns)
+        .select_from(sessions.outerjoin(radacct, radacct.c.acctuniqueid == sessions.c.acct_unique_id))
+        .where(sessions.c.acct_unique_id.in_(unique_ids)).order_by(sessions.c.acct_unique_id)
+        .with_for_update(of=sessions)
+    ).all()
+
+
 def _apply_session_records(connection: Connection, records: list[AccountingRecord], zone: ZoneInfo,
                            outcome: BatchOutcome) -> None:
     if not records:
@@ -145,19 +156,16 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     for record in records:
         first.setdefault(record.acct_unique_id, record)
     unique_ids = sorted(first)
-    connection.execute(
-        _insert(connection, sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
-        [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id, nas_ip_address=first[uid].nas_ip_address,
-              username=first[uid].username) for uid in unique_ids],
-    )
-    # Lock the session rows and read their radacct rows in one round trip.
-    radacct_columns = [column.label(f"radacct_{column.name}") for column in radacct.c]
-    locked = connection.execute(
-        select(sessions, *radacct_columns)
-        .select_from(sessions.outerjoin(radacct, radacct.c.acctuniqueid == sessions.c.acct_unique_id))
-        .where(sessions.c.acct_unique_id.in_(unique_ids)).order_by(sessions.c.acct_unique_id)
-        .with_for_update(of=sessions)
-    ).all()
+    locked = _lock_sessions(connection, unique_ids)
+    missing = sorted(set(unique_ids) - {row.acct_unique_id for row in locked})
+    if missing:
+        # New sessions: create the rows (another instance may race us to it), then lock them too.
+        connection.execute(
+            _insert(connection, sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
+            [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id,
+                  nas_ip_address=first[uid].nas_ip_address, username=first[uid].username) for uid in missing],
+        )
+        locked += _lock_sessions(connection, missing)
     radacct_rows = {row.acct_unique_id: {column.name: row._mapping[f"radacct_{column.name}"] for column in radacct.c}
                     for row in locked if row._mapping["radacct_radacctid"] is not None}
     known = _customers_by_username(connection, (record.username for record in records))
