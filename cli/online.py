@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 import click
 
 from cli.main import Context
+from billingd.tenancy import visible_operator_ids
 from cli.output import emit_table
 from nas.registry import get_nas
 from radiusd.accounting_store import list_open_sessions
@@ -23,11 +24,14 @@ def _duration(seconds: int | None) -> str:
 @click.option("--nas", "nas_name", metavar="NAME", help="Only sessions on this router.")
 @click.pass_obj
 def online(obj: Context, nas_name: str | None) -> None:
-    """List open sessions: user, NAS, IP, MAC, start, duration, bytes up/down."""
-    with obj.engine.connect() as connection:
+    """List open sessions of the customers you can see: user, NAS, IP, MAC, start, duration, bytes up/down."""
+    with obj.engine.begin() as connection:
+        actor = obj.actor(connection)
+        actor.require("customers.view", "list online sessions")
         if nas_name is not None:
             get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
-        found = list_open_sessions(connection, datetime.now(timezone.utc), nas_name)
+        found = list_open_sessions(connection, datetime.now(timezone.utc), nas_name,
+                                   visible_operator_ids(connection, actor))
     if obj.as_json:
         emit_table(found, [])
         return

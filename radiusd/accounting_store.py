@@ -370,12 +370,20 @@ class OnlineSession:
     acct_session_id: str
 
 
-def list_open_sessions(connection: Connection, now: datetime, nas_name: str | None = None) -> list[OnlineSession]:
-    """Open sessions, oldest first; the NAS by name where radbill knows it, else by address."""
+def list_open_sessions(connection: Connection, now: datetime, nas_name: str | None = None,
+                       operator_ids: set[int] | None = None) -> list[OnlineSession]:
+    """Open sessions, oldest first; the NAS by name where radbill knows it, else by address.
+
+    ``operator_ids`` limits them to the customers of those operators (None: all,
+    also sessions of user names that are no customer).
+    """
     query = (select(sessions, nas.c.name.label("nas_name")).select_from(sessions.outerjoin(nas, nas.c.id == sessions.c.nas_id))
              .where(sessions.c.stopped_at.is_(None)).order_by(sessions.c.started_at, sessions.c.id))
     if nas_name is not None:
         query = query.where(nas.c.name == nas_name)
+    if operator_ids is not None:
+        query = query.join(customers, customers.c.id == sessions.c.customer_id).where(
+            customers.c.operator_id.in_(sorted(operator_ids)))
     result = []
     for row in connection.execute(query):
         started = as_utc(row.started_at)

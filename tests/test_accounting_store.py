@@ -223,3 +223,9 @@ def test_radbill_online_lists_open_sessions(db, cli):
     [session] = json.loads(cli("--json", "online").output)
     assert session["acct_session_id"] == "open1" and session["duration"] > 0
     assert "no NAS named 'nowhere'" in cli("online", "--nas", "nowhere", expect_exit=1).output
+
+
+def test_radbill_online_shows_an_operator_only_its_customers_sessions(db, cli):
+    apply(db, make_record("Start", session="admins"))  # demo belongs to the admin
+    assert len(json.loads(cli("--json", "online").output)) == 1
+    assert json.loads(cli("--json", "--as", "reseller1", "online").output) == []
