@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, merge_session
+from radiusd.accounting import NAS_STATUSES, START, AccountingRecord, SessionState, merge_session
 from radiusd.policy import normalise_mac, normalise_username
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
@@ -156,15 +156,24 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     for record in records:
         first.setdefault(record.acct_unique_id, record)
     unique_ids = sorted(first)
-    locked = _lock_sessions(connection, unique_ids)
-    missing = sorted(set(unique_ids) - {row.acct_unique_id for row in locked})
-    if missing:
-        # New sessions: create the rows (another instance may race us to it), then lock them too.
+
+    def create(ids: list[str]) -> None:
+        """Rows for new sessions (another instance may race us to them: nothing is overwritten)."""
         connection.execute(
             _insert(connection, sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
             [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id,
-                  nas_ip_address=first[uid].nas_ip_address, username=first[uid].username) for uid in missing],
+                  nas_ip_address=first[uid].nas_ip_address, username=first[uid].username) for uid in ids],
         )
+
+    # A Start is almost always a new session and an Interim-Update or Stop an
+    # existing one: create the former's rows up front, then lock everything.
+    starts = [uid for uid in unique_ids if first[uid].status == START]
+    if starts:
+        create(starts)
+    locked = _lock_sessions(connection, unique_ids)
+    missing = sorted(set(unique_ids) - {row.acct_unique_id for row in locked})
+    if missing:  # an Interim-Update or Stop whose Start was lost
+        create(missing)
         locked += _lock_sessions(connection, missing)
     radacct_rows = {row.acct_unique_id: {column.name: row._mapping[f"radacct_{column.name}"] for column in radacct.c}
                     for row in locked if row._mapping["radacct_radacctid"] is not None}
