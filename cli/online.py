@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import click
 
-from cli.main import Context
+from cli.context import Context
 from billingd.tenancy import visible_operator_ids
 from cli.output import emit_table
 from nas.registry import get_nas

@@ -21,10 +21,10 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radiusd.accounting import NAS_STATUSES, START, AccountingRecord, SessionState, merge_session
-from radiusd.policy import normalise_mac, normalise_username
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
 from schema.engine import as_utc
+from schema.identity import canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.tables import customer_usage, customers, master_packages, nas, packages, radacct, sessions
 from schema.usage import usage_period_start
@@ -123,7 +123,7 @@ class _Customer:
 
 def _customers_by_username(connection: Connection, usernames: Iterable[str]) -> dict[str, _Customer]:
     """Customers (with their package's quota) keyed by normalised user name (FIELD-NOTES 6)."""
-    wanted = sorted({normalise_username(name) for name in usernames if name})
+    wanted = sorted({canonical_username(name) for name in usernames if name})
     if not wanted:
         return {}
     query = (
@@ -187,7 +187,7 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     last_record: dict[str, AccountingRecord] = {}
     for record in records:
         uid = record.acct_unique_id
-        customer = known.get(normalise_username(record.username))
+        customer = known.get(canonical_username(record.username))
         if customer_ids[uid] is None and customer is not None:
             customer_ids[uid] = customer.id
         before, after = states[uid], merge_session(states[uid], record)
@@ -233,7 +233,7 @@ def _station(calling_station_id: str | None) -> str | None:
     """sessions holds MACs in one spelling, so a login can match its stale session (FIELD-NOTES 6, 9)."""
     if calling_station_id is None:
         return None
-    return normalise_mac(calling_station_id) or calling_station_id[:50]
+    return canonical_mac(calling_station_id) or calling_station_id[:50]
 
 
 def _radacct_row(uid: str, identity: dict, state: SessionState) -> dict:
