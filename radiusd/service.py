@@ -163,6 +163,8 @@ def run(settings: Settings, engine: Engine) -> None:
             status = 1
             try:
                 status = serve(settings, engine, worker=index, reuse_port=True)
+            except BaseException:
+                log.exception("radiusd worker %d failed", index)
             finally:
                 os._exit(status)
         children.append(pid)

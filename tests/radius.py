@@ -35,7 +35,7 @@ _ATTRIBUTE = re.compile(r"^\s+(\S+) = (.*)$")
 
 
 def radclient(port: int, lines: list[str], *, secret: str = SECRET, host: str = "127.0.0.1",
-              timeout: float = 1.0, retries: int = 1, kind: str = "auth") -> Reply | None:
+              timeout: float = 3.0, retries: int = 1, kind: str = "auth") -> Reply | None:
     """Send one request (attribute lines as radclient reads them); None if no answer."""
     result = subprocess.run(
         ["radclient", "-x", "-r", str(retries), "-t", str(timeout), f"{host}:{port}", kind, secret],
