@@ -45,12 +45,15 @@ from schema.tables import (
     packages,
     payments,
     zones,
+    SUSPENDED_EXPIRED,
+    SUSPENDED_OPERATOR_FUND,
+    SUSPENDED_OVERDUE,
 )
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@:+-]{0,63}")
 # Why a customer is suspended. The first three clear themselves once paid for
 # (a payment, a renewal, a card, or the run when an operator's fund is back).
-EXPIRED, OVERDUE, OPERATOR_FUND = "expired", "overdue", "operator_fund"
+EXPIRED, OVERDUE, OPERATOR_FUND = SUSPENDED_EXPIRED, SUSPENDED_OVERDUE, SUSPENDED_OPERATOR_FUND
 SELF_CLEARING = (EXPIRED, OVERDUE, OPERATOR_FUND)
 MANUAL, DELETED = "manual", "deleted"
 

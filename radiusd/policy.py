@@ -123,6 +123,8 @@ class Subscriber:
     mac_binding: str | None = None
     static_ip: str | None = None
     deleted: bool = False
+    # Suspended by billing for not paying: treated as expiry, not as a suspension.
+    unpaid: bool = False
     operator_blocked: bool = False
     used_bytes: int = 0
     open_sessions: int = 0
@@ -216,7 +218,7 @@ def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetim
         return reject("disabled", method)
     if subscriber.operator_blocked:
         return reject("operator_blocked", method)
-    if subscriber.status == "suspended":
+    if subscriber.status == "suspended" and not subscriber.unpaid:
         return reject("suspended", method)
     service = service_of(request)
     allowed = _ALLOWED_SERVICES.get(subscriber.customer_type)
@@ -228,7 +230,7 @@ def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetim
             return reject("mac_mismatch", method)
 
     package = subscriber.package
-    expired = subscriber.expires_at is not None and subscriber.expires_at <= now
+    expired = subscriber.unpaid or (subscriber.expires_at is not None and subscriber.expires_at <= now)
     if expired and settings.expired_policy != "restrict":
         return reject("balance_exhausted" if is_balance_exhausted(subscriber) else "expired", method)
     if subscriber.open_sessions >= package.simultaneous_use:

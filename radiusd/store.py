@@ -23,6 +23,7 @@ from schema.tables import (
     nas,
     operators,
     packages,
+    UNPAID_REASONS,
     radpostauth,
     sessions,
 )
@@ -33,6 +34,7 @@ _CUSTOMER_COLUMNS = (
     customers.c.id, customers.c.username, customers.c.password, customers.c.status,
     customers.c.package_id, customers.c.operator_id, customers.c.expires_at,
     customers.c.wallet_balance, customers.c.mac_binding, customers.c.static_ip, customers.c.deleted_at,
+    customers.c.status_reason,
 )
 
 
@@ -58,6 +60,7 @@ def read_customers(connection: Connection, ids: set[int] | None = None) -> list[
             package_id=row.package_id, operator_id=row.operator_id, expires_at=as_utc(row.expires_at),
             wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
             deleted=row.deleted_at is not None,
+            unpaid=row.status == "suspended" and row.status_reason in UNPAID_REASONS,
         ))
     return rows
 

@@ -47,6 +47,7 @@ class CustomerRow:
     mac_binding: str | None
     static_ip: str | None
     deleted: bool
+    unpaid: bool
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class SubscriberView:
             id=row.id, username=row.username, password=row.password, status=row.status,
             customer_type=customer_type, package=package_state, expires_at=row.expires_at,
             wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
-            deleted=row.deleted, operator_blocked=row.operator_id in self._blocked_operators,
+            deleted=row.deleted, unpaid=row.unpaid, operator_blocked=row.operator_id in self._blocked_operators,
             used_bytes=self.used_bytes.get(row.id, 0), open_sessions=self.open_sessions.get(row.id, 0),
         )
 

@@ -43,6 +43,12 @@ metadata = MetaData(
 ROLES = ("admin", "manager", "reseller", "sub_reseller", "noc", "card_distributor")
 CUSTOMER_TYPES = ("pppoe", "hotspot", "static", "other")
 CUSTOMER_STATUSES = ("active", "suspended", "disabled")
+# customers.status_reason when billing suspends a customer: it did not pay
+# (its wallet could not pay the day, or an invoice is overdue), or an operator
+# above it could not pay its parent. radiusd treats "did not pay" as expiry,
+# so the expired-subscriber policy (reject or restrict) applies.
+SUSPENDED_EXPIRED, SUSPENDED_OVERDUE, SUSPENDED_OPERATOR_FUND = "expired", "overdue", "operator_fund"
+UNPAID_REASONS = (SUSPENDED_EXPIRED, SUSPENDED_OVERDUE)
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:

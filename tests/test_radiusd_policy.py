@@ -286,6 +286,22 @@ def test_expired_restrict_policy_accepts_into_the_captive_profile():
     assert decide(state=subscriber(expires_at=NOW, status="suspended"), settings=settings).reason == "suspended"
 
 
+def test_a_customer_billing_suspended_for_not_paying_is_expired_not_suspended():
+    restrict = PolicySettings(interim_interval=60, expired_policy="restrict", expired_rate="256k/256k")
+    # the daily run could not take the day from the wallet: told to recharge, not "suspended"
+    unpaid_daily = subscriber(status="suspended", unpaid=True, expires_at=NOW - timedelta(hours=1), wallet_balance=0)
+    assert decide(state=unpaid_daily).reason == "balance_exhausted"
+    assert (decide(state=unpaid_daily, settings=restrict).accept, decide(state=unpaid_daily, settings=restrict).reason) == (
+        True, "expired_restricted")
+    # a postpaid invoice overdue past its grace: expired, even with paid-up time left on the clock
+    monthly = PackageState(id=2, billing_type="monthly", rate_limit="10M/10M")
+    overdue = subscriber(status="suspended", unpaid=True, package=monthly, expires_at=None, wallet_balance=0)
+    assert decide(state=overdue).reason == "expired"
+    assert decide(state=overdue, settings=restrict).accept
+    # suspended by an operator (or because an operator above could not pay): a plain suspension
+    assert decide(state=subscriber(status="suspended"), settings=restrict).reason == "suspended"
+
+
 # --- names ------------------------------------------------------------------------
 
 

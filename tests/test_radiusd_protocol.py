@@ -36,7 +36,7 @@ def make_view(policy: str = "no") -> SubscriberView:
     view = SubscriberView()
     package = PackageState(id=1, billing_type="daily", rate_limit="10M/10M")
     view.apply(Snapshot(
-        customers=[CustomerRow(1, "alice", "secret", "active", 1, 1, NOW + timedelta(days=1), 100, None, None, False)],
+        customers=[CustomerRow(1, "alice", "secret", "active", 1, 1, NOW + timedelta(days=1), 100, None, None, False, False)],
         nas=[NasClient(1, "edge-1", "192.0.2.1", SECRET, policy)],
         packages={1: ("pppoe", package)}, operators={}, full=True,
     ))

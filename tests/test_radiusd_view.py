@@ -20,7 +20,7 @@ PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="1M/1M")
 
 def row(id=1, username="alice", **changes):
     values = dict(id=id, username=username, password="pw", status="active", package_id=1, operator_id=1,
-                  expires_at=None, wallet_balance=1, mac_binding=None, static_ip=None, deleted=False)
+                  expires_at=None, wallet_balance=1, mac_binding=None, static_ip=None, deleted=False, unpaid=False)
     values.update(changes)
     return CustomerRow(**values)
 
