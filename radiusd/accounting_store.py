@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, String, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radiusd.accounting import NAS_STATUSES, START, AccountingRecord, SessionState, merge_session
@@ -159,11 +159,12 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
 
     def create(ids: list[str]) -> None:
         """Rows for new sessions (another instance may race us to them: nothing is overwritten)."""
-        connection.execute(
-            _insert(connection, sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
-            [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id,
-                  nas_ip_address=first[uid].nas_ip_address, username=first[uid].username) for uid in ids],
-        )
+        rows = [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id,
+                     nas_ip_address=first[uid].nas_ip_address, username=first[uid].username) for uid in ids]
+        if connection.dialect.name == "postgresql":
+            _insert_unnest(connection, sessions, rows, "ON CONFLICT (acct_unique_id) DO NOTHING")
+            return
+        connection.execute(_insert(connection, sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]), rows)
 
     # A Start is almost always a new session and an Interim-Update or Stop an
     # existing one: create the former's rows up front, then lock everything.
@@ -257,24 +258,53 @@ def _radacct_row(uid: str, identity: dict, state: SessionState) -> dict:
 
 def _upsert(connection: Connection, table, key: str, rows: list[dict]) -> None:
     """Write whole rows keyed on a unique column, inserting or replacing."""
-    statement = _insert(connection, table)
     columns = [column for column in rows[0] if column != key]
+    if connection.dialect.name == "postgresql":
+        quote = connection.dialect.identifier_preparer.quote
+        _insert_unnest(connection, table, rows, f"ON CONFLICT ({quote(key)}) DO UPDATE SET "
+                       + ", ".join(f"{quote(column)} = EXCLUDED.{quote(column)}" for column in columns))
+        return
+    statement = _insert(connection, table)
     statement = statement.on_conflict_do_update(
         index_elements=[key], set_={column: statement.excluded[column] for column in columns})
     connection.execute(statement, rows)
 
 
+def _insert_unnest(connection: Connection, table, rows: list[dict], conflict: str) -> None:
+    """PostgreSQL: insert rows as one statement with one array per column.
+
+    executemany() sends one statement per row and SQLAlchemy's multi-row
+    VALUES costs more Python per row than it saves; arrays cost neither.
+    """
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = list(rows[0])
+    # Strings as text[]: an explicit cast to varchar(n) would truncate, the insert's own cast refuses.
+    arrays = ", ".join("%s::text[]" if isinstance(table.c[column].type, String)
+                       else f"%s::{table.c[column].type.compile(dialect=dialect)}[]" for column in columns)
+    connection.exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(column) for column in columns)}) "
+        f"SELECT * FROM unnest({arrays}) {conflict}",
+        tuple([row[column] for row in rows] for column in columns))
+
+
 # --- usage and quota -----------------------------------------------------------
 
 def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]]) -> None:
+    rows = [dict(customer_id=customer, period_start=period, upload_bytes=up, download_bytes=down)
+            for (customer, period), (up, down) in sorted(usage.items())]
+    if connection.dialect.name == "postgresql":
+        _insert_unnest(connection, customer_usage, rows, "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
+                       "upload_bytes = customer_usage.upload_bytes + EXCLUDED.upload_bytes, "
+                       "download_bytes = customer_usage.download_bytes + EXCLUDED.download_bytes")
+        return
     statement = _insert(connection, customer_usage)
     statement = statement.on_conflict_do_update(
         index_elements=["customer_id", "period_start"],
         set_={"upload_bytes": customer_usage.c.upload_bytes + statement.excluded.upload_bytes,
               "download_bytes": customer_usage.c.download_bytes + statement.excluded.download_bytes},
     )
-    connection.execute(statement, [dict(customer_id=customer, period_start=period, upload_bytes=up, download_bytes=down)
-                                   for (customer, period), (up, down) in sorted(usage.items())])
+    connection.execute(statement, rows)
 
 
 def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Customer], sessions_of) -> list[tuple[int, date]]:
