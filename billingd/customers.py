@@ -31,11 +31,11 @@ from billingd import cascade, ledger
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
 from billingd.prices import day_share, end_of_day, format_amount, local_day, proportional
 from billingd.tenancy import Actor, require_changeable, require_visible, visible_operator_ids
-from nas.outbox import enqueue
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
 from schema.identity import canonical_mac, canonical_username
+from schema.outbox import enqueue
 from schema.tables import (
     customer_days,
     customers,

@@ -24,7 +24,6 @@ from nas.registry import Nas, nas_from_row
 from schema.audit import audit
 from schema.engine import as_utc
 from schema.errors import RadbillError
-from schema.outbox import ACTIONS, enqueue  # noqa: F401  (queueing lives in schema: radiusd queues too)
 from schema.tables import customers, enforcement_jobs, nas, sessions
 
 STATUSES = ("pending", "done", "failed")

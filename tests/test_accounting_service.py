@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import select
 from twisted.internet import task
 
-import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
 from cli.demo import load_demo
 from radiusd.accounting_service import AccountingService
 from schema.errors import RadbillError

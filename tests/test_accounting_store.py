@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, insert, select, update
 
-import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
 from cli.demo import load_demo
 from radiusd.accounting_store import apply_records, close_stale_sessions
 from schema.engine import as_utc

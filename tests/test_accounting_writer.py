@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-import cli.main  # noqa: F401  (cli.demo is registered by cli.main)
 from cli.demo import load_demo
 from radiusd import accounting_writer
 from radiusd.accounting_spool import Spool

@@ -4,7 +4,7 @@ import json
 
 from sqlalchemy import select, update
 
-from nas.outbox import enqueue
+from schema.outbox import enqueue
 from schema.tables import audit_log, enforcement_jobs
 from tests.test_nas_worker import add_customer
 

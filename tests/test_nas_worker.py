@@ -13,10 +13,11 @@ from twisted.internet import reactor, task
 from twisted.python import threadable
 
 from nas.coa import DynamicAuthorizationClient
-from nas.outbox import claim_jobs, enqueue, mark_done, mark_retry
+from nas.outbox import claim_jobs, mark_done, mark_retry
 from nas.registry import add_nas
 from nas.worker import EnforcementWorker, retry_delay
 from schema.engine import is_sqlite
+from schema.outbox import enqueue
 from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
