@@ -18,7 +18,6 @@ Every transition records a change (radiusd follows the change log) and,
 when a live session must react, queues an enforcement job.
 """
 
-import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from billingd.tenancy import Actor, require_changeable, require_visible, visible
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
-from schema.identity import canonical_mac, canonical_username
+from schema.identity import canonical_ip, canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.tables import (
     customer_days,
@@ -84,13 +83,6 @@ def normalise_username(text: str) -> str:
     if not _USERNAME.fullmatch(name):
         raise RadbillError(f"invalid username {text!r}: letters, digits and . _ @ : + - (at most 64)")
     return name
-
-
-def _canonical_ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        raise RadbillError(f"invalid IP address {text!r}") from None
 
 
 def _row(connection: Connection, username: str, *, lock: bool = False):
@@ -169,7 +161,7 @@ def add_customer(connection: Connection, actor: Actor, username: str, *, passwor
     if connection.execute(select(customers.c.id).where(customers.c.customer_code == code)).first():
         raise RadbillError(f"customer ID {code!r} already exists: change {owner['login']}'s ID format")
     if static_ip is not None:
-        static_ip = _canonical_ip(static_ip)
+        static_ip = canonical_ip(static_ip)
         if connection.execute(select(customers.c.username).where(customers.c.static_ip == static_ip)).first():
             raise RadbillError(f"static IP {static_ip} is already assigned")
     today = calendar.today

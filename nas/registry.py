@@ -4,7 +4,6 @@ Each change is written to the change log, so a running radiusd serves a new
 or changed NAS within a second, without a restart.
 """
 
-import ipaddress
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
@@ -12,6 +11,7 @@ from sqlalchemy import Connection, insert, select, update
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
+from schema.identity import canonical_ip
 from schema.tables import nas
 
 MESSAGE_AUTHENTICATOR_POLICIES = ("yes", "no", "auto")
@@ -34,16 +34,9 @@ class Nas:
     description: str
 
 
-def _canonical_ip(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
-        raise RadbillError(f"invalid IP address {value!r}") from None
-
-
 def _checked(values: dict) -> dict:
     if "ip_address" in values:
-        values["ip_address"] = _canonical_ip(values["ip_address"])
+        values["ip_address"] = canonical_ip(values["ip_address"])
     if "secret" in values and not values["secret"]:
         raise RadbillError("the RADIUS secret must not be empty")
     if "coa_port" in values and not 1 <= values["coa_port"] <= 65535:

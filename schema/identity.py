@@ -5,7 +5,10 @@ routers spell MAC addresses many ways; both sides of radbill must agree on
 the canonical form or MAC binding and simultaneous use can be bypassed.
 """
 
+import ipaddress
 import re
+
+from schema.errors import RadbillError
 
 _MAC = re.compile(r"[0-9a-f]{2}([:.-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}")
 
@@ -23,3 +26,11 @@ def canonical_username(value: str) -> str:
     """Lower-cased; a MAC-style name is written ``aa:bb:cc:dd:ee:ff`` whatever separator the router used."""
     mac = canonical_mac(value)
     return mac.lower() if mac else value.strip().lower()
+
+
+def canonical_ip(value: str) -> str:
+    """One spelling per address (``2001:DB8::1`` and ``2001:db8:0::1`` are one NAS or static IP)."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise RadbillError(f"invalid IP address {value!r}") from None
