@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, threads
 
 from billingd import runs
+from billingd.prices import local_day
 from nas.worker import EnforcementWorker
 from schema.daemon import configure_logging, listen_metrics
 from schema.engine import is_sqlite
@@ -32,9 +33,9 @@ FAILURE_RETRY_SECONDS = 300.0
 
 def next_run(now: datetime, run_at: time, zone: ZoneInfo) -> datetime:
     """The next instant (UTC) at which the local clock shows ``run_at``, strictly after ``now``."""
-    local_day = now.astimezone(zone).date()
+    today = local_day(now, zone)
     for offset in range(3):
-        candidate = datetime.combine(local_day + timedelta(days=offset), run_at, tzinfo=zone).astimezone(timezone.utc)
+        candidate = datetime.combine(today + timedelta(days=offset), run_at, tzinfo=zone).astimezone(timezone.utc)
         if candidate > now:
             return candidate
     raise AssertionError("unreachable: a day always has a run time")
