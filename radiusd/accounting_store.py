@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, String, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, String, bindparam, func, select, text, update
+from sqlalchemy.dialects import sqlite
 
-from radiusd.accounting import NAS_STATUSES, START, AccountingRecord, SessionState, merge_session
+from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, merge_session
 from radiusd.ratelimit import RateLimit
 from schema.changes import record_change
 from schema.engine import as_utc
@@ -44,11 +44,6 @@ class BatchOutcome:
     # Customers whose session opened or closed, for the view's session counts.
     opened: list[int] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
-
-
-def _insert(connection: Connection, table):
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def apply_records(connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo) -> BatchOutcome:
@@ -75,6 +70,7 @@ def apply_records(connection: Connection, records: Sequence[AccountingRecord], z
 
 # --- sessions and radacct ------------------------------------------------------
 
+# radacct columns copied from the records; a value the NAS left out keeps the stored one.
 _RADACCT_FROM_RECORD = {
     "acctsessionid": "acct_session_id",
     "username": "username",
@@ -93,22 +89,28 @@ _RADACCT_FROM_RECORD = {
     "class": "class_",
 }
 
+# Where each SessionState field is stored: (sessions column, radacct column).
+_STATE_COLUMNS = {
+    "started_at": ("started_at", "acctstarttime"),
+    "updated_at": ("updated_at", "acctupdatetime"),
+    "stopped_at": ("stopped_at", "acctstoptime"),
+    "session_time": ("session_time", "acctsessiontime"),
+    "interval": ("interim_interval", "acctinterval"),
+    "upload_bytes": ("upload_bytes", "acctinputoctets"),
+    "download_bytes": ("download_bytes", "acctoutputoctets"),
+    "terminate_cause": ("terminate_cause", "acctterminatecause"),
+    "framed_ip_address": ("framed_ip_address", "framedipaddress"),
+    "connect_info_start": ("connect_info_start", "connectinfo_start"),
+    "connect_info_stop": ("connect_info_stop", "connectinfo_stop"),
+}
+_TIMES = ("started_at", "updated_at", "stopped_at")
 
-def _state_of(session_row, radacct_row) -> SessionState:
-    extra = radacct_row or {}
-    return SessionState(
-        started_at=as_utc(session_row.started_at),
-        updated_at=as_utc(session_row.updated_at),
-        stopped_at=as_utc(session_row.stopped_at),
-        session_time=extra.get("acctsessiontime"),
-        interval=extra.get("acctinterval"),
-        upload_bytes=session_row.upload_bytes,
-        download_bytes=session_row.download_bytes,
-        terminate_cause=session_row.terminate_cause,
-        framed_ip_address=session_row.framed_ip_address,
-        connect_info_start=extra.get("connectinfo_start"),
-        connect_info_stop=extra.get("connectinfo_stop"),
-    )
+
+def _state_of(row) -> SessionState:
+    state = {name: getattr(row, column) for name, (column, _) in _STATE_COLUMNS.items()}
+    for name in _TIMES:
+        state[name] = as_utc(state[name])
+    return SessionState(**state)
 
 
 @dataclass
@@ -121,9 +123,9 @@ class _Customer:
     fup_tx: int | None
 
 
-def _customers_by_username(connection: Connection, usernames: Iterable[str]) -> dict[str, _Customer]:
+def _customers_by_username(connection: Connection, canonical_names: Iterable[str]) -> dict[str, _Customer]:
     """Customers (with their package's quota) keyed by normalised user name (FIELD-NOTES 6)."""
-    wanted = sorted({canonical_username(name) for name in usernames if name})
+    wanted = sorted(canonical_names)
     if not wanted:
         return {}
     query = (
@@ -137,15 +139,35 @@ def _customers_by_username(connection: Connection, usernames: Iterable[str]) -> 
                                     row.fup_tx) for row in connection.execute(query)}
 
 
-def _lock_sessions(connection: Connection, unique_ids: list[str]) -> list:
-    """Lock the session rows (in one order, so instances do not deadlock) and read their radacct rows along."""
-    radacct_columns = [column.label(f"radacct_{column.name}") for column in radacct.c]
-    return connection.execute(
-        select(sessions, *radacct_columns)
-        .select_from(sessions.outerjoin(radacct, radacct.c.acctuniqueid == sessions.c.acct_unique_id))
-        .where(sessions.c.acct_unique_id.in_(unique_ids)).order_by(sessions.c.acct_unique_id)
-        .with_for_update(of=sessions)
-    ).all()
+_NEW_SESSION_COLUMNS = ("acct_unique_id", "acct_session_id", "nas_ip_address", "username")
+
+
+def _claim_sessions(connection: Connection, firsts: list[AccountingRecord]) -> dict:
+    """The session rows of these records (sorted by acct_unique_id), created where missing and locked.
+
+    Another instance may race us to a new session: nothing is overwritten.
+    On PostgreSQL one statement locks the existing rows, in acct_unique_id
+    order so instances do not deadlock, and inserts the missing ones; a row
+    another instance committed meanwhile is in neither, and is claimed again.
+    """
+    claimed: dict = {}
+    while len(claimed) < len(firsts):
+        wanted = [record for record in firsts if record.acct_unique_id not in claimed]
+        values = [[getattr(record, column) for record in wanted] for column in _NEW_SESSION_COLUMNS]
+        if connection.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(
+                "WITH locked AS (SELECT * FROM sessions WHERE acct_unique_id = ANY(%b::text[]) "
+                "ORDER BY acct_unique_id FOR UPDATE), "
+                f"created AS (INSERT INTO sessions ({', '.join(_NEW_SESSION_COLUMNS)}) "
+                "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
+                "ON CONFLICT (acct_unique_id) DO NOTHING RETURNING *) "
+                "SELECT * FROM locked UNION ALL SELECT * FROM created", (values[0], *values))
+        else:  # BEGIN IMMEDIATE already serialises writers
+            connection.execute(sqlite.insert(sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
+                               [dict(zip(_NEW_SESSION_COLUMNS, row)) for row in zip(*values)])
+            rows = connection.execute(select(sessions).where(sessions.c.acct_unique_id.in_(values[0])))
+        claimed.update((row.acct_unique_id, row) for row in rows)
+    return claimed
 
 
 def _apply_session_records(connection: Connection, records: list[AccountingRecord], zone: ZoneInfo,
@@ -156,67 +178,50 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     for record in records:
         first.setdefault(record.acct_unique_id, record)
     unique_ids = sorted(first)
+    rows = _claim_sessions(connection, [first[uid] for uid in unique_ids])
+    canonical = {name: canonical_username(name) for name in {record.username for record in records} if name}
+    known = _customers_by_username(connection, set(canonical.values()))
 
-    def create(ids: list[str]) -> None:
-        """Rows for new sessions (another instance may race us to them: nothing is overwritten)."""
-        rows = [dict(acct_unique_id=uid, acct_session_id=first[uid].acct_session_id,
-                     nas_ip_address=first[uid].nas_ip_address, username=first[uid].username) for uid in ids]
-        if connection.dialect.name == "postgresql":
-            _insert_unnest(connection, sessions, rows, "ON CONFLICT (acct_unique_id) DO NOTHING")
-            return
-        connection.execute(_insert(connection, sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]), rows)
-
-    # A Start is almost always a new session and an Interim-Update or Stop an
-    # existing one: create the former's rows up front, then lock everything.
-    starts = [uid for uid in unique_ids if first[uid].status == START]
-    if starts:
-        create(starts)
-    locked = _lock_sessions(connection, unique_ids)
-    missing = sorted(set(unique_ids) - {row.acct_unique_id for row in locked})
-    if missing:  # an Interim-Update or Stop whose Start was lost
-        create(missing)
-        locked += _lock_sessions(connection, missing)
-    radacct_rows = {row.acct_unique_id: {column.name: row._mapping[f"radacct_{column.name}"] for column in radacct.c}
-                    for row in locked if row._mapping["radacct_radacctid"] is not None}
-    known = _customers_by_username(connection, (record.username for record in records))
-
-    rows = {row.acct_unique_id: row for row in locked}
-    states = {uid: _state_of(rows[uid], radacct_rows.get(uid)) for uid in unique_ids}
+    states = {uid: _state_of(rows[uid]) for uid in unique_ids}
     customer_ids = {uid: rows[uid].customer_id for uid in unique_ids}
-    identity = {uid: dict(radacct_rows.get(uid) or {}) for uid in unique_ids}
+    identity: dict[str, dict] = defaultdict(dict)  # the last value each radacct column got in this batch
     usage: dict[tuple[int, date], list[int]] = defaultdict(lambda: [0, 0])
     last_record: dict[str, AccountingRecord] = {}
     for record in records:
         uid = record.acct_unique_id
-        customer = known.get(canonical_username(record.username))
+        customer = known.get(canonical.get(record.username))
         if customer_ids[uid] is None and customer is not None:
             customer_ids[uid] = customer.id
-        before, after = states[uid], merge_session(states[uid], record)
-        states[uid] = after
+        before = states[uid]
+        states[uid] = after = merge_session(before, record)
         last_record[uid] = record
+        values = identity[uid]
         for column, attribute in _RADACCT_FROM_RECORD.items():
             value = getattr(record, attribute)
             if value is not None and value != "":
-                identity[uid][column] = value
+                values[column] = value
         if customer is not None and customer.id == customer_ids[uid]:
             period = usage_period_start(customer.expires_at, customer.period_days, zone, record.event_time)
             totals = usage[(customer.id, period)]
             totals[0] += after.upload_bytes - before.upload_bytes
             totals[1] += after.download_bytes - before.download_bytes
 
-    # The rows exist and are locked: one multi-row upsert writes them all in one statement.
-    _upsert(connection, sessions, "acct_unique_id", [
-        dict(acct_unique_id=uid, acct_session_id=rows[uid].acct_session_id, nas_ip_address=rows[uid].nas_ip_address,
-             username=rows[uid].username, customer_id=customer_ids[uid],
-             nas_id=rows[uid].nas_id or last_record[uid].nas_id,
-             framed_ip_address=states[uid].framed_ip_address,
-             calling_station_id=_station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id,
-             nas_port_id=identity[uid].get("nasportid") or rows[uid].nas_port_id,
-             started_at=states[uid].started_at, updated_at=states[uid].updated_at, stopped_at=states[uid].stopped_at,
-             upload_bytes=states[uid].upload_bytes, download_bytes=states[uid].download_bytes,
-             terminate_cause=states[uid].terminate_cause)
-        for uid in unique_ids])
-    _upsert(connection, radacct, "acctuniqueid", [_radacct_row(uid, identity[uid], states[uid]) for uid in unique_ids])
+    session_columns = {
+        "customer_id": [customer_ids[uid] for uid in unique_ids],
+        "nas_id": [rows[uid].nas_id or last_record[uid].nas_id for uid in unique_ids],
+        "calling_station_id": [_station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id
+                               for uid in unique_ids],
+        "nas_port_id": [identity[uid].get("nasportid") or rows[uid].nas_port_id for uid in unique_ids],
+    }
+    radacct_columns = {column: [identity[uid].get(column) for uid in unique_ids] for column in _RADACCT_FROM_RECORD}
+    for name, (session_column, radacct_column) in _STATE_COLUMNS.items():
+        session_columns[session_column] = radacct_columns[radacct_column] = [
+            getattr(states[uid], name) for uid in unique_ids]
+    _update_sessions(connection, unique_ids, session_columns)
+    radacct_columns["acctuniqueid"] = unique_ids
+    _insert_rows(connection, radacct, radacct_columns, "ON CONFLICT (acctuniqueid) DO UPDATE SET " + ", ".join(
+        [f'"{column}" = coalesce(excluded."{column}", radacct."{column}")' for column in _RADACCT_FROM_RECORD]
+        + [f'"{column}" = excluded."{column}"' for _, column in _STATE_COLUMNS.values()]))
     outcome.sessions += len(unique_ids)
     for uid in unique_ids:
         was_open = rows[uid].started_at is not None and rows[uid].stopped_at is None
@@ -237,74 +242,59 @@ def _station(calling_station_id: str | None) -> str | None:
     return canonical_mac(calling_station_id) or calling_station_id[:50]
 
 
-def _radacct_row(uid: str, identity: dict, state: SessionState) -> dict:
-    row = {column: identity.get(column) for column in _RADACCT_FROM_RECORD}
-    row.update(
-        acctuniqueid=uid,
-        acctstarttime=state.started_at,
-        acctupdatetime=state.updated_at,
-        acctstoptime=state.stopped_at,
-        acctinterval=state.interval,
-        acctsessiontime=state.session_time,
-        connectinfo_start=state.connect_info_start,
-        connectinfo_stop=state.connect_info_stop,
-        acctinputoctets=state.upload_bytes,
-        acctoutputoctets=state.download_bytes,
-        acctterminatecause=state.terminate_cause,
-        framedipaddress=state.framed_ip_address,
-    )
-    return row
-
-
-def _upsert(connection: Connection, table, key: str, rows: list[dict]) -> None:
-    """Write whole rows keyed on a unique column, inserting or replacing."""
-    columns = [column for column in rows[0] if column != key]
-    if connection.dialect.name == "postgresql":
-        quote = connection.dialect.identifier_preparer.quote
-        _insert_unnest(connection, table, rows, f"ON CONFLICT ({quote(key)}) DO UPDATE SET "
-                       + ", ".join(f"{quote(column)} = EXCLUDED.{quote(column)}" for column in columns))
-        return
-    statement = _insert(connection, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[key], set_={column: statement.excluded[column] for column in columns})
-    connection.execute(statement, rows)
-
-
-def _insert_unnest(connection: Connection, table, rows: list[dict], conflict: str) -> None:
-    """PostgreSQL: insert rows as one statement with one array per column.
-
-    executemany() sends one statement per row and SQLAlchemy's multi-row
-    VALUES costs more Python per row than it saves; arrays cost neither.
-    """
+def _array_types(connection: Connection, table, columns) -> list[str]:
+    """PostgreSQL array casts for unnest; strings as text[]: an explicit cast to varchar(n)
+    would truncate where the insert's own cast refuses."""
     dialect = connection.dialect
-    quote = dialect.identifier_preparer.quote
-    columns = list(rows[0])
-    # Strings as text[]: an explicit cast to varchar(n) would truncate, the insert's own cast refuses.
-    arrays = ", ".join("%s::text[]" if isinstance(table.c[column].type, String)
-                       else f"%s::{table.c[column].type.compile(dialect=dialect)}[]" for column in columns)
-    connection.exec_driver_sql(
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(column) for column in columns)}) "
-        f"SELECT * FROM unnest({arrays}) {conflict}",
-        tuple([row[column] for row in rows] for column in columns))
+    return ["text[]" if isinstance(table.c[column].type, String) else f"{table.c[column].type.compile(dialect=dialect)}[]"
+            for column in columns]
+
+
+def _update_sessions(connection: Connection, unique_ids: list[str], columns: dict[str, list]) -> None:
+    """Write the new state of claimed (existing, locked) session rows."""
+    names = list(columns)
+    if connection.dialect.name == "postgresql":
+        # Arrays are sent in binary: dumping them as text cost more than the rest of the batch.
+        arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, sessions, ["acct_unique_id", *names]))
+        connection.exec_driver_sql(
+            f"UPDATE sessions SET {', '.join(f'{name} = v.{name}' for name in names)} "
+            f"FROM unnest({arrays}) AS v(acct_unique_id, {', '.join(names)}) "
+            "WHERE sessions.acct_unique_id = v.acct_unique_id", (unique_ids, *columns.values()))
+        return
+    statement = text(f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
+                     "WHERE acct_unique_id = :acct_unique_id")
+    _execute_many(connection, statement, sessions, {"acct_unique_id": unique_ids, **columns})
+
+
+def _insert_rows(connection: Connection, table, columns: dict[str, list], conflict: str) -> None:
+    """INSERT rows given column by column, in one statement on PostgreSQL (unnest of binary arrays:
+    executemany sends a statement per row, multi-row VALUES costs more Python than it saves)."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    if connection.dialect.name == "postgresql":
+        arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, table, columns))
+        connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) {conflict}",
+                                   tuple(columns.values()))
+        return
+    statement = text(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(f':{name}' for name in columns)}) {conflict}")
+    _execute_many(connection, statement, table, columns)
+
+
+def _execute_many(connection: Connection, statement, table, columns: dict[str, list]) -> None:
+    """SQLite: one execution per row, the values converted by their columns' types."""
+    statement = statement.bindparams(*(bindparam(name, type_=table.c[name].type) for name in columns))
+    connection.execute(statement, [dict(zip(columns, row)) for row in zip(*columns.values())])
 
 
 # --- usage and quota -----------------------------------------------------------
 
 def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]]) -> None:
-    rows = [dict(customer_id=customer, period_start=period, upload_bytes=up, download_bytes=down)
-            for (customer, period), (up, down) in sorted(usage.items())]
-    if connection.dialect.name == "postgresql":
-        _insert_unnest(connection, customer_usage, rows, "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
-                       "upload_bytes = customer_usage.upload_bytes + EXCLUDED.upload_bytes, "
-                       "download_bytes = customer_usage.download_bytes + EXCLUDED.download_bytes")
-        return
-    statement = _insert(connection, customer_usage)
-    statement = statement.on_conflict_do_update(
-        index_elements=["customer_id", "period_start"],
-        set_={"upload_bytes": customer_usage.c.upload_bytes + statement.excluded.upload_bytes,
-              "download_bytes": customer_usage.c.download_bytes + statement.excluded.download_bytes},
-    )
-    connection.execute(statement, rows)
+    keys = sorted(usage)  # one order, so instances do not deadlock
+    _insert_rows(connection, customer_usage, {
+        "customer_id": [customer for customer, _ in keys], "period_start": [period for _, period in keys],
+        "upload_bytes": [usage[key][0] for key in keys], "download_bytes": [usage[key][1] for key in keys],
+    }, "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
+       "upload_bytes = customer_usage.upload_bytes + excluded.upload_bytes, "
+       "download_bytes = customer_usage.download_bytes + excluded.download_bytes")
 
 
 def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Customer], sessions_of) -> list[tuple[int, date]]:
@@ -359,7 +349,8 @@ def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> list[
         return []
     connection.execute(
         update(sessions).where(sessions.c.acct_unique_id == bindparam("_uid"), sessions.c.stopped_at.is_(None))
-        .values(stopped_at=bindparam("_stopped"), updated_at=bindparam("_stopped"), terminate_cause=bindparam("_cause")),
+        .values(stopped_at=bindparam("_stopped"), updated_at=bindparam("_stopped"), terminate_cause=bindparam("_cause"),
+                session_time=func.coalesce(sessions.c.session_time, bindparam("_session_time"))),
         params)
     connection.execute(
         update(radacct).where(radacct.c.acctuniqueid == bindparam("_uid"), radacct.c.acctstoptime.is_(None))

@@ -417,6 +417,12 @@ sessions = Table(
     Column("upload_bytes", BigInteger, nullable=False, server_default=text("0")),
     Column("download_bytes", BigInteger, nullable=False, server_default=text("0")),
     Column("terminate_cause", String(32)),
+    # The rest of the session's state, also in radacct, kept here so the
+    # accounting writer reads one table (radacct is written, never read back).
+    Column("session_time", BigInteger),
+    Column("interim_interval", BigInteger),
+    Column("connect_info_start", Text),
+    Column("connect_info_stop", Text),
     Index("ix_sessions_open_customer", "customer_id", "stopped_at"),
     Index("ix_sessions_open_nas", "nas_ip_address", "stopped_at"),
 )
