@@ -49,10 +49,6 @@ class BatchOutcome:
 def apply_records(connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo) -> BatchOutcome:
     """Apply records in arrival order; Accounting-On/Off closes what came before it."""
     outcome = BatchOutcome()
-    if connection.dialect.name == "postgresql":
-        # Batches look rows up by lists of ids of varying length; a cached generic
-        # plan cannot hash such a list and scans linearly, so plan each with its values.
-        connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     segment: list[AccountingRecord] = []
     for record in records:
         if record.status in NAS_STATUSES:

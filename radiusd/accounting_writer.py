@@ -22,14 +22,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge, Histogram
 from psycopg.errors import TransactionRollback
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from twisted.internet import defer
 
@@ -81,6 +82,11 @@ class _Job:
 _STOP = object()
 
 
+def _call_all(calls: list[tuple]) -> None:
+    for call, args in calls:
+        call(*args)
+
+
 class AccountingWriter:
     def __init__(self, engine: Engine, spool: Spool, zone: ZoneInfo, reactor, *, queue_size: int = 10_000,
                  max_batch: int = 500, sessions_changed: Callable[[list[int], list[int]], None] = lambda opened, stopped: None):
@@ -97,6 +103,8 @@ class AccountingWriter:
         self._stopped = defer.Deferred()
         self._retry_queued = False
         self._database_up = True
+        self._connection: Connection | None = None  # the writer thread's own
+        self._for_reactor: list[tuple] = []  # calls handed to the reactor thread once per batch
         SPOOL_DEPTH.set(spool.pending)
         DATABASE_UP.set(1)
 
@@ -143,9 +151,19 @@ class AccountingWriter:
 
     def _reply(self, job: _Job, result=None, error: Exception | None = None) -> None:
         if error is None:
-            self.reactor.callFromThread(job.deferred.callback, result)
+            self._later(job.deferred.callback, result)
         else:
-            self.reactor.callFromThread(job.deferred.errback, error)
+            self._later(job.deferred.errback, error)
+
+    def _later(self, call: Callable, *args) -> None:
+        """Run ``call(*args)`` on the reactor thread after this batch (writer thread only)."""
+        self._for_reactor.append((call, args))
+
+    def _hand_over(self) -> None:
+        """One wake-up of the reactor per batch, not one per record."""
+        if self._for_reactor:
+            calls, self._for_reactor = self._for_reactor, []
+            self.reactor.callFromThread(_call_all, calls)
 
     # --- the writer thread ----------------------------------------------------------
 
@@ -169,6 +187,8 @@ class AccountingWriter:
                         self._reply(job, error=error)
             for job in jobs:
                 if job is _STOP:
+                    self._hand_over()
+                    self._disconnect()
                     self.spool.close()
                     self.reactor.callFromThread(self._stopped.callback, None)
                     return
@@ -177,12 +197,48 @@ class AccountingWriter:
                         self._reply(job, job.control())
                     except Exception as error:  # reported to the caller's Deferred
                         self._reply(job, error=error)
+            self._hand_over()
+
+    def _connect(self) -> Connection:
+        """The writer keeps one connection: no pool checkout and liveness ping per batch."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+            if self._connection.dialect.name == "postgresql":
+                # Every statement of a batch looks its rows up by key. Plan each with its
+                # values (a cached generic plan cannot hash a list of varying length and
+                # scans it linearly), and never by hashing or merging a whole table: that
+                # costs the size of the table per batch (14 ms at 50,000 sessions, where
+                # 400 index lookups take 3 ms).
+                for setting in ("plan_cache_mode = force_custom_plan", "enable_hashjoin = off",
+                                "enable_mergejoin = off"):
+                    self._connection.exec_driver_sql(f"SET {setting}")
+                self._connection.commit()
+        return self._connection
+
+    def _disconnect(self) -> None:
+        """After a failure: the next batch starts on a fresh connection."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except Exception as error:  # a dead connection may fail to close; it is gone either way
+                log.debug("closing the accounting writer's connection: %s", error)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        connection = self._connect()
+        try:
+            with connection.begin():
+                yield connection
+        except BaseException:
+            self._disconnect()
+            raise
 
     def _commit(self, records: list[AccountingRecord]):
         started = time.perf_counter()
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                with self.engine.begin() as connection:
+                with self._transaction() as connection:
                     outcome = apply_records(connection, records, self.zone)
                 break
             except OperationalError as error:
@@ -192,7 +248,7 @@ class AccountingWriter:
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(records))
         if outcome.opened or outcome.stopped:
-            self.reactor.callFromThread(self._sessions_changed, outcome.opened, outcome.stopped)
+            self._later(self._sessions_changed, outcome.opened, outcome.stopped)
         if outcome.closed:
             SESSIONS_CLOSED.labels("nas_reboot").inc(outcome.closed)
         if outcome.quota_jobs:
@@ -256,7 +312,7 @@ class AccountingWriter:
         DATABASE_UP.set(0)
 
     def _replay_from_timer(self) -> int:
-        self.reactor.callFromThread(setattr, self, "_retry_queued", False)
+        self._later(setattr, self, "_retry_queued", False)
         return self.replay()
 
     def replay(self) -> int:
@@ -303,11 +359,11 @@ class AccountingWriter:
     def _sweep(self, now: datetime, interim_interval: int) -> int:
         if self.spool.pending:
             return 0  # the database is behind the spool; closing now could close live sessions
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             closed = close_stale_sessions(connection, now, interim_interval)
         if closed:
             SESSIONS_CLOSED.labels("lost_service").inc(len(closed))
             stopped = [customer for customer in closed if customer is not None]
-            self.reactor.callFromThread(self._sessions_changed, [], stopped)
+            self._later(self._sessions_changed, [], stopped)
             log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", len(closed), MISSED_INTERIMS)
         return len(closed)
