@@ -147,10 +147,20 @@ def last_change_id(connection: Connection) -> int:
     return connection.execute(select(func.coalesce(func.max(change_log.c.id), 0))).scalar_one()
 
 
+_OPEN_SESSIONS = (select(sessions.c.customer_id, func.count()).where(
+    sessions.c.stopped_at.is_(None), sessions.c.customer_id.is_not(None)).group_by(sessions.c.customer_id))
+
+
 def count_open_sessions(connection: Connection) -> dict[int, int]:
-    query = (select(sessions.c.customer_id, func.count()).where(
-        sessions.c.stopped_at.is_(None), sessions.c.customer_id.is_not(None)).group_by(sessions.c.customer_id))
-    return {customer_id: count for customer_id, count in connection.execute(query)}
+    """Open sessions per customer, read every second: through the driver's own cursor,
+    because a row per online customer through SQLAlchemy cost three times the CPU
+    (45 ms at 75,000 customers online, beside the reactor)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(_OPEN_SESSIONS.compile(connection)))
+        return dict(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def read_used_bytes(connection: Connection, today: date) -> dict[int, int]:
