@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, String, bindparam, func, select, text, update
+from sqlalchemy import Connection, String, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
 from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, merge_session
@@ -99,14 +99,15 @@ _STATE_COLUMNS = {
     "connect_info_start": ("connect_info_start", "connectinfo_start"),
     "connect_info_stop": ("connect_info_stop", "connectinfo_stop"),
 }
-_TIMES = ("started_at", "updated_at", "stopped_at")
 
 
 def _state_of(row) -> SessionState:
-    state = {name: getattr(row, column) for name, (column, _) in _STATE_COLUMNS.items()}
-    for name in _TIMES:
-        state[name] = as_utc(state[name])
-    return SessionState(**state)
+    return SessionState(
+        started_at=as_utc(row.started_at), updated_at=as_utc(row.updated_at), stopped_at=as_utc(row.stopped_at),
+        session_time=row.session_time, interval=row.interim_interval, upload_bytes=row.upload_bytes,
+        download_bytes=row.download_bytes, terminate_cause=row.terminate_cause,
+        framed_ip_address=row.framed_ip_address, connect_info_start=row.connect_info_start,
+        connect_info_stop=row.connect_info_stop)
 
 
 @dataclass
@@ -124,15 +125,19 @@ def _customers_by_username(connection: Connection, canonical_names: Iterable[str
     wanted = sorted(canonical_names)
     if not wanted:
         return {}
+    # PostgreSQL: one array parameter, so the statement is the same for every batch
+    # (a list of N parameters is a new statement for every N, parsed anew each time).
+    names = (customers.c.username == any_(bindparam("names")) if connection.dialect.name == "postgresql"
+             else customers.c.username.in_(bindparam("names", expanding=True)))
     query = (
         select(customers.c.id, customers.c.username, customers.c.expires_at, master_packages.c.period_days,
                master_packages.c.quota_bytes, master_packages.c.fup_rx, master_packages.c.fup_tx)
         .select_from(customers.join(packages, customers.c.package_id == packages.c.id)
                      .join(master_packages, packages.c.master_package_id == master_packages.c.id))
-        .where(customers.c.username.in_(wanted))
+        .where(names)
     )
     return {row.username: _Customer(row.id, as_utc(row.expires_at), row.period_days, row.quota_bytes, row.fup_rx,
-                                    row.fup_tx) for row in connection.execute(query)}
+                                    row.fup_tx) for row in connection.execute(query, {"names": wanted})}
 
 
 _NEW_SESSION_COLUMNS = ("acct_unique_id", "acct_session_id", "nas_ip_address", "username")
@@ -209,15 +214,10 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
                                for uid in unique_ids],
         "nas_port_id": [identity[uid].get("nasportid") or rows[uid].nas_port_id for uid in unique_ids],
     }
-    radacct_columns = {column: [identity[uid].get(column) for uid in unique_ids] for column in _RADACCT_FROM_RECORD}
-    for name, (session_column, radacct_column) in _STATE_COLUMNS.items():
-        session_columns[session_column] = radacct_columns[radacct_column] = [
-            getattr(states[uid], name) for uid in unique_ids]
-    _update_sessions(connection, unique_ids, session_columns)
-    radacct_columns["acctuniqueid"] = unique_ids
-    _insert_rows(connection, radacct, radacct_columns, "ON CONFLICT (acctuniqueid) DO UPDATE SET " + ", ".join(
-        [f'"{column}" = coalesce(excluded."{column}", radacct."{column}")' for column in _RADACCT_FROM_RECORD]
-        + [f'"{column}" = excluded."{column}"' for _, column in _STATE_COLUMNS.values()]))
+    for name, (column, _) in _STATE_COLUMNS.items():
+        session_columns[column] = [getattr(states[uid], name) for uid in unique_ids]
+    identity_columns = {column: [identity[uid].get(column) for uid in unique_ids] for column in _RADACCT_FROM_RECORD}
+    _write_sessions(connection, unique_ids, session_columns, identity_columns)
     outcome.sessions += len(unique_ids)
     for uid in unique_ids:
         was_open = rows[uid].started_at is not None and rows[uid].stopped_at is None
@@ -246,20 +246,37 @@ def _array_types(connection: Connection, table, columns) -> list[str]:
             for column in columns]
 
 
-def _update_sessions(connection: Connection, unique_ids: list[str], columns: dict[str, list]) -> None:
-    """Write the new state of claimed (existing, locked) session rows."""
-    names = list(columns)
-    if connection.dialect.name == "postgresql":
-        # Arrays are sent in binary: dumping them as text cost more than the rest of the batch.
-        arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, sessions, ["acct_unique_id", *names]))
-        connection.exec_driver_sql(
-            f"UPDATE sessions SET {', '.join(f'{name} = v.{name}' for name in names)} "
-            f"FROM unnest({arrays}) AS v(acct_unique_id, {', '.join(names)}) "
-            "WHERE sessions.acct_unique_id = v.acct_unique_id", (unique_ids, *columns.values()))
+# A value the NAS left out keeps the stored one; the state is the merged state.
+_RADACCT_CONFLICT = "ON CONFLICT (acctuniqueid) DO UPDATE SET " + ", ".join(
+    [f'"{column}" = coalesce(excluded."{column}", radacct."{column}")' for column in _RADACCT_FROM_RECORD]
+    + [f'"{column}" = excluded."{column}"' for _, column in _STATE_COLUMNS.values()])
+
+
+def _write_sessions(connection: Connection, unique_ids: list[str], session_columns: dict[str, list],
+                    identity_columns: dict[str, list]) -> None:
+    """Write the new state of claimed (existing, locked) session rows, and their radacct rows."""
+    names = list(session_columns)
+    radacct_state = {radacct_column: session_columns[column] for column, radacct_column in _STATE_COLUMNS.values()}
+    if connection.dialect.name != "postgresql":
+        statement = text(f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
+                         "WHERE acct_unique_id = :acct_unique_id")
+        _execute_many(connection, statement, sessions, {"acct_unique_id": unique_ids, **session_columns})
+        _insert_rows(connection, radacct, {"acctuniqueid": unique_ids, **identity_columns, **radacct_state},
+                     _RADACCT_CONFLICT)
         return
-    statement = text(f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
-                     "WHERE acct_unique_id = :acct_unique_id")
-    _execute_many(connection, statement, sessions, {"acct_unique_id": unique_ids, **columns})
+    # One statement, each array sent once (in binary: as text, dumping them cost more than the rest).
+    identity = [f'"{column}"' for column in identity_columns]
+    state = [f'"{column}"' for column in radacct_state]
+    arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, sessions, ["acct_unique_id", *names])
+                       + _array_types(connection, radacct, identity_columns))
+    connection.exec_driver_sql(
+        f"WITH v AS (SELECT * FROM unnest({arrays}) AS v(acct_unique_id, {', '.join(names)}, {', '.join(identity)})), "
+        f"updated AS (UPDATE sessions SET {', '.join(f'{name} = v.{name}' for name in names)} FROM v "
+        "WHERE sessions.acct_unique_id = v.acct_unique_id) "
+        f"INSERT INTO radacct (acctuniqueid, {', '.join(identity)}, {', '.join(state)}) "
+        f"SELECT acct_unique_id, {', '.join(identity)}, {', '.join(column for column, _ in _STATE_COLUMNS.values())} "
+        f"FROM v {_RADACCT_CONFLICT}",
+        (unique_ids, *session_columns.values(), *identity_columns.values()))
 
 
 def _insert_rows(connection: Connection, table, columns: dict[str, list], conflict: str) -> None:
