@@ -21,7 +21,7 @@ import struct
 
 from collections import OrderedDict
 
-from pyrad.packet import AccessAccept, AccessReject, AcctPacket, AuthPacket, Packet
+from pyrad.packet import AccessAccept, AccessReject, AuthPacket, Packet
 
 from radiusd.dictionary import load_dictionary
 from radiusd.mschap import mppe_key_attributes, mschap_mppe_keys_attribute
@@ -148,10 +148,6 @@ class _WithoutTlv:
 
 class AccessPacket(_WithoutTlv, AuthPacket):
     """An Access-Request or its reply."""
-
-
-class AccountingPacket(_WithoutTlv, AcctPacket):
-    """An Accounting-Request or its reply."""
 
 
 def decode(data: bytes, secret: bytes, packet_class: type[Packet] = AccessPacket) -> Packet:
