@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import re
 import socket
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -32,6 +33,7 @@ ACCOUNTING_ON = "Accounting-On"
 ACCOUNTING_OFF = "Accounting-Off"
 SESSION_STATUSES = (START, STOP, INTERIM)
 NAS_STATUSES = (ACCOUNTING_ON, ACCOUNTING_OFF)
+_STORED_STATUSES = frozenset(SESSION_STATUSES + NAS_STATUSES)
 
 # Column widths of the sessions table; longer values are cut, never refused,
 # because a NAS retransmits a request we cannot store for ever.
@@ -92,10 +94,14 @@ class AccountingRecord:
         return cls(**{**data, "event_time": datetime.fromisoformat(data["event_time"])})
 
 
+_UNSIGNED = struct.Struct("!I")
+
+
 def _integer(raw: bytes) -> int:
-    if len(raw) != 4:
-        raise ValueError(f"Invalid integer value: expected 4 bytes, got {len(raw)}")
-    return int.from_bytes(raw, "big")
+    try:
+        return _UNSIGNED.unpack(raw)[0]
+    except struct.error:
+        raise ValueError(f"Invalid integer value: expected 4 bytes, got {len(raw)}") from None
 
 
 def _string(raw: bytes) -> str:
@@ -222,7 +228,7 @@ def record_from_packet(attributes: dict, nas_id: int | None, source_ip: str, rec
     status = _first(attributes, "Acct-Status-Type")
     if status is None:
         raise AccountingError("no Acct-Status-Type")
-    if status not in SESSION_STATUSES + NAS_STATUSES:
+    if status not in _STORED_STATUSES:
         return None
     nas_ip_address = _nas_ip_address(attributes, source_ip)
     event_time = _event_time(attributes, received_at)

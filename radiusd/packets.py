@@ -242,6 +242,8 @@ _EMPTY_MESSAGE_AUTHENTICATOR = bytes((MESSAGE_AUTHENTICATOR, MESSAGE_AUTHENTICAT
 
 def _proxy_states(values) -> bytes:
     """Proxy-State attributes echoed unmodified and in order (RFC 2865 section 5.33)."""
+    if not values:
+        return b""
     return b"".join(bytes((PROXY_STATE, len(value) + 2)) + value for value in values)
 
 
@@ -279,7 +281,7 @@ def encode_accounting_response(raw: bytes, attributes: dict, secret: bytes) -> b
     attribute_map): no attributes but the echoed Proxy-States, signed with
     the Response Authenticator (RFC 2866 section 3)."""
     return _with_response_authenticator(ACCOUNTING_RESPONSE, raw[1], raw[4:20],
-                                        _proxy_states(attributes.get(PROXY_STATE, ())), secret)
+                                        _proxy_states(attributes.get(PROXY_STATE)), secret)
 
 
 def encode_access_reply(request: AuthPacket, decision: Decision) -> bytes:
