@@ -2,9 +2,10 @@
 
 Two pure parts, no socket and no database:
 
-- ``record_from_packet`` turns a decoded, verified pyrad accounting packet
-  into an ``AccountingRecord``: plain data that can be spooled to disk and
-  replayed, keyed on the same ``acctuniqueid`` FreeRADIUS computes.
+- ``record_from_packet`` turns the attribute map (packets.attribute_map) of
+  a verified Accounting-Request into an ``AccountingRecord``: plain data
+  that can be spooled to disk and replayed, keyed on the same
+  ``acctuniqueid`` FreeRADIUS computes.
 - ``merge_session`` applies a record to the stored state of its session. It
   is idempotent and order-tolerant (FIELD-NOTES 10): counters never go down,
   a Stop without octets keeps the last values, an Interim-Update for an
@@ -15,10 +16,15 @@ Two pure parts, no socket and no database:
 import dataclasses
 import hashlib
 import re
-from collections import OrderedDict
+import socket
+import struct
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime, timedelta, timezone
+from functools import partial
+
+from pyrad.tools import DecodeAttr
+
+from radiusd.dictionary import load_dictionary
 
 START = "Start"
 STOP = "Stop"
@@ -27,6 +33,7 @@ ACCOUNTING_ON = "Accounting-On"
 ACCOUNTING_OFF = "Accounting-Off"
 SESSION_STATUSES = (START, STOP, INTERIM)
 NAS_STATUSES = (ACCOUNTING_ON, ACCOUNTING_OFF)
+_STORED_STATUSES = frozenset(SESSION_STATUSES + NAS_STATUSES)
 
 # Column widths of the sessions table; longer values are cut, never refused,
 # because a NAS retransmits a request we cannot store for ever.
@@ -87,43 +94,80 @@ class AccountingRecord:
         return cls(**{**data, "event_time": datetime.fromisoformat(data["event_time"])})
 
 
-@cache
-def _attribute(dictionary, name: str):
-    attribute = dictionary.attributes[name]
-    return attribute.code, attribute
+_UNSIGNED = struct.Struct("!I")
 
 
-def _first(packet, name: str):
-    """The first value of a (non-vendor) attribute, decoded by pyrad.
+def _integer(raw: bytes) -> int:
+    try:
+        return _UNSIGNED.unpack(raw)[0]
+    except struct.error:
+        raise ValueError(f"Invalid integer value: expected 4 bytes, got {len(raw)}") from None
 
-    Same result as ``packet.get(name)[0]``, without pyrad resolving the name
-    on every access: a request reads some twenty attributes, and by name that
-    was most of its cost.
+
+def _string(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _ipv4_address(raw: bytes) -> str:
+    if len(raw) != 4:
+        raise ValueError(f"Invalid ipaddr value: expected 4 bytes, got {len(raw)}")
+    return socket.inet_ntoa(raw)
+
+
+# The dictionary types radbill reads most, decoded as pyrad does (strings
+# that are not UTF-8 with replacement characters, as _text always had them);
+# the rest (ipv6addr, ipv6prefix, ifid...) by pyrad itself.
+_DECODERS = {"integer": _integer, "date": _integer, "string": _string, "octets": bytes, "ipaddr": _ipv4_address}
+
+
+class _Attributes(dict):
+    """Attribute name -> (code, decoder) in radiusd's dictionary, filled on first use.
+
+    The decoder gives what pyrad's ``packet.get(name)[0]`` would: the
+    dictionary's name of an enumerated value ("Start", "Ethernet"...), else
+    the value of the attribute's type; it raises ValueError for a value of
+    the wrong size. A request reads some twenty attributes, so resolving a
+    name is one dict look-up.
     """
-    code, attribute = _attribute(packet.dict, name)
-    values = OrderedDict.get(packet, code)
-    return packet._DecodeValue(attribute, values[0]) if values else None
+
+    def __missing__(self, name: str):
+        attribute = load_dictionary().attributes[name]
+        decode = _DECODERS.get(attribute.type) or partial(DecodeAttr, attribute.type)
+        names = dict(attribute.values.backward)
+        if names:
+            entry = self[name] = (attribute.code, lambda raw: names.get(raw) or decode(raw))
+        else:
+            entry = self[name] = (attribute.code, decode)
+        return entry
 
 
-def _text(packet, name: str, limit: int | None = None) -> str | None:
-    value = _first(packet, name)
+_ATTRIBUTES = _Attributes()
+
+
+def _first(attributes: dict, name: str):
+    """The first value of (non-vendor) attribute ``name`` in an attribute map, decoded; None when absent."""
+    code, decode = _ATTRIBUTES[name]
+    values = attributes.get(code)
+    return decode(values[0]) if values else None
+
+
+def _text(attributes: dict, name: str, limit: int | None = None) -> str | None:
+    value = _first(attributes, name)
     if value is None:
         return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
     value = str(value)
     return value[:limit] if limit else value
 
 
-def _octets(packet, low: str, high: str) -> int | None:
+def _octets(attributes, low: str, high: str) -> int | None:
     """Octets with their Gigawords: ``Gigawords << 32 | Octets`` (RFC 2869 §5.1, FIELD-NOTES 4)."""
-    octets, gigawords = _first(packet, low), _first(packet, high)
+    octets, gigawords = _first(attributes, low), _first(attributes, high)
     if octets is None and gigawords is None:
         return None
     return (int(gigawords or 0) << 32) | int(octets or 0)
 
 
-def acct_unique_id(packet, nas_ip_address: str) -> str:
+def acct_unique_id(attributes: dict, nas_ip_address: str) -> str:
     """FreeRADIUS 3.2's ``acct_unique`` policy (raddb/policy.d/accounting), exactly.
 
     With a Class of the form ``ai:<32 hex>`` (set by ``insert_acct_class``)
@@ -132,95 +176,95 @@ def acct_unique_id(packet, nas_ip_address: str) -> str:
     where NAS-IP is NAS-IPv6-Address, else NAS-IP-Address (which FreeRADIUS's
     ``preprocess`` fills from the source address when absent). Lower-case hex.
     """
-    session_id = _text(packet, "Acct-Session-Id") or ""
-    klass = _first(packet, "Class")
+    session_id = _text(attributes, "Acct-Session-Id") or ""
+    klass = _first(attributes, "Class")
     matched = _CLASS_UNIQUE_ID.match(klass) if isinstance(klass, bytes) else None
     if matched:
         material = f"{matched.group(1).decode()},{session_id}"
     else:
         parts = [
-            _text(packet, "User-Name") or "",
+            _text(attributes, "User-Name") or "",
             session_id,
             nas_ip_address,
-            _text(packet, "NAS-Identifier") or "",
-            _text(packet, "NAS-Port-Id") or "",
-            _text(packet, "NAS-Port") or "",
+            _text(attributes, "NAS-Identifier") or "",
+            _text(attributes, "NAS-Port-Id") or "",
+            _text(attributes, "NAS-Port") or "",
         ]
         material = ",".join(parts)
     return hashlib.md5(material.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _nas_ip_address(packet, source_ip: str) -> str:
-    return _text(packet, "NAS-IPv6-Address") or _text(packet, "NAS-IP-Address") or source_ip
+def _nas_ip_address(attributes, source_ip: str) -> str:
+    return _text(attributes, "NAS-IPv6-Address") or _text(attributes, "NAS-IP-Address") or source_ip
 
 
-def _event_time(packet, received_at: float) -> datetime:
+def _event_time(attributes, received_at: float) -> datetime:
     """When the event happened on the NAS.
 
     Event-Timestamp is that time itself (RFC 2869 §5.3); without it, the
     arrival time less Acct-Delay-Time, the seconds the NAS spent retrying
     (RFC 2866 §5.2).
     """
-    stamp = _first(packet, "Event-Timestamp")
+    stamp = _first(attributes, "Event-Timestamp")
     if stamp is not None:
         return datetime.fromtimestamp(int(stamp), timezone.utc)
-    delay = int(_first(packet, "Acct-Delay-Time") or 0)
+    delay = int(_first(attributes, "Acct-Delay-Time") or 0)
     return datetime.fromtimestamp(received_at - delay, timezone.utc)
 
 
-def _class_text(packet) -> str | None:
-    value = _first(packet, "Class")
+def _class_text(attributes) -> str | None:
+    value = _first(attributes, "Class")
     if value is None:
         return None
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
 
 
-def record_from_packet(packet, nas_id: int | None, source_ip: str, received_at: float) -> AccountingRecord | None:
+def record_from_packet(attributes: dict, nas_id: int | None, source_ip: str, received_at: float) -> AccountingRecord | None:
     """Build the record of a verified Accounting-Request; None for a status radbill does not store (Failed, ...).
 
     Raises AccountingError when Acct-Status-Type is missing, or a session
     record lacks Acct-Session-Id (RFC 2866 §5.1, §5.5: both MUST be present).
     """
-    status = _first(packet, "Acct-Status-Type")
+    status = _first(attributes, "Acct-Status-Type")
     if status is None:
         raise AccountingError("no Acct-Status-Type")
-    if status not in SESSION_STATUSES + NAS_STATUSES:
+    if status not in _STORED_STATUSES:
         return None
-    nas_ip_address = _nas_ip_address(packet, source_ip)
-    event_time = _event_time(packet, received_at)
+    nas_ip_address = _nas_ip_address(attributes, source_ip)
+    event_time = _event_time(attributes, received_at)
     if status in NAS_STATUSES:
         return AccountingRecord(status=status, nas_ip_address=nas_ip_address, event_time=event_time, nas_id=nas_id,
-                                terminate_cause=_text(packet, "Acct-Terminate-Cause"))
-    session_id = _text(packet, "Acct-Session-Id")
+                                terminate_cause=_text(attributes, "Acct-Terminate-Cause"))
+    session_id = _text(attributes, "Acct-Session-Id")
     if not session_id:
         raise AccountingError(f"{status} without Acct-Session-Id")
-    session_time = _first(packet, "Acct-Session-Time")
+    session_time = _first(attributes, "Acct-Session-Time")
     return AccountingRecord(
         status=status,
         nas_ip_address=nas_ip_address,
         event_time=event_time,
         nas_id=nas_id,
         acct_session_id=session_id[:_SESSION_ID_MAX],
-        acct_unique_id=acct_unique_id(packet, nas_ip_address),
-        username=_text(packet, "User-Name", _USERNAME_MAX) or "",
-        nas_port_id=_text(packet, "NAS-Port-Id", _PORT_ID_MAX) or _text(packet, "NAS-Port"),
-        nas_port_type=_text(packet, "NAS-Port-Type"),
-        framed_ip_address=_text(packet, "Framed-IP-Address"),
-        framed_ipv6_address=_text(packet, "Framed-IPv6-Address"),
-        framed_ipv6_prefix=_text(packet, "Framed-IPv6-Prefix"),
-        framed_interface_id=_text(packet, "Framed-Interface-Id"),
-        delegated_ipv6_prefix=_text(packet, "Delegated-IPv6-Prefix"),
-        calling_station_id=_text(packet, "Calling-Station-Id", _STATION_MAX),
-        called_station_id=_text(packet, "Called-Station-Id"),
-        service_type=_text(packet, "Service-Type"),
-        framed_protocol=_text(packet, "Framed-Protocol"),
-        acct_authentic=_text(packet, "Acct-Authentic"),
-        connect_info=_text(packet, "Connect-Info"),
-        class_=_class_text(packet),
+        acct_unique_id=acct_unique_id(attributes, nas_ip_address),
+        username=_text(attributes, "User-Name", _USERNAME_MAX) or "",
+        nas_port_id=_text(attributes, "NAS-Port-Id", _PORT_ID_MAX) or _text(attributes, "NAS-Port"),
+        nas_port_type=_text(attributes, "NAS-Port-Type"),
+        framed_ip_address=_text(attributes, "Framed-IP-Address"),
+        framed_ipv6_address=_text(attributes, "Framed-IPv6-Address"),
+        framed_ipv6_prefix=_text(attributes, "Framed-IPv6-Prefix"),
+        framed_interface_id=_text(attributes, "Framed-Interface-Id"),
+        delegated_ipv6_prefix=_text(attributes, "Delegated-IPv6-Prefix"),
+        calling_station_id=_text(attributes, "Calling-Station-Id", _STATION_MAX),
+        called_station_id=_text(attributes, "Called-Station-Id"),
+        service_type=_text(attributes, "Service-Type"),
+        framed_protocol=_text(attributes, "Framed-Protocol"),
+        acct_authentic=_text(attributes, "Acct-Authentic"),
+        connect_info=_text(attributes, "Connect-Info"),
+        class_=_class_text(attributes),
         session_time=None if session_time is None else int(session_time),
-        upload_bytes=_octets(packet, "Acct-Input-Octets", "Acct-Input-Gigawords"),
-        download_bytes=_octets(packet, "Acct-Output-Octets", "Acct-Output-Gigawords"),
-        terminate_cause=_text(packet, "Acct-Terminate-Cause"),
+        upload_bytes=_octets(attributes, "Acct-Input-Octets", "Acct-Input-Gigawords"),
+        download_bytes=_octets(attributes, "Acct-Output-Octets", "Acct-Output-Gigawords"),
+        terminate_cause=_text(attributes, "Acct-Terminate-Cause"),
     )
 
 

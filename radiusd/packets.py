@@ -21,7 +21,7 @@ import struct
 
 from collections import OrderedDict
 
-from pyrad.packet import AccessAccept, AccessReject, AcctPacket, AuthPacket, Packet
+from pyrad.packet import AccessAccept, AccessReject, AuthPacket, Packet
 
 from radiusd.dictionary import load_dictionary
 from radiusd.mschap import mppe_key_attributes, mschap_mppe_keys_attribute
@@ -36,6 +36,7 @@ VENDOR_SPECIFIC = 26
 
 ACCESS_REQUEST = 1
 ACCOUNTING_REQUEST = 4
+ACCOUNTING_RESPONSE = 5
 STATUS_SERVER = 12
 
 # pyrad keys of the attributes read from an Access-Request.
@@ -89,16 +90,47 @@ def check_datagram(data: bytes, codes: frozenset[int]) -> None:
         position += size
 
 
-class _WithoutTlv:
-    """pyrad packets, decoded and encoded faster for what radiusd receives.
+def received_packet(data: bytes) -> bytes:
+    """A datagram passed by check_datagram without the padding beyond its Length field (RFC 2865 section 3)."""
+    return data[:(data[2] << 8) | data[3]]
 
-    raddb/ declares no TLV attributes (RFC 6929), so pyrad need not look
-    every attribute up in the dictionary to find out; and check_datagram has
-    already walked the attributes, so decoding is one plain loop that fills
-    the same mapping pyrad's DecodePacket would (code or (vendor, type) ->
-    raw values). Together this halves the cost of a request. Only decode
-    datagrams that check_datagram passed.
+
+def attribute_map(packet: bytes) -> dict:
+    """The attributes of a packet passed by check_datagram and cut to its
+    Length: code or (vendor, type) -> raw values in the order received.
+
+    The mapping pyrad's DecodePacket fills, in one plain loop:
+    check_datagram has already walked the attributes, and raddb/ declares no
+    TLV attributes (RFC 6929), so no value needs a dictionary look-up here.
+    A Vendor-Specific attribute is split into its sub-attributes (RFC 2865
+    section 5.26) when it is well formed, else kept whole under 26.
     """
+    attributes: dict = {}
+    position = HEADER_LENGTH
+    length = len(packet)
+    while position < length:
+        kind, size = packet[position], packet[position + 1]
+        value = packet[position + 2:position + size]
+        position += size
+        if kind == VENDOR_SPECIFIC and len(value) >= 6:
+            parts = Packet._PktSplitSubAttributes(value, 4)
+            if parts is not None:
+                vendor = int.from_bytes(value[:4], "big")
+                for vendor_type, vendor_value in parts:
+                    attributes.setdefault((vendor, vendor_type), []).append(vendor_value)
+                continue
+        values = attributes.get(kind)
+        if values is None:
+            attributes[kind] = [value]
+        else:
+            values.append(value)
+    return attributes
+
+
+class _WithoutTlv:
+    """pyrad packets decoded by attribute_map: together with leaving out
+    pyrad's per-attribute TLV look-up this halves the cost of a request.
+    Only decode datagrams that check_datagram passed."""
 
     def _PktIsTlvAttribute(self, code) -> bool:
         return False
@@ -106,22 +138,9 @@ class _WithoutTlv:
     def DecodePacket(self, packet: bytes) -> None:
         self.code, self.id, length, self.authenticator = struct.unpack_from("!BBH16s", packet)
         packet = self.raw_packet = packet[:length]
-        attributes: dict = {}
-        position = HEADER_LENGTH
-        while position < length:
-            kind, size = packet[position], packet[position + 1]
-            value = packet[position + 2:position + size]
-            position += size
-            if kind == VENDOR_SPECIFIC and len(value) >= 6:
-                parts = Packet._PktSplitSubAttributes(value, 4)
-                if parts is not None:
-                    vendor = int.from_bytes(value[:4], "big")
-                    for vendor_type, vendor_value in parts:
-                        attributes.setdefault((vendor, vendor_type), []).append(vendor_value)
-                    continue
-            elif kind == MESSAGE_AUTHENTICATOR:
-                self.message_authenticator = True
-            attributes.setdefault(kind, []).append(value)
+        attributes = attribute_map(packet)
+        if MESSAGE_AUTHENTICATOR in attributes:
+            self.message_authenticator = True
         OrderedDict.clear(self)
         for key, values in attributes.items():
             OrderedDict.__setitem__(self, key, values)
@@ -131,14 +150,9 @@ class AccessPacket(_WithoutTlv, AuthPacket):
     """An Access-Request or its reply."""
 
 
-class AccountingPacket(_WithoutTlv, AcctPacket):
-    """An Accounting-Request or its reply."""
-
-
 def decode(data: bytes, secret: bytes, packet_class: type[Packet] = AccessPacket) -> Packet:
     """Decode a datagram already passed by check_datagram."""
-    length = struct.unpack_from("!H", data, 2)[0]
-    return packet_class(packet=data[:length], secret=secret, dict=load_dictionary())
+    return packet_class(packet=received_packet(data), secret=secret, dict=load_dictionary())
 
 
 def has_message_authenticator(packet: Packet) -> bool:
@@ -146,17 +160,32 @@ def has_message_authenticator(packet: Packet) -> bool:
 
 
 def message_authenticator_valid(packet: Packet, vector: bytes | None = None) -> bool:
-    """Check HMAC-MD5 over the received bytes with the Message-Authenticator
-    zeroed (RFC 3579 section 3.2). ``vector`` is the Request Authenticator
-    for Access-Request (the default) and 16 zero octets for requests whose
-    authenticator is itself a digest (Accounting-Request, RFC 5176)."""
-    raw = packet.raw_packet
-    received = packet[MESSAGE_AUTHENTICATOR][0]
+    """message_authenticator_matches for a decoded pyrad request."""
+    return message_authenticator_matches(packet.raw_packet, packet.secret, packet[MESSAGE_AUTHENTICATOR][0], vector)
+
+
+def message_authenticator_matches(raw: bytes, secret: bytes, received: bytes, vector: bytes | None = None) -> bool:
+    """Check the Message-Authenticator ``received`` in ``raw``: HMAC-MD5 over
+    the bytes as received with the attribute zeroed (RFC 3579 section 3.2).
+    ``vector`` is the Request Authenticator for Access-Request (the
+    default) and 16 zero octets for requests whose authenticator is itself
+    a digest (Accounting-Request, RFC 5176)."""
     if vector is None:
         vector = raw[4:20]
     attributes = Packet._zero_message_authenticator(raw[HEADER_LENGTH:])
-    digest = hmac.new(packet.secret, raw[:4] + vector + attributes, hashlib.md5).digest()
+    digest = hmac.new(secret, raw[:4] + vector + attributes, hashlib.md5).digest()
     return hmac.compare_digest(received, digest)
+
+
+ZERO_AUTHENTICATOR = bytes(16)
+
+
+def accounting_authenticator_valid(raw: bytes, secret: bytes) -> bool:
+    """The Request Authenticator of an Accounting-Request: MD5 over the
+    packet with the authenticator zeroed, followed by the shared secret
+    (RFC 2866 section 3)."""
+    digest = hashlib.md5(raw[:4] + ZERO_AUTHENTICATOR + raw[HEADER_LENGTH:] + secret).digest()
+    return hmac.compare_digest(digest, raw[4:20])
 
 
 def _first(packet: Packet, key):
@@ -211,24 +240,48 @@ def request_facts(packet: AuthPacket) -> RequestFacts:
 _EMPTY_MESSAGE_AUTHENTICATOR = bytes((MESSAGE_AUTHENTICATOR, MESSAGE_AUTHENTICATOR_LENGTH)) + bytes(16)
 
 
+def _proxy_states(values) -> bytes:
+    """Proxy-State attributes echoed unmodified and in order (RFC 2865 section 5.33)."""
+    if not values:
+        return b""
+    return b"".join(bytes((PROXY_STATE, len(value) + 2)) + value for value in values)
+
+
+def _with_response_authenticator(code: int, identifier: int, request_authenticator: bytes, body: bytes,
+                                 secret: bytes) -> bytes:
+    """The reply with its Response Authenticator: MD5(Code+ID+Length+Request
+    Authenticator+Attributes+Secret) (RFC 2865 section 3, RFC 2866 section 3)."""
+    header = struct.pack("!BBH", code, identifier, HEADER_LENGTH + len(body))
+    return header + hashlib.md5(header + request_authenticator + body + secret).digest() + body
+
+
 def encode_reply(request: Packet, code: int, attributes=()) -> bytes:
     """Encode a reply: Message-Authenticator first, Proxy-State echoed in
-    order (pyrad's _PrepareReply copies it), then ``attributes`` (name, value).
+    order, then ``attributes`` (name, value).
 
     The attributes are encoded once; the Message-Authenticator (RFC 3579
     section 3.2: HMAC-MD5 over the reply with the Request Authenticator in
     place and the attribute zeroed) is then written into its slot, and the
-    Response Authenticator (RFC 2865 section 3) computed over the result.
+    Response Authenticator computed over the result.
     """
-    reply = request._PrepareReply(type(request)(code=code, id=request.id, secret=request.secret,
-                                                authenticator=request.authenticator, dict=request.dict), {})
+    reply = type(request)(code=code, id=request.id, secret=request.secret, authenticator=request.authenticator,
+                          dict=request.dict)
     for name, value in attributes:
         reply.AddAttribute(name, value)
-    body = _EMPTY_MESSAGE_AUTHENTICATOR + reply._PktEncodeAttributes()
+    body = (_EMPTY_MESSAGE_AUTHENTICATOR + _proxy_states(OrderedDict.get(request, PROXY_STATE, ()))
+            + reply._PktEncodeAttributes())
     header = struct.pack("!BBH", code, request.id, HEADER_LENGTH + len(body))
     signature = hmac.new(request.secret, header + request.authenticator + body, hashlib.md5).digest()
     body = body[:2] + signature + body[MESSAGE_AUTHENTICATOR_LENGTH:]
-    return header + hashlib.md5(header + request.authenticator + body + request.secret).digest() + body
+    return _with_response_authenticator(code, request.id, request.authenticator, body, request.secret)
+
+
+def encode_accounting_response(raw: bytes, attributes: dict, secret: bytes) -> bytes:
+    """The Accounting-Response to the Accounting-Request ``raw`` (with its
+    attribute_map): no attributes but the echoed Proxy-States, signed with
+    the Response Authenticator (RFC 2866 section 3)."""
+    return _with_response_authenticator(ACCOUNTING_RESPONSE, raw[1], raw[4:20],
+                                        _proxy_states(attributes.get(PROXY_STATE)), secret)
 
 
 def encode_access_reply(request: AuthPacket, decision: Decision) -> bytes:

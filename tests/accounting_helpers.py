@@ -15,17 +15,17 @@ from pyrad.packet import AcctPacket
 
 from radiusd.accounting import AccountingRecord, record_from_packet
 from radiusd.dictionary import load_dictionary
+from radiusd.packets import attribute_map
 from tests.radius import RadiusdProcess, metric, write_config
 
 SECRET = b"testing123"
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
 
 
-def accounting_packet(**attributes) -> AcctPacket:
-    """An Accounting-Request as a NAS sends it, decoded as radiusd receives it."""
+def accounting_packet(**attributes) -> dict:
+    """An Accounting-Request as a NAS sends it, decoded as radiusd receives it (its attribute map)."""
     attributes = {key.replace("_", "-"): value for key, value in attributes.items()}
-    sent = AcctPacket(dict=load_dictionary(), secret=SECRET, **attributes)
-    return AcctPacket(dict=load_dictionary(), secret=SECRET, packet=sent.RequestPacket())
+    return attribute_map(AcctPacket(dict=load_dictionary(), secret=SECRET, **attributes).RequestPacket())
 
 
 def make_record(status: str, session: str = "81000001", username: str = "demo", at: datetime = T0,

@@ -1,6 +1,7 @@
 """The accounting handler without sockets: authenticators, bad values, the answer after the writer."""
 
 import hashlib
+from collections import OrderedDict
 
 import pytest
 from pyrad.packet import AccountingResponse, AcctPacket
@@ -9,7 +10,13 @@ from twisted.internet import defer, task
 from radiusd.accounting_handler import AccountingHandler
 from radiusd.accounting_writer import QueueFull
 from radiusd.dictionary import load_dictionary
-from radiusd.packets import Drop
+from radiusd.packets import (
+    Drop,
+    accounting_authenticator_valid,
+    attribute_map,
+    encode_accounting_response,
+    received_packet,
+)
 from radiusd.view import NasClient
 from tests.accounting_helpers import SECRET
 
@@ -105,3 +112,40 @@ def _resign(data: bytes) -> bytes:
     """Recompute the Request Authenticator (RFC 2866 §3) of hand-edited bytes."""
     zeroed = data[:4] + bytes(16) + data[20:]
     return data[:4] + hashlib.md5(zeroed + SECRET).digest() + data[20:]
+
+
+# --- the accounting wire without pyrad Packet objects --------------------------------
+
+def test_accounting_authenticator_is_the_one_pyrad_signs():
+    packet, data = request(Acct_Input_Octets=5)
+    raw = received_packet(data + bytes(7))  # padding beyond the Length field is not signed
+    assert raw == data and accounting_authenticator_valid(raw, SECRET)
+    assert not accounting_authenticator_valid(raw, b"not-the-secret")
+    tampered = bytearray(raw)
+    tampered[-1] ^= 1
+    assert not accounting_authenticator_valid(bytes(tampered), SECRET)
+
+
+@pytest.mark.parametrize("proxy_states", [[], [b"first"], [b"first", b"\x00second" * 20]])
+def test_accounting_response_is_the_one_pyrad_encodes(proxy_states):
+    packet, _ = request()
+    for state in proxy_states:
+        packet.AddAttribute("Proxy-State", state)
+    data = packet.RequestPacket()
+    received = AcctPacket(packet=data, secret=SECRET, dict=load_dictionary())
+    expected = received.CreateReply().ReplyPacket()
+    response = encode_accounting_response(data, attribute_map(data), SECRET)
+    assert response == expected and response[0] == AccountingResponse and response[1] == 9
+    assert packet.VerifyReply(AcctPacket(packet=response, secret=SECRET, dict=load_dictionary()), response)
+
+
+def test_attribute_map_is_what_pyrad_decodes():
+    packet, _ = request(Acct_Input_Octets=5, Framed_IP_Address="100.64.0.2", Class=b"\x01\x02")
+    packet.AddAttribute("Mikrotik-Rate-Limit", "10M/10M")
+    packet.AddAttribute("Proxy-State", b"a")
+    packet.AddAttribute("Proxy-State", b"b")
+    data = packet.RequestPacket()
+    decoded = AcctPacket(packet=data, secret=SECRET, dict=load_dictionary())
+    attributes = attribute_map(data)
+    assert attributes == dict(OrderedDict.items(decoded))
+    assert attributes[33] == [b"a", b"b"] and attributes[(14988, 8)] == [b"10M/10M"] and attributes[8] == [bytes([100, 64, 0, 2])]

@@ -7,7 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pyrad.packet import AcctPacket
+
+from radiusd import accounting
 from radiusd.accounting import AccountingError, AccountingRecord, merge_session
+from radiusd.dictionary import load_dictionary
 from tests.accounting_helpers import T0, accounting_packet, make_record, record_of
 
 
@@ -88,6 +92,51 @@ def test_record_survives_the_spool_format():
                                          Class=b"\x01\x02"))
     assert AccountingRecord.from_json(record.to_json()) == record
     assert record.class_ == "0x0102" and record.terminate_cause == "User-Request"
+
+
+# Every attribute record_from_packet reads, decoded as pyrad would (an enumerated value's
+# name, else by type; a string that is not UTF-8 with replacement characters, as always stored).
+READ_ATTRIBUTES = ["Acct-Status-Type", "Acct-Session-Id", "Class", "User-Name", "NAS-Identifier", "NAS-Port-Id",
+                   "NAS-Port", "NAS-IPv6-Address", "NAS-IP-Address", "Event-Timestamp", "Acct-Delay-Time",
+                   "Acct-Terminate-Cause", "Acct-Session-Time", "NAS-Port-Type", "Framed-IP-Address",
+                   "Framed-IPv6-Address", "Framed-IPv6-Prefix", "Framed-Interface-Id", "Delegated-IPv6-Prefix",
+                   "Calling-Station-Id", "Called-Station-Id", "Service-Type", "Framed-Protocol", "Acct-Authentic",
+                   "Connect-Info", "Acct-Input-Octets", "Acct-Input-Gigawords", "Acct-Output-Octets",
+                   "Acct-Output-Gigawords"]
+
+
+def _pyrad_value(name: str, raw: bytes):
+    dictionary = load_dictionary()
+    attribute = dictionary.attributes[name]
+    try:
+        value = AcctPacket(dict=dictionary)._DecodeValue(attribute, raw)
+    except Exception:
+        return "refused"
+    return value.decode("utf-8", "replace") if attribute.type == "string" and isinstance(value, bytes) else value
+
+
+@given(st.sampled_from(READ_ATTRIBUTES),
+       st.binary(max_size=20) | st.integers(0, 40).map(lambda number: number.to_bytes(4, "big")))
+def test_values_decode_as_pyrad_decodes_them(name, raw):
+    try:
+        value = accounting._first({load_dictionary().attributes[name].code: [raw]}, name)
+    except ValueError:
+        value = "refused"
+    assert value == _pyrad_value(name, raw)
+
+
+def test_decoded_values_of_a_mikrotik_interim():
+    packet = accounting_packet(Acct_Status_Type="Interim-Update", User_Name="u\u00e9", Acct_Session_Id="81f00001",
+                               NAS_Port_Type="Ethernet", Service_Type="Framed-User", Framed_IP_Address="100.64.0.2",
+                               Acct_Terminate_Cause="User-Request", Acct_Session_Time=300, NAS_Port=15728641,
+                               NAS_IPv6_Address="2001:db8::1", Framed_IPv6_Prefix="2001:db8:1::/48")
+    assert [accounting._first(packet, name) for name in ("Acct-Status-Type", "User-Name", "NAS-Port-Type",
+                                                          "Service-Type", "Framed-IP-Address", "Acct-Terminate-Cause",
+                                                          "Acct-Session-Time", "NAS-IPv6-Address",
+                                                          "Framed-IPv6-Prefix", "Connect-Info")] == [
+        "Interim-Update", "u\u00e9", "Ethernet", "Framed-User", "100.64.0.2", "User-Request", 300, "2001:db8::1",
+        "2001:db8:1::/48", None]
+    assert accounting._first({44: [b"ab\xff"]}, "Acct-Session-Id") == "ab\ufffd"
 
 
 # --- the session state machine ------------------------------------------------------
