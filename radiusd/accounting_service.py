@@ -18,6 +18,7 @@ from twisted.internet import task
 from radiusd.accounting_handler import AccountingHandler
 from radiusd.accounting_spool import Spool
 from radiusd.accounting_writer import AccountingWriter
+from radiusd.view import Snapshot, SubscriberView
 from schema.errors import RadbillError
 from schema.settings import Settings
 
@@ -63,7 +64,8 @@ def adopt_orphan_spools(spool: Spool, spool_dir: str, workers: int) -> int:
 
 
 class AccountingService:
-    def __init__(self, settings: Settings, engine: Engine, reactor, *, worker: int = 0, view=None):
+    def __init__(self, settings: Settings, engine: Engine, reactor, *, worker: int = 0,
+                 view: SubscriberView | None = None):
         self.settings = settings.radiusd
         self.reactor = reactor
         self.view = view
@@ -76,7 +78,7 @@ class AccountingService:
         if worker == 0:
             adopt_orphan_spools(self.spool, self.settings.spool_dir, self.settings.workers)
         self.writer = AccountingWriter(engine, self.spool, settings.billingd.zone, reactor,
-                                       queue_size=self.settings.acct_queue_size, sessions_changed=self._sessions_changed)
+                                       queue_size=self.settings.acct_queue_size, sessions_counted=self._sessions_counted)
         self.handler = AccountingHandler(self.writer, reactor)
         self._retry = task.LoopingCall(self.writer.retry)
         self._retry.clock = reactor
@@ -100,13 +102,9 @@ class AccountingService:
         d.addErrback(lambda failure: log.warning("stale-session sweep failed: %s", failure.getErrorMessage()))
         return d
 
-    def _sessions_changed(self, opened: list[int], stopped: list[int]) -> None:
-        if self.view is None:
-            return
-        for customer in opened:
-            self.view.session_started(customer)
-        for customer in stopped:
-            self.view.session_stopped(customer)
+    def _sessions_counted(self, counts: dict[int, int]) -> None:
+        if self.view is not None:
+            self.view.apply(Snapshot(open_sessions=counts, open_session_ids=set(counts)))
 
     def stop(self):
         for timer in (self._retry, self._sweep):

@@ -22,7 +22,8 @@ from sqlalchemy.dialects import sqlite
 
 from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, merge_session
 from radiusd.ratelimit import RateLimit
-from schema.changes import record_change
+from radiusd.store import count_open_sessions
+from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
 from schema.identity import canonical_mac, canonical_username
 from schema.outbox import enqueue
@@ -41,9 +42,11 @@ class BatchOutcome:
     sessions: int = 0
     closed: int = 0
     quota_jobs: list[tuple[int, date]] = field(default_factory=list)
-    # Customers whose session opened or closed, for the view's session counts.
+    # Customers whose session opened or closed (each also a "sessions" change for radiusd's views),
+    # and their open sessions once the batch is written.
     opened: list[int] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
+    open_sessions: dict[int, int] = field(default_factory=dict)
 
 
 def apply_records(connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo) -> BatchOutcome:
@@ -61,7 +64,16 @@ def apply_records(connection: Connection, records: Sequence[AccountingRecord], z
         else:
             segment.append(record)
     _apply_session_records(connection, segment, zone, outcome)
+    outcome.open_sessions = open_session_counts(connection, outcome.opened + outcome.stopped)
     return outcome
+
+
+def open_session_counts(connection: Connection, customer_ids: Iterable[int]) -> dict[int, int]:
+    """The open sessions of these customers, 0 included: what this radiusd's view
+    counts at once, before its follower hears of the change."""
+    wanted = set(customer_ids)
+    counts = count_open_sessions(connection, wanted) if wanted else {}
+    return {customer: counts.get(customer, 0) for customer in wanted}
 
 
 # --- sessions and radacct ------------------------------------------------------
@@ -219,10 +231,13 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     identity_columns = {column: [identity[uid].get(column) for uid in unique_ids] for column in _RADACCT_FROM_RECORD}
     _write_sessions(connection, unique_ids, session_columns, identity_columns)
     outcome.sessions += len(unique_ids)
+    counted = []  # customers whose number of open sessions changed
     for uid in unique_ids:
         was_open = rows[uid].started_at is not None and rows[uid].stopped_at is None
         if customer_ids[uid] is not None and was_open != states[uid].is_open:
             (outcome.opened if states[uid].is_open else outcome.stopped).append(customer_ids[uid])
+            counted.append(customer_ids[uid])
+    record_change_ids(connection, "sessions", counted)
     usage = {key: totals for key, totals in usage.items() if any(totals)}
     if usage:
         _add_usage(connection, usage)
@@ -371,7 +386,9 @@ def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> list[
                 acctterminatecause=bindparam("_cause"),
                 acctsessiontime=func.coalesce(radacct.c.acctsessiontime, bindparam("_session_time"))),
         params)
-    return [row.customer_id for row in open_rows]
+    customer_ids = [row.customer_id for row in open_rows]
+    record_change_ids(connection, "sessions", (customer for customer in customer_ids if customer is not None))
+    return customer_ids
 
 
 def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: datetime,

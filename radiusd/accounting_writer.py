@@ -36,7 +36,7 @@ from twisted.internet import defer
 
 from radiusd.accounting import AccountingRecord
 from radiusd.accounting_spool import Spool
-from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale_sessions
+from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale_sessions, open_session_counts
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,11 @@ def _call_all(calls: list[tuple]) -> None:
 
 class AccountingWriter:
     def __init__(self, engine: Engine, spool: Spool, zone: ZoneInfo, reactor, *, queue_size: int = 10_000,
-                 max_batch: int = 500, sessions_changed: Callable[[list[int], list[int]], None] = lambda opened, stopped: None):
-        """``sessions_changed(opened, stopped)`` is called on the reactor thread after each commit with the
-        customers whose sessions opened or closed (the view counts them for simultaneous use)."""
+                 max_batch: int = 500, sessions_counted: Callable[[dict[int, int]], None] = lambda counts: None):
+        """``sessions_counted(counts)`` is called on the reactor thread after each commit that opened or
+        closed sessions, with the open sessions of their customers (the view counts them at once)."""
         self.engine = engine
-        self._sessions_changed = sessions_changed
+        self._sessions_counted = sessions_counted
         self.spool = spool
         self.zone = zone
         self.reactor = reactor
@@ -247,8 +247,8 @@ class AccountingWriter:
                     raise
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(records))
-        if outcome.opened or outcome.stopped:
-            self._later(self._sessions_changed, outcome.opened, outcome.stopped)
+        if outcome.open_sessions:
+            self._later(self._sessions_counted, outcome.open_sessions)
         if outcome.closed:
             SESSIONS_CLOSED.labels("nas_reboot").inc(outcome.closed)
         if outcome.quota_jobs:
@@ -361,9 +361,9 @@ class AccountingWriter:
             return 0  # the database is behind the spool; closing now could close live sessions
         with self._transaction() as connection:
             closed = close_stale_sessions(connection, now, interim_interval)
+            counts = open_session_counts(connection, (customer for customer in closed if customer is not None))
         if closed:
             SESSIONS_CLOSED.labels("lost_service").inc(len(closed))
-            stopped = [customer for customer in closed if customer is not None]
-            self._later(self._sessions_changed, [], stopped)
+            self._later(self._sessions_counted, counts)
             log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", len(closed), MISSED_INTERIMS)
         return len(closed)

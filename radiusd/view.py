@@ -71,6 +71,9 @@ class Snapshot:
     nas_ids: set[int] | None = None
     packages: dict[int, tuple[str, PackageState]] | None = None
     operators: dict[int, OperatorRow] | None = None
+    # Open sessions per customer: of the customers in open_session_ids, or of all when it is None.
+    open_sessions: dict[int, int] | None = None
+    open_session_ids: set[int] | None = None
     full: bool = False
 
 
@@ -145,6 +148,8 @@ class SubscriberView:
             self._forget_customer(row.id)
             self._customers[row.username] = row
             self._usernames[row.id] = row.username
+        if snapshot.open_sessions is not None:
+            self._apply_open_sessions(snapshot.open_sessions, snapshot.open_session_ids)
         for nas_id in snapshot.nas_ids or ():
             self.nas_by_ip.pop(self._nas_ip_by_id.pop(nas_id, None), None)
         for client in snapshot.nas:
@@ -159,19 +164,15 @@ class SubscriberView:
             self.nas_by_ip[client.ip_address] = seen
         return seen
 
-    def set_open_sessions(self, counts: dict[int, int]) -> None:
-        self.open_sessions = counts
-
-    def session_started(self, customer_id: int) -> None:
-        """Hook for accounting: count a session at once, before the next refresh."""
-        self.open_sessions[customer_id] = self.open_sessions.get(customer_id, 0) + 1
-
-    def session_stopped(self, customer_id: int) -> None:
-        count = self.open_sessions.get(customer_id, 0)
-        if count > 1:
-            self.open_sessions[customer_id] = count - 1
-        else:
-            self.open_sessions.pop(customer_id, None)
+    def _apply_open_sessions(self, counts: dict[int, int], customer_ids: set[int] | None) -> None:
+        if customer_ids is None:
+            self.open_sessions = counts
+            return
+        for customer_id in customer_ids:
+            if counts.get(customer_id):
+                self.open_sessions[customer_id] = counts[customer_id]
+            else:
+                self.open_sessions.pop(customer_id, None)
 
     def set_used_bytes(self, usage: dict[int, int]) -> None:
         self.used_bytes = usage

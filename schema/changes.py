@@ -5,6 +5,8 @@ the same transaction. On PostgreSQL a NOTIFY (delivered at commit) wakes the
 listeners at once; SQLite readers poll.
 """
 
+from collections.abc import Iterable
+
 from sqlalchemy import Connection, Select, insert, literal, select, text
 
 from schema.tables import change_log
@@ -16,6 +18,15 @@ def record_change(connection: Connection, entity: str, entity_id: int) -> None:
     connection.execute(insert(change_log).values(entity=entity, entity_id=entity_id))
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def record_change_ids(connection: Connection, entity: str, ids: Iterable[int]) -> None:
+    """record_change for many ids, in one statement and one NOTIFY (an accounting batch)."""
+    rows = [dict(entity=entity, entity_id=entity_id) for entity_id in sorted(set(ids))]
+    if rows:
+        connection.execute(insert(change_log), rows)
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 def record_changes(connection: Connection, entity: str, ids: Select) -> int:

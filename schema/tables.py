@@ -515,7 +515,9 @@ change_log = Table(
     Column("entity", String(20), nullable=False),
     Column("entity_id", BigInteger, nullable=False),
     _created_at(),
-    _one_of("entity", ("customer", "nas", "operator", "package", "master_package", "package_price"), "entity"),
+    # "sessions": the customer's open sessions changed (counted for simultaneous use).
+    _one_of("entity", ("customer", "nas", "operator", "package", "master_package", "package_price", "sessions"),
+            "entity"),
 )
 
 audit_log = Table(

@@ -228,3 +228,21 @@ def test_radbill_online_shows_an_operator_only_its_customers_sessions(db, cli):
     apply(db, make_record("Start", session="admins"))  # demo belongs to the admin
     assert len(json.loads(cli("--json", "online").output)) == 1
     assert json.loads(cli("--json", "--as", "reseller1", "online").output) == []
+
+
+def test_sessions_opening_or_closing_are_logged_for_radiusd_session_counts(db):
+    def session_changes():
+        with db.connect() as connection:
+            return connection.execute(select(change_log.c.entity_id).where(change_log.c.entity == "sessions")
+                                      .order_by(change_log.c.id)).scalars().all()
+
+    demo_id = one(db, customers, customers.c.username == "demo").id
+    outcome = apply(db, make_record("Start", session="a"), make_record("Start", session="b"),
+                    make_record("Start", session="x", username="nobody"))
+    assert session_changes() == [demo_id]  # one row per customer per batch; unknown users have no count
+    assert outcome.open_sessions == {demo_id: 2}  # for this radiusd's view, at once
+    assert apply(db, make_record("Interim-Update", session="a", upload=5, download=5)).open_sessions == {}
+    assert session_changes() == [demo_id]  # an update changes no count
+    assert apply(db, make_record("Stop", session="a")).open_sessions == {demo_id: 1}
+    assert apply(db, make_record("Accounting-On", at=T0 + timedelta(minutes=1))).open_sessions == {demo_id: 0}
+    assert session_changes() == [demo_id] * 3

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from radiusd import mschap
-from schema.changes import record_change
+from schema.changes import record_change, record_change_ids
 from schema.tables import customer_usage, customers, master_packages, operators, packages, radpostauth, sessions
 from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, write_config
 
@@ -257,10 +257,12 @@ def test_nas_secret_changed_with_the_cli_is_served_within_a_second(radiusd, cli)
 
 def test_open_sessions_written_by_accounting_count_within_a_second(radiusd, engine):
     assert radtest(radiusd.port, "demo", "demo").code == "Access-Accept"
-    with engine.begin() as connection:
+    with engine.begin() as connection:  # as another radiusd's accounting writes it
+        customer_id = isp_id(connection, "demo")
         connection.execute(insert(sessions).values(acct_unique_id="demo-1", acct_session_id="1",
-                                                   nas_ip_address="127.0.0.1", customer_id=isp_id(connection, "demo"),
+                                                   nas_ip_address="127.0.0.1", customer_id=customer_id,
                                                    username="demo", started_at=datetime.now(timezone.utc)))
+        record_change_ids(connection, "sessions", [customer_id])
     wait_for_change(lambda: radtest(radiusd.port, "demo", "demo").code == "Access-Reject", timeout=1.5)
 
 

@@ -9,7 +9,7 @@ from twisted.internet import reactor, task
 
 from radiusd import store
 from radiusd.database import Database
-from radiusd.follower import ChangeCursor, Follower
+from radiusd.follower import SESSION_RECOUNT_SECONDS, ChangeCursor, Follower
 from radiusd.policy import PackageState
 from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
 from schema.changes import record_change
@@ -76,7 +76,7 @@ def test_cursor_at_start_waits_for_transactions_still_open_at_the_load():
 
 def test_view_composes_the_subscriber():
     view = loaded_view()
-    view.set_open_sessions({1: 2})
+    view.apply(Snapshot(open_sessions={1: 2}))
     view.set_used_bytes({1: 99})
     subscriber = view.subscriber("alice")
     assert (subscriber.customer_type, subscriber.open_sessions, subscriber.used_bytes) == ("pppoe", 2, 99)
@@ -106,15 +106,16 @@ def test_blocking_an_operator_blocks_its_descendants():
     assert not view.subscriber("carol").operator_blocked
 
 
-def test_accounting_hook_counts_sessions_at_once():
+def test_session_counts_of_some_customers_leave_the_others_alone():
     view = loaded_view()
-    view.session_started(1)
-    view.session_started(1)
-    assert view.subscriber("alice").open_sessions == 2
-    view.session_stopped(1)
-    view.session_stopped(1)
-    view.session_stopped(1)
-    assert view.subscriber("alice").open_sessions == 0
+    view.apply(Snapshot(customers=[row(2, "bob")]))
+    view.apply(Snapshot(open_sessions={1: 1, 2: 3}))
+    view.apply(Snapshot(open_sessions={1: 2}, open_session_ids={1}))
+    assert (view.subscriber("alice").open_sessions, view.subscriber("bob").open_sessions) == (2, 3)
+    view.apply(Snapshot(open_sessions={}, open_session_ids={2}))  # bob's last session closed
+    assert (view.subscriber("alice").open_sessions, view.subscriber("bob").open_sessions) == (2, 0)
+    view.apply(Snapshot(open_sessions={2: 1}))  # a full recount replaces everything
+    assert (view.subscriber("alice").open_sessions, view.subscriber("bob").open_sessions) == (0, 1)
 
 
 # --- following the database ----------------------------------------------------------
@@ -144,9 +145,30 @@ async def test_follower_loads_and_follows_changes(demo):
             connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1",
                                                        nas_ip_address="127.0.0.1", customer_id=customer_id,
                                                        username="demo", started_at=datetime.now(timezone.utc)))
+            record_change(connection, "sessions", customer_id)  # as the accounting writer does
         await follower.poll()
-        await follower.refresh_counts()
         assert view.subscriber("demo").status == "suspended"
+        assert view.subscriber("demo").open_sessions == 1
+    finally:
+        database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_nobody_logged_is_counted_by_the_minutely_recount(demo):
+    view = SubscriberView()
+    database = Database(demo, reactor)
+    clock = task.Clock()
+    try:
+        follower = Follower(view, database, clock, poll_interval=0.2)
+        await follower.load()
+        with demo.begin() as connection:  # written by hand: no "sessions" change
+            connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1",
+                                                       nas_ip_address="127.0.0.1", customer_id=view.subscriber("demo").id,
+                                                       username="demo", started_at=datetime.now(timezone.utc)))
+        await follower.poll()
+        assert view.subscriber("demo").open_sessions == 0
+        clock.advance(SESSION_RECOUNT_SECONDS)
+        await follower.poll()
         assert view.subscriber("demo").open_sessions == 1
     finally:
         database.close()

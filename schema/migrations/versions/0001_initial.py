@@ -30,7 +30,7 @@ def upgrade() -> None:
     sa.Column('entity', sa.String(length=20), nullable=False),
     sa.Column('entity_id', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.CheckConstraint("entity IN ('customer', 'nas', 'operator', 'package', 'master_package', 'package_price')", name=op.f('ck_change_log_entity')),
+    sa.CheckConstraint("entity IN ('customer', 'nas', 'operator', 'package', 'master_package', 'package_price', 'sessions')", name=op.f('ck_change_log_entity')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_change_log'))
     )
     op.create_table('operators',
