@@ -162,6 +162,15 @@ def count_open_sessions(connection: Connection, customer_ids: set[int] | None = 
     customer through SQLAlchemy cost three times the CPU (45 ms at 75,000
     online, beside the reactor).
     """
+    if customer_ids is not None and connection.dialect.name == "postgresql":
+        # One array parameter, one statement for every batch, and one index probe per
+        # customer: as a filter on all open sessions the planner may scan them all
+        # (14 ms at 100,000 open, with statistics older than a storm of Starts).
+        rows = connection.exec_driver_sql(
+            "SELECT wanted.customer, (SELECT count(*) FROM sessions "
+            "WHERE sessions.customer_id = wanted.customer AND sessions.stopped_at IS NULL) "
+            "FROM unnest(%s::bigint[]) AS wanted(customer)", (sorted(customer_ids),))
+        return {customer_id: count for customer_id, count in rows if count}
     if customer_ids is not None:
         return dict(tuple(row) for row in _by_id_chunks(connection, _OPEN_SESSIONS, sessions.c.customer_id,
                                                          customer_ids))

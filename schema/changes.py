@@ -24,7 +24,7 @@ def record_change_ids(connection: Connection, entity: str, ids: Iterable[int]) -
     """record_change for many ids, in one statement and one NOTIFY (an accounting batch)."""
     rows = [dict(entity=entity, entity_id=entity_id) for entity_id in sorted(set(ids))]
     if rows:
-        connection.execute(insert(change_log), rows)
+        connection.execute(insert(change_log).values(rows))  # one multi-row INSERT, not one per row
         if connection.dialect.name == "postgresql":
             connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
