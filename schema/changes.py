@@ -22,11 +22,16 @@ def record_change(connection: Connection, entity: str, entity_id: int) -> None:
 
 def record_change_ids(connection: Connection, entity: str, ids: Iterable[int]) -> None:
     """record_change for many ids, in one statement and one NOTIFY (an accounting batch)."""
-    rows = [dict(entity=entity, entity_id=entity_id) for entity_id in sorted(set(ids))]
-    if rows:
-        connection.execute(insert(change_log).values(rows))  # one multi-row INSERT, not one per row
-        if connection.dialect.name == "postgresql":
-            connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    ids = sorted(set(ids))
+    if not ids:
+        return
+    if connection.dialect.name == "postgresql":
+        # One array: a multi-row VALUES is a new statement to compile for every batch size.
+        connection.exec_driver_sql("INSERT INTO change_log (entity, entity_id) SELECT %s, unnest(%s::bigint[])",
+                                   (entity, ids))
+        connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    else:
+        connection.execute(insert(change_log), [dict(entity=entity, entity_id=entity_id) for entity_id in ids])
 
 
 def record_changes(connection: Connection, entity: str, ids: Select) -> int:
