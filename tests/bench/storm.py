@@ -556,6 +556,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3.0, help="radclient's retransmission timeout, seconds")
     parser.add_argument("--freeradius-threads", type=int, default=32,
                         help="FreeRADIUS thread pool, and so its rlm_sql connection pool")
+    parser.add_argument("--radbill-workers", type=int, default=os.cpu_count(), metavar="N",
+                        help="radbill radiusd worker processes (default: one per CPU, as FreeRADIUS gets its "
+                             "thread pool)")
     parser.add_argument("--radbill-setting", action="append", default=[], metavar="TABLE.KEY=VALUE",
                         help="extra radbill TOML setting, e.g. radiusd.workers=2 (repeatable)")
     parser.add_argument("--no-fsync", action="store_true", help="run PostgreSQL without fsync (not durable)")
@@ -578,17 +581,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def radbill_config(workdir: Path, url: str, auth_port: int, acct_port: int, metrics_port: int,
                    extra: Sequence[str]) -> Path:
-    tables: dict[str, list[str]] = {"database": [f'url = "{url}"'],
-                                    "radiusd": ['bind = "127.0.0.1"', f"auth_port = {auth_port}",
-                                                f"acct_port = {acct_port}", f"metrics_port = {metrics_port}"]}
+    """The TOML radbill runs with; a later ``extra`` setting replaces an earlier one."""
+    tables: dict[str, dict[str, str]] = {"database": {"url": f'"{url}"'},
+                                         "radiusd": {"bind": '"127.0.0.1"', "auth_port": str(auth_port),
+                                                     "acct_port": str(acct_port), "metrics_port": str(metrics_port)}}
     for setting in extra:
         key, _, value = setting.partition("=")
         table, _, name = key.partition(".")
         if not value or not name:
             raise SystemExit(f"--radbill-setting must look like radiusd.key=value, got {setting!r}")
-        tables.setdefault(table, []).append(f"{name} = {value}")
+        tables.setdefault(table, {})[name] = value
     path = workdir / "radbill.toml"
-    path.write_text("".join(f"[{table}]\n" + "\n".join(lines) + "\n\n" for table, lines in tables.items()))
+    path.write_text("".join(f"[{table}]\n" + "".join(f"{name} = {value}\n" for name, value in values.items()) + "\n"
+                            for table, values in tables.items()))
     return path
 
 
@@ -657,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkout = args.radbill_checkout.resolve()
             metrics_port = free_port()
             config = radbill_config(workdir, pg.url("radbill"), auth_port, acct_port, metrics_port,
-                                    args.radbill_setting)
+                                    [f"radiusd.workers={args.radbill_workers}", *args.radbill_setting])
             planned["radbill"] = (Server(
                 "radbill", [radbill_python(checkout), "-m", "cli", "--config", str(config), "radiusd"],
                 {**os.environ, "RADBILL_DATABASE_URL": pg.url("radbill")}, checkout,
