@@ -386,11 +386,8 @@ class LoadResult:
 
 
 def radclient_command(request_file: Path, target: Target, command: str, parallel: int, retries: int,
-                      timeout: float, nice: int = 0) -> list[str]:
-    """``nice``: radclient polls without sleeping while its requests are in flight, so on
-    the server's own machine it takes CPU from the server it measures; a positive
-    niceness makes it yield to the server (a real NAS is another machine)."""
-    return (["nice", "-n", str(nice)] if nice else []) + ["radclient", "-q", "-s", "-f", str(request_file), "-p", str(parallel), "-r", str(retries),
+                      timeout: float) -> list[str]:
+    return ["radclient", "-q", "-s", "-f", str(request_file), "-p", str(parallel), "-r", str(retries),
             "-t", str(timeout), f"{target.host}:{target.port}", command, target.secret]
 
 
@@ -408,7 +405,7 @@ def _count_requests(path: Path) -> int:
 
 
 def run_radclients(files: Sequence[Path], target: Target, command: str, processes: int, parallel: int,
-                   retries: int, timeout: float, nice: int = 0) -> tuple[Summary, float]:
+                   retries: int, timeout: float) -> tuple[Summary, float]:
     """Run one radclient per file, ``processes`` at a time; (summed summary, wall time)."""
     per_process = max(1, parallel // processes)
     pending = list(files)
@@ -421,7 +418,7 @@ def run_radclients(files: Sequence[Path], target: Target, command: str, processe
             output = request_file.with_suffix(".out")
             with output.open("w") as sink:      # a file, not a pipe: no pipe to fill up with complaints
                 running.append((subprocess.Popen(
-                    radclient_command(request_file, target, command, per_process, retries, timeout, nice),
+                    radclient_command(request_file, target, command, per_process, retries, timeout),
                     stdout=sink, stderr=subprocess.STDOUT), output))
         still_running = []
         for process, output in running:
@@ -437,7 +434,7 @@ def run_radclients(files: Sequence[Path], target: Target, command: str, processe
 
 def run_load(kind: str, files: Sequence[Path], target: Target, *, processes: int = 4, parallel: int = 1024,
              retries: int = 3, timeout: float = 3.0, capture: bool | None = None,
-             workdir: Path | None = None, nice: int = 0) -> LoadResult:
+             workdir: Path | None = None) -> LoadResult:
     """Send every request in ``files`` to ``target`` and measure.
 
     ``capture`` None means: capture when tcpdump is installed and we may use it.
@@ -454,10 +451,10 @@ def run_load(kind: str, files: Sequence[Path], target: Target, *, processes: int
         if capture:
             sniffer = PacketCapture(Path(scratch) / f"{kind}.pcap", target.host, [target.port])
             with sniffer:
-                summary, elapsed = run_radclients(files, target, command, processes, parallel, retries, timeout, nice)
+                summary, elapsed = run_radclients(files, target, command, processes, parallel, retries, timeout)
             wire = sniffer.stats()
         else:
-            summary, elapsed = run_radclients(files, target, command, processes, parallel, retries, timeout, nice)
+            summary, elapsed = run_radclients(files, target, command, processes, parallel, retries, timeout)
             wire = None
     rcvbuf_after = udp_rcvbuf_errors()
     answered = summary.accepted + summary.rejected
@@ -484,7 +481,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds before radclient retransmits")
     parser.add_argument("--nas-ip", default="127.0.0.1", help="NAS-IP-Address in the requests")
-    parser.add_argument("--nice", type=int, default=0, help="run radclient at this niceness (19: yield to the server)")
     parser.add_argument("--no-capture", action="store_true", help="skip tcpdump (no latency figures)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
@@ -493,8 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = write_request_files(args.kind, subscribers(args.users, args.first), Path(scratch), args.per_file,
                                     args.nas_ip)
         result = run_load(args.kind, files, target, processes=args.processes, parallel=args.parallel,
-                          retries=args.retries, timeout=args.timeout, capture=False if args.no_capture else None,
-                          nice=args.nice)
+                          retries=args.retries, timeout=args.timeout, capture=False if args.no_capture else None)
     print(json.dumps(asdict(result), indent=2) if args.json else result.line())
     return 0 if result.lost == 0 and result.answered == result.requests else 1
 

@@ -409,7 +409,7 @@ def storm(server: Server, process: subprocess.Popen, request_files: dict[str, li
         with profiling(args.py_spy, server, process, kind):
             result = radload.run_load(kind, request_files[kind], target, processes=args.processes,
                                       parallel=args.parallel, retries=args.retries, timeout=args.timeout,
-                                      workdir=workdir, nice=args.client_nice)
+                                      workdir=workdir)
         server_cpu, postgres_cpu, client_cpu, busy, wall = (after - first for after, first in zip(sample(), before))
         answered = max(result.answered, 1)
         others = max(0.0, busy - server_cpu - postgres_cpu - client_cpu) / (wall * os.cpu_count())
@@ -550,8 +550,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=4, help="radclient processes side by side")
     parser.add_argument("--parallel", type=int, default=1024, help="requests in flight, split between radclients")
     parser.add_argument("--per-file", type=int, default=radload.DEFAULT_PER_FILE)
-    parser.add_argument("--client-nice", type=int, default=0, metavar="N",
-                        help="run radclient at niceness N (19: it yields the CPU to the server under test)")
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3.0, help="radclient's retransmission timeout, seconds")
     parser.add_argument("--freeradius-threads", type=int, default=32,
