@@ -30,7 +30,7 @@ from billingd import cascade, ledger
 from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE, disconnect
 from billingd.prices import billing_period, end_of_day, prorated
-from schema.changes import record_change, record_changes
+from schema.changes import prune_changes, record_change, record_changes
 from schema.settings import BillingdSettings
 from schema.tables import (
     billing_runs,
@@ -76,6 +76,9 @@ def run_through(engine: Engine, through: date, settings: BillingdSettings) -> li
         with engine.begin() as connection:
             result = run_day(connection, day, settings, now=datetime.now(timezone.utc))
         results.append(dataclasses.replace(result, seconds=time.monotonic() - started))
+    if results:
+        with engine.begin() as connection:
+            prune_changes(connection, datetime.now(timezone.utc))
     return results
 
 

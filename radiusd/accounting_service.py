@@ -9,6 +9,7 @@ and the sweep that closes sessions silent for three interim intervals.
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from twisted.internet import task
 from radiusd.accounting_handler import AccountingHandler
 from radiusd.accounting_spool import Spool
 from radiusd.accounting_writer import AccountingWriter
-from radiusd.view import Snapshot, SubscriberView
 from schema.errors import RadbillError
 from schema.settings import Settings
 
@@ -65,10 +65,10 @@ def adopt_orphan_spools(spool: Spool, spool_dir: str, workers: int) -> int:
 
 class AccountingService:
     def __init__(self, settings: Settings, engine: Engine, reactor, *, worker: int = 0,
-                 view: SubscriberView | None = None):
+                 sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None):
+        """``sessions_counted``: see AccountingWriter (radiusd.follower.Follower.counted)."""
         self.settings = settings.radiusd
         self.reactor = reactor
-        self.view = view
         directory = spool_directory(self.settings.spool_dir, worker)
         try:
             self.spool = Spool(directory)
@@ -78,7 +78,7 @@ class AccountingService:
         if worker == 0:
             adopt_orphan_spools(self.spool, self.settings.spool_dir, self.settings.workers)
         self.writer = AccountingWriter(engine, self.spool, settings.billingd.zone, reactor,
-                                       queue_size=self.settings.acct_queue_size, sessions_counted=self._sessions_counted)
+                                       queue_size=self.settings.acct_queue_size, sessions_counted=sessions_counted)
         self.handler = AccountingHandler(self.writer, reactor)
         self._retry = task.LoopingCall(self.writer.retry)
         self._retry.clock = reactor
@@ -101,10 +101,6 @@ class AccountingService:
         d = self.writer.close_stale(now, self.settings.interim_interval)
         d.addErrback(lambda failure: log.warning("stale-session sweep failed: %s", failure.getErrorMessage()))
         return d
-
-    def _sessions_counted(self, counts: dict[int, int]) -> None:
-        if self.view is not None:
-            self.view.apply(Snapshot(open_sessions=counts, open_session_ids=set(counts)))
 
     def stop(self):
         for timer in (self._retry, self._sweep):

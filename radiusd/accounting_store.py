@@ -47,6 +47,7 @@ class BatchOutcome:
     opened: list[int] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
     open_sessions: dict[int, int] = field(default_factory=dict)
+    change_ids: list[int] = field(default_factory=list)  # of those "sessions" changes
 
 
 def apply_records(connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo) -> BatchOutcome:
@@ -58,9 +59,7 @@ def apply_records(connection: Connection, records: Sequence[AccountingRecord], z
             _apply_session_records(connection, segment, zone, outcome)
             segment = []
             cause = record.terminate_cause or NAS_REBOOT
-            closed = close_nas_sessions(connection, record.nas_ip_address, record.event_time, cause)
-            outcome.closed += len(closed)
-            outcome.stopped += [customer for customer in closed if customer is not None]
+            close_nas_sessions(connection, record.nas_ip_address, record.event_time, cause, outcome)
         else:
             segment.append(record)
     _apply_session_records(connection, segment, zone, outcome)
@@ -237,7 +236,7 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
         if customer_ids[uid] is not None and was_open != states[uid].is_open:
             (outcome.opened if states[uid].is_open else outcome.stopped).append(customer_ids[uid])
             counted.append(customer_ids[uid])
-    record_change_ids(connection, "sessions", counted)
+    outcome.change_ids += record_change_ids(connection, "sessions", counted)
     usage = {key: totals for key, totals in usage.items() if any(totals)}
     if usage:
         _add_usage(connection, usage)
@@ -365,8 +364,8 @@ def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Custo
 
 # --- closing sessions the NAS will never stop -------------------------------------
 
-def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> list[int]:
-    """Close the given open sessions; their customer ids (None where unknown), one per session."""
+def _close(connection: Connection, open_rows, cause: str, stop_time_of, outcome: BatchOutcome) -> None:
+    """Close the given open sessions."""
     params = []
     for row in open_rows:
         started = as_utc(row.started_at)
@@ -374,7 +373,7 @@ def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> list[
         params.append(dict(_uid=row.acct_unique_id, _stopped=stopped, _cause=cause,
                            _session_time=int((stopped - started).total_seconds()) if started else None))
     if not params:
-        return []
+        return
     connection.execute(
         update(sessions).where(sessions.c.acct_unique_id == bindparam("_uid"), sessions.c.stopped_at.is_(None))
         .values(stopped_at=bindparam("_stopped"), updated_at=bindparam("_stopped"), terminate_cause=bindparam("_cause"),
@@ -386,13 +385,14 @@ def _close(connection: Connection, open_rows, cause: str, stop_time_of) -> list[
                 acctterminatecause=bindparam("_cause"),
                 acctsessiontime=func.coalesce(radacct.c.acctsessiontime, bindparam("_session_time"))),
         params)
-    customer_ids = [row.customer_id for row in open_rows]
-    record_change_ids(connection, "sessions", (customer for customer in customer_ids if customer is not None))
-    return customer_ids
+    customer_ids = [row.customer_id for row in open_rows if row.customer_id is not None]
+    outcome.closed += len(open_rows)
+    outcome.stopped += customer_ids
+    outcome.change_ids += record_change_ids(connection, "sessions", customer_ids)
 
 
-def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: datetime,
-                       cause: str = NAS_REBOOT) -> list[int]:
+def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: datetime, cause: str,
+                       outcome: BatchOutcome) -> None:
     """Accounting-On/Off: the NAS (re)started, so none of its sessions is still up (RFC 2866 §5.1)."""
     open_rows = connection.execute(
         select(sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.customer_id)
@@ -400,10 +400,10 @@ def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: 
         .order_by(sessions.c.acct_unique_id).with_for_update()
     ).all()
     open_rows = [row for row in open_rows if row.started_at is None or as_utc(row.started_at) <= event_time]
-    return _close(connection, open_rows, cause, lambda _row: event_time)
+    _close(connection, open_rows, cause, lambda _row: event_time, outcome)
 
 
-def close_stale_sessions(connection: Connection, now: datetime, interim_interval: int) -> list[int]:
+def close_stale_sessions(connection: Connection, now: datetime, interim_interval: int) -> BatchOutcome:
     """Close sessions silent for three interim intervals as Lost-Service, at their last sign of life (FIELD-NOTES 9)."""
     cutoff = now - timedelta(seconds=MISSED_INTERIMS * interim_interval)
     last_seen = func.coalesce(sessions.c.updated_at, sessions.c.started_at)
@@ -412,7 +412,10 @@ def close_stale_sessions(connection: Connection, now: datetime, interim_interval
         .where(sessions.c.stopped_at.is_(None), last_seen < cutoff)
         .order_by(sessions.c.acct_unique_id).with_for_update()
     ).all()
-    return _close(connection, open_rows, LOST_SERVICE, lambda row: as_utc(row.updated_at or row.started_at))
+    outcome = BatchOutcome()
+    _close(connection, open_rows, LOST_SERVICE, lambda row: as_utc(row.updated_at or row.started_at), outcome)
+    outcome.open_sessions = open_session_counts(connection, outcome.stopped)
+    return outcome
 
 
 # --- who is online ------------------------------------------------------------------

@@ -36,7 +36,7 @@ from twisted.internet import defer
 
 from radiusd.accounting import AccountingRecord
 from radiusd.accounting_spool import Spool
-from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale_sessions, open_session_counts
+from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale_sessions
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,11 @@ def _call_all(calls: list[tuple]) -> None:
 
 class AccountingWriter:
     def __init__(self, engine: Engine, spool: Spool, zone: ZoneInfo, reactor, *, queue_size: int = 10_000,
-                 max_batch: int = 500, sessions_counted: Callable[[dict[int, int]], None] = lambda counts: None):
-        """``sessions_counted(counts)`` is called on the reactor thread after each commit that opened or
-        closed sessions, with the open sessions of their customers (the view counts them at once)."""
+                 max_batch: int = 500,
+                 sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None):
+        """``sessions_counted(counts, change_ids)`` is called on the reactor thread after each commit that
+        opened or closed sessions, with the open sessions of their customers and the ids of the "sessions"
+        changes it logged (radiusd.follower.Follower.counted)."""
         self.engine = engine
         self._sessions_counted = sessions_counted
         self.spool = spool
@@ -248,7 +250,7 @@ class AccountingWriter:
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(records))
         if outcome.open_sessions:
-            self._later(self._sessions_counted, outcome.open_sessions)
+            self._later(self._sessions_counted, outcome.open_sessions, outcome.change_ids)
         if outcome.closed:
             SESSIONS_CLOSED.labels("nas_reboot").inc(outcome.closed)
         if outcome.quota_jobs:
@@ -360,10 +362,10 @@ class AccountingWriter:
         if self.spool.pending:
             return 0  # the database is behind the spool; closing now could close live sessions
         with self._transaction() as connection:
-            closed = close_stale_sessions(connection, now, interim_interval)
-            counts = open_session_counts(connection, (customer for customer in closed if customer is not None))
-        if closed:
-            SESSIONS_CLOSED.labels("lost_service").inc(len(closed))
-            self._later(self._sessions_counted, counts)
-            log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", len(closed), MISSED_INTERIMS)
-        return len(closed)
+            outcome = close_stale_sessions(connection, now, interim_interval)
+        if outcome.closed:
+            SESSIONS_CLOSED.labels("lost_service").inc(outcome.closed)
+            self._later(self._sessions_counted, outcome.open_sessions, outcome.change_ids)
+            log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", outcome.closed,
+                     MISSED_INTERIMS)
+        return outcome.closed

@@ -110,6 +110,7 @@ class Follower:
         self._poll_again = False
         self._counting = False
         self._recounted_at = clock.seconds()
+        self._counted_change_ids: set[int] = set()
         self._database_up = True
         self._caught_up_at = clock.seconds()
         self._loops: list[task.LoopingCall] = []
@@ -164,9 +165,16 @@ class Follower:
         d.addBoth(self._poll_done)
         return d
 
+    def counted(self, counts: dict[int, int], change_ids: list[int]) -> None:
+        """This process's accounting counted these customers' open sessions at commit: apply the
+        counts now, and do not count them again when their "sessions" changes come by."""
+        self.view.apply(Snapshot(open_sessions=counts, open_session_ids=set(counts)))
+        self._counted_change_ids.update(change_ids)
+
     def _read_changes(self, connection, now: float):
         rows = store.read_change_ids(connection, self._cursor.after)
-        new = self._cursor.unseen(rows)
+        new = [row for row in self._cursor.unseen(rows)
+               if not (row[1] == "sessions" and row[0] in self._counted_change_ids)]
         snapshot = store.read_changed(connection, new) if new else None
         if now - self._recounted_at >= SESSION_RECOUNT_SECONDS:
             snapshot = snapshot or Snapshot()
@@ -177,6 +185,8 @@ class Follower:
 
     def _changes_read(self, result, started: float) -> None:
         snapshot, more = result
+        after = self._cursor.after
+        self._counted_change_ids = {change_id for change_id in self._counted_change_ids if change_id > after}
         if snapshot is not None:
             self.view.apply(snapshot)
         if more:

@@ -129,7 +129,7 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
     from twisted.internet import reactor
 
     server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port)
-    accounting = AccountingService(settings, engine, reactor, worker=worker, view=server.view)
+    accounting = AccountingService(settings, engine, reactor, worker=worker, sessions_counted=server.follower.counted)
     metrics_port = settings.radiusd.metrics_port + worker if settings.radiusd.metrics_port else 0
     listen_metrics(metrics_port, settings.radiusd.bind)
     failed = []

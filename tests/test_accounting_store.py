@@ -116,12 +116,12 @@ def test_sweep_closes_sessions_that_missed_three_interims(db):
           make_record("Start", session="alive", at=T0),
           make_record("Interim-Update", session="alive", at=T0 + timedelta(minutes=14)))
     with db.begin() as connection:
-        assert len(close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300)) == 1
+        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300).closed == 1
     quiet = one(db, sessions, sessions.c.acct_session_id == "quiet")
     assert quiet.terminate_cause == "Lost-Service" and as_utc(quiet.stopped_at) == T0
     assert one(db, sessions, sessions.c.acct_session_id == "alive").stopped_at is None
     with db.begin() as connection:
-        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300) == []
+        assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300).closed == 0
 
 
 def _quota_customer(engine, quota: int, fup: bool) -> None:
@@ -241,6 +241,9 @@ def test_sessions_opening_or_closing_are_logged_for_radiusd_session_counts(db):
                     make_record("Start", session="x", username="nobody"))
     assert session_changes() == [demo_id]  # one row per customer per batch; unknown users have no count
     assert outcome.open_sessions == {demo_id: 2}  # for this radiusd's view, at once
+    with db.connect() as connection:
+        assert outcome.change_ids == connection.execute(
+            select(change_log.c.id).where(change_log.c.entity == "sessions")).scalars().all()
     assert apply(db, make_record("Interim-Update", session="a", upload=5, download=5)).open_sessions == {}
     assert session_changes() == [demo_id]  # an update changes no count
     assert apply(db, make_record("Stop", session="a")).open_sessions == {demo_id: 1}

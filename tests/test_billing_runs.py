@@ -1,8 +1,8 @@
 """The day's work: daily charges, idempotency, catch-up, suspensions, monthly invoices."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from billingd import customers, ledger, operators, runs
 from billingd.prices import day_share, end_of_day
@@ -60,7 +60,14 @@ def test_missed_days_are_caught_up_in_order(engine):
         reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
         customers.receive_payment(connection, reseller1, "alice", money("50"), on(-1))
         _run(connection, -1)
+    with engine.begin() as connection:  # a week-old change radiusd no longer needs, and a fresh one
+        connection.execute(insert(change_log).values(entity="sessions", entity_id=1,
+                                                     created_at=datetime.now(timezone.utc) - timedelta(days=8)))
+        connection.execute(insert(change_log).values(entity="sessions", entity_id=2))
     results = runs.run_through(engine, TODAY + timedelta(days=3), SETTINGS)
+    with engine.connect() as connection:
+        kept = connection.execute(select(change_log.c.entity_id).where(change_log.c.entity == "sessions")).scalars().all()
+    assert kept == [2]
     assert [result.day for result in results] == [TODAY + timedelta(days=i) for i in range(0, 4)]
     assert [result.customers_charged for result in results] == [1, 1, 1, 0]
     assert runs.run_through(engine, TODAY + timedelta(days=3), SETTINGS) == []

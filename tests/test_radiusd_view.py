@@ -12,7 +12,7 @@ from radiusd.database import Database
 from radiusd.follower import SESSION_RECOUNT_SECONDS, ChangeCursor, Follower
 from radiusd.policy import PackageState
 from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
-from schema.changes import record_change
+from schema.changes import record_change, record_change_ids
 from schema.tables import change_log, customers, sessions
 
 PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="1M/1M")
@@ -149,6 +149,27 @@ async def test_follower_loads_and_follows_changes(demo):
         await follower.poll()
         assert view.subscriber("demo").status == "suspended"
         assert view.subscriber("demo").open_sessions == 1
+    finally:
+        database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sessions_counted_by_this_process_are_not_counted_again(demo):
+    view = SubscriberView()
+    database = Database(demo, reactor)
+    try:
+        follower = Follower(view, database, reactor, poll_interval=0.2)
+        await follower.load()
+        demo_id = view.subscriber("demo").id
+        with demo.begin() as connection:
+            [own] = record_change_ids(connection, "sessions", [demo_id])
+        follower.counted({demo_id: 3}, [own])  # as this process's accounting writer hands it over
+        await follower.poll()
+        assert view.subscriber("demo").open_sessions == 3  # not recounted: the database says 0
+        with demo.begin() as connection:  # another radiusd's change is counted
+            record_change_ids(connection, "sessions", [demo_id])
+        await follower.poll()
+        assert view.subscriber("demo").open_sessions == 0
     finally:
         database.close()
 
