@@ -37,6 +37,9 @@ SQLITE_POLL_SECONDS = 0.2
 POSTGRESQL_POLL_SECONDS = 1.0
 USAGE_SECONDS = 1.0
 SESSION_RECOUNT_SECONDS = 60.0
+# Under an accounting storm every batch of every radiusd NOTIFYs; one poll
+# per this many seconds takes them all, instead of one poll per batch.
+WAKE_SECONDS = 0.1
 GAP_TIMEOUT_SECONDS = 30.0
 START_TAIL = 1000
 
@@ -111,6 +114,8 @@ class Follower:
         self._counting = False
         self._recounted_at = clock.seconds()
         self._counted_change_ids: set[int] = set()
+        self._last_poll = float("-inf")
+        self._wake_call = None
         self._database_up = True
         self._caught_up_at = clock.seconds()
         self._loops: list[task.LoopingCall] = []
@@ -148,17 +153,25 @@ class Follower:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
+        if self._wake_call is not None and self._wake_call.active():
+            self._wake_call.cancel()
 
     def wake(self) -> None:
-        """A NOTIFY arrived: poll now (or right after the poll under way)."""
-        self.poll()
+        """A NOTIFY arrived: poll now, or WAKE_SECONDS after the last poll began."""
+        if self._wake_call is not None and self._wake_call.active():
+            return
+        delay = self._last_poll + WAKE_SECONDS - self._clock.seconds()
+        if delay <= 0:
+            self.poll()
+        else:
+            self._wake_call = self._clock.callLater(delay, self.poll)
 
     def poll(self):
         if self._polling:
             self._poll_again = True
             return None
         self._polling = True
-        started = self._clock.seconds()
+        started = self._last_poll = self._clock.seconds()
         d = self._database.run("radiusd.follow_changes", self._read_changes, started)
         d.addCallback(self._changes_read, started)
         d.addErrback(self._failed)

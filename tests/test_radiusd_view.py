@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import pytest_twisted
 from sqlalchemy import insert, update
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from radiusd import store
 from radiusd.database import Database
-from radiusd.follower import SESSION_RECOUNT_SECONDS, ChangeCursor, Follower
+from radiusd.follower import SESSION_RECOUNT_SECONDS, WAKE_SECONDS, ChangeCursor, Follower
 from radiusd.policy import PackageState
 from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
 from schema.changes import record_change, record_change_ids
@@ -151,6 +151,29 @@ async def test_follower_loads_and_follows_changes(demo):
         assert view.subscriber("demo").open_sessions == 1
     finally:
         database.close()
+
+
+def test_notifies_in_a_burst_cost_one_poll_per_wake_interval():
+    class Database:
+        polls = 0
+
+        def run(self, name, work, *args):
+            Database.polls += 1
+            return defer.succeed((None, False))
+
+    clock = task.Clock()
+    follower = Follower(SubscriberView(), Database(), clock, poll_interval=1.0)
+    follower._cursor = ChangeCursor(0)
+    follower.wake()
+    assert Database.polls == 1  # the first at once
+    for _ in range(5):  # a storm's batches, each with its NOTIFY
+        follower.wake()
+    assert Database.polls == 1
+    clock.advance(WAKE_SECONDS)
+    assert Database.polls == 2  # all of them, in one
+    clock.advance(5)
+    follower.wake()
+    assert Database.polls == 3
 
 
 @pytest_twisted.ensureDeferred
