@@ -130,27 +130,39 @@ def demo(engine):
     return engine
 
 
-@pytest_twisted.ensureDeferred
-async def test_follower_loads_and_follows_changes(demo):
-    view = SubscriberView()
+@pytest.fixture
+def database(demo):
     database = Database(demo, reactor)
-    try:
-        follower = Follower(view, database, reactor, poll_interval=0.2)
-        await follower.load()
-        assert view.subscriber("demo").status == "active" and view.nas_for("127.0.0.1").name == "demo-nas"
-        with demo.begin() as connection:
-            connection.execute(update(customers).where(customers.c.username == "demo").values(status="suspended"))
-            record_change(connection, "customer", view.subscriber("demo").id)
-            customer_id = view.subscriber("demo").id
-            connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1",
-                                                       nas_ip_address="127.0.0.1", customer_id=customer_id,
-                                                       username="demo", started_at=datetime.now(timezone.utc)))
-            record_change(connection, "sessions", customer_id)  # as the accounting writer does
-        await follower.poll()
-        assert view.subscriber("demo").status == "suspended"
-        assert view.subscriber("demo").open_sessions == 1
-    finally:
-        database.close()
+    yield database
+    database.close()
+
+
+async def loaded_follower(database, clock=reactor) -> Follower:
+    follower = Follower(SubscriberView(), database, clock, poll_interval=0.2)
+    await follower.load()
+    return follower
+
+
+def open_session(connection, customer_id: int) -> None:
+    connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1", nas_ip_address="127.0.0.1",
+                                               customer_id=customer_id, username="demo",
+                                               started_at=datetime.now(timezone.utc)))
+
+
+@pytest_twisted.ensureDeferred
+async def test_follower_loads_and_follows_changes(demo, database):
+    follower = await loaded_follower(database)
+    view = follower.view
+    assert view.subscriber("demo").status == "active" and view.nas_for("127.0.0.1").name == "demo-nas"
+    customer_id = view.subscriber("demo").id
+    with demo.begin() as connection:
+        connection.execute(update(customers).where(customers.c.username == "demo").values(status="suspended"))
+        record_change(connection, "customer", customer_id)
+        open_session(connection, customer_id)
+        record_change(connection, "sessions", customer_id)  # as the accounting writer does
+    await follower.poll()
+    assert view.subscriber("demo").status == "suspended"
+    assert view.subscriber("demo").open_sessions == 1
 
 
 def test_notifies_in_a_burst_cost_one_poll_per_wake_interval():
@@ -177,45 +189,31 @@ def test_notifies_in_a_burst_cost_one_poll_per_wake_interval():
 
 
 @pytest_twisted.ensureDeferred
-async def test_sessions_counted_by_this_process_are_not_counted_again(demo):
-    view = SubscriberView()
-    database = Database(demo, reactor)
-    try:
-        follower = Follower(view, database, reactor, poll_interval=0.2)
-        await follower.load()
-        demo_id = view.subscriber("demo").id
-        with demo.begin() as connection:
-            [own] = record_change_ids(connection, "sessions", [demo_id])
-        follower.counted({demo_id: 3}, [own])  # as this process's accounting writer hands it over
-        await follower.poll()
-        assert view.subscriber("demo").open_sessions == 3  # not recounted: the database says 0
-        with demo.begin() as connection:  # another radiusd's change is counted
-            record_change_ids(connection, "sessions", [demo_id])
-        await follower.poll()
-        assert view.subscriber("demo").open_sessions == 0
-    finally:
-        database.close()
+async def test_sessions_counted_by_this_process_are_not_counted_again(demo, database):
+    follower = await loaded_follower(database)
+    demo_id = follower.view.subscriber("demo").id
+    with demo.begin() as connection:
+        [own] = record_change_ids(connection, "sessions", [demo_id])
+    follower.counted({demo_id: 3}, [own])  # as this process's accounting writer hands it over
+    await follower.poll()
+    assert follower.view.subscriber("demo").open_sessions == 3  # not recounted: the database says 0
+    with demo.begin() as connection:  # another radiusd's change is counted
+        record_change_ids(connection, "sessions", [demo_id])
+    await follower.poll()
+    assert follower.view.subscriber("demo").open_sessions == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_session_nobody_logged_is_counted_by_the_minutely_recount(demo):
-    view = SubscriberView()
-    database = Database(demo, reactor)
+async def test_a_session_nobody_logged_is_counted_by_the_minutely_recount(demo, database):
     clock = task.Clock()
-    try:
-        follower = Follower(view, database, clock, poll_interval=0.2)
-        await follower.load()
-        with demo.begin() as connection:  # written by hand: no "sessions" change
-            connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1",
-                                                       nas_ip_address="127.0.0.1", customer_id=view.subscriber("demo").id,
-                                                       username="demo", started_at=datetime.now(timezone.utc)))
-        await follower.poll()
-        assert view.subscriber("demo").open_sessions == 0
-        clock.advance(SESSION_RECOUNT_SECONDS)
-        await follower.poll()
-        assert view.subscriber("demo").open_sessions == 1
-    finally:
-        database.close()
+    follower = await loaded_follower(database, clock)
+    with demo.begin() as connection:  # written by hand: no "sessions" change
+        open_session(connection, follower.view.subscriber("demo").id)
+    await follower.poll()
+    assert follower.view.subscriber("demo").open_sessions == 0
+    clock.advance(SESSION_RECOUNT_SECONDS)
+    await follower.poll()
+    assert follower.view.subscriber("demo").open_sessions == 1
 
 
 def test_store_reads_usage_of_the_current_period_for_quota_packages(demo):
