@@ -5,10 +5,11 @@ writer's group commit), and is idempotent: applying the same records again
 leaves the same rows, so a replay after a crash cannot double anything.
 
 Several radiusd instances may share one PostgreSQL database, so the session
-rows a batch touches are created if missing (INSERT ... ON CONFLICT DO
-NOTHING) and then locked (SELECT ... FOR UPDATE) before their new state is
-computed; two instances never both add the same bytes to a customer's usage.
-On SQLite the writer's BEGIN IMMEDIATE serialises whole transactions instead.
+rows a batch touches are claimed (the existing ones locked with SELECT ...
+FOR UPDATE, the missing ones inserted with ON CONFLICT DO NOTHING) before
+their new state is computed; two instances never both add the same bytes to
+a customer's usage. On SQLite the writer's BEGIN IMMEDIATE serialises whole
+transactions instead.
 """
 
 from collections import defaultdict

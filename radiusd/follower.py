@@ -111,7 +111,7 @@ class Follower:
         self._cursor: ChangeCursor | None = None
         self._polling = False
         self._poll_again = False
-        self._counting = False
+        self._reading_usage = False
         self._recounted_at = clock.seconds()
         self._counted_change_ids: set[int] = set()
         self._last_poll = float("-inf")
@@ -215,22 +215,22 @@ class Follower:
             self.poll()
 
     def refresh_usage(self):
-        if self._counting:
+        if self._reading_usage:
             return None
-        self._counting = True
+        self._reading_usage = True
         today = datetime.fromtimestamp(self._clock.seconds(), timezone.utc).date()
         d = self._database.run("radiusd.read_usage", store.read_used_bytes, today)
         d.addCallback(self._usage_read)
         d.addErrback(self._failed)
-        d.addBoth(self._counting_done)
+        d.addBoth(self._usage_read_done)
         return d
 
     def _usage_read(self, used) -> None:
         self.view.set_used_bytes(used)
         self._reachable()
 
-    def _counting_done(self, _) -> None:
-        self._counting = False
+    def _usage_read_done(self, _) -> None:
+        self._reading_usage = False
 
     def _failed(self, failure) -> None:
         if not failure.check(DBAPIError, OSError):
