@@ -18,10 +18,15 @@ NOTIFY_CHANNEL = "radbill_changes"
 KEEP = timedelta(days=7)
 
 
-def record_change(connection: Connection, entity: str, entity_id: int) -> None:
-    connection.execute(insert(change_log).values(entity=entity, entity_id=entity_id))
+def _notify(connection: Connection) -> None:
+    """Wake radiusd's listeners at commit (PostgreSQL; SQLite readers poll)."""
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def record_change(connection: Connection, entity: str, entity_id: int) -> None:
+    connection.execute(insert(change_log).values(entity=entity, entity_id=entity_id))
+    _notify(connection)
 
 
 def record_change_ids(connection: Connection, entity: str, ids: Iterable[int]) -> list[int]:
@@ -33,11 +38,12 @@ def record_change_ids(connection: Connection, entity: str, ids: Iterable[int]) -
         # One array: a multi-row VALUES is a new statement to compile for every batch size.
         change_ids = connection.exec_driver_sql(
             "INSERT INTO change_log (entity, entity_id) SELECT %s, unnest(%s::bigint[]) RETURNING id", (entity, ids))
-        connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     else:
         change_ids = connection.execute(insert(change_log).returning(change_log.c.id),
                                         [dict(entity=entity, entity_id=entity_id) for entity_id in ids])
-    return [change_id for change_id, in change_ids]
+    change_ids = [change_id for change_id, in change_ids]
+    _notify(connection)
+    return change_ids
 
 
 def record_changes(connection: Connection, entity: str, ids: Select) -> int:
@@ -45,8 +51,8 @@ def record_changes(connection: Connection, entity: str, ids: Select) -> int:
     inserted = connection.execute(
         insert(change_log).from_select(["entity", "entity_id"], select(literal(entity), ids.subquery().c[0]))
     ).rowcount
-    if inserted and connection.dialect.name == "postgresql":
-        connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    if inserted:
+        _notify(connection)
     return inserted
 
 
