@@ -51,12 +51,19 @@ def luhn_valid(pin: str) -> bool:
 
 
 def new_pin() -> str:
-    payload = f"{secrets.randbelow(10 ** RANDOM_DIGITS):0{RANDOM_DIGITS}d}"
+    payload = f"{secrets.randbelow(10**RANDOM_DIGITS):0{RANDOM_DIGITS}d}"
     return payload + luhn_digit(payload)
 
 
-def create_batch(connection: Connection, actor: Actor, count: int, *, value: int | None = None,
-                 package: str | None = None, distributor: str | None = None) -> list[dict]:
+def create_batch(
+    connection: Connection,
+    actor: Actor,
+    count: int,
+    *,
+    value: int | None = None,
+    package: str | None = None,
+    distributor: str | None = None,
+) -> list[dict]:
     """Issue ``count`` cards of one value or one package; returns serials and PINs."""
     actor.require("cards", "create recharge cards")
     actor.require("money", "create recharge cards")
@@ -73,29 +80,61 @@ def create_batch(connection: Connection, actor: Actor, count: int, *, value: int
         if row is None or row["role"] != "card_distributor" or row["parent_id"] != actor.home_id:
             raise RadbillError(f"{distributor} is not one of your card distributors")
         distributor_id = row["id"]
-    batch_id = connection.execute(insert(card_batches).values(
-        operator_id=actor.home_id, distributor_id=distributor_id, value=value, package_id=package_id, count=count,
-        created_by=actor.caller_id)).inserted_primary_key[0]
-    cards = [dict(batch_id=batch_id, serial=f"{batch_id:05d}-{number:05d}", pin=new_pin())
-             for number in range(1, count + 1)]
+    batch_id = connection.execute(
+        insert(card_batches).values(
+            operator_id=actor.home_id,
+            distributor_id=distributor_id,
+            value=value,
+            package_id=package_id,
+            count=count,
+            created_by=actor.caller_id,
+        )
+    ).inserted_primary_key[0]
+    cards = [
+        dict(batch_id=batch_id, serial=f"{batch_id:05d}-{number:05d}", pin=new_pin())
+        for number in range(1, count + 1)
+    ]
     if len({card["pin"] for card in cards}) != count:
         raise RadbillError("PIN collision inside the batch; run the command again")
     connection.execute(insert(recharge_cards), cards)
-    audit(connection, "card.batch", actor_id=actor.caller_id, acting_as_id=actor.id, target_type="card_batch",
-          target_id=batch_id, count=count, value=value, package=package, distributor=distributor)
+    audit(
+        connection,
+        "card.batch",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="card_batch",
+        target_id=batch_id,
+        count=count,
+        value=value,
+        package=package,
+        distributor=distributor,
+    )
     return [{**card, "value": value, "package": package} for card in cards]
 
 
-def list_cards(connection: Connection, actor: Actor, *, batch: int | None = None, status: str | None = None) -> list[dict]:
+def list_cards(
+    connection: Connection, actor: Actor, *, batch: int | None = None, status: str | None = None
+) -> list[dict]:
     """Cards of the batches the actor may see (a distributor: the batches given to it)."""
     actor.require("cards.view" if actor.role == "card_distributor" else "cards", "list recharge cards")
-    query = (select(recharge_cards.c.serial, recharge_cards.c.pin, recharge_cards.c.status, card_batches.c.id.label("batch"),
-                    card_batches.c.value, packages.c.name.label("package"), operators.c.login.label("operator"),
-                    recharge_cards.c.redeemed_at)
-             .select_from(recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id)
-                          .join(operators, operators.c.id == card_batches.c.operator_id)
-                          .outerjoin(packages, packages.c.id == card_batches.c.package_id))
-             .order_by(recharge_cards.c.id))
+    query = (
+        select(
+            recharge_cards.c.serial,
+            recharge_cards.c.pin,
+            recharge_cards.c.status,
+            card_batches.c.id.label("batch"),
+            card_batches.c.value,
+            packages.c.name.label("package"),
+            operators.c.login.label("operator"),
+            recharge_cards.c.redeemed_at,
+        )
+        .select_from(
+            recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id)
+            .join(operators, operators.c.id == card_batches.c.operator_id)
+            .outerjoin(packages, packages.c.id == card_batches.c.package_id)
+        )
+        .order_by(recharge_cards.c.id)
+    )
     if actor.role == "card_distributor":
         query = query.where(card_batches.c.distributor_id == actor.id)
     else:
@@ -115,27 +154,49 @@ def redeem(connection: Connection, actor: Actor, pin: str, username: str, calend
     if not luhn_valid(pin):
         raise RadbillError(_REFUSED)
     row = customers.changeable_customer(connection, actor, username, "redeem recharge cards", money=True)
-    card = connection.execute(
-        select(recharge_cards.c.id, recharge_cards.c.serial, card_batches.c.operator_id, card_batches.c.value,
-               card_batches.c.package_id)
-        .select_from(recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id))
-        .where(recharge_cards.c.pin == pin)).mappings().first()
+    card = (
+        connection.execute(
+            select(
+                recharge_cards.c.id,
+                recharge_cards.c.serial,
+                card_batches.c.operator_id,
+                card_batches.c.value,
+                card_batches.c.package_id,
+            )
+            .select_from(recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id))
+            .where(recharge_cards.c.pin == pin)
+        )
+        .mappings()
+        .first()
+    )
     if card is None or card["operator_id"] != row["operator_id"]:
         raise RadbillError(_REFUSED)
-    taken = connection.execute(update(recharge_cards).where(recharge_cards.c.id == card["id"],
-                                                            recharge_cards.c.status == "new")
-                               .values(status="redeemed", redeemed_by_customer_id=row["id"],
-                                       redeemed_at=calendar.now)).rowcount
+    taken = connection.execute(
+        update(recharge_cards)
+        .where(recharge_cards.c.id == card["id"], recharge_cards.c.status == "new")
+        .values(status="redeemed", redeemed_by_customer_id=row["id"], redeemed_at=calendar.now)
+    ).rowcount
     if taken != 1:
         raise RadbillError(_REFUSED)
     if card["value"] is not None:
-        entry_id = customers.receive(connection, actor, row, card["value"], calendar, method="card",
-                                     reference=card["serial"])
+        entry_id = customers.receive(
+            connection, actor, row, card["value"], calendar, method="card", reference=card["serial"]
+        )
     else:
         entry_id = _buy_with_card(connection, actor, row, card, calendar)
-    connection.execute(update(recharge_cards).where(recharge_cards.c.id == card["id"]).values(entry_id=entry_id))
-    audit(connection, "card.redeem", actor_id=actor.caller_id, acting_as_id=actor.id, target_type="customer",
-          target_id=row["id"], serial=card["serial"], entry=entry_id)
+    connection.execute(
+        update(recharge_cards).where(recharge_cards.c.id == card["id"]).values(entry_id=entry_id)
+    )
+    audit(
+        connection,
+        "card.redeem",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="customer",
+        target_id=row["id"],
+        serial=card["serial"],
+        entry=entry_id,
+    )
     return customers.show_customer(connection, actor, username)
 
 
@@ -145,11 +206,23 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
         raise RadbillError(f"this card buys {name}; change the customer's package first")
     priced = priced_package_by_id(connection, row["operator_id"], row["package_id"])
     if priced.billing_type != "daily":
-        raise RadbillError("package cards are for daily-billed packages; use a value card for monthly customers")
+        raise RadbillError(
+            "package cards are for daily-billed packages; use a value card for monthly customers"
+        )
     last_paid = customers.last_paid_day(connection, row["id"])
     start = max(calendar.today, last_paid + timedelta(days=1)) if last_paid else calendar.today
-    entry_id = customers.buy_period(connection, actor, row["id"], row["operator_id"], priced, start, calendar,
-                                    pay_cash=True, kind="card_renewal", paid_by_card=card["serial"])
+    entry_id = customers.buy_period(
+        connection,
+        actor,
+        row["id"],
+        row["operator_id"],
+        priced,
+        start,
+        calendar,
+        pay_cash=True,
+        kind="card_renewal",
+        paid_by_card=card["serial"],
+    )
     customers.reactivate_if_expired(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     return entry_id

@@ -40,14 +40,24 @@ def chain_levels(connection: Connection, owner_id: int, package_id: int) -> list
     chain = []
     current = owner_id
     while current is not None:
-        row = connection.execute(select(operators.c.id, operators.c.parent_id).where(operators.c.id == current)).one()
+        row = connection.execute(
+            select(operators.c.id, operators.c.parent_id).where(operators.c.id == current)
+        ).one()
         chain.append(row.id)
         current = row.parent_id
-    rows = {row.id: row for row in connection.execute(
-        select(operators).where(operators.c.id.in_(chain)).order_by(operators.c.id).with_for_update()).mappings()}
-    prices = dict(connection.execute(
-        select(package_prices.c.operator_id, package_prices.c.operator_price)
-        .where(package_prices.c.package_id == package_id, package_prices.c.operator_id.in_(chain))).all())
+    rows = {
+        row.id: row
+        for row in connection.execute(
+            select(operators).where(operators.c.id.in_(chain)).order_by(operators.c.id).with_for_update()
+        ).mappings()
+    }
+    prices = dict(
+        connection.execute(
+            select(package_prices.c.operator_id, package_prices.c.operator_price).where(
+                package_prices.c.package_id == package_id, package_prices.c.operator_id.in_(chain)
+            )
+        ).all()
+    )
     levels = []
     for operator_id in chain:
         row = rows[operator_id]
@@ -55,8 +65,17 @@ def chain_levels(connection: Connection, owner_id: int, package_id: int) -> list
             continue
         if operator_id not in prices:
             raise RadbillError(f"the package is not on the price list of {row['login']}")
-        levels.append(Level(operator_id, row["login"], row["parent_id"], row["billing_mode"], row["credit_limit"],
-                            row["fund_balance"], prices[operator_id]))
+        levels.append(
+            Level(
+                operator_id,
+                row["login"],
+                row["parent_id"],
+                row["billing_mode"],
+                row["credit_limit"],
+                row["fund_balance"],
+                prices[operator_id],
+            )
+        )
     return levels
 
 
@@ -78,7 +97,9 @@ def require_cover(levels: list[Level], amounts: list[int], what: str) -> None:
         )
 
 
-def operator_lines(connection: Connection, levels: list[Level], amounts: list[int], *, refund: bool = False) -> list[Line]:
+def operator_lines(
+    connection: Connection, levels: list[Level], amounts: list[int], *, refund: bool = False
+) -> list[Line]:
     """Each level pays its parent: mirror lines in the child's and the parent's book."""
     lines = []
     for level, amount in zip(levels, amounts):
@@ -89,20 +110,31 @@ def operator_lines(connection: Connection, levels: list[Level], amounts: list[in
         held = account_id(connection, level.parent_id, child_code(level.operator_id))
         wholesale = account_id(connection, level.parent_id, "wholesale")
         if refund:
-            lines += [Line(level.operator_id, fund, cost, amount), Line(level.parent_id, wholesale, held, amount)]
+            lines += [
+                Line(level.operator_id, fund, cost, amount),
+                Line(level.parent_id, wholesale, held, amount),
+            ]
         else:
-            lines += [Line(level.operator_id, cost, fund, amount), Line(level.parent_id, held, wholesale, amount)]
+            lines += [
+                Line(level.operator_id, cost, fund, amount),
+                Line(level.parent_id, held, wholesale, amount),
+            ]
     return lines
 
 
 def customer_payment_line(connection: Connection, owner_id: int, customer_id: int, amount: int) -> Line:
     """The customer hands its owner money: cash in, wallet credited."""
-    return Line(owner_id, account_id(connection, owner_id, "cash"),
-                account_id(connection, owner_id, wallet_code(customer_id)), amount)
+    return Line(
+        owner_id,
+        account_id(connection, owner_id, "cash"),
+        account_id(connection, owner_id, wallet_code(customer_id)),
+        amount,
+    )
 
 
-def customer_charge_line(connection: Connection, owner_id: int, customer_id: int, amount: int,
-                         *, refund: bool = False) -> Line:
+def customer_charge_line(
+    connection: Connection, owner_id: int, customer_id: int, amount: int, *, refund: bool = False
+) -> Line:
     """The owner charges the customer's wallet (or, refunding, credits it back)."""
     wallet = account_id(connection, owner_id, wallet_code(customer_id))
     sales = account_id(connection, owner_id, "sales")

@@ -36,6 +36,9 @@ from schema.errors import RadbillError
 from schema.identity import canonical_ip, canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.tables import (
+    SUSPENDED_EXPIRED,
+    SUSPENDED_OPERATOR_FUND,
+    SUSPENDED_OVERDUE,
     customer_days,
     customers,
     invoices,
@@ -44,9 +47,6 @@ from schema.tables import (
     packages,
     payments,
     zones,
-    SUSPENDED_EXPIRED,
-    SUSPENDED_OPERATOR_FUND,
-    SUSPENDED_OVERDUE,
 )
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@:+-]{0,63}")
@@ -93,8 +93,15 @@ def _row(connection: Connection, username: str, *, lock: bool = False):
     return row
 
 
-def changeable_customer(connection: Connection, actor: Actor, username: str, what: str, *, money: bool = False,
-                deleted_ok: bool = False):
+def changeable_customer(
+    connection: Connection,
+    actor: Actor,
+    username: str,
+    what: str,
+    *,
+    money: bool = False,
+    deleted_ok: bool = False,
+):
     actor.require("customers.change", what)
     if money:
         actor.require("money", what)
@@ -113,8 +120,13 @@ def disconnect(connection: Connection, customer_id: int, reason: str, cause: str
     (A rate-only CoA needs the Mikrotik-Rate-Limit string, which radiusd
     builds; billingd does not import radiusd.)
     """
-    enqueue(connection, customer_id=customer_id, action="disconnect", reason=reason,
-            dedupe_key=f"{reason}:{customer_id}:{cause}")
+    enqueue(
+        connection,
+        customer_id=customer_id,
+        action="disconnect",
+        reason=reason,
+        dedupe_key=f"{reason}:{customer_id}:{cause}",
+    )
 
 
 def _cause(calendar: Calendar) -> str:
@@ -123,18 +135,37 @@ def _cause(calendar: Calendar) -> str:
 
 
 def _audit(connection: Connection, actor: Actor, action: str, customer_id: int, **details) -> None:
-    audit(connection, f"customer.{action}", actor_id=actor.caller_id, acting_as_id=actor.id,
-          target_type="customer", target_id=customer_id, **details)
+    audit(
+        connection,
+        f"customer.{action}",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="customer",
+        target_id=customer_id,
+        **details,
+    )
 
 
 def _package_of(connection: Connection, row) -> PricedPackage:
     return priced_package_by_id(connection, row["operator_id"], row["package_id"])
 
 
-def add_customer(connection: Connection, actor: Actor, username: str, *, password: str, package: str,
-                 calendar: Calendar, zone: str | None = None, mac: str | None = None, static_ip: str | None = None,
-                 name: str = "", phone: str | None = None, address: str | None = None,
-                 fields: dict | None = None) -> dict:
+def add_customer(
+    connection: Connection,
+    actor: Actor,
+    username: str,
+    *,
+    password: str,
+    package: str,
+    calendar: Calendar,
+    zone: str | None = None,
+    mac: str | None = None,
+    static_ip: str | None = None,
+    name: str = "",
+    phone: str | None = None,
+    address: str | None = None,
+    fields: dict | None = None,
+) -> dict:
     """Create a customer of the actor's home operator and activate it.
 
     A daily customer's first period is bought at once, paid in cash to its
@@ -148,12 +179,18 @@ def add_customer(connection: Connection, actor: Actor, username: str, *, passwor
     if connection.execute(select(customers.c.id).where(customers.c.username == username)).first():
         raise RadbillError(f"username {username!r} is taken")
     priced = priced_package(connection, owner_id, package)
-    owner = connection.execute(select(operators).where(operators.c.id == owner_id).with_for_update()).mappings().one()
+    owner = (
+        connection.execute(select(operators).where(operators.c.id == owner_id).with_for_update())
+        .mappings()
+        .one()
+    )
     if owner["parent_id"] is not None and owner["billing_mode"] == "prepaid":
         cheapest = cheapest_operator_price(connection, owner_id)
         if cheapest is not None and owner["fund_balance"] + owner["credit_limit"] < cheapest:
-            raise RadbillError(f"operator {owner['login']}'s fund {format_amount(owner['fund_balance'])} is below its "
-                               f"cheapest operator price {format_amount(cheapest)}: it cannot add customers")
+            raise RadbillError(
+                f"operator {owner['login']}'s fund {format_amount(owner['fund_balance'])} is below its "
+                f"cheapest operator price {format_amount(cheapest)}: it cannot add customers"
+            )
     zone_id, zone_code = _zone(connection, owner_id, zone)
     sequence = owner["id_sequence"] + 1
     connection.execute(update(operators).where(operators.c.id == owner_id).values(id_sequence=sequence))
@@ -165,16 +202,38 @@ def add_customer(connection: Connection, actor: Actor, username: str, *, passwor
         if connection.execute(select(customers.c.username).where(customers.c.static_ip == static_ip)).first():
             raise RadbillError(f"static IP {static_ip} is already assigned")
     today = calendar.today
-    customer_id = connection.execute(insert(customers).values(
-        operator_id=owner_id, username=username, password=password, customer_code=code, name=name, phone=phone,
-        address=address, zone_id=zone_id, package_id=priced.package_id, status="active",
-        static_ip=static_ip, mac_binding=normalise_mac(mac) if mac else None, custom_fields=fields or {},
-        billing_anchor=today, cycle_day=min(today.day, 28) if priced.billing_type == "monthly" else None,
-    )).inserted_primary_key[0]
+    customer_id = connection.execute(
+        insert(customers).values(
+            operator_id=owner_id,
+            username=username,
+            password=password,
+            customer_code=code,
+            name=name,
+            phone=phone,
+            address=address,
+            zone_id=zone_id,
+            package_id=priced.package_id,
+            status="active",
+            static_ip=static_ip,
+            mac_binding=normalise_mac(mac) if mac else None,
+            custom_fields=fields or {},
+            billing_anchor=today,
+            cycle_day=min(today.day, 28) if priced.billing_type == "monthly" else None,
+        )
+    ).inserted_primary_key[0]
     ledger.open_wallet(connection, customer_id, owner_id)
     if priced.billing_type == "daily":
-        buy_period(connection, actor, customer_id, owner_id, priced, today, calendar, pay_cash=True,
-                    kind="activation")
+        buy_period(
+            connection,
+            actor,
+            customer_id,
+            owner_id,
+            priced,
+            today,
+            calendar,
+            pay_cash=True,
+            kind="activation",
+        )
     record_change(connection, "customer", customer_id)
     _audit(connection, actor, "add", customer_id, username=username, package=package, code=code)
     return show_customer(connection, actor, username)
@@ -184,10 +243,13 @@ def _zone(connection: Connection, owner_id: int, code: str | None) -> tuple[int 
     if code is None:
         return None, None
     chain = [owner_id]
-    while (parent := connection.execute(select(operators.c.parent_id).where(operators.c.id == chain[-1])).scalar()):
+    while parent := connection.execute(
+        select(operators.c.parent_id).where(operators.c.id == chain[-1])
+    ).scalar():
         chain.append(parent)
-    found = connection.execute(select(zones.c.id, zones.c.operator_id).where(zones.c.code == code,
-                                                                             zones.c.operator_id.in_(chain))).all()
+    found = connection.execute(
+        select(zones.c.id, zones.c.operator_id).where(zones.c.code == code, zones.c.operator_id.in_(chain))
+    ).all()
     if not found:
         raise RadbillError(f"no zone {code!r} for this operator")
     nearest = min(found, key=lambda row: chain.index(row.operator_id))
@@ -195,50 +257,97 @@ def _zone(connection: Connection, owner_id: int, code: str | None) -> tuple[int 
 
 
 def last_paid_day(connection: Connection, customer_id: int) -> date | None:
-    return connection.execute(select(func.max(customer_days.c.day)).where(customer_days.c.customer_id == customer_id,
-                                                                         customer_days.c.entry_id.is_not(None))).scalar()
+    return connection.execute(
+        select(func.max(customer_days.c.day)).where(
+            customer_days.c.customer_id == customer_id, customer_days.c.entry_id.is_not(None)
+        )
+    ).scalar()
 
 
-def buy_period(connection: Connection, actor: Actor, customer_id: int, owner_id: int, priced: PricedPackage,
-                start: date, calendar: Calendar, *, pay_cash: bool, kind: str, paid_by_card: str | None = None) -> int:
+def buy_period(
+    connection: Connection,
+    actor: Actor,
+    customer_id: int,
+    owner_id: int,
+    priced: PricedPackage,
+    start: date,
+    calendar: Calendar,
+    *,
+    pay_cash: bool,
+    kind: str,
+    paid_by_card: str | None = None,
+) -> int:
     """Charge one whole period from ``start``: the customer price, and the cascade."""
     price, days = priced.customer_price, priced.period_days
     levels = cascade.chain_levels(connection, owner_id, priced.package_id)
     amounts = [level.price for level in levels]
     cascade.require_cover(levels, amounts, f"{priced.name} for customer #{customer_id}")
-    wallet = connection.execute(select(customers.c.wallet_balance, customers.c.username)
-                                .where(customers.c.id == customer_id)).one()
+    wallet = connection.execute(
+        select(customers.c.wallet_balance, customers.c.username).where(customers.c.id == customer_id)
+    ).one()
     lines = []
     if pay_cash:
         lines.append(cascade.customer_payment_line(connection, owner_id, customer_id, price))
     elif wallet.wallet_balance < price:
-        raise RadbillError(f"customer {wallet.username}'s wallet {format_amount(wallet.wallet_balance)} cannot pay "
-                           f"{priced.name} ({format_amount(price)}): top up, or record a cash payment with --cash")
+        raise RadbillError(
+            f"customer {wallet.username}'s wallet {format_amount(wallet.wallet_balance)} cannot pay "
+            f"{priced.name} ({format_amount(price)}): top up, or record a cash payment with --cash"
+        )
     lines.append(cascade.customer_charge_line(connection, owner_id, customer_id, price))
     lines += cascade.operator_lines(connection, levels, amounts)
     last = start + timedelta(days=days - 1)
-    memo = f"{priced.name} {start.isoformat()}..{last.isoformat()}" + (f" (card {paid_by_card})" if paid_by_card else "")
-    entry_id = ledger.post(connection, kind, lines, actor_id=actor.caller_id, customer_id=customer_id,
-                           memo=memo, effective_on=calendar.today)
+    memo = f"{priced.name} {start.isoformat()}..{last.isoformat()}" + (
+        f" (card {paid_by_card})" if paid_by_card else ""
+    )
+    entry_id = ledger.post(
+        connection,
+        kind,
+        lines,
+        actor_id=actor.caller_id,
+        customer_id=customer_id,
+        memo=memo,
+        effective_on=calendar.today,
+    )
     if pay_cash:
-        connection.execute(insert(payments).values(
-            customer_id=customer_id, payee_operator_id=owner_id, amount=price,
-            method="card" if paid_by_card else "cash", reference=paid_by_card, entry_id=entry_id,
-            created_by=actor.caller_id))
-    connection.execute(insert(customer_days), [
-        dict(customer_id=customer_id, day=start + timedelta(days=i), amount=day_share(price, days, i), entry_id=entry_id)
-        for i in range(days)
-    ])
-    connection.execute(update(customers).where(customers.c.id == customer_id)
-                       .values(expires_at=end_of_day(last, calendar.zone)))
+        connection.execute(
+            insert(payments).values(
+                customer_id=customer_id,
+                payee_operator_id=owner_id,
+                amount=price,
+                method="card" if paid_by_card else "cash",
+                reference=paid_by_card,
+                entry_id=entry_id,
+                created_by=actor.caller_id,
+            )
+        )
+    connection.execute(
+        insert(customer_days),
+        [
+            dict(
+                customer_id=customer_id,
+                day=start + timedelta(days=i),
+                amount=day_share(price, days, i),
+                entry_id=entry_id,
+            )
+            for i in range(days)
+        ],
+    )
+    connection.execute(
+        update(customers)
+        .where(customers.c.id == customer_id)
+        .values(expires_at=end_of_day(last, calendar.zone))
+    )
     return entry_id
 
 
 def charge_day(connection: Connection, actor: Actor, row, calendar: Calendar) -> bool:
     """Charge today's pay-as-you-go share if today is not paid yet; False if the wallet cannot."""
     today = calendar.today
-    if connection.execute(select(customer_days.c.day).where(customer_days.c.customer_id == row["id"],
-                                                            customer_days.c.day == today)).first():
+    if connection.execute(
+        select(customer_days.c.day).where(
+            customer_days.c.customer_id == row["id"], customer_days.c.day == today
+        )
+    ).first():
         return True
     priced = _package_of(connection, row)
     index = (today - row["billing_anchor"]).days
@@ -250,12 +359,24 @@ def charge_day(connection: Connection, actor: Actor, row, calendar: Calendar) ->
     cascade.require_cover(levels, amounts, f"today's share of {priced.name} for {row['username']}")
     lines = [cascade.customer_charge_line(connection, row["operator_id"], row["id"], share)]
     lines += cascade.operator_lines(connection, levels, amounts)
-    entry_id = ledger.post(connection, "daily_charge", lines, actor_id=actor.caller_id, customer_id=row["id"],
-                           memo=f"{priced.name} {today.isoformat()}", effective_on=today,
-                           idempotency_key=f"daily:{today.isoformat()}:{row['id']}")
-    connection.execute(insert(customer_days).values(customer_id=row["id"], day=today, amount=share, entry_id=entry_id))
-    connection.execute(update(customers).where(customers.c.id == row["id"])
-                       .values(expires_at=end_of_day(today, calendar.zone)))
+    entry_id = ledger.post(
+        connection,
+        "daily_charge",
+        lines,
+        actor_id=actor.caller_id,
+        customer_id=row["id"],
+        memo=f"{priced.name} {today.isoformat()}",
+        effective_on=today,
+        idempotency_key=f"daily:{today.isoformat()}:{row['id']}",
+    )
+    connection.execute(
+        insert(customer_days).values(customer_id=row["id"], day=today, amount=share, entry_id=entry_id)
+    )
+    connection.execute(
+        update(customers)
+        .where(customers.c.id == row["id"])
+        .values(expires_at=end_of_day(today, calendar.zone))
+    )
     return True
 
 
@@ -268,14 +389,25 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
     forfeited. Either way the days are no longer bought.
     """
     today = calendar.today
-    future = and_(customer_days.c.customer_id == row["id"], customer_days.c.day > today,
-                  customer_days.c.entry_id.is_not(None))
-    per_entry = connection.execute(select(customer_days.c.entry_id, func.sum(customer_days.c.amount).label("amount"),
-                                          func.count().label("days"))
-                                   .where(future).group_by(customer_days.c.entry_id)).all()
+    future = and_(
+        customer_days.c.customer_id == row["id"],
+        customer_days.c.day > today,
+        customer_days.c.entry_id.is_not(None),
+    )
+    per_entry = connection.execute(
+        select(
+            customer_days.c.entry_id,
+            func.sum(customer_days.c.amount).label("amount"),
+            func.count().label("days"),
+        )
+        .where(future)
+        .group_by(customer_days.c.entry_id)
+    ).all()
     if not per_entry:
         return 0
-    policy = connection.execute(select(operators.c.refund_policy).where(operators.c.id == row["operator_id"])).scalar()
+    policy = connection.execute(
+        select(operators.c.refund_policy).where(operators.c.id == row["operator_id"])
+    ).scalar()
     refunded = 0
     if policy == "prorated":
         levels = cascade.chain_levels(connection, row["operator_id"], row["package_id"])
@@ -284,26 +416,44 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
             charged = _entry_amounts(connection, purchase.entry_id, row, levels)
             customer_total, amount = charged.pop(None), int(purchase.amount)
             refunded += amount
-            lines.append(cascade.customer_charge_line(connection, row["operator_id"], row["id"], amount, refund=True))
-            amounts = [proportional(charged.get(level.operator_id, 0), amount, customer_total) for level in levels]
+            lines.append(
+                cascade.customer_charge_line(connection, row["operator_id"], row["id"], amount, refund=True)
+            )
+            amounts = [
+                proportional(charged.get(level.operator_id, 0), amount, customer_total) for level in levels
+            ]
             lines += cascade.operator_lines(connection, levels, amounts, refund=True)
         days = sum(purchase.days for purchase in per_entry)
-        ledger.post(connection, "refund", lines, actor_id=actor.caller_id, customer_id=row["id"], effective_on=today,
-                    memo=f"refund of {days} unused days of entries "
-                         + ", ".join(f"#{purchase.entry_id}" for purchase in per_entry))
+        ledger.post(
+            connection,
+            "refund",
+            lines,
+            actor_id=actor.caller_id,
+            customer_id=row["id"],
+            effective_on=today,
+            memo=f"refund of {days} unused days of entries "
+            + ", ".join(f"#{purchase.entry_id}" for purchase in per_entry),
+        )
     connection.execute(delete(customer_days).where(future))
-    connection.execute(update(customers).where(customers.c.id == row["id"])
-                       .values(expires_at=end_of_day(today, calendar.zone)))
+    connection.execute(
+        update(customers)
+        .where(customers.c.id == row["id"])
+        .values(expires_at=end_of_day(today, calendar.zone))
+    )
     return refunded
 
 
 def _entry_amounts(connection: Connection, entry_id: int, row, levels) -> dict:
     """What one purchase charged: the customer (key None) and each level (by operator id)."""
     wallet = ledger.account_id(connection, row["operator_id"], ledger.wallet_code(row["id"]))
-    cost_accounts = {ledger.account_id(connection, level.operator_id, "cost_of_sales"): level.operator_id
-                     for level in levels}
+    cost_accounts = {
+        ledger.account_id(connection, level.operator_id, "cost_of_sales"): level.operator_id
+        for level in levels
+    }
     amounts = {None: 0}
-    for line in connection.execute(select(ledger_lines).where(ledger_lines.c.entry_id == entry_id)).mappings():
+    for line in connection.execute(
+        select(ledger_lines).where(ledger_lines.c.entry_id == entry_id)
+    ).mappings():
         if line["debit_account_id"] == wallet:
             amounts[None] += line["amount"]
         elif line["debit_account_id"] in cost_accounts:
@@ -311,18 +461,33 @@ def _entry_amounts(connection: Connection, entry_id: int, row, levels) -> dict:
     return amounts
 
 
-def renew(connection: Connection, actor: Actor, username: str, calendar: Calendar, *, cash: bool = False) -> dict:
+def renew(
+    connection: Connection, actor: Actor, username: str, calendar: Calendar, *, cash: bool = False
+) -> dict:
     """Buy one more period, from the later of today and the end of the paid days."""
     row = changeable_customer(connection, actor, username, "renew customers", money=True)
     priced = _package_of(connection, row)
     if priced.billing_type != "daily":
-        raise RadbillError(f"customer {row['username']} is billed monthly: its invoices are paid with customer pay")
+        raise RadbillError(
+            f"customer {row['username']} is billed monthly: its invoices are paid with customer pay"
+        )
     if row["status"] == "suspended" and row["status_reason"] not in SELF_CLEARING:
-        raise RadbillError(f"customer {row['username']} is suspended ({row['status_reason']}); resume it first")
+        raise RadbillError(
+            f"customer {row['username']} is suspended ({row['status_reason']}); resume it first"
+        )
     last_paid = last_paid_day(connection, row["id"])
     start = max(calendar.today, last_paid + timedelta(days=1)) if last_paid else calendar.today
-    entry_id = buy_period(connection, actor, row["id"], row["operator_id"], priced, start, calendar,
-                           pay_cash=cash, kind="renewal")
+    entry_id = buy_period(
+        connection,
+        actor,
+        row["id"],
+        row["operator_id"],
+        priced,
+        start,
+        calendar,
+        pay_cash=cash,
+        kind="renewal",
+    )
     reactivate_if_expired(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     _audit(connection, actor, "renew", row["id"], entry=entry_id, start=start.isoformat(), cash=cash)
@@ -331,20 +496,24 @@ def renew(connection: Connection, actor: Actor, username: str, calendar: Calenda
 
 def reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> None:
     if row["status"] == "suspended" and row["status_reason"] in SELF_CLEARING:
-        connection.execute(update(customers).where(customers.c.id == row["id"])
-                           .values(status="active", status_reason=None))
+        connection.execute(
+            update(customers).where(customers.c.id == row["id"]).values(status="active", status_reason=None)
+        )
         # Out of the captive "expired" profile: log in again (FIELD-NOTES 14).
         disconnect(connection, row["id"], "reactivated", _cause(calendar))
 
 
-def suspend(connection: Connection, actor: Actor, username: str, calendar: Calendar, *, reason: str = MANUAL) -> dict:
+def suspend(
+    connection: Connection, actor: Actor, username: str, calendar: Calendar, *, reason: str = MANUAL
+) -> dict:
     """Suspend now: unused bought days are refunded per the owner's policy; the session is cut."""
     row = changeable_customer(connection, actor, username, "suspend customers")
     if row["status"] != "active":
         raise RadbillError(f"customer {row['username']} is already {row['status']}")
     refunded = _refund_unused(connection, actor, row, calendar)
-    connection.execute(update(customers).where(customers.c.id == row["id"])
-                       .values(status="suspended", status_reason=reason))
+    connection.execute(
+        update(customers).where(customers.c.id == row["id"]).values(status="suspended", status_reason=reason)
+    )
     record_change(connection, "customer", row["id"])
     disconnect(connection, row["id"], "suspended", _cause(calendar))
     _audit(connection, actor, "suspend", row["id"], reason=reason, refunded=refunded)
@@ -360,16 +529,22 @@ def resume(connection: Connection, actor: Actor, username: str, calendar: Calend
     if priced.billing_type == "daily":
         actor.require("money", "resume daily customers (it charges today's share)")
         if not charge_day(connection, actor, row, calendar):
-            raise RadbillError(f"customer {row['username']}'s wallet {format_amount(row['wallet_balance'])} cannot pay "
-                               "today's share: top up or renew first")
-    connection.execute(update(customers).where(customers.c.id == row["id"]).values(status="active", status_reason=None))
+            raise RadbillError(
+                f"customer {row['username']}'s wallet {format_amount(row['wallet_balance'])} cannot pay "
+                "today's share: top up or renew first"
+            )
+    connection.execute(
+        update(customers).where(customers.c.id == row["id"]).values(status="active", status_reason=None)
+    )
     record_change(connection, "customer", row["id"])
     disconnect(connection, row["id"], "resumed", _cause(calendar))
     _audit(connection, actor, "resume", row["id"])
     return show_customer(connection, actor, username)
 
 
-def change_package(connection: Connection, actor: Actor, username: str, package: str, calendar: Calendar) -> dict:
+def change_package(
+    connection: Connection, actor: Actor, username: str, package: str, calendar: Calendar
+) -> dict:
     """Switch package now; unused days of the old one are refunded, a new period bought when one was running."""
     row = changeable_customer(connection, actor, username, "change packages", money=True)
     new = priced_package(connection, row["operator_id"], package)
@@ -384,8 +559,17 @@ def change_package(connection: Connection, actor: Actor, username: str, package:
         values["cycle_day"] = min(today.day, 28)
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
     if new.billing_type == "daily" and had_period and row["status"] == "active":
-        buy_period(connection, actor, row["id"], row["operator_id"], new, today + timedelta(days=1), calendar,
-                    pay_cash=False, kind="package_change")
+        buy_period(
+            connection,
+            actor,
+            row["id"],
+            row["operator_id"],
+            new,
+            today + timedelta(days=1),
+            calendar,
+            pay_cash=False,
+            kind="package_change",
+        )
     record_change(connection, "customer", row["id"])
     disconnect(connection, row["id"], "package_change", _cause(calendar))
     _audit(connection, actor, "change_package", row["id"], old=old.name, new=package, refunded=refunded)
@@ -402,8 +586,16 @@ def reset_password(connection: Connection, actor: Actor, username: str, password
     return password
 
 
-def receive_payment(connection: Connection, actor: Actor, username: str, amount: int, calendar: Calendar, *,
-                    method: str = "cash", reference: str | None = None) -> dict:
+def receive_payment(
+    connection: Connection,
+    actor: Actor,
+    username: str,
+    amount: int,
+    calendar: Calendar,
+    *,
+    method: str = "cash",
+    reference: str | None = None,
+) -> dict:
     """A customer pays its owner (``topup`` and ``pay``): wallet credited, open
     invoices settled oldest first (partial payments too), and a customer
     suspended for expiry or an overdue bill is reactivated once it can be."""
@@ -412,17 +604,40 @@ def receive_payment(connection: Connection, actor: Actor, username: str, amount:
     return show_customer(connection, actor, username)
 
 
-def receive(connection: Connection, actor: Actor, row, amount: int, calendar: Calendar, *, method: str,
-            reference: str | None) -> int:
+def receive(
+    connection: Connection,
+    actor: Actor,
+    row,
+    amount: int,
+    calendar: Calendar,
+    *,
+    method: str,
+    reference: str | None,
+) -> int:
     """Post a customer's payment and its consequences; returns the ledger entry."""
     if amount <= 0:
         raise RadbillError("the amount must be more than zero")
     line = cascade.customer_payment_line(connection, row["operator_id"], row["id"], amount)
-    entry_id = ledger.post(connection, "customer_payment", [line], actor_id=actor.caller_id, customer_id=row["id"],
-                           effective_on=calendar.today, memo=f"{method}{' ' + reference if reference else ''}")
-    connection.execute(insert(payments).values(customer_id=row["id"], payee_operator_id=row["operator_id"],
-                                               amount=amount, method=method, reference=reference,
-                                               entry_id=entry_id, created_by=actor.caller_id))
+    entry_id = ledger.post(
+        connection,
+        "customer_payment",
+        [line],
+        actor_id=actor.caller_id,
+        customer_id=row["id"],
+        effective_on=calendar.today,
+        memo=f"{method}{' ' + reference if reference else ''}",
+    )
+    connection.execute(
+        insert(payments).values(
+            customer_id=row["id"],
+            payee_operator_id=row["operator_id"],
+            amount=amount,
+            method=method,
+            reference=reference,
+            entry_id=entry_id,
+            created_by=actor.caller_id,
+        )
+    )
     _settle_invoices(connection, row["id"], amount)
     fresh = _row(connection, row["username"])
     if fresh["status"] == "suspended" and fresh["status_reason"] in SELF_CLEARING:
@@ -442,31 +657,48 @@ def receive(connection: Connection, actor: Actor, row, amount: int, calendar: Ca
 
 
 def _settle_invoices(connection: Connection, customer_id: int, amount: int) -> None:
-    open_invoices = connection.execute(select(invoices).where(invoices.c.customer_id == customer_id,
-                                                              invoices.c.status == "open")
-                                       .order_by(invoices.c.issued_on, invoices.c.id)).mappings().all()
+    open_invoices = (
+        connection.execute(
+            select(invoices)
+            .where(invoices.c.customer_id == customer_id, invoices.c.status == "open")
+            .order_by(invoices.c.issued_on, invoices.c.id)
+        )
+        .mappings()
+        .all()
+    )
     for invoice in open_invoices:
         if amount <= 0:
             break
         applied = min(amount, invoice["amount"] - invoice["paid_amount"])
         amount -= applied
         paid = invoice["paid_amount"] + applied
-        connection.execute(update(invoices).where(invoices.c.id == invoice["id"]).values(
-            paid_amount=paid, status="paid" if paid == invoice["amount"] else "open"))
+        connection.execute(
+            update(invoices)
+            .where(invoices.c.id == invoice["id"])
+            .values(paid_amount=paid, status="paid" if paid == invoice["amount"] else "open")
+        )
 
 
 def _has_overdue(connection: Connection, customer_id: int, today: date) -> bool:
-    return connection.execute(select(invoices.c.id).where(invoices.c.customer_id == customer_id,
-                                                          invoices.c.status == "open",
-                                                          invoices.c.due_on < today)).first() is not None
+    return (
+        connection.execute(
+            select(invoices.c.id).where(
+                invoices.c.customer_id == customer_id, invoices.c.status == "open", invoices.c.due_on < today
+            )
+        ).first()
+        is not None
+    )
 
 
 def delete_customer(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Soft-delete: unused days refunded per policy, service cut, restorable."""
     row = changeable_customer(connection, actor, username, "delete customers")
     refunded = _refund_unused(connection, actor, row, calendar)
-    connection.execute(update(customers).where(customers.c.id == row["id"]).values(
-        deleted_at=calendar.now, status="suspended", status_reason=DELETED))
+    connection.execute(
+        update(customers)
+        .where(customers.c.id == row["id"])
+        .values(deleted_at=calendar.now, status="suspended", status_reason=DELETED)
+    )
     record_change(connection, "customer", row["id"])
     disconnect(connection, row["id"], "deleted", _cause(calendar))
     _audit(connection, actor, "delete", row["id"], refunded=refunded)
@@ -485,16 +717,38 @@ def restore_customer(connection: Connection, actor: Actor, username: str, calend
 
 
 def _view_query():
-    return (select(customers, operators.c.login.label("owner"), packages.c.name.label("package"),
-                   zones.c.code.label("zone"))
-            .select_from(customers.join(operators, operators.c.id == customers.c.operator_id)
-                         .join(packages, packages.c.id == customers.c.package_id)
-                         .outerjoin(zones, zones.c.id == customers.c.zone_id)))
+    return select(
+        customers,
+        operators.c.login.label("owner"),
+        packages.c.name.label("package"),
+        zones.c.code.label("zone"),
+    ).select_from(
+        customers.join(operators, operators.c.id == customers.c.operator_id)
+        .join(packages, packages.c.id == customers.c.package_id)
+        .outerjoin(zones, zones.c.id == customers.c.zone_id)
+    )
 
 
-_SHOWN = ("username", "customer_code", "owner", "package", "status", "status_reason", "expires_at", "wallet_balance",
-          "name", "phone", "address", "zone", "static_ip", "mac_binding", "custom_fields", "cycle_day", "created_at",
-          "deleted_at")
+_SHOWN = (
+    "username",
+    "customer_code",
+    "owner",
+    "package",
+    "status",
+    "status_reason",
+    "expires_at",
+    "wallet_balance",
+    "name",
+    "phone",
+    "address",
+    "zone",
+    "static_ip",
+    "mac_binding",
+    "custom_fields",
+    "cycle_day",
+    "created_at",
+    "deleted_at",
+)
 
 
 def _view(actor: Actor, row) -> dict:
@@ -506,20 +760,27 @@ def _view(actor: Actor, row) -> dict:
 
 def show_customer(connection: Connection, actor: Actor, username: str) -> dict:
     actor.require("customers.view", "see customers")
-    row = connection.execute(_view_query().where(customers.c.username == normalise_username(username))).mappings().first()
+    row = (
+        connection.execute(_view_query().where(customers.c.username == normalise_username(username)))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise RadbillError(f"no customer {username!r}")
     require_visible(connection, actor, row["operator_id"], f"customer {row['username']}")
     return _view(actor, row)
 
 
-def list_customers(connection: Connection, actor: Actor, *, deleted: bool = False, status: str | None = None) -> list[dict]:
+def list_customers(
+    connection: Connection, actor: Actor, *, deleted: bool = False, status: str | None = None
+) -> list[dict]:
     actor.require("customers.view", "list customers")
-    query = _view_query().where(customers.c.deleted_at.is_not(None) if deleted else customers.c.deleted_at.is_(None))
+    query = _view_query().where(
+        customers.c.deleted_at.is_not(None) if deleted else customers.c.deleted_at.is_(None)
+    )
     visible = visible_operator_ids(connection, actor)
     if visible is not None:
         query = query.where(customers.c.operator_id.in_(visible))
     if status is not None:
         query = query.where(customers.c.status == status)
     return [_view(actor, row) for row in connection.execute(query.order_by(customers.c.username)).mappings()]
-

@@ -67,20 +67,40 @@ def open_operator_books(connection: Connection, operator_id: int, parent_id: int
     for code, kind, name in OPERATOR_ACCOUNTS:
         _add_account(connection, operator_id, code, kind, name)
     if parent_id is not None:
-        _add_account(connection, operator_id, "fund", "asset", "Fund held by the parent operator",
-                     counterparty_operator_id=parent_id)
-        _add_account(connection, parent_id, child_code(operator_id), "liability", "Held for a child operator",
-                     counterparty_operator_id=operator_id)
+        _add_account(
+            connection,
+            operator_id,
+            "fund",
+            "asset",
+            "Fund held by the parent operator",
+            counterparty_operator_id=parent_id,
+        )
+        _add_account(
+            connection,
+            parent_id,
+            child_code(operator_id),
+            "liability",
+            "Held for a child operator",
+            counterparty_operator_id=operator_id,
+        )
 
 
 def open_wallet(connection: Connection, customer_id: int, owner_id: int) -> int:
-    return _add_account(connection, owner_id, wallet_code(customer_id), "liability", "Customer wallet",
-                        customer_id=customer_id)
+    return _add_account(
+        connection,
+        owner_id,
+        wallet_code(customer_id),
+        "liability",
+        "Customer wallet",
+        customer_id=customer_id,
+    )
 
 
 def account_id(connection: Connection, book: int, code: str) -> int:
     found = connection.execute(
-        select(ledger_accounts.c.id).where(ledger_accounts.c.book_operator_id == book, ledger_accounts.c.code == code)
+        select(ledger_accounts.c.id).where(
+            ledger_accounts.c.book_operator_id == book, ledger_accounts.c.code == code
+        )
     ).scalar()
     if found is None:
         raise RadbillError(f"ledger account {code!r} missing in book of operator #{book}")
@@ -105,8 +125,13 @@ def post(
         raise ValueError("a ledger line moves a positive amount; swap debit and credit instead")
     entry_id = connection.execute(
         insert(ledger_entries).values(
-            kind=kind, memo=memo[:400], actor_operator_id=actor_id, customer_id=customer_id,
-            idempotency_key=idempotency_key, effective_on=effective_on, reverses_entry_id=reverses_entry_id,
+            kind=kind,
+            memo=memo[:400],
+            actor_operator_id=actor_id,
+            customer_id=customer_id,
+            idempotency_key=idempotency_key,
+            effective_on=effective_on,
+            reverses_entry_id=reverses_entry_id,
         )
     ).inserted_primary_key[0]
     add_lines(connection, entry_id, lines)
@@ -116,11 +141,19 @@ def post(
 def add_lines(connection: Connection, entry_id: int, lines: list[Line]) -> None:
     """Append lines to an entry being written, and update the cached balances they touch."""
     if lines:
-        connection.execute(insert(ledger_lines), [
-            dict(entry_id=entry_id, book_operator_id=line.book, debit_account_id=line.debit,
-                 credit_account_id=line.credit, amount=line.amount)
-            for line in lines
-        ])
+        connection.execute(
+            insert(ledger_lines),
+            [
+                dict(
+                    entry_id=entry_id,
+                    book_operator_id=line.book,
+                    debit_account_id=line.debit,
+                    credit_account_id=line.credit,
+                    amount=line.amount,
+                )
+                for line in lines
+            ],
+        )
         _apply_to_caches(connection, lines)
 
 
@@ -131,25 +164,37 @@ def _apply_to_caches(connection: Connection, lines: list[Line]) -> None:
         movement[line.debit] += line.amount
         movement[line.credit] -= line.amount
     accounts = connection.execute(
-        select(ledger_accounts.c.id, ledger_accounts.c.kind, ledger_accounts.c.code,
-               ledger_accounts.c.customer_id, ledger_accounts.c.book_operator_id)
-        .where(ledger_accounts.c.id.in_(movement))
+        select(
+            ledger_accounts.c.id,
+            ledger_accounts.c.kind,
+            ledger_accounts.c.code,
+            ledger_accounts.c.customer_id,
+            ledger_accounts.c.book_operator_id,
+        ).where(ledger_accounts.c.id.in_(movement))
     ).all()
     for account in accounts:
         change = movement[account.id] if account.kind in DEBIT_NORMAL else -movement[account.id]
         if change == 0:
             continue
         if account.customer_id is not None:
-            connection.execute(update(customers).where(customers.c.id == account.customer_id)
-                               .values(wallet_balance=customers.c.wallet_balance + change))
+            connection.execute(
+                update(customers)
+                .where(customers.c.id == account.customer_id)
+                .values(wallet_balance=customers.c.wallet_balance + change)
+            )
         elif account.code == "fund":
-            connection.execute(update(operators).where(operators.c.id == account.book_operator_id)
-                               .values(fund_balance=operators.c.fund_balance + change))
+            connection.execute(
+                update(operators)
+                .where(operators.c.id == account.book_operator_id)
+                .values(fund_balance=operators.c.fund_balance + change)
+            )
 
 
 def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo: str = "") -> int:
     """Post the mirror image of an entry: the only way to correct the ledger."""
-    original = connection.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id)).mappings().first()
+    original = (
+        connection.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id)).mappings().first()
+    )
     if original is None:
         raise RadbillError(f"no ledger entry #{entry_id}")
     already = connection.execute(
@@ -160,19 +205,39 @@ def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo
     if original["reverses_entry_id"] is not None:
         raise RadbillError(f"ledger entry #{entry_id} is itself a reversal; post a new entry instead")
     rows = connection.execute(select(ledger_lines).where(ledger_lines.c.entry_id == entry_id)).mappings()
-    lines = [Line(row["book_operator_id"], row["credit_account_id"], row["debit_account_id"], row["amount"]) for row in rows]
-    return post(connection, "reversal", lines, actor_id=actor_id, customer_id=original["customer_id"],
-                memo=memo or f"reverses entry #{entry_id} ({original['kind']})", reverses_entry_id=entry_id)
+    lines = [
+        Line(row["book_operator_id"], row["credit_account_id"], row["debit_account_id"], row["amount"])
+        for row in rows
+    ]
+    return post(
+        connection,
+        "reversal",
+        lines,
+        actor_id=actor_id,
+        customer_id=original["customer_id"],
+        memo=memo or f"reverses entry #{entry_id} ({original['kind']})",
+        reverses_entry_id=entry_id,
+    )
 
 
 def _signed_balance():
     """Per account: its balance on its normal side, from the lines alone."""
-    debits = select(ledger_lines.c.debit_account_id.label("account_id"), ledger_lines.c.amount.label("amount"))
-    credits = select(ledger_lines.c.credit_account_id.label("account_id"), (-ledger_lines.c.amount).label("amount"))
+    debits = select(
+        ledger_lines.c.debit_account_id.label("account_id"), ledger_lines.c.amount.label("amount")
+    )
+    credits = select(
+        ledger_lines.c.credit_account_id.label("account_id"), (-ledger_lines.c.amount).label("amount")
+    )
     moves = debits.union_all(credits).subquery("moves")
-    net = select(moves.c.account_id, func.sum(moves.c.amount).label("net")).group_by(moves.c.account_id).subquery("net")
-    balance = case((ledger_accounts.c.kind.in_(DEBIT_NORMAL), func.coalesce(net.c.net, 0)),
-                   else_=-func.coalesce(net.c.net, 0))
+    net = (
+        select(moves.c.account_id, func.sum(moves.c.amount).label("net"))
+        .group_by(moves.c.account_id)
+        .subquery("net")
+    )
+    balance = case(
+        (ledger_accounts.c.kind.in_(DEBIT_NORMAL), func.coalesce(net.c.net, 0)),
+        else_=-func.coalesce(net.c.net, 0),
+    )
     return net, balance
 
 
@@ -203,52 +268,91 @@ def verify(connection: Connection) -> list[str]:
         select(ledger_lines.c.id, ledger_lines.c.entry_id)
         .join(debit_account, debit_account.c.id == ledger_lines.c.debit_account_id)
         .join(credit_account, credit_account.c.id == ledger_lines.c.credit_account_id)
-        .where(or_(debit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
-                   credit_account.c.book_operator_id != ledger_lines.c.book_operator_id))
+        .where(
+            or_(
+                debit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
+                credit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
+            )
+        )
     ).all()
     problems += [f"line #{row.id} of entry #{row.entry_id} crosses books" for row in strays]
 
     net, balance = _signed_balance()
     per_account = (
-        select(ledger_accounts.c.id, ledger_accounts.c.book_operator_id, ledger_accounts.c.kind,
-               ledger_accounts.c.code, ledger_accounts.c.customer_id, ledger_accounts.c.counterparty_operator_id,
-               balance.label("balance"), func.coalesce(net.c.net, 0).label("net"))
+        select(
+            ledger_accounts.c.id,
+            ledger_accounts.c.book_operator_id,
+            ledger_accounts.c.kind,
+            ledger_accounts.c.code,
+            ledger_accounts.c.customer_id,
+            ledger_accounts.c.counterparty_operator_id,
+            balance.label("balance"),
+            func.coalesce(net.c.net, 0).label("net"),
+        )
         .select_from(ledger_accounts.outerjoin(net, net.c.account_id == ledger_accounts.c.id))
         .subquery("per_account")
     )
     unbalanced = connection.execute(
         select(per_account.c.book_operator_id, func.sum(per_account.c.net).label("total"))
-        .group_by(per_account.c.book_operator_id).having(func.sum(per_account.c.net) != 0)
+        .group_by(per_account.c.book_operator_id)
+        .having(func.sum(per_account.c.net) != 0)
     ).all()
-    problems += [f"book of operator #{row.book_operator_id} does not balance (off by {row.total})" for row in unbalanced]
+    problems += [
+        f"book of operator #{row.book_operator_id} does not balance (off by {row.total})"
+        for row in unbalanced
+    ]
 
     wallets = connection.execute(
-        select(customers.c.username, customers.c.wallet_balance, func.coalesce(per_account.c.balance, 0).label("ledger"))
+        select(
+            customers.c.username,
+            customers.c.wallet_balance,
+            func.coalesce(per_account.c.balance, 0).label("ledger"),
+        )
         .select_from(customers.outerjoin(per_account, per_account.c.customer_id == customers.c.id))
         .where(customers.c.wallet_balance != func.coalesce(per_account.c.balance, 0))
     ).all()
-    problems += [f"customer {row.username}: cached wallet {row.wallet_balance} but ledger says {row.ledger}"
-                 for row in wallets]
+    problems += [
+        f"customer {row.username}: cached wallet {row.wallet_balance} but ledger says {row.ledger}"
+        for row in wallets
+    ]
 
     fund = per_account.alias("fund")
     mirror = per_account.alias("mirror")
     funds = connection.execute(
-        select(operators.c.login, operators.c.parent_id, operators.c.fund_balance,
-               func.coalesce(fund.c.balance, 0).label("fund"), func.coalesce(mirror.c.balance, 0).label("mirror"))
-        .select_from(
-            operators
-            .outerjoin(fund, and_(fund.c.book_operator_id == operators.c.id, fund.c.code == "fund"))
-            .outerjoin(mirror, and_(mirror.c.book_operator_id == operators.c.parent_id,
-                                    mirror.c.counterparty_operator_id == operators.c.id))
+        select(
+            operators.c.login,
+            operators.c.parent_id,
+            operators.c.fund_balance,
+            func.coalesce(fund.c.balance, 0).label("fund"),
+            func.coalesce(mirror.c.balance, 0).label("mirror"),
         )
-        .where(or_(operators.c.fund_balance != func.coalesce(fund.c.balance, 0),
-                   func.coalesce(fund.c.balance, 0) != func.coalesce(mirror.c.balance, 0)))
+        .select_from(
+            operators.outerjoin(
+                fund, and_(fund.c.book_operator_id == operators.c.id, fund.c.code == "fund")
+            ).outerjoin(
+                mirror,
+                and_(
+                    mirror.c.book_operator_id == operators.c.parent_id,
+                    mirror.c.counterparty_operator_id == operators.c.id,
+                ),
+            )
+        )
+        .where(
+            or_(
+                operators.c.fund_balance != func.coalesce(fund.c.balance, 0),
+                func.coalesce(fund.c.balance, 0) != func.coalesce(mirror.c.balance, 0),
+            )
+        )
     ).all()
     for row in funds:
         if row.fund_balance != row.fund:
-            problems.append(f"operator {row.login}: cached fund {row.fund_balance} but its book says {row.fund}")
+            problems.append(
+                f"operator {row.login}: cached fund {row.fund_balance} but its book says {row.fund}"
+            )
         if row.fund != row.mirror:
-            problems.append(f"operator {row.login}: fund {row.fund} in its book but {row.mirror} in its parent's book")
+            problems.append(
+                f"operator {row.login}: fund {row.fund} in its book but {row.mirror} in its parent's book"
+            )
 
     problems += _check_reversals(connection)
     return problems
@@ -259,16 +363,21 @@ def _check_reversals(connection: Connection) -> list[str]:
     reversal = ledger_lines.alias("reversal")
     per_entry = (
         select(ledger_entries.c.id, ledger_entries.c.reverses_entry_id)
-        .where(ledger_entries.c.reverses_entry_id.is_not(None)).subquery("reversals")
+        .where(ledger_entries.c.reverses_entry_id.is_not(None))
+        .subquery("reversals")
     )
 
     def total(lines, entry_column):
-        return (select(func.coalesce(func.sum(lines.c.amount), 0))
-                .where(lines.c.entry_id == entry_column).scalar_subquery())
+        return (
+            select(func.coalesce(func.sum(lines.c.amount), 0))
+            .where(lines.c.entry_id == entry_column)
+            .scalar_subquery()
+        )
 
     rows = connection.execute(
-        select(per_entry.c.id, per_entry.c.reverses_entry_id)
-        .where(total(original, per_entry.c.reverses_entry_id) != total(reversal, per_entry.c.id))
+        select(per_entry.c.id, per_entry.c.reverses_entry_id).where(
+            total(original, per_entry.c.reverses_entry_id) != total(reversal, per_entry.c.id)
+        )
     ).all()
     return [f"entry #{row.id} does not mirror the entry #{row.reverses_entry_id} it reverses" for row in rows]
 
@@ -279,12 +388,21 @@ def statement(connection: Connection, book: int, first: date | None, last: date 
     credit_account = ledger_accounts.alias("credit_account")
     day = func.coalesce(ledger_entries.c.effective_on, func.date(ledger_entries.c.created_at))
     query = (
-        select(ledger_entries.c.id.label("entry"), ledger_entries.c.kind, ledger_entries.c.memo,
-               ledger_entries.c.created_at, ledger_entries.c.effective_on,
-               debit_account.c.code.label("debit"), credit_account.c.code.label("credit"), ledger_lines.c.amount)
-        .select_from(ledger_lines.join(ledger_entries, ledger_entries.c.id == ledger_lines.c.entry_id)
-                     .join(debit_account, debit_account.c.id == ledger_lines.c.debit_account_id)
-                     .join(credit_account, credit_account.c.id == ledger_lines.c.credit_account_id))
+        select(
+            ledger_entries.c.id.label("entry"),
+            ledger_entries.c.kind,
+            ledger_entries.c.memo,
+            ledger_entries.c.created_at,
+            ledger_entries.c.effective_on,
+            debit_account.c.code.label("debit"),
+            credit_account.c.code.label("credit"),
+            ledger_lines.c.amount,
+        )
+        .select_from(
+            ledger_lines.join(ledger_entries, ledger_entries.c.id == ledger_lines.c.entry_id)
+            .join(debit_account, debit_account.c.id == ledger_lines.c.debit_account_id)
+            .join(credit_account, credit_account.c.id == ledger_lines.c.credit_account_id)
+        )
         .where(ledger_lines.c.book_operator_id == literal(book))
         .order_by(ledger_lines.c.id)
     )

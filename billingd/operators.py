@@ -36,11 +36,15 @@ class Operator:
 def check_id_format(id_format: str) -> None:
     """A customer-ID format: prefix, optional {zone} infix, {seq} (with a width) and postfix."""
     if "{seq" not in id_format:
-        raise RadbillError(f"invalid ID format {id_format!r}: it needs {{seq}} (e.g. DN-{{zone}}-{{seq:05d}})")
+        raise RadbillError(
+            f"invalid ID format {id_format!r}: it needs {{seq}} (e.g. DN-{{zone}}-{{seq:05d}})"
+        )
     try:
         id_format.format(seq=1, zone="Z")
     except (KeyError, ValueError, IndexError) as error:
-        raise RadbillError(f"invalid ID format {id_format!r}: {error}; use {{seq}}, {{seq:05d}} and {{zone}}") from None
+        raise RadbillError(
+            f"invalid ID format {id_format!r}: {error}; use {{seq}}, {{seq:05d}} and {{zone}}"
+        ) from None
 
 
 def _row(connection: Connection, login: str):
@@ -56,17 +60,32 @@ def _check_parent(connection: Connection, role: str, parent) -> None:
     if role == "sub_reseller":
         if parent["role"] not in ("reseller", "sub_reseller"):
             raise RadbillError("a sub-reseller's parent must be a reseller")
-        granted = connection.execute(select(permissions.c.permission).where(
-            permissions.c.operator_id == parent["id"], permissions.c.permission == "reseller_module")).first()
+        granted = connection.execute(
+            select(permissions.c.permission).where(
+                permissions.c.operator_id == parent["id"], permissions.c.permission == "reseller_module"
+            )
+        ).first()
         if granted is None:
-            raise RadbillError(f"{parent['login']} lacks the reseller_module permission: it cannot have sub-resellers")
+            raise RadbillError(
+                f"{parent['login']} lacks the reseller_module permission: it cannot have sub-resellers"
+            )
     if role in STAFF_ROLES and parent["role"] not in SELLING_ROLES:
         raise RadbillError(f"a {role}'s parent must be the admin, a reseller or a sub-reseller")
 
 
-def add_operator(connection: Connection, actor: Actor | None, login: str, role: str, *, parent: str | None = None,
-                 billing_mode: str = "prepaid", credit_limit: int = 0, id_format: str | None = None,
-                 name: str = "", refund_policy: str = "prorated") -> Operator:
+def add_operator(
+    connection: Connection,
+    actor: Actor | None,
+    login: str,
+    role: str,
+    *,
+    parent: str | None = None,
+    billing_mode: str = "prepaid",
+    credit_limit: int = 0,
+    id_format: str | None = None,
+    name: str = "",
+    refund_policy: str = "prorated",
+) -> Operator:
     """Add an operator. With no actor, only the very first operator: the admin."""
     login = login.strip().lower()
     if not _LOGIN.fullmatch(login):
@@ -83,7 +102,9 @@ def add_operator(connection: Connection, actor: Actor | None, login: str, role: 
         check_id_format(id_format)
     if connection.execute(select(operators.c.id).where(operators.c.login == login)).first():
         raise RadbillError(f"operator {login!r} already exists")
-    has_admin = connection.execute(select(operators.c.id).where(operators.c.role == "admin")).first() is not None
+    has_admin = (
+        connection.execute(select(operators.c.id).where(operators.c.role == "admin")).first() is not None
+    )
     if role == "admin":
         if has_admin:
             raise RadbillError("there is already an admin; there is only one")
@@ -96,8 +117,15 @@ def add_operator(connection: Connection, actor: Actor | None, login: str, role: 
         if parent_row["id"] != actor.home_id and not actor.is_admin:
             raise RadbillError(f"{actor.login} may add operators only directly under itself")
         _check_parent(connection, role, parent_row)
-    values = dict(login=login, name=name, role=role, billing_mode=billing_mode, credit_limit=credit_limit,
-                  refund_policy=refund_policy, parent_id=parent_row["id"] if parent_row else None)
+    values = dict(
+        login=login,
+        name=name,
+        role=role,
+        billing_mode=billing_mode,
+        credit_limit=credit_limit,
+        refund_policy=refund_policy,
+        parent_id=parent_row["id"] if parent_row else None,
+    )
     if id_format is None and role in ("reseller", "sub_reseller"):
         id_format = login.upper() + "-{seq:05d}"  # customer IDs are unique across all operators
     if id_format is not None:
@@ -107,9 +135,17 @@ def add_operator(connection: Connection, actor: Actor | None, login: str, role: 
         ledger.open_operator_books(connection, operator_id, values["parent_id"])
     record_change(connection, "operator", operator_id)
     actor_id = actor.caller_id if actor else operator_id
-    audit(connection, "operator.add", actor_id=actor_id, acting_as_id=actor.id if actor else operator_id,
-          target_type="operator", target_id=operator_id, login=login, role=role,
-          parent=parent_row["login"] if parent_row else None)
+    audit(
+        connection,
+        "operator.add",
+        actor_id=actor_id,
+        acting_as_id=actor.id if actor else operator_id,
+        target_type="operator",
+        target_id=operator_id,
+        login=login,
+        role=role,
+        parent=parent_row["login"] if parent_row else None,
+    )
     return get_operator(connection, login)
 
 
@@ -120,11 +156,29 @@ def _row_by_id(connection: Connection, operator_id: int):
 def get_operator(connection: Connection, login: str) -> Operator:
     row = _row(connection, login)
     parent = connection.execute(select(operators.c.login).where(operators.c.id == row["parent_id"])).scalar()
-    granted = connection.execute(select(permissions.c.permission).where(permissions.c.operator_id == row["id"])
-                                 .order_by(permissions.c.permission)).scalars().all()
-    return Operator(row["id"], row["login"], row["name"], row["role"], parent, row["billing_mode"],
-                    row["credit_limit"], row["fund_balance"], row["refund_policy"], row["id_format"], row["status"],
-                    list(granted))
+    granted = (
+        connection.execute(
+            select(permissions.c.permission)
+            .where(permissions.c.operator_id == row["id"])
+            .order_by(permissions.c.permission)
+        )
+        .scalars()
+        .all()
+    )
+    return Operator(
+        row["id"],
+        row["login"],
+        row["name"],
+        row["role"],
+        parent,
+        row["billing_mode"],
+        row["credit_limit"],
+        row["fund_balance"],
+        row["refund_policy"],
+        row["id_format"],
+        row["status"],
+        list(granted),
+    )
 
 
 def show_operator(connection: Connection, actor: Actor, login: str) -> Operator:
@@ -139,7 +193,11 @@ def list_operators(connection: Connection, actor: Actor) -> list[Operator]:
     actor.require("customers.view", "list operators")
     visible = None if actor.is_admin else descendant_ids(connection, actor.home_id)
     logins = connection.execute(select(operators.c.id, operators.c.login).order_by(operators.c.id)).all()
-    return [get_operator(connection, login) for operator_id, login in logins if visible is None or operator_id in visible]
+    return [
+        get_operator(connection, login)
+        for operator_id, login in logins
+        if visible is None or operator_id in visible
+    ]
 
 
 def _changeable_operator(connection: Connection, actor: Actor, login: str, what: str):
@@ -157,17 +215,25 @@ def permit(connection: Connection, actor: Actor, login: str, permission: str) ->
     if permission not in PERMISSIONS:
         raise RadbillError(f"unknown permission {permission!r}: use {', '.join(PERMISSIONS)}")
     row = _changeable_operator(connection, actor, login, "grant permissions")
-    if connection.execute(select(permissions.c.permission).where(permissions.c.operator_id == row["id"],
-                                                                 permissions.c.permission == permission)).first():
+    if connection.execute(
+        select(permissions.c.permission).where(
+            permissions.c.operator_id == row["id"], permissions.c.permission == permission
+        )
+    ).first():
         raise RadbillError(f"{login} already has {permission}")
-    connection.execute(insert(permissions).values(operator_id=row["id"], permission=permission, granted_by=actor.id))
+    connection.execute(
+        insert(permissions).values(operator_id=row["id"], permission=permission, granted_by=actor.id)
+    )
     return _changed(connection, actor, row, "operator.permit", permission=permission)
 
 
 def revoke(connection: Connection, actor: Actor, login: str, permission: str) -> Operator:
     row = _changeable_operator(connection, actor, login, "revoke permissions")
-    removed = connection.execute(delete(permissions).where(permissions.c.operator_id == row["id"],
-                                                           permissions.c.permission == permission)).rowcount
+    removed = connection.execute(
+        delete(permissions).where(
+            permissions.c.operator_id == row["id"], permissions.c.permission == permission
+        )
+    ).rowcount
     if not removed:
         raise RadbillError(f"{login} does not have {permission}")
     return _changed(connection, actor, row, "operator.revoke", permission=permission)
@@ -185,13 +251,29 @@ def set_status(connection: Connection, actor: Actor, login: str, status: str) ->
 def _changed(connection: Connection, actor: Actor, row, action: str, **details) -> Operator:
     """After changing an operator: the change log, the audit row, the fresh record."""
     record_change(connection, "operator", row["id"])
-    audit(connection, action, actor_id=actor.caller_id, acting_as_id=actor.id, target_type="operator",
-          target_id=row["id"], **details)
+    audit(
+        connection,
+        action,
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="operator",
+        target_id=row["id"],
+        **details,
+    )
     return get_operator(connection, row["login"])
 
 
-def settle(connection: Connection, actor: Actor, login: str, amount: int, *, mode: str, today: date,
-           method: str = "cash", reference: str | None = None) -> Operator:
+def settle(
+    connection: Connection,
+    actor: Actor,
+    login: str,
+    amount: int,
+    *,
+    mode: str,
+    today: date,
+    method: str = "cash",
+    reference: str | None = None,
+) -> Operator:
     """A child pays its parent: a prepaid top-up (``fund``) or a postpaid settlement (``pay``).
 
     Both post the same mirror lines: the parent's cash up and its ``child:``
@@ -211,19 +293,49 @@ def settle(connection: Connection, actor: Actor, login: str, amount: int, *, mod
         raise RadbillError(f"{login} is {child['billing_mode']}: use {other}")
     parent_id = child["parent_id"]
     lines = [
-        Line(child["id"], ledger.account_id(connection, child["id"], "fund"),
-             ledger.account_id(connection, child["id"], "cash"), amount),
-        Line(parent_id, ledger.account_id(connection, parent_id, "cash"),
-             ledger.account_id(connection, parent_id, ledger.child_code(child["id"])), amount),
+        Line(
+            child["id"],
+            ledger.account_id(connection, child["id"], "fund"),
+            ledger.account_id(connection, child["id"], "cash"),
+            amount,
+        ),
+        Line(
+            parent_id,
+            ledger.account_id(connection, parent_id, "cash"),
+            ledger.account_id(connection, parent_id, ledger.child_code(child["id"])),
+            amount,
+        ),
     ]
     kind = "operator_fund" if mode == "prepaid" else "operator_payment"
-    entry_id = ledger.post(connection, kind, lines, actor_id=actor.caller_id, effective_on=today,
-                           memo=f"{login} pays its parent ({method}{', ' + reference if reference else ''})")
-    connection.execute(insert(payments).values(payer_operator_id=child["id"], payee_operator_id=parent_id,
-                                               amount=amount, method=method, reference=reference,
-                                               entry_id=entry_id, created_by=actor.caller_id))
-    audit(connection, kind.replace("_", "."), actor_id=actor.caller_id, acting_as_id=actor.id,
-          target_type="operator", target_id=child["id"], amount=amount, entry=entry_id)
+    entry_id = ledger.post(
+        connection,
+        kind,
+        lines,
+        actor_id=actor.caller_id,
+        effective_on=today,
+        memo=f"{login} pays its parent ({method}{', ' + reference if reference else ''})",
+    )
+    connection.execute(
+        insert(payments).values(
+            payer_operator_id=child["id"],
+            payee_operator_id=parent_id,
+            amount=amount,
+            method=method,
+            reference=reference,
+            entry_id=entry_id,
+            created_by=actor.caller_id,
+        )
+    )
+    audit(
+        connection,
+        kind.replace("_", "."),
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="operator",
+        target_id=child["id"],
+        amount=amount,
+        entry=entry_id,
+    )
     return get_operator(connection, login)
 
 
@@ -235,19 +347,28 @@ def balance(connection: Connection, actor: Actor, login: str) -> dict:
     accounts = ledger.balances(connection, row["id"])
     wallets = sum(value for code, value in accounts.items() if code.startswith("wallet:"))
     children = sum(value for code, value in accounts.items() if code.startswith("child:"))
-    customer_count = connection.execute(select(func.count()).select_from(customers).where(
-        customers.c.operator_id == row["id"], customers.c.deleted_at.is_(None))).scalar()
+    customer_count = connection.execute(
+        select(func.count())
+        .select_from(customers)
+        .where(customers.c.operator_id == row["id"], customers.c.deleted_at.is_(None))
+    ).scalar()
     result = {
-        "login": row["login"], "billing_mode": row["billing_mode"], "credit_limit": row["credit_limit"],
+        "login": row["login"],
+        "billing_mode": row["billing_mode"],
+        "credit_limit": row["credit_limit"],
         "fund": row["fund_balance"] if row["parent_id"] is not None else None,
         "available": row["fund_balance"] + row["credit_limit"] if row["parent_id"] is not None else None,
-        "customers": customer_count, "customer_wallets": wallets, "held_for_children": children,
+        "customers": customer_count,
+        "customer_wallets": wallets,
+        "held_for_children": children,
     }
     result.update({code: value for code, value in accounts.items() if ":" not in code and code != "fund"})
     return result
 
 
-def statement(connection: Connection, actor: Actor, login: str, first: date | None, last: date | None) -> list[dict]:
+def statement(
+    connection: Connection, actor: Actor, login: str, first: date | None, last: date | None
+) -> list[dict]:
     actor.require("money", "see statements")
     row = _row(connection, login)
     require_visible(connection, actor, row["id"], f"operator {login}")

@@ -18,8 +18,22 @@ from schema.errors import RadbillError
 from schema.tables import CUSTOMER_TYPES, master_packages, operators, package_prices, packages
 
 MASTER_FIELDS = (
-    "rate_rx", "rate_tx", "burst_rx", "burst_tx", "burst_threshold_rx", "burst_threshold_tx", "burst_time_rx",
-    "burst_time_tx", "priority", "min_rx", "min_tx", "quota_bytes", "fup_rx", "fup_tx", "ip_pool", "profile",
+    "rate_rx",
+    "rate_tx",
+    "burst_rx",
+    "burst_tx",
+    "burst_threshold_rx",
+    "burst_threshold_tx",
+    "burst_time_rx",
+    "burst_time_tx",
+    "priority",
+    "min_rx",
+    "min_tx",
+    "quota_bytes",
+    "fup_rx",
+    "fup_tx",
+    "ip_pool",
+    "profile",
     "simultaneous_use",
 )
 
@@ -46,8 +60,16 @@ def _require_admin_scope(actor: Actor, what: str) -> None:
         raise RadbillError(f"only the admin's side may {what}; resellers sell packages assigned to them")
 
 
-def add_master_package(connection: Connection, actor: Actor, name: str, *, customer_type: str, billing_type: str,
-                       period_days: int = 30, **spec) -> int:
+def add_master_package(
+    connection: Connection,
+    actor: Actor,
+    name: str,
+    *,
+    customer_type: str,
+    billing_type: str,
+    period_days: int = 30,
+    **spec,
+) -> int:
     _require_admin_scope(actor, "add master packages")
     if customer_type not in CUSTOMER_TYPES:
         raise RadbillError(f"invalid customer type {customer_type!r}: use {', '.join(CUSTOMER_TYPES)}")
@@ -55,19 +77,35 @@ def add_master_package(connection: Connection, actor: Actor, name: str, *, custo
         raise RadbillError(f"invalid billing {billing_type!r}: use daily or monthly")
     if period_days < 1:
         raise RadbillError(f"invalid period {period_days}: must be at least one day")
-    if connection.execute(select(master_packages.c.id).where(master_packages.c.operator_id == actor.home_id,
-                                                             master_packages.c.name == name)).first():
+    if connection.execute(
+        select(master_packages.c.id).where(
+            master_packages.c.operator_id == actor.home_id, master_packages.c.name == name
+        )
+    ).first():
         raise RadbillError(f"master package {name!r} already exists")
     unknown = set(spec) - set(MASTER_FIELDS)
     if unknown:
         raise ValueError(f"unknown master package fields {sorted(unknown)}")
-    master_id = connection.execute(insert(master_packages).values(
-        operator_id=actor.home_id, name=name, customer_type=customer_type, billing_type=billing_type,
-        period_days=period_days, **{key: value for key, value in spec.items() if value is not None},
-    )).inserted_primary_key[0]
+    master_id = connection.execute(
+        insert(master_packages).values(
+            operator_id=actor.home_id,
+            name=name,
+            customer_type=customer_type,
+            billing_type=billing_type,
+            period_days=period_days,
+            **{key: value for key, value in spec.items() if value is not None},
+        )
+    ).inserted_primary_key[0]
     record_change(connection, "master_package", master_id)
-    audit(connection, "master_package.add", actor_id=actor.caller_id, acting_as_id=actor.id,
-          target_type="master_package", target_id=master_id, name=name)
+    audit(
+        connection,
+        "master_package.add",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="master_package",
+        target_id=master_id,
+        name=name,
+    )
     return master_id
 
 
@@ -77,25 +115,52 @@ def list_master_packages(connection: Connection, actor: Actor) -> list[dict]:
     return [dict(row) for row in rows]
 
 
-def add_package(connection: Connection, actor: Actor, name: str, *, master: str, customer_price: int,
-                operator_price: int, visibility: str = "public") -> PricedPackage:
+def add_package(
+    connection: Connection,
+    actor: Actor,
+    name: str,
+    *,
+    master: str,
+    customer_price: int,
+    operator_price: int,
+    visibility: str = "public",
+) -> PricedPackage:
     """A sellable package on a master package, on the admin's own price list."""
     _require_admin_scope(actor, "add packages")
     _check_visibility(visibility)
-    master_id = connection.execute(select(master_packages.c.id).where(master_packages.c.name == master)).scalar()
+    master_id = connection.execute(
+        select(master_packages.c.id).where(master_packages.c.name == master)
+    ).scalar()
     if master_id is None:
         raise RadbillError(f"no master package {master!r}")
     if connection.execute(select(packages.c.id).where(packages.c.name == name)).first():
         raise RadbillError(f"package {name!r} already exists")
-    package_id = connection.execute(insert(packages).values(
-        operator_id=actor.home_id, master_package_id=master_id, name=name)).inserted_primary_key[0]
-    price_id = connection.execute(insert(package_prices).values(
-        package_id=package_id, operator_id=actor.home_id, customer_price=customer_price,
-        operator_price=operator_price, visibility=visibility, assigned_by=actor.id)).inserted_primary_key[0]
+    package_id = connection.execute(
+        insert(packages).values(operator_id=actor.home_id, master_package_id=master_id, name=name)
+    ).inserted_primary_key[0]
+    price_id = connection.execute(
+        insert(package_prices).values(
+            package_id=package_id,
+            operator_id=actor.home_id,
+            customer_price=customer_price,
+            operator_price=operator_price,
+            visibility=visibility,
+            assigned_by=actor.id,
+        )
+    ).inserted_primary_key[0]
     record_change(connection, "package", package_id)
     record_change(connection, "package_price", price_id)
-    audit(connection, "package.add", actor_id=actor.caller_id, acting_as_id=actor.id, target_type="package",
-          target_id=package_id, name=name, customer_price=customer_price, operator_price=operator_price)
+    audit(
+        connection,
+        "package.add",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="package",
+        target_id=package_id,
+        name=name,
+        customer_price=customer_price,
+        operator_price=operator_price,
+    )
     return priced_package(connection, actor.home_id, name)
 
 
@@ -104,8 +169,16 @@ def _check_visibility(visibility: str) -> None:
         raise RadbillError(f"invalid visibility {visibility!r}: use public or private")
 
 
-def assign_package(connection: Connection, actor: Actor, name: str, to_login: str, *, operator_price: int,
-                   customer_price: int | None = None, visibility: str | None = None) -> PricedPackage:
+def assign_package(
+    connection: Connection,
+    actor: Actor,
+    name: str,
+    to_login: str,
+    *,
+    operator_price: int,
+    customer_price: int | None = None,
+    visibility: str | None = None,
+) -> PricedPackage:
     """Give a child operator a package at its own prices (or change them)."""
     actor.require("packages.change", "assign packages")
     child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
@@ -118,40 +191,72 @@ def assign_package(connection: Connection, actor: Actor, name: str, to_login: st
     parent_price = priced_package(connection, child["parent_id"], name)
     if visibility is not None:
         _check_visibility(visibility)
-    existing = connection.execute(select(package_prices.c.id).where(
-        package_prices.c.package_id == parent_price.package_id, package_prices.c.operator_id == child["id"])).scalar()
-    values = dict(customer_price=parent_price.customer_price if customer_price is None else customer_price,
-                  operator_price=operator_price, assigned_by=actor.id)
+    existing = connection.execute(
+        select(package_prices.c.id).where(
+            package_prices.c.package_id == parent_price.package_id,
+            package_prices.c.operator_id == child["id"],
+        )
+    ).scalar()
+    values = dict(
+        customer_price=parent_price.customer_price if customer_price is None else customer_price,
+        operator_price=operator_price,
+        assigned_by=actor.id,
+    )
     if visibility is not None:
         values["visibility"] = visibility
     if existing is None:
         values.setdefault("visibility", parent_price.visibility)
-        price_id = connection.execute(insert(package_prices).values(
-            package_id=parent_price.package_id, operator_id=child["id"], **values)).inserted_primary_key[0]
+        price_id = connection.execute(
+            insert(package_prices).values(
+                package_id=parent_price.package_id, operator_id=child["id"], **values
+            )
+        ).inserted_primary_key[0]
     else:
         price_id = existing
         connection.execute(update(package_prices).where(package_prices.c.id == price_id).values(**values))
     record_change(connection, "package_price", price_id)
-    audit(connection, "package.assign", actor_id=actor.caller_id, acting_as_id=actor.id, target_type="package_price",
-          target_id=price_id, package=name, to=to_login, operator_price=operator_price,
-          customer_price=values["customer_price"])
+    audit(
+        connection,
+        "package.assign",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="package_price",
+        target_id=price_id,
+        package=name,
+        to=to_login,
+        operator_price=operator_price,
+        customer_price=values["customer_price"],
+    )
     return priced_package(connection, child["id"], name)
 
 
 def _priced_query():
-    return (
-        select(packages.c.id.label("package_id"), packages.c.name, master_packages.c.name.label("master"),
-               master_packages.c.customer_type, master_packages.c.billing_type, master_packages.c.period_days,
-               package_prices.c.customer_price, package_prices.c.operator_price, package_prices.c.visibility,
-               package_prices.c.operator_id)
-        .select_from(package_prices.join(packages, packages.c.id == package_prices.c.package_id)
-                     .join(master_packages, master_packages.c.id == packages.c.master_package_id))
+    return select(
+        packages.c.id.label("package_id"),
+        packages.c.name,
+        master_packages.c.name.label("master"),
+        master_packages.c.customer_type,
+        master_packages.c.billing_type,
+        master_packages.c.period_days,
+        package_prices.c.customer_price,
+        package_prices.c.operator_price,
+        package_prices.c.visibility,
+        package_prices.c.operator_id,
+    ).select_from(
+        package_prices.join(packages, packages.c.id == package_prices.c.package_id).join(
+            master_packages, master_packages.c.id == packages.c.master_package_id
+        )
     )
 
 
 def priced_package(connection: Connection, operator_id: int, name: str) -> PricedPackage:
-    row = connection.execute(_priced_query().where(package_prices.c.operator_id == operator_id,
-                                                   packages.c.name == name)).mappings().first()
+    row = (
+        connection.execute(
+            _priced_query().where(package_prices.c.operator_id == operator_id, packages.c.name == name)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         login = connection.execute(select(operators.c.login).where(operators.c.id == operator_id)).scalar()
         raise RadbillError(f"package {name!r} is not on the price list of {login}")
@@ -159,26 +264,41 @@ def priced_package(connection: Connection, operator_id: int, name: str) -> Price
 
 
 def priced_package_by_id(connection: Connection, operator_id: int, package_id: int) -> PricedPackage:
-    row = connection.execute(_priced_query().where(package_prices.c.operator_id == operator_id,
-                                                   packages.c.id == package_id)).mappings().one()
+    row = (
+        connection.execute(
+            _priced_query().where(package_prices.c.operator_id == operator_id, packages.c.id == package_id)
+        )
+        .mappings()
+        .one()
+    )
     return PricedPackage(**row)
 
 
-def price_list(connection: Connection, actor: Actor, operator_login: str | None = None) -> list[PricedPackage]:
+def price_list(
+    connection: Connection, actor: Actor, operator_login: str | None = None
+) -> list[PricedPackage]:
     """The packages an operator sells and its prices (its own list by default)."""
     actor.require("money", "see package prices")
     operator_id = actor.home_id
     if operator_login is not None:
-        operator_id = connection.execute(select(operators.c.id).where(operators.c.login == operator_login)).scalar()
+        operator_id = connection.execute(
+            select(operators.c.id).where(operators.c.login == operator_login)
+        ).scalar()
         if operator_id is None:
             raise RadbillError(f"no operator {operator_login!r}")
         require_visible(connection, actor, operator_id, f"operator {operator_login}")
-    rows = connection.execute(_priced_query().where(package_prices.c.operator_id == operator_id)
-                              .order_by(packages.c.name)).mappings()
+    rows = connection.execute(
+        _priced_query().where(package_prices.c.operator_id == operator_id).order_by(packages.c.name)
+    ).mappings()
     return [PricedPackage(**row) for row in rows]
 
 
 def cheapest_operator_price(connection: Connection, operator_id: int) -> int | None:
-    prices = connection.execute(select(package_prices.c.operator_price)
-                                .where(package_prices.c.operator_id == operator_id)).scalars().all()
+    prices = (
+        connection.execute(
+            select(package_prices.c.operator_price).where(package_prices.c.operator_id == operator_id)
+        )
+        .scalars()
+        .all()
+    )
     return min(prices) if prices else None

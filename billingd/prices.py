@@ -6,7 +6,7 @@ decimals ("500", "499.50") and kept as integer minor units (poisha, cents).
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from schema.errors import RadbillError
@@ -16,10 +16,12 @@ _AMOUNT = re.compile(r"(\d+)(?:\.(\d{1,%d}))?" % MINOR_DIGITS)
 
 
 def parse_amount(text: str, *, allow_zero: bool = True) -> int:
-    """"499.50" -> 49950. Refuses negatives, thousands separators and more than two decimals."""
+    """ "499.50" -> 49950. Refuses negatives, thousands separators and more than two decimals."""
     match = _AMOUNT.fullmatch(str(text).strip())
     if match is None:
-        raise RadbillError(f"invalid amount {text!r}: use digits with at most {MINOR_DIGITS} decimals, like 499.50")
+        raise RadbillError(
+            f"invalid amount {text!r}: use digits with at most {MINOR_DIGITS} decimals, like 499.50"
+        )
     whole, fraction = match.group(1), (match.group(2) or "").ljust(MINOR_DIGITS, "0")
     amount = int(whole) * 10**MINOR_DIGITS + int(fraction)
     if amount == 0 and not allow_zero:
@@ -62,7 +64,7 @@ def local_day(instant: datetime, zone: ZoneInfo) -> date:
 def end_of_day(day: date, zone: ZoneInfo) -> datetime:
     """The UTC instant a local day ends (the next local midnight), DST-safe."""
     next_midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return next_midnight.astimezone(timezone.utc)
+    return next_midnight.astimezone(UTC)
 
 
 def add_months(day: date, months: int, cycle_day: int) -> date:

@@ -21,10 +21,23 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Date, DateTime, Engine, bindparam, column, func, insert, select, table, text, update
+from sqlalchemy import (
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+    table,
+    text,
+    update,
+)
 
 from billingd import cascade, ledger
 from billingd.cascade import Level
@@ -60,7 +73,9 @@ class DayResult:
 
 def days_to_run(connection: Connection, through: date) -> list[date]:
     """The days after the last completed one, up to ``through`` (just ``through`` on a new system)."""
-    last = connection.execute(select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))).scalar()
+    last = connection.execute(
+        select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))
+    ).scalar()
     if last is None:
         return [through]
     return [last + timedelta(days=i) for i in range(1, (through - last).days + 1)]
@@ -74,11 +89,11 @@ def run_through(engine: Engine, through: date, settings: BillingdSettings) -> li
     for day in days:
         started = time.monotonic()
         with engine.begin() as connection:
-            result = run_day(connection, day, settings, now=datetime.now(timezone.utc))
+            result = run_day(connection, day, settings, now=datetime.now(UTC))
         results.append(dataclasses.replace(result, seconds=time.monotonic() - started))
     if results:
         with engine.begin() as connection:
-            prune_changes(connection, datetime.now(timezone.utc))
+            prune_changes(connection, datetime.now(UTC))
     return results
 
 
@@ -86,18 +101,33 @@ def run_day(connection: Connection, day: date, settings: BillingdSettings, *, no
     """Do one day's work, unless it is already done."""
     done = connection.execute(select(billing_runs).where(billing_runs.c.day == day)).mappings().first()
     if done is not None and done["finished_at"] is not None:
-        return DayResult(day, done["customers_charged"], done["customers_suspended"], done["amount_charged"], 0, True)
+        return DayResult(
+            day, done["customers_charged"], done["customers_suspended"], done["amount_charged"], 0, True
+        )
     if done is None:
         connection.execute(insert(billing_runs).values(day=day, started_at=now))
     charged, suspended, amount = _daily_charges(connection, day, settings.zone, now)
     _record_enabled_days(connection, day)
     invoiced = _issue_invoices(connection, day, settings, now)
     suspended += _suspend_overdue(connection, day, settings, now)
-    connection.execute(update(billing_runs).where(billing_runs.c.day == day).values(
-        finished_at=datetime.now(timezone.utc), customers_charged=charged, customers_suspended=suspended,
-        amount_charged=amount))
-    log.info("billing day %s: %d customers charged %d, %d suspended, %d invoices", day, charged, amount, suspended,
-             invoiced)
+    connection.execute(
+        update(billing_runs)
+        .where(billing_runs.c.day == day)
+        .values(
+            finished_at=datetime.now(UTC),
+            customers_charged=charged,
+            customers_suspended=suspended,
+            amount_charged=amount,
+        )
+    )
+    log.info(
+        "billing day %s: %d customers charged %d, %d suspended, %d invoices",
+        day,
+        charged,
+        amount,
+        suspended,
+        invoiced,
+    )
     return DayResult(day, charged, suspended, amount, invoiced)
 
 
@@ -117,7 +147,9 @@ _TYPED_PARAMETERS = {"day": Date(), "end": DateTime(timezone=True)}
 
 def _sql(statement: str):
     """text() with the date and instant parameters typed, so both drivers bind them alike."""
-    typed = [bindparam(name, type_=type_) for name, type_ in _TYPED_PARAMETERS.items() if f":{name}" in statement]
+    typed = [
+        bindparam(name, type_=type_) for name, type_ in _TYPED_PARAMETERS.items() if f":{name}" in statement
+    ]
     return text(statement).bindparams(*typed)
 
 
@@ -137,7 +169,8 @@ def _chains(connection: Connection) -> dict[int, list[tuple[int, int]]]:
 def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datetime) -> tuple[int, int, int]:
     connection.execute(text("DROP TABLE IF EXISTS run_charges"))
     connection.execute(text("DROP TABLE IF EXISTS run_chain"))
-    connection.execute(_sql(f"""
+    connection.execute(
+        _sql(f"""
         CREATE TEMPORARY TABLE run_charges AS
         SELECT id AS customer_id, owner_id, package_id, wallet_id, n, idx, was_active, share,
                CASE WHEN share > wallet_balance THEN {_FAILED_WALLET} ELSE 0 END AS failed
@@ -156,103 +189,184 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datet
                 AND NOT EXISTS (SELECT 1 FROM customer_days d WHERE d.customer_id = c.id AND d.day = :day)) AS due
         ) AS priced
         ORDER BY id
-    """), {"day": day})
+    """),
+        {"day": day},
+    )
     if connection.dialect.name == "postgresql":
         connection.execute(text("ANALYZE run_charges"))  # temporary tables get no statistics otherwise
 
     # The operators' shares, summed per paying level, to find who cannot cover the day.
     chains = _chains(connection)
-    pairs = connection.execute(text("SELECT DISTINCT owner_id, package_id FROM run_charges WHERE failed = 0")).all()
-    prices = {(row.package_id, row.operator_id): row.operator_price for row in connection.execute(
-        select(package_prices.c.package_id, package_prices.c.operator_id, package_prices.c.operator_price))}
-    chain_rows = [dict(owner_id=owner, package_id=package, level_id=level, parent_id=parent,
-                       price=prices[(package, level)])
-                  for owner, package in pairs for level, parent in chains[owner]]
-    connection.execute(text("CREATE TEMPORARY TABLE run_chain (owner_id INTEGER, package_id INTEGER, "
-                            "level_id INTEGER, parent_id INTEGER, price BIGINT)"))
+    pairs = connection.execute(
+        text("SELECT DISTINCT owner_id, package_id FROM run_charges WHERE failed = 0")
+    ).all()
+    prices = {
+        (row.package_id, row.operator_id): row.operator_price
+        for row in connection.execute(
+            select(package_prices.c.package_id, package_prices.c.operator_id, package_prices.c.operator_price)
+        )
+    }
+    chain_rows = [
+        dict(
+            owner_id=owner,
+            package_id=package,
+            level_id=level,
+            parent_id=parent,
+            price=prices[(package, level)],
+        )
+        for owner, package in pairs
+        for level, parent in chains[owner]
+    ]
+    connection.execute(
+        text(
+            "CREATE TEMPORARY TABLE run_chain (owner_id INTEGER, package_id INTEGER, "
+            "level_id INTEGER, parent_id INTEGER, price BIGINT)"
+        )
+    )
     if chain_rows:
-        connection.execute(text("INSERT INTO run_chain VALUES (:owner_id, :package_id, :level_id, :parent_id, :price)"),
-                           chain_rows)
+        connection.execute(
+            text("INSERT INTO run_chain VALUES (:owner_id, :package_id, :level_id, :parent_id, :price)"),
+            chain_rows,
+        )
     level_share = _share("ch.price", "r.idx", "r.n")
-    needs = dict(connection.execute(text(f"""
+    needs = dict(
+        connection.execute(
+            text(f"""
         SELECT ch.level_id, SUM({level_share}) FROM run_charges r
         JOIN run_chain ch ON ch.owner_id = r.owner_id AND ch.package_id = r.package_id
-        WHERE r.failed = 0 GROUP BY ch.level_id""")).all())
-    rows = {row["id"]: row for row in connection.execute(
-        select(operators).where(operators.c.id.in_(needs)).order_by(operators.c.id).with_for_update()).mappings()}
-    short = {level for level, need in needs.items()
-             if cascade.shortfall([_level(rows[level], 0)], [int(need)]) is not None}
+        WHERE r.failed = 0 GROUP BY ch.level_id""")
+        ).all()
+    )
+    rows = {
+        row["id"]: row
+        for row in connection.execute(
+            select(operators).where(operators.c.id.in_(needs)).order_by(operators.c.id).with_for_update()
+        ).mappings()
+    }
+    short = {
+        level
+        for level, need in needs.items()
+        if cascade.shortfall([_level(rows[level], 0)], [int(need)]) is not None
+    }
     failing_owners = [owner for owner, chain in chains.items() if any(level in short for level, _ in chain)]
     if failing_owners:
-        connection.execute(text(f"UPDATE run_charges SET failed = {_FAILED_OPERATOR} "
-                                "WHERE failed = 0 AND owner_id IN :owners")
-                           .bindparams(bindparam("owners", expanding=True)), {"owners": failing_owners})
+        connection.execute(
+            text(
+                f"UPDATE run_charges SET failed = {_FAILED_OPERATOR} WHERE failed = 0 AND owner_id IN :owners"
+            ).bindparams(bindparam("owners", expanding=True)),
+            {"owners": failing_owners},
+        )
         for level in sorted(short):
-            log.warning("billing day %s: operator %s cannot cover its customers' day; they are suspended",
-                        day, rows[level]["login"])
+            log.warning(
+                "billing day %s: operator %s cannot cover its customers' day; they are suspended",
+                day,
+                rows[level]["login"],
+            )
 
     # The ledger: one entry for the day; operators' shares summed per level.
-    operator_totals = connection.execute(text(f"""
+    operator_totals = connection.execute(
+        text(f"""
         SELECT ch.level_id, ch.parent_id, SUM({level_share}) AS amount FROM run_charges r
         JOIN run_chain ch ON ch.owner_id = r.owner_id AND ch.package_id = r.package_id
-        WHERE r.failed = 0 GROUP BY ch.level_id, ch.parent_id ORDER BY ch.level_id""")).all()
+        WHERE r.failed = 0 GROUP BY ch.level_id, ch.parent_id ORDER BY ch.level_id""")
+    ).all()
     levels = [_level(rows[row.level_id], 0) for row in operator_totals]
     lines = cascade.operator_lines(connection, levels, [int(row.amount) for row in operator_totals])
-    entry_id = ledger.post(connection, "daily_charge", lines, effective_on=day,
-                           idempotency_key=f"daily:{day.isoformat()}", memo=f"daily charges for {day.isoformat()}")
-    connection.execute(text("""
+    entry_id = ledger.post(
+        connection,
+        "daily_charge",
+        lines,
+        effective_on=day,
+        idempotency_key=f"daily:{day.isoformat()}",
+        memo=f"daily charges for {day.isoformat()}",
+    )
+    connection.execute(
+        text("""
         INSERT INTO ledger_lines (entry_id, book_operator_id, debit_account_id, credit_account_id, amount)
         SELECT :entry, r.owner_id, r.wallet_id, s.id, r.share
         FROM run_charges r
         JOIN ledger_accounts s ON s.book_operator_id = r.owner_id AND s.code = 'sales'
-        WHERE r.failed = 0 AND r.share > 0"""), {"entry": entry_id})
-    connection.execute(_sql("INSERT INTO customer_days (customer_id, day, amount, entry_id) "
-                            "SELECT customer_id, :day, share, :entry FROM run_charges WHERE failed = 0"),
-                       {"day": day, "entry": entry_id})
-    connection.execute(_sql("""
+        WHERE r.failed = 0 AND r.share > 0"""),
+        {"entry": entry_id},
+    )
+    connection.execute(
+        _sql(
+            "INSERT INTO customer_days (customer_id, day, amount, entry_id) "
+            "SELECT customer_id, :day, share, :entry FROM run_charges WHERE failed = 0"
+        ),
+        {"day": day, "entry": entry_id},
+    )
+    connection.execute(
+        _sql("""
         UPDATE customers SET wallet_balance = customers.wallet_balance - r.share, expires_at = :end
         FROM run_charges r WHERE r.customer_id = customers.id AND r.failed = 0"""),
-                       {"end": end_of_day(day, zone)})
+        {"end": end_of_day(day, zone)},
+    )
     # Customers held back only by an operator's empty fund come back once it can pay.
-    connection.execute(text("""
+    connection.execute(
+        text("""
         UPDATE customers SET status = 'active', status_reason = NULL
-        FROM run_charges r WHERE r.customer_id = customers.id AND r.failed = 0 AND r.was_active = 0"""))
-    connection.execute(text(f"""
+        FROM run_charges r WHERE r.customer_id = customers.id AND r.failed = 0 AND r.was_active = 0""")
+    )
+    connection.execute(
+        text(f"""
         UPDATE customers SET status = 'suspended',
                status_reason = CASE r.failed WHEN {_FAILED_WALLET} THEN '{EXPIRED}' ELSE '{OPERATOR_FUND}' END
-        FROM run_charges r WHERE r.customer_id = customers.id AND r.failed > 0 AND r.was_active = 1"""))
+        FROM run_charges r WHERE r.customer_id = customers.id AND r.failed > 0 AND r.was_active = 1""")
+    )
     reason = f"CASE failed WHEN 0 THEN 'reactivated' WHEN {_FAILED_WALLET} THEN '{EXPIRED}' ELSE '{OPERATOR_FUND}' END"
-    connection.execute(_sql(f"""
+    connection.execute(
+        _sql(f"""
         INSERT INTO enforcement_jobs (customer_id, action, reason, dedupe_key)
         SELECT customer_id, 'disconnect', {reason},
                {reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT)
-        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)"""), {"day": day})
+        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)"""),
+        {"day": day},
+    )
     # Charged customers' expiry moved too: radiusd must see every one of them.
-    record_changes(connection, "customer", select(column("customer_id")).select_from(table("run_charges"))
-                   .where(text("failed = 0 OR was_active = 1")))
-    charged, suspended, amount = connection.execute(text(
-        "SELECT COALESCE(SUM(CASE WHEN failed = 0 THEN 1 ELSE 0 END), 0), "
-        "COALESCE(SUM(CASE WHEN failed > 0 AND was_active = 1 THEN 1 ELSE 0 END), 0), "
-        "COALESCE(SUM(CASE WHEN failed = 0 THEN share ELSE 0 END), 0) FROM run_charges")).one()
+    record_changes(
+        connection,
+        "customer",
+        select(column("customer_id"))
+        .select_from(table("run_charges"))
+        .where(text("failed = 0 OR was_active = 1")),
+    )
+    charged, suspended, amount = connection.execute(
+        text(
+            "SELECT COALESCE(SUM(CASE WHEN failed = 0 THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed > 0 AND was_active = 1 THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed = 0 THEN share ELSE 0 END), 0) FROM run_charges"
+        )
+    ).one()
     connection.execute(text("DROP TABLE run_charges"))
     connection.execute(text("DROP TABLE run_chain"))
     return int(charged), int(suspended), int(amount)
 
 
 def _level(row, price: int) -> Level:
-    return Level(row["id"], row["login"], row["parent_id"], row["billing_mode"], row["credit_limit"],
-                 row["fund_balance"], price)
+    return Level(
+        row["id"],
+        row["login"],
+        row["parent_id"],
+        row["billing_mode"],
+        row["credit_limit"],
+        row["fund_balance"],
+        price,
+    )
 
 
 def _record_enabled_days(connection: Connection, day: date) -> None:
     """Monthly customers: one row per enabled day, invoiced later (proration by enabled days)."""
-    connection.execute(_sql("""
+    connection.execute(
+        _sql("""
         INSERT INTO customer_days (customer_id, day, amount)
         SELECT c.id, :day, 0 FROM customers c
         JOIN packages p ON p.id = c.package_id
         JOIN master_packages m ON m.id = p.master_package_id AND m.billing_type = 'monthly'
         WHERE c.status = 'active' AND c.deleted_at IS NULL AND c.billing_anchor <= :day
-          AND NOT EXISTS (SELECT 1 FROM customer_days d WHERE d.customer_id = c.id AND d.day = :day)"""), {"day": day})
+          AND NOT EXISTS (SELECT 1 FROM customer_days d WHERE d.customer_id = c.id AND d.day = :day)"""),
+        {"day": day},
+    )
 
 
 def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:
@@ -264,18 +378,41 @@ def _issue_invoices(connection: Connection, day: date, settings: BillingdSetting
     prices prorated the same way, in the same entry.
     """
     due = connection.execute(
-        select(customers.c.id, customers.c.operator_id, customers.c.package_id, customers.c.cycle_day,
-               customers.c.wallet_balance, customers.c.username)
-        .select_from(customers.join(packages, packages.c.id == customers.c.package_id)
-                     .join(master_packages, master_packages.c.id == packages.c.master_package_id))
-        .where(master_packages.c.billing_type == "monthly", customers.c.cycle_day == day.day,
-               customers.c.deleted_at.is_(None))
-        .order_by(customers.c.id)).all()
+        select(
+            customers.c.id,
+            customers.c.operator_id,
+            customers.c.package_id,
+            customers.c.cycle_day,
+            customers.c.wallet_balance,
+            customers.c.username,
+        )
+        .select_from(
+            customers.join(packages, packages.c.id == customers.c.package_id).join(
+                master_packages, master_packages.c.id == packages.c.master_package_id
+            )
+        )
+        .where(
+            master_packages.c.billing_type == "monthly",
+            customers.c.cycle_day == day.day,
+            customers.c.deleted_at.is_(None),
+        )
+        .order_by(customers.c.id)
+    ).all()
     issued = 0
     for customer in due:
-        days = connection.execute(select(customer_days.c.day).where(
-            customer_days.c.customer_id == customer.id, customer_days.c.day < day,
-            customer_days.c.entry_id.is_(None)).order_by(customer_days.c.day)).scalars().all()
+        days = (
+            connection.execute(
+                select(customer_days.c.day)
+                .where(
+                    customer_days.c.customer_id == customer.id,
+                    customer_days.c.day < day,
+                    customer_days.c.entry_id.is_(None),
+                )
+                .order_by(customer_days.c.day)
+            )
+            .scalars()
+            .all()
+        )
         if not days:
             continue
         by_period = defaultdict(list)
@@ -283,12 +420,17 @@ def _issue_invoices(connection: Connection, day: date, settings: BillingdSetting
             by_period[billing_period(enabled, customer.cycle_day)].append(enabled)
 
         def charge(price: int) -> int:
-            return sum(prorated(price, (end - start).days, [(d - start).days for d in enabled])
-                       for (start, end), enabled in by_period.items())
+            return sum(
+                prorated(price, (end - start).days, [(d - start).days for d in enabled])
+                for (start, end), enabled in by_period.items()
+            )
 
-        customer_price = connection.execute(select(package_prices.c.customer_price).where(
-            package_prices.c.package_id == customer.package_id,
-            package_prices.c.operator_id == customer.operator_id)).scalar()
+        customer_price = connection.execute(
+            select(package_prices.c.customer_price).where(
+                package_prices.c.package_id == customer.package_id,
+                package_prices.c.operator_id == customer.operator_id,
+            )
+        ).scalar()
         levels = cascade.chain_levels(connection, customer.operator_id, customer.package_id)
         amounts = [charge(level.price) for level in levels]
         if cascade.shortfall(levels, amounts) is not None:
@@ -297,35 +439,67 @@ def _issue_invoices(connection: Connection, day: date, settings: BillingdSetting
         amount = charge(customer_price)
         lines = [cascade.customer_charge_line(connection, customer.operator_id, customer.id, amount)]
         lines += cascade.operator_lines(connection, levels, amounts)
-        entry_id = ledger.post(connection, "invoice", lines, customer_id=customer.id, effective_on=day,
-                               idempotency_key=f"invoice:{day.isoformat()}:{customer.id}",
-                               memo=f"invoice {days[0].isoformat()}..{(day - timedelta(days=1)).isoformat()}")
+        entry_id = ledger.post(
+            connection,
+            "invoice",
+            lines,
+            customer_id=customer.id,
+            effective_on=day,
+            idempotency_key=f"invoice:{day.isoformat()}:{customer.id}",
+            memo=f"invoice {days[0].isoformat()}..{(day - timedelta(days=1)).isoformat()}",
+        )
         prepaid = max(0, min(customer.wallet_balance, amount))
-        connection.execute(insert(invoices).values(
-            number=f"INV-{day:%Y%m%d}-{customer.id}", customer_id=customer.id, operator_id=customer.operator_id,
-            period_start=days[0], period_end=day, amount=amount, paid_amount=prepaid, issued_on=day,
-            due_on=day + timedelta(days=settings.invoice_due_days), status="paid" if prepaid == amount else "open",
-            entry_id=entry_id))
-        connection.execute(update(customer_days).where(customer_days.c.customer_id == customer.id,
-                                                       customer_days.c.day.in_(days)).values(entry_id=entry_id))
+        connection.execute(
+            insert(invoices).values(
+                number=f"INV-{day:%Y%m%d}-{customer.id}",
+                customer_id=customer.id,
+                operator_id=customer.operator_id,
+                period_start=days[0],
+                period_end=day,
+                amount=amount,
+                paid_amount=prepaid,
+                issued_on=day,
+                due_on=day + timedelta(days=settings.invoice_due_days),
+                status="paid" if prepaid == amount else "open",
+                entry_id=entry_id,
+            )
+        )
+        connection.execute(
+            update(customer_days)
+            .where(customer_days.c.customer_id == customer.id, customer_days.c.day.in_(days))
+            .values(entry_id=entry_id)
+        )
         issued += 1
     return issued
 
 
 def _suspend(connection: Connection, customer_id: int, reason: str, cause: str) -> None:
-    connection.execute(update(customers).where(customers.c.id == customer_id)
-                       .values(status="suspended", status_reason=reason))
+    connection.execute(
+        update(customers)
+        .where(customers.c.id == customer_id)
+        .values(status="suspended", status_reason=reason)
+    )
     record_change(connection, "customer", customer_id)
     disconnect(connection, customer_id, reason, cause)
 
 
 def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:
     """Active monthly customers with an invoice unpaid past its due date plus grace."""
-    late = connection.execute(
-        select(customers.c.id).distinct()
-        .select_from(customers.join(invoices, invoices.c.customer_id == customers.c.id))
-        .where(customers.c.status == "active", customers.c.deleted_at.is_(None), invoices.c.status == "open",
-               invoices.c.due_on < day - timedelta(days=settings.grace_days))).scalars().all()
+    late = (
+        connection.execute(
+            select(customers.c.id)
+            .distinct()
+            .select_from(customers.join(invoices, invoices.c.customer_id == customers.c.id))
+            .where(
+                customers.c.status == "active",
+                customers.c.deleted_at.is_(None),
+                invoices.c.status == "open",
+                invoices.c.due_on < day - timedelta(days=settings.grace_days),
+            )
+        )
+        .scalars()
+        .all()
+    )
     for customer_id in late:
         _suspend(connection, customer_id, OVERDUE, day.isoformat())
     return len(late)

@@ -10,7 +10,7 @@ database work runs in a thread so the reactor stays free for /metrics.
 """
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -35,7 +35,7 @@ def next_run(now: datetime, run_at: time, zone: ZoneInfo) -> datetime:
     """The next instant (UTC) at which the local clock shows ``run_at``, strictly after ``now``."""
     today = local_day(now, zone)
     for offset in range(3):
-        candidate = datetime.combine(today + timedelta(days=offset), run_at, tzinfo=zone).astimezone(timezone.utc)
+        candidate = datetime.combine(today + timedelta(days=offset), run_at, tzinfo=zone).astimezone(UTC)
         if candidate > now:
             return candidate
     raise AssertionError("unreachable: a day always has a run time")
@@ -49,20 +49,37 @@ def due_through(now: datetime, run_at: time, zone: ZoneInfo) -> date:
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY):
-        self.duration = Histogram("radbill_billing_run_duration_seconds", "Time to run one billing day",
-                                  buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300), registry=registry)
-        self.charged = Counter("radbill_billing_customers_charged", "Customers charged by daily runs",
-                               registry=registry)
-        self.suspended = Counter("radbill_billing_customers_suspended", "Customers suspended by runs",
-                                 registry=registry)
-        self.amount = Counter("radbill_billing_amount_charged_minor_units", "Money charged by daily runs (minor units)",
-                              registry=registry)
-        self.invoices = Counter("radbill_billing_invoices_issued", "Monthly invoices issued", registry=registry)
-        self.last_day = Gauge("radbill_billing_last_day_timestamp_seconds", "The last billing day completed (UTC midnight)",
-                              registry=registry)
-        self.active = Gauge("radbill_billingd_active", "1 when this instance holds the billing lock", registry=registry)
-        self.failures = Counter("radbill_billing_run_failures", "Runs that failed and will be retried",
-                                registry=registry)
+        self.duration = Histogram(
+            "radbill_billing_run_duration_seconds",
+            "Time to run one billing day",
+            buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.charged = Counter(
+            "radbill_billing_customers_charged", "Customers charged by daily runs", registry=registry
+        )
+        self.suspended = Counter(
+            "radbill_billing_customers_suspended", "Customers suspended by runs", registry=registry
+        )
+        self.amount = Counter(
+            "radbill_billing_amount_charged_minor_units",
+            "Money charged by daily runs (minor units)",
+            registry=registry,
+        )
+        self.invoices = Counter(
+            "radbill_billing_invoices_issued", "Monthly invoices issued", registry=registry
+        )
+        self.last_day = Gauge(
+            "radbill_billing_last_day_timestamp_seconds",
+            "The last billing day completed (UTC midnight)",
+            registry=registry,
+        )
+        self.active = Gauge(
+            "radbill_billingd_active", "1 when this instance holds the billing lock", registry=registry
+        )
+        self.failures = Counter(
+            "radbill_billing_run_failures", "Runs that failed and will be retried", registry=registry
+        )
 
     def record(self, result: runs.DayResult) -> None:
         if result.already_done:
@@ -72,7 +89,7 @@ class Metrics:
         self.suspended.inc(result.customers_suspended)
         self.amount.inc(result.amount_charged)
         self.invoices.inc(result.invoices)
-        self.last_day.set(datetime.combine(result.day, time(0), tzinfo=timezone.utc).timestamp())
+        self.last_day.set(datetime.combine(result.day, time(0), tzinfo=UTC).timestamp())
 
 
 class Leadership:
@@ -88,7 +105,9 @@ class Leadership:
         try:
             if self._connection is None:
                 self._connection = self.engine.connect()
-            held = self._connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}).scalar()
+            held = self._connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            ).scalar()
             self._connection.commit()
             return bool(held)
         except DBAPIError:
@@ -125,7 +144,7 @@ class Scheduler:
         self.running = False
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
 
     def start(self) -> None:
         self.tick()
@@ -185,6 +204,11 @@ def run(settings: Settings, engine: Engine) -> None:
     worker = EnforcementWorker(engine, reactor=reactor)
     reactor.callWhenRunning(worker.start)
     reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
-    log.info("billingd started: runs at %s %s; metrics on %s:%d", settings.billingd.run_at, settings.billingd.timezone,
-             settings.billingd.bind, settings.billingd.metrics_port)
+    log.info(
+        "billingd started: runs at %s %s; metrics on %s:%d",
+        settings.billingd.run_at,
+        settings.billingd.timezone,
+        settings.billingd.bind,
+        settings.billingd.metrics_port,
+    )
     reactor.run()

@@ -89,10 +89,16 @@ def _operator_row(connection: Connection, login: str):
 
 
 def _actor_from(connection: Connection, row, caller_id: int) -> Actor:
-    granted = connection.execute(select(permissions.c.permission).where(permissions.c.operator_id == row["id"]))
+    granted = connection.execute(
+        select(permissions.c.permission).where(permissions.c.operator_id == row["id"])
+    )
     home_id = row["parent_id"] if row["role"] in STAFF_ROLES and row["parent_id"] is not None else row["id"]
-    home_is_root = connection.execute(select(operators.c.parent_id).where(operators.c.id == home_id)).scalar() is None
-    return Actor(row["id"], row["login"], row["role"], home_id, caller_id, frozenset(granted.scalars()), home_is_root)
+    home_is_root = (
+        connection.execute(select(operators.c.parent_id).where(operators.c.id == home_id)).scalar() is None
+    )
+    return Actor(
+        row["id"], row["login"], row["role"], home_id, caller_id, frozenset(granted.scalars()), home_is_root
+    )
 
 
 def resolve_actor(connection: Connection, caller_login: str, act_as_login: str | None = None) -> Actor:
@@ -111,8 +117,15 @@ def resolve_actor(connection: Connection, caller_login: str, act_as_login: str |
         raise RadbillError(f"{caller_login} may not act as {act_as_login}: not one of its descendants")
     if target["status"] != "active":
         raise RadbillError(f"operator {act_as_login!r} is blocked")
-    audit(connection, "operator.act_as", actor_id=caller["id"], acting_as_id=target["id"],
-          target_type="operator", target_id=target["id"], login=act_as_login)
+    audit(
+        connection,
+        "operator.act_as",
+        actor_id=caller["id"],
+        acting_as_id=target["id"],
+        target_type="operator",
+        target_id=target["id"],
+        login=act_as_login,
+    )
     return _actor_from(connection, target, caller["id"])
 
 
@@ -142,5 +155,6 @@ def require_changeable(connection: Connection, actor: Actor, operator_id: int, w
     require_visible(connection, actor, operator_id, what)
     if actor.is_admin or operator_id == actor.home_id or "manage_descendants" in actor.permissions:
         return
-    raise RadbillError(f"{what} belongs to a descendant operator; {actor.login} needs the manage_descendants permission")
-
+    raise RadbillError(
+        f"{what} belongs to a descendant operator; {actor.login} needs the manage_descendants permission"
+    )

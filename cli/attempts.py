@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from cli.context import Context
 from cli.output import emit_table
-from schema.identity import canonical_username
 from schema.errors import RadbillError
+from schema.identity import canonical_username
 from schema.tables import radpostauth
 
 COLUMNS = ["authdate", "reply", "reason", "nasipaddress", "callingstationid"]
@@ -25,8 +25,12 @@ def attempts(obj: Context, username: str, limit: int) -> None:
     if limit < 1:
         raise RadbillError(f"--limit must be at least 1, got {limit}")
     name = canonical_username(username)
-    query = (select(*(radpostauth.c[column] for column in COLUMNS)).where(radpostauth.c.username == name)
-             .order_by(radpostauth.c.authdate.desc(), radpostauth.c.id.desc()).limit(limit))
+    query = (
+        select(*(radpostauth.c[column] for column in COLUMNS))
+        .where(radpostauth.c.username == name)
+        .order_by(radpostauth.c.authdate.desc(), radpostauth.c.id.desc())
+        .limit(limit)
+    )
     with obj.engine.connect() as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
     if not rows and not obj.as_json:

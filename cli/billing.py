@@ -25,9 +25,20 @@ def run(obj: Context, day: datetime | None) -> None:
         obj.actor(connection).require("money", "run billing")
     through = day.date() if day else obj.calendar().today
     results = runs.run_through(obj.engine, through, obj.settings.billingd)
-    rows = [shown({"day": r.day, "charged": r.customers_charged, "suspended": r.customers_suspended,
-                   "amount": r.amount_charged, "invoices": r.invoices,
-                   "state": "already done" if r.already_done else "done"}, "amount") for r in results]
+    rows = [
+        shown(
+            {
+                "day": r.day,
+                "charged": r.customers_charged,
+                "suspended": r.customers_suspended,
+                "amount": r.amount_charged,
+                "invoices": r.invoices,
+                "state": "already done" if r.already_done else "done",
+            },
+            "amount",
+        )
+        for r in results
+    ]
     emit_table(rows, ["day", "state", "charged", "amount", "suspended", "invoices"])
 
 
@@ -40,9 +51,15 @@ def list_runs(obj: Context, limit: int) -> None:
 
     with obj.engine.begin() as connection:
         obj.actor(connection).require("money", "see billing runs")
-        rows = connection.execute(select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit)).mappings().all()
-    emit_table([shown(dict(row), "amount_charged") for row in rows],
-               ["day", "started_at", "finished_at", "customers_charged", "amount_charged", "customers_suspended"])
+        rows = (
+            connection.execute(select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit))
+            .mappings()
+            .all()
+        )
+    emit_table(
+        [shown(dict(row), "amount_charged") for row in rows],
+        ["day", "started_at", "finished_at", "customers_charged", "amount_charged", "customers_suspended"],
+    )
 
 
 COMMANDS = [billing_group]

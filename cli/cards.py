@@ -22,8 +22,9 @@ def card_group() -> None:
 def batch(obj: Context, count: int, value, package, distributor) -> None:
     """Issue a batch of cards (prints the PINs)."""
     with obj.engine.begin() as connection:
-        issued = cards.create_batch(connection, obj.actor(connection), count, value=value, package=package,
-                                    distributor=distributor)
+        issued = cards.create_batch(
+            connection, obj.actor(connection), count, value=value, package=package, distributor=distributor
+        )
     emit_table([shown(card, "value") for card in issued], ["batch_id", "serial", "pin", "value", "package"])
 
 
@@ -35,8 +36,10 @@ def list_(obj: Context, batch, status) -> None:
     """Cards you issued or were given to sell."""
     with obj.engine.begin() as connection:
         rows = cards.list_cards(connection, obj.actor(connection), batch=batch, status=status)
-    emit_table([shown(row, "value") for row in rows],
-               ["serial", "pin", "status", "batch", "value", "package", "operator", "redeemed_at"])
+    emit_table(
+        [shown(row, "value") for row in rows],
+        ["serial", "pin", "status", "batch", "value", "package", "operator", "redeemed_at"],
+    )
 
 
 @card_group.command("redeem")
@@ -46,8 +49,12 @@ def list_(obj: Context, batch, status) -> None:
 def redeem(obj: Context, pin: str, username: str) -> None:
     """Use a card for a customer (once)."""
     with obj.engine.begin() as connection:
-        emit_record(shown(cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar()),
-                          "wallet_balance"))
+        emit_record(
+            shown(
+                cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar()),
+                "wallet_balance",
+            )
+        )
 
 
 COMMANDS = [card_group]

@@ -1,7 +1,7 @@
 """What every ``radbill`` command gets: settings, the engine, who is calling."""
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -39,4 +39,4 @@ class Context:
         return resolve_actor(connection, self.caller, self.act_as)
 
     def calendar(self) -> Calendar:
-        return Calendar(datetime.now(timezone.utc), self.settings.billingd.zone)
+        return Calendar(datetime.now(UTC), self.settings.billingd.zone)

@@ -40,12 +40,26 @@ def _emit(record: dict) -> None:
 @click.option("--address")
 @click.option("--field", "field_pairs", multiple=True, metavar="KEY=VALUE", help="Custom field (repeatable).")
 @click.pass_obj
-def add(obj: Context, username, password, package, zone, mac, static_ip, name, phone, address, field_pairs) -> None:
+def add(
+    obj: Context, username, password, package, zone, mac, static_ip, name, phone, address, field_pairs
+) -> None:
     """Add and activate a customer (a daily package's first period is paid in cash)."""
     with obj.engine.begin() as connection:
-        record = domain.add_customer(connection, obj.actor(connection), username, password=password, package=package,
-                                     calendar=obj.calendar(), zone=zone, mac=mac, static_ip=static_ip, name=name,
-                                     phone=phone, address=address, fields=_fields(field_pairs))
+        record = domain.add_customer(
+            connection,
+            obj.actor(connection),
+            username,
+            password=password,
+            package=package,
+            calendar=obj.calendar(),
+            zone=zone,
+            mac=mac,
+            static_ip=static_ip,
+            name=name,
+            phone=phone,
+            address=address,
+            fields=_fields(field_pairs),
+        )
     _emit(record)
 
 
@@ -57,8 +71,10 @@ def list_(obj: Context, deleted: bool, status: str | None) -> None:
     """Customers you can see: yours and your descendants'."""
     with obj.engine.begin() as connection:
         rows = domain.list_customers(connection, obj.actor(connection), deleted=deleted, status=status)
-    emit_table([shown(row, "wallet_balance") for row in rows],
-               ["username", "customer_code", "owner", "package", "status", "expires_at", "wallet_balance"])
+    emit_table(
+        [shown(row, "wallet_balance") for row in rows],
+        ["username", "customer_code", "owner", "package", "status", "expires_at", "wallet_balance"],
+    )
 
 
 @customer_group.command("show")
@@ -81,10 +97,16 @@ def _lifecycle(name: str, function, help_text: str):
     return command
 
 
-_lifecycle("suspend", domain.suspend, "Suspend now (unused days refunded per the owner's policy; session cut).")
-_lifecycle("resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet).")
+_lifecycle(
+    "suspend", domain.suspend, "Suspend now (unused days refunded per the owner's policy; session cut)."
+)
+_lifecycle(
+    "resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet)."
+)
 _lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
-_lifecycle("restore", domain.restore_customer, "Restore a deleted customer (suspended until resumed or renewed).")
+_lifecycle(
+    "restore", domain.restore_customer, "Restore a deleted customer (suspended until resumed or renewed)."
+)
 
 
 @customer_group.command("renew")
@@ -126,8 +148,17 @@ def _payment(name: str, help_text: str):
     @click.pass_obj
     def command(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
         with obj.engine.begin() as connection:
-            _emit(domain.receive_payment(connection, obj.actor(connection), username, amount, obj.calendar(),
-                                         method=method, reference=reference))
+            _emit(
+                domain.receive_payment(
+                    connection,
+                    obj.actor(connection),
+                    username,
+                    amount,
+                    obj.calendar(),
+                    method=method,
+                    reference=reference,
+                )
+            )
 
     return command
 

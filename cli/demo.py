@@ -4,7 +4,7 @@ Built with the same domain functions as the commands, so the demo's money is
 real ledger entries: `radbill ledger verify` passes on it.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import click
@@ -30,39 +30,106 @@ def load_demo(connection: Connection, now: datetime, zone: ZoneInfo = DEMO_ZONE)
     calendar = Calendar(now, zone)
     operators.add_operator(connection, None, "admin", "admin", name="ISP owner")
     admin = resolve_actor(connection, "admin")
-    operators.add_operator(connection, admin, "reseller1", "reseller", name="Dhanmondi Net", billing_mode="prepaid",
-                           id_format="DN{seq:05d}")
+    operators.add_operator(
+        connection,
+        admin,
+        "reseller1",
+        "reseller",
+        name="Dhanmondi Net",
+        billing_mode="prepaid",
+        id_format="DN{seq:05d}",
+    )
     operators.permit(connection, admin, "reseller1", "reseller_module")
     reseller = resolve_actor(connection, "reseller1")
-    operators.add_operator(connection, reseller, "subreseller1", "sub_reseller", name="Road 27 Cable",
-                           billing_mode="prepaid", id_format="R27-{seq:04d}")
+    operators.add_operator(
+        connection,
+        reseller,
+        "subreseller1",
+        "sub_reseller",
+        name="Road 27 Cable",
+        billing_mode="prepaid",
+        id_format="R27-{seq:04d}",
+    )
     add_nas(connection, "demo-nas", "127.0.0.1", "testing123", description="this machine, for radtest")
 
     plans = [
-        ("PPPoE 10M", dict(customer_type="pppoe", billing_type="daily", rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT),
-         "500", "400"),
-        ("PPPoE 20M 100G", dict(customer_type="pppoe", billing_type="daily", rate_rx=20 * MEGABIT,
-                                rate_tx=20 * MEGABIT, quota_bytes=100 * 10**9, fup_rx=2 * MEGABIT, fup_tx=2 * MEGABIT),
-         "800", "650"),
-        ("Hotspot 5M", dict(customer_type="hotspot", billing_type="daily", period_days=7, rate_rx=5 * MEGABIT,
-                            rate_tx=5 * MEGABIT, simultaneous_use=2), "100", "80"),
+        (
+            "PPPoE 10M",
+            dict(customer_type="pppoe", billing_type="daily", rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT),
+            "500",
+            "400",
+        ),
+        (
+            "PPPoE 20M 100G",
+            dict(
+                customer_type="pppoe",
+                billing_type="daily",
+                rate_rx=20 * MEGABIT,
+                rate_tx=20 * MEGABIT,
+                quota_bytes=100 * 10**9,
+                fup_rx=2 * MEGABIT,
+                fup_tx=2 * MEGABIT,
+            ),
+            "800",
+            "650",
+        ),
+        (
+            "Hotspot 5M",
+            dict(
+                customer_type="hotspot",
+                billing_type="daily",
+                period_days=7,
+                rate_rx=5 * MEGABIT,
+                rate_tx=5 * MEGABIT,
+                simultaneous_use=2,
+            ),
+            "100",
+            "80",
+        ),
     ]
     for name, spec, customer_price, operator_price in plans:
         packages.add_master_package(connection, admin, name, **spec)
-        packages.add_package(connection, admin, name, master=name, customer_price=parse_amount(customer_price),
-                             operator_price=parse_amount(operator_price))
-        packages.assign_package(connection, admin, name, "reseller1", operator_price=parse_amount(operator_price))
-        packages.assign_package(connection, reseller, name, "subreseller1",
-                                operator_price=parse_amount(operator_price) * 11 // 10)
-    operators.settle(connection, admin, "reseller1", parse_amount("10000"), mode="prepaid", today=calendar.today)
-    operators.settle(connection, reseller, "subreseller1", parse_amount("2000"), mode="prepaid", today=calendar.today)
+        packages.add_package(
+            connection,
+            admin,
+            name,
+            master=name,
+            customer_price=parse_amount(customer_price),
+            operator_price=parse_amount(operator_price),
+        )
+        packages.assign_package(
+            connection, admin, name, "reseller1", operator_price=parse_amount(operator_price)
+        )
+        packages.assign_package(
+            connection, reseller, name, "subreseller1", operator_price=parse_amount(operator_price) * 11 // 10
+        )
+    operators.settle(
+        connection, admin, "reseller1", parse_amount("10000"), mode="prepaid", today=calendar.today
+    )
+    operators.settle(
+        connection, reseller, "subreseller1", parse_amount("2000"), mode="prepaid", today=calendar.today
+    )
 
-    customers.add_customer(connection, admin, "demo", password="demo", package="PPPoE 10M", calendar=calendar,
-                           name="Demo Subscriber")
+    customers.add_customer(
+        connection,
+        admin,
+        "demo",
+        password="demo",
+        package="PPPoE 10M",
+        calendar=calendar,
+        name="Demo Subscriber",
+    )
     customers.receive_payment(connection, admin, "demo", parse_amount("1000"), calendar)
     # Activated 31 days ago with an empty wallet: its period is over.
-    customers.add_customer(connection, admin, "expired", password="expired", package="PPPoE 10M",
-                           calendar=Calendar(now - timedelta(days=31), zone), name="Expired Subscriber")
+    customers.add_customer(
+        connection,
+        admin,
+        "expired",
+        password="expired",
+        package="PPPoE 10M",
+        calendar=Calendar(now - timedelta(days=31), zone),
+        name="Expired Subscriber",
+    )
     # Its package has expired; billingd's first run will find the wallet empty and suspend it.
     return True
 
@@ -73,7 +140,7 @@ def demo(obj: Context) -> None:
     """Load the demo ISP (migrating the database first)."""
     migrate.upgrade(obj.engine)
     with obj.engine.begin() as connection:
-        loaded = load_demo(connection, datetime.now(timezone.utc), obj.settings.billingd.zone)
+        loaded = load_demo(connection, datetime.now(UTC), obj.settings.billingd.zone)
     click.echo("demo data loaded" if loaded else "demo data already present")
     click.echo("try: radtest demo demo 127.0.0.1 0 testing123")
 

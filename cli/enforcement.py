@@ -14,7 +14,13 @@ def enforcement_group() -> None:
 
 @enforcement_group.command("list")
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs with this status.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="At most this many, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as radbill --json).")
 @click.pass_obj
 def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
@@ -22,7 +28,21 @@ def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
     obj.as_json = obj.as_json or as_json
     with obj.engine.connect() as connection:
         jobs = list_jobs(connection, status, limit)
-    emit_table(jobs, ["id", "customer", "nas", "action", "reason", "status", "attempts", "created_at", "not_before", "last_error"])
+    emit_table(
+        jobs,
+        [
+            "id",
+            "customer",
+            "nas",
+            "action",
+            "reason",
+            "status",
+            "attempts",
+            "created_at",
+            "not_before",
+            "last_error",
+        ],
+    )
 
 
 @enforcement_group.command("retry")

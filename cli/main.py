@@ -29,8 +29,15 @@ def _fail(message: str) -> None:
 
 
 @click.group(cls=RadbillGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", metavar="FILE", help="Configuration file (default: $RADBILL_CONFIG, then /etc/radbill/radbill.toml).")
-@click.option("--as", "act_as", metavar="LOGIN", help="Act as this operator (checked against your rights, audited).")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="Configuration file (default: $RADBILL_CONFIG, then /etc/radbill/radbill.toml).",
+)
+@click.option(
+    "--as", "act_as", metavar="LOGIN", help="Act as this operator (checked against your rights, audited)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for list and show commands.")
 @click.pass_context
 def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_json: bool) -> None:
@@ -39,11 +46,37 @@ def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_
 
 
 def _register() -> None:
-    from cli import (attempts, billing, cards, customers, daemons, db, demo, enforcement, ledger, nas, online,
-                     operators, packages)
+    from cli import (
+        attempts,
+        billing,
+        cards,
+        customers,
+        daemons,
+        db,
+        demo,
+        enforcement,
+        ledger,
+        nas,
+        online,
+        operators,
+        packages,
+    )
 
-    for module in (db, demo, nas, enforcement, daemons, operators, packages, customers, cards, billing, ledger,
-                   attempts, online):
+    for module in (
+        db,
+        demo,
+        nas,
+        enforcement,
+        daemons,
+        operators,
+        packages,
+        customers,
+        cards,
+        billing,
+        ledger,
+        attempts,
+        online,
+    ):
         for command in module.COMMANDS:
             radbill.add_command(command)
 

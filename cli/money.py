@@ -30,8 +30,10 @@ def shown(record: dict, *keys: str) -> dict:
     """The record with its money fields formatted for people (unchanged under --json)."""
     if click.get_current_context().obj.as_json:
         return record
-    return {key: (format_amount(value) if key in keys and isinstance(value, int) else value)
-            for key, value in record.items()}
+    return {
+        key: (format_amount(value) if key in keys and isinstance(value, int) else value)
+        for key, value in record.items()
+    }
 
 
 def payment_options(command):

@@ -18,8 +18,12 @@ def nas_group() -> None:
 def _router_options(command):
     options = [
         click.option("--coa-port", type=int, help="RFC 5176 CoA/Disconnect port (RouterOS: 3799)."),
-        click.option("--require-message-authenticator", "require_message_authenticator", type=_POLICY,
-                     help="yes, no, or auto: required once the NAS has sent one."),
+        click.option(
+            "--require-message-authenticator",
+            "require_message_authenticator",
+            type=_POLICY,
+            help="yes, no, or auto: required once the NAS has sent one.",
+        ),
         click.option("--api-host", help="RouterOS API address (default: the NAS IP)."),
         click.option("--api-port", type=int, help="RouterOS API port (8728, or 8729 with TLS)."),
         click.option("--api-user", help="RouterOS API user."),
@@ -66,7 +70,10 @@ def list_(obj: Context) -> None:
     """List routers."""
     with obj.engine.connect() as connection:
         routers = list_nas(connection)
-    emit_table(routers, ["name", "ip_address", "coa_port", "require_message_authenticator", "api_host", "description"])
+    emit_table(
+        routers,
+        ["name", "ip_address", "coa_port", "require_message_authenticator", "api_host", "description"],
+    )
 
 
 @nas_group.command("show")

@@ -1,11 +1,11 @@
 """``radbill online``: who is connected now, from the open sessions radiusd keeps."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
-from cli.context import Context
 from billingd.tenancy import visible_operator_ids
+from cli.context import Context
 from cli.output import emit_table
 from nas.registry import get_nas
 from radiusd.accounting_store import list_open_sessions
@@ -30,14 +30,25 @@ def online(obj: Context, nas_name: str | None) -> None:
         actor.require("customers.view", "list online sessions")
         if nas_name is not None:
             get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
-        found = list_open_sessions(connection, datetime.now(timezone.utc), nas_name,
-                                   visible_operator_ids(connection, actor))
+        found = list_open_sessions(
+            connection, datetime.now(UTC), nas_name, visible_operator_ids(connection, actor)
+        )
     if obj.as_json:
         emit_table(found, [])
         return
-    rows = [dict(user=s.username, nas=s.nas, ip=s.ip, mac=s.mac,
-                 start=s.started_at.strftime("%Y-%m-%d %H:%M:%S") if s.started_at else None,
-                 duration=_duration(s.duration), upload=s.upload_bytes, download=s.download_bytes) for s in found]
+    rows = [
+        dict(
+            user=s.username,
+            nas=s.nas,
+            ip=s.ip,
+            mac=s.mac,
+            start=s.started_at.strftime("%Y-%m-%d %H:%M:%S") if s.started_at else None,
+            duration=_duration(s.duration),
+            upload=s.upload_bytes,
+            download=s.download_bytes,
+        )
+        for s in found
+    ]
     emit_table(rows, ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"])
 
 

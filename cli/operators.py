@@ -12,8 +12,19 @@ from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.tables import ROLES
 
-_MONEY = ("credit_limit", "fund_balance", "fund", "available", "customer_wallets", "held_for_children", "cash",
-          "sales", "cost_of_sales", "wholesale", "amount")
+_MONEY = (
+    "credit_limit",
+    "fund_balance",
+    "fund",
+    "available",
+    "customer_wallets",
+    "held_for_children",
+    "cash",
+    "sales",
+    "cost_of_sales",
+    "wholesale",
+    "amount",
+)
 
 
 @click.group("operator")
@@ -34,15 +45,29 @@ def _view(actor, operator) -> dict:
 @click.argument("login")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--parent", metavar="LOGIN", help="Parent operator (default: you).")
-@click.option("--billing", "billing_mode", type=click.Choice(["prepaid", "postpaid"]), default="prepaid",
-              show_default=True)
+@click.option(
+    "--billing",
+    "billing_mode",
+    type=click.Choice(["prepaid", "postpaid"]),
+    default="prepaid",
+    show_default=True,
+)
 @click.option("--credit-limit", type=AMOUNT, default="0", help="How far a prepaid fund may go below zero.")
-@click.option("--id-format", help="Customer-ID format: prefix, {zone}, {seq:05d}, postfix, e.g. DN-{zone}-{seq:05d}.")
-@click.option("--refund-policy", type=click.Choice(["prorated", "none"]), default="prorated", show_default=True,
-              help="What a customer gets back for unused days on early disconnect or downgrade.")
+@click.option(
+    "--id-format", help="Customer-ID format: prefix, {zone}, {seq:05d}, postfix, e.g. DN-{zone}-{seq:05d}."
+)
+@click.option(
+    "--refund-policy",
+    type=click.Choice(["prorated", "none"]),
+    default="prorated",
+    show_default=True,
+    help="What a customer gets back for unused days on early disconnect or downgrade.",
+)
 @click.option("--name", default="", help="Display name.")
 @click.pass_obj
-def add(obj: Context, login: str, role: str, parent, billing_mode, credit_limit, id_format, refund_policy, name) -> None:
+def add(
+    obj: Context, login: str, role: str, parent, billing_mode, credit_limit, id_format, refund_policy, name
+) -> None:
     """Add an operator (the very first one must be the admin)."""
     from sqlalchemy import select
 
@@ -51,9 +76,18 @@ def add(obj: Context, login: str, role: str, parent, billing_mode, credit_limit,
     with obj.engine.begin() as connection:
         bootstrap = role == "admin" and connection.execute(select(operators.c.id)).first() is None
         actor = None if bootstrap else obj.actor(connection)
-        added = domain.add_operator(connection, actor, login, role, parent=parent, billing_mode=billing_mode,
-                                    credit_limit=credit_limit, id_format=id_format, name=name,
-                                    refund_policy=refund_policy)
+        added = domain.add_operator(
+            connection,
+            actor,
+            login,
+            role,
+            parent=parent,
+            billing_mode=billing_mode,
+            credit_limit=credit_limit,
+            id_format=id_format,
+            name=name,
+            refund_policy=refund_policy,
+        )
     click.echo(f"added {added.role} {added.login}" + (f" under {added.parent}" if added.parent else ""))
 
 
@@ -64,8 +98,10 @@ def list_(obj: Context) -> None:
     with obj.engine.begin() as connection:
         actor = obj.actor(connection)
         rows = [_view(actor, operator) for operator in domain.list_operators(connection, actor)]
-    emit_table(rows, ["login", "role", "parent", "billing_mode", "credit_limit", "fund_balance", "status",
-                      "permissions"])
+    emit_table(
+        rows,
+        ["login", "role", "parent", "billing_mode", "credit_limit", "fund_balance", "status", "permissions"],
+    )
 
 
 @operator_group.command("show")
@@ -128,8 +164,16 @@ def _settlement(name: str, mode: str, help_text: str):
     @click.pass_obj
     def command(obj: Context, login: str, amount: int, method: str, reference: str | None) -> None:
         with obj.engine.begin() as connection:
-            operator = domain.settle(connection, obj.actor(connection), login, amount, mode=mode,
-                                     today=obj.calendar().today, method=method, reference=reference)
+            operator = domain.settle(
+                connection,
+                obj.actor(connection),
+                login,
+                amount,
+                mode=mode,
+                today=obj.calendar().today,
+                method=method,
+                reference=reference,
+            )
         click.echo(f"{login}: fund at parent now {shown({'fund': operator.fund_balance}, 'fund')['fund']}")
 
     return command
@@ -158,7 +202,9 @@ def statement(obj: Context, login: str, first, last) -> None:
     as_day = lambda value: value.date() if value else None  # noqa: E731
     with obj.engine.begin() as connection:
         rows = domain.statement(connection, obj.actor(connection), login, as_day(first), as_day(last))
-    emit_table([shown(row, "amount") for row in rows], ["day", "entry", "kind", "debit", "credit", "amount", "memo"])
+    emit_table(
+        [shown(row, "amount") for row in rows], ["day", "entry", "kind", "debit", "credit", "amount", "memo"]
+    )
 
 
 @click.group("zone")

@@ -18,7 +18,7 @@ _SIZE_UNITS = {"": 0, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
 
 
 def parse_size(text: str) -> int:
-    """"100G" -> 100*10^9 bytes; "100GiB" -> 100*2^30."""
+    """ "100G" -> 100*10^9 bytes; "100GiB" -> 100*2^30."""
     match = _SIZE.fullmatch(text.strip())
     if match is None or int(match.group(1)) == 0:
         raise RadbillError(f"invalid size {text!r}: use a number with k, M, G or T (e.g. 100G, 50GiB)")
@@ -28,7 +28,14 @@ def parse_size(text: str) -> int:
 
 def rate_limit(rate, burst, threshold, burst_time, priority, minimum) -> RateLimit:
     """Validate the typed rate options together, as RouterOS reads them (FIELD-NOTES 3)."""
-    groups = [rate, burst or "0/0", threshold or "0/0", burst_time or "0/0", str(priority or 8), minimum or "0/0"]
+    groups = [
+        rate,
+        burst or "0/0",
+        threshold or "0/0",
+        burst_time or "0/0",
+        str(priority or 8),
+        minimum or "0/0",
+    ]
     if any(value is None for value in (burst, threshold, burst_time)) and any((burst, threshold, burst_time)):
         raise RadbillError("a burst needs --burst, --burst-threshold and --burst-time together")
     try:
@@ -69,21 +76,58 @@ def master_group() -> None:
 @click.option("--profile", help="PPP or Hotspot profile.")
 @click.option("--simultaneous-use", type=int, default=1, show_default=True)
 @click.pass_obj
-def master_add(obj: Context, name, customer_type, billing_type, period_days, rate, burst, burst_threshold, burst_time,
-               priority, min_rate, quota, fup_rate, ip_pool, profile, simultaneous_use) -> None:
+def master_add(
+    obj: Context,
+    name,
+    customer_type,
+    billing_type,
+    period_days,
+    rate,
+    burst,
+    burst_threshold,
+    burst_time,
+    priority,
+    min_rate,
+    quota,
+    fup_rate,
+    ip_pool,
+    profile,
+    simultaneous_use,
+) -> None:
     """Add a master package."""
     limit = rate_limit(rate, burst, burst_threshold, burst_time, priority, min_rate)
     fup_rx, fup_tx = _pair(fup_rate, "--fup-rate")
     if simultaneous_use < 1:
         raise RadbillError("--simultaneous-use must be at least 1")
-    spec = dict(rate_rx=limit.rx_rate, rate_tx=limit.tx_rate, burst_rx=limit.burst_rx, burst_tx=limit.burst_tx,
-                burst_threshold_rx=limit.threshold_rx, burst_threshold_tx=limit.threshold_tx,
-                burst_time_rx=limit.burst_time_rx, burst_time_tx=limit.burst_time_tx, priority=priority,
-                min_rx=limit.min_rx, min_tx=limit.min_tx, quota_bytes=parse_size(quota) if quota else None,
-                fup_rx=fup_rx, fup_tx=fup_tx, ip_pool=ip_pool, profile=profile, simultaneous_use=simultaneous_use)
+    spec = dict(
+        rate_rx=limit.rx_rate,
+        rate_tx=limit.tx_rate,
+        burst_rx=limit.burst_rx,
+        burst_tx=limit.burst_tx,
+        burst_threshold_rx=limit.threshold_rx,
+        burst_threshold_tx=limit.threshold_tx,
+        burst_time_rx=limit.burst_time_rx,
+        burst_time_tx=limit.burst_time_tx,
+        priority=priority,
+        min_rx=limit.min_rx,
+        min_tx=limit.min_tx,
+        quota_bytes=parse_size(quota) if quota else None,
+        fup_rx=fup_rx,
+        fup_tx=fup_tx,
+        ip_pool=ip_pool,
+        profile=profile,
+        simultaneous_use=simultaneous_use,
+    )
     with obj.engine.begin() as connection:
-        domain.add_master_package(connection, obj.actor(connection), name, customer_type=customer_type,
-                                  billing_type=billing_type, period_days=period_days, **spec)
+        domain.add_master_package(
+            connection,
+            obj.actor(connection),
+            name,
+            customer_type=customer_type,
+            billing_type=billing_type,
+            period_days=period_days,
+            **spec,
+        )
     click.echo(f"added master package {name}: Mikrotik-Rate-Limit {limit.to_mikrotik()!r}")
 
 
@@ -95,8 +139,20 @@ def master_list(obj: Context) -> None:
         rows = domain.list_master_packages(connection, obj.actor(connection))
     for row in rows:
         row["rate"] = f"{row['rate_rx']}/{row['rate_tx']}"
-    emit_table(rows, ["name", "customer_type", "billing_type", "period_days", "rate", "quota_bytes", "ip_pool",
-                      "profile", "simultaneous_use"])
+    emit_table(
+        rows,
+        [
+            "name",
+            "customer_type",
+            "billing_type",
+            "period_days",
+            "rate",
+            "quota_bytes",
+            "ip_pool",
+            "profile",
+            "simultaneous_use",
+        ],
+    )
 
 
 @click.group("package")
@@ -108,14 +164,23 @@ def package_group() -> None:
 @click.argument("name")
 @click.option("--master", required=True, help="The master package it sells.")
 @click.option("--customer-price", type=AMOUNT, required=True, help="What your customers pay per period.")
-@click.option("--operator-price", type=AMOUNT, required=True, help="Default price your resellers pay per period.")
+@click.option(
+    "--operator-price", type=AMOUNT, required=True, help="Default price your resellers pay per period."
+)
 @click.option("--visibility", type=click.Choice(["public", "private"]), default="public", show_default=True)
 @click.pass_obj
 def package_add(obj: Context, name, master, customer_price, operator_price, visibility) -> None:
     """Add a package on your price list."""
     with obj.engine.begin() as connection:
-        domain.add_package(connection, obj.actor(connection), name, master=master, customer_price=customer_price,
-                           operator_price=operator_price, visibility=visibility)
+        domain.add_package(
+            connection,
+            obj.actor(connection),
+            name,
+            master=master,
+            customer_price=customer_price,
+            operator_price=operator_price,
+            visibility=visibility,
+        )
     click.echo(f"added package {name}")
 
 
@@ -129,21 +194,40 @@ def package_add(obj: Context, name, master, customer_price, operator_price, visi
 def package_assign(obj: Context, package, to_login, operator_price, customer_price, visibility) -> None:
     """Let a child operator sell a package, at its own price."""
     with obj.engine.begin() as connection:
-        domain.assign_package(connection, obj.actor(connection), package, to_login, operator_price=operator_price,
-                              customer_price=customer_price, visibility=visibility)
+        domain.assign_package(
+            connection,
+            obj.actor(connection),
+            package,
+            to_login,
+            operator_price=operator_price,
+            customer_price=customer_price,
+            visibility=visibility,
+        )
     click.echo(f"{to_login} may sell {package}")
 
 
 @package_group.command("list")
-@click.option("--operator", "operator_login", metavar="LOGIN", help="A descendant's price list (default: yours).")
+@click.option(
+    "--operator", "operator_login", metavar="LOGIN", help="A descendant's price list (default: yours)."
+)
 @click.pass_obj
 def package_list(obj: Context, operator_login: str | None) -> None:
     """Your price list: packages, customer price, the operator price you pay."""
     with obj.engine.begin() as connection:
         rows = domain.price_list(connection, obj.actor(connection), operator_login)
-    emit_table([shown(dataclasses.asdict(row), "customer_price", "operator_price") for row in rows],
-               ["name", "master", "customer_type", "billing_type", "period_days", "customer_price", "operator_price",
-                "visibility"])
+    emit_table(
+        [shown(dataclasses.asdict(row), "customer_price", "operator_price") for row in rows],
+        [
+            "name",
+            "master",
+            "customer_type",
+            "billing_type",
+            "period_days",
+            "customer_price",
+            "operator_price",
+            "visibility",
+        ],
+    )
 
 
 COMMANDS = [master_group, package_group]

@@ -168,8 +168,16 @@ class DynamicAuthorizationClient:
     bound when the first IPv6 NAS is addressed).
     """
 
-    def __init__(self, reactor, clock=None, *, timeout: float = 3.0, retries: int = 2,
-                 interface: str = "0.0.0.0", interface6: str = "::"):
+    def __init__(
+        self,
+        reactor,
+        clock=None,
+        *,
+        timeout: float = 3.0,
+        retries: int = 2,
+        interface: str = "0.0.0.0",
+        interface6: str = "::",
+    ):
         self._reactor = reactor
         self._clock = clock or reactor
         self.timeout = timeout
@@ -194,7 +202,9 @@ class DynamicAuthorizationClient:
         for key in list(self._pending):
             self._give_up(key, "the client was stopped")
         sockets, self._sockets = list(self._sockets.values()), {}
-        return defer.gatherResults([defer.maybeDeferred(socket.transport.stopListening) for socket in sockets])
+        return defer.gatherResults(
+            [defer.maybeDeferred(socket.transport.stopListening) for socket in sockets]
+        )
 
     def send(self, host: str, port: int, packet: CoAPacket) -> defer.Deferred:
         """Send a request built by disconnect_request/coa_request to host:port."""
@@ -244,7 +254,11 @@ class DynamicAuthorizationClient:
         key = (host, data[1])
         pending = self._pending.get(key)
         if pending is None:
-            log.warning("dropped a reply from %s with Identifier %d: no request of ours is waiting for it", host, data[1])
+            log.warning(
+                "dropped a reply from %s with Identifier %d: no request of ours is waiting for it",
+                host,
+                data[1],
+            )
             return
         request = pending.packet
         try:
@@ -253,10 +267,19 @@ class DynamicAuthorizationClient:
             log.warning("dropped a malformed reply from %s: %s", host, error)
             return
         if reply.code not in _ANSWERS[request.code]:
-            log.warning("dropped a reply with code %d from %s: it does not answer a %s", reply.code, host, _NAMES[request.code])
+            log.warning(
+                "dropped a reply with code %d from %s: it does not answer a %s",
+                reply.code,
+                host,
+                _NAMES[request.code],
+            )
             return
         if not request.VerifyReply(reply, data):
-            log.warning("dropped a %s from %s: its authenticators do not verify (wrong secret?)", _NAMES[reply.code], host)
+            log.warning(
+                "dropped a %s from %s: its authenticators do not verify (wrong secret?)",
+                _NAMES[reply.code],
+                host,
+            )
             return
         del self._pending[key]
         pending.timer.cancel()

@@ -88,7 +88,9 @@ def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedel
     """
     older = enforcement_jobs.alias("older")
     waits_for_older = exists().where(
-        older.c.customer_id == enforcement_jobs.c.customer_id, older.c.status == "pending", older.c.id < enforcement_jobs.c.id
+        older.c.customer_id == enforcement_jobs.c.customer_id,
+        older.c.status == "pending",
+        older.c.id < enforcement_jobs.c.id,
     )
     due = (
         select(enforcement_jobs)
@@ -108,8 +110,16 @@ def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedel
         .values(attempts=enforcement_jobs.c.attempts + 1, not_before=now + lease)
     )
     return [
-        Job(row["id"], row["customer_id"], row["nas_id"], row["action"], row["reason"], row["payload"] or {},
-            row["attempts"] + 1, as_utc(row["created_at"]))
+        Job(
+            row["id"],
+            row["customer_id"],
+            row["nas_id"],
+            row["action"],
+            row["reason"],
+            row["payload"] or {},
+            row["attempts"] + 1,
+            as_utc(row["created_at"]),
+        )
         for row in rows
     ]
 
@@ -120,10 +130,19 @@ def load_work(connection: Connection, job: Job) -> Work:
         select(customers.c.username, customers.c.static_ip).where(customers.c.id == job.customer_id)
     ).first()
     # A session names its NAS by id, or (before the NAS was registered) only by address.
-    session_nas = or_(nas.c.id == sessions.c.nas_id, and_(sessions.c.nas_id.is_(None), nas.c.ip_address == sessions.c.nas_ip_address))
+    session_nas = or_(
+        nas.c.id == sessions.c.nas_id,
+        and_(sessions.c.nas_id.is_(None), nas.c.ip_address == sessions.c.nas_ip_address),
+    )
     query = (
-        select(sessions.c.username, sessions.c.acct_session_id, sessions.c.nas_ip_address, sessions.c.framed_ip_address,
-               nas.c.id.label("router_id"), *[column for column in nas.c])
+        select(
+            sessions.c.username,
+            sessions.c.acct_session_id,
+            sessions.c.nas_ip_address,
+            sessions.c.framed_ip_address,
+            nas.c.id.label("router_id"),
+            *[column for column in nas.c],
+        )
         .select_from(sessions.outerjoin(nas, session_nas))
         .where(sessions.c.customer_id == job.customer_id, sessions.c.stopped_at.is_(None))
         .order_by(sessions.c.id)
@@ -132,22 +151,38 @@ def load_work(connection: Connection, job: Job) -> Work:
         query = query.where(nas.c.id == job.nas_id)
     targets = []
     for row in connection.execute(query).mappings():
-        session = SessionIdentity(row["username"], row["acct_session_id"], row["nas_ip_address"], row["framed_ip_address"])
+        session = SessionIdentity(
+            row["username"], row["acct_session_id"], row["nas_ip_address"], row["framed_ip_address"]
+        )
         targets.append(Target(session, nas_from_row(row) if row["router_id"] is not None else None))
     job_router = None
     if job.nas_id is not None:
-        job_router = nas_from_row(connection.execute(select(nas).where(nas.c.id == job.nas_id)).mappings().one())
-    return Work(job, customer.username if customer else None, customer.static_ip if customer else None, targets, job_router)
+        job_router = nas_from_row(
+            connection.execute(select(nas).where(nas.c.id == job.nas_id)).mappings().one()
+        )
+    return Work(
+        job,
+        customer.username if customer else None,
+        customer.static_ip if customer else None,
+        targets,
+        job_router,
+    )
 
 
 def mark_done(connection: Connection, job_id: int, now: datetime) -> None:
     connection.execute(
-        update(enforcement_jobs).where(enforcement_jobs.c.id == job_id).values(status="done", done_at=now, not_before=None)
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id == job_id)
+        .values(status="done", done_at=now, not_before=None)
     )
 
 
 def mark_retry(connection: Connection, job_id: int, error: str, not_before: datetime) -> None:
-    connection.execute(update(enforcement_jobs).where(enforcement_jobs.c.id == job_id).values(last_error=error, not_before=not_before))
+    connection.execute(
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id == job_id)
+        .values(last_error=error, not_before=not_before)
+    )
 
 
 def mark_failed(connection: Connection, job_id: int, error: str, now: datetime) -> None:
@@ -162,8 +197,11 @@ def list_jobs(connection: Connection, status: str | None = None, limit: int = 10
     """The newest jobs first, optionally only those with one status."""
     query = (
         select(enforcement_jobs, customers.c.username.label("customer"), nas.c.name.label("nas"))
-        .select_from(enforcement_jobs.outerjoin(customers, customers.c.id == enforcement_jobs.c.customer_id)
-                     .outerjoin(nas, nas.c.id == enforcement_jobs.c.nas_id))
+        .select_from(
+            enforcement_jobs.outerjoin(customers, customers.c.id == enforcement_jobs.c.customer_id).outerjoin(
+                nas, nas.c.id == enforcement_jobs.c.nas_id
+            )
+        )
         .order_by(enforcement_jobs.c.id.desc())
         .limit(limit)
     )
@@ -173,19 +211,35 @@ def list_jobs(connection: Connection, status: str | None = None, limit: int = 10
         query = query.where(enforcement_jobs.c.status == status)
     instants = ("not_before", "created_at", "done_at")
     return [
-        JobRow(**{name: (as_utc(row[name]) if name in instants and row[name] else row[name]) for name in JobRow.__dataclass_fields__})
+        JobRow(
+            **{
+                name: (as_utc(row[name]) if name in instants and row[name] else row[name])
+                for name in JobRow.__dataclass_fields__
+            }
+        )
         for row in connection.execute(query).mappings()
     ]
 
 
 def retry_job(connection: Connection, job_id: int, *, actor_id: int | None = None) -> None:
     """Make a failed (or waiting) job due now, with a fresh count of attempts."""
-    status = connection.execute(select(enforcement_jobs.c.status).where(enforcement_jobs.c.id == job_id)).scalar()
+    status = connection.execute(
+        select(enforcement_jobs.c.status).where(enforcement_jobs.c.id == job_id)
+    ).scalar()
     if status is None:
         raise RadbillError(f"no enforcement job {job_id}")
     if status == "done":
         raise RadbillError(f"enforcement job {job_id} is done; there is nothing to retry")
     connection.execute(
-        update(enforcement_jobs).where(enforcement_jobs.c.id == job_id).values(status="pending", attempts=0, not_before=None, done_at=None)
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id == job_id)
+        .values(status="pending", attempts=0, not_before=None, done_at=None)
     )
-    audit(connection, "enforcement.retry", actor_id=actor_id, target_type="enforcement_job", target_id=job_id, previous_status=status)
+    audit(
+        connection,
+        "enforcement.retry",
+        actor_id=actor_id,
+        target_type="enforcement_job",
+        target_id=job_id,
+        previous_status=status,
+    )

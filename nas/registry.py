@@ -59,12 +59,22 @@ def _ensure_unique(connection: Connection, values: dict, except_id: int | None =
             raise RadbillError(f"NAS {clash!r} already has {column.replace('_', ' ')} {values[column]}")
 
 
-def add_nas(connection: Connection, name: str, ip_address: str, secret: str, *, actor_id: int | None = None, **options) -> Nas:
+def add_nas(
+    connection: Connection, name: str, ip_address: str, secret: str, *, actor_id: int | None = None, **options
+) -> Nas:
     values = _checked({"name": name, "ip_address": ip_address, "secret": secret, **options})
     _ensure_unique(connection, values)
     nas_id = connection.execute(insert(nas).values(**values)).inserted_primary_key[0]
     record_change(connection, "nas", nas_id)
-    audit(connection, "nas.add", actor_id=actor_id, target_type="nas", target_id=nas_id, name=name, ip=values["ip_address"])
+    audit(
+        connection,
+        "nas.add",
+        actor_id=actor_id,
+        target_type="nas",
+        target_id=nas_id,
+        name=name,
+        ip=values["ip_address"],
+    )
     return get_nas(connection, name)
 
 

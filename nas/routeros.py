@@ -46,7 +46,13 @@ class ApiEndpoint:
         if not router.api_user:
             return None
         port = router.api_port or (API_TLS_PORT if router.api_tls else API_PORT)
-        return cls(router.api_host or router.ip_address, port, router.api_user, router.api_password or "", router.api_tls)
+        return cls(
+            router.api_host or router.ip_address,
+            port,
+            router.api_user,
+            router.api_password or "",
+            router.api_tls,
+        )
 
 
 def queue_properties(rate_limit: str) -> dict[str, str]:

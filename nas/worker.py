@@ -34,7 +34,13 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 from twisted.internet import defer, threads
 
-from nas.coa import SESSION_CONTEXT_NOT_FOUND, CoaTimeout, DynamicAuthorizationClient, coa_request, disconnect_request
+from nas.coa import (
+    SESSION_CONTEXT_NOT_FOUND,
+    CoaTimeout,
+    DynamicAuthorizationClient,
+    coa_request,
+    disconnect_request,
+)
 from nas.outbox import Job, Target, Work, claim_jobs, load_work, mark_done, mark_failed, mark_retry
 from nas.registry import Nas
 from nas.routeros import ApiEndpoint, RouterApi
@@ -149,7 +155,9 @@ class EnforcementWorker:
         self._next_pass(0 if handled == self.batch_size else self.poll_interval)
 
     def _pass_failed(self, failure) -> None:
-        log.error("enforcement pass failed, trying again in %gs: %s", self.poll_interval, failure.getErrorMessage())
+        log.error(
+            "enforcement pass failed, trying again in %gs: %s", self.poll_interval, failure.getErrorMessage()
+        )
         self._next_pass(self.poll_interval)
 
     def _next_pass(self, delay: float) -> None:
@@ -163,7 +171,9 @@ class EnforcementWorker:
 
     async def _run_once(self) -> int:
         jobs = await self._in_transaction(claim_jobs, self._now(), self.batch_size, self.lease)
-        await defer.gatherResults([defer.ensureDeferred(self._carry_out(job)) for job in jobs], consumeErrors=True)
+        await defer.gatherResults(
+            [defer.ensureDeferred(self._carry_out(job)) for job in jobs], consumeErrors=True
+        )
         return len(jobs)
 
     # --- one job ----------------------------------------------------------------
@@ -208,11 +218,20 @@ class EnforcementWorker:
             raise PermanentFailure('a coa job needs payload {"rate_limit": "..."}')
         if action in ("disconnect", "coa"):
             if not work.targets:
-                log.info("enforcement job %d: customer %s has no open session: nothing to do", work.job.id, work.username)
+                log.info(
+                    "enforcement job %d: customer %s has no open session: nothing to do",
+                    work.job.id,
+                    work.username,
+                )
             steps = [(_who(target), self._radius_then_api(work.job, target)) for target in work.targets]
         else:
-            steps = [(f"NAS {router.name}", self._api_job(work, router, users)) for router, users in _routers_of(work).items()]
-        results = await defer.gatherResults([defer.ensureDeferred(_reported(what, step)) for what, step in steps])
+            steps = [
+                (f"NAS {router.name}", self._api_job(work, router, users))
+                for router, users in _routers_of(work).items()
+            ]
+        results = await defer.gatherResults(
+            [defer.ensureDeferred(_reported(what, step)) for what, step in steps]
+        )
         return [error for error in results if error]
 
     async def _radius_then_api(self, job: Job, target: Target) -> str | None:
@@ -320,5 +339,9 @@ def _routers_of(work: Work) -> dict[Nas, set[str]]:
         if target.router is not None:
             routers.setdefault(target.router, set(users)).add(target.session.user_name)
     if not routers:
-        log.info("enforcement job %d names no NAS and customer %s has no open session: nothing to do", work.job.id, work.username)
+        log.info(
+            "enforcement job %d names no NAS and customer %s has no open session: nothing to do",
+            work.job.id,
+            work.username,
+        )
     return routers

@@ -8,11 +8,11 @@ written later on a database thread.
 """
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from radiusd import metrics
 from pyrad.packet import AccessAccept
 
+from radiusd import metrics
 from radiusd.packets import (
     ACCESS_REQUEST,
     STATUS_SERVER,
@@ -24,8 +24,8 @@ from radiusd.packets import (
     request_facts,
 )
 from radiusd.policy import PolicySettings, authorize
-from schema.identity import canonical_username
 from radiusd.view import NasClient, SubscriberView
+from schema.identity import canonical_username
 
 log = logging.getLogger(__name__)
 _ACCEPTS = metrics.LabelCache(metrics.ACCEPTS)
@@ -35,8 +35,15 @@ _REJECTS = metrics.LabelCache(metrics.REJECTS)
 class AccessHandler:
     codes = (ACCESS_REQUEST, STATUS_SERVER)
 
-    def __init__(self, view: SubscriberView, settings: PolicySettings, clock, *,
-                 record_attempt=lambda attempt: None, message_authenticator_seen=lambda client: None):
+    def __init__(
+        self,
+        view: SubscriberView,
+        settings: PolicySettings,
+        clock,
+        *,
+        record_attempt=lambda attempt: None,
+        message_authenticator_seen=lambda client: None,
+    ):
         self.view = view
         self.settings = settings
         self.clock = clock
@@ -50,7 +57,7 @@ class AccessHandler:
         self.check_message_authenticator(request, client)
         facts = request_facts(request)
         username = canonical_username(facts.username)
-        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        now = datetime.fromtimestamp(self.clock.seconds(), UTC)
         decision = authorize(facts, self.view.subscriber(username), now, self.settings)
         reply = encode_access_reply(request, decision)
         if decision.accept:
@@ -59,14 +66,16 @@ class AccessHandler:
         else:
             _REJECTS(decision.reason, client.name).inc()
             log.info("Access-Reject for %s from NAS %s: %s", username, client.name, decision.reason)
-        self._record_attempt({
-            "username": username,
-            "reply": "Access-Accept" if decision.accept else "Access-Reject",
-            "reason": decision.reason,
-            "nasipaddress": client.ip_address,
-            "callingstationid": facts.calling_station_id,
-            "authdate": now,
-        })
+        self._record_attempt(
+            {
+                "username": username,
+                "reply": "Access-Accept" if decision.accept else "Access-Reject",
+                "reason": decision.reason,
+                "nasipaddress": client.ip_address,
+                "callingstationid": facts.calling_station_id,
+                "authdate": now,
+            }
+        )
         return reply
 
     @staticmethod
@@ -75,8 +84,10 @@ class AccessHandler:
         Access-Accept, if it carries a valid Message-Authenticator (which it
         must, section 3)."""
         if not request.message_authenticator or not message_authenticator_valid(request):
-            raise Drop("bad_message_authenticator",
-                       f"Status-Server from NAS {client.name} without a valid Message-Authenticator")
+            raise Drop(
+                "bad_message_authenticator",
+                f"Status-Server from NAS {client.name} without a valid Message-Authenticator",
+            )
         return encode_reply(request, AccessAccept)
 
     def check_message_authenticator(self, request, client: NasClient) -> None:
@@ -85,11 +96,15 @@ class AccessHandler:
         NAS's policy requires it ("yes", or "auto" once it has sent one)."""
         if request.message_authenticator:
             if not message_authenticator_valid(request):
-                raise Drop("bad_message_authenticator",
-                           f"wrong Message-Authenticator from NAS {client.name}: is the shared secret right?")
+                raise Drop(
+                    "bad_message_authenticator",
+                    f"wrong Message-Authenticator from NAS {client.name}: is the shared secret right?",
+                )
             if client.require_message_authenticator == "auto" and not client.message_authenticator_seen:
                 self.view.mark_message_authenticator_seen(client)
                 self._message_authenticator_seen(client)
         elif client.requires_message_authenticator():
-            raise Drop("missing_message_authenticator",
-                       f"NAS {client.name} must send a Message-Authenticator and did not")
+            raise Drop(
+                "missing_message_authenticator",
+                f"NAS {client.name} must send a Message-Authenticator and did not",
+            )

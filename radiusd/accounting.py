@@ -19,7 +19,7 @@ import re
 import socket
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from pyrad.tools import DecodeAttr
@@ -117,7 +117,13 @@ def _ipv4_address(raw: bytes) -> str:
 # The dictionary types radbill reads most, decoded as pyrad does (strings
 # that are not UTF-8 with replacement characters, as _text always had them);
 # the rest (ipv6addr, ipv6prefix, ifid...) by pyrad itself.
-_DECODERS = {"integer": _integer, "date": _integer, "string": _string, "octets": bytes, "ipaddr": _ipv4_address}
+_DECODERS = {
+    "integer": _integer,
+    "date": _integer,
+    "string": _string,
+    "octets": bytes,
+    "ipaddr": _ipv4_address,
+}
 
 
 class _Attributes(dict):
@@ -207,9 +213,9 @@ def _event_time(attributes, received_at: float) -> datetime:
     """
     stamp = _first(attributes, "Event-Timestamp")
     if stamp is not None:
-        return datetime.fromtimestamp(int(stamp), timezone.utc)
+        return datetime.fromtimestamp(int(stamp), UTC)
     delay = int(_first(attributes, "Acct-Delay-Time") or 0)
-    return datetime.fromtimestamp(received_at - delay, timezone.utc)
+    return datetime.fromtimestamp(received_at - delay, UTC)
 
 
 def _class_text(attributes) -> str | None:
@@ -219,7 +225,9 @@ def _class_text(attributes) -> str | None:
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
 
 
-def record_from_packet(attributes: dict, nas_id: int | None, source_ip: str, received_at: float) -> AccountingRecord | None:
+def record_from_packet(
+    attributes: dict, nas_id: int | None, source_ip: str, received_at: float
+) -> AccountingRecord | None:
     """Build the record of a verified Accounting-Request; None for a status radbill does not store (Failed, ...).
 
     Raises AccountingError when Acct-Status-Type is missing, or a session
@@ -233,8 +241,13 @@ def record_from_packet(attributes: dict, nas_id: int | None, source_ip: str, rec
     nas_ip_address = _nas_ip_address(attributes, source_ip)
     event_time = _event_time(attributes, received_at)
     if status in NAS_STATUSES:
-        return AccountingRecord(status=status, nas_ip_address=nas_ip_address, event_time=event_time, nas_id=nas_id,
-                                terminate_cause=_text(attributes, "Acct-Terminate-Cause"))
+        return AccountingRecord(
+            status=status,
+            nas_ip_address=nas_ip_address,
+            event_time=event_time,
+            nas_id=nas_id,
+            terminate_cause=_text(attributes, "Acct-Terminate-Cause"),
+        )
     session_id = _text(attributes, "Acct-Session-Id")
     if not session_id:
         raise AccountingError(f"{status} without Acct-Session-Id")
@@ -298,14 +311,25 @@ def merge_session(state: SessionState | None, record: AccountingRecord) -> Sessi
     state = state or SessionState()
     upload = max(state.upload_bytes, record.upload_bytes or 0)
     download = max(state.download_bytes, record.download_bytes or 0)
-    session_time = state.session_time if record.session_time is None else max(state.session_time or 0, record.session_time)
+    session_time = (
+        state.session_time
+        if record.session_time is None
+        else max(state.session_time or 0, record.session_time)
+    )
     inferred_start = record.event_time - timedelta(seconds=record.session_time or 0)
-    changes: dict = dict(upload_bytes=upload, download_bytes=download, session_time=session_time,
-                         framed_ip_address=record.framed_ip_address or state.framed_ip_address)
+    changes: dict = dict(
+        upload_bytes=upload,
+        download_bytes=download,
+        session_time=session_time,
+        framed_ip_address=record.framed_ip_address or state.framed_ip_address,
+    )
     if record.status == START:
         # The Start's own time is authoritative, also when an Interim or Stop came first.
-        changes.update(started_at=record.event_time, updated_at=_later(state.updated_at, record.event_time),
-                       connect_info_start=record.connect_info or state.connect_info_start)
+        changes.update(
+            started_at=record.event_time,
+            updated_at=_later(state.updated_at, record.event_time),
+            connect_info_start=record.connect_info or state.connect_info_start,
+        )
     elif record.status == INTERIM:
         changes.update(started_at=state.started_at or inferred_start)
         if state.is_open:
@@ -316,8 +340,12 @@ def merge_session(state: SessionState | None, record: AccountingRecord) -> Sessi
     elif record.status == STOP:
         changes.update(started_at=state.started_at or inferred_start)
         if state.is_open:
-            changes.update(stopped_at=record.event_time, updated_at=_later(state.updated_at, record.event_time),
-                           terminate_cause=record.terminate_cause, connect_info_stop=record.connect_info)
+            changes.update(
+                stopped_at=record.event_time,
+                updated_at=_later(state.updated_at, record.event_time),
+                terminate_cause=record.terminate_cause,
+                connect_info_stop=record.connect_info,
+            )
     else:
         raise ValueError(f"{record.status} is not a session record")
     if changes.get("session_time") is None and changes.get("stopped_at") and changes.get("started_at"):

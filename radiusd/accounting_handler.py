@@ -41,7 +41,10 @@ class AccountingHandler:
         the accounting port that object was a third of the reactor's time."""
         raw = received_packet(data)
         if not accounting_authenticator_valid(raw, client.secret):
-            raise Drop("bad_authenticator", f"wrong Request Authenticator from NAS {client.name}: is the shared secret right?")
+            raise Drop(
+                "bad_authenticator",
+                f"wrong Request Authenticator from NAS {client.name}: is the shared secret right?",
+            )
         attributes = attribute_map(raw)
         # RFC 3579 §3.2: in an Accounting-Request it is computed over a zeroed Request Authenticator.
         signed = attributes.get(MESSAGE_AUTHENTICATOR)
@@ -52,7 +55,9 @@ class AccountingHandler:
         except AccountingError as error:
             raise Drop("bad_accounting", f"NAS {client.name}: {error}") from None
         except Exception as error:  # values are decoded as they are read: a bad one surfaces here
-            raise Drop("bad_attribute", f"NAS {client.name}: undecodable attribute value: {error!r}") from None
+            raise Drop(
+                "bad_attribute", f"NAS {client.name}: undecodable attribute value: {error!r}"
+            ) from None
         response = encode_accounting_response(raw, attributes, client.secret)
         if record is None:
             return response

@@ -10,7 +10,7 @@ and the sweep that closes sessions silent for three interim intervals.
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -64,8 +64,15 @@ def adopt_orphan_spools(spool: Spool, spool_dir: str, workers: int) -> int:
 
 
 class AccountingService:
-    def __init__(self, settings: Settings, engine: Engine, reactor, *, worker: int = 0,
-                 sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None):
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        reactor,
+        *,
+        worker: int = 0,
+        sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None,
+    ):
         """``sessions_counted``: see AccountingWriter (radiusd.follower.Follower.counted)."""
         self.settings = settings.radiusd
         self.reactor = reactor
@@ -73,12 +80,20 @@ class AccountingService:
         try:
             self.spool = Spool(directory)
         except OSError as error:
-            raise RadbillError(f"cannot use the accounting spool {directory}: {error.strerror} "
-                               f"(configuration key 'radiusd.spool_dir')") from None
+            raise RadbillError(
+                f"cannot use the accounting spool {directory}: {error.strerror} "
+                f"(configuration key 'radiusd.spool_dir')"
+            ) from None
         if worker == 0:
             adopt_orphan_spools(self.spool, self.settings.spool_dir, self.settings.workers)
-        self.writer = AccountingWriter(engine, self.spool, settings.billingd.zone, reactor,
-                                       queue_size=self.settings.acct_queue_size, sessions_counted=sessions_counted)
+        self.writer = AccountingWriter(
+            engine,
+            self.spool,
+            settings.billingd.zone,
+            reactor,
+            queue_size=self.settings.acct_queue_size,
+            sessions_counted=sessions_counted,
+        )
         self.handler = AccountingHandler(self.writer, reactor)
         self._retry = task.LoopingCall(self.writer.retry)
         self._retry.clock = reactor
@@ -93,11 +108,15 @@ class AccountingService:
         self._sweep.start(min(SWEEP_SECONDS, self.settings.interim_interval), now=False)
         self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
         add_listener(self.settings.acct_port, self.handler)
-        log.info("radiusd answering accounting on %s:%d (spool %s)", self.settings.bind, self.settings.acct_port,
-                 self.spool.directory)
+        log.info(
+            "radiusd answering accounting on %s:%d (spool %s)",
+            self.settings.bind,
+            self.settings.acct_port,
+            self.spool.directory,
+        )
 
     def sweep(self):
-        now = datetime.fromtimestamp(self.reactor.seconds(), timezone.utc)
+        now = datetime.fromtimestamp(self.reactor.seconds(), UTC)
         d = self.writer.close_stale(now, self.settings.interim_interval)
         d.addErrback(lambda failure: log.warning("stale-session sweep failed: %s", failure.getErrorMessage()))
         return d

@@ -75,12 +75,16 @@ class Spool:
     def _scan(self) -> tuple[int, int]:
         """Count whole frames after the cursor; cut a torn tail off."""
         count, offset = 0, self.cursor
-        for offset, _record in self._frames(self.cursor):
+        for offset, _record in self._frames(self.cursor):  # noqa: B007 (the last frame's end is kept)
             count += 1
         size = self.path.stat().st_size
         if offset < size:
-            log.warning("accounting spool %s: cutting %d bytes of an unfinished record at offset %d",
-                        self.path, size - offset, offset)
+            log.warning(
+                "accounting spool %s: cutting %d bytes of an unfinished record at offset %d",
+                self.path,
+                size - offset,
+                offset,
+            )
             self._file.truncate(offset)
             os.fsync(self._file.fileno())
         return offset, count

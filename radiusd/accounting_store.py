@@ -15,7 +15,7 @@ transactions instead.
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, String, any_, bindparam, func, select, text, update
@@ -51,7 +51,9 @@ class BatchOutcome:
     change_ids: list[int] = field(default_factory=list)  # of those "sessions" changes
 
 
-def apply_records(connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo) -> BatchOutcome:
+def apply_records(
+    connection: Connection, records: Sequence[AccountingRecord], zone: ZoneInfo
+) -> BatchOutcome:
     """Apply records in arrival order; Accounting-On/Off closes what came before it."""
     outcome = BatchOutcome()
     segment: list[AccountingRecord] = []
@@ -115,11 +117,18 @@ _STATE_COLUMNS = {
 
 def _state_of(row) -> SessionState:
     return SessionState(
-        started_at=as_utc(row.started_at), updated_at=as_utc(row.updated_at), stopped_at=as_utc(row.stopped_at),
-        session_time=row.session_time, interval=row.interim_interval, upload_bytes=row.upload_bytes,
-        download_bytes=row.download_bytes, terminate_cause=row.terminate_cause,
-        framed_ip_address=row.framed_ip_address, connect_info_start=row.connect_info_start,
-        connect_info_stop=row.connect_info_stop)
+        started_at=as_utc(row.started_at),
+        updated_at=as_utc(row.updated_at),
+        stopped_at=as_utc(row.stopped_at),
+        session_time=row.session_time,
+        interval=row.interim_interval,
+        upload_bytes=row.upload_bytes,
+        download_bytes=row.download_bytes,
+        terminate_cause=row.terminate_cause,
+        framed_ip_address=row.framed_ip_address,
+        connect_info_start=row.connect_info_start,
+        connect_info_stop=row.connect_info_stop,
+    )
 
 
 @dataclass
@@ -139,17 +148,34 @@ def _customers_by_username(connection: Connection, canonical_names: Iterable[str
         return {}
     # PostgreSQL: one array parameter, so the statement is the same for every batch
     # (a list of N parameters is a new statement for every N, parsed anew each time).
-    names = (customers.c.username == any_(bindparam("names")) if connection.dialect.name == "postgresql"
-             else customers.c.username.in_(bindparam("names", expanding=True)))
+    names = (
+        customers.c.username == any_(bindparam("names"))
+        if connection.dialect.name == "postgresql"
+        else customers.c.username.in_(bindparam("names", expanding=True))
+    )
     query = (
-        select(customers.c.id, customers.c.username, customers.c.expires_at, master_packages.c.period_days,
-               master_packages.c.quota_bytes, master_packages.c.fup_rx, master_packages.c.fup_tx)
-        .select_from(customers.join(packages, customers.c.package_id == packages.c.id)
-                     .join(master_packages, packages.c.master_package_id == master_packages.c.id))
+        select(
+            customers.c.id,
+            customers.c.username,
+            customers.c.expires_at,
+            master_packages.c.period_days,
+            master_packages.c.quota_bytes,
+            master_packages.c.fup_rx,
+            master_packages.c.fup_tx,
+        )
+        .select_from(
+            customers.join(packages, customers.c.package_id == packages.c.id).join(
+                master_packages, packages.c.master_package_id == master_packages.c.id
+            )
+        )
         .where(names)
     )
-    return {row.username: _Customer(row.id, as_utc(row.expires_at), row.period_days, row.quota_bytes, row.fup_rx,
-                                    row.fup_tx) for row in connection.execute(query, {"names": wanted})}
+    return {
+        row.username: _Customer(
+            row.id, as_utc(row.expires_at), row.period_days, row.quota_bytes, row.fup_rx, row.fup_tx
+        )
+        for row in connection.execute(query, {"names": wanted})
+    }
 
 
 _NEW_SESSION_COLUMNS = ("acct_unique_id", "acct_session_id", "nas_ip_address", "username")
@@ -174,17 +200,22 @@ def _claim_sessions(connection: Connection, firsts: list[AccountingRecord]) -> d
                 f"created AS (INSERT INTO sessions ({', '.join(_NEW_SESSION_COLUMNS)}) "
                 "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
                 "ON CONFLICT (acct_unique_id) DO NOTHING RETURNING *) "
-                "SELECT * FROM locked UNION ALL SELECT * FROM created", (values[0], *values))
+                "SELECT * FROM locked UNION ALL SELECT * FROM created",
+                (values[0], *values),
+            )
         else:  # BEGIN IMMEDIATE already serialises writers
-            connection.execute(sqlite.insert(sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
-                               [dict(zip(_NEW_SESSION_COLUMNS, row)) for row in zip(*values)])
+            connection.execute(
+                sqlite.insert(sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
+                [dict(zip(_NEW_SESSION_COLUMNS, row)) for row in zip(*values)],
+            )
             rows = connection.execute(select(sessions).where(sessions.c.acct_unique_id.in_(values[0])))
         claimed.update((row.acct_unique_id, row) for row in rows)
     return claimed
 
 
-def _apply_session_records(connection: Connection, records: list[AccountingRecord], zone: ZoneInfo,
-                           outcome: BatchOutcome) -> None:
+def _apply_session_records(
+    connection: Connection, records: list[AccountingRecord], zone: ZoneInfo, outcome: BatchOutcome
+) -> None:
     if not records:
         return
     first: dict[str, AccountingRecord] = {}
@@ -222,13 +253,17 @@ def _apply_session_records(connection: Connection, records: list[AccountingRecor
     session_columns = {
         "customer_id": [customer_ids[uid] for uid in unique_ids],
         "nas_id": [rows[uid].nas_id or last_record[uid].nas_id for uid in unique_ids],
-        "calling_station_id": [_station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id
-                               for uid in unique_ids],
+        "calling_station_id": [
+            _station(identity[uid].get("callingstationid")) or rows[uid].calling_station_id
+            for uid in unique_ids
+        ],
         "nas_port_id": [identity[uid].get("nasportid") or rows[uid].nas_port_id for uid in unique_ids],
     }
     for name, (column, _) in _STATE_COLUMNS.items():
         session_columns[column] = [getattr(states[uid], name) for uid in unique_ids]
-    identity_columns = {column: [identity[uid].get(column) for uid in unique_ids] for column in _RADACCT_FROM_RECORD}
+    identity_columns = {
+        column: [identity[uid].get(column) for uid in unique_ids] for column in _RADACCT_FROM_RECORD
+    }
     _write_sessions(connection, unique_ids, session_columns, identity_columns)
     outcome.sessions += len(unique_ids)
     counted = []  # customers whose number of open sessions changed
@@ -257,33 +292,53 @@ def _array_types(connection: Connection, table, columns) -> list[str]:
     """PostgreSQL array casts for unnest; strings as text[]: an explicit cast to varchar(n)
     would truncate where the insert's own cast refuses."""
     dialect = connection.dialect
-    return ["text[]" if isinstance(table.c[column].type, String) else f"{table.c[column].type.compile(dialect=dialect)}[]"
-            for column in columns]
+    return [
+        "text[]"
+        if isinstance(table.c[column].type, String)
+        else f"{table.c[column].type.compile(dialect=dialect)}[]"
+        for column in columns
+    ]
 
 
 # A value the NAS left out keeps the stored one; the state is the merged state.
 _RADACCT_CONFLICT = "ON CONFLICT (acctuniqueid) DO UPDATE SET " + ", ".join(
     [f'"{column}" = coalesce(excluded."{column}", radacct."{column}")' for column in _RADACCT_FROM_RECORD]
-    + [f'"{column}" = excluded."{column}"' for _, column in _STATE_COLUMNS.values()])
+    + [f'"{column}" = excluded."{column}"' for _, column in _STATE_COLUMNS.values()]
+)
 
 
-def _write_sessions(connection: Connection, unique_ids: list[str], session_columns: dict[str, list],
-                    identity_columns: dict[str, list]) -> None:
+def _write_sessions(
+    connection: Connection,
+    unique_ids: list[str],
+    session_columns: dict[str, list],
+    identity_columns: dict[str, list],
+) -> None:
     """Write the new state of claimed (existing, locked) session rows, and their radacct rows."""
     names = list(session_columns)
-    radacct_state = {radacct_column: session_columns[column] for column, radacct_column in _STATE_COLUMNS.values()}
+    radacct_state = {
+        radacct_column: session_columns[column] for column, radacct_column in _STATE_COLUMNS.values()
+    }
     if connection.dialect.name != "postgresql":
-        statement = text(f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
-                         "WHERE acct_unique_id = :acct_unique_id")
+        statement = text(
+            f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
+            "WHERE acct_unique_id = :acct_unique_id"
+        )
         _execute_many(connection, statement, sessions, {"acct_unique_id": unique_ids, **session_columns})
-        _insert_rows(connection, radacct, {"acctuniqueid": unique_ids, **identity_columns, **radacct_state},
-                     _RADACCT_CONFLICT)
+        _insert_rows(
+            connection,
+            radacct,
+            {"acctuniqueid": unique_ids, **identity_columns, **radacct_state},
+            _RADACCT_CONFLICT,
+        )
         return
     # One statement, each array sent once (in binary: as text, dumping them cost more than the rest).
     identity = [f'"{column}"' for column in identity_columns]
     state = [f'"{column}"' for column in radacct_state]
-    arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, sessions, ["acct_unique_id", *names])
-                       + _array_types(connection, radacct, identity_columns))
+    arrays = ", ".join(
+        f"%b::{kind}"
+        for kind in _array_types(connection, sessions, ["acct_unique_id", *names])
+        + _array_types(connection, radacct, identity_columns)
+    )
     connection.exec_driver_sql(
         f"WITH v AS (SELECT * FROM unnest({arrays}) AS v(acct_unique_id, {', '.join(names)}, {', '.join(identity)})), "
         f"updated AS (UPDATE sessions SET {', '.join(f'{name} = v.{name}' for name in names)} FROM v "
@@ -291,7 +346,8 @@ def _write_sessions(connection: Connection, unique_ids: list[str], session_colum
         f"INSERT INTO radacct (acctuniqueid, {', '.join(identity)}, {', '.join(state)}) "
         f"SELECT acct_unique_id, {', '.join(identity)}, {', '.join(column for column, _ in _STATE_COLUMNS.values())} "
         f"FROM v {_RADACCT_CONFLICT}",
-        (unique_ids, *session_columns.values(), *identity_columns.values()))
+        (unique_ids, *session_columns.values(), *identity_columns.values()),
+    )
 
 
 def _insert_rows(connection: Connection, table, columns: dict[str, list], conflict: str) -> None:
@@ -300,10 +356,14 @@ def _insert_rows(connection: Connection, table, columns: dict[str, list], confli
     names = ", ".join(f'"{name}"' for name in columns)
     if connection.dialect.name == "postgresql":
         arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, table, columns))
-        connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) {conflict}",
-                                   tuple(columns.values()))
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) {conflict}",
+            tuple(columns.values()),
+        )
         return
-    statement = text(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(f':{name}' for name in columns)}) {conflict}")
+    statement = text(
+        f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(f':{name}' for name in columns)}) {conflict}"
+    )
     _execute_many(connection, statement, table, columns)
 
 
@@ -315,28 +375,40 @@ def _execute_many(connection: Connection, statement, table, columns: dict[str, l
 
 # --- usage and quota -----------------------------------------------------------
 
+
 def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]]) -> None:
     keys = sorted(usage)  # one order, so instances do not deadlock
-    _insert_rows(connection, customer_usage, {
-        "customer_id": [customer for customer, _ in keys], "period_start": [period for _, period in keys],
-        "upload_bytes": [usage[key][0] for key in keys], "download_bytes": [usage[key][1] for key in keys],
-    }, "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
-       "upload_bytes = customer_usage.upload_bytes + excluded.upload_bytes, "
-       "download_bytes = customer_usage.download_bytes + excluded.download_bytes")
+    _insert_rows(
+        connection,
+        customer_usage,
+        {
+            "customer_id": [customer for customer, _ in keys],
+            "period_start": [period for _, period in keys],
+            "upload_bytes": [usage[key][0] for key in keys],
+            "download_bytes": [usage[key][1] for key in keys],
+        },
+        "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
+        "upload_bytes = customer_usage.upload_bytes + excluded.upload_bytes, "
+        "download_bytes = customer_usage.download_bytes + excluded.download_bytes",
+    )
 
 
-def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Customer], sessions_of) -> list[tuple[int, date]]:
+def _enforce_quotas(
+    connection: Connection, usage, by_customer: dict[int, _Customer], sessions_of
+) -> list[tuple[int, date]]:
     """Queue one enforcement job per customer and period that just went over quota."""
     candidates = [(customer, period) for customer, period in usage if by_customer[customer].quota_bytes]
     if not candidates:
         return []
     rows = connection.execute(
-        select(customer_usage).where(customer_usage.c.customer_id.in_({c for c, _ in candidates}),
-                                     customer_usage.c.quota_enforced_at.is_(None))
+        select(customer_usage).where(
+            customer_usage.c.customer_id.in_({c for c, _ in candidates}),
+            customer_usage.c.quota_enforced_at.is_(None),
+        )
     ).all()
     wanted = set(candidates)
     queued = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for row in rows:
         key = (row.customer_id, row.period_start)
         customer = by_customer[row.customer_id]
@@ -345,18 +417,34 @@ def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Custo
             continue
         session, record = sessions_of[row.customer_id]
         throttle = customer.fup_rx and customer.fup_tx
-        payload = dict(username=record.username, acct_session_id=record.acct_session_id,
-                       framed_ip_address=session.framed_ip_address or record.framed_ip_address,
-                       nas_ip_address=record.nas_ip_address, used_bytes=used, quota_bytes=customer.quota_bytes,
-                       period_start=row.period_start.isoformat())
+        payload = dict(
+            username=record.username,
+            acct_session_id=record.acct_session_id,
+            framed_ip_address=session.framed_ip_address or record.framed_ip_address,
+            nas_ip_address=record.nas_ip_address,
+            used_bytes=used,
+            quota_bytes=customer.quota_bytes,
+            period_start=row.period_start.isoformat(),
+        )
         if throttle:
             payload["rate_limit"] = RateLimit(customer.fup_rx, customer.fup_tx).to_mikrotik()
-        enqueue(connection, customer_id=row.customer_id, nas_id=session.nas_id or record.nas_id,
-                action="coa" if throttle else "disconnect", reason="quota", payload=payload,
-                dedupe_key=f"quota:{row.customer_id}:{row.period_start.isoformat()}")
-        connection.execute(update(customer_usage).where(customer_usage.c.customer_id == row.customer_id,
-                                                        customer_usage.c.period_start == row.period_start)
-                           .values(quota_enforced_at=now))
+        enqueue(
+            connection,
+            customer_id=row.customer_id,
+            nas_id=session.nas_id or record.nas_id,
+            action="coa" if throttle else "disconnect",
+            reason="quota",
+            payload=payload,
+            dedupe_key=f"quota:{row.customer_id}:{row.period_start.isoformat()}",
+        )
+        connection.execute(
+            update(customer_usage)
+            .where(
+                customer_usage.c.customer_id == row.customer_id,
+                customer_usage.c.period_start == row.period_start,
+            )
+            .values(quota_enforced_at=now)
+        )
         # Over quota changes the next Access-Request's answer.
         record_change(connection, "customer", row.customer_id)
         queued.append(key)
@@ -365,40 +453,60 @@ def _enforce_quotas(connection: Connection, usage, by_customer: dict[int, _Custo
 
 # --- closing sessions the NAS will never stop -------------------------------------
 
+
 def _close(connection: Connection, open_rows, cause: str, stop_time_of, outcome: BatchOutcome) -> None:
     """Close the given open sessions."""
     params = []
     for row in open_rows:
         started = as_utc(row.started_at)
         stopped = stop_time_of(row)
-        params.append(dict(_uid=row.acct_unique_id, _stopped=stopped, _cause=cause,
-                           _session_time=int((stopped - started).total_seconds()) if started else None))
+        params.append(
+            dict(
+                _uid=row.acct_unique_id,
+                _stopped=stopped,
+                _cause=cause,
+                _session_time=int((stopped - started).total_seconds()) if started else None,
+            )
+        )
     if not params:
         return
     connection.execute(
-        update(sessions).where(sessions.c.acct_unique_id == bindparam("_uid"), sessions.c.stopped_at.is_(None))
-        .values(stopped_at=bindparam("_stopped"), updated_at=bindparam("_stopped"), terminate_cause=bindparam("_cause"),
-                session_time=func.coalesce(sessions.c.session_time, bindparam("_session_time"))),
-        params)
+        update(sessions)
+        .where(sessions.c.acct_unique_id == bindparam("_uid"), sessions.c.stopped_at.is_(None))
+        .values(
+            stopped_at=bindparam("_stopped"),
+            updated_at=bindparam("_stopped"),
+            terminate_cause=bindparam("_cause"),
+            session_time=func.coalesce(sessions.c.session_time, bindparam("_session_time")),
+        ),
+        params,
+    )
     connection.execute(
-        update(radacct).where(radacct.c.acctuniqueid == bindparam("_uid"), radacct.c.acctstoptime.is_(None))
-        .values(acctstoptime=bindparam("_stopped"), acctupdatetime=bindparam("_stopped"),
-                acctterminatecause=bindparam("_cause"),
-                acctsessiontime=func.coalesce(radacct.c.acctsessiontime, bindparam("_session_time"))),
-        params)
+        update(radacct)
+        .where(radacct.c.acctuniqueid == bindparam("_uid"), radacct.c.acctstoptime.is_(None))
+        .values(
+            acctstoptime=bindparam("_stopped"),
+            acctupdatetime=bindparam("_stopped"),
+            acctterminatecause=bindparam("_cause"),
+            acctsessiontime=func.coalesce(radacct.c.acctsessiontime, bindparam("_session_time")),
+        ),
+        params,
+    )
     customer_ids = [row.customer_id for row in open_rows if row.customer_id is not None]
     outcome.closed += len(open_rows)
     outcome.stopped += customer_ids
     outcome.change_ids += record_change_ids(connection, "sessions", customer_ids)
 
 
-def close_nas_sessions(connection: Connection, nas_ip_address: str, event_time: datetime, cause: str,
-                       outcome: BatchOutcome) -> None:
+def close_nas_sessions(
+    connection: Connection, nas_ip_address: str, event_time: datetime, cause: str, outcome: BatchOutcome
+) -> None:
     """Accounting-On/Off: the NAS (re)started, so none of its sessions is still up (RFC 2866 §5.1)."""
     open_rows = connection.execute(
         select(sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.customer_id)
         .where(sessions.c.nas_ip_address == nas_ip_address, sessions.c.stopped_at.is_(None))
-        .order_by(sessions.c.acct_unique_id).with_for_update()
+        .order_by(sessions.c.acct_unique_id)
+        .with_for_update()
     ).all()
     open_rows = [row for row in open_rows if row.started_at is None or as_utc(row.started_at) <= event_time]
     _close(connection, open_rows, cause, lambda _row: event_time, outcome)
@@ -409,9 +517,12 @@ def close_stale_sessions(connection: Connection, now: datetime, interim_interval
     cutoff = now - timedelta(seconds=MISSED_INTERIMS * interim_interval)
     last_seen = func.coalesce(sessions.c.updated_at, sessions.c.started_at)
     open_rows = connection.execute(
-        select(sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.updated_at, sessions.c.customer_id)
+        select(
+            sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.updated_at, sessions.c.customer_id
+        )
         .where(sessions.c.stopped_at.is_(None), last_seen < cutoff)
-        .order_by(sessions.c.acct_unique_id).with_for_update()
+        .order_by(sessions.c.acct_unique_id)
+        .with_for_update()
     ).all()
     outcome = BatchOutcome()
     _close(connection, open_rows, LOST_SERVICE, lambda row: as_utc(row.updated_at or row.started_at), outcome)
@@ -420,6 +531,7 @@ def close_stale_sessions(connection: Connection, now: datetime, interim_interval
 
 
 # --- who is online ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class OnlineSession:
@@ -434,26 +546,40 @@ class OnlineSession:
     acct_session_id: str
 
 
-def list_open_sessions(connection: Connection, now: datetime, nas_name: str | None = None,
-                       operator_ids: set[int] | None = None) -> list[OnlineSession]:
+def list_open_sessions(
+    connection: Connection, now: datetime, nas_name: str | None = None, operator_ids: set[int] | None = None
+) -> list[OnlineSession]:
     """Open sessions, oldest first; the NAS by name where radbill knows it, else by address.
 
     ``operator_ids`` limits them to the customers of those operators (None: all,
     also sessions of user names that are no customer).
     """
-    query = (select(sessions, nas.c.name.label("nas_name")).select_from(sessions.outerjoin(nas, nas.c.id == sessions.c.nas_id))
-             .where(sessions.c.stopped_at.is_(None)).order_by(sessions.c.started_at, sessions.c.id))
+    query = (
+        select(sessions, nas.c.name.label("nas_name"))
+        .select_from(sessions.outerjoin(nas, nas.c.id == sessions.c.nas_id))
+        .where(sessions.c.stopped_at.is_(None))
+        .order_by(sessions.c.started_at, sessions.c.id)
+    )
     if nas_name is not None:
         query = query.where(nas.c.name == nas_name)
     if operator_ids is not None:
         query = query.join(customers, customers.c.id == sessions.c.customer_id).where(
-            customers.c.operator_id.in_(sorted(operator_ids)))
+            customers.c.operator_id.in_(sorted(operator_ids))
+        )
     result = []
     for row in connection.execute(query):
         started = as_utc(row.started_at)
-        result.append(OnlineSession(
-            username=row.username, nas=row.nas_name or row.nas_ip_address, ip=row.framed_ip_address,
-            mac=row.calling_station_id, started_at=started,
-            duration=int((now - started).total_seconds()) if started else None,
-            upload_bytes=row.upload_bytes, download_bytes=row.download_bytes, acct_session_id=row.acct_session_id))
+        result.append(
+            OnlineSession(
+                username=row.username,
+                nas=row.nas_name or row.nas_ip_address,
+                ip=row.framed_ip_address,
+                mac=row.calling_station_id,
+                started_at=started,
+                duration=int((now - started).total_seconds()) if started else None,
+                upload_bytes=row.upload_bytes,
+                download_bytes=row.download_bytes,
+                acct_session_id=row.acct_session_id,
+            )
+        )
     return result

@@ -40,20 +40,40 @@ from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale
 
 log = logging.getLogger(__name__)
 
-RECORDS = Counter("radiusd_accounting_records", "Accounting records by outcome: stored in the database, "
-                  "spooled while it was down, failed (refused by the database), queue_full (dropped)", ["outcome"])
-BATCH_SIZE = Histogram("radiusd_accounting_batch_size", "Records committed per transaction",
-                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
-COMMIT_SECONDS = Histogram("radiusd_accounting_commit_seconds", "Time to apply and commit one batch",
-                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+RECORDS = Counter(
+    "radiusd_accounting_records",
+    "Accounting records by outcome: stored in the database, "
+    "spooled while it was down, failed (refused by the database), queue_full (dropped)",
+    ["outcome"],
+)
+BATCH_SIZE = Histogram(
+    "radiusd_accounting_batch_size",
+    "Records committed per transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+COMMIT_SECONDS = Histogram(
+    "radiusd_accounting_commit_seconds",
+    "Time to apply and commit one batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 QUEUE_DEPTH = Gauge("radiusd_accounting_queue_depth", "Accounting records waiting for the database writer")
-SPOOL_DEPTH = Gauge("radiusd_accounting_spool_depth", "Accounting records in the spool, not yet in the database")
-SPOOL_REPLAYED = Counter("radiusd_accounting_spool_replayed", "Spooled accounting records replayed into the database")
-DATABASE_UP = Gauge("radiusd_accounting_database_up", "1 while accounting records reach the database, 0 while spooling")
-SESSIONS_CLOSED = Counter("radiusd_accounting_sessions_closed",
-                          "Sessions closed by radiusd, not by a Stop: nas_reboot (Accounting-On/Off), lost_service (sweep)",
-                          ["cause"])
-QUOTA_JOBS = Counter("radiusd_accounting_quota_enforcements", "Enforcement jobs queued because a quota was used up")
+SPOOL_DEPTH = Gauge(
+    "radiusd_accounting_spool_depth", "Accounting records in the spool, not yet in the database"
+)
+SPOOL_REPLAYED = Counter(
+    "radiusd_accounting_spool_replayed", "Spooled accounting records replayed into the database"
+)
+DATABASE_UP = Gauge(
+    "radiusd_accounting_database_up", "1 while accounting records reach the database, 0 while spooling"
+)
+SESSIONS_CLOSED = Counter(
+    "radiusd_accounting_sessions_closed",
+    "Sessions closed by radiusd, not by a Stop: nas_reboot (Accounting-On/Off), lost_service (sweep)",
+    ["cause"],
+)
+QUOTA_JOBS = Counter(
+    "radiusd_accounting_quota_enforcements", "Enforcement jobs queued because a quota was used up"
+)
 
 
 COMMIT_ATTEMPTS = 3
@@ -67,7 +87,8 @@ def is_outage(error: Exception) -> bool:
     """A database we cannot reach (or that lost our connection, or kept failing with
     deadlocks), as opposed to one that refused a record."""
     return isinstance(error, (OperationalError, InterfaceError)) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated)
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
 
 
 @dataclass
@@ -88,9 +109,17 @@ def _call_all(calls: list[tuple]) -> None:
 
 
 class AccountingWriter:
-    def __init__(self, engine: Engine, spool: Spool, zone: ZoneInfo, reactor, *, queue_size: int = 10_000,
-                 max_batch: int = 500,
-                 sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None):
+    def __init__(
+        self,
+        engine: Engine,
+        spool: Spool,
+        zone: ZoneInfo,
+        reactor,
+        *,
+        queue_size: int = 10_000,
+        max_batch: int = 500,
+        sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None,
+    ):
         """``sessions_counted(counts, change_ids)`` is called on the reactor thread after each commit that
         opened or closed sessions, with the open sessions of their customers and the ids of the "sessions"
         changes it logged (radiusd.follower.Follower.counted)."""
@@ -211,8 +240,11 @@ class AccountingWriter:
                 # scans it linearly), and never by hashing or merging a whole table: that
                 # costs the size of the table per batch (14 ms at 50,000 sessions, where
                 # 400 index lookups take 3 ms).
-                for setting in ("plan_cache_mode = force_custom_plan", "enable_hashjoin = off",
-                                "enable_mergejoin = off"):
+                for setting in (
+                    "plan_cache_mode = force_custom_plan",
+                    "enable_hashjoin = off",
+                    "enable_mergejoin = off",
+                ):
                     self._connection.exec_driver_sql(f"SET {setting}")
                 self._connection.commit()
         return self._connection
@@ -256,7 +288,11 @@ class AccountingWriter:
         if outcome.quota_jobs:
             QUOTA_JOBS.inc(len(outcome.quota_jobs))
             for customer, period in outcome.quota_jobs:
-                log.info("customer %d used up the quota of the period starting %s; enforcement queued", customer, period)
+                log.info(
+                    "customer %d used up the quota of the period starting %s; enforcement queued",
+                    customer,
+                    period,
+                )
         return outcome
 
     def _write(self, jobs: list[_Job]) -> None:
@@ -287,8 +323,13 @@ class AccountingWriter:
                     self._spool(jobs[index:])
                     return
                 RECORDS.labels("failed").inc()
-                log.error("accounting record refused by the database, not acknowledged: user %s NAS %s session %s: %s",
-                          job.record.username, job.record.nas_ip_address, job.record.acct_session_id, error)
+                log.error(
+                    "accounting record refused by the database, not acknowledged: user %s NAS %s session %s: %s",
+                    job.record.username,
+                    job.record.nas_ip_address,
+                    job.record.acct_session_id,
+                    error,
+                )
                 self._reply(job, error=error)
             else:
                 RECORDS.labels("stored").inc()
@@ -298,7 +339,9 @@ class AccountingWriter:
         try:
             self.spool.append([job.record for job in jobs])
         except OSError as error:
-            log.error("cannot write the accounting spool %s: %s; requests not acknowledged", self.spool.path, error)
+            log.error(
+                "cannot write the accounting spool %s: %s; requests not acknowledged", self.spool.path, error
+            )
             for job in jobs:
                 self._reply(job, error=error)
             return
@@ -355,8 +398,13 @@ class AccountingWriter:
                 if is_outage(error):
                     raise
                 RECORDS.labels("failed").inc()
-                log.error("spooled accounting record refused by the database, skipped: user %s NAS %s session %s: %s",
-                          record.username, record.nas_ip_address, record.acct_session_id, error)
+                log.error(
+                    "spooled accounting record refused by the database, skipped: user %s NAS %s session %s: %s",
+                    record.username,
+                    record.nas_ip_address,
+                    record.acct_session_id,
+                    error,
+                )
 
     def _sweep(self, now: datetime, interim_interval: int) -> int:
         if self.spool.pending:
@@ -366,6 +414,9 @@ class AccountingWriter:
         if outcome.closed:
             SESSIONS_CLOSED.labels("lost_service").inc(outcome.closed)
             self._later(self._sessions_counted, outcome.open_sessions, outcome.change_ids)
-            log.info("closed %d sessions silent for %d interim intervals (Lost-Service)", outcome.closed,
-                     MISSED_INTERIMS)
+            log.info(
+                "closed %d sessions silent for %d interim intervals (Lost-Service)",
+                outcome.closed,
+                MISSED_INTERIMS,
+            )
         return outcome.closed

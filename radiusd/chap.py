@@ -35,10 +35,7 @@ def verify_chap(
     request is told apart from a wrong password.
     """
     if len(chap_password) != CHAP_PASSWORD_LENGTH:
-        raise ValueError(
-            f"CHAP-Password must be {CHAP_PASSWORD_LENGTH} octets, "
-            f"got {len(chap_password)}"
-        )
+        raise ValueError(f"CHAP-Password must be {CHAP_PASSWORD_LENGTH} octets, got {len(chap_password)}")
     challenge = request_authenticator if chap_challenge is None else chap_challenge
     expected = chap_response(chap_password[0], password, challenge)
     return hmac.compare_digest(expected, chap_password[1:])

@@ -30,6 +30,7 @@ class Database:
 
     def run(self, name: str, work, *args, write: bool = False):
         """Run ``work(connection, *args)`` in one transaction on a pool thread."""
+
         def transaction():
             started = time.monotonic()
             try:

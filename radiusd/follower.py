@@ -23,7 +23,7 @@ enough to be a rolled-back transaction's burnt id.
 
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
@@ -59,7 +59,9 @@ class ChangeCursor:
         self._holes: dict[int, float] = {}
 
     @classmethod
-    def at_start(cls, last_id: int, tail_ids: list[int], now: float, gap_timeout: float = GAP_TIMEOUT_SECONDS):
+    def at_start(
+        cls, last_id: int, tail_ids: list[int], now: float, gap_timeout: float = GAP_TIMEOUT_SECONDS
+    ):
         """Start after a full load taken when ``last_id`` was the highest id;
         ``tail_ids`` are the ids present in the last START_TAIL, so an id
         below ``last_id`` whose transaction had not committed yet is still
@@ -186,8 +188,11 @@ class Follower:
 
     def _read_changes(self, connection, now: float):
         rows = store.read_change_ids(connection, self._cursor.after)
-        new = [row for row in self._cursor.unseen(rows)
-               if not (row[1] == "sessions" and row[0] in self._counted_change_ids)]
+        new = [
+            row
+            for row in self._cursor.unseen(rows)
+            if not (row[1] == "sessions" and row[0] in self._counted_change_ids)
+        ]
         snapshot = store.read_changed(connection, new) if new else None
         if now - self._recounted_at >= SESSION_RECOUNT_SECONDS:
             snapshot = snapshot or Snapshot()
@@ -218,7 +223,7 @@ class Follower:
         if self._reading_usage:
             return None
         self._reading_usage = True
-        today = datetime.fromtimestamp(self._clock.seconds(), timezone.utc).date()
+        today = datetime.fromtimestamp(self._clock.seconds(), UTC).date()
         d = self._database.run("radiusd.read_usage", store.read_used_bytes, today)
         d.addCallback(self._usage_read)
         d.addErrback(self._failed)
@@ -239,8 +244,10 @@ class Follower:
         if self._database_up:
             self._database_up = False
             metrics.DATABASE_UP.set(0)
-            log.warning("database unreachable (%s); answering from the last known state",
-                        failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else failure.type)
+            log.warning(
+                "database unreachable (%s); answering from the last known state",
+                failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else failure.type,
+            )
 
     def _reachable(self) -> None:
         if not self._database_up:

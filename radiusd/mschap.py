@@ -33,14 +33,8 @@ _AUTH_MAGIC2 = b"Pad to make it do more than one iteration"
 
 # RFC 3079 section 3.4
 _MASTER_MAGIC = b"This is the MPPE Master Key"
-_CLIENT_SEND_MAGIC = (
-    b"On the client side, this is the send key; "
-    b"on the server side, it is the receive key."
-)
-_CLIENT_RECV_MAGIC = (
-    b"On the client side, this is the receive key; "
-    b"on the server side, it is the send key."
-)
+_CLIENT_SEND_MAGIC = b"On the client side, this is the send key; on the server side, it is the receive key."
+_CLIENT_RECV_MAGIC = b"On the client side, this is the receive key; on the server side, it is the send key."
 _SHS_PAD1 = bytes(40)
 _SHS_PAD2 = b"\xf2" * 40
 
@@ -77,9 +71,7 @@ def nt_password_hash(password: str) -> bytes:
     return MD4.new(password.encode("utf-16-le")).digest()
 
 
-def challenge_hash(
-    peer_challenge: bytes, authenticator_challenge: bytes, username: str | bytes
-) -> bytes:
+def challenge_hash(peer_challenge: bytes, authenticator_challenge: bytes, username: str | bytes) -> bytes:
     """Return the 8-octet ChallengeHash of RFC 2759 section 8.2.
 
     Only the user name proper is hashed: a ``DOMAIN\\`` prefix the peer
@@ -99,10 +91,7 @@ def challenge_response(challenge: bytes, password_hash: bytes) -> bytes:
     NT-Response (RFC 2433 appendix A.5).
     """
     padded = password_hash + bytes(5)
-    return b"".join(
-        DES.new(_des_key(padded[i : i + 7]), DES.MODE_ECB).encrypt(challenge)
-        for i in (0, 7, 14)
-    )
+    return b"".join(DES.new(_des_key(padded[i : i + 7]), DES.MODE_ECB).encrypt(challenge) for i in (0, 7, 14))
 
 
 def generate_nt_response(
@@ -128,9 +117,7 @@ def generate_authenticator_response(
 
     It proves to the peer that the server knows the password too.
     """
-    digest = hashlib.sha1(
-        _hash_nt_password_hash(password_hash) + nt_response + _AUTH_MAGIC1
-    ).digest()
+    digest = hashlib.sha1(_hash_nt_password_hash(password_hash) + nt_response + _AUTH_MAGIC1).digest()
     challenge = challenge_hash(peer_challenge, authenticator_challenge, username)
     digest = hashlib.sha1(digest + challenge + _AUTH_MAGIC2).digest()
     return b"S=" + digest.hex().upper().encode("ascii")
@@ -141,9 +128,7 @@ def master_key(password_hash_hash: bytes, nt_response: bytes) -> bytes:
     return hashlib.sha1(password_hash_hash + nt_response + _MASTER_MAGIC).digest()[:16]
 
 
-def asymmetric_start_key(
-    master: bytes, length: int, *, is_send: bool, is_server: bool
-) -> bytes:
+def asymmetric_start_key(master: bytes, length: int, *, is_send: bool, is_server: bool) -> bytes:
     """Return an MPPE start key (RFC 3079 section 3.4, GetAsymmetricStartKey).
 
     The server's send key is the client's receive key and the other way
@@ -193,9 +178,7 @@ def verify_mschap2(
     peer_challenge = ms_chap2_response[2:18]
     nt_response = ms_chap2_response[26:50]
     password_hash = _password_hash(secret)
-    expected = generate_nt_response(
-        ms_chap_challenge, peer_challenge, username, password_hash
-    )
+    expected = generate_nt_response(ms_chap_challenge, peer_challenge, username, password_hash)
     if not hmac.compare_digest(expected, nt_response):
         return None
     authenticator_response = generate_authenticator_response(
@@ -244,9 +227,7 @@ def decrypt_mppe_key(value: bytes, secret: bytes, request_authenticator: bytes) 
     return plain[1 : 1 + plain[0]]
 
 
-def mschap_mppe_keys_attribute(
-    nt_key: bytes, secret: bytes, request_authenticator: bytes
-) -> bytes:
+def mschap_mppe_keys_attribute(nt_key: bytes, secret: bytes, request_authenticator: bytes) -> bytes:
     """Return the encrypted MS-CHAP-MPPE-Keys value for an MS-CHAPv1 Accept.
 
     RFC 2548 section 2.4.1: 8 octets of LAN Manager key (zeros, radbill
@@ -275,9 +256,7 @@ def _des_key(key7: bytes) -> bytes:
     return bytes(((bits >> (49 - 7 * i)) & 0x7F) << 1 for i in range(8))
 
 
-def _encrypt_mppe_key(
-    key: bytes, secret: bytes, request_authenticator: bytes, salt: int
-) -> bytes:
+def _encrypt_mppe_key(key: bytes, secret: bytes, request_authenticator: bytes, salt: int) -> bytes:
     salt_octets = salt.to_bytes(2, "big")
     plain = bytes((len(key),)) + key
     plain += bytes(-len(plain) % 16)

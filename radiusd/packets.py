@@ -18,7 +18,6 @@ Used by authentication and accounting alike.
 import hashlib
 import hmac
 import struct
-
 from collections import OrderedDict
 
 from pyrad.packet import AccessAccept, AccessReject, AuthPacket, Packet
@@ -77,7 +76,9 @@ def check_datagram(data: bytes, codes: frozenset[int]) -> None:
     if code not in codes:
         raise MalformedPacket("bad_code", f"code {code} is not served on this port")
     if not HEADER_LENGTH <= length <= MAX_PACKET_LENGTH or length > len(data):
-        raise MalformedPacket("bad_length", f"Length field {length} does not fit a {len(data)}-octet datagram")
+        raise MalformedPacket(
+            "bad_length", f"Length field {length} does not fit a {len(data)}-octet datagram"
+        )
     position = HEADER_LENGTH
     while position < length:
         if position + 2 > length:
@@ -92,7 +93,7 @@ def check_datagram(data: bytes, codes: frozenset[int]) -> None:
 
 def received_packet(data: bytes) -> bytes:
     """A datagram passed by check_datagram without the padding beyond its Length field (RFC 2865 section 3)."""
-    return data[:(data[2] << 8) | data[3]]
+    return data[: (data[2] << 8) | data[3]]
 
 
 def attribute_map(packet: bytes) -> dict:
@@ -110,7 +111,7 @@ def attribute_map(packet: bytes) -> dict:
     length = len(packet)
     while position < length:
         kind, size = packet[position], packet[position + 1]
-        value = packet[position + 2:position + size]
+        value = packet[position + 2 : position + size]
         position += size
         if kind == VENDOR_SPECIFIC and len(value) >= 6:
             parts = Packet._PktSplitSubAttributes(value, 4)
@@ -161,10 +162,14 @@ def has_message_authenticator(packet: Packet) -> bool:
 
 def message_authenticator_valid(packet: Packet, vector: bytes | None = None) -> bool:
     """message_authenticator_matches for a decoded pyrad request."""
-    return message_authenticator_matches(packet.raw_packet, packet.secret, packet[MESSAGE_AUTHENTICATOR][0], vector)
+    return message_authenticator_matches(
+        packet.raw_packet, packet.secret, packet[MESSAGE_AUTHENTICATOR][0], vector
+    )
 
 
-def message_authenticator_matches(raw: bytes, secret: bytes, received: bytes, vector: bytes | None = None) -> bool:
+def message_authenticator_matches(
+    raw: bytes, secret: bytes, received: bytes, vector: bytes | None = None
+) -> bool:
     """Check the Message-Authenticator ``received`` in ``raw``: HMAC-MD5 over
     the bytes as received with the attribute zeroed (RFC 3579 section 3.2).
     ``vector`` is the Request Authenticator for Access-Request (the
@@ -215,8 +220,12 @@ def request_facts(packet: AuthPacket) -> RequestFacts:
             raise MalformedPacket("bad_attribute", f"User-Password of {len(encrypted)} octets")
         credentials = Credentials("pap", password=packet.PwDecrypt(encrypted))
     elif (chap_password := _first(packet, CHAP_PASSWORD)) is not None:
-        credentials = Credentials("chap", chap_password=chap_password, chap_challenge=_first(packet, CHAP_CHALLENGE),
-                                  request_authenticator=authenticator)
+        credentials = Credentials(
+            "chap",
+            chap_password=chap_password,
+            chap_challenge=_first(packet, CHAP_CHALLENGE),
+            request_authenticator=authenticator,
+        )
     elif (ms_challenge := _first(packet, MS_CHAP_CHALLENGE)) is not None:
         if (response := _first(packet, MS_CHAP2_RESPONSE)) is not None:
             credentials = Credentials("mschap2", ms_challenge=ms_challenge, ms_response=response)
@@ -247,8 +256,9 @@ def _proxy_states(values) -> bytes:
     return b"".join(bytes((PROXY_STATE, len(value) + 2)) + value for value in values)
 
 
-def _with_response_authenticator(code: int, identifier: int, request_authenticator: bytes, body: bytes,
-                                 secret: bytes) -> bytes:
+def _with_response_authenticator(
+    code: int, identifier: int, request_authenticator: bytes, body: bytes, secret: bytes
+) -> bytes:
     """The reply with its Response Authenticator: MD5(Code+ID+Length+Request
     Authenticator+Attributes+Secret) (RFC 2865 section 3, RFC 2866 section 3)."""
     header = struct.pack("!BBH", code, identifier, HEADER_LENGTH + len(body))
@@ -264,12 +274,20 @@ def encode_reply(request: Packet, code: int, attributes=()) -> bytes:
     place and the attribute zeroed) is then written into its slot, and the
     Response Authenticator computed over the result.
     """
-    reply = type(request)(code=code, id=request.id, secret=request.secret, authenticator=request.authenticator,
-                          dict=request.dict)
+    reply = type(request)(
+        code=code,
+        id=request.id,
+        secret=request.secret,
+        authenticator=request.authenticator,
+        dict=request.dict,
+    )
     for name, value in attributes:
         reply.AddAttribute(name, value)
-    body = (_EMPTY_MESSAGE_AUTHENTICATOR + _proxy_states(OrderedDict.get(request, PROXY_STATE, ()))
-            + reply._PktEncodeAttributes())
+    body = (
+        _EMPTY_MESSAGE_AUTHENTICATOR
+        + _proxy_states(OrderedDict.get(request, PROXY_STATE, ()))
+        + reply._PktEncodeAttributes()
+    )
     header = struct.pack("!BBH", code, request.id, HEADER_LENGTH + len(body))
     signature = hmac.new(request.secret, header + request.authenticator + body, hashlib.md5).digest()
     body = body[:2] + signature + body[MESSAGE_AUTHENTICATOR_LENGTH:]
@@ -280,8 +298,9 @@ def encode_accounting_response(raw: bytes, attributes: dict, secret: bytes) -> b
     """The Accounting-Response to the Accounting-Request ``raw`` (with its
     attribute_map): no attributes but the echoed Proxy-States, signed with
     the Response Authenticator (RFC 2866 section 3)."""
-    return _with_response_authenticator(ACCOUNTING_RESPONSE, raw[1], raw[4:20],
-                                        _proxy_states(attributes.get(PROXY_STATE)), secret)
+    return _with_response_authenticator(
+        ACCOUNTING_RESPONSE, raw[1], raw[4:20], _proxy_states(attributes.get(PROXY_STATE)), secret
+    )
 
 
 def encode_access_reply(request: AuthPacket, decision: Decision) -> bytes:
@@ -292,6 +311,10 @@ def encode_access_reply(request: AuthPacket, decision: Decision) -> bytes:
         send, recv = mppe_key_attributes(*decision.mppe_keys, request.secret, request.authenticator)
         attributes += [("MS-MPPE-Send-Key", send), ("MS-MPPE-Recv-Key", recv)]
     elif len(decision.mppe_keys) == 1:
-        attributes.append(("MS-CHAP-MPPE-Keys",
-                           mschap_mppe_keys_attribute(decision.mppe_keys[0], request.secret, request.authenticator)))
+        attributes.append(
+            (
+                "MS-CHAP-MPPE-Keys",
+                mschap_mppe_keys_attribute(decision.mppe_keys[0], request.secret, request.authenticator),
+            )
+        )
     return encode_reply(request, AccessAccept if decision.accept else AccessReject, attributes)

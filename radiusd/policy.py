@@ -65,6 +65,7 @@ MESSAGES = {
     "simultaneous_use": "Already logged in: too many sessions",
 }
 
+
 @dataclass(frozen=True)
 class Credentials:
     """What the request proves the password with (RFC 2865 5.2/5.3, RFC 2548).
@@ -181,8 +182,9 @@ def check_credentials(credentials: Credentials, password: str, username: str):
     if method == "pap":
         return credentials.password == password, None
     if method == "chap":
-        ok = verify_chap(password, credentials.chap_password, credentials.request_authenticator,
-                         credentials.chap_challenge)
+        ok = verify_chap(
+            password, credentials.chap_password, credentials.request_authenticator, credentials.chap_challenge
+        )
         return ok, None
     if method == "mschap2":
         result = verify_mschap2(password, credentials.ms_challenge, credentials.ms_response, username)
@@ -194,11 +196,14 @@ def check_credentials(credentials: Credentials, password: str, username: str):
 
 
 def reject(reason: str, method: str | None = None) -> Decision:
-    return Decision(False, reason, MESSAGES[reason], (("Reply-Message", MESSAGES[reason]),), auth_method=method)
+    return Decision(
+        False, reason, MESSAGES[reason], (("Reply-Message", MESSAGES[reason]),), auth_method=method
+    )
 
 
-def authorize(request: RequestFacts, subscriber: Subscriber | None, now: datetime,
-              settings: PolicySettings) -> Decision:
+def authorize(
+    request: RequestFacts, subscriber: Subscriber | None, now: datetime, settings: PolicySettings
+) -> Decision:
     """Decide an Access-Request (see the module docstring for the order)."""
     method = request.credentials.method
     if method is None:

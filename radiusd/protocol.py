@@ -92,7 +92,9 @@ class RadiusServerProtocol(DatagramProtocol):
             self._dropped(failure.value, client, address)
         else:
             _DROPS("internal_error").inc()
-            log.error("internal error handling a %s from NAS %s: %s", code, client.name, failure.getTraceback())
+            log.error(
+                "internal error handling a %s from NAS %s: %s", code, client.name, failure.getTraceback()
+            )
 
     def _dropped(self, drop: Drop, client, address) -> None:
         _DROPS(drop.cause).inc()
@@ -104,7 +106,9 @@ class RadiusServerProtocol(DatagramProtocol):
     def _drop_unknown(self, host: str) -> None:
         _DROPS("unknown_nas").inc()
         if self._may_warn((host, "unknown_nas")):
-            log.warning("dropping packets from %s: not a known NAS (radbill nas add NAME --ip %s ...)", host, host)
+            log.warning(
+                "dropping packets from %s: not a known NAS (radbill nas add NAME --ip %s ...)", host, host
+            )
 
     def _may_warn(self, key: tuple) -> bool:
         """At most one warning a minute per key, so a flood cannot flood the log."""

@@ -86,8 +86,17 @@ class RateLimit:
             (burst_rx, burst_tx), (threshold_rx, threshold_tx), (time_rx, time_tx) = burst_fields
             min_rx, min_tx = minimum[0] if minimum and minimum[0] != (0, 0) else (None, None)
             return cls(
-                rx_rate, tx_rate, burst_rx, burst_tx, threshold_rx, threshold_tx,
-                time_rx, time_tx, priority, min_rx, min_tx,
+                rx_rate,
+                tx_rate,
+                burst_rx,
+                burst_tx,
+                threshold_rx,
+                threshold_tx,
+                time_rx,
+                time_tx,
+                priority,
+                min_rx,
+                min_tx,
             )
         except ValueError as error:
             raise ValueError(f"rate limit {text!r}: {error}") from None

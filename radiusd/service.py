@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
 
+from radiusd import store
 from radiusd.access import AccessHandler
 from radiusd.accounting_service import AccountingService
 from radiusd.database import Database
@@ -30,7 +31,6 @@ from radiusd.postauth import PostAuthLog
 from radiusd.protocol import RadiusServerProtocol
 from radiusd.ratelimit import RateLimit
 from radiusd.sockets import listen_udp
-from radiusd import store
 from radiusd.view import SubscriberView
 from schema.changes import NOTIFY_CHANNEL
 from schema.daemon import configure_logging, listen_metrics
@@ -51,8 +51,10 @@ def policy_settings(settings: RadiusdSettings) -> PolicySettings:
         except ValueError as error:
             raise RadbillError(f"configuration key 'radiusd.expired_rate': {error}") from None
     return PolicySettings(
-        interim_interval=settings.interim_interval, expired_policy=settings.expired_policy,
-        expired_pool=settings.expired_pool, expired_address_list=settings.expired_address_list,
+        interim_interval=settings.interim_interval,
+        expired_policy=settings.expired_policy,
+        expired_pool=settings.expired_pool,
+        expired_address_list=settings.expired_address_list,
         expired_rate=expired_rate,
     )
 
@@ -68,16 +70,28 @@ class Radiusd:
         poll = SQLITE_POLL_SECONDS if is_sqlite(engine) else POSTGRESQL_POLL_SECONDS
         self.follower = Follower(self.view, self.database, reactor, poll_interval=poll)
         self.postauth = PostAuthLog(self.database, reactor)
-        self.access = AccessHandler(self.view, policy_settings(settings), reactor,
-                                    record_attempt=self.postauth.record,
-                                    message_authenticator_seen=self._store_message_authenticator_seen)
+        self.access = AccessHandler(
+            self.view,
+            policy_settings(settings),
+            reactor,
+            record_attempt=self.postauth.record,
+            message_authenticator_seen=self._store_message_authenticator_seen,
+        )
         self.ports = []
         self._stop_listening = threading.Event()
 
     def add_listener(self, port: int, handler) -> RadiusServerProtocol:
         protocol = RadiusServerProtocol(self.view, handler, self.reactor)
-        self.ports.append(listen_udp(self.reactor, protocol, self.settings.bind, port,
-                                     receive_buffer=self.settings.receive_buffer, reuse_port=self.reuse_port))
+        self.ports.append(
+            listen_udp(
+                self.reactor,
+                protocol,
+                self.settings.bind,
+                port,
+                receive_buffer=self.settings.receive_buffer,
+                reuse_port=self.reuse_port,
+            )
+        )
         return protocol
 
     def start(self):
@@ -89,8 +103,11 @@ class Radiusd:
     def _load_failed(self, failure):
         if not failure.check(DBAPIError, OSError):
             return failure
-        log.error("cannot load the subscribers (%s); retrying in %.0f s",
-                  failure.getErrorMessage().splitlines()[0], LOAD_RETRY_SECONDS)
+        log.error(
+            "cannot load the subscribers (%s); retrying in %.0f s",
+            failure.getErrorMessage().splitlines()[0],
+            LOAD_RETRY_SECONDS,
+        )
         return task.deferLater(self.reactor, LOAD_RETRY_SECONDS, self.start)
 
     def _loaded(self, _):
@@ -103,8 +120,12 @@ class Radiusd:
         self.postauth.start()
         if not is_sqlite(self.engine):
             url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            thread = threading.Thread(target=listen_for_changes, name="radiusd-listen", daemon=True,
-                                      args=(url, NOTIFY_CHANNEL, self._wake, self._stop_listening))
+            thread = threading.Thread(
+                target=listen_for_changes,
+                name="radiusd-listen",
+                daemon=True,
+                args=(url, NOTIFY_CHANNEL, self._wake, self._stop_listening),
+            )
             thread.start()
         self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
         log.info("radiusd answering authentication on %s:%d", self.settings.bind, self.settings.auth_port)
@@ -113,10 +134,14 @@ class Radiusd:
         self.reactor.callFromThread(self.follower.wake)
 
     def _store_message_authenticator_seen(self, client) -> None:
-        d = self.database.run("radiusd.message_authenticator_seen", store.mark_message_authenticator_seen,
-                              client.id, write=True)
-        d.addErrback(lambda failure: log.warning("could not store that NAS %s signs its requests: %s",
-                                                 client.name, failure.getErrorMessage()))
+        d = self.database.run(
+            "radiusd.message_authenticator_seen", store.mark_message_authenticator_seen, client.id, write=True
+        )
+        d.addErrback(
+            lambda failure: log.warning(
+                "could not store that NAS %s signs its requests: %s", client.name, failure.getErrorMessage()
+            )
+        )
 
     def stop(self):
         self._stop_listening.set()
@@ -129,7 +154,9 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
     from twisted.internet import reactor
 
     server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port)
-    accounting = AccountingService(settings, engine, reactor, worker=worker, sessions_counted=server.follower.counted)
+    accounting = AccountingService(
+        settings, engine, reactor, worker=worker, sessions_counted=server.follower.counted
+    )
     metrics_port = settings.radiusd.metrics_port + worker if settings.radiusd.metrics_port else 0
     listen_metrics(metrics_port, settings.radiusd.bind)
     failed = []
@@ -174,6 +201,7 @@ def run(settings: Settings, engine: Engine) -> None:
 
 def _supervise(children: list[int]) -> int:
     """Forward SIGTERM/SIGINT to the workers; when one ends, end them all."""
+
     def forward(signum, _frame):
         for pid in children:
             try:

@@ -10,12 +10,13 @@ from datetime import date
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from radiusd.policy import PackageState
-from schema.identity import canonical_username
 from radiusd.ratelimit import RateLimit
 from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
 from schema.engine import as_utc
+from schema.identity import canonical_username
 from schema.tables import (
+    UNPAID_REASONS,
     change_log,
     customer_usage,
     customers,
@@ -23,7 +24,6 @@ from schema.tables import (
     nas,
     operators,
     packages,
-    UNPAID_REASONS,
     radpostauth,
     sessions,
 )
@@ -31,9 +31,17 @@ from schema.tables import (
 log = logging.getLogger(__name__)
 
 _CUSTOMER_COLUMNS = (
-    customers.c.id, customers.c.username, customers.c.password, customers.c.status,
-    customers.c.package_id, customers.c.operator_id, customers.c.expires_at,
-    customers.c.wallet_balance, customers.c.mac_binding, customers.c.static_ip, customers.c.deleted_at,
+    customers.c.id,
+    customers.c.username,
+    customers.c.password,
+    customers.c.status,
+    customers.c.package_id,
+    customers.c.operator_id,
+    customers.c.expires_at,
+    customers.c.wallet_balance,
+    customers.c.mac_binding,
+    customers.c.static_ip,
+    customers.c.deleted_at,
     customers.c.status_reason,
 )
 
@@ -49,72 +57,120 @@ def _by_id_chunks(connection: Connection, query, id_column, ids: set[int] | None
         return
     ordered = sorted(ids)
     for start in range(0, len(ordered), ID_CHUNK):
-        yield from connection.execute(query.where(id_column.in_(ordered[start:start + ID_CHUNK])))
+        yield from connection.execute(query.where(id_column.in_(ordered[start : start + ID_CHUNK])))
 
 
 def read_customers(connection: Connection, ids: set[int] | None = None) -> list[CustomerRow]:
     rows = []
     for row in _by_id_chunks(connection, select(*_CUSTOMER_COLUMNS), customers.c.id, ids):
-        rows.append(CustomerRow(
-            id=row.id, username=canonical_username(row.username), password=row.password, status=row.status,
-            package_id=row.package_id, operator_id=row.operator_id, expires_at=as_utc(row.expires_at),
-            wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
-            deleted=row.deleted_at is not None,
-            unpaid=row.status == "suspended" and row.status_reason in UNPAID_REASONS,
-        ))
+        rows.append(
+            CustomerRow(
+                id=row.id,
+                username=canonical_username(row.username),
+                password=row.password,
+                status=row.status,
+                package_id=row.package_id,
+                operator_id=row.operator_id,
+                expires_at=as_utc(row.expires_at),
+                wallet_balance=row.wallet_balance,
+                mac_binding=row.mac_binding,
+                static_ip=row.static_ip,
+                deleted=row.deleted_at is not None,
+                unpaid=row.status == "suspended" and row.status_reason in UNPAID_REASONS,
+            )
+        )
     return rows
 
 
 def read_nas(connection: Connection, ids: set[int] | None = None) -> list[NasClient]:
-    query = select(nas.c.id, nas.c.name, nas.c.ip_address, nas.c.secret, nas.c.require_message_authenticator,
-                   nas.c.message_authenticator_seen)
-    return [NasClient(row.id, row.name, row.ip_address, row.secret.encode("utf-8"),
-                      row.require_message_authenticator, bool(row.message_authenticator_seen))
-            for row in _by_id_chunks(connection, query, nas.c.id, ids)]
+    query = select(
+        nas.c.id,
+        nas.c.name,
+        nas.c.ip_address,
+        nas.c.secret,
+        nas.c.require_message_authenticator,
+        nas.c.message_authenticator_seen,
+    )
+    return [
+        NasClient(
+            row.id,
+            row.name,
+            row.ip_address,
+            row.secret.encode("utf-8"),
+            row.require_message_authenticator,
+            bool(row.message_authenticator_seen),
+        )
+        for row in _by_id_chunks(connection, query, nas.c.id, ids)
+    ]
 
 
 def read_operators(connection: Connection) -> dict[int, OperatorRow]:
     query = select(operators.c.id, operators.c.parent_id, operators.c.status)
-    return {row.id: OperatorRow(row.id, row.parent_id, row.status == "blocked") for row in connection.execute(query)}
+    return {
+        row.id: OperatorRow(row.id, row.parent_id, row.status == "blocked")
+        for row in connection.execute(query)
+    }
 
 
 def read_packages(connection: Connection) -> dict[int, tuple[str, PackageState]]:
     """Sold packages by id -> (customer type, the master package's terms)."""
     query = select(packages.c.id.label("package_id"), master_packages).join(
-        master_packages, packages.c.master_package_id == master_packages.c.id)
+        master_packages, packages.c.master_package_id == master_packages.c.id
+    )
     result = {}
     for row in connection.execute(query).mappings():
         try:
             result[row["package_id"]] = (row["customer_type"], package_state(row))
         except ValueError as error:
-            log.error("master package %r has an invalid rate limit, its customers are refused: %s",
-                      row["name"], error)
+            log.error(
+                "master package %r has an invalid rate limit, its customers are refused: %s",
+                row["name"],
+                error,
+            )
     return result
 
 
 def package_state(row) -> PackageState:
     """Build the policy's view of a master package row; ValueError if its rates are invalid."""
     rate = RateLimit(
-        rx_rate=row["rate_rx"], tx_rate=row["rate_tx"], burst_rx=row["burst_rx"], burst_tx=row["burst_tx"],
-        threshold_rx=row["burst_threshold_rx"], threshold_tx=row["burst_threshold_tx"],
-        burst_time_rx=row["burst_time_rx"], burst_time_tx=row["burst_time_tx"],
-        priority=row["priority"] or 8, min_rx=row["min_rx"], min_tx=row["min_tx"],
+        rx_rate=row["rate_rx"],
+        tx_rate=row["rate_tx"],
+        burst_rx=row["burst_rx"],
+        burst_tx=row["burst_tx"],
+        threshold_rx=row["burst_threshold_rx"],
+        threshold_tx=row["burst_threshold_tx"],
+        burst_time_rx=row["burst_time_rx"],
+        burst_time_tx=row["burst_time_tx"],
+        priority=row["priority"] or 8,
+        min_rx=row["min_rx"],
+        min_tx=row["min_tx"],
     )
     fup = None
     if row["fup_rx"] and row["fup_tx"]:
         fup = RateLimit(row["fup_rx"], row["fup_tx"]).to_mikrotik()
     return PackageState(
-        id=row["id"], billing_type=row["billing_type"], rate_limit=rate.to_mikrotik(),
-        quota_bytes=row["quota_bytes"], fup_rate_limit=fup, ip_pool=row["ip_pool"], profile=row["profile"],
-        address_list=row["address_list"], simultaneous_use=row["simultaneous_use"],
+        id=row["id"],
+        billing_type=row["billing_type"],
+        rate_limit=rate.to_mikrotik(),
+        quota_bytes=row["quota_bytes"],
+        fup_rate_limit=fup,
+        ip_pool=row["ip_pool"],
+        profile=row["profile"],
+        address_list=row["address_list"],
+        simultaneous_use=row["simultaneous_use"],
     )
 
 
 def read_snapshot(connection: Connection) -> Snapshot:
     """Everything, for the start."""
-    return Snapshot(customers=read_customers(connection), nas=read_nas(connection),
-                    packages=read_packages(connection), operators=read_operators(connection),
-                    open_sessions=count_open_sessions(connection), full=True)
+    return Snapshot(
+        customers=read_customers(connection),
+        nas=read_nas(connection),
+        packages=read_packages(connection),
+        operators=read_operators(connection),
+        open_sessions=count_open_sessions(connection),
+        full=True,
+    )
 
 
 def read_changed(connection: Connection, changes: list[tuple[int, str, int]]) -> Snapshot:
@@ -139,11 +195,17 @@ def read_changed(connection: Connection, changes: list[tuple[int, str, int]]) ->
     return snapshot
 
 
-def read_change_ids(connection: Connection, after_id: int, limit: int = CHANGE_BATCH) -> list[tuple[int, str, int]]:
+def read_change_ids(
+    connection: Connection, after_id: int, limit: int = CHANGE_BATCH
+) -> list[tuple[int, str, int]]:
     """The oldest change-log rows above ``after_id``, at most ``limit`` (a
     billing run may change every customer at once; the rest come next poll)."""
-    query = select(change_log.c.id, change_log.c.entity, change_log.c.entity_id).where(
-        change_log.c.id > after_id).order_by(change_log.c.id).limit(limit)
+    query = (
+        select(change_log.c.id, change_log.c.entity, change_log.c.entity_id)
+        .where(change_log.c.id > after_id)
+        .order_by(change_log.c.id)
+        .limit(limit)
+    )
     return [tuple(row) for row in connection.execute(query)]
 
 
@@ -151,8 +213,11 @@ def last_change_id(connection: Connection) -> int:
     return connection.execute(select(func.coalesce(func.max(change_log.c.id), 0))).scalar_one()
 
 
-_OPEN_SESSIONS = (select(sessions.c.customer_id, func.count()).where(
-    sessions.c.stopped_at.is_(None), sessions.c.customer_id.is_not(None)).group_by(sessions.c.customer_id))
+_OPEN_SESSIONS = (
+    select(sessions.c.customer_id, func.count())
+    .where(sessions.c.stopped_at.is_(None), sessions.c.customer_id.is_not(None))
+    .group_by(sessions.c.customer_id)
+)
 
 
 def count_open_sessions(connection: Connection, customer_ids: set[int] | None = None) -> dict[int, int]:
@@ -169,11 +234,15 @@ def count_open_sessions(connection: Connection, customer_ids: set[int] | None = 
         rows = connection.exec_driver_sql(
             "SELECT wanted.customer, (SELECT count(*) FROM sessions "
             "WHERE sessions.customer_id = wanted.customer AND sessions.stopped_at IS NULL) "
-            "FROM unnest(%s::bigint[]) AS wanted(customer)", (sorted(customer_ids),))
+            "FROM unnest(%s::bigint[]) AS wanted(customer)",
+            (sorted(customer_ids),),
+        )
         return {customer_id: count for customer_id, count in rows if count}
     if customer_ids is not None:
-        return dict(tuple(row) for row in _by_id_chunks(connection, _OPEN_SESSIONS, sessions.c.customer_id,
-                                                         customer_ids))
+        return dict(
+            tuple(row)
+            for row in _by_id_chunks(connection, _OPEN_SESSIONS, sessions.c.customer_id, customer_ids)
+        )
     cursor = connection.connection.cursor()
     try:
         cursor.execute(str(_OPEN_SESSIONS.compile(connection)))
@@ -188,12 +257,21 @@ def read_used_bytes(connection: Connection, today: date) -> dict[int, int]:
     The current period of a customer is its latest ``customer_usage`` row
     that has started by ``today``.
     """
-    latest = (select(customer_usage.c.customer_id, func.max(customer_usage.c.period_start).label("period_start"))
-              .where(customer_usage.c.period_start <= today).group_by(customer_usage.c.customer_id).subquery())
+    latest = (
+        select(customer_usage.c.customer_id, func.max(customer_usage.c.period_start).label("period_start"))
+        .where(customer_usage.c.period_start <= today)
+        .group_by(customer_usage.c.customer_id)
+        .subquery()
+    )
     query = (
         select(customer_usage.c.customer_id, customer_usage.c.upload_bytes + customer_usage.c.download_bytes)
-        .join(latest, and_(latest.c.customer_id == customer_usage.c.customer_id,
-                           latest.c.period_start == customer_usage.c.period_start))
+        .join(
+            latest,
+            and_(
+                latest.c.customer_id == customer_usage.c.customer_id,
+                latest.c.period_start == customer_usage.c.period_start,
+            ),
+        )
         .join(customers, customers.c.id == customer_usage.c.customer_id)
         .join(packages, packages.c.id == customers.c.package_id)
         .join(master_packages, master_packages.c.id == packages.c.master_package_id)
@@ -205,9 +283,15 @@ def read_used_bytes(connection: Connection, today: date) -> dict[int, int]:
 def mark_message_authenticator_seen(connection: Connection, nas_id: int) -> None:
     """RFC 3579 "auto": from now on this NAS must sign its requests; stored
     so the rule survives a restart, announced so other instances learn it."""
-    changed = connection.execute(update(nas).where(nas.c.id == nas_id, nas.c.require_message_authenticator == "auto",
-                                                   nas.c.message_authenticator_seen.is_(False))
-                                 .values(message_authenticator_seen=True)).rowcount
+    changed = connection.execute(
+        update(nas)
+        .where(
+            nas.c.id == nas_id,
+            nas.c.require_message_authenticator == "auto",
+            nas.c.message_authenticator_seen.is_(False),
+        )
+        .values(message_authenticator_seen=True)
+    ).rowcount
     if changed:
         record_change(connection, "nas", nas_id)
 

@@ -31,7 +31,8 @@ class NasClient:
 
     def requires_message_authenticator(self) -> bool:
         return self.require_message_authenticator == "yes" or (
-            self.require_message_authenticator == "auto" and self.message_authenticator_seen)
+            self.require_message_authenticator == "auto" and self.message_authenticator_seen
+        )
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,21 @@ class SubscriberView:
             return None
         customer_type, package_state = package
         return Subscriber(
-            id=row.id, username=row.username, password=row.password, status=row.status,
-            customer_type=customer_type, package=package_state, expires_at=row.expires_at,
-            wallet_balance=row.wallet_balance, mac_binding=row.mac_binding, static_ip=row.static_ip,
-            deleted=row.deleted, unpaid=row.unpaid, operator_blocked=row.operator_id in self._blocked_operators,
-            used_bytes=self.used_bytes.get(row.id, 0), open_sessions=self.open_sessions.get(row.id, 0),
+            id=row.id,
+            username=row.username,
+            password=row.password,
+            status=row.status,
+            customer_type=customer_type,
+            package=package_state,
+            expires_at=row.expires_at,
+            wallet_balance=row.wallet_balance,
+            mac_binding=row.mac_binding,
+            static_ip=row.static_ip,
+            deleted=row.deleted,
+            unpaid=row.unpaid,
+            operator_blocked=row.operator_id in self._blocked_operators,
+            used_bytes=self.used_bytes.get(row.id, 0),
+            open_sessions=self.open_sessions.get(row.id, 0),
         )
 
     def __len__(self) -> int:

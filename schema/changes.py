@@ -37,11 +37,15 @@ def record_change_ids(connection: Connection, entity: str, ids: Iterable[int]) -
     if connection.dialect.name == "postgresql":
         # One array: a multi-row VALUES is a new statement to compile for every batch size.
         change_ids = connection.exec_driver_sql(
-            "INSERT INTO change_log (entity, entity_id) SELECT %s, unnest(%s::bigint[]) RETURNING id", (entity, ids))
+            "INSERT INTO change_log (entity, entity_id) SELECT %s, unnest(%s::bigint[]) RETURNING id",
+            (entity, ids),
+        )
     else:
-        change_ids = connection.execute(insert(change_log).returning(change_log.c.id),
-                                        [dict(entity=entity, entity_id=entity_id) for entity_id in ids])
-    change_ids = [change_id for change_id, in change_ids]
+        change_ids = connection.execute(
+            insert(change_log).returning(change_log.c.id),
+            [dict(entity=entity, entity_id=entity_id) for entity_id in ids],
+        )
+    change_ids = [change_id for (change_id,) in change_ids]
     _notify(connection)
     return change_ids
 

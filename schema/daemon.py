@@ -14,7 +14,9 @@ def configure_logging(name: str, level: int = logging.INFO) -> logging.Logger:
     """Log lines to stderr (journald under systemd) and route Twisted's log there too."""
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
-    logging.basicConfig(stream=sys.stderr, level=level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"
+    )
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
     return logging.getLogger(name)
 

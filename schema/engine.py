@@ -5,7 +5,7 @@ foreign keys enforced, and a busy timeout so two processes (CLI and radiusd)
 wait for each other instead of failing. PostgreSQL goes through psycopg 3.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -62,4 +62,4 @@ def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back the UTC instants radbill stores without their zone; give it back."""
     if value is None or value.tzinfo is not None:
         return value
-    return value.replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=UTC)

@@ -22,7 +22,7 @@ def canonical_mac(value: str) -> str | None:
     if not _MAC.fullmatch(cleaned):
         return None
     digits = re.sub(r"[^0-9a-f]", "", cleaned)
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2)).upper()
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2)).upper()
 
 
 def canonical_username(value: str) -> str:

@@ -31,4 +31,3 @@ def current(engine: Engine) -> str | None:
 
 def head() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
-

@@ -35,8 +35,15 @@ def enqueue(
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(enforcement_jobs)
-        .values(customer_id=customer_id, nas_id=nas_id, action=action, reason=reason, payload=payload or {},
-                dedupe_key=dedupe_key, not_before=not_before)
+        .values(
+            customer_id=customer_id,
+            nas_id=nas_id,
+            action=action,
+            reason=reason,
+            payload=payload or {},
+            dedupe_key=dedupe_key,
+            not_before=not_before,
+        )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(enforcement_jobs.c.id)
     )

@@ -55,7 +55,7 @@ class RadiusdSettings:
         if not 10 <= self.interim_interval <= 86_400:
             raise ValueError(f"interim_interval: must be 10..86400 seconds, got {self.interim_interval}")
         if self.expired_policy not in ("reject", "restrict"):
-            raise ValueError(f"expired_policy: must be \"reject\" or \"restrict\", got {self.expired_policy!r}")
+            raise ValueError(f'expired_policy: must be "reject" or "restrict", got {self.expired_policy!r}')
         if not 1 <= self.workers <= 64:
             raise ValueError(f"workers: must be 1..64, got {self.workers}")
         if self.receive_buffer < 65_536:

@@ -57,7 +57,9 @@ def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
 
 
 def _created_at() -> Column:
-    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("CURRENT_TIMESTAMP"))
+    return Column(
+        "created_at", DateTime(timezone=True), nullable=False, server_default=text("CURRENT_TIMESTAMP")
+    )
 
 
 def _money(name: str, **kwargs) -> Column:
@@ -516,8 +518,11 @@ change_log = Table(
     Column("entity_id", BigInteger, nullable=False),
     _created_at(),
     # "sessions": the customer's open sessions changed (counted for simultaneous use).
-    _one_of("entity", ("customer", "nas", "operator", "package", "master_package", "package_price", "sessions"),
-            "entity"),
+    _one_of(
+        "entity",
+        ("customer", "nas", "operator", "package", "master_package", "package_price", "sessions"),
+        "entity",
+    ),
 )
 
 audit_log = Table(

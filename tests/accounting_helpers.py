@@ -6,11 +6,10 @@ import shutil
 import signal
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from pyrad.packet import AcctPacket
 
 from radiusd.accounting import AccountingRecord, record_from_packet
@@ -19,7 +18,7 @@ from radiusd.packets import attribute_map
 from tests.radius import RadiusdProcess, metric, write_config
 
 SECRET = b"testing123"
-T0 = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
 def accounting_packet(**attributes) -> dict:
@@ -28,22 +27,49 @@ def accounting_packet(**attributes) -> dict:
     return attribute_map(AcctPacket(dict=load_dictionary(), secret=SECRET, **attributes).RequestPacket())
 
 
-def make_record(status: str, session: str = "81000001", username: str = "demo", at: datetime = T0,
-                upload: int | None = None, download: int | None = None, session_time: int | None = None,
-                nas_ip: str = "127.0.0.1", cause: str | None = None, **extra) -> AccountingRecord:
+def make_record(
+    status: str,
+    session: str = "81000001",
+    username: str = "demo",
+    at: datetime = T0,
+    upload: int | None = None,
+    download: int | None = None,
+    session_time: int | None = None,
+    nas_ip: str = "127.0.0.1",
+    cause: str | None = None,
+    **extra,
+) -> AccountingRecord:
     """A record as record_from_packet would make it, keyed like FreeRADIUS."""
-    unique = hashlib.md5(f"{username},{session},{nas_ip},,,".encode()).hexdigest() if status in (
-        "Start", "Stop", "Interim-Update") else ""
-    return AccountingRecord(status=status, nas_ip_address=nas_ip, event_time=at, acct_session_id=session,
-                            acct_unique_id=unique, username=username, upload_bytes=upload, download_bytes=download,
-                            session_time=session_time, terminate_cause=cause, **extra)
+    unique = (
+        hashlib.md5(f"{username},{session},{nas_ip},,,".encode()).hexdigest()
+        if status in ("Start", "Stop", "Interim-Update")
+        else ""
+    )
+    return AccountingRecord(
+        status=status,
+        nas_ip_address=nas_ip,
+        event_time=at,
+        acct_session_id=session,
+        acct_unique_id=unique,
+        username=username,
+        upload_bytes=upload,
+        download_bytes=download,
+        session_time=session_time,
+        terminate_cause=cause,
+        **extra,
+    )
 
 
-def record_of(packet, source_ip: str = "127.0.0.1", received_at: float | None = None, nas_id: int | None = None):
-    return record_from_packet(packet, nas_id, source_ip, T0.timestamp() if received_at is None else received_at)
+def record_of(
+    packet, source_ip: str = "127.0.0.1", received_at: float | None = None, nas_id: int | None = None
+):
+    return record_from_packet(
+        packet, nas_id, source_ip, T0.timestamp() if received_at is None else received_at
+    )
 
 
 # --- radiusd as a subprocess, and radclient sending files of requests ----------------
+
 
 def require_radclient() -> str:
     found = shutil.which("radclient")
@@ -94,26 +120,52 @@ class AccountingRadiusd(RadiusdProcess):
 
 def request_file(path: Path, requests: list[dict]) -> Path:
     """A radclient input file: one block of ``Attribute = value`` lines per request."""
-    path.write_text("\n\n".join("\n".join(f"{name} = {value}" for name, value in attributes.items())
-                                 for attributes in requests) + "\n")
+    path.write_text(
+        "\n\n".join(
+            "\n".join(f"{name} = {value}" for name, value in attributes.items()) for attributes in requests
+        )
+        + "\n"
+    )
     return path
 
 
 def _radclient_command(port: int, file: Path, parallel: int) -> list[str]:
-    return [require_radclient(), "-q", "-s", "-f", str(file), "-p", str(parallel), "-r", "3", "-t", "3",
-            f"127.0.0.1:{port}", "acct", SECRET.decode()]
+    return [
+        require_radclient(),
+        "-q",
+        "-s",
+        "-f",
+        str(file),
+        "-p",
+        str(parallel),
+        "-r",
+        "3",
+        "-t",
+        "3",
+        f"127.0.0.1:{port}",
+        "acct",
+        SECRET.decode(),
+    ]
 
 
 def send_file(port: int, file: Path, *, parallel: int = 1) -> subprocess.CompletedProcess:
     """Send every request in ``file``; radclient exits non-zero if any went unanswered."""
-    return subprocess.run(_radclient_command(port, file, parallel), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        _radclient_command(port, file, parallel), capture_output=True, text=True, timeout=600
+    )
 
 
 def send_file_in_background(port: int, file: Path, *, parallel: int = 1) -> subprocess.Popen:
-    return subprocess.Popen(_radclient_command(port, file, parallel), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        _radclient_command(port, file, parallel), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def acct(status: str, session: str, username: str = "demo", **attributes) -> dict:
-    return {"Acct-Status-Type": status, "User-Name": username, "Acct-Session-Id": session,
-            "NAS-IP-Address": "127.0.0.1", **attributes}
+    return {
+        "Acct-Status-Type": status,
+        "User-Name": username,
+        "Acct-Session-Id": session,
+        "NAS-IP-Address": "127.0.0.1",
+        **attributes,
+    }

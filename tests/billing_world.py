@@ -9,7 +9,7 @@ Package "Home 10M": daily, 30 days, customer price 500.00; resellers pay
 200.00 / 250.00. "Office": monthly, 1000.00 / 800.00 / 900.00.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -26,14 +26,16 @@ from schema.tables import (
     invoices,
     ledger_entries,
     ledger_lines,
-    operators as operators_table,
     payments,
+)
+from schema.tables import (
+    operators as operators_table,
 )
 
 ZONE = ZoneInfo("Asia/Dhaka")
 SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
 # 12:00 in Dhaka on 2026-11-24.
-NOW = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 24)
 MEGABIT = 1_000_000
 PLANS = {
@@ -76,21 +78,37 @@ def build(connection, *, fund: dict | None = None) -> None:
     reseller1 = actor(connection, "reseller1")
     operators.add_operator(connection, reseller1, "sub1", "sub_reseller", id_format="S1-{seq:04d}")
     for name, (billing, customer_price, reseller_price, sub_price) in PLANS.items():
-        packages.add_master_package(connection, admin, name, customer_type="pppoe", billing_type=billing,
-                                    rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT)
-        packages.add_package(connection, admin, name, master=name, customer_price=money(customer_price),
-                             operator_price=money(reseller_price))
+        packages.add_master_package(
+            connection,
+            admin,
+            name,
+            customer_type="pppoe",
+            billing_type=billing,
+            rate_rx=10 * MEGABIT,
+            rate_tx=10 * MEGABIT,
+        )
+        packages.add_package(
+            connection,
+            admin,
+            name,
+            master=name,
+            customer_price=money(customer_price),
+            operator_price=money(reseller_price),
+        )
         for login in ("reseller1", "reseller2"):
             packages.assign_package(connection, admin, name, login, operator_price=money(reseller_price))
         packages.assign_package(connection, reseller1, name, "sub1", operator_price=money(sub_price))
     for login, parent in (("reseller1", "admin"), ("reseller2", "admin"), ("sub1", "reseller1")):
         if money(fund[login]):
-            operators.settle(connection, actor(connection, parent), login, money(fund[login]), mode="prepaid",
-                             today=TODAY)
+            operators.settle(
+                connection, actor(connection, parent), login, money(fund[login]), mode="prepaid", today=TODAY
+            )
 
 
 def fund_of(connection, login: str) -> int:
-    return connection.execute(select(operators_table.c.fund_balance).where(operators_table.c.login == login)).scalar()
+    return connection.execute(
+        select(operators_table.c.fund_balance).where(operators_table.c.login == login)
+    ).scalar()
 
 
 def customer(connection, username: str):
@@ -101,11 +119,29 @@ def snapshot(connection) -> dict:
     """Everything money and lifecycle touch, to prove that nothing changed."""
     count = lambda table: connection.execute(select(func.count()).select_from(table)).scalar()  # noqa: E731
     return {
-        "entries": count(ledger_entries), "lines": count(ledger_lines), "days": count(customer_days),
-        "payments": count(payments), "invoices": count(invoices), "jobs": count(enforcement_jobs),
-        "customers": sorted(tuple(row) for row in connection.execute(
-            select(customers.c.username, customers.c.status, customers.c.wallet_balance, customers.c.expires_at,
-                   customers.c.package_id, customers.c.deleted_at))),
-        "funds": sorted(tuple(row) for row in connection.execute(
-            select(operators_table.c.login, operators_table.c.fund_balance, operators_table.c.id_sequence))),
+        "entries": count(ledger_entries),
+        "lines": count(ledger_lines),
+        "days": count(customer_days),
+        "payments": count(payments),
+        "invoices": count(invoices),
+        "jobs": count(enforcement_jobs),
+        "customers": sorted(
+            tuple(row)
+            for row in connection.execute(
+                select(
+                    customers.c.username,
+                    customers.c.status,
+                    customers.c.wallet_balance,
+                    customers.c.expires_at,
+                    customers.c.package_id,
+                    customers.c.deleted_at,
+                )
+            )
+        ),
+        "funds": sorted(
+            tuple(row)
+            for row in connection.execute(
+                select(operators_table.c.login, operators_table.c.fund_balance, operators_table.c.id_sequence)
+            )
+        ),
     }

@@ -62,15 +62,40 @@ class PostgresServer:
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as_postgres:
             shutil.chown(self.datadir, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.datadir / "data"), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.datadir / "data"),
+            "-A",
+            "trust",
+            "-U",
+            self.user,
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run(self._as_postgres + [str(self.bindir / program), *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            self._as_postgres + [str(self.bindir / program), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def start(self) -> None:
         settings = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c fsync=off -c full_page_writes=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.datadir / "data"), "-l", str(self.datadir / "log"), "-o", settings, "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir / "data"),
+            "-l",
+            str(self.datadir / "log"),
+            "-o",
+            settings,
+            "-w",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.datadir / "data"), "-m", mode, "-w", "stop")
@@ -146,7 +171,9 @@ class Cli:
         from cli.main import radbill
 
         result = CliRunner().invoke(radbill, list(args), env=self.env, catch_exceptions=False)
-        assert result.exit_code == expect_exit, f"radbill {' '.join(args)} -> {result.exit_code}\n{result.output}"
+        assert result.exit_code == expect_exit, (
+            f"radbill {' '.join(args)} -> {result.exit_code}\n{result.output}"
+        )
         return result
 
 

@@ -34,12 +34,23 @@ _RECEIVED = re.compile(r"^Received (\S+) Id")
 _ATTRIBUTE = re.compile(r"^\s+(\S+) = (.*)$")
 
 
-def radclient(port: int, lines: list[str], *, secret: str = SECRET, host: str = "127.0.0.1",
-              timeout: float = 3.0, retries: int = 1, kind: str = "auth") -> Reply | None:
+def radclient(
+    port: int,
+    lines: list[str],
+    *,
+    secret: str = SECRET,
+    host: str = "127.0.0.1",
+    timeout: float = 3.0,
+    retries: int = 1,
+    kind: str = "auth",
+) -> Reply | None:
     """Send one request (attribute lines as radclient reads them); None if no answer."""
     result = subprocess.run(
         ["radclient", "-x", "-r", str(retries), "-t", str(timeout), f"{host}:{port}", kind, secret],
-        input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=30,
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return _parse(result.stdout)
 
@@ -60,16 +71,28 @@ def _parse(output: str) -> Reply | None:
 
 
 def pap(port: int, username: str, password: str, *extra: str, **options) -> Reply | None:
-    return radclient(port, [f'User-Name = "{username}"', f'User-Password = "{password}"',
-                            "NAS-IP-Address = 127.0.0.1", "Message-Authenticator = 0x00", *extra], **options)
+    return radclient(
+        port,
+        [
+            f'User-Name = "{username}"',
+            f'User-Password = "{password}"',
+            "NAS-IP-Address = 127.0.0.1",
+            "Message-Authenticator = 0x00",
+            *extra,
+        ],
+        **options,
+    )
 
 
-def radtest(port: int, username: str, password: str, method: str = "pap", secret: str = SECRET,
-            ppp: bool = False) -> Reply | None:
+def radtest(
+    port: int, username: str, password: str, method: str = "pap", secret: str = SECRET, ppp: bool = False
+) -> Reply | None:
     """The operator's tool itself: ``radtest -t METHOD user password host:port 0 secret``."""
     result = subprocess.run(
         ["radtest", "-t", method, username, password, f"127.0.0.1:{port}", "0", secret, "1" if ppp else "0"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return _parse(result.stdout)
 
@@ -77,8 +100,13 @@ def radtest(port: int, username: str, password: str, method: str = "pap", secret
 def write_config(directory: Path, database_url: str, **radiusd) -> tuple[Path, dict]:
     """A TOML file with free ports; returns its path and the [radiusd] values."""
     # Each test's own accounting spool, so no record spooled in one test is replayed into another's database.
-    values = {"auth_port": free_port(socket.SOCK_DGRAM), "acct_port": free_port(socket.SOCK_DGRAM),
-              "metrics_port": free_port(), "spool_dir": str(directory / "spool"), **radiusd}
+    values = {
+        "auth_port": free_port(socket.SOCK_DGRAM),
+        "acct_port": free_port(socket.SOCK_DGRAM),
+        "metrics_port": free_port(),
+        "spool_dir": str(directory / "spool"),
+        **radiusd,
+    }
     lines = ["[database]", f'url = "{database_url}"', "[radiusd]"]
     for key, value in values.items():
         lines.append(f"{key} = {value!r}" if isinstance(value, int) else f'{key} = "{value}"')
@@ -99,8 +127,9 @@ class RadiusdProcess:
         env = {**os.environ, "RADBILL_CONFIG": str(self.config)}
         env.pop("RADBILL_DATABASE_URL", None)
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(RADBILL + ["radiusd"], env=env, cwd=REPOSITORY, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            RADBILL + ["radiusd"], env=env, cwd=REPOSITORY, stdout=self._log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "answering authentication" in self.log():
@@ -140,6 +169,8 @@ def metric(port: int, name: str, labels: dict | None = None) -> float | None:
     text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name and (labels is None or all(sample.labels.get(k) == v for k, v in labels.items())):
+            if sample.name == name and (
+                labels is None or all(sample.labels.get(k) == v for k, v in labels.items())
+            ):
                 return sample.value
     return None

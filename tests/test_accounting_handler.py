@@ -20,7 +20,9 @@ from radiusd.packets import (
 from radiusd.view import NasClient
 from tests.accounting_helpers import SECRET
 
-CLIENT = NasClient(id=1, name="core-1", ip_address="127.0.0.1", secret=SECRET, require_message_authenticator="auto")
+CLIENT = NasClient(
+    id=1, name="core-1", ip_address="127.0.0.1", secret=SECRET, require_message_authenticator="auto"
+)
 ADDRESS = ("127.0.0.1", 40000)
 
 
@@ -35,10 +37,15 @@ class Writer:
 
 
 def request(secret=SECRET, message_authenticator=False, **attributes):
-    attributes = {"Acct-Status-Type": "Start", "User-Name": "demo", "Acct-Session-Id": "a1",
-                  **{key.replace("_", "-"): value for key, value in attributes.items()}}
-    packet = AcctPacket(dict=load_dictionary(), secret=secret, id=9, message_authenticator=message_authenticator,
-                        **attributes)
+    attributes = {
+        "Acct-Status-Type": "Start",
+        "User-Name": "demo",
+        "Acct-Session-Id": "a1",
+        **{key.replace("_", "-"): value for key, value in attributes.items()},
+    }
+    packet = AcctPacket(
+        dict=load_dictionary(), secret=secret, id=9, message_authenticator=message_authenticator, **attributes
+    )
     return packet, packet.RequestPacket()
 
 
@@ -116,6 +123,7 @@ def _resign(data: bytes) -> bytes:
 
 # --- the accounting wire without pyrad Packet objects --------------------------------
 
+
 def test_accounting_authenticator_is_the_one_pyrad_signs():
     packet, data = request(Acct_Input_Octets=5)
     raw = received_packet(data + bytes(7))  # padding beyond the Length field is not signed
@@ -148,4 +156,8 @@ def test_attribute_map_is_what_pyrad_decodes():
     decoded = AcctPacket(packet=data, secret=SECRET, dict=load_dictionary())
     attributes = attribute_map(data)
     assert attributes == dict(OrderedDict.items(decoded))
-    assert attributes[33] == [b"a", b"b"] and attributes[(14988, 8)] == [b"10M/10M"] and attributes[8] == [bytes([100, 64, 0, 2])]
+    assert (
+        attributes[33] == [b"a", b"b"]
+        and attributes[(14988, 8)] == [b"10M/10M"]
+        and attributes[8] == [bytes([100, 64, 0, 2])]
+    )

@@ -19,10 +19,17 @@ from radiusd.dictionary import load_dictionary
 from schema import migrate
 from schema.engine import make_engine
 from schema.tables import customer_usage, radacct, sessions
+from tests.accounting_helpers import (
+    SECRET,
+    AccountingRadiusd,
+    acct,
+    request_file,
+    require_radclient,
+    send_file,
+    send_file_in_background,
+)
 from tests.conftest import PostgresServer, _postgres_bindir
 from tests.radius import pap
-from tests.accounting_helpers import (SECRET, AccountingRadiusd, acct, request_file, require_radclient, send_file,
-                                     send_file_in_background)
 
 STORED = ("radiusd_accounting_records_total", {"outcome": "stored"})
 SPOOLED = ("radiusd_accounting_records_total", {"outcome": "spooled"})
@@ -30,17 +37,35 @@ SPOOL_DEPTH = ("radiusd_accounting_spool_depth", None)
 REPLAYED = ("radiusd_accounting_spool_replayed_total", None)
 
 
-def session_stream(sessions_count: int, prefix: str, phases=("Start", "Interim-Update", "Stop")) -> list[dict]:
+def session_stream(
+    sessions_count: int, prefix: str, phases=("Start", "Interim-Update", "Stop")
+) -> list[dict]:
     """Requests for ``sessions_count`` sessions of user demo, phase by phase."""
     counters = {
         "Start": lambda i: {},
-        "Interim-Update": lambda i: {"Acct-Input-Octets": 1000 + i, "Acct-Output-Octets": 5000,
-                                     "Acct-Output-Gigawords": 1, "Acct-Session-Time": 300},
-        "Stop": lambda i: {"Acct-Input-Octets": 2000 + i, "Acct-Output-Octets": 9000, "Acct-Output-Gigawords": 1,
-                           "Acct-Session-Time": 360, "Acct-Terminate-Cause": "User-Request"},
+        "Interim-Update": lambda i: {
+            "Acct-Input-Octets": 1000 + i,
+            "Acct-Output-Octets": 5000,
+            "Acct-Output-Gigawords": 1,
+            "Acct-Session-Time": 300,
+        },
+        "Stop": lambda i: {
+            "Acct-Input-Octets": 2000 + i,
+            "Acct-Output-Octets": 9000,
+            "Acct-Output-Gigawords": 1,
+            "Acct-Session-Time": 360,
+            "Acct-Terminate-Cause": "User-Request",
+        },
     }
-    return [{**acct(phase, f"{prefix}{i:05d}"), "Framed-IP-Address": f"100.64.{i // 250}.{i % 250 + 1}",
-             **counters[phase](i)} for phase in phases for i in range(sessions_count)]
+    return [
+        {
+            **acct(phase, f"{prefix}{i:05d}"),
+            "Framed-IP-Address": f"100.64.{i // 250}.{i % 250 + 1}",
+            **counters[phase](i),
+        }
+        for phase in phases
+        for i in range(sessions_count)
+    ]
 
 
 def expected_usage(sessions_count: int) -> tuple[int, int]:
@@ -54,7 +79,9 @@ def database_totals(url: str):
     try:
         with engine.connect() as connection:
             rows = connection.execute(select(func.count(), func.count(radacct.c.acctstoptime))).one()
-            usage = connection.execute(select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)).all()
+            usage = connection.execute(
+                select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)
+            ).all()
             sessions_rows = connection.execute(select(func.count()).select_from(sessions)).scalar()
         return rows[0], rows[1], sessions_rows, usage
     finally:
@@ -87,9 +114,19 @@ def test_start_interim_stop_through_radclient(radiusd, database_url, cli, tmp_pa
 
 
 def test_retransmitted_request_is_answered_from_cache_and_counted_once(radiusd, database_url):
-    request = AcctPacket(dict=load_dictionary(), secret=SECRET, id=7,
-                         **{"Acct-Status-Type": "Interim-Update", "User-Name": "demo", "Acct-Session-Id": "retx",
-                            "NAS-IP-Address": "127.0.0.1", "Acct-Input-Octets": 700, "Acct-Output-Octets": 900})
+    request = AcctPacket(
+        dict=load_dictionary(),
+        secret=SECRET,
+        id=7,
+        **{
+            "Acct-Status-Type": "Interim-Update",
+            "User-Name": "demo",
+            "Acct-Session-Id": "retx",
+            "NAS-IP-Address": "127.0.0.1",
+            "Acct-Input-Octets": 700,
+            "Acct-Output-Octets": 900,
+        },
+    )
     data = request.RequestPacket()
     stored_before = radiusd.metric(*STORED)
     duplicates_before = radiusd.metric("radiusd_duplicates_total")
@@ -100,14 +137,20 @@ def test_retransmitted_request_is_answered_from_cache_and_counted_once(radiusd, 
         for _ in range(3):
             nas.sendto(data, ("127.0.0.1", radiusd.acct_port))
             replies.append(nas.recv(4096))
-        wrong = AcctPacket(dict=load_dictionary(), secret=b"wrong", id=8,
-                           **{"Acct-Status-Type": "Start", "User-Name": "demo", "Acct-Session-Id": "forged"})
+        wrong = AcctPacket(
+            dict=load_dictionary(),
+            secret=b"wrong",
+            id=8,
+            **{"Acct-Status-Type": "Start", "User-Name": "demo", "Acct-Session-Id": "forged"},
+        )
         nas.sendto(wrong.RequestPacket(), ("127.0.0.1", radiusd.acct_port))
         nas.settimeout(1)
         with pytest.raises(socket.timeout):
             nas.recv(4096)
     assert replies[0] == replies[1] == replies[2] and replies[0][1] == 7
-    assert request.VerifyReply(AcctPacket(packet=replies[0], secret=SECRET, dict=load_dictionary()), replies[0])
+    assert request.VerifyReply(
+        AcctPacket(packet=replies[0], secret=SECRET, dict=load_dictionary()), replies[0]
+    )
     assert radiusd.metric(*STORED) - stored_before == 1
     assert radiusd.metric("radiusd_duplicates_total") - duplicates_before == 2
     assert radiusd.metric("radiusd_drops_total", {"cause": "bad_authenticator"}) == 1
@@ -118,8 +161,10 @@ def test_accounting_on_closes_the_nas_sessions(radiusd, database_url, cli, tmp_p
     starts = request_file(tmp_path / "start.txt", session_stream(3, "r", ("Start",)))
     assert send_file(radiusd.acct_port, starts).returncode == 0
     assert len(json.loads(cli("--json", "online").output)) == 3
-    reboot = request_file(tmp_path / "on.txt", [{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "127.0.0.1",
-                                                 "Acct-Session-Id": "0"}])
+    reboot = request_file(
+        tmp_path / "on.txt",
+        [{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "127.0.0.1", "Acct-Session-Id": "0"}],
+    )
     assert send_file(radiusd.acct_port, reboot).returncode == 0
     assert json.loads(cli("--json", "online").output) == []
     engine = make_engine(database_url)
@@ -143,6 +188,7 @@ def test_open_sessions_decide_simultaneous_use(radiusd, tmp_path):
 
 
 # --- the database goes away ----------------------------------------------------------
+
 
 @pytest.fixture
 def own_postgres(tmp_path):
@@ -182,7 +228,10 @@ def pg_radiusd(tmp_path, own_postgres):
 def test_postgresql_stopped_in_the_middle_loses_and_doubles_nothing(pg_radiusd, tmp_path):
     radiusd, postgres, url = pg_radiusd
     per_sender, senders = 100, 8  # radclient slows down on one big file (FIELD-NOTES 20): several small ones
-    files = [request_file(tmp_path / f"sender{n}.txt", session_stream(per_sender, f"p{n}-")) for n in range(senders)]
+    files = [
+        request_file(tmp_path / f"sender{n}.txt", session_stream(per_sender, f"p{n}-"))
+        for n in range(senders)
+    ]
     running = [send_file_in_background(radiusd.acct_port, file, parallel=10) for file in files]
     assert radiusd.wait_for_metric(*STORED, lambda stored: stored >= 300) >= 300
     postgres.stop("fast")  # while the radclients are still sending

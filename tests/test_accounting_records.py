@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from pyrad.packet import AcctPacket
 
 from radiusd import accounting
@@ -22,15 +21,46 @@ def md5(text: str) -> str:
 # acctuniqueid as FreeRADIUS 3.2.1 (Debian 12) computed it for the same requests: its stock
 # preprocess + acct_unique policy, logged by linelog, the requests sent with radclient from 127.0.0.1.
 FREERADIUS_UNIQUE_IDS = [
-    (dict(Acct_Status_Type="Start", User_Name="Demo", Acct_Session_Id="81f00001", NAS_IP_Address="10.0.0.1",
-          NAS_Identifier="core-1", NAS_Port_Id="ether1", NAS_Port=15728641), "306a70a100d92b2739cbab22fde3d637"),
-    (dict(Acct_Status_Type="Interim-Update", User_Name="u", Acct_Session_Id="s"), "e7b2a0922fe8f54dc9b006dd9f9f3991"),
-    (dict(Acct_Status_Type="Stop", User_Name="u", Acct_Session_Id="s", NAS_IP_Address="10.0.0.1",
-          NAS_IPv6_Address="2001:db8::1"), "1176aa2d61d3863c1a8677c9ecc158c2"),
-    (dict(Acct_Status_Type="Stop", User_Name="u", Acct_Session_Id="s1", NAS_IP_Address="10.0.0.1",
-          Class=b"ai:0123456789abcdef0123456789ABCDEF"), "71505ce6bc92517831b339d0a82ce1cf"),
-    (dict(Acct_Status_Type="Start", User_Name="aa:bb:cc:dd:ee:ff", Acct_Session_Id="0x1234", NAS_Port=0),
-     "5e75df7763f7efa3f27774d3e2cd758a"),
+    (
+        dict(
+            Acct_Status_Type="Start",
+            User_Name="Demo",
+            Acct_Session_Id="81f00001",
+            NAS_IP_Address="10.0.0.1",
+            NAS_Identifier="core-1",
+            NAS_Port_Id="ether1",
+            NAS_Port=15728641,
+        ),
+        "306a70a100d92b2739cbab22fde3d637",
+    ),
+    (
+        dict(Acct_Status_Type="Interim-Update", User_Name="u", Acct_Session_Id="s"),
+        "e7b2a0922fe8f54dc9b006dd9f9f3991",
+    ),
+    (
+        dict(
+            Acct_Status_Type="Stop",
+            User_Name="u",
+            Acct_Session_Id="s",
+            NAS_IP_Address="10.0.0.1",
+            NAS_IPv6_Address="2001:db8::1",
+        ),
+        "1176aa2d61d3863c1a8677c9ecc158c2",
+    ),
+    (
+        dict(
+            Acct_Status_Type="Stop",
+            User_Name="u",
+            Acct_Session_Id="s1",
+            NAS_IP_Address="10.0.0.1",
+            Class=b"ai:0123456789abcdef0123456789ABCDEF",
+        ),
+        "71505ce6bc92517831b339d0a82ce1cf",
+    ),
+    (
+        dict(Acct_Status_Type="Start", User_Name="aa:bb:cc:dd:ee:ff", Acct_Session_Id="0x1234", NAS_Port=0),
+        "5e75df7763f7efa3f27774d3e2cd758a",
+    ),
 ]
 
 
@@ -41,20 +71,41 @@ def test_unique_id_is_the_one_freeradius_computes(attributes, freeradius):
 
 def test_unique_id_policy_fields():
     """The acct_unique policy: md5 of User-Name, Acct-Session-Id, NAS address, NAS-Identifier, NAS-Port-Id, NAS-Port."""
-    packet = accounting_packet(Acct_Status_Type="Start", User_Name="Demo", Acct_Session_Id="81f00001",
-                               NAS_IP_Address="10.0.0.1", NAS_Identifier="core-1", NAS_Port_Id="ether1", NAS_Port=15728641)
+    packet = accounting_packet(
+        Acct_Status_Type="Start",
+        User_Name="Demo",
+        Acct_Session_Id="81f00001",
+        NAS_IP_Address="10.0.0.1",
+        NAS_Identifier="core-1",
+        NAS_Port_Id="ether1",
+        NAS_Port=15728641,
+    )
     assert record_of(packet).acct_unique_id == md5("Demo,81f00001,10.0.0.1,core-1,ether1,15728641")
-    bare = record_of(accounting_packet(Acct_Status_Type="Start", User_Name="u", Acct_Session_Id="s"), source_ip="192.0.2.7")
+    bare = record_of(
+        accounting_packet(Acct_Status_Type="Start", User_Name="u", Acct_Session_Id="s"), source_ip="192.0.2.7"
+    )
     assert bare.acct_unique_id == md5("u,s,192.0.2.7,,,") and bare.nas_ip_address == "192.0.2.7"
     token = "0123456789abcdef0123456789ABCDEF"
-    other = accounting_packet(Acct_Status_Type="Stop", User_Name="u", Acct_Session_Id="s1",
-                              NAS_IP_Address="10.0.0.1", Class=b"xx:" + token.encode())
+    other = accounting_packet(
+        Acct_Status_Type="Stop",
+        User_Name="u",
+        Acct_Session_Id="s1",
+        NAS_IP_Address="10.0.0.1",
+        Class=b"xx:" + token.encode(),
+    )
     assert record_of(other).acct_unique_id == md5("u,s1,10.0.0.1,,,")
 
 
 def test_octets_include_gigawords_and_input_is_the_upload():
-    packet = accounting_packet(Acct_Status_Type="Interim-Update", User_Name="u", Acct_Session_Id="s",
-                               Acct_Input_Octets=5, Acct_Input_Gigawords=2, Acct_Output_Octets=7, Acct_Output_Gigawords=1)
+    packet = accounting_packet(
+        Acct_Status_Type="Interim-Update",
+        User_Name="u",
+        Acct_Session_Id="s",
+        Acct_Input_Octets=5,
+        Acct_Input_Gigawords=2,
+        Acct_Output_Octets=7,
+        Acct_Output_Gigawords=1,
+    )
     record = record_of(packet)
     assert record.upload_bytes == (2 << 32) + 5
     assert record.download_bytes == (1 << 32) + 7
@@ -66,10 +117,19 @@ def test_no_counters_means_none_not_zero():
 
 
 def test_event_timestamp_wins_else_arrival_less_delay():
-    stamped = record_of(accounting_packet(Acct_Status_Type="Start", User_Name="u", Acct_Session_Id="s",
-                                          Event_Timestamp=int(T0.timestamp()) - 100, Acct_Delay_Time=30))
+    stamped = record_of(
+        accounting_packet(
+            Acct_Status_Type="Start",
+            User_Name="u",
+            Acct_Session_Id="s",
+            Event_Timestamp=int(T0.timestamp()) - 100,
+            Acct_Delay_Time=30,
+        )
+    )
     assert stamped.event_time == T0 - timedelta(seconds=100)
-    delayed = record_of(accounting_packet(Acct_Status_Type="Start", User_Name="u", Acct_Session_Id="s", Acct_Delay_Time=30))
+    delayed = record_of(
+        accounting_packet(Acct_Status_Type="Start", User_Name="u", Acct_Session_Id="s", Acct_Delay_Time=30)
+    )
     assert delayed.event_time == T0 - timedelta(seconds=30)
 
 
@@ -82,27 +142,66 @@ def test_session_record_needs_a_session_id_and_status():
 
 
 def test_accounting_on_keeps_nas_and_cause():
-    record = record_of(accounting_packet(Acct_Status_Type="Accounting-On", NAS_IP_Address="10.0.0.9"), nas_id=3)
-    assert (record.status, record.nas_ip_address, record.nas_id, record.acct_unique_id) == ("Accounting-On", "10.0.0.9", 3, "")
+    record = record_of(
+        accounting_packet(Acct_Status_Type="Accounting-On", NAS_IP_Address="10.0.0.9"), nas_id=3
+    )
+    assert (record.status, record.nas_ip_address, record.nas_id, record.acct_unique_id) == (
+        "Accounting-On",
+        "10.0.0.9",
+        3,
+        "",
+    )
 
 
 def test_record_survives_the_spool_format():
-    record = record_of(accounting_packet(Acct_Status_Type="Stop", User_Name="u", Acct_Session_Id="s", Acct_Input_Octets=9,
-                                         Framed_IP_Address="100.64.0.2", Acct_Terminate_Cause="User-Request",
-                                         Class=b"\x01\x02"))
+    record = record_of(
+        accounting_packet(
+            Acct_Status_Type="Stop",
+            User_Name="u",
+            Acct_Session_Id="s",
+            Acct_Input_Octets=9,
+            Framed_IP_Address="100.64.0.2",
+            Acct_Terminate_Cause="User-Request",
+            Class=b"\x01\x02",
+        )
+    )
     assert AccountingRecord.from_json(record.to_json()) == record
     assert record.class_ == "0x0102" and record.terminate_cause == "User-Request"
 
 
 # Every attribute record_from_packet reads, decoded as pyrad would (an enumerated value's
 # name, else by type; a string that is not UTF-8 with replacement characters, as always stored).
-READ_ATTRIBUTES = ["Acct-Status-Type", "Acct-Session-Id", "Class", "User-Name", "NAS-Identifier", "NAS-Port-Id",
-                   "NAS-Port", "NAS-IPv6-Address", "NAS-IP-Address", "Event-Timestamp", "Acct-Delay-Time",
-                   "Acct-Terminate-Cause", "Acct-Session-Time", "NAS-Port-Type", "Framed-IP-Address",
-                   "Framed-IPv6-Address", "Framed-IPv6-Prefix", "Framed-Interface-Id", "Delegated-IPv6-Prefix",
-                   "Calling-Station-Id", "Called-Station-Id", "Service-Type", "Framed-Protocol", "Acct-Authentic",
-                   "Connect-Info", "Acct-Input-Octets", "Acct-Input-Gigawords", "Acct-Output-Octets",
-                   "Acct-Output-Gigawords"]
+READ_ATTRIBUTES = [
+    "Acct-Status-Type",
+    "Acct-Session-Id",
+    "Class",
+    "User-Name",
+    "NAS-Identifier",
+    "NAS-Port-Id",
+    "NAS-Port",
+    "NAS-IPv6-Address",
+    "NAS-IP-Address",
+    "Event-Timestamp",
+    "Acct-Delay-Time",
+    "Acct-Terminate-Cause",
+    "Acct-Session-Time",
+    "NAS-Port-Type",
+    "Framed-IP-Address",
+    "Framed-IPv6-Address",
+    "Framed-IPv6-Prefix",
+    "Framed-Interface-Id",
+    "Delegated-IPv6-Prefix",
+    "Calling-Station-Id",
+    "Called-Station-Id",
+    "Service-Type",
+    "Framed-Protocol",
+    "Acct-Authentic",
+    "Connect-Info",
+    "Acct-Input-Octets",
+    "Acct-Input-Gigawords",
+    "Acct-Output-Octets",
+    "Acct-Output-Gigawords",
+]
 
 
 def _pyrad_value(name: str, raw: bytes):
@@ -112,11 +211,15 @@ def _pyrad_value(name: str, raw: bytes):
         value = AcctPacket(dict=dictionary)._DecodeValue(attribute, raw)
     except Exception:
         return "refused"
-    return value.decode("utf-8", "replace") if attribute.type == "string" and isinstance(value, bytes) else value
+    return (
+        value.decode("utf-8", "replace") if attribute.type == "string" and isinstance(value, bytes) else value
+    )
 
 
-@given(st.sampled_from(READ_ATTRIBUTES),
-       st.binary(max_size=20) | st.integers(0, 40).map(lambda number: number.to_bytes(4, "big")))
+@given(
+    st.sampled_from(READ_ATTRIBUTES),
+    st.binary(max_size=20) | st.integers(0, 40).map(lambda number: number.to_bytes(4, "big")),
+)
 def test_values_decode_as_pyrad_decodes_them(name, raw):
     try:
         value = accounting._first({load_dictionary().attributes[name].code: [raw]}, name)
@@ -126,28 +229,69 @@ def test_values_decode_as_pyrad_decodes_them(name, raw):
 
 
 def test_decoded_values_of_a_mikrotik_interim():
-    packet = accounting_packet(Acct_Status_Type="Interim-Update", User_Name="u\u00e9", Acct_Session_Id="81f00001",
-                               NAS_Port_Type="Ethernet", Service_Type="Framed-User", Framed_IP_Address="100.64.0.2",
-                               Acct_Terminate_Cause="User-Request", Acct_Session_Time=300, NAS_Port=15728641,
-                               NAS_IPv6_Address="2001:db8::1", Framed_IPv6_Prefix="2001:db8:1::/48")
-    assert [accounting._first(packet, name) for name in ("Acct-Status-Type", "User-Name", "NAS-Port-Type",
-                                                          "Service-Type", "Framed-IP-Address", "Acct-Terminate-Cause",
-                                                          "Acct-Session-Time", "NAS-IPv6-Address",
-                                                          "Framed-IPv6-Prefix", "Connect-Info")] == [
-        "Interim-Update", "u\u00e9", "Ethernet", "Framed-User", "100.64.0.2", "User-Request", 300, "2001:db8::1",
-        "2001:db8:1::/48", None]
+    packet = accounting_packet(
+        Acct_Status_Type="Interim-Update",
+        User_Name="u\u00e9",
+        Acct_Session_Id="81f00001",
+        NAS_Port_Type="Ethernet",
+        Service_Type="Framed-User",
+        Framed_IP_Address="100.64.0.2",
+        Acct_Terminate_Cause="User-Request",
+        Acct_Session_Time=300,
+        NAS_Port=15728641,
+        NAS_IPv6_Address="2001:db8::1",
+        Framed_IPv6_Prefix="2001:db8:1::/48",
+    )
+    assert [
+        accounting._first(packet, name)
+        for name in (
+            "Acct-Status-Type",
+            "User-Name",
+            "NAS-Port-Type",
+            "Service-Type",
+            "Framed-IP-Address",
+            "Acct-Terminate-Cause",
+            "Acct-Session-Time",
+            "NAS-IPv6-Address",
+            "Framed-IPv6-Prefix",
+            "Connect-Info",
+        )
+    ] == [
+        "Interim-Update",
+        "u\u00e9",
+        "Ethernet",
+        "Framed-User",
+        "100.64.0.2",
+        "User-Request",
+        300,
+        "2001:db8::1",
+        "2001:db8:1::/48",
+        None,
+    ]
     assert accounting._first({44: [b"ab\xff"]}, "Acct-Session-Id") == "ab\ufffd"
 
 
 # --- the session state machine ------------------------------------------------------
 
+
 def test_start_interim_stop():
     state = merge_session(None, make_record("Start", at=T0))
     assert state.started_at == T0 and state.is_open
-    state = merge_session(state, make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=10, download=20))
+    state = merge_session(
+        state, make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=10, download=20)
+    )
     assert (state.upload_bytes, state.download_bytes, state.interval) == (10, 20, 300)
-    state = merge_session(state, make_record("Stop", at=T0 + timedelta(minutes=7), upload=15, download=30,
-                                             session_time=420, cause="User-Request"))
+    state = merge_session(
+        state,
+        make_record(
+            "Stop",
+            at=T0 + timedelta(minutes=7),
+            upload=15,
+            download=30,
+            session_time=420,
+            cause="User-Request",
+        ),
+    )
     assert not state.is_open and state.terminate_cause == "User-Request" and state.session_time == 420
     assert (state.upload_bytes, state.download_bytes) == (15, 30)
 

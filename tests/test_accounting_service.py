@@ -45,16 +45,25 @@ def service(engine, tmp_path):
 
 def test_the_sweep_closes_silent_sessions_on_the_clock(service, engine):
     accounting, reactor = service
-    results = fired([accounting.writer.submit(make_record("Start", session="quiet", at=T0)),
-                     accounting.writer.submit(make_record("Start", session="chatty", at=T0))])
+    results = fired(
+        [
+            accounting.writer.submit(make_record("Start", session="quiet", at=T0)),
+            accounting.writer.submit(make_record("Start", session="chatty", at=T0)),
+        ]
+    )
     reactor.run_until(lambda: len(results) == 2)
     session_changes = select(func.count()).select_from(change_log).where(change_log.c.entity == "sessions")
     with engine.connect() as connection:
         opened = connection.execute(session_changes).scalar_one()
     assert opened >= 1  # the demo customer's open sessions changed (one row per customer per batch)
     for minute in range(1, 5):  # three silent intervals have passed after the fourth
-        chatty = fired([accounting.writer.submit(make_record("Interim-Update", session="chatty",
-                                                             at=T0 + timedelta(minutes=minute)))])
+        chatty = fired(
+            [
+                accounting.writer.submit(
+                    make_record("Interim-Update", session="chatty", at=T0 + timedelta(minutes=minute))
+                )
+            ]
+        )
         reactor.run_until(lambda: chatty)
         reactor.advance(60)  # the sweep runs every interim interval (60 s here)
         reactor.run_until(lambda: accounting._sweep.call is not None)  # it finished and is due again

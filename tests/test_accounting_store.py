@@ -10,7 +10,16 @@ from sqlalchemy import func, insert, select, update
 from cli.demo import load_demo
 from radiusd.accounting_store import apply_records, close_stale_sessions
 from schema.engine import as_utc
-from schema.tables import change_log, customer_usage, customers, enforcement_jobs, master_packages, packages, radacct, sessions
+from schema.tables import (
+    change_log,
+    customer_usage,
+    customers,
+    enforcement_jobs,
+    master_packages,
+    packages,
+    radacct,
+    sessions,
+)
 from tests.accounting_helpers import T0, make_record
 
 ZONE = ZoneInfo("Asia/Dhaka")
@@ -40,33 +49,68 @@ def usage_of(engine, username="demo"):
     with engine.connect() as connection:
         return connection.execute(
             select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)
-            .join(customers, customers.c.id == customer_usage.c.customer_id).where(customers.c.username == username)
+            .join(customers, customers.c.id == customer_usage.c.customer_id)
+            .where(customers.c.username == username)
         ).all()
 
 
 def test_start_interim_stop_in_sessions_and_radacct(db):
-    start = make_record("Start", at=T0, framed_ip_address="100.64.0.2", calling_station_id="AA:BB:CC:00:00:01",
-                        nas_port_id="ether1")
+    start = make_record(
+        "Start",
+        at=T0,
+        framed_ip_address="100.64.0.2",
+        calling_station_id="AA:BB:CC:00:00:01",
+        nas_port_id="ether1",
+    )
     apply(db, start)
     session = one(db, sessions, sessions.c.acct_unique_id == start.acct_unique_id)
-    assert session.stopped_at is None and session.customer_id is not None and session.framed_ip_address == "100.64.0.2"
-    apply(db, make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=1000, download=5000, session_time=300))
-    apply(db, make_record("Stop", at=T0 + timedelta(minutes=6), upload=1200, download=6000, session_time=360,
-                          cause="User-Request"))
+    assert (
+        session.stopped_at is None
+        and session.customer_id is not None
+        and session.framed_ip_address == "100.64.0.2"
+    )
+    apply(
+        db,
+        make_record(
+            "Interim-Update", at=T0 + timedelta(minutes=5), upload=1000, download=5000, session_time=300
+        ),
+    )
+    apply(
+        db,
+        make_record(
+            "Stop",
+            at=T0 + timedelta(minutes=6),
+            upload=1200,
+            download=6000,
+            session_time=360,
+            cause="User-Request",
+        ),
+    )
     row = one(db, radacct, radacct.c.acctuniqueid == start.acct_unique_id)
     assert (row.acctinputoctets, row.acctoutputoctets, row.acctsessiontime) == (1200, 6000, 360)
     assert as_utc(row.acctstarttime) == T0 and as_utc(row.acctstoptime) == T0 + timedelta(minutes=6)
     assert (row.acctterminatecause, row.callingstationid, row.nasportid, row.framedipaddress) == (
-        "User-Request", "AA:BB:CC:00:00:01", "ether1", "100.64.0.2")
+        "User-Request",
+        "AA:BB:CC:00:00:01",
+        "ether1",
+        "100.64.0.2",
+    )
     assert row.acctinterval == 300
     session = one(db, sessions, sessions.c.acct_unique_id == start.acct_unique_id)
-    assert (session.upload_bytes, session.download_bytes, session.terminate_cause) == (1200, 6000, "User-Request")
+    assert (session.upload_bytes, session.download_bytes, session.terminate_cause) == (
+        1200,
+        6000,
+        "User-Request",
+    )
     assert usage_of(db) == [(1200, 6000)]
 
 
 def test_replaying_the_same_records_changes_nothing(db):
-    stream = [make_record("Start"), make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=10, download=20),
-              make_record("Stop", at=T0 + timedelta(minutes=6), upload=30, download=40)]
+    stream = [
+        make_record("Start"),
+        make_record("Interim-Update", at=T0 + timedelta(minutes=5), upload=10, download=20),
+        make_record("Stop", at=T0 + timedelta(minutes=6), upload=30, download=40),
+    ]
     apply(db, *stream)
     apply(db, *stream)
     apply(db, stream[1])
@@ -106,15 +150,20 @@ def test_accounting_on_closes_that_nas_only_from_the_batch_order(db):
     assert outcome.closed == 1 and len(outcome.stopped) == 1 and len(outcome.opened) == 3
     closed = one(db, sessions, sessions.c.acct_unique_id == before.acct_unique_id)
     assert closed.terminate_cause == "NAS-Reboot" and as_utc(closed.stopped_at) == T0 + timedelta(minutes=1)
-    assert one(db, radacct, radacct.c.acctuniqueid == before.acct_unique_id).acctterminatecause == "NAS-Reboot"
+    assert (
+        one(db, radacct, radacct.c.acctuniqueid == before.acct_unique_id).acctterminatecause == "NAS-Reboot"
+    )
     assert one(db, sessions, sessions.c.acct_unique_id == after.acct_unique_id).stopped_at is None
     assert one(db, sessions, sessions.c.acct_unique_id == other.acct_unique_id).stopped_at is None
 
 
 def test_sweep_closes_sessions_that_missed_three_interims(db):
-    apply(db, make_record("Start", session="quiet", at=T0),
-          make_record("Start", session="alive", at=T0),
-          make_record("Interim-Update", session="alive", at=T0 + timedelta(minutes=14)))
+    apply(
+        db,
+        make_record("Start", session="quiet", at=T0),
+        make_record("Start", session="alive", at=T0),
+        make_record("Interim-Update", session="alive", at=T0 + timedelta(minutes=14)),
+    )
     with db.begin() as connection:
         assert close_stale_sessions(connection, T0 + timedelta(minutes=15, seconds=1), 300).closed == 1
     quiet = one(db, sessions, sessions.c.acct_session_id == "quiet")
@@ -126,11 +175,16 @@ def test_sweep_closes_sessions_that_missed_three_interims(db):
 
 def _quota_customer(engine, quota: int, fup: bool) -> None:
     with engine.begin() as connection:
-        package = connection.execute(select(packages.c.id, packages.c.master_package_id)
-                                     .where(packages.c.name == "PPPoE 20M 100G")).one()
+        package = connection.execute(
+            select(packages.c.id, packages.c.master_package_id).where(packages.c.name == "PPPoE 20M 100G")
+        ).one()
         values = dict(quota_bytes=quota) if fup else dict(quota_bytes=quota, fup_rx=None, fup_tx=None)
-        connection.execute(update(master_packages).where(master_packages.c.id == package.master_package_id).values(**values))
-        connection.execute(update(customers).where(customers.c.username == "demo").values(package_id=package.id))
+        connection.execute(
+            update(master_packages).where(master_packages.c.id == package.master_package_id).values(**values)
+        )
+        connection.execute(
+            update(customers).where(customers.c.username == "demo").values(package_id=package.id)
+        )
 
 
 @pytest.mark.parametrize("fup, action", [(True, "coa"), (False, "disconnect")])
@@ -156,9 +210,12 @@ def test_going_over_quota_queues_one_enforcement(db, fup, action):
 
 
 def test_usage_of_two_sessions_adds_up_per_period(db):
-    apply(db, make_record("Interim-Update", session="one", upload=100, download=200),
-          make_record("Interim-Update", session="two", upload=10, download=20),
-          make_record("Interim-Update", session="one", at=T0 + timedelta(minutes=5), upload=150, download=260))
+    apply(
+        db,
+        make_record("Interim-Update", session="one", upload=100, download=200),
+        make_record("Interim-Update", session="two", upload=10, download=20),
+        make_record("Interim-Update", session="one", at=T0 + timedelta(minutes=5), upload=150, download=260),
+    )
     assert usage_of(db) == [(160, 280)]
     with db.connect() as connection:
         customer = connection.execute(select(customers).where(customers.c.username == "demo")).one()
@@ -169,10 +226,20 @@ def test_usage_of_two_sessions_adds_up_per_period(db):
 def test_insert_of_second_customer_is_independent(db):
     with db.begin() as connection:
         demo = connection.execute(select(customers).where(customers.c.username == "demo")).one()
-        connection.execute(insert(customers).values(operator_id=demo.operator_id, username="second", password="x",
-                                                    customer_code="00009", package_id=demo.package_id))
-    apply(db, make_record("Interim-Update", upload=1, download=1),
-          make_record("Interim-Update", username="second", session="s2", upload=5, download=5))
+        connection.execute(
+            insert(customers).values(
+                operator_id=demo.operator_id,
+                username="second",
+                password="x",
+                customer_code="00009",
+                package_id=demo.package_id,
+            )
+        )
+    apply(
+        db,
+        make_record("Interim-Update", upload=1, download=1),
+        make_record("Interim-Update", username="second", session="s2", upload=5, download=5),
+    )
     assert usage_of(db, "second") == [(5, 5)] and usage_of(db, "demo") == [(1, 1)]
 
 
@@ -183,8 +250,19 @@ def test_two_instances_writing_the_same_sessions_count_usage_once(db, database_u
 
     from schema.engine import make_engine
 
-    batches = [[make_record("Interim-Update", session=f"s{i}", at=T0 + timedelta(minutes=k), upload=100 * k,
-                            download=1000 * k) for i in range(10)] for k in range(1, 21)]
+    batches = [
+        [
+            make_record(
+                "Interim-Update",
+                session=f"s{i}",
+                at=T0 + timedelta(minutes=k),
+                upload=100 * k,
+                download=1000 * k,
+            )
+            for i in range(10)
+        ]
+        for k in range(1, 21)
+    ]
     errors = []
     start = threading.Barrier(2)
 
@@ -211,13 +289,27 @@ def test_two_instances_writing_the_same_sessions_count_usage_once(db, database_u
 
 
 def test_radbill_online_lists_open_sessions(db, cli):
-    apply(db, make_record("Start", session="open1", at=T0, framed_ip_address="100.64.0.9",
-                          calling_station_id="aa-bb-cc-00-00-09", nas_id=None),
-          make_record("Interim-Update", session="open1", at=T0 + timedelta(minutes=5), upload=10, download=20),
-          make_record("Stop", session="gone", at=T0))
+    apply(
+        db,
+        make_record(
+            "Start",
+            session="open1",
+            at=T0,
+            framed_ip_address="100.64.0.9",
+            calling_station_id="aa-bb-cc-00-00-09",
+            nas_id=None,
+        ),
+        make_record("Interim-Update", session="open1", at=T0 + timedelta(minutes=5), upload=10, download=20),
+        make_record("Stop", session="gone", at=T0),
+    )
     table = cli("online").output.splitlines()
     assert table[0].split() == ["USER", "NAS", "IP", "MAC", "START", "DURATION", "UPLOAD", "DOWNLOAD"]
-    assert len(table) == 2 and table[1].split()[:4] == ["demo", "127.0.0.1", "100.64.0.9", "AA:BB:CC:00:00:09"]
+    assert len(table) == 2 and table[1].split()[:4] == [
+        "demo",
+        "127.0.0.1",
+        "100.64.0.9",
+        "AA:BB:CC:00:00:09",
+    ]
     assert table[1].split()[-2:] == ["10", "20"]
     [session] = json.loads(cli("--json", "online").output)
     assert session["acct_session_id"] == "open1" and session["duration"] > 0
@@ -233,17 +325,32 @@ def test_radbill_online_shows_an_operator_only_its_customers_sessions(db, cli):
 def test_sessions_opening_or_closing_are_logged_for_radiusd_session_counts(db):
     def session_changes():
         with db.connect() as connection:
-            return connection.execute(select(change_log.c.entity_id).where(change_log.c.entity == "sessions")
-                                      .order_by(change_log.c.id)).scalars().all()
+            return (
+                connection.execute(
+                    select(change_log.c.entity_id)
+                    .where(change_log.c.entity == "sessions")
+                    .order_by(change_log.c.id)
+                )
+                .scalars()
+                .all()
+            )
 
     demo_id = one(db, customers, customers.c.username == "demo").id
-    outcome = apply(db, make_record("Start", session="a"), make_record("Start", session="b"),
-                    make_record("Start", session="x", username="nobody"))
+    outcome = apply(
+        db,
+        make_record("Start", session="a"),
+        make_record("Start", session="b"),
+        make_record("Start", session="x", username="nobody"),
+    )
     assert session_changes() == [demo_id]  # one row per customer per batch; unknown users have no count
     assert outcome.open_sessions == {demo_id: 2}  # for this radiusd's view, at once
     with db.connect() as connection:
-        assert outcome.change_ids == connection.execute(
-            select(change_log.c.id).where(change_log.c.entity == "sessions")).scalars().all()
+        assert (
+            outcome.change_ids
+            == connection.execute(select(change_log.c.id).where(change_log.c.entity == "sessions"))
+            .scalars()
+            .all()
+        )
     assert apply(db, make_record("Interim-Update", session="a", upload=5, download=5)).open_sessions == {}
     assert session_changes() == [demo_id]  # an update changes no count
     assert apply(db, make_record("Stop", session="a")).open_sessions == {demo_id: 1}

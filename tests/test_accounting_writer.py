@@ -67,9 +67,13 @@ def stream(n: int, prefix: str = "s"):
     records = []
     for i in range(n):
         session = f"{prefix}{i}"
-        records += [make_record("Start", session=session),
-                    make_record("Interim-Update", session=session, at=T0 + timedelta(minutes=5), upload=100, download=1000),
-                    make_record("Stop", session=session, at=T0 + timedelta(minutes=6), upload=150, download=1500)]
+        records += [
+            make_record("Start", session=session),
+            make_record(
+                "Interim-Update", session=session, at=T0 + timedelta(minutes=5), upload=100, download=1000
+            ),
+            make_record("Stop", session=session, at=T0 + timedelta(minutes=6), upload=150, download=1500),
+        ]
     return records
 
 
@@ -126,8 +130,9 @@ def test_outage_spools_then_replays_in_order_exactly_once(db, tmp_path):
     reactor.run_until(lambda: writer.spool.pending == 0 and not writer._retry_queued)
     assert count(db, radacct) == 20
     with db.connect() as connection:
-        assert connection.execute(select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)).all() == [
-            (20 * 150, 20 * 1500)]
+        assert connection.execute(
+            select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes)
+        ).all() == [(20 * 150, 20 * 1500)]
         assert connection.execute(select(func.count()).where(radacct.c.acctstoptime.is_(None))).scalar() == 0
     assert (tmp_path / "spool" / "accounting.spool").stat().st_size == 0
     stop(writer, reactor)
@@ -153,6 +158,7 @@ def test_replay_interrupted_after_commit_does_not_double_usage(db, tmp_path):
     chunk = spool.read(4)
     with db.begin() as connection:
         from radiusd.accounting_store import apply_records
+
         apply_records(connection, [record for _, record in chunk], ZoneInfo("Asia/Dhaka"))
     reactor.run_until(lambda: writer.spool.pending == 0 and not writer._retry_queued)
     with db.connect() as connection:
@@ -163,7 +169,9 @@ def test_replay_interrupted_after_commit_does_not_double_usage(db, tmp_path):
 def test_a_record_the_database_refuses_fails_alone(db, tmp_path):
     writer, reactor = start_writer(db, tmp_path / "spool")
     good = stream(2)
-    bad = make_record("Start", session="bad", nas_ip="x" * 100)  # longer than nasipaddress allows on PostgreSQL
+    bad = make_record(
+        "Start", session="bad", nas_ip="x" * 100
+    )  # longer than nasipaddress allows on PostgreSQL
     results = fired([writer.submit(record) for record in good[:3] + [bad] + good[3:]])
     reactor.run_until(lambda: len(results) == 7)
     failures = [result for result in results if result is not None]

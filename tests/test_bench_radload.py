@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent / "bench"))
 import radload  # noqa: E402
 
 SECRET = b"smoke-secret"
-ANSWER = {1: 2, 4: 5}       # Access-Request -> Access-Accept, Accounting-Request -> Accounting-Response
+ANSWER = {1: 2, 4: 5}  # Access-Request -> Access-Accept, Accounting-Request -> Accounting-Response
 
 
 class Responder(threading.Thread):
@@ -70,7 +70,9 @@ def responder():
 
 
 def test_request_files_split_and_are_radclient_input(tmp_path):
-    files = radload.write_request_files("acct-interim", radload.subscribers(5, first=41), tmp_path, per_file=2)
+    files = radload.write_request_files(
+        "acct-interim", radload.subscribers(5, first=41), tmp_path, per_file=2
+    )
     assert [len(path.read_text().split("\n\n")) for path in files] == [2, 2, 1]
     first = files[0].read_text()
     assert 'User-Name = "sub000041"' in first and "Acct-Status-Type = Interim-Update" in first
@@ -89,12 +91,13 @@ def test_load_against_a_responder(responder, tmp_path, kind):
         assert capture, "CI runs as root with tcpdump installed (.ci/run)"
     files = radload.write_request_files(kind, radload.subscribers(600), tmp_path, per_file=150)
     target = radload.Target("127.0.0.1", responder.port, SECRET.decode())
-    result = radload.run_load(kind, files, target, processes=2, parallel=64, retries=3, timeout=0.3,
-                              capture=capture)
+    result = radload.run_load(
+        kind, files, target, processes=2, parallel=64, retries=3, timeout=0.3, capture=capture
+    )
     assert (result.requests, result.answered, result.lost, result.rejected) == (600, 600, 0, 0)
     assert result.rate > 0
     if capture:
-        assert result.retransmissions >= len(responder.seen) > 0     # the responder ignored those first copies
+        assert result.retransmissions >= len(responder.seen) > 0  # the responder ignored those first copies
         assert result.latency.samples == 600
         # Requests the responder ignored waited for radclient's 0.3 s retransmission.
         assert result.latency.max >= 0.3 > result.latency.p50
@@ -104,7 +107,21 @@ def test_cli_reports_lost_requests(tmp_path, capsys):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
-        status = radload.main(["--server", f"127.0.0.1:{port}", "--secret", "x", "--users", "3", "--retries", "1",
-                               "--timeout", "0.2", "--no-capture", "--json"])
+        status = radload.main(
+            [
+                "--server",
+                f"127.0.0.1:{port}",
+                "--secret",
+                "x",
+                "--users",
+                "3",
+                "--retries",
+                "1",
+                "--timeout",
+                "0.2",
+                "--no-capture",
+                "--json",
+            ]
+        )
     assert status == 1
     assert '"lost": 3' in capsys.readouterr().out

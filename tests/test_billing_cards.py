@@ -8,7 +8,7 @@ from sqlalchemy import select
 from billingd import cards, customers, ledger
 from schema.errors import RadbillError
 from schema.tables import operators, recharge_cards
-from tests.billing_world import add_customer_of, actor, build, customer, fund_of, money, on
+from tests.billing_world import actor, add_customer_of, build, customer, fund_of, money, on
 
 
 def test_pins_carry_a_luhn_check_digit():
@@ -26,11 +26,15 @@ def test_a_value_card_tops_up_the_owners_customer_once(engine):
         reseller1 = actor(connection, "reseller1")
         issued = cards.create_batch(connection, reseller1, 3, value=money("100"))
         assert len({card["pin"] for card in issued}) == 3
-        customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+        customers.add_customer(
+            connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
+        )
         cards.redeem(connection, reseller1, issued[0]["pin"][:4] + "-" + issued[0]["pin"][4:], "alice", on())
         assert customer(connection, "alice")["wallet_balance"] == money("100")
         book = connection.execute(select(operators.c.id).where(operators.c.login == "reseller1")).scalar()
-        assert ledger.balances(connection, book)["cash"] == -money("5000") + money("2000") + money("500") + money("100")
+        assert ledger.balances(connection, book)["cash"] == -money("5000") + money("2000") + money(
+            "500"
+        ) + money("100")
         for pin in (issued[0]["pin"], "1234567812345678", "12"):
             with pytest.raises(RadbillError, match="PIN is not valid, or the card is used"):
                 cards.redeem(connection, reseller1, pin, "alice", on())
@@ -81,7 +85,9 @@ def test_concurrent_redemptions_succeed_exactly_once(engine):
         build(connection)
         reseller1 = actor(connection, "reseller1")
         for name in ("alice", "bob"):
-            customers.add_customer(connection, reseller1, name, password="pw", package="Home 10M", calendar=on())
+            customers.add_customer(
+                connection, reseller1, name, password="pw", package="Home 10M", calendar=on()
+            )
         pin = cards.create_batch(connection, reseller1, 1, value=money("100"))[0]["pin"]
     barrier = threading.Barrier(2)
     outcomes = []
@@ -102,6 +108,8 @@ def test_concurrent_redemptions_succeed_exactly_once(engine):
         thread.join()
     assert sorted(outcomes) == ["ok", "refused"]
     with engine.connect() as connection:
-        assert customer(connection, "alice")["wallet_balance"] + customer(connection, "bob")["wallet_balance"] == money("100")
+        assert customer(connection, "alice")["wallet_balance"] + customer(connection, "bob")[
+            "wallet_balance"
+        ] == money("100")
         assert connection.execute(select(recharge_cards.c.status)).scalar() == "redeemed"
         assert ledger.verify(connection) == []

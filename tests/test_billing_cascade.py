@@ -8,8 +8,20 @@ from sqlalchemy import select
 from billingd import customers, ledger, operators
 from billingd.prices import day_share, end_of_day
 from schema.errors import RadbillError
-from schema.tables import customer_days, enforcement_jobs, operators as operators_table
-from tests.billing_world import add_customer_of, TODAY, ZONE, actor, build, customer, fund_of, money, on, snapshot
+from schema.tables import customer_days, enforcement_jobs
+from schema.tables import operators as operators_table
+from tests.billing_world import (
+    TODAY,
+    ZONE,
+    actor,
+    add_customer_of,
+    build,
+    customer,
+    fund_of,
+    money,
+    on,
+    snapshot,
+)
 
 
 def _balances(connection, login):
@@ -20,11 +32,14 @@ def _balances(connection, login):
 def test_activation_pays_every_level(engine):
     with engine.begin() as connection:
         build(connection)
-        customers.add_customer(connection, actor(connection, "sub1"), "Carol", password="pw", package="Home 10M",
-                               calendar=on())
+        customers.add_customer(
+            connection, actor(connection, "sub1"), "Carol", password="pw", package="Home 10M", calendar=on()
+        )
         carol = customer(connection, "carol")
         assert carol["customer_code"] == "S1-0001" and carol["wallet_balance"] == 0
-        assert carol["expires_at"].replace(tzinfo=None) == end_of_day(TODAY + timedelta(days=29), ZONE).replace(tzinfo=None)
+        assert carol["expires_at"].replace(tzinfo=None) == end_of_day(
+            TODAY + timedelta(days=29), ZONE
+        ).replace(tzinfo=None)
         assert fund_of(connection, "sub1") == money("2000") - money("450")
         assert fund_of(connection, "reseller1") == money("5000") - money("400")
         assert _balances(connection, "sub1")["sales"] == money("500")
@@ -32,7 +47,13 @@ def test_activation_pays_every_level(engine):
         assert _balances(connection, "reseller1")["wholesale"] == money("450")
         assert _balances(connection, "reseller1")["cost_of_sales"] == money("400")
         assert _balances(connection, "admin")["wholesale"] == money("400")
-        days = connection.execute(select(customer_days.c.amount).where(customer_days.c.customer_id == carol["id"])).scalars().all()
+        days = (
+            connection.execute(
+                select(customer_days.c.amount).where(customer_days.c.customer_id == carol["id"])
+            )
+            .scalars()
+            .all()
+        )
         assert len(days) == 30 and sum(days) == money("500")
         assert ledger.verify(connection) == []
 
@@ -42,10 +63,18 @@ def test_cascade_refusal_in_its_own_transaction_leaves_nothing(engine):
         build(connection, fund={"reseller1": "100"})
     with engine.connect() as connection:
         before = snapshot(connection)
-    with pytest.raises(RadbillError, match="operator reseller1 cannot cover .* fund 100.00 plus credit limit 0.00"):
+    with pytest.raises(
+        RadbillError, match="operator reseller1 cannot cover .* fund 100.00 plus credit limit 0.00"
+    ):
         with engine.begin() as connection:
-            customers.add_customer(connection, actor(connection, "sub1"), "carol", password="pw",
-                                   package="Home 10M", calendar=on())
+            customers.add_customer(
+                connection,
+                actor(connection, "sub1"),
+                "carol",
+                password="pw",
+                package="Home 10M",
+                calendar=on(),
+            )
     with engine.connect() as connection:
         assert snapshot(connection) == before
         assert ledger.verify(connection) == []
@@ -54,35 +83,59 @@ def test_cascade_refusal_in_its_own_transaction_leaves_nothing(engine):
 def test_credit_limit_lets_a_prepaid_fund_go_negative_up_to_it(engine):
     with engine.begin() as connection:
         build(connection, fund={"reseller2": "100"})
-        connection.execute(operators_table.update().where(operators_table.c.login == "reseller2")
-                           .values(credit_limit=money("300")))
+        connection.execute(
+            operators_table.update()
+            .where(operators_table.c.login == "reseller2")
+            .values(credit_limit=money("300"))
+        )
         reseller2 = add_customer_of(connection, "reseller2", "bob", on())
         assert fund_of(connection, "reseller2") == -money("300")
         with pytest.raises(RadbillError, match="reseller2"):
-            customers.add_customer(connection, reseller2, "bob2", password="pw", package="Lite 5M", calendar=on())
+            customers.add_customer(
+                connection, reseller2, "bob2", password="pw", package="Lite 5M", calendar=on()
+            )
 
 
 def test_a_prepaid_operator_below_its_cheapest_price_cannot_add_customers(engine):
     with engine.begin() as connection:
         build(connection, fund={"reseller2": "150"})
-        with pytest.raises(RadbillError, match="reseller2's fund 150.00 is below its cheapest operator price 200.00"):
-            customers.add_customer(connection, actor(connection, "reseller2"), "bob", password="pw",
-                                   package="Office", calendar=on())
+        with pytest.raises(
+            RadbillError, match="reseller2's fund 150.00 is below its cheapest operator price 200.00"
+        ):
+            customers.add_customer(
+                connection,
+                actor(connection, "reseller2"),
+                "bob",
+                password="pw",
+                package="Office",
+                calendar=on(),
+            )
 
 
 def test_postpaid_operator_accrues_a_payable_and_settles_it(engine):
     with engine.begin() as connection:
         build(connection, fund={"reseller2": "0"})
-        connection.execute(operators_table.update().where(operators_table.c.login == "reseller2")
-                           .values(billing_mode="postpaid"))
-        customers.add_customer(connection, actor(connection, "reseller2"), "bob", password="pw", package="Home 10M",
-                               calendar=on())
+        connection.execute(
+            operators_table.update()
+            .where(operators_table.c.login == "reseller2")
+            .values(billing_mode="postpaid")
+        )
+        customers.add_customer(
+            connection,
+            actor(connection, "reseller2"),
+            "bob",
+            password="pw",
+            package="Home 10M",
+            calendar=on(),
+        )
         assert fund_of(connection, "reseller2") == -money("400")
         with pytest.raises(RadbillError, match="use radbill operator pay"):
-            operators.settle(connection, actor(connection, "admin"), "reseller2", money("400"), mode="prepaid",
-                             today=TODAY)
-        operators.settle(connection, actor(connection, "admin"), "reseller2", money("400"), mode="postpaid",
-                         today=TODAY)
+            operators.settle(
+                connection, actor(connection, "admin"), "reseller2", money("400"), mode="prepaid", today=TODAY
+            )
+        operators.settle(
+            connection, actor(connection, "admin"), "reseller2", money("400"), mode="postpaid", today=TODAY
+        )
         assert fund_of(connection, "reseller2") == 0
         assert ledger.verify(connection) == []
 
@@ -101,8 +154,9 @@ def test_renewal_starts_at_the_later_of_today_and_expiry(engine):
         assert alice["expires_at"] - first_expiry == timedelta(days=30)
         # Renewed long after expiry: the new period starts on that day.
         customers.renew(connection, reseller1, "alice", on(100), cash=True)
-        assert customer(connection, "alice")["expires_at"].replace(tzinfo=None) == \
-            end_of_day(TODAY + timedelta(days=129), ZONE).replace(tzinfo=None)
+        assert customer(connection, "alice")["expires_at"].replace(tzinfo=None) == end_of_day(
+            TODAY + timedelta(days=129), ZONE
+        ).replace(tzinfo=None)
         assert fund_of(connection, "reseller1") == money("5000") - 3 * money("400")
         assert ledger.verify(connection) == []
 
@@ -111,8 +165,9 @@ def test_renewal_starts_at_the_later_of_today_and_expiry(engine):
 def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
     with engine.begin() as connection:
         build(connection)
-        connection.execute(operators_table.update().where(operators_table.c.login == "sub1")
-                           .values(refund_policy=policy))
+        connection.execute(
+            operators_table.update().where(operators_table.c.login == "sub1").values(refund_policy=policy)
+        )
         sub1 = add_customer_of(connection, "sub1", "carol", on())
         customers.delete_customer(connection, sub1, "carol", on(10))
         carol = customer(connection, "carol")
@@ -120,12 +175,20 @@ def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
         unused = sum(day_share(money("500"), 30, i) for i in range(11, 30))
         if policy == "prorated":
             assert carol["wallet_balance"] == unused
-            assert fund_of(connection, "sub1") == money("2000") - money("450") + money("450") * unused // money("500")
-            assert fund_of(connection, "reseller1") == money("5000") - money("400") + money("400") * unused // money("500")
+            assert fund_of(connection, "sub1") == money("2000") - money("450") + money(
+                "450"
+            ) * unused // money("500")
+            assert fund_of(connection, "reseller1") == money("5000") - money("400") + money(
+                "400"
+            ) * unused // money("500")
         else:
             assert carol["wallet_balance"] == 0
             assert fund_of(connection, "sub1") == money("2000") - money("450")
-        job = connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == carol["id"])).mappings().one()
+        job = (
+            connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == carol["id"]))
+            .mappings()
+            .one()
+        )
         assert (job["action"], job["reason"]) == ("disconnect", "deleted")
         customers.restore_customer(connection, sub1, "carol", on(11))
         assert customer(connection, "carol")["deleted_at"] is None
@@ -140,8 +203,14 @@ def test_change_package_refunds_and_buys_a_new_period(engine):
         alice = customer(connection, "alice")
         refund = sum(day_share(money("500"), 30, i) for i in range(11, 30))
         assert alice["wallet_balance"] == refund - money("300")
-        assert alice["expires_at"].replace(tzinfo=None) == end_of_day(TODAY + timedelta(days=40), ZONE).replace(tzinfo=None)
-        job = connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == alice["id"])).mappings().one()
+        assert alice["expires_at"].replace(tzinfo=None) == end_of_day(
+            TODAY + timedelta(days=40), ZONE
+        ).replace(tzinfo=None)
+        job = (
+            connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == alice["id"]))
+            .mappings()
+            .one()
+        )
         assert (job["action"], job["reason"]) == ("disconnect", "package_change")
         assert ledger.verify(connection) == []
 
@@ -151,12 +220,25 @@ def test_suspend_and_resume_write_the_change_log_and_jobs(engine):
 
     with engine.begin() as connection:
         build(connection)
-        connection.execute(operators_table.update().where(operators_table.c.login == "reseller1")
-                           .values(refund_policy="none"))
+        connection.execute(
+            operators_table.update()
+            .where(operators_table.c.login == "reseller1")
+            .values(refund_policy="none")
+        )
         reseller1 = add_customer_of(connection, "reseller1", "alice", on())
         alice_id = customer(connection, "alice")["id"]
-        changes = lambda: connection.execute(select(change_log.c.id).where(  # noqa: E731
-            change_log.c.entity == "customer", change_log.c.entity_id == alice_id)).scalars().all()
+
+        def changes():
+            return (
+                connection.execute(
+                    select(change_log.c.id).where(  # noqa: E731
+                        change_log.c.entity == "customer", change_log.c.entity_id == alice_id
+                    )
+                )
+                .scalars()
+                .all()
+            )
+
         before = len(changes())
         customers.suspend(connection, reseller1, "alice", on(1))
         assert customer(connection, "alice")["status"] == "suspended" and len(changes()) == before + 1
@@ -167,9 +249,18 @@ def test_suspend_and_resume_write_the_change_log_and_jobs(engine):
         customers.resume(connection, reseller1, "alice", on(2))
         alice = customer(connection, "alice")
         assert alice["status"] == "active"
-        assert alice["expires_at"].replace(tzinfo=None) == end_of_day(TODAY + timedelta(days=2), ZONE).replace(tzinfo=None)
-        reasons = connection.execute(select(enforcement_jobs.c.reason).where(enforcement_jobs.c.customer_id == alice_id)
-                                     .order_by(enforcement_jobs.c.id)).scalars().all()
+        assert alice["expires_at"].replace(tzinfo=None) == end_of_day(
+            TODAY + timedelta(days=2), ZONE
+        ).replace(tzinfo=None)
+        reasons = (
+            connection.execute(
+                select(enforcement_jobs.c.reason)
+                .where(enforcement_jobs.c.customer_id == alice_id)
+                .order_by(enforcement_jobs.c.id)
+            )
+            .scalars()
+            .all()
+        )
         assert reasons == ["suspended", "resumed"]
         assert ledger.verify(connection) == []
 
@@ -177,12 +268,31 @@ def test_suspend_and_resume_write_the_change_log_and_jobs(engine):
 def test_usernames_are_one_case_insensitive_namespace(engine):
     with engine.begin() as connection:
         build(connection)
-        customers.add_customer(connection, actor(connection, "reseller1"), "Alice", password="pw", package="Home 10M",
-                               calendar=on(), mac="aa-bb-cc-dd-ee-ff")
+        customers.add_customer(
+            connection,
+            actor(connection, "reseller1"),
+            "Alice",
+            password="pw",
+            package="Home 10M",
+            calendar=on(),
+            mac="aa-bb-cc-dd-ee-ff",
+        )
         assert customer(connection, "alice")["mac_binding"] == "AA:BB:CC:DD:EE:FF"
         with pytest.raises(RadbillError, match="username 'alice' is taken"):
-            customers.add_customer(connection, actor(connection, "reseller2"), "ALICE", password="pw",
-                                   package="Home 10M", calendar=on())
-        customers.add_customer(connection, actor(connection, "reseller2"), "AA-BB-CC-00-11-22", password="pw",
-                               package="Home 10M", calendar=on())
+            customers.add_customer(
+                connection,
+                actor(connection, "reseller2"),
+                "ALICE",
+                password="pw",
+                package="Home 10M",
+                calendar=on(),
+            )
+        customers.add_customer(
+            connection,
+            actor(connection, "reseller2"),
+            "AA-BB-CC-00-11-22",
+            password="pw",
+            package="Home 10M",
+            calendar=on(),
+        )
         assert customer(connection, "aa:bb:cc:00:11:22")["username"] == "aa:bb:cc:00:11:22"

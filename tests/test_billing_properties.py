@@ -20,45 +20,73 @@ from schema.tables import audit_log, customer_days, ledger_accounts, ledger_entr
 from schema.tables import operators as operators_table
 from tests.billing_world import NOW, SETTINGS, TODAY, actor, on, snapshot
 
-PACKAGES = {"Day A": ("daily", 3, 3000, 2000), "Day B": ("daily", 30, 50000, 40000), "Month": ("monthly", 30, 100000, 80000)}
+PACKAGES = {
+    "Day A": ("daily", 3, 3000, 2000),
+    "Day B": ("daily", 30, 50000, 40000),
+    "Month": ("monthly", 30, 100000, 80000),
+}
 
-levels = st.fixed_dictionaries({
-    "mode": st.sampled_from(["prepaid", "postpaid"]),
-    "credit": st.integers(0, 30000),
-    "fund": st.integers(0, 200000),
-    "policy": st.sampled_from(["prorated", "none"]),
-    "markup": st.integers(0, 5000),
-})
+levels = st.fixed_dictionaries(
+    {
+        "mode": st.sampled_from(["prepaid", "postpaid"]),
+        "credit": st.integers(0, 30000),
+        "fund": st.integers(0, 200000),
+        "policy": st.sampled_from(["prorated", "none"]),
+        "markup": st.integers(0, 5000),
+    }
+)
 hierarchies = st.lists(st.tuples(levels, st.lists(levels, max_size=2)), min_size=1, max_size=3)
-operations = st.lists(st.one_of(
-    st.tuples(st.just("add"), st.integers(0, 20), st.sampled_from(sorted(PACKAGES))),
-    st.tuples(st.just("topup"), st.integers(0, 20), st.integers(1, 60000)),
-    st.tuples(st.just("renew"), st.integers(0, 20), st.booleans()),
-    st.tuples(st.just("suspend"), st.integers(0, 20)),
-    st.tuples(st.just("resume"), st.integers(0, 20)),
-    st.tuples(st.just("delete"), st.integers(0, 20)),
-    st.tuples(st.just("change"), st.integers(0, 20), st.sampled_from(sorted(PACKAGES))),
-    st.tuples(st.just("fund"), st.integers(0, 20), st.integers(1, 100000)),
-    st.tuples(st.just("run"), st.integers(1, 3)),
-), min_size=1, max_size=25)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 20), st.sampled_from(sorted(PACKAGES))),
+        st.tuples(st.just("topup"), st.integers(0, 20), st.integers(1, 60000)),
+        st.tuples(st.just("renew"), st.integers(0, 20), st.booleans()),
+        st.tuples(st.just("suspend"), st.integers(0, 20)),
+        st.tuples(st.just("resume"), st.integers(0, 20)),
+        st.tuples(st.just("delete"), st.integers(0, 20)),
+        st.tuples(st.just("change"), st.integers(0, 20), st.sampled_from(sorted(PACKAGES))),
+        st.tuples(st.just("fund"), st.integers(0, 20), st.integers(1, 100000)),
+        st.tuples(st.just("run"), st.integers(1, 3)),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 def _build(connection, hierarchy) -> list[str]:
     operators.add_operator(connection, None, "admin", "admin")
     admin = actor(connection, "admin")
     for name, (billing, days, customer_price, operator_price) in PACKAGES.items():
-        packages.add_master_package(connection, admin, name, customer_type="pppoe", billing_type=billing,
-                                    period_days=days, rate_rx=1_000_000, rate_tx=1_000_000)
-        packages.add_package(connection, admin, name, master=name, customer_price=customer_price,
-                             operator_price=operator_price)
+        packages.add_master_package(
+            connection,
+            admin,
+            name,
+            customer_type="pppoe",
+            billing_type=billing,
+            period_days=days,
+            rate_rx=1_000_000,
+            rate_tx=1_000_000,
+        )
+        packages.add_package(
+            connection, admin, name, master=name, customer_price=customer_price, operator_price=operator_price
+        )
     sellers = []
 
     def add(parent_login, login, role, level):
         parent = actor(connection, parent_login)
-        operators.add_operator(connection, parent, login, role, billing_mode=level["mode"],
-                               credit_limit=level["credit"], refund_policy=level["policy"])
-        for name, (_, _, customer_price, operator_price) in PACKAGES.items():
-            parent_price = connection.execute(select(operators_table.c.id).where(operators_table.c.login == parent_login)).scalar()
+        operators.add_operator(
+            connection,
+            parent,
+            login,
+            role,
+            billing_mode=level["mode"],
+            credit_limit=level["credit"],
+            refund_policy=level["policy"],
+        )
+        for name, (_, _, _customer_price, _operator_price) in PACKAGES.items():
+            parent_price = connection.execute(
+                select(operators_table.c.id).where(operators_table.c.login == parent_login)
+            ).scalar()
             base = packages.priced_package(connection, parent_price, name).operator_price
             packages.assign_package(connection, parent, name, login, operator_price=base + level["markup"])
         if level["fund"]:
@@ -76,7 +104,9 @@ def _build(connection, hierarchy) -> list[str]:
 
 def _check(connection) -> None:
     assert ledger.verify(connection) == []
-    for row in connection.execute(select(operators_table).where(operators_table.c.parent_id.is_not(None))).mappings():
+    for row in connection.execute(
+        select(operators_table).where(operators_table.c.parent_id.is_not(None))
+    ).mappings():
         if row["billing_mode"] == "prepaid":
             assert row["fund_balance"] >= -row["credit_limit"], row["login"]
     _check_days_add_up(connection)
@@ -86,21 +116,34 @@ def _check_days_add_up(connection) -> None:
     """The days an entry paid for add up to what it charged the customer: a bought
     period is its price to the unit. A refund or forfeit removes days, never adds them."""
     wallet, sales = ledger_accounts.alias("wallet"), ledger_accounts.alias("sales")
-    charged = dict(connection.execute(
-        select(ledger_lines.c.entry_id, func.sum(ledger_lines.c.amount))
-        .join(wallet, wallet.c.id == ledger_lines.c.debit_account_id)
-        .join(sales, sales.c.id == ledger_lines.c.credit_account_id)
-        .where(wallet.c.customer_id.is_not(None), sales.c.code == "sales")
-        .group_by(ledger_lines.c.entry_id)).all())
+    charged = dict(
+        connection.execute(
+            select(ledger_lines.c.entry_id, func.sum(ledger_lines.c.amount))
+            .join(wallet, wallet.c.id == ledger_lines.c.debit_account_id)
+            .join(sales, sales.c.id == ledger_lines.c.credit_account_id)
+            .where(wallet.c.customer_id.is_not(None), sales.c.code == "sales")
+            .group_by(ledger_lines.c.entry_id)
+        ).all()
+    )
     # Suspending, deleting or changing the package gives back (or forfeits) the days after today.
-    refunded = set(connection.execute(select(audit_log.c.target_id).where(
-        audit_log.c.action.in_(["customer.suspend", "customer.delete", "customer.change_package"]))).scalars())
+    refunded = set(
+        connection.execute(
+            select(audit_log.c.target_id).where(
+                audit_log.c.action.in_(["customer.suspend", "customer.delete", "customer.change_package"])
+            )
+        ).scalars()
+    )
     days = connection.execute(
-        select(customer_days.c.entry_id, ledger_entries.c.kind, ledger_entries.c.customer_id,
-               func.sum(customer_days.c.amount).label("amount"))
+        select(
+            customer_days.c.entry_id,
+            ledger_entries.c.kind,
+            ledger_entries.c.customer_id,
+            func.sum(customer_days.c.amount).label("amount"),
+        )
         .join(ledger_entries, ledger_entries.c.id == customer_days.c.entry_id)
         .where(ledger_entries.c.kind != "invoice")
-        .group_by(customer_days.c.entry_id, ledger_entries.c.kind, ledger_entries.c.customer_id)).all()
+        .group_by(customer_days.c.entry_id, ledger_entries.c.kind, ledger_entries.c.customer_id)
+    ).all()
     for entry in days:
         assert entry.amount <= charged.get(entry.entry_id, 0), entry
         if entry.customer_id not in refunded:
@@ -113,18 +156,31 @@ def _apply(connection, sellers, names, step, day):
     if kind == "add":
         owner = sellers[index % len(sellers)]
         name = f"c{len(names)}"
-        customers.add_customer(connection, actor(connection, owner), name, password="pw", package=step[2],
-                               calendar=calendar)
+        customers.add_customer(
+            connection, actor(connection, owner), name, password="pw", package=step[2], calendar=calendar
+        )
         names.append((name, owner))
         return
     if kind == "fund":
         login = sellers[index % len(sellers)]
-        row = connection.execute(select(operators_table).where(operators_table.c.login == login)).mappings().one()
+        row = (
+            connection.execute(select(operators_table).where(operators_table.c.login == login))
+            .mappings()
+            .one()
+        )
         if row["parent_id"] is None:
             return
-        parent = connection.execute(select(operators_table.c.login).where(operators_table.c.id == row["parent_id"])).scalar()
-        operators.settle(connection, actor(connection, parent), login, step[2], mode=row["billing_mode"],
-                         today=calendar.today)
+        parent = connection.execute(
+            select(operators_table.c.login).where(operators_table.c.id == row["parent_id"])
+        ).scalar()
+        operators.settle(
+            connection,
+            actor(connection, parent),
+            login,
+            step[2],
+            mode=row["billing_mode"],
+            today=calendar.today,
+        )
         return
     if not names:
         return
@@ -170,10 +226,14 @@ def _play(connection, hierarchy, steps) -> None:
         if step[0] == "run":
             for _ in range(step[1]):
                 day += 1
-                first = runs.run_day(connection, TODAY + timedelta(days=day), SETTINGS, now=NOW + timedelta(days=day))
+                first = runs.run_day(
+                    connection, TODAY + timedelta(days=day), SETTINGS, now=NOW + timedelta(days=day)
+                )
                 assert not first.already_done
                 before = snapshot(connection)
-                again = runs.run_day(connection, TODAY + timedelta(days=day), SETTINGS, now=NOW + timedelta(days=day))
+                again = runs.run_day(
+                    connection, TODAY + timedelta(days=day), SETTINGS, now=NOW + timedelta(days=day)
+                )
                 assert again.already_done and snapshot(connection) == before
                 _check(connection)
             continue

@@ -1,23 +1,45 @@
 """The day's work: daily charges, idempotency, catch-up, suspensions, monthly invoices."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
 from billingd import customers, ledger, operators, runs
 from billingd.prices import day_share, end_of_day
 from schema.tables import change_log, customer_days, enforcement_jobs, invoices
-from tests.billing_world import add_customer_of, NOW, SETTINGS, TODAY, ZONE, actor, build, customer, fund_of, money, on, snapshot
+from tests.billing_world import (
+    NOW,
+    SETTINGS,
+    TODAY,
+    ZONE,
+    actor,
+    add_customer_of,
+    build,
+    customer,
+    fund_of,
+    money,
+    on,
+    snapshot,
+)
 
 
 def _run(connection, days_from_today: int):
-    return runs.run_day(connection, TODAY + timedelta(days=days_from_today), SETTINGS,
-                        now=NOW + timedelta(days=days_from_today))
+    return runs.run_day(
+        connection,
+        TODAY + timedelta(days=days_from_today),
+        SETTINGS,
+        now=NOW + timedelta(days=days_from_today),
+    )
 
 
 def _days(connection, customer_id):
-    return dict(connection.execute(select(customer_days.c.day, customer_days.c.amount)
-                                   .where(customer_days.c.customer_id == customer_id)).all())
+    return dict(
+        connection.execute(
+            select(customer_days.c.day, customer_days.c.amount).where(
+                customer_days.c.customer_id == customer_id
+            )
+        ).all()
+    )
 
 
 def test_pay_as_you_go_days_add_up_to_the_price(engine):
@@ -33,10 +55,14 @@ def test_pay_as_you_go_days_add_up_to_the_price(engine):
         assert len(days) == 60
         # The bought period, then thirty pay-as-you-go days: each period sums to the price.
         assert sum(days[TODAY + timedelta(days=i)] for i in range(30, 60)) == money("500")
-        assert [days[TODAY + timedelta(days=30 + i)] for i in range(30)] == [day_share(money("500"), 30, i) for i in range(30)]
+        assert [days[TODAY + timedelta(days=30 + i)] for i in range(30)] == [
+            day_share(money("500"), 30, i) for i in range(30)
+        ]
         alice = customer(connection, "alice")
         assert alice["wallet_balance"] == money("100")
-        assert alice["expires_at"].replace(tzinfo=None) == end_of_day(TODAY + timedelta(days=59), ZONE).replace(tzinfo=None)
+        assert alice["expires_at"].replace(tzinfo=None) == end_of_day(
+            TODAY + timedelta(days=59), ZONE
+        ).replace(tzinfo=None)
         assert fund_of(connection, "reseller1") == money("5000") - 2 * money("400")
         assert ledger.verify(connection) == []
 
@@ -61,12 +87,19 @@ def test_missed_days_are_caught_up_in_order(engine):
         customers.receive_payment(connection, reseller1, "alice", money("50"), on(-1))
         _run(connection, -1)
     with engine.begin() as connection:  # a week-old change radiusd no longer needs, and a fresh one
-        connection.execute(insert(change_log).values(entity="sessions", entity_id=1,
-                                                     created_at=datetime.now(timezone.utc) - timedelta(days=8)))
+        connection.execute(
+            insert(change_log).values(
+                entity="sessions", entity_id=1, created_at=datetime.now(UTC) - timedelta(days=8)
+            )
+        )
         connection.execute(insert(change_log).values(entity="sessions", entity_id=2))
     results = runs.run_through(engine, TODAY + timedelta(days=3), SETTINGS)
     with engine.connect() as connection:
-        kept = connection.execute(select(change_log.c.entity_id).where(change_log.c.entity == "sessions")).scalars().all()
+        kept = (
+            connection.execute(select(change_log.c.entity_id).where(change_log.c.entity == "sessions"))
+            .scalars()
+            .all()
+        )
     assert kept == [2]
     assert [result.day for result in results] == [TODAY + timedelta(days=i) for i in range(0, 4)]
     assert [result.customers_charged for result in results] == [1, 1, 1, 0]
@@ -74,7 +107,11 @@ def test_missed_days_are_caught_up_in_order(engine):
     with engine.connect() as connection:
         alice = customer(connection, "alice")
         assert alice["status"] == "suspended" and alice["status_reason"] == "expired"
-        job = connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == alice["id"])).mappings().one()
+        job = (
+            connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.customer_id == alice["id"]))
+            .mappings()
+            .one()
+        )
         assert (job["action"], job["reason"]) == ("disconnect", "expired")
         assert job["dedupe_key"] == f"expired:{alice['id']}:{TODAY + timedelta(days=3)}"
         assert ledger.verify(connection) == []
@@ -85,15 +122,28 @@ def test_an_empty_wallet_suspends_and_a_top_up_reactivates(engine):
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
         alice_id = customer(connection, "alice")["id"]
-        last_change = connection.execute(select(change_log.c.id).order_by(change_log.c.id.desc())).scalars().first()
+        last_change = (
+            connection.execute(select(change_log.c.id).order_by(change_log.c.id.desc())).scalars().first()
+        )
         result = _run(connection, 0)
         assert (result.customers_charged, result.customers_suspended) == (0, 1)
-        assert connection.execute(select(change_log.c.entity_id).where(change_log.c.id > last_change)).scalars().all() == [alice_id]
+        assert connection.execute(
+            select(change_log.c.entity_id).where(change_log.c.id > last_change)
+        ).scalars().all() == [alice_id]
         customers.receive_payment(connection, reseller1, "alice", money("20"), on(0))
         alice = customer(connection, "alice")
-        assert alice["status"] == "active" and alice["wallet_balance"] == money("20") - day_share(money("500"), 30, 30)
-        reasons = connection.execute(select(enforcement_jobs.c.reason).where(enforcement_jobs.c.customer_id == alice_id)
-                                     .order_by(enforcement_jobs.c.id)).scalars().all()
+        assert alice["status"] == "active" and alice["wallet_balance"] == money("20") - day_share(
+            money("500"), 30, 30
+        )
+        reasons = (
+            connection.execute(
+                select(enforcement_jobs.c.reason)
+                .where(enforcement_jobs.c.customer_id == alice_id)
+                .order_by(enforcement_jobs.c.id)
+            )
+            .scalars()
+            .all()
+        )
         assert reasons == ["expired", "reactivated"]
         assert ledger.verify(connection) == []
 
@@ -103,15 +153,27 @@ def test_an_operator_that_cannot_cover_the_day_holds_back_its_customers(engine):
         build(connection, fund={"sub1": "460"})
         sub1 = add_customer_of(connection, "sub1", "carol", on(-30))
         customers.receive_payment(connection, sub1, "carol", money("100"), on(0))
-        customers.add_customer(connection, actor(connection, "reseller2"), "bob", password="pw", package="Home 10M",
-                               calendar=on(-30))
+        customers.add_customer(
+            connection,
+            actor(connection, "reseller2"),
+            "bob",
+            password="pw",
+            package="Home 10M",
+            calendar=on(-30),
+        )
         customers.receive_payment(connection, actor(connection, "reseller2"), "bob", money("100"), on(0))
         assert fund_of(connection, "sub1") == money("10")
         result = _run(connection, 0)  # sub1 owes 15.00 for the day with 10.00 in its fund
         assert (result.customers_charged, result.customers_suspended) == (1, 1)
         carol = customer(connection, "carol")
-        assert (carol["status"], carol["status_reason"], carol["wallet_balance"]) == ("suspended", "operator_fund", money("100"))
-        operators.settle(connection, actor(connection, "reseller1"), "sub1", money("100"), mode="prepaid", today=TODAY)
+        assert (carol["status"], carol["status_reason"], carol["wallet_balance"]) == (
+            "suspended",
+            "operator_fund",
+            money("100"),
+        )
+        operators.settle(
+            connection, actor(connection, "reseller1"), "sub1", money("100"), mode="prepaid", today=TODAY
+        )
         result = _run(connection, 1)
         assert result.customers_charged == 2
         assert customer(connection, "carol")["status"] == "active"
@@ -131,13 +193,17 @@ def test_monthly_customers_are_invoiced_by_enabled_days(engine):
             if day == 15:
                 customers.resume(connection, reseller1, "dave", on(day))
             _run(connection, day)
-        invoice = connection.execute(select(invoices).where(invoices.c.customer_id == dave["id"])).mappings().one()
+        invoice = (
+            connection.execute(select(invoices).where(invoices.c.customer_id == dave["id"])).mappings().one()
+        )
         # Enabled 2026-11-25 .. 12-02 and 12-08 .. 12-24 (the run on the cycle day invoices the days before it).
         enabled = [i for i in range(30) if not 9 <= i < 14]
         assert invoice["amount"] == sum(day_share(money("1000"), 30, i) for i in enabled)
         assert invoice["period_start"] == TODAY + timedelta(days=1) and invoice["status"] == "open"
         assert customer(connection, "dave")["wallet_balance"] == -invoice["amount"]
-        assert fund_of(connection, "reseller1") == money("5000") - sum(day_share(money("800"), 30, i) for i in enabled)
+        assert fund_of(connection, "reseller1") == money("5000") - sum(
+            day_share(money("800"), 30, i) for i in enabled
+        )
         assert ledger.verify(connection) == []
 
         # Unpaid after due date + grace: suspended; a partial payment is not enough; paying the rest is.

@@ -38,7 +38,9 @@ def isp(cli):
     as_operator(cli, "reseller1")("customer", "add", "alice", "--password", "a", "--package", "Home")
     as_operator(cli, "reseller2")("customer", "add", "bob", "--password", "b", "--package", "Home")
     as_operator(cli, "sub1")("customer", "add", "carol", "--password", "c", "--package", "Home")
-    card = json.loads(as_operator(cli, "reseller1")("--json", "card", "batch", "--count", "1", "--value", "100").output)
+    card = json.loads(
+        as_operator(cli, "reseller1")("--json", "card", "batch", "--count", "1", "--value", "100").output
+    )
     return {"reseller1_pin": card[0]["pin"]}
 
 
@@ -94,12 +96,17 @@ def test_a_reseller_cannot_change_a_siblings_things(cli, isp, engine):
 
 def test_an_operator_changes_descendants_customers_only_with_permission(cli, isp):
     reseller1 = as_operator(cli, "reseller1")
-    assert {c["username"] for c in json.loads(reseller1("--json", "customer", "list").output)} == {"alice", "carol"}
+    assert {c["username"] for c in json.loads(reseller1("--json", "customer", "list").output)} == {
+        "alice",
+        "carol",
+    }
     assert "manage_descendants" in reseller1("customer", "suspend", "carol", expect_exit=1).stderr
     cli("operator", "permit", "reseller1", "manage_descendants")
     reseller1("customer", "suspend", "carol")
     # The sub-reseller cannot reach up.
-    assert "not visible to sub1" in as_operator(cli, "sub1")("customer", "show", "alice", expect_exit=1).stderr
+    assert (
+        "not visible to sub1" in as_operator(cli, "sub1")("customer", "show", "alice", expect_exit=1).stderr
+    )
 
 
 def test_noc_users_never_see_or_move_money(cli, isp):
@@ -109,12 +116,20 @@ def test_noc_users_never_see_or_move_money(cli, isp):
     assert shown["username"] == "alice" and "wallet_balance" not in shown
     assert all("wallet_balance" not in c for c in json.loads(noc("--json", "customer", "list").output))
     assert all("fund_balance" not in o for o in json.loads(noc("--json", "operator", "list").output))
-    for command in (["operator", "balance", "reseller1"], ["operator", "statement", "admin"],
-                    ["operator", "fund", "reseller1", "1"], ["package", "list"], ["billing", "run"],
-                    ["ledger", "verify"], ["customer", "topup", "alice", "1"], ["customer", "renew", "alice"],
-                    ["card", "batch", "--count", "1", "--value", "1"], ["card", "list"],
-                    ["customer", "add", "zed", "--password", "z", "--package", "Home"],
-                    ["--as", "reseller1", "customer", "list"]):
+    for command in (
+        ["operator", "balance", "reseller1"],
+        ["operator", "statement", "admin"],
+        ["operator", "fund", "reseller1", "1"],
+        ["package", "list"],
+        ["billing", "run"],
+        ["ledger", "verify"],
+        ["customer", "topup", "alice", "1"],
+        ["customer", "renew", "alice"],
+        ["card", "batch", "--count", "1", "--value", "1"],
+        ["card", "list"],
+        ["customer", "add", "zed", "--password", "z", "--package", "Home"],
+        ["--as", "reseller1", "customer", "list"],
+    ):
         result = noc(*command, expect_exit=1)
         assert "noc1 (noc)" in result.stderr, command
 
@@ -122,28 +137,42 @@ def test_noc_users_never_see_or_move_money(cli, isp):
 def test_act_as_is_checked_and_audited(cli, isp, engine):
     cli("--as", "sub1", "customer", "list")
     as_operator(cli, "reseller1")("--as", "sub1", "customer", "list")
-    assert "not one of its descendants" in as_operator(cli, "sub1")("--as", "reseller1", "customer", "list",
-                                                                     expect_exit=1).stderr
+    assert (
+        "not one of its descendants"
+        in as_operator(cli, "sub1")("--as", "reseller1", "customer", "list", expect_exit=1).stderr
+    )
     with engine.connect() as connection:
         logins = dict(connection.execute(select(operators.c.id, operators.c.login)).all())
-        rows = connection.execute(select(audit_log).where(audit_log.c.action == "operator.act_as")
-                                  .order_by(audit_log.c.id)).mappings().all()
+        rows = (
+            connection.execute(
+                select(audit_log).where(audit_log.c.action == "operator.act_as").order_by(audit_log.c.id)
+            )
+            .mappings()
+            .all()
+        )
     acts = [(logins[row["actor_operator_id"]], logins[row["acting_as_operator_id"]]) for row in rows]
     assert acts[-2:] == [("admin", "sub1"), ("reseller1", "sub1")]
 
 
 def test_sub_resellers_need_the_reseller_module(cli, isp):
     reseller2 = as_operator(cli, "reseller2")
-    assert "lacks the reseller_module permission" in reseller2("operator", "add", "sub2", "--role", "sub_reseller",
-                                                               expect_exit=1).stderr
+    assert (
+        "lacks the reseller_module permission"
+        in reseller2("operator", "add", "sub2", "--role", "sub_reseller", expect_exit=1).stderr
+    )
     cli("operator", "permit", "reseller2", "reseller_module")
     reseller2("operator", "add", "sub2", "--role", "sub_reseller")
-    assert "a reseller's parent must be the admin" in reseller2("operator", "add", "r3", "--role", "reseller",
-                                                                expect_exit=1).stderr
+    assert (
+        "a reseller's parent must be the admin"
+        in reseller2("operator", "add", "r3", "--role", "reseller", expect_exit=1).stderr
+    )
 
 
 def test_a_blocked_operator_is_refused(cli, isp):
     cli("operator", "block", "reseller2")
-    assert "operator 'reseller2' is blocked" in as_operator(cli, "reseller2")("customer", "list", expect_exit=1).stderr
+    assert (
+        "operator 'reseller2' is blocked"
+        in as_operator(cli, "reseller2")("customer", "list", expect_exit=1).stderr
+    )
     cli("operator", "unblock", "reseller2")
     as_operator(cli, "reseller2")("customer", "list")

@@ -1,6 +1,6 @@
 """billingd's schedule (task.Clock), its single active instance, its metrics."""
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +16,7 @@ SETTINGS = BillingdSettings(run_at="00:05", timezone="Asia/Dhaka")
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def test_next_run_is_the_local_run_time():
@@ -146,17 +146,23 @@ def test_the_daemon_runs_the_day_and_serves_metrics(tmp_path):
 
     port = free_port()
     config = tmp_path / "radbill.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/radbill.sqlite"\n'
-                      f'[billingd]\nmetrics_port = {port}\nrun_at = "00:00"\n')
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/radbill.sqlite"\n'
+        f'[billingd]\nmetrics_port = {port}\nrun_at = "00:00"\n'
+    )
     env = {**os.environ, "RADBILL_CONFIG": str(config)}
     env.pop("RADBILL_DATABASE_URL", None)
     subprocess.run(RADBILL + ["demo"], env=env, check=True, capture_output=True)
-    daemon = subprocess.Popen(RADBILL + ["billingd"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    daemon = subprocess.Popen(
+        RADBILL + ["billingd"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = clock.monotonic() + 20
         while True:
             try:
-                metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+                metrics = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+                )
                 if "radbill_billingd_active 1.0" in metrics:
                     break
             except OSError:

@@ -14,7 +14,9 @@ def test_db_upgrade_and_current_on_a_new_file(tmp_path):
     env = {"RADBILL_DATABASE_URL": f"sqlite:///{tmp_path}/new/radbill.sqlite", "PATH": "/usr/bin:/bin"}
     current = subprocess.run(RADBILL + ["db", "current"], capture_output=True, text=True, env=env)
     assert current.stdout.startswith("empty (behind")
-    upgraded = subprocess.run(RADBILL + ["db", "upgrade"], capture_output=True, text=True, env=env, check=True)
+    upgraded = subprocess.run(
+        RADBILL + ["db", "upgrade"], capture_output=True, text=True, env=env, check=True
+    )
     assert upgraded.stdout.strip() == f"database at revision {migrate.head()}"
     current = subprocess.run(RADBILL + ["db", "current"], capture_output=True, text=True, env=env, check=True)
     assert current.stdout.strip() == f"{migrate.head()} (up to date)"
@@ -22,9 +24,13 @@ def test_db_upgrade_and_current_on_a_new_file(tmp_path):
 
 def test_nas_add_list_show_set(cli, engine):
     cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "s3cret", "--coa-port", "1700")
-    cli("nas", "add", "edge", "--ip", "2001:db8::1", "--secret", "x", "--require-message-authenticator", "yes")
+    cli(
+        "nas", "add", "edge", "--ip", "2001:db8::1", "--secret", "x", "--require-message-authenticator", "yes"
+    )
     listed = json.loads(cli("--json", "nas", "list").output)
-    assert [(n["name"], n["ip_address"], n["coa_port"], n["require_message_authenticator"]) for n in listed] == [
+    assert [
+        (n["name"], n["ip_address"], n["coa_port"], n["require_message_authenticator"]) for n in listed
+    ] == [
         ("core1", "10.0.0.1", 1700, "auto"),
         ("edge", "2001:db8::1", 3799, "yes"),
     ]
@@ -35,8 +41,15 @@ def test_nas_add_list_show_set(cli, engine):
     assert "secret" not in shown and shown["coa_port"] == 1700
     cli("nas", "set", "core1", "--secret", "n3w", "--ip", "10.0.0.2")
     with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(change_log).where(change_log.c.entity == "nas")).scalar() == 3
-        audits = connection.execute(select(audit_log.c.action, audit_log.c.details).order_by(audit_log.c.id)).all()
+        assert (
+            connection.execute(
+                select(func.count()).select_from(change_log).where(change_log.c.entity == "nas")
+            ).scalar()
+            == 3
+        )
+        audits = connection.execute(
+            select(audit_log.c.action, audit_log.c.details).order_by(audit_log.c.id)
+        ).all()
     assert [a.action for a in audits] == ["nas.add", "nas.add", "nas.update"]
     assert audits[-1].details["secret"] == "***"
 
@@ -44,7 +57,10 @@ def test_nas_add_list_show_set(cli, engine):
 def test_nas_mistakes_are_one_line_and_change_nothing(cli, engine):
     cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "s")
     for args, message in [
-        (["nas", "add", "core2", "--ip", "10.0.0.1", "--secret", "s"], "NAS 'core1' already has ip address 10.0.0.1"),
+        (
+            ["nas", "add", "core2", "--ip", "10.0.0.1", "--secret", "s"],
+            "NAS 'core1' already has ip address 10.0.0.1",
+        ),
         (["nas", "add", "core1", "--ip", "10.0.0.9", "--secret", "s"], "NAS 'core1' already has name core1"),
         (["nas", "add", "bad", "--ip", "10.0.0.300", "--secret", "s"], "invalid IP address '10.0.0.300'"),
         (["nas", "add", "bad", "--ip", "10.0.0.3", "--secret", ""], "the RADIUS secret must not be empty"),

@@ -14,7 +14,11 @@ def test_defaults_run_the_demo_locally(monkeypatch, tmp_path):
     monkeypatch.setattr("cli.config.SYSTEM_CONFIG", tmp_path / "absent.toml")
     settings = load_settings()
     assert settings.database.url.startswith("sqlite:///")
-    assert (settings.radiusd.bind, settings.radiusd.auth_port, settings.radiusd.acct_port) == ("127.0.0.1", 1812, 1813)
+    assert (settings.radiusd.bind, settings.radiusd.auth_port, settings.radiusd.acct_port) == (
+        "127.0.0.1",
+        1812,
+        1813,
+    )
     assert settings.billingd.run_at == "00:05"
 
 
@@ -60,11 +64,15 @@ def test_a_bad_file_is_one_line_on_stderr(tmp_path):
     path.write_text("[radiusd]\nauth_port = 'x'\n")
     result = subprocess.run(RADBILL + ["--config", str(path), "nas", "list"], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr == "radbill: error: configuration key 'radiusd.auth_port' must be an integer, got 'x'\n"
+    assert (
+        result.stderr == "radbill: error: configuration key 'radiusd.auth_port' must be an integer, got 'x'\n"
+    )
     assert result.stdout == ""
 
 
 def test_a_missing_file_is_reported(tmp_path):
-    result = subprocess.run(RADBILL + ["--config", str(tmp_path / "nope.toml"), "db", "current"], capture_output=True, text=True)
+    result = subprocess.run(
+        RADBILL + ["--config", str(tmp_path / "nope.toml"), "db", "current"], capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert "cannot read configuration" in result.stderr and "Traceback" not in result.stderr

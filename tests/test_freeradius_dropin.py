@@ -32,8 +32,10 @@ def _connection_settings(database_url: str) -> str:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return f'dialect = "sqlite"\n\tsqlite {{\n\t\tfilename = "{url.database}"\n\t\tbusy_timeout = 10000\n\t}}\n'
-    return (f'dialect = "postgresql"\n\tserver = "{url.host}"\n\tport = {url.port}\n'
-            f'\tlogin = "{url.username}"\n\tpassword = ""\n\tradius_db = "{url.database}"\n')
+    return (
+        f'dialect = "postgresql"\n\tserver = "{url.host}"\n\tport = {url.port}\n'
+        f'\tlogin = "{url.username}"\n\tpassword = ""\n\tradius_db = "{url.database}"\n'
+    )
 
 
 def _install(target: Path, database_url: str, auth_port: int, acct_port: int) -> None:
@@ -43,8 +45,13 @@ def _install(target: Path, database_url: str, auth_port: int, acct_port: int) ->
         site.unlink()
     (target / "mods-enabled" / "eap").unlink(missing_ok=True)
     radiusd_conf = target / "radiusd.conf"
-    radiusd_conf.write_text("\n".join(line for line in radiusd_conf.read_text().splitlines()
-                                      if line.strip() not in ("user = freerad", "group = freerad")))
+    radiusd_conf.write_text(
+        "\n".join(
+            line
+            for line in radiusd_conf.read_text().splitlines()
+            if line.strip() not in ("user = freerad", "group = freerad")
+        )
+    )
     shutil.copytree(DROP_IN / "mods-config" / "sql" / "radbill", target / "mods-config" / "sql" / "radbill")
     module = (DROP_IN / "mods-available" / "radbill").read_text()
     module = module.replace('dialect = "postgresql"\n', _connection_settings(database_url), 1)
@@ -62,7 +69,9 @@ def freeradius(cli, database_url, tmp_path):
     raddb = tmp_path / "raddb"
     _install(raddb, database_url, auth_port, acct_port)
     log = (tmp_path / "freeradius.log").open("w")
-    server = subprocess.Popen(["freeradius", "-f", "-l", "stdout", "-d", str(raddb)], stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        ["freeradius", "-f", "-l", "stdout", "-d", str(raddb)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 20
         while "Ready to process requests" not in (tmp_path / "freeradius.log").read_text():
@@ -97,7 +106,10 @@ def test_wrong_password_and_unknown_user_are_rejected(freeradius):
 def test_expired_and_suspended_are_rejected_with_a_reason(freeradius, engine):
     auth_port, _ = freeradius
     answer = radtest(auth_port, "expired", "expired")
-    assert (answer.code, answer["Reply-Message"]) == ("Access-Reject", "Your package has expired: please renew")
+    assert (answer.code, answer["Reply-Message"]) == (
+        "Access-Reject",
+        "Your package has expired: please renew",
+    )
     with engine.begin() as connection:
         connection.execute(update(customers).where(customers.c.username == "demo").values(status="suspended"))
     answer = radtest(auth_port, "demo", "demo")
@@ -107,9 +119,14 @@ def test_expired_and_suspended_are_rejected_with_a_reason(freeradius, engine):
 def test_mac_binding_and_case_insensitive_names(freeradius, engine):
     auth_port, _ = freeradius
     with engine.begin() as connection:
-        connection.execute(update(customers).where(customers.c.username == "demo").values(mac_binding="AA:BB:CC:DD:EE:FF"))
+        connection.execute(
+            update(customers).where(customers.c.username == "demo").values(mac_binding="AA:BB:CC:DD:EE:FF")
+        )
+
     def login_from(mac: str) -> str:
-        return radclient(auth_port, ['User-Name = "DEMO"', 'User-Password = "demo"', f'Calling-Station-Id = "{mac}"']).code
+        return radclient(
+            auth_port, ['User-Name = "DEMO"', 'User-Password = "demo"', f'Calling-Station-Id = "{mac}"']
+        ).code
 
     assert login_from("AA:BB:CC:DD:EE:FF") == "Access-Accept"
     assert login_from("11:22:33:44:55:66") == "Access-Reject"
@@ -117,8 +134,14 @@ def test_mac_binding_and_case_insensitive_names(freeradius, engine):
 
 def test_accounting_lands_in_radacct_and_counts_for_simultaneous_use(freeradius, engine):
     auth_port, acct_port = freeradius
-    start = ['User-Name = "demo"', "Acct-Status-Type = Start", 'Acct-Session-Id = "81a00001"',
-             "NAS-IP-Address = 127.0.0.1", "NAS-Port = 1", "Framed-IP-Address = 10.9.0.2"]
+    start = [
+        'User-Name = "demo"',
+        "Acct-Status-Type = Start",
+        'Acct-Session-Id = "81a00001"',
+        "NAS-IP-Address = 127.0.0.1",
+        "NAS-Port = 1",
+        "Framed-IP-Address = 10.9.0.2",
+    ]
     assert radclient(acct_port, start, kind="acct").code == "Accounting-Response"
     with engine.connect() as connection:
         row = connection.execute(select(radacct)).mappings().one()
@@ -131,5 +154,7 @@ def test_accounting_lands_in_radacct_and_counts_for_simultaneous_use(freeradius,
     assert radclient(acct_port, stop, kind="acct").code == "Accounting-Response"
     with engine.connect() as connection:
         row = connection.execute(select(radacct)).mappings().one()
-    assert (row["acctinputoctets"], row["acctoutputoctets"]) == (1000, 5000) and row["acctstoptime"] is not None
+    assert (row["acctinputoctets"], row["acctoutputoctets"]) == (1000, 5000) and row[
+        "acctstoptime"
+    ] is not None
     assert radtest(auth_port, "demo", "demo").code == "Access-Accept"

@@ -11,7 +11,9 @@ from nas.coa import CoaTimeout, DynamicAuthorizationClient, SessionIdentity, coa
 from tests.fakes.nas import ACK, SECRET, SILENT, FakeNas, nak
 from tests.fakes.reactor import wait_until
 
-SESSION = SessionIdentity(user_name="Alice", acct_session_id="81a0002f", nas_ip_address="10.0.0.1", framed_ip_address="100.64.0.7")
+SESSION = SessionIdentity(
+    user_name="Alice", acct_session_id="81a0002f", nas_ip_address="10.0.0.1", framed_ip_address="100.64.0.7"
+)
 
 
 @pytest.fixture
@@ -87,7 +89,9 @@ async def test_silence_is_retransmitted_unchanged_then_times_out(fake_nas, clien
     failures = []
     result.addErrback(failures.append)
     for transmissions in (1, 2, 3):
-        await wait_until(lambda: len(fake_nas.received) == transmissions, what=f"transmission {transmissions}")
+        await wait_until(
+            lambda: len(fake_nas.received) == transmissions, what=f"transmission {transmissions}"
+        )
         assert not failures
         clock.advance(3)
     assert failures and failures[0].check(CoaTimeout)
@@ -124,15 +128,30 @@ async def test_the_nas_drops_a_request_signed_with_the_wrong_secret(fake_nas, cl
     await result
 
 
-@pytest.mark.parametrize(("behaviour", "answer"), [(ACK, "Received Disconnect-ACK"), (nak(503), "Error-Cause = Session-Context-Not-Found")])
+@pytest.mark.parametrize(
+    ("behaviour", "answer"),
+    [(ACK, "Received Disconnect-ACK"), (nak(503), "Error-Cause = Session-Context-Not-Found")],
+)
 @pytest_twisted.ensureDeferred
 async def test_the_fake_nas_agrees_with_freeradius_radclient(fake_nas, behaviour, answer):
     """radclient (FreeRADIUS) signs the request and checks the reply, so the
     fake NAS is held to an implementation other than pyrad's."""
     fake_nas.script = [behaviour]
     attributes = 'User-Name = "Alice"\nAcct-Session-Id = "81a0002f"\nNAS-IP-Address = 10.0.0.1\nMessage-Authenticator = 0x00\n'
-    command = ["radclient", "-x", "-r", "1", "-t", "2", f"127.0.0.1:{fake_nas.port_number}", "disconnect", SECRET.decode()]
-    result = await threads.deferToThread(subprocess.run, command, input=attributes, capture_output=True, text=True)
+    command = [
+        "radclient",
+        "-x",
+        "-r",
+        "1",
+        "-t",
+        "2",
+        f"127.0.0.1:{fake_nas.port_number}",
+        "disconnect",
+        SECRET.decode(),
+    ]
+    result = await threads.deferToThread(
+        subprocess.run, command, input=attributes, capture_output=True, text=True
+    )
     assert answer in result.stdout, result.stdout + result.stderr
     (seen,) = fake_nas.received
     assert seen.authenticator_ok and seen.message_authenticator_ok

@@ -47,30 +47,61 @@ def worker(engine, clock, coa):
 def add_customer(connection, username: str, **values) -> int:
     admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar()
     if admin is None:
-        admin = connection.execute(insert(operators).values(login="admin", role="admin")).inserted_primary_key[0]
-        master = connection.execute(insert(master_packages).values(
-            operator_id=admin, name="10M", customer_type="pppoe", billing_type="daily", rate_rx=10**7, rate_tx=10**7,
-        )).inserted_primary_key[0]
+        admin = connection.execute(
+            insert(operators).values(login="admin", role="admin")
+        ).inserted_primary_key[0]
+        master = connection.execute(
+            insert(master_packages).values(
+                operator_id=admin,
+                name="10M",
+                customer_type="pppoe",
+                billing_type="daily",
+                rate_rx=10**7,
+                rate_tx=10**7,
+            )
+        ).inserted_primary_key[0]
         connection.execute(insert(packages).values(operator_id=admin, master_package_id=master, name="10M"))
     package = connection.execute(select(packages.c.id)).scalar()
-    return connection.execute(insert(customers).values(
-        operator_id=admin, username=username, password="pw", customer_code=username, package_id=package, **values,
-    )).inserted_primary_key[0]
+    return connection.execute(
+        insert(customers).values(
+            operator_id=admin,
+            username=username,
+            password="pw",
+            customer_code=username,
+            package_id=package,
+            **values,
+        )
+    ).inserted_primary_key[0]
 
 
-def subscriber_online(engine, fake_nas, *session_ids, router=None, user_name="alice", stopped=False, **customer):
+def subscriber_online(
+    engine, fake_nas, *session_ids, router=None, user_name="alice", stopped=False, **customer
+):
     """Customer alice, the fake NAS (with the fake router's API if given),
     and one session per id, named as the NAS reported it (user_name)."""
-    api = dict(api_host="127.0.0.1", api_port=router.port, api_user=router.user, api_password=router.password) if router else {}
+    api = (
+        dict(api_host="127.0.0.1", api_port=router.port, api_user=router.user, api_password=router.password)
+        if router
+        else {}
+    )
     with engine.begin() as connection:
         alice = add_customer(connection, "alice", **customer)
-        core = add_nas(connection, "core1", "127.0.0.1", SECRET.decode(), coa_port=fake_nas.port_number, **api)
+        core = add_nas(
+            connection, "core1", "127.0.0.1", SECRET.decode(), coa_port=fake_nas.port_number, **api
+        )
         for number, session_id in enumerate(session_ids):
-            connection.execute(insert(sessions).values(
-                acct_unique_id=f"u-{session_id}", acct_session_id=session_id, nas_id=core.id, nas_ip_address="127.0.0.1",
-                customer_id=alice, username=user_name, framed_ip_address=f"100.64.0.{7 + number}",
-                stopped_at=datetime.now(UTC) if stopped else None,
-            ))
+            connection.execute(
+                insert(sessions).values(
+                    acct_unique_id=f"u-{session_id}",
+                    acct_session_id=session_id,
+                    nas_id=core.id,
+                    nas_ip_address="127.0.0.1",
+                    customer_id=alice,
+                    username=user_name,
+                    framed_ip_address=f"100.64.0.{7 + number}",
+                    stopped_at=datetime.now(UTC) if stopped else None,
+                )
+            )
     return alice, core
 
 
@@ -81,7 +112,11 @@ def queue(engine, **job) -> int | None:
 
 def job_row(engine, job_id):
     with engine.connect() as connection:
-        return connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.id == job_id)).mappings().one()
+        return (
+            connection.execute(select(enforcement_jobs).where(enforcement_jobs.c.id == job_id))
+            .mappings()
+            .one()
+        )
 
 
 def utc(value: datetime) -> datetime:
@@ -89,7 +124,10 @@ def utc(value: datetime) -> datetime:
 
 
 def counted(action: str, result: str) -> float:
-    return REGISTRY.get_sample_value("radbill_enforcement_jobs_total", {"action": action, "result": result}) or 0.0
+    return (
+        REGISTRY.get_sample_value("radbill_enforcement_jobs_total", {"action": action, "result": result})
+        or 0.0
+    )
 
 
 def delays(action: str) -> float:
@@ -115,7 +153,10 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
     (seen,) = fake_nas.received
     assert seen.authenticator_ok and seen.message_authenticator_ok
     assert seen.attributes == {
-        "NAS-IP-Address": ["127.0.0.1"], "User-Name": ["Alice"], "Acct-Session-Id": ["81a0002f"], "Framed-IP-Address": ["100.64.0.7"],
+        "NAS-IP-Address": ["127.0.0.1"],
+        "User-Name": ["Alice"],
+        "Acct-Session-Id": ["81a0002f"],
+        "Framed-IP-Address": ["100.64.0.7"],
     }
     assert counted("disconnect", "done") == before + 1
     assert delays("disconnect") == delays_before + 1
@@ -123,7 +164,9 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
 
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
 @pytest_twisted.ensureDeferred
-async def test_nak_or_timeout_falls_back_to_the_routeros_api(engine, fake_nas, fake_router, clock, coa, refusal):
+async def test_nak_or_timeout_falls_back_to_the_routeros_api(
+    engine, fake_nas, fake_router, clock, coa, refusal
+):
     api_threads = []
 
     def connect(*args, **kwargs):
@@ -181,7 +224,9 @@ async def test_a_job_fails_after_its_last_attempt_with_the_last_error(engine, fa
     assert await worker.run_once() == 1
     row = job_row(engine, job)
     assert (row["status"], row["attempts"]) == ("failed", 3)
-    assert row["last_error"] == "alice session s1 on 127.0.0.1: Disconnect-NAK Administratively-Prohibited (501)"
+    assert (
+        row["last_error"] == "alice session s1 on 127.0.0.1: Disconnect-NAK Administratively-Prohibited (501)"
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -196,8 +241,12 @@ async def test_no_open_session_is_done_at_once(engine, fake_nas, worker):
 @pytest_twisted.ensureDeferred
 async def test_a_dedupe_key_queues_a_job_once(engine, fake_nas, worker):
     alice, _ = subscriber_online(engine, fake_nas, "s1")
-    first = queue(engine, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
-    again = queue(engine, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01")
+    first = queue(
+        engine, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01"
+    )
+    again = queue(
+        engine, customer_id=alice, action="disconnect", reason="quota", dedupe_key=f"quota:{alice}:2026-11-01"
+    )
     assert first is not None and again is None
     assert await worker.run_once() == 1
     assert await worker.run_once() == 0
@@ -237,7 +286,13 @@ def test_a_claimed_job_is_hidden_from_other_workers_for_the_lease(engine):
     now, lease = datetime.now(UTC), timedelta(minutes=2)
     with engine.begin() as connection:
         first, second, later = (
-            enqueue(connection, customer_id=add_customer(connection, name), action="disconnect", reason="expired", not_before=when)
+            enqueue(
+                connection,
+                customer_id=add_customer(connection, name),
+                action="disconnect",
+                reason="expired",
+                not_before=when,
+            )
             for name, when in (("alice", None), ("bob", None), ("carol", now + timedelta(hours=1)))
         )
     with engine.begin() as connection:
@@ -262,7 +317,9 @@ def test_a_customers_jobs_run_one_at_a_time_oldest_first(engine):
         assert [job.id for job in claim_jobs(connection, now, 10, lease)] == [suspend]
         mark_retry(connection, suspend, "timeout", now + timedelta(seconds=10))
     with engine.begin() as connection:
-        assert claim_jobs(connection, now + timedelta(seconds=5), 10, lease) == [], "the renewal waits for the suspension"
+        assert claim_jobs(connection, now + timedelta(seconds=5), 10, lease) == [], (
+            "the renewal waits for the suspension"
+        )
     with engine.begin() as connection:
         assert [job.id for job in claim_jobs(connection, now + timedelta(seconds=10), 10, lease)] == [suspend]
         mark_done(connection, suspend, now)
@@ -275,8 +332,12 @@ def test_concurrent_claims_skip_each_others_locked_rows(engine):
         pytest.skip("SQLite serialises writers at BEGIN IMMEDIATE; SKIP LOCKED is PostgreSQL's")
     now = datetime.now(UTC)
     with engine.begin() as connection:
-        ids = [enqueue(connection, customer_id=add_customer(connection, name), action="disconnect", reason="expired")
-               for name in ("alice", "bob")]
+        ids = [
+            enqueue(
+                connection, customer_id=add_customer(connection, name), action="disconnect", reason="expired"
+            )
+            for name in ("alice", "bob")
+        ]
     with engine.begin() as one, engine.begin() as two:
         two.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # waiting on a lock fails rather than hangs
         mine = claim_jobs(one, now, 1, timedelta(minutes=2))

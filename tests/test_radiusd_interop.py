@@ -8,14 +8,22 @@ tests change subscribers with the real ``radbill customer`` commands.
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select
 
 from radiusd import mschap
 from schema.changes import record_change, record_change_ids
-from schema.tables import customer_usage, customers, master_packages, operators, packages, radpostauth, sessions
+from schema.tables import (
+    customer_usage,
+    customers,
+    master_packages,
+    operators,
+    packages,
+    radpostauth,
+    sessions,
+)
 from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, write_config
 
 MEGABIT = 1_000_000
@@ -25,19 +33,33 @@ QUOTA = 5 * 2**32 + 7
 def add_package(connection, operator_id: int, name: str, **spec) -> int:
     spec.setdefault("billing_type", "daily")
     spec.setdefault("customer_type", "pppoe")
-    master = connection.execute(insert(master_packages).values(
-        operator_id=operator_id, name=name, rate_rx=spec.pop("rate_rx", 20 * MEGABIT),
-        rate_tx=spec.pop("rate_tx", 20 * MEGABIT), **spec)).inserted_primary_key[0]
-    return connection.execute(insert(packages).values(operator_id=operator_id, master_package_id=master,
-                                                      name=name)).inserted_primary_key[0]
+    master = connection.execute(
+        insert(master_packages).values(
+            operator_id=operator_id,
+            name=name,
+            rate_rx=spec.pop("rate_rx", 20 * MEGABIT),
+            rate_tx=spec.pop("rate_tx", 20 * MEGABIT),
+            **spec,
+        )
+    ).inserted_primary_key[0]
+    return connection.execute(
+        insert(packages).values(operator_id=operator_id, master_package_id=master, name=name)
+    ).inserted_primary_key[0]
 
 
 def add_customer(connection, username: str, package_id: int, operator_id: int, **values) -> int:
-    values.setdefault("expires_at", datetime.now(timezone.utc) + timedelta(days=10))
+    values.setdefault("expires_at", datetime.now(UTC) + timedelta(days=10))
     values.setdefault("wallet_balance", 10_000)
-    customer_id = connection.execute(insert(customers).values(
-        username=username, password=username, customer_code=f"T-{username}", package_id=package_id,
-        operator_id=operator_id, **values)).inserted_primary_key[0]
+    customer_id = connection.execute(
+        insert(customers).values(
+            username=username,
+            password=username,
+            customer_code=f"T-{username}",
+            package_id=package_id,
+            operator_id=operator_id,
+            **values,
+        )
+    ).inserted_primary_key[0]
     record_change(connection, "customer", customer_id)
     return customer_id
 
@@ -46,42 +68,72 @@ def add_customer(connection, username: str, package_id: int, operator_id: int, *
 def isp(engine):
     from cli.demo import load_demo
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     today = now.date()
     with engine.begin() as connection:
         load_demo(connection, now)
         admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar_one()
-        blocked = connection.execute(insert(operators).values(login="blockedres", role="reseller", parent_id=admin,
-                                                              status="blocked")).inserted_primary_key[0]
+        blocked = connection.execute(
+            insert(operators).values(login="blockedres", role="reseller", parent_id=admin, status="blocked")
+        ).inserted_primary_key[0]
         package_ids = dict(connection.execute(select(packages.c.name, packages.c.id)).all())
         plain = package_ids["PPPoE 10M"]
-        quota = add_package(connection, admin, "Quota", quota_bytes=QUOTA, fup_rx=2 * MEGABIT, fup_tx=MEGABIT,
-                            ip_pool="pool-q", profile="gold", address_list="quota-users", burst_rx=40 * MEGABIT,
-                            burst_tx=40 * MEGABIT, burst_threshold_rx=15 * MEGABIT, burst_threshold_tx=15 * MEGABIT,
-                            burst_time_rx=16, burst_time_tx=16, priority=5)
+        quota = add_package(
+            connection,
+            admin,
+            "Quota",
+            quota_bytes=QUOTA,
+            fup_rx=2 * MEGABIT,
+            fup_tx=MEGABIT,
+            ip_pool="pool-q",
+            profile="gold",
+            address_list="quota-users",
+            burst_rx=40 * MEGABIT,
+            burst_tx=40 * MEGABIT,
+            burst_threshold_rx=15 * MEGABIT,
+            burst_threshold_tx=15 * MEGABIT,
+            burst_time_rx=16,
+            burst_time_tx=16,
+            priority=5,
+        )
         hard = add_package(connection, admin, "Hard quota", quota_bytes=1000)
         static = add_package(connection, admin, "Static", customer_type="static", billing_type="monthly")
         hotspot = package_ids["Hotspot 5M"]
         ids = {}
         for username, package_id, values in [
-            ("alice", quota, {}), ("fupper", quota, {}), ("capped", hard, {}),
-            ("disabled1", plain, dict(status="disabled")), ("suspended1", plain, dict(status="suspended")),
+            ("alice", quota, {}),
+            ("fupper", quota, {}),
+            ("capped", hard, {}),
+            ("disabled1", plain, dict(status="disabled")),
+            ("suspended1", plain, dict(status="suspended")),
             ("deleted1", plain, dict(deleted_at=now)),
             ("broke", plain, dict(wallet_balance=0, expires_at=now - timedelta(hours=1))),
             ("lapsed", plain, dict(expires_at=now - timedelta(hours=1))),
-            ("macbound", plain, dict(mac_binding="AA:BB:CC:DD:EE:FF")), ("busy", plain, {}),
-            ("hotspot1", hotspot, {}), ("static1", static, dict(static_ip="10.20.30.40", wallet_balance=0)),
+            ("macbound", plain, dict(mac_binding="AA:BB:CC:DD:EE:FF")),
+            ("busy", plain, {}),
+            ("hotspot1", hotspot, {}),
+            ("static1", static, dict(static_ip="10.20.30.40", wallet_balance=0)),
         ]:
             ids[username] = add_customer(connection, username, package_id, admin, **values)
         ids["blocked1"] = add_customer(connection, "blocked1", plain, blocked)
-        connection.execute(insert(customer_usage), [
-            dict(customer_id=ids["alice"], period_start=today, upload_bytes=2**32, download_bytes=0),
-            dict(customer_id=ids["fupper"], period_start=today, upload_bytes=QUOTA, download_bytes=1),
-            dict(customer_id=ids["capped"], period_start=today, upload_bytes=600, download_bytes=400),
-        ])
-        connection.execute(insert(sessions).values(acct_unique_id="busy-1", acct_session_id="1",
-                                                   nas_ip_address="127.0.0.1", customer_id=ids["busy"],
-                                                   username="busy", started_at=now))
+        connection.execute(
+            insert(customer_usage),
+            [
+                dict(customer_id=ids["alice"], period_start=today, upload_bytes=2**32, download_bytes=0),
+                dict(customer_id=ids["fupper"], period_start=today, upload_bytes=QUOTA, download_bytes=1),
+                dict(customer_id=ids["capped"], period_start=today, upload_bytes=600, download_bytes=400),
+            ],
+        )
+        connection.execute(
+            insert(sessions).values(
+                acct_unique_id="busy-1",
+                acct_session_id="1",
+                nas_ip_address="127.0.0.1",
+                customer_id=ids["busy"],
+                username="busy",
+                started_at=now,
+            )
+        )
     return ids
 
 
@@ -100,10 +152,12 @@ def test_pap_accept_carries_the_package(radiusd, engine):
     assert reply["Mikrotik-Rate-Limit"] == "10M/10M"
     assert reply["Acct-Interim-Interval"] == "120"
     with engine.connect() as connection:
-        expires_at = connection.execute(select(customers.c.expires_at).where(customers.c.username == "demo")).scalar_one()
+        expires_at = connection.execute(
+            select(customers.c.expires_at).where(customers.c.username == "demo")
+        ).scalar_one()
     if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=timezone.utc)
-    left = (expires_at - datetime.now(timezone.utc)).total_seconds()
+        expires_at = expires_at.replace(tzinfo=UTC)
+    left = (expires_at - datetime.now(UTC)).total_seconds()
     assert left - 60 < int(reply["Session-Timeout"]) <= left + 1
     assert "Message-Authenticator" in reply.attributes
 
@@ -120,18 +174,30 @@ def test_mschap2_success_and_mppe_keys(radiusd):
     challenge, peer = os.urandom(16), os.urandom(16)
     password_hash = mschap.nt_password_hash("demo")
     nt = mschap.generate_nt_response(challenge, peer, "demo", password_hash)
-    reply = radclient(radiusd.port, [
-        'User-Name = "demo"', f"MS-CHAP-Challenge = 0x{challenge.hex()}",
-        f"MS-CHAP2-Response = 0x{(bytes([5, 0]) + peer + bytes(8) + nt).hex()}",
-        "Framed-Protocol = PPP", "Service-Type = Framed-User", "Message-Authenticator = 0x00",
-    ])
+    reply = radclient(
+        radiusd.port,
+        [
+            'User-Name = "demo"',
+            f"MS-CHAP-Challenge = 0x{challenge.hex()}",
+            f"MS-CHAP2-Response = 0x{(bytes([5, 0]) + peer + bytes(8) + nt).hex()}",
+            "Framed-Protocol = PPP",
+            "Service-Type = Framed-User",
+            "Message-Authenticator = 0x00",
+        ],
+    )
     assert reply.code == "Access-Accept"
     success = bytes([5]) + mschap.generate_authenticator_response(password_hash, nt, peer, challenge, "demo")
     assert reply["MS-CHAP2-Success"] == "0x" + success.hex()
     master = mschap.master_key(mschap.MD4.new(password_hash).digest(), nt)
     # radclient knows these are salt-encrypted (RFC 2548) and prints them decrypted
-    assert reply["MS-MPPE-Send-Key"] == "0x" + mschap.asymmetric_start_key(master, 16, is_send=True, is_server=True).hex()
-    assert reply["MS-MPPE-Recv-Key"] == "0x" + mschap.asymmetric_start_key(master, 16, is_send=False, is_server=True).hex()
+    assert (
+        reply["MS-MPPE-Send-Key"]
+        == "0x" + mschap.asymmetric_start_key(master, 16, is_send=True, is_server=True).hex()
+    )
+    assert (
+        reply["MS-MPPE-Recv-Key"]
+        == "0x" + mschap.asymmetric_start_key(master, 16, is_send=False, is_server=True).hex()
+    )
 
 
 def test_wrong_secret_gets_no_answer(radiusd):
@@ -158,15 +224,17 @@ REJECTS = [
 def test_every_reject_reason(radiusd, engine):
     """One server for all of them: each is a Reject with a Reply-Message,
     counted by reason, and written to radpostauth with its reason."""
-    for username, password, extra, reason in REJECTS:
+    for username, password, extra, _reason in REJECTS:
         reply = pap(radiusd.port, username, password, *extra)
         assert reply.code == "Access-Reject", (username, reply)
         assert reply.get("Reply-Message"), username
     time.sleep(0.7)  # radpostauth is written in batches
-    for username, _, _, reason in REJECTS:
+    for _, _, _, reason in REJECTS:
         assert metric(radiusd.metrics_port, "radiusd_rejects_total", {"reason": reason}) == 1, reason
     with engine.connect() as connection:
-        rows = connection.execute(select(radpostauth.c.username, radpostauth.c.reason, radpostauth.c.reply)).all()
+        rows = connection.execute(
+            select(radpostauth.c.username, radpostauth.c.reason, radpostauth.c.reply)
+        ).all()
     assert sorted(rows) == sorted((username, reason, "Access-Reject") for username, _, _, reason in REJECTS)
 
 
@@ -177,7 +245,10 @@ def test_unsupported_method_is_rejected(radiusd):
 
 
 def test_mac_binding_accepts_the_bound_device(radiusd):
-    assert pap(radiusd.port, "macbound", "macbound", 'Calling-Station-Id = "aa-bb-cc-dd-ee-ff"').code == "Access-Accept"
+    assert (
+        pap(radiusd.port, "macbound", "macbound", 'Calling-Station-Id = "aa-bb-cc-dd-ee-ff"').code
+        == "Access-Accept"
+    )
 
 
 def test_quota_pool_group_and_address_list(radiusd):
@@ -187,8 +258,11 @@ def test_quota_pool_group_and_address_list(radiusd):
     remaining = QUOTA - 2**32
     assert int(reply["Mikrotik-Total-Limit"]) == remaining & 0xFFFFFFFF
     assert int(reply["Mikrotik-Total-Limit-Gigawords"]) == remaining >> 32
-    assert (reply["Framed-Pool"], reply["Mikrotik-Group"], reply["Mikrotik-Address-List"]) == \
-        ("pool-q", "gold", "quota-users")
+    assert (reply["Framed-Pool"], reply["Mikrotik-Group"], reply["Mikrotik-Address-List"]) == (
+        "pool-q",
+        "gold",
+        "quota-users",
+    )
 
 
 def test_over_quota_gets_the_fair_usage_rate(radiusd):
@@ -205,13 +279,22 @@ def test_static_customer_gets_its_address(radiusd):
 
 
 def test_expired_restrict_policy(tmp_path, database_url, isp):
-    config, values = write_config(tmp_path, database_url, expired_policy="restrict", expired_pool="expired-pool",
-                                  expired_address_list="captive", expired_rate="256k")
+    config, values = write_config(
+        tmp_path,
+        database_url,
+        expired_policy="restrict",
+        expired_pool="expired-pool",
+        expired_address_list="captive",
+        expired_rate="256k",
+    )
     with RadiusdProcess(config, tmp_path / "radiusd.log"):
         reply = pap(values["auth_port"], "expired", "expired")
     assert reply.code == "Access-Accept"
-    assert (reply["Mikrotik-Rate-Limit"], reply["Framed-Pool"], reply["Mikrotik-Address-List"]) == \
-        ("256k/256k", "expired-pool", "captive")
+    assert (reply["Mikrotik-Rate-Limit"], reply["Framed-Pool"], reply["Mikrotik-Address-List"]) == (
+        "256k/256k",
+        "expired-pool",
+        "captive",
+    )
 
 
 def wait_for_change(check, timeout: float = 1.0) -> float:
@@ -222,12 +305,19 @@ def wait_for_change(check, timeout: float = 1.0) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize(("command", "before", "after"), [
-    (("customer", "suspend", "demo"), "Access-Accept", "Access-Reject"),
-    (("customer", "reset-password", "demo", "--password", "new-password"), "Access-Accept", "Access-Reject"),
-    (("customer", "delete", "demo"), "Access-Accept", "Access-Reject"),
-    (("customer", "renew", "expired", "--cash"), "Access-Reject", "Access-Accept"),
-])
+@pytest.mark.parametrize(
+    ("command", "before", "after"),
+    [
+        (("customer", "suspend", "demo"), "Access-Accept", "Access-Reject"),
+        (
+            ("customer", "reset-password", "demo", "--password", "new-password"),
+            "Access-Accept",
+            "Access-Reject",
+        ),
+        (("customer", "delete", "demo"), "Access-Accept", "Access-Reject"),
+        (("customer", "renew", "expired", "--cash"), "Access-Reject", "Access-Accept"),
+    ],
+)
 def test_a_cli_change_decides_the_next_request_within_a_second(radiusd, cli, command, before, after):
     """radtest before and after a real ``radbill customer ...`` in another process."""
     username = command[2]
@@ -250,8 +340,9 @@ def isp_id(connection, username: str) -> int:
 def test_nas_secret_changed_with_the_cli_is_served_within_a_second(radiusd, cli):
     cli("nas", "set", "demo-nas", "--secret", "fresh-secret")
     # each probe that gets no answer costs its 0.2 s timeout on top of the change itself
-    wait_for_change(lambda: pap(radiusd.port, "demo", "demo", secret="fresh-secret", timeout=0.2) is not None,
-                    timeout=1.5)
+    wait_for_change(
+        lambda: pap(radiusd.port, "demo", "demo", secret="fresh-secret", timeout=0.2) is not None, timeout=1.5
+    )
     assert pap(radiusd.port, "demo", "demo", timeout=0.2) is None
 
 
@@ -259,9 +350,16 @@ def test_open_sessions_written_by_accounting_count_within_a_second(radiusd, engi
     assert radtest(radiusd.port, "demo", "demo").code == "Access-Accept"
     with engine.begin() as connection:  # as another radiusd's accounting writes it
         customer_id = isp_id(connection, "demo")
-        connection.execute(insert(sessions).values(acct_unique_id="demo-1", acct_session_id="1",
-                                                   nas_ip_address="127.0.0.1", customer_id=customer_id,
-                                                   username="demo", started_at=datetime.now(timezone.utc)))
+        connection.execute(
+            insert(sessions).values(
+                acct_unique_id="demo-1",
+                acct_session_id="1",
+                nas_ip_address="127.0.0.1",
+                customer_id=customer_id,
+                username="demo",
+                started_at=datetime.now(UTC),
+            )
+        )
         record_change_ids(connection, "sessions", [customer_id])
     wait_for_change(lambda: radtest(radiusd.port, "demo", "demo").code == "Access-Reject", timeout=1.5)
 
@@ -300,7 +398,9 @@ def test_ipv6_and_ipv4_on_one_dual_stack_socket(tmp_path, database_url, isp, cli
     cli("nas", "add", "v6-nas", "--ip", "::1", "--secret", "v6-secret")
     config, values = write_config(tmp_path, database_url, bind="::")
     with RadiusdProcess(config, tmp_path / "radiusd.log"):
-        assert pap(values["auth_port"], "demo", "demo", host="[::1]", secret="v6-secret").code == "Access-Accept"
+        assert (
+            pap(values["auth_port"], "demo", "demo", host="[::1]", secret="v6-secret").code == "Access-Accept"
+        )
         assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"  # 127.0.0.1, IPv4-mapped
 
 
@@ -313,8 +413,14 @@ def test_a_port_in_use_stops_radiusd_with_an_error(tmp_path, database_url, isp):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         config, _ = write_config(tmp_path, database_url, auth_port=taken.getsockname()[1])
-        result = subprocess.run(RADBILL + ["radiusd"], env={**os.environ, "RADBILL_CONFIG": str(config)},
-                                cwd=REPOSITORY, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            RADBILL + ["radiusd"],
+            env={**os.environ, "RADBILL_CONFIG": str(config)},
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 1
     assert "radiusd cannot start" in result.stderr and "Address already in use" in result.stderr
 

@@ -2,7 +2,7 @@
 
 import os
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -23,14 +23,22 @@ from radiusd.policy import (
 )
 from schema.identity import canonical_mac, canonical_username
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SETTINGS = PolicySettings(interim_interval=120)
 PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="10M/10M")
 
 
 def subscriber(**changes) -> Subscriber:
-    base = Subscriber(id=7, username="alice", password="secret", status="active", customer_type="pppoe",
-                      package=PACKAGE, expires_at=NOW + timedelta(days=3), wallet_balance=50_000)
+    base = Subscriber(
+        id=7,
+        username="alice",
+        password="secret",
+        status="active",
+        customer_type="pppoe",
+        package=PACKAGE,
+        expires_at=NOW + timedelta(days=3),
+        wallet_balance=50_000,
+    )
     return replace(base, **changes)
 
 
@@ -71,21 +79,35 @@ def test_request_without_supported_credentials_is_rejected_with_a_reason():
 def test_chap_with_and_without_chap_challenge():
     authenticator = os.urandom(16)
     response = bytes([9]) + chap_response(9, "secret", authenticator)
-    via_authenticator = RequestFacts("alice", Credentials("chap", chap_password=response,
-                                                          request_authenticator=authenticator))
+    via_authenticator = RequestFacts(
+        "alice", Credentials("chap", chap_password=response, request_authenticator=authenticator)
+    )
     assert decide(via_authenticator).accept
     challenge = os.urandom(16)
     response = bytes([3]) + chap_response(3, "secret", challenge)
-    via_challenge = RequestFacts("alice", Credentials("chap", chap_password=response, chap_challenge=challenge,
-                                                      request_authenticator=authenticator))
+    via_challenge = RequestFacts(
+        "alice",
+        Credentials(
+            "chap", chap_password=response, chap_challenge=challenge, request_authenticator=authenticator
+        ),
+    )
     assert decide(via_challenge).accept
-    bad = RequestFacts("alice", Credentials("chap", chap_password=bytes([3]) + chap_response(3, "other", challenge),
-                                            chap_challenge=challenge, request_authenticator=authenticator))
+    bad = RequestFacts(
+        "alice",
+        Credentials(
+            "chap",
+            chap_password=bytes([3]) + chap_response(3, "other", challenge),
+            chap_challenge=challenge,
+            request_authenticator=authenticator,
+        ),
+    )
     assert decide(bad).reason == "wrong_password"
 
 
 def test_malformed_chap_password_is_a_wrong_password_not_a_crash():
-    request = RequestFacts("alice", Credentials("chap", chap_password=b"short", request_authenticator=bytes(16)))
+    request = RequestFacts(
+        "alice", Credentials("chap", chap_password=b"short", request_authenticator=bytes(16))
+    )
     assert decide(request).reason == "wrong_password"
 
 
@@ -111,25 +133,30 @@ def test_mschap1_accept_carries_the_nt_key():
     challenge = os.urandom(8)
     nt = mschap.challenge_response(challenge, mschap.nt_password_hash("secret"))
     response = bytes([1, 1]) + bytes(24) + nt
-    decision = decide(RequestFacts("alice", Credentials("mschap1", ms_challenge=challenge, ms_response=response)))
+    decision = decide(
+        RequestFacts("alice", Credentials("mschap1", ms_challenge=challenge, ms_response=response))
+    )
     assert decision.accept and len(decision.mppe_keys) == 1
 
 
 # --- account state -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("state", "reason"), [
-    (dict(deleted=True), "deleted"),
-    (dict(status="disabled"), "disabled"),
-    (dict(status="suspended"), "suspended"),
-    (dict(operator_blocked=True), "operator_blocked"),
-    (dict(expires_at=NOW), "expired"),
-    (dict(expires_at=NOW - timedelta(seconds=1)), "expired"),
-    (dict(expires_at=NOW, wallet_balance=0), "balance_exhausted"),
-    (dict(expires_at=NOW - timedelta(hours=1), wallet_balance=-1), "balance_exhausted"),
-    (dict(open_sessions=1), "simultaneous_use"),
-    (dict(mac_binding="AA:BB:CC:DD:EE:FF"), "mac_mismatch"),
-])
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (dict(deleted=True), "deleted"),
+        (dict(status="disabled"), "disabled"),
+        (dict(status="suspended"), "suspended"),
+        (dict(operator_blocked=True), "operator_blocked"),
+        (dict(expires_at=NOW), "expired"),
+        (dict(expires_at=NOW - timedelta(seconds=1)), "expired"),
+        (dict(expires_at=NOW, wallet_balance=0), "balance_exhausted"),
+        (dict(expires_at=NOW - timedelta(hours=1), wallet_balance=-1), "balance_exhausted"),
+        (dict(open_sessions=1), "simultaneous_use"),
+        (dict(mac_binding="AA:BB:CC:DD:EE:FF"), "mac_mismatch"),
+    ],
+)
 def test_each_reject_reason(state, reason):
     decision = decide(state=subscriber(**state))
     assert (decision.accept, decision.reason) == (False, reason)
@@ -174,7 +201,9 @@ def test_simultaneous_use_limit_comes_from_the_package():
     assert decide(state=subscriber(package=two, open_sessions=2)).reason == "simultaneous_use"
 
 
-@pytest.mark.parametrize("calling", ["aa-bb-cc-dd-ee-ff", "AA:BB:CC:DD:EE:FF", "aabb.ccdd.eeff", "aabbccddeeff"])
+@pytest.mark.parametrize(
+    "calling", ["aa-bb-cc-dd-ee-ff", "AA:BB:CC:DD:EE:FF", "aabb.ccdd.eeff", "aabbccddeeff"]
+)
 def test_mac_binding_matches_any_spelling(calling):
     state = subscriber(mac_binding="aa:bb:cc:dd:ee:ff")
     assert decide(pap(calling_station_id=calling), state).accept
@@ -185,19 +214,22 @@ def test_mac_binding_matches_any_spelling(calling):
 # --- service type ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("customer_type", "facts", "allowed"), [
-    ("pppoe", dict(framed_protocol=1, service_type=2), True),
-    ("pppoe", dict(service_type=1), False),
-    ("pppoe", dict(), True),
-    ("hotspot", dict(service_type=1), True),
-    ("hotspot", dict(framed_protocol=1), False),
-    ("hotspot", dict(service_type=2), False),
-    ("static", dict(framed_protocol=1), True),
-    ("static", dict(service_type=2), True),
-    ("static", dict(service_type=1), False),
-    ("other", dict(service_type=1), True),
-    ("other", dict(framed_protocol=1), True),
-])
+@pytest.mark.parametrize(
+    ("customer_type", "facts", "allowed"),
+    [
+        ("pppoe", dict(framed_protocol=1, service_type=2), True),
+        ("pppoe", dict(service_type=1), False),
+        ("pppoe", dict(), True),
+        ("hotspot", dict(service_type=1), True),
+        ("hotspot", dict(framed_protocol=1), False),
+        ("hotspot", dict(service_type=2), False),
+        ("static", dict(framed_protocol=1), True),
+        ("static", dict(service_type=2), True),
+        ("static", dict(service_type=1), False),
+        ("other", dict(service_type=1), True),
+        ("other", dict(framed_protocol=1), True),
+    ],
+)
 def test_service_must_fit_the_customer_type(customer_type, facts, allowed):
     decision = decide(pap(**facts), subscriber(customer_type=customer_type))
     assert decision.accept is allowed
@@ -230,9 +262,14 @@ def test_no_expiry_means_no_session_timeout():
 def test_static_ip_pool_group_and_address_list():
     package = replace(PACKAGE, ip_pool="pool-10m", profile="gold", address_list="paying")
     with_pool = attributes(decide(state=subscriber(package=package)))
-    assert (with_pool["Framed-Pool"], with_pool["Mikrotik-Group"], with_pool["Mikrotik-Address-List"]) == \
-        ("pool-10m", "gold", "paying")
-    static = attributes(decide(state=subscriber(package=package, customer_type="static", static_ip="10.9.8.7")))
+    assert (with_pool["Framed-Pool"], with_pool["Mikrotik-Group"], with_pool["Mikrotik-Address-List"]) == (
+        "pool-10m",
+        "gold",
+        "paying",
+    )
+    static = attributes(
+        decide(state=subscriber(package=package, customer_type="static", static_ip="10.9.8.7"))
+    )
     assert static["Framed-IP-Address"] == "10.9.8.7" and "Framed-Pool" not in static
 
 
@@ -251,7 +288,9 @@ def test_quota_split_always_adds_up(quota, used):
         assert decision.reason == "quota_exhausted"
     else:
         values = attributes(decision)
-        assert (values["Mikrotik-Total-Limit-Gigawords"] << 32) + values["Mikrotik-Total-Limit"] == quota - used
+        assert (values["Mikrotik-Total-Limit-Gigawords"] << 32) + values[
+            "Mikrotik-Total-Limit"
+        ] == quota - used
 
 
 def test_over_quota_without_fair_usage_is_rejected():
@@ -273,26 +312,42 @@ def test_session_timeout_is_capped_at_32_bits():
 
 
 def test_expired_restrict_policy_accepts_into_the_captive_profile():
-    settings = PolicySettings(interim_interval=60, expired_policy="restrict", expired_pool="expired",
-                              expired_address_list="captive", expired_rate="256k/256k")
-    decision = decide(state=subscriber(expires_at=NOW - timedelta(days=1), wallet_balance=0), settings=settings)
+    settings = PolicySettings(
+        interim_interval=60,
+        expired_policy="restrict",
+        expired_pool="expired",
+        expired_address_list="captive",
+        expired_rate="256k/256k",
+    )
+    decision = decide(
+        state=subscriber(expires_at=NOW - timedelta(days=1), wallet_balance=0), settings=settings
+    )
     assert (decision.accept, decision.reason) == (True, "expired_restricted")
     assert attributes(decision) == {
-        "Mikrotik-Rate-Limit": "256k/256k", "Framed-Pool": "expired", "Mikrotik-Address-List": "captive",
-        "Reply-Message": MESSAGES["expired"], "Acct-Interim-Interval": 60,
+        "Mikrotik-Rate-Limit": "256k/256k",
+        "Framed-Pool": "expired",
+        "Mikrotik-Address-List": "captive",
+        "Reply-Message": MESSAGES["expired"],
+        "Acct-Interim-Interval": 60,
     }
     # still no way in for a suspended or wrong-password subscriber
     assert decide(pap("x"), subscriber(expires_at=NOW), settings).reason == "wrong_password"
-    assert decide(state=subscriber(expires_at=NOW, status="suspended"), settings=settings).reason == "suspended"
+    assert (
+        decide(state=subscriber(expires_at=NOW, status="suspended"), settings=settings).reason == "suspended"
+    )
 
 
 def test_a_customer_billing_suspended_for_not_paying_is_expired_not_suspended():
     restrict = PolicySettings(interim_interval=60, expired_policy="restrict", expired_rate="256k/256k")
     # the daily run could not take the day from the wallet: told to recharge, not "suspended"
-    unpaid_daily = subscriber(status="suspended", unpaid=True, expires_at=NOW - timedelta(hours=1), wallet_balance=0)
+    unpaid_daily = subscriber(
+        status="suspended", unpaid=True, expires_at=NOW - timedelta(hours=1), wallet_balance=0
+    )
     assert decide(state=unpaid_daily).reason == "balance_exhausted"
-    assert (decide(state=unpaid_daily, settings=restrict).accept, decide(state=unpaid_daily, settings=restrict).reason) == (
-        True, "expired_restricted")
+    assert (
+        decide(state=unpaid_daily, settings=restrict).accept,
+        decide(state=unpaid_daily, settings=restrict).reason,
+    ) == (True, "expired_restricted")
     # a postpaid invoice overdue past its grace: expired, even with paid-up time left on the clock
     monthly = PackageState(id=2, billing_type="monthly", rate_limit="10M/10M")
     overdue = subscriber(status="suspended", unpaid=True, package=monthly, expires_at=None, wallet_balance=0)
@@ -305,10 +360,16 @@ def test_a_customer_billing_suspended_for_not_paying_is_expired_not_suspended():
 # --- names ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "name"), [
-    ("Alice", "alice"), (" BOB ", "bob"), ("AA-BB-CC-DD-EE-FF", "aa:bb:cc:dd:ee:ff"),
-    ("aabb.ccdd.eeff", "aa:bb:cc:dd:ee:ff"), ("aabbccddeeff", "aa:bb:cc:dd:ee:ff"),
-])
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("Alice", "alice"),
+        (" BOB ", "bob"),
+        ("AA-BB-CC-DD-EE-FF", "aa:bb:cc:dd:ee:ff"),
+        ("aabb.ccdd.eeff", "aa:bb:cc:dd:ee:ff"),
+        ("aabbccddeeff", "aa:bb:cc:dd:ee:ff"),
+    ],
+)
 def test_usernames_are_one_case_insensitive_namespace(raw, name):
     assert canonical_username(raw) == name
 

@@ -2,7 +2,7 @@
 
 import os
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +21,7 @@ from radiusd.view import CustomerRow, NasClient, Snapshot, SubscriberView
 
 SECRET = b"s3cret"
 NAS_ADDRESS = ("192.0.2.1", 40000)
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 class FakeTransport:
@@ -35,11 +35,30 @@ class FakeTransport:
 def make_view(policy: str = "no") -> SubscriberView:
     view = SubscriberView()
     package = PackageState(id=1, billing_type="daily", rate_limit="10M/10M")
-    view.apply(Snapshot(
-        customers=[CustomerRow(1, "alice", "secret", "active", 1, 1, NOW + timedelta(days=1), 100, None, None, False, False)],
-        nas=[NasClient(1, "edge-1", "192.0.2.1", SECRET, policy)],
-        packages={1: ("pppoe", package)}, operators={}, full=True,
-    ))
+    view.apply(
+        Snapshot(
+            customers=[
+                CustomerRow(
+                    1,
+                    "alice",
+                    "secret",
+                    "active",
+                    1,
+                    1,
+                    NOW + timedelta(days=1),
+                    100,
+                    None,
+                    None,
+                    False,
+                    False,
+                )
+            ],
+            nas=[NasClient(1, "edge-1", "192.0.2.1", SECRET, policy)],
+            packages={1: ("pppoe", package)},
+            operators={},
+            full=True,
+        )
+    )
     return view
 
 
@@ -50,8 +69,13 @@ class Harness:
         self.view = make_view(policy)
         self.attempts: list[dict] = []
         self.seen: list[NasClient] = []
-        self.handler = AccessHandler(self.view, PolicySettings(), self.clock, record_attempt=self.attempts.append,
-                                     message_authenticator_seen=self.seen.append)
+        self.handler = AccessHandler(
+            self.view,
+            PolicySettings(),
+            self.clock,
+            record_attempt=self.attempts.append,
+            message_authenticator_seen=self.seen.append,
+        )
         self.protocol = RadiusServerProtocol(self.view, self.handler, self.clock)
         self.transport = FakeTransport()
         self.protocol.transport = self.transport
@@ -198,10 +222,12 @@ def test_mschap2_reply_carries_keys_the_nas_can_decrypt():
     recv = reply["MS-MPPE-Recv-Key"][0]
     assert send[:2] != recv[:2]
     master = mschap.master_key(mschap.MD4.new(password_hash).digest(), nt)
-    assert mschap.decrypt_mppe_key(send, SECRET, packet.authenticator) == \
-        mschap.asymmetric_start_key(master, 16, is_send=True, is_server=True)
-    assert mschap.decrypt_mppe_key(recv, SECRET, packet.authenticator) == \
-        mschap.asymmetric_start_key(master, 16, is_send=False, is_server=True)
+    assert mschap.decrypt_mppe_key(send, SECRET, packet.authenticator) == mschap.asymmetric_start_key(
+        master, 16, is_send=True, is_server=True
+    )
+    assert mschap.decrypt_mppe_key(recv, SECRET, packet.authenticator) == mschap.asymmetric_start_key(
+        master, 16, is_send=False, is_server=True
+    )
 
 
 def test_request_without_credentials_is_rejected_as_unsupported():
@@ -220,13 +246,16 @@ def valid_bytes() -> bytes:
     return request().RequestPacket()
 
 
-@pytest.mark.parametrize(("data", "cause"), [
-    (b"\x01\x02", "short"),
-    (b"\x04" + valid_bytes()[1:], "bad_code"),
-    (valid_bytes()[:4] + valid_bytes()[4:30], "bad_length"),
-    (valid_bytes()[:2] + struct.pack("!H", 5000) + valid_bytes()[4:], "bad_length"),
-    (valid_bytes()[:2] + struct.pack("!H", 19) + valid_bytes()[4:], "bad_length"),
-])
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (b"\x01\x02", "short"),
+        (b"\x04" + valid_bytes()[1:], "bad_code"),
+        (valid_bytes()[:4] + valid_bytes()[4:30], "bad_length"),
+        (valid_bytes()[:2] + struct.pack("!H", 5000) + valid_bytes()[4:], "bad_length"),
+        (valid_bytes()[:2] + struct.pack("!H", 19) + valid_bytes()[4:], "bad_length"),
+    ],
+)
 def test_malformed_headers(data, cause):
     with pytest.raises(MalformedPacket) as raised:
         check_datagram(data, frozenset({1}))
@@ -239,7 +268,9 @@ def with_attribute(attribute: bytes) -> bytes:
     return data[:2] + struct.pack("!H", len(data)) + data[4:]
 
 
-@pytest.mark.parametrize("attribute", [b"\x01", b"\x01\x00", b"\x01\x01", b"\x01\x09abc", bytes([80, 10]) + bytes(8)])
+@pytest.mark.parametrize(
+    "attribute", [b"\x01", b"\x01\x00", b"\x01\x01", b"\x01\x09abc", bytes([80, 10]) + bytes(8)]
+)
 def test_malformed_attributes(attribute):
     with pytest.raises(MalformedPacket) as raised:
         check_datagram(with_attribute(attribute), frozenset({1}))
@@ -280,11 +311,13 @@ def mutations(data: bytes):
     return st.one_of(
         st.binary(max_size=300),
         st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)).map(
-            lambda change: data[:change[0]] + bytes([change[1]]) + data[change[0] + 1:]),
+            lambda change: data[: change[0]] + bytes([change[1]]) + data[change[0] + 1 :]
+        ),
         st.integers(0, len(data)).map(lambda cut: data[:cut]),
         st.binary(max_size=40).map(lambda tail: data + tail),
-        st.binary(min_size=1, max_size=40).map(lambda tail: data[:2] + struct.pack("!H", len(data) + len(tail))
-                                               + data[4:] + tail),
+        st.binary(min_size=1, max_size=40).map(
+            lambda tail: data[:2] + struct.pack("!H", len(data) + len(tail)) + data[4:] + tail
+        ),
     )
 
 

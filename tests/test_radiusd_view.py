@@ -1,6 +1,6 @@
 """The in-memory view and the change-log cursor that keeps it current."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_twisted
@@ -19,16 +19,35 @@ PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="1M/1M")
 
 
 def row(id=1, username="alice", **changes):
-    values = dict(id=id, username=username, password="pw", status="active", package_id=1, operator_id=1,
-                  expires_at=None, wallet_balance=1, mac_binding=None, static_ip=None, deleted=False, unpaid=False)
+    values = dict(
+        id=id,
+        username=username,
+        password="pw",
+        status="active",
+        package_id=1,
+        operator_id=1,
+        expires_at=None,
+        wallet_balance=1,
+        mac_binding=None,
+        static_ip=None,
+        deleted=False,
+        unpaid=False,
+    )
     values.update(changes)
     return CustomerRow(**values)
 
 
 def loaded_view() -> SubscriberView:
     view = SubscriberView()
-    view.apply(Snapshot(customers=[row()], nas=[NasClient(1, "a", "10.0.0.1", b"s", "no")],
-                        packages={1: ("pppoe", PACKAGE)}, operators={1: OperatorRow(1, None, False)}, full=True))
+    view.apply(
+        Snapshot(
+            customers=[row()],
+            nas=[NasClient(1, "a", "10.0.0.1", b"s", "no")],
+            packages={1: ("pppoe", PACKAGE)},
+            operators={1: OperatorRow(1, None, False)},
+            full=True,
+        )
+    )
     return view
 
 
@@ -100,8 +119,12 @@ def test_changing_a_nas_address_moves_it():
 def test_blocking_an_operator_blocks_its_descendants():
     view = loaded_view()
     operators = {1: OperatorRow(1, None, True), 2: OperatorRow(2, 1, False), 3: OperatorRow(3, None, False)}
-    view.apply(Snapshot(customers=[row(), row(2, "bob", operator_id=2), row(3, "carol", operator_id=3)],
-                        operators=operators))
+    view.apply(
+        Snapshot(
+            customers=[row(), row(2, "bob", operator_id=2), row(3, "carol", operator_id=3)],
+            operators=operators,
+        )
+    )
     assert view.subscriber("alice").operator_blocked and view.subscriber("bob").operator_blocked
     assert not view.subscriber("carol").operator_blocked
 
@@ -126,7 +149,7 @@ def demo(engine):
     from cli.demo import load_demo
 
     with engine.begin() as connection:
-        load_demo(connection, datetime.now(timezone.utc))
+        load_demo(connection, datetime.now(UTC))
     return engine
 
 
@@ -144,9 +167,16 @@ async def loaded_follower(database, clock=reactor) -> Follower:
 
 
 def open_session(connection, customer_id: int) -> None:
-    connection.execute(insert(sessions).values(acct_unique_id="x", acct_session_id="1", nas_ip_address="127.0.0.1",
-                                               customer_id=customer_id, username="demo",
-                                               started_at=datetime.now(timezone.utc)))
+    connection.execute(
+        insert(sessions).values(
+            acct_unique_id="x",
+            acct_session_id="1",
+            nas_ip_address="127.0.0.1",
+            customer_id=customer_id,
+            username="demo",
+            started_at=datetime.now(UTC),
+        )
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -219,22 +249,50 @@ async def test_a_session_nobody_logged_is_counted_by_the_minutely_recount(demo, 
 def test_store_reads_usage_of_the_current_period_for_quota_packages(demo):
     from schema.tables import customer_usage, master_packages, packages
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     with demo.begin() as connection:
-        quota_package = connection.execute(
-            packages.select().join(master_packages, master_packages.c.id == packages.c.master_package_id)
-            .where(master_packages.c.quota_bytes.is_not(None))).first().id
-        connection.execute(update(customers).where(customers.c.username == "demo").values(package_id=quota_package))
+        quota_package = (
+            connection.execute(
+                packages.select()
+                .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+                .where(master_packages.c.quota_bytes.is_not(None))
+            )
+            .first()
+            .id
+        )
+        connection.execute(
+            update(customers).where(customers.c.username == "demo").values(package_id=quota_package)
+        )
         demo_id = connection.execute(customers.select().where(customers.c.username == "demo")).first().id
-        connection.execute(insert(customer_usage), [
-            dict(customer_id=demo_id, period_start=today - timedelta(days=40), upload_bytes=1, download_bytes=1),
-            dict(customer_id=demo_id, period_start=today - timedelta(days=5), upload_bytes=10, download_bytes=20),
-            dict(customer_id=demo_id, period_start=today + timedelta(days=25), upload_bytes=7, download_bytes=7),
-        ])
+        connection.execute(
+            insert(customer_usage),
+            [
+                dict(
+                    customer_id=demo_id,
+                    period_start=today - timedelta(days=40),
+                    upload_bytes=1,
+                    download_bytes=1,
+                ),
+                dict(
+                    customer_id=demo_id,
+                    period_start=today - timedelta(days=5),
+                    upload_bytes=10,
+                    download_bytes=20,
+                ),
+                dict(
+                    customer_id=demo_id,
+                    period_start=today + timedelta(days=25),
+                    upload_bytes=7,
+                    download_bytes=7,
+                ),
+            ],
+        )
     with demo.connect() as connection:
         assert store.read_used_bytes(connection, today) == {demo_id: 30}
-        assert store.last_change_id(connection) == connection.execute(
-            change_log.select().order_by(change_log.c.id.desc())).first().id
+        assert (
+            store.last_change_id(connection)
+            == connection.execute(change_log.select().order_by(change_log.c.id.desc())).first().id
+        )
 
 
 def test_listen_wakes_the_follower_on_notify(engine):
@@ -247,7 +305,9 @@ def test_listen_wakes_the_follower_on_notify(engine):
 
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     woken, stop = threading.Semaphore(0), threading.Event()
-    thread = threading.Thread(target=listen_for_changes, args=(url, NOTIFY_CHANNEL, woken.release, stop), daemon=True)
+    thread = threading.Thread(
+        target=listen_for_changes, args=(url, NOTIFY_CHANNEL, woken.release, stop), daemon=True
+    )
     thread.start()
     try:
         assert woken.acquire(timeout=10)  # the catch-up wake once listening
@@ -272,8 +332,9 @@ async def test_follower_catches_up_with_a_run_that_changed_thousands(demo, monke
         await follower.load()
         demo_id = view.subscriber("demo").id
         with demo.begin() as connection:
-            connection.execute(insert(change_log), [dict(entity="customer", entity_id=9_000_000 + i)
-                                                    for i in range(2_500)])
+            connection.execute(
+                insert(change_log), [dict(entity="customer", entity_id=9_000_000 + i) for i in range(2_500)]
+            )
             connection.execute(update(customers).where(customers.c.id == demo_id).values(status="disabled"))
             record_change(connection, "customer", demo_id)
         polls = 0

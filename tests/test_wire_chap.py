@@ -15,9 +15,7 @@ def chap_password(ident, password, challenge):
 
 
 def test_response_is_md5_of_ident_password_challenge():
-    assert chap_response(7, "secret", CHALLENGE) == hashlib.md5(
-        b"\x07secret" + CHALLENGE
-    ).digest()
+    assert chap_response(7, "secret", CHALLENGE) == hashlib.md5(b"\x07secret" + CHALLENGE).digest()
 
 
 def test_accepts_response_to_chap_challenge_attribute():

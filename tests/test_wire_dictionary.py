@@ -159,9 +159,7 @@ def test_access_request_and_accept_with_vendor_attributes_round_trip():
     assert received["Mikrotik-Host-IP"] == ["10.0.0.7"]
 
     send_key, recv_key = bytes(range(100, 116)), bytes(range(200, 216))
-    send_value, recv_value = mschap.mppe_key_attributes(
-        send_key, recv_key, SECRET, received.authenticator
-    )
+    send_value, recv_value = mschap.mppe_key_attributes(send_key, recv_key, SECRET, received.authenticator)
     quota = 5 * 2**32 + 1234
     reply = received.CreateReply()
     reply.code = AccessAccept

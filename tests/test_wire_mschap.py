@@ -33,9 +33,7 @@ def test_rfc2759_intermediate_values():
     assert mschap.challenge_hash(PEER_CHALLENGE, AUTHENTICATOR_CHALLENGE, USERNAME) == CHALLENGE
     assert mschap.challenge_response(CHALLENGE, PASSWORD_HASH) == NT_RESPONSE
     assert (
-        mschap.generate_nt_response(
-            AUTHENTICATOR_CHALLENGE, PEER_CHALLENGE, USERNAME, PASSWORD_HASH
-        )
+        mschap.generate_nt_response(AUTHENTICATOR_CHALLENGE, PEER_CHALLENGE, USERNAME, PASSWORD_HASH)
         == NT_RESPONSE
     )
     assert (
@@ -69,21 +67,15 @@ def test_rfc3079_master_key_and_128_bit_start_keys():
 
 @pytest.mark.parametrize("secret", [PASSWORD, PASSWORD_HASH], ids=["password", "nt-hash"])
 def test_verify_mschap2_accepts_rfc_exchange(secret):
-    result = mschap.verify_mschap2(
-        secret, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), USERNAME
-    )
+    result = mschap.verify_mschap2(secret, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), USERNAME)
     assert result is not None
     assert result.success == b"\x1f" + AUTHENTICATOR_RESPONSE
     assert result.send_key == SEND_START_KEY_128
-    assert result.recv_key == mschap.asymmetric_start_key(
-        MASTER_KEY, 16, is_send=False, is_server=True
-    )
+    assert result.recv_key == mschap.asymmetric_start_key(MASTER_KEY, 16, is_send=False, is_server=True)
 
 
 def test_verify_mschap2_ignores_domain_prefix_of_user_name():
-    result = mschap.verify_mschap2(
-        PASSWORD, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), "EXAMPLE\\User"
-    )
+    result = mschap.verify_mschap2(PASSWORD, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), "EXAMPLE\\User")
     assert result is not None and result.success.endswith(AUTHENTICATOR_RESPONSE)
 
 
@@ -137,9 +129,7 @@ def test_verify_mschap1_refuses_lan_manager_only_and_malformed():
 
 def test_mppe_key_attributes_round_trip():
     result = mschap.verify_mschap2(PASSWORD, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), USERNAME)
-    send, recv = mschap.mppe_key_attributes(
-        result.send_key, result.recv_key, SECRET, REQUEST_AUTHENTICATOR
-    )
+    send, recv = mschap.mppe_key_attributes(result.send_key, result.recv_key, SECRET, REQUEST_AUTHENTICATOR)
     for value, key in ((send, result.send_key), (recv, result.recv_key)):
         assert len(value) == 2 + 32  # salt, then length octet + 16-octet key padded to 32
         assert value[0] & 0x80
@@ -182,4 +172,3 @@ def test_mschap_mppe_keys_attribute_hides_like_user_password():
     assert len(value) == 32
     request = AuthPacket(secret=SECRET, authenticator=REQUEST_AUTHENTICATOR)
     assert value == request.PwCrypt(bytes(8) + PASSWORD_HASH_HASH + bytes(8))
-

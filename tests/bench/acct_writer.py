@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,8 +24,8 @@ REPOSITORY = BENCH.parent.parent
 sys.path[:0] = [str(BENCH), str(REPOSITORY), str(REPOSITORY / "tests")]
 
 import radload  # noqa: E402
-from storm import BenchPostgres, _fresh_database, load_radbill, process_tree_cpu, vacuum_analyze  # noqa: E402
 from conftest import _postgres_bindir  # noqa: E402
+from storm import BenchPostgres, _fresh_database, load_radbill, process_tree_cpu, vacuum_analyze  # noqa: E402
 
 from radiusd.accounting import INTERIM, START, AccountingRecord  # noqa: E402
 from radiusd.accounting_spool import Spool  # noqa: E402
@@ -36,17 +36,35 @@ from schema.engine import make_engine  # noqa: E402
 def records(kind: str, subs: list[radload.Subscriber], now: datetime) -> list[AccountingRecord]:
     """The records radiusd builds from storm.py's requests (radload.request_text)."""
     interim = kind == INTERIM
-    return [AccountingRecord(
-        status=kind, nas_ip_address="127.0.0.1", event_time=now, nas_id=1, acct_session_id=sub.session_id,
-        acct_unique_id=f"{sub.index:032x}", username=sub.username, nas_port_id="ether1", nas_port_type="Ethernet",
-        framed_ip_address=sub.framed_ip, calling_station_id=sub.mac, called_station_id="pppoe-bench",
-        service_type="Framed-User", framed_protocol="PPP", acct_authentic="RADIUS",
-        session_time=300 if interim else None, upload_bytes=1_000_000 + sub.index if interim else None,
-        download_bytes=10_000_000 + sub.index if interim else None) for sub in subs]
+    return [
+        AccountingRecord(
+            status=kind,
+            nas_ip_address="127.0.0.1",
+            event_time=now,
+            nas_id=1,
+            acct_session_id=sub.session_id,
+            acct_unique_id=f"{sub.index:032x}",
+            username=sub.username,
+            nas_port_id="ether1",
+            nas_port_type="Ethernet",
+            framed_ip_address=sub.framed_ip,
+            calling_station_id=sub.mac,
+            called_station_id="pppoe-bench",
+            service_type="Framed-User",
+            framed_protocol="PPP",
+            acct_authentic="RADIUS",
+            session_time=300 if interim else None,
+            upload_bytes=1_000_000 + sub.index if interim else None,
+            download_bytes=10_000_000 + sub.index if interim else None,
+        )
+        for sub in subs
+    ]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
@@ -60,16 +78,23 @@ def main(argv=None) -> int:
         reactor = type("Reactor", (), {"callFromThread": staticmethod(lambda f, *a: None)})()
         writer = AccountingWriter(engine, Spool(Path(pg.datadir) / "spool"), ZoneInfo("Asia/Dhaka"), reactor)
         subs = list(radload.subscribers(args.users))
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         for kind in (START, INTERIM):
             batch = records(kind, subs, now)
-            cpu, pg_cpu, started = time.process_time(), process_tree_cpu(pg.postmaster_pid()), time.perf_counter()
+            cpu, pg_cpu, started = (
+                time.process_time(),
+                process_tree_cpu(pg.postmaster_pid()),
+                time.perf_counter(),
+            )
             for offset in range(0, len(batch), args.batch):
-                writer._commit(batch[offset:offset + args.batch])
+                writer._commit(batch[offset : offset + args.batch])
             elapsed = time.perf_counter() - started
             cpu, pg_cpu = time.process_time() - cpu, process_tree_cpu(pg.postmaster_pid()) - pg_cpu
-            print(f"{kind:15} {len(batch) / elapsed:8,.0f} records/s  writer CPU {cpu / len(batch) * 1e6:5.0f} µs/record"
-                  f"  PostgreSQL CPU {pg_cpu / len(batch) * 1e6:5.0f} µs/record", flush=True)
+            print(
+                f"{kind:15} {len(batch) / elapsed:8,.0f} records/s  writer CPU {cpu / len(batch) * 1e6:5.0f} µs/record"
+                f"  PostgreSQL CPU {pg_cpu / len(batch) * 1e6:5.0f} µs/record",
+                flush=True,
+            )
         engine.dispose()
     finally:
         pg.stop("immediate")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -46,23 +46,46 @@ def load_subscribers(url: str, users: int) -> None:
     engine = make_engine(url)
     migrate.upgrade(engine)
     with engine.begin() as connection:
-        admin = connection.execute(insert(operators).values(login="admin", role="admin")).inserted_primary_key[0]
-        master = connection.execute(insert(master_packages).values(
-            operator_id=admin, name="Bench 10M", customer_type="pppoe", billing_type="daily",
-            rate_rx=10_000_000, rate_tx=10_000_000)).inserted_primary_key[0]
-        package = connection.execute(insert(packages).values(operator_id=admin, master_package_id=master,
-                                                             name="Bench 10M")).inserted_primary_key[0]
+        admin = connection.execute(
+            insert(operators).values(login="admin", role="admin")
+        ).inserted_primary_key[0]
+        master = connection.execute(
+            insert(master_packages).values(
+                operator_id=admin,
+                name="Bench 10M",
+                customer_type="pppoe",
+                billing_type="daily",
+                rate_rx=10_000_000,
+                rate_tx=10_000_000,
+            )
+        ).inserted_primary_key[0]
+        package = connection.execute(
+            insert(packages).values(operator_id=admin, master_package_id=master, name="Bench 10M")
+        ).inserted_primary_key[0]
         connection.execute(insert(nas).values(name="bench-nas", ip_address="127.0.0.1", secret=SECRET))
     engine.dispose()
-    expires = datetime.now(timezone.utc) + timedelta(days=30)
+    expires = datetime.now(UTC) + timedelta(days=30)
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo) as connection:
-        with connection.cursor() as cursor, cursor.copy(
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
                 "COPY customers (operator_id, username, password, customer_code, package_id, expires_at,"
-                " wallet_balance) FROM STDIN") as copy:
+                " wallet_balance) FROM STDIN"
+            ) as copy,
+        ):
             for subscriber in radload.subscribers(users):
-                copy.write_row((admin, subscriber.username, subscriber.password, f"B{subscriber.index:07d}",
-                                package, expires, 100_000))
+                copy.write_row(
+                    (
+                        admin,
+                        subscriber.username,
+                        subscriber.password,
+                        f"B{subscriber.index:07d}",
+                        package,
+                        expires,
+                        100_000,
+                    )
+                )
         connection.execute("ANALYZE")
 
 
@@ -83,7 +106,9 @@ def process_tree_cpu(pid: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=1, help="[radiusd] workers (processes sharing the port)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="[radiusd] workers (processes sharing the port)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="radclient processes side by side")
     parser.add_argument("--parallel", type=int, default=48, help="requests in flight, split between them")
     parser.add_argument("--timeout", type=float, default=3.0, help="radclient's retransmission timeout")
@@ -98,8 +123,9 @@ def main(argv=None) -> int:
     pg = PostgresServer(bindir)
     pg.start()
     try:
-        with psycopg.connect(f"host={pg.host} port={pg.port} dbname=postgres user={pg.user}",
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            f"host={pg.host} port={pg.port} dbname=postgres user={pg.user}", autocommit=True
+        ) as connection:
             connection.execute("CREATE DATABASE radbill")
         url = pg.url("radbill")
         started = time.monotonic()
@@ -115,10 +141,19 @@ def main(argv=None) -> int:
                     time.sleep(0.1)  # every worker loads its own view, then binds the shared port
                 radload.run_load("auth", files[:1], target, capture=False)  # warm up
                 cpu_before = process_tree_cpu(radiusd.process.pid)
-                result = radload.run_load("auth", files, target, processes=args.processes, parallel=args.parallel,
-                                          timeout=args.timeout, capture=False if args.no_capture else None,
-                                          workdir=workdir)
-                cpu_per_request = (process_tree_cpu(radiusd.process.pid) - cpu_before) / max(1, result.answered)
+                result = radload.run_load(
+                    "auth",
+                    files,
+                    target,
+                    processes=args.processes,
+                    parallel=args.parallel,
+                    timeout=args.timeout,
+                    capture=False if args.no_capture else None,
+                    workdir=workdir,
+                )
+                cpu_per_request = (process_tree_cpu(radiusd.process.pid) - cpu_before) / max(
+                    1, result.answered
+                )
                 if "Traceback" in radiusd.log():
                     print(radiusd.log(), file=sys.stderr)
     finally:
@@ -127,8 +162,10 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps({**asdict(result), "radiusd_cpu_seconds_per_request": cpu_per_request}, indent=2))
     else:
-        print(f"radbill radiusd, {args.workers} worker(s), {args.users:,} subscribers on PostgreSQL: {result.line()}, "
-              f"radiusd CPU {cpu_per_request * 1e6:.0f} µs/request")
+        print(
+            f"radbill radiusd, {args.workers} worker(s), {args.users:,} subscribers on PostgreSQL: {result.line()}, "
+            f"radiusd CPU {cpu_per_request * 1e6:.0f} µs/request"
+        )
     return 0 if result.lost == 0 and result.rejected == 0 and result.answered == result.requests else 1
 
 

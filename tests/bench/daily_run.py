@@ -47,7 +47,12 @@ SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
 # What a DBA sets for a database that takes a million-row write once a day:
 # durable (fsync and full-page writes stay on), with room for the day's WAL
 # so that no checkpoint lands in the middle of the run.
-SERVER_SETTINGS = ("shared_buffers=256MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "wal_compression=on")
+SERVER_SETTINGS = (
+    "shared_buffers=256MB",
+    "max_wal_size=8GB",
+    "checkpoint_timeout=30min",
+    "wal_compression=on",
+)
 
 
 class DurableServer(PostgresServer):
@@ -56,7 +61,17 @@ class DurableServer(PostgresServer):
     def start(self) -> None:
         settings = " ".join(f"-c {setting}" for setting in SERVER_SETTINGS)
         options = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} {settings}"
-        self._run("pg_ctl", "-D", str(self.datadir / "data"), "-l", str(self.datadir / "log"), "-o", options, "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir / "data"),
+            "-l",
+            str(self.datadir / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
 
     def postmaster_pid(self) -> int:
         return int((self.datadir / "data" / "postmaster.pid").read_text().split()[0])
@@ -67,34 +82,63 @@ def load(engine, count: int) -> None:
         operators.add_operator(connection, None, "admin", "admin")
         admin = resolve_actor(connection, "admin")
         operators.add_operator(connection, admin, "reseller1", "reseller")
-        packages.add_master_package(connection, admin, "Daily 10M", customer_type="pppoe", billing_type="daily",
-                                    period_days=30, rate_rx=10_000_000, rate_tx=10_000_000)
-        packages.add_package(connection, admin, "Daily 10M", master="Daily 10M", customer_price=parse_amount("500"),
-                             operator_price=parse_amount("400"))
-        packages.assign_package(connection, admin, "Daily 10M", "reseller1", operator_price=parse_amount("400"))
-        operators.settle(connection, admin, "reseller1", parse_amount("100000000"), mode="prepaid", today=TODAY)
+        packages.add_master_package(
+            connection,
+            admin,
+            "Daily 10M",
+            customer_type="pppoe",
+            billing_type="daily",
+            period_days=30,
+            rate_rx=10_000_000,
+            rate_tx=10_000_000,
+        )
+        packages.add_package(
+            connection,
+            admin,
+            "Daily 10M",
+            master="Daily 10M",
+            customer_price=parse_amount("500"),
+            operator_price=parse_amount("400"),
+        )
+        packages.assign_package(
+            connection, admin, "Daily 10M", "reseller1", operator_price=parse_amount("400")
+        )
+        operators.settle(
+            connection, admin, "reseller1", parse_amount("100000000"), mode="prepaid", today=TODAY
+        )
         ids = dict(connection.execute(text("SELECT login, id FROM operators")).all())
         package_id = connection.execute(text("SELECT id FROM packages")).scalar()
     started = time.monotonic()
     with engine.begin() as connection:
-        connection.execute(text("""
+        connection.execute(
+            text("""
             INSERT INTO customers (operator_id, username, password, customer_code, package_id, status, billing_anchor,
                                    wallet_balance)
             SELECT CASE WHEN g % 5 = 0 THEN :reseller ELSE :admin END, 'user' || g, 'pw' || g, 'B' || g, :package,
                    'active', CAST(:anchor AS DATE), 100000
             FROM generate_series(1, :count) AS g"""),
-                           dict(reseller=ids["reseller1"], admin=ids["admin"], package=package_id, count=count,
-                                anchor=TODAY - timedelta(days=40)))
-        connection.execute(text("""
+            dict(
+                reseller=ids["reseller1"],
+                admin=ids["admin"],
+                package=package_id,
+                count=count,
+                anchor=TODAY - timedelta(days=40),
+            ),
+        )
+        connection.execute(
+            text("""
             INSERT INTO ledger_accounts (book_operator_id, code, kind, name, customer_id)
-            SELECT operator_id, 'wallet:' || id, 'liability', 'Customer wallet', id FROM customers"""))
+            SELECT operator_id, 'wallet:' || id, 'liability', 'Customer wallet', id FROM customers""")
+        )
         entry = ledger.post(connection, "opening_balance", [], memo="benchmark opening balances")
-        connection.execute(text("""
+        connection.execute(
+            text("""
             INSERT INTO ledger_lines (entry_id, book_operator_id, debit_account_id, credit_account_id, amount)
             SELECT :entry, c.operator_id, cash.id, w.id, c.wallet_balance
             FROM customers c JOIN ledger_accounts w ON w.customer_id = c.id
             JOIN ledger_accounts cash ON cash.book_operator_id = c.operator_id AND cash.code = 'cash'"""),
-                           {"entry": entry})
+            {"entry": entry},
+        )
     with engine.connect() as connection:
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         autocommit.execute(text("VACUUM ANALYZE"))
@@ -152,7 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--url", help="An empty PostgreSQL database (default: start a throw-away server).")
-    parser.add_argument("--days", type=int, default=2, help="Consecutive days to run (the second is the steady state).")
+    parser.add_argument(
+        "--days", type=int, default=2, help="Consecutive days to run (the second is the steady state)."
+    )
     parser.add_argument("--verify", action="store_true", help="Also time `ledger verify` afterwards.")
     args = parser.parse_args()
     server = None
@@ -171,20 +217,30 @@ def main() -> None:
                 started = time.monotonic()
                 [result] = runs.run_through(engine, TODAY + timedelta(days=offset), SETTINGS)
                 seconds = time.monotonic() - started
-                print(f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
-                      f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
-                      f"amount {result.amount_charged / 100:,.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
+                    f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
+                    f"amount {result.amount_charged / 100:,.2f}; load average {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak RSS: this process {own_peak_mib:.0f} MiB, largest process of the PostgreSQL server "
-              + (f"{postgres.peak_kib / 1024:.0f} MiB (includes the shared buffers it touched)" if server
-                 else "not measured (--url)"))
+        print(
+            f"peak RSS: this process {own_peak_mib:.0f} MiB, largest process of the PostgreSQL server "
+            + (
+                f"{postgres.peak_kib / 1024:.0f} MiB (includes the shared buffers it touched)"
+                if server
+                else "not measured (--url)"
+            )
+        )
         with engine.connect() as connection:
             lines = connection.execute(select(func.count()).select_from(ledger_lines)).scalar()
             days = connection.execute(select(func.count()).select_from(customer_days)).scalar()
         started = time.monotonic()
         again = runs.run_through(engine, result.day, SETTINGS)
-        print(f"the same day again: {time.monotonic() - started:.2f} s, days run: {len(again)} "
-              f"(ledger lines {lines:,}, customer days {days:,})")
+        print(
+            f"the same day again: {time.monotonic() - started:.2f} s, days run: {len(again)} "
+            f"(ledger lines {lines:,}, customer days {days:,})"
+        )
         if args.verify:
             started = time.monotonic()
             with engine.connect() as connection:

@@ -53,8 +53,8 @@ KINDS = ("auth", "acct-start", "acct-interim")
 """Request kinds: a PAP Access-Request, an Accounting Start, an Interim-Update."""
 
 DEFAULT_PER_FILE = 2000
-CAPTURE_SNAPLEN = 512     # room for a benchmark request's attributes
-BLOCK_TIMEOUT = 1.1       # libpcap hands captured packets to tcpdump in blocks at most 1 s old
+CAPTURE_SNAPLEN = 512  # room for a benchmark request's attributes
+BLOCK_TIMEOUT = 1.1  # libpcap hands captured packets to tcpdump in blocks at most 1 s old
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,13 @@ def request_text(kind: str, subscriber: Subscriber, nas_ip: str = "127.0.0.1") -
     return "\n".join(lines) + "\n"
 
 
-def write_request_files(kind: str, subs: Iterable[Subscriber], directory: Path,
-                        per_file: int = DEFAULT_PER_FILE, nas_ip: str = "127.0.0.1") -> list[Path]:
+def write_request_files(
+    kind: str,
+    subs: Iterable[Subscriber],
+    directory: Path,
+    per_file: int = DEFAULT_PER_FILE,
+    nas_ip: str = "127.0.0.1",
+) -> list[Path]:
     """Write the requests into files of at most ``per_file`` requests each."""
     if per_file < 1:
         raise ValueError("per_file must be at least 1")
@@ -180,14 +185,14 @@ class Latency:
 @dataclass(frozen=True)
 class CaptureStats:
     latency: Latency | None
-    requests: int          # distinct requests seen on the wire
+    requests: int  # distinct requests seen on the wire
     answered: int
-    retransmissions: int   # copies of a request sent again
+    retransmissions: int  # copies of a request sent again
     unanswered: int
 
 
-REQUEST_CODES = {1, 4, 12, 40, 43}      # Access-, Accounting-, Status-Server, Disconnect-, CoA-Request
-_LINK_HEADER = {0: 4, 1: 14, 101: 0, 113: 16, 276: 20}   # DLT null, Ethernet, raw, Linux SLL, SLL2
+REQUEST_CODES = {1, 4, 12, 40, 43}  # Access-, Accounting-, Status-Server, Disconnect-, CoA-Request
+_LINK_HEADER = {0: 4, 1: 14, 101: 0, 113: 16, 276: 20}  # DLT null, Ethernet, raw, Linux SLL, SLL2
 
 
 def _pcap_records(path: Path) -> Iterator[tuple[float, bytes]]:
@@ -212,7 +217,7 @@ def _pcap_records(path: Path) -> Iterator[tuple[float, bytes]]:
     while offset + 16 <= len(data):
         seconds, subseconds, captured, _ = record.unpack_from(data, offset)
         offset += 16
-        yield seconds + subseconds * fraction, data[offset + skip:offset + captured]
+        yield seconds + subseconds * fraction, data[offset + skip : offset + captured]
         offset += captured
 
 
@@ -236,7 +241,7 @@ def request_identity(radius: bytes) -> bytes:
         if length < 2:
             break
         if radius[offset] != ACCT_DELAY_TIME:
-            kept += radius[offset:offset + length]
+            kept += radius[offset : offset + length]
         offset += length
     return bytes(kept)
 
@@ -287,8 +292,19 @@ class PacketCapture:
         self.dropped: int | None = None
         port_filter = " or ".join(f"port {port}" for port in self.ports)
         # -w - : we open the file, so tcpdump's dropping of root privileges does not matter.
-        self.command = ["tcpdump", "-i", interface, "-n", "-s", str(CAPTURE_SNAPLEN), "-B", "65536",
-                        "-w", "-", f"udp and host {host} and ({port_filter})"]
+        self.command = [
+            "tcpdump",
+            "-i",
+            interface,
+            "-n",
+            "-s",
+            str(CAPTURE_SNAPLEN),
+            "-B",
+            "65536",
+            "-w",
+            "-",
+            f"udp and host {host} and ({port_filter})",
+        ]
         self._process: subprocess.Popen | None = None
 
     @staticmethod
@@ -299,15 +315,17 @@ class PacketCapture:
         with self.path.open("wb") as sink:
             self._process = subprocess.Popen(self.command, stdout=sink, stderr=subprocess.PIPE, text=True)
         assert self._process.stderr is not None
-        for line in self._process.stderr:       # "tcpdump: listening on lo, ..." once the filter is in place
+        for line in self._process.stderr:  # "tcpdump: listening on lo, ..." once the filter is in place
             if "listening on" in line:
                 return self
         self._process.wait()
-        raise RuntimeError(f"tcpdump failed to start (exit {self._process.returncode}): {' '.join(self.command)}")
+        raise RuntimeError(
+            f"tcpdump failed to start (exit {self._process.returncode}): {' '.join(self.command)}"
+        )
 
     def __exit__(self, *exc_info) -> None:
         assert self._process is not None and self._process.stderr is not None
-        time.sleep(BLOCK_TIMEOUT)               # tcpdump drops a block not yet handed over at SIGINT
+        time.sleep(BLOCK_TIMEOUT)  # tcpdump drops a block not yet handed over at SIGINT
         self._process.send_signal(signal.SIGINT)
         tail = self._process.stderr.read()
         self._process.wait(timeout=30)
@@ -367,15 +385,17 @@ class LoadResult:
     rejected: int
     lost: int
     elapsed: float
-    rate: float                      # answered requests per second
-    retransmissions: int | None      # from the capture; None without one
+    rate: float  # answered requests per second
+    retransmissions: int | None  # from the capture; None without one
     latency: Latency | None
     capture_dropped: int | None
-    rcvbuf_errors: int | None        # machine-wide UDP receive-buffer drops during the run
+    rcvbuf_errors: int | None  # machine-wide UDP receive-buffer drops during the run
 
     def line(self) -> str:
-        text = (f"{self.kind}: {self.answered}/{self.requests} answered in {self.elapsed:.2f} s = {self.rate:,.0f}/s, "
-                f"rejected {self.rejected}, lost {self.lost}")
+        text = (
+            f"{self.kind}: {self.answered}/{self.requests} answered in {self.elapsed:.2f} s = {self.rate:,.0f}/s, "
+            f"rejected {self.rejected}, lost {self.lost}"
+        )
         if self.retransmissions is not None:
             text += f", retransmitted {self.retransmissions}"
         if self.latency:
@@ -385,16 +405,35 @@ class LoadResult:
         return text
 
 
-def radclient_command(request_file: Path, target: Target, command: str, parallel: int, retries: int,
-                      timeout: float) -> list[str]:
-    return ["radclient", "-q", "-s", "-f", str(request_file), "-p", str(parallel), "-r", str(retries),
-            "-t", str(timeout), f"{target.host}:{target.port}", command, target.secret]
+def radclient_command(
+    request_file: Path, target: Target, command: str, parallel: int, retries: int, timeout: float
+) -> list[str]:
+    return [
+        "radclient",
+        "-q",
+        "-s",
+        "-f",
+        str(request_file),
+        "-p",
+        str(parallel),
+        "-r",
+        str(retries),
+        "-t",
+        str(timeout),
+        f"{target.host}:{target.port}",
+        command,
+        target.secret,
+    ]
 
 
 def udp_rcvbuf_errors() -> int | None:
     """The kernel's count of UDP datagrams dropped for a full receive buffer."""
     try:
-        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+        lines = [
+            line.split()
+            for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")
+        ]
         return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"])
     except (OSError, IndexError, KeyError, ValueError):
         return None
@@ -404,8 +443,15 @@ def _count_requests(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.startswith("User-Name"))
 
 
-def run_radclients(files: Sequence[Path], target: Target, command: str, processes: int, parallel: int,
-                   retries: int, timeout: float) -> tuple[Summary, float]:
+def run_radclients(
+    files: Sequence[Path],
+    target: Target,
+    command: str,
+    processes: int,
+    parallel: int,
+    retries: int,
+    timeout: float,
+) -> tuple[Summary, float]:
     """Run one radclient per file, ``processes`` at a time; (summed summary, wall time)."""
     per_process = max(1, parallel // processes)
     pending = list(files)
@@ -416,15 +462,22 @@ def run_radclients(files: Sequence[Path], target: Target, command: str, processe
         while pending and len(running) < processes:
             request_file = pending.pop(0)
             output = request_file.with_suffix(".out")
-            with output.open("w") as sink:      # a file, not a pipe: no pipe to fill up with complaints
-                running.append((subprocess.Popen(
-                    radclient_command(request_file, target, command, per_process, retries, timeout),
-                    stdout=sink, stderr=subprocess.STDOUT), output))
+            with output.open("w") as sink:  # a file, not a pipe: no pipe to fill up with complaints
+                running.append(
+                    (
+                        subprocess.Popen(
+                            radclient_command(request_file, target, command, per_process, retries, timeout),
+                            stdout=sink,
+                            stderr=subprocess.STDOUT,
+                        ),
+                        output,
+                    )
+                )
         still_running = []
         for process, output in running:
             if process.poll() is None:
                 still_running.append((process, output))
-            else:                               # radclient exits 1 when requests were lost or rejected
+            else:  # radclient exits 1 when requests were lost or rejected
                 total += parse_summary(output.read_text())
         running = still_running
         if running:
@@ -432,9 +485,18 @@ def run_radclients(files: Sequence[Path], target: Target, command: str, processe
     return total, time.perf_counter() - started
 
 
-def run_load(kind: str, files: Sequence[Path], target: Target, *, processes: int = 4, parallel: int = 1024,
-             retries: int = 3, timeout: float = 3.0, capture: bool | None = None,
-             workdir: Path | None = None) -> LoadResult:
+def run_load(
+    kind: str,
+    files: Sequence[Path],
+    target: Target,
+    *,
+    processes: int = 4,
+    parallel: int = 1024,
+    retries: int = 3,
+    timeout: float = 3.0,
+    capture: bool | None = None,
+    workdir: Path | None = None,
+) -> LoadResult:
     """Send every request in ``files`` to ``target`` and measure.
 
     ``capture`` None means: capture when tcpdump is installed and we may use it.
@@ -451,7 +513,9 @@ def run_load(kind: str, files: Sequence[Path], target: Target, *, processes: int
         if capture:
             sniffer = PacketCapture(Path(scratch) / f"{kind}.pcap", target.host, [target.port])
             with sniffer:
-                summary, elapsed = run_radclients(files, target, command, processes, parallel, retries, timeout)
+                summary, elapsed = run_radclients(
+                    files, target, command, processes, parallel, retries, timeout
+                )
             wire = sniffer.stats()
         else:
             summary, elapsed = run_radclients(files, target, command, processes, parallel, retries, timeout)
@@ -459,8 +523,13 @@ def run_load(kind: str, files: Sequence[Path], target: Target, *, processes: int
     rcvbuf_after = udp_rcvbuf_errors()
     answered = summary.accepted + summary.rejected
     return LoadResult(
-        kind=kind, requests=requests, answered=answered, rejected=summary.rejected, lost=summary.lost,
-        elapsed=elapsed, rate=answered / elapsed if elapsed else 0.0,
+        kind=kind,
+        requests=requests,
+        answered=answered,
+        rejected=summary.rejected,
+        lost=summary.lost,
+        elapsed=elapsed,
+        rate=answered / elapsed if elapsed else 0.0,
         retransmissions=wire.retransmissions if wire else None,
         latency=wire.latency if wire else None,
         capture_dropped=sniffer.dropped if sniffer else None,
@@ -473,11 +542,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server", default="127.0.0.1:1812", help="HOST:PORT of the RADIUS server")
     parser.add_argument("--secret", default="testing123")
     parser.add_argument("--kind", choices=KINDS, default="auth")
-    parser.add_argument("--users", type=int, default=10_000, help="how many subscribers (sub000001...) send one request each")
+    parser.add_argument(
+        "--users", type=int, default=10_000, help="how many subscribers (sub000001...) send one request each"
+    )
     parser.add_argument("--first", type=int, default=1, help="index of the first subscriber")
     parser.add_argument("--processes", type=int, default=4, help="radclient processes side by side")
-    parser.add_argument("--parallel", type=int, default=1024, help="requests in flight, split between the processes")
-    parser.add_argument("--per-file", type=int, default=DEFAULT_PER_FILE, help="requests per radclient input file")
+    parser.add_argument(
+        "--parallel", type=int, default=1024, help="requests in flight, split between the processes"
+    )
+    parser.add_argument(
+        "--per-file", type=int, default=DEFAULT_PER_FILE, help="requests per radclient input file"
+    )
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds before radclient retransmits")
     parser.add_argument("--nas-ip", default="127.0.0.1", help="NAS-IP-Address in the requests")
@@ -486,10 +561,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     target = Target.parse(args.server, args.secret)
     with tempfile.TemporaryDirectory(prefix="radload-") as scratch:
-        files = write_request_files(args.kind, subscribers(args.users, args.first), Path(scratch), args.per_file,
-                                    args.nas_ip)
-        result = run_load(args.kind, files, target, processes=args.processes, parallel=args.parallel,
-                          retries=args.retries, timeout=args.timeout, capture=False if args.no_capture else None)
+        files = write_request_files(
+            args.kind, subscribers(args.users, args.first), Path(scratch), args.per_file, args.nas_ip
+        )
+        result = run_load(
+            args.kind,
+            files,
+            target,
+            processes=args.processes,
+            parallel=args.parallel,
+            retries=args.retries,
+            timeout=args.timeout,
+            capture=False if args.no_capture else None,
+        )
     print(json.dumps(asdict(result), indent=2) if args.json else result.line())
     return 0 if result.lost == 0 and result.answered == result.requests else 1
 

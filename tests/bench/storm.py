@@ -42,7 +42,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -70,13 +70,24 @@ class BenchPostgres(PostgresServer):
         self.durable = durable
 
     def start(self) -> None:
-        settings = (f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c max_connections=400 "
-                    "-c shared_buffers=512MB -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements "
-                    "-c pg_stat_statements.track=all")
+        settings = (
+            f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c max_connections=400 "
+            "-c shared_buffers=512MB -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements "
+            "-c pg_stat_statements.track=all"
+        )
         if not self.durable:
             settings += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-        self._run("pg_ctl", "-D", str(self.datadir / "data"), "-l", str(self.datadir / "log"), "-o", settings,
-                  "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir / "data"),
+            "-l",
+            str(self.datadir / "log"),
+            "-o",
+            settings,
+            "-w",
+            "start",
+        )
 
     def conninfo(self, dbname: str) -> str:
         return f"host={self.host} port={self.port} dbname={dbname} user={self.user}"
@@ -103,31 +114,55 @@ def radbill_python(checkout: Path) -> str:
 def load_radbill(pg: BenchPostgres, users: int, checkout: Path) -> None:
     """Migrate the empty ``radbill`` database (``radbill db upgrade``) and bulk-load the subscribers."""
     url = pg.url("radbill")
-    subprocess.run([radbill_python(checkout), "-m", "cli", "db", "upgrade"], check=True, cwd=checkout,
-                   env={**os.environ, "RADBILL_DATABASE_URL": url, "RADBILL_CONFIG": ""}, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [radbill_python(checkout), "-m", "cli", "db", "upgrade"],
+        check=True,
+        cwd=checkout,
+        env={**os.environ, "RADBILL_DATABASE_URL": url, "RADBILL_CONFIG": ""},
+        stdout=subprocess.DEVNULL,
+    )
     rate = 10_000_000
-    expires_at = datetime.now(timezone.utc) + timedelta(days=30)
+    expires_at = datetime.now(UTC) + timedelta(days=30)
     with psycopg.connect(pg.conninfo("radbill")) as connection:
         operator = connection.execute(
             "INSERT INTO operators (login, name, role, billing_mode) VALUES ('admin', 'Bench ISP', 'admin', 'postpaid')"
-            " RETURNING id").fetchone()[0]
+            " RETURNING id"
+        ).fetchone()[0]
         master = connection.execute(
             "INSERT INTO master_packages (operator_id, name, customer_type, billing_type, rate_rx, rate_tx)"
-            " VALUES (%s, 'PPPoE 10M', 'pppoe', 'daily', %s, %s) RETURNING id", (operator, rate, rate)).fetchone()[0]
+            " VALUES (%s, 'PPPoE 10M', 'pppoe', 'daily', %s, %s) RETURNING id",
+            (operator, rate, rate),
+        ).fetchone()[0]
         package = connection.execute(
             "INSERT INTO packages (operator_id, master_package_id, name) VALUES (%s, %s, 'PPPoE 10M') RETURNING id",
-            (operator, master)).fetchone()[0]
+            (operator, master),
+        ).fetchone()[0]
         connection.execute(
             "INSERT INTO package_prices (package_id, operator_id, customer_price, operator_price) VALUES (%s, %s, 50000, 0)",
-            (package, operator))
+            (package, operator),
+        )
         connection.execute(
             "INSERT INTO nas (name, ip_address, secret, require_message_authenticator) VALUES ('bench-nas', '127.0.0.1', %s, 'auto')",
-            (SECRET,))
-        _copy_rows(connection,
-                   "COPY customers (operator_id, username, password, customer_code, package_id, status, expires_at,"
-                   " wallet_balance) FROM STDIN",
-                   ((operator, sub.username, sub.password, f"B{sub.index:07d}", package, "active", expires_at, 100_000)
-                    for sub in radload.subscribers(users)))
+            (SECRET,),
+        )
+        _copy_rows(
+            connection,
+            "COPY customers (operator_id, username, password, customer_code, package_id, status, expires_at,"
+            " wallet_balance) FROM STDIN",
+            (
+                (
+                    operator,
+                    sub.username,
+                    sub.password,
+                    f"B{sub.index:07d}",
+                    package,
+                    "active",
+                    expires_at,
+                    100_000,
+                )
+                for sub in radload.subscribers(users)
+            ),
+        )
         connection.execute("UPDATE operators SET id_sequence = %s WHERE id = %s", (users, operator))
 
 
@@ -136,16 +171,33 @@ def load_freeradius(pg: BenchPostgres, raddb: Path, users: int) -> None:
     schema = (raddb / "mods-config/sql/main/postgresql/schema.sql").read_text()
     with psycopg.connect(pg.conninfo("radius")) as connection:
         connection.execute(schema)
-        _copy_rows(connection, "COPY radcheck (username, attribute, op, value) FROM STDIN",
-                   ((sub.username, "Cleartext-Password", ":=", sub.password) for sub in radload.subscribers(users)))
-        _copy_rows(connection, "COPY radreply (username, attribute, op, value) FROM STDIN",
-                   (row for sub in radload.subscribers(users) for row in (
-                       (sub.username, "Mikrotik-Rate-Limit", ":=", RATE_LIMIT),
-                       (sub.username, "Session-Timeout", ":=", str(SESSION_TIMEOUT)))))
-        _copy_rows(connection, "COPY radusergroup (username, groupname, priority) FROM STDIN",
-                   ((sub.username, "pppoe-10m", 1) for sub in radload.subscribers(users)))
-        connection.execute("INSERT INTO radgroupreply (groupname, attribute, op, value)"
-                           " VALUES ('pppoe-10m', 'Acct-Interim-Interval', ':=', %s)", (str(INTERIM_INTERVAL),))
+        _copy_rows(
+            connection,
+            "COPY radcheck (username, attribute, op, value) FROM STDIN",
+            ((sub.username, "Cleartext-Password", ":=", sub.password) for sub in radload.subscribers(users)),
+        )
+        _copy_rows(
+            connection,
+            "COPY radreply (username, attribute, op, value) FROM STDIN",
+            (
+                row
+                for sub in radload.subscribers(users)
+                for row in (
+                    (sub.username, "Mikrotik-Rate-Limit", ":=", RATE_LIMIT),
+                    (sub.username, "Session-Timeout", ":=", str(SESSION_TIMEOUT)),
+                )
+            ),
+        )
+        _copy_rows(
+            connection,
+            "COPY radusergroup (username, groupname, priority) FROM STDIN",
+            ((sub.username, "pppoe-10m", 1) for sub in radload.subscribers(users)),
+        )
+        connection.execute(
+            "INSERT INTO radgroupreply (groupname, attribute, op, value)"
+            " VALUES ('pppoe-10m', 'Acct-Interim-Interval', ':=', %s)",
+            (str(INTERIM_INTERVAL),),
+        )
 
 
 def vacuum_analyze(pg: BenchPostgres, dbname: str) -> None:
@@ -166,9 +218,14 @@ def top_statements(pg: BenchPostgres, dbname: str, limit: int = 8) -> list[str]:
             "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')"
             " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
             " WHERE d.datname = %s AND query NOT LIKE '%%pg_stat_statements%%'"
-            " ORDER BY total_exec_time DESC LIMIT %s", (dbname, limit)).fetchall()
-    return [f"{total / 1000:7.2f} s in {calls:>7,} calls ({total / calls:.3f} ms, {rows / calls:.0f} rows each): "
-            f"{query[:110]}" for calls, total, rows, query in rows]
+            " ORDER BY total_exec_time DESC LIMIT %s",
+            (dbname, limit),
+        ).fetchall()
+    return [
+        f"{total / 1000:7.2f} s in {calls:>7,} calls ({total / calls:.3f} ms, {rows / calls:.0f} rows each): "
+        f"{query[:110]}"
+        for calls, total, rows, query in rows
+    ]
 
 
 # --- FreeRADIUS's private configuration ------------------------------------------
@@ -211,8 +268,12 @@ def freeradius_config(workdir: Path, pg: BenchPostgres, auth_port: int, acct_por
     text = _set(text, "raddbdir", str(raddb))
     text = _set(text, "logdir", str(workdir / "log"))
     text = _set(text, "run_dir", str(workdir / "run"))
-    text = re.sub(r"^(\s*)(user|group) = freerad$", r"\1# \2 = freerad (the benchmark runs it as root)", text,
-                  flags=re.MULTILINE)
+    text = re.sub(
+        r"^(\s*)(user|group) = freerad$",
+        r"\1# \2 = freerad (the benchmark runs it as root)",
+        text,
+        flags=re.MULTILINE,
+    )
     text = _set(text, "max_requests", str(65536))
     text = _set(text, "start_servers", str(threads))
     text = _set(text, "max_servers", str(threads))
@@ -224,7 +285,8 @@ def freeradius_config(workdir: Path, pg: BenchPostgres, auth_port: int, acct_por
     site = _without_blocks(default.read_text(), "listen")
     listeners = "".join(
         f"listen {{\n\ttype = {kind}\n\tipaddr = 127.0.0.1\n\tport = {port}\n\trecv_buff = {RECV_BUFF}\n}}\n"
-        for kind, port in (("auth", auth_port), ("acct", acct_port)))
+        for kind, port in (("auth", auth_port), ("acct", acct_port))
+    )
     site = site.replace("server default {\n", "server default {\n" + listeners, 1)
     default.write_text(site)
 
@@ -254,7 +316,7 @@ class Server:
     acct: radload.Target
     log: Path
     database: str
-    metrics_port: int = 0       # radbill's Prometheus endpoint, read around each phase
+    metrics_port: int = 0  # radbill's Prometheus endpoint, read around each phase
 
 
 def process_tree_cpu(pid: int) -> float:
@@ -263,7 +325,7 @@ def process_tree_cpu(pid: int) -> float:
     total = 0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += sum(int(value) for value in fields[11:15])    # utime stime cutime cstime
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     except OSError:
         return 0.0
     for entry in Path("/proc").iterdir():
@@ -278,12 +340,16 @@ def process_tree_cpu(pid: int) -> float:
     return total / ticks
 
 
-def answers(target: radload.Target, kind: str, subscriber: radload.Subscriber, timeout: float = 0.5) -> radload.Summary:
+def answers(
+    target: radload.Target, kind: str, subscriber: radload.Subscriber, timeout: float = 0.5
+) -> radload.Summary:
     """Send one request; radclient's summary of it."""
     probe = Path(tempfile.mkdtemp(prefix="storm-probe-"))
     try:
         files = radload.write_request_files(kind, [subscriber], probe)
-        return radload.run_radclients(files, target, "auth" if kind == "auth" else "acct", 1, 1, 1, timeout)[0]
+        return radload.run_radclients(files, target, "auth" if kind == "auth" else "acct", 1, 1, 1, timeout)[
+            0
+        ]
     finally:
         shutil.rmtree(probe, ignore_errors=True)
 
@@ -306,8 +372,14 @@ def wait_until_answering(server: Server, process: subprocess.Popen, seconds: flo
 @contextmanager
 def running(server: Server, start_seconds: float) -> Iterator[subprocess.Popen]:
     with server.log.open("w") as log:
-        process = subprocess.Popen(server.command, env=server.env, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=server.cwd, start_new_session=True)
+        process = subprocess.Popen(
+            server.command,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=server.cwd,
+            start_new_session=True,
+        )
     try:
         wait_until_answering(server, process, start_seconds)
         yield process
@@ -357,7 +429,7 @@ def histogram_means(before: dict[str, float], after: dict[str, float]) -> list[s
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]                    # idle, iowait
+    idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
@@ -385,46 +457,82 @@ def own_cpu() -> float:
 class Phase:
     server: str
     load: radload.LoadResult
-    server_cpu_ms: float        # per answered request
-    postgres_cpu_ms: float      # per answered request
-    client_cpu_ms: float        # radclient, tcpdump and this script, per answered request
-    others_busy: float          # share of the machine's CPU used by processes not ours (other work)
+    server_cpu_ms: float  # per answered request
+    postgres_cpu_ms: float  # per answered request
+    client_cpu_ms: float  # radclient, tcpdump and this script, per answered request
+    others_busy: float  # share of the machine's CPU used by processes not ours (other work)
 
 
-def storm(server: Server, process: subprocess.Popen, request_files: dict[str, list[Path]], pg: BenchPostgres,
-          args: argparse.Namespace, workdir: Path) -> list[Phase]:
+def storm(
+    server: Server,
+    process: subprocess.Popen,
+    request_files: dict[str, list[Path]],
+    pg: BenchPostgres,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> list[Phase]:
     phases = []
     reset_statements(pg, server.database)
     for kind in args.phases:
         target = server.auth if kind == "auth" else server.acct
-        if kind != "auth" and not answers(target, kind, next(radload.subscribers(1, first=args.users + 1)), 2.0).accepted:
+        if (
+            kind != "auth"
+            and not answers(target, kind, next(radload.subscribers(1, first=args.users + 1)), 2.0).accepted
+        ):
             print(f"  {server.name} {kind}: no Accounting-Response to a probe; phase skipped", flush=True)
             continue
+
         def sample() -> tuple[float, ...]:
-            return (process_tree_cpu(process.pid), process_tree_cpu(pg.postmaster_pid()), own_cpu(), machine_busy(),
-                    time.monotonic())
+            return (
+                process_tree_cpu(process.pid),
+                process_tree_cpu(pg.postmaster_pid()),
+                own_cpu(),
+                machine_busy(),
+                time.monotonic(),
+            )
 
         metrics_before = scrape(server.metrics_port)
         before = sample()
         with profiling(args.py_spy, server, process, kind):
-            result = radload.run_load(kind, request_files[kind], target, processes=args.processes,
-                                      parallel=args.parallel, retries=args.retries, timeout=args.timeout,
-                                      workdir=workdir)
-        server_cpu, postgres_cpu, client_cpu, busy, wall = (after - first for after, first in zip(sample(), before))
+            result = radload.run_load(
+                kind,
+                request_files[kind],
+                target,
+                processes=args.processes,
+                parallel=args.parallel,
+                retries=args.retries,
+                timeout=args.timeout,
+                workdir=workdir,
+            )
+        server_cpu, postgres_cpu, client_cpu, busy, wall = (
+            after - first for after, first in zip(sample(), before)
+        )
         answered = max(result.answered, 1)
         others = max(0.0, busy - server_cpu - postgres_cpu - client_cpu) / (wall * os.cpu_count())
-        phase = Phase(server.name, result, server_cpu * 1000 / answered, postgres_cpu * 1000 / answered,
-                      client_cpu * 1000 / answered, others)
-        print(f"  {server.name} {result.line()}; CPU per request: server {phase.server_cpu_ms:.2f} ms, "
-              f"PostgreSQL {phase.postgres_cpu_ms:.2f} ms, client {phase.client_cpu_ms:.2f} ms; "
-              f"other processes used {others:.0%} of the machine", flush=True)
+        phase = Phase(
+            server.name,
+            result,
+            server_cpu * 1000 / answered,
+            postgres_cpu * 1000 / answered,
+            client_cpu * 1000 / answered,
+            others,
+        )
+        print(
+            f"  {server.name} {result.line()}; CPU per request: server {phase.server_cpu_ms:.2f} ms, "
+            f"PostgreSQL {phase.postgres_cpu_ms:.2f} ms, client {phase.client_cpu_ms:.2f} ms; "
+            f"other processes used {others:.0%} of the machine",
+            flush=True,
+        )
         for line in histogram_means(metrics_before, scrape(server.metrics_port)):
             print(f"    {line}", flush=True)
         phases.append(phase)
         if args.pause:
             time.sleep(args.pause)
-    print(f"  {server.name} database afterwards: {table_counts(pg, server.database)}; PostgreSQL's busiest "
-          "statements (all phases, execution time):", flush=True)
+    print(
+        f"  {server.name} database afterwards: {table_counts(pg, server.database)}; PostgreSQL's busiest "
+        "statements (all phases, execution time):",
+        flush=True,
+    )
     for line in top_statements(pg, server.database):
         print(f"    {line}", flush=True)
     return phases
@@ -441,10 +549,24 @@ def profiling(directory: Path | None, server: Server, process: subprocess.Popen,
     directory.mkdir(parents=True, exist_ok=True)
     output = directory / f"radbill-{kind}.txt"
     started = time.monotonic()
-    spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
-                            "--pid", str(process.pid), "--subprocesses", "--threads", "--rate", str(PY_SPY_RATE),
-                            "--format", "raw", "--output", str(output)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(process.pid),
+            "--subprocesses",
+            "--threads",
+            "--rate",
+            str(PY_SPY_RATE),
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield
     finally:
@@ -474,21 +596,29 @@ def profile_summary(collapsed: Path, seconds: float, top: int = 8) -> str:
     lines = []
     for thread, (own, inclusive) in sorted(threads.items(), key=lambda item: -sum(item[1][0].values())):
         samples = sum(own.values())
-        lines.append(f"    py-spy {thread}: running {samples / (PY_SPY_RATE * seconds):.0%} of the phase; self:")
-        lines += [f"      {count / samples:6.1%}  {frame}"
-                  for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]]
+        lines.append(
+            f"    py-spy {thread}: running {samples / (PY_SPY_RATE * seconds):.0%} of the phase; self:"
+        )
+        lines += [
+            f"      {count / samples:6.1%}  {frame}"
+            for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]
+        ]
         lines.append("      inclusive:")
-        lines += [f"      {count / samples:6.1%}  {frame}"
-                  for frame, count in sorted(inclusive.items(), key=lambda item: -item[1])
-                  if count < samples][:top]
+        lines += [
+            f"      {count / samples:6.1%}  {frame}"
+            for frame, count in sorted(inclusive.items(), key=lambda item: -item[1])
+            if count < samples
+        ][:top]
     return "\n".join(lines) or "    (no samples)"
 
 
 def table_counts(pg: BenchPostgres, dbname: str) -> str:
     """What the server wrote: accounting rows, rows updated by an interim, post-auth rows."""
-    queries = {"radacct": "SELECT count(*) FROM radacct",
-               "radacct with interim octets": "SELECT count(*) FROM radacct WHERE acctinputoctets > 0",
-               "radpostauth": "SELECT count(*) FROM radpostauth"}
+    queries = {
+        "radacct": "SELECT count(*) FROM radacct",
+        "radacct with interim octets": "SELECT count(*) FROM radacct WHERE acctinputoctets > 0",
+        "radpostauth": "SELECT count(*) FROM radpostauth",
+    }
     counts = []
     with psycopg.connect(pg.conninfo(dbname), autocommit=True) as connection:
         for label, query in queries.items():
@@ -516,17 +646,23 @@ def report(results: dict[str, list[Phase]]) -> str:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value * 1000:.1f}"
 
-    lines = [f"{'server':<11} {'phase':<13} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'lost':>5} {'retx':>5} "
-             f"{'srv cpu ms':>10} {'pg cpu ms':>9} {'others':>6}"]
+    lines = [
+        f"{'server':<11} {'phase':<13} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'lost':>5} {'retx':>5} "
+        f"{'srv cpu ms':>10} {'pg cpu ms':>9} {'others':>6}"
+    ]
     for name, phases in results.items():
         for phase in phases:
             load = phase.load
-            lines.append(f"{name:<11} {load.kind:<13} {load.rate:>8,.0f} {ms(load.latency and load.latency.p50):>7} "
-                         f"{ms(load.latency and load.latency.p99):>8} {load.lost:>5} "
-                         f"{'-' if load.retransmissions is None else load.retransmissions:>5} "
-                         f"{phase.server_cpu_ms:>10.2f} {phase.postgres_cpu_ms:>9.2f} {phase.others_busy:>6.0%}")
-        lines.append(f"{name:<11} {'Access/s':<13} {_auth_rate(phases):>8,.0f}   "
-                     f"Accounting/s {_accounting_rate(phases):,.0f}")
+            lines.append(
+                f"{name:<11} {load.kind:<13} {load.rate:>8,.0f} {ms(load.latency and load.latency.p50):>7} "
+                f"{ms(load.latency and load.latency.p99):>8} {load.lost:>5} "
+                f"{'-' if load.retransmissions is None else load.retransmissions:>5} "
+                f"{phase.server_cpu_ms:>10.2f} {phase.postgres_cpu_ms:>9.2f} {phase.others_busy:>6.0%}"
+            )
+        lines.append(
+            f"{name:<11} {'Access/s':<13} {_auth_rate(phases):>8,.0f}   "
+            f"Accounting/s {_accounting_rate(phases):,.0f}"
+        )
     if "freeradius" in results and "radbill" in results:
         ratios = []
         for label, rate in (("Access-Requests", _auth_rate), ("Accounting-Requests", _accounting_rate)):
@@ -540,49 +676,101 @@ def report(results: dict[str, list[Phase]]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=100_000, help="subscribers, each sending one request per phase")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--users", type=int, default=100_000, help="subscribers, each sending one request per phase"
+    )
     parser.add_argument("--only", choices=("freeradius", "radbill"), help="run one server only")
-    parser.add_argument("--phases", type=lambda text: text.split(","), default=list(radload.KINDS),
-                        help=f"comma-separated phases, in order (default {','.join(radload.KINDS)})")
-    parser.add_argument("--radbill-checkout", type=Path, default=REPOSITORY,
-                        help="the radbill checkout to run (its .venv if it has one); default this one")
+    parser.add_argument(
+        "--phases",
+        type=lambda text: text.split(","),
+        default=list(radload.KINDS),
+        help=f"comma-separated phases, in order (default {','.join(radload.KINDS)})",
+    )
+    parser.add_argument(
+        "--radbill-checkout",
+        type=Path,
+        default=REPOSITORY,
+        help="the radbill checkout to run (its .venv if it has one); default this one",
+    )
     parser.add_argument("--processes", type=int, default=4, help="radclient processes side by side")
-    parser.add_argument("--parallel", type=int, default=1024, help="requests in flight, split between radclients")
+    parser.add_argument(
+        "--parallel", type=int, default=1024, help="requests in flight, split between radclients"
+    )
     parser.add_argument("--per-file", type=int, default=radload.DEFAULT_PER_FILE)
     parser.add_argument("--retries", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=3.0, help="radclient's retransmission timeout, seconds")
-    parser.add_argument("--freeradius-threads", type=int, default=32,
-                        help="FreeRADIUS thread pool, and so its rlm_sql connection pool")
-    parser.add_argument("--radbill-workers", type=int, default=os.cpu_count(), metavar="N",
-                        help="radbill radiusd worker processes (default: one per CPU, as FreeRADIUS gets its "
-                             "thread pool)")
-    parser.add_argument("--radbill-setting", action="append", default=[], metavar="TABLE.KEY=VALUE",
-                        help="extra radbill TOML setting, e.g. radiusd.workers=2 (repeatable)")
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="radclient's retransmission timeout, seconds"
+    )
+    parser.add_argument(
+        "--freeradius-threads",
+        type=int,
+        default=32,
+        help="FreeRADIUS thread pool, and so its rlm_sql connection pool",
+    )
+    parser.add_argument(
+        "--radbill-workers",
+        type=int,
+        default=os.cpu_count(),
+        metavar="N",
+        help="radbill radiusd worker processes (default: one per CPU, as FreeRADIUS gets its thread pool)",
+    )
+    parser.add_argument(
+        "--radbill-setting",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        help="extra radbill TOML setting, e.g. radiusd.workers=2 (repeatable)",
+    )
     parser.add_argument("--no-fsync", action="store_true", help="run PostgreSQL without fsync (not durable)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run the servers in turn this many times; the table shows each phase's median round")
-    parser.add_argument("--quiet-below", type=float, default=0.25, metavar="SHARE",
-                        help="before each server's turn, wait until the machine is less busy than this (0..1)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to wait for that at most")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the servers in turn this many times; the table shows each phase's median round",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.25,
+        metavar="SHARE",
+        help="before each server's turn, wait until the machine is less busy than this (0..1)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=60.0, metavar="SECONDS", help="how long to wait for that at most"
+    )
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of quiet between phases")
-    parser.add_argument("--start-seconds", type=float, default=120.0, help="how long a server may take to answer")
+    parser.add_argument(
+        "--start-seconds", type=float, default=120.0, help="how long a server may take to answer"
+    )
     parser.add_argument("--max-seconds", type=int, default=3600, help="hard limit on the whole run")
-    parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="profile radbill's radiusd with py-spy (pip install py-spy) during each phase; "
-                             "it slows radiusd down markedly, so take figures from a run without it")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="profile radbill's radiusd with py-spy (pip install py-spy) during each phase; "
+        "it slows radiusd down markedly, so take figures from a run without it",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configuration)")
     return parser.parse_args(argv)
 
 
-def radbill_config(workdir: Path, url: str, auth_port: int, acct_port: int, metrics_port: int,
-                   extra: Sequence[str]) -> Path:
+def radbill_config(
+    workdir: Path, url: str, auth_port: int, acct_port: int, metrics_port: int, extra: Sequence[str]
+) -> Path:
     """The TOML radbill runs with; a later ``extra`` setting replaces an earlier one."""
-    tables: dict[str, dict[str, str]] = {"database": {"url": f'"{url}"'},
-                                         "radiusd": {"bind": '"127.0.0.1"', "auth_port": str(auth_port),
-                                                     "acct_port": str(acct_port), "metrics_port": str(metrics_port)}}
+    tables: dict[str, dict[str, str]] = {
+        "database": {"url": f'"{url}"'},
+        "radiusd": {
+            "bind": '"127.0.0.1"',
+            "auth_port": str(auth_port),
+            "acct_port": str(acct_port),
+            "metrics_port": str(metrics_port),
+        },
+    }
     for setting in extra:
         key, _, value = setting.partition("=")
         table, _, name = key.partition(".")
@@ -590,8 +778,12 @@ def radbill_config(workdir: Path, url: str, auth_port: int, acct_port: int, metr
             raise SystemExit(f"--radbill-setting must look like radiusd.key=value, got {setting!r}")
         tables.setdefault(table, {})[name] = value
     path = workdir / "radbill.toml"
-    path.write_text("".join(f"[{table}]\n" + "".join(f"{name} = {value}\n" for name, value in values.items()) + "\n"
-                            for table, values in tables.items()))
+    path.write_text(
+        "".join(
+            f"[{table}]\n" + "".join(f"{name} = {value}\n" for name, value in values.items()) + "\n"
+            for table, values in tables.items()
+        )
+    )
     return path
 
 
@@ -610,8 +802,10 @@ def median_phases(rounds: Sequence[Sequence[Phase]]) -> list[Phase]:
     kinds = [phase.load.kind for phase in rounds[0]]
     chosen = []
     for kind in kinds:
-        runs = sorted((phase for phases in rounds for phase in phases if phase.load.kind == kind),
-                      key=lambda phase: phase.load.rate)
+        runs = sorted(
+            (phase for phases in rounds for phase in phases if phase.load.kind == kind),
+            key=lambda phase: phase.load.rate,
+        )
         chosen.append(runs[(len(runs) - 1) // 2])
     return chosen
 
@@ -620,7 +814,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     unknown = set(args.phases) - set(radload.KINDS)
     if unknown:
-        raise SystemExit(f"storm.py: unknown phase {', '.join(sorted(unknown))}; phases are {', '.join(radload.KINDS)}")
+        raise SystemExit(
+            f"storm.py: unknown phase {', '.join(sorted(unknown))}; phases are {', '.join(radload.KINDS)}"
+        )
     for program in ["radclient"] + (["freeradius"] if args.only != "radbill" else []):
         if shutil.which(program) is None:
             raise SystemExit(f"storm.py: {program} not found (see the prerequisites in --help)")
@@ -641,41 +837,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleanup.callback(pg.remove)
         pg.start()
         cleanup.callback(pg.stop, "immediate")
-        print(f"PostgreSQL {'without fsync' if args.no_fsync else 'durable (fsync on)'} on port {pg.port}; "
-              f"writing requests for {args.users:,} subscribers...", flush=True)
-        request_files = {kind: radload.write_request_files(kind, radload.subscribers(args.users),
-                                                           workdir / "requests" / kind, args.per_file)
-                         for kind in args.phases}
+        print(
+            f"PostgreSQL {'without fsync' if args.no_fsync else 'durable (fsync on)'} on port {pg.port}; "
+            f"writing requests for {args.users:,} subscribers...",
+            flush=True,
+        )
+        request_files = {
+            kind: radload.write_request_files(
+                kind, radload.subscribers(args.users), workdir / "requests" / kind, args.per_file
+            )
+            for kind in args.phases
+        }
         planned: dict[str, tuple[Server, Callable[[], None]]] = {}
         if "freeradius" in servers:
             auth_port, acct_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
-            raddb = freeradius_config(workdir / "freeradius", pg, auth_port, acct_port, args.freeradius_threads)
-            planned["freeradius"] = (Server(
-                "freeradius", ["freeradius", "-f", "-d", str(raddb)], dict(os.environ), workdir,
-                radload.Target("127.0.0.1", auth_port, SECRET), radload.Target("127.0.0.1", acct_port, SECRET),
-                workdir / "freeradius" / "log" / "radius.log", "radius"),
-                lambda: load_freeradius(pg, raddb, args.users))
+            raddb = freeradius_config(
+                workdir / "freeradius", pg, auth_port, acct_port, args.freeradius_threads
+            )
+            planned["freeradius"] = (
+                Server(
+                    "freeradius",
+                    ["freeradius", "-f", "-d", str(raddb)],
+                    dict(os.environ),
+                    workdir,
+                    radload.Target("127.0.0.1", auth_port, SECRET),
+                    radload.Target("127.0.0.1", acct_port, SECRET),
+                    workdir / "freeradius" / "log" / "radius.log",
+                    "radius",
+                ),
+                lambda: load_freeradius(pg, raddb, args.users),
+            )
         if "radbill" in servers:
             auth_port, acct_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
             checkout = args.radbill_checkout.resolve()
             metrics_port = free_port()
-            config = radbill_config(workdir, pg.url("radbill"), auth_port, acct_port, metrics_port,
-                                    [f"radiusd.workers={args.radbill_workers}", *args.radbill_setting])
-            planned["radbill"] = (Server(
-                "radbill", [radbill_python(checkout), "-m", "cli", "--config", str(config), "radiusd"],
-                {**os.environ, "RADBILL_DATABASE_URL": pg.url("radbill")}, checkout,
-                radload.Target("127.0.0.1", auth_port, SECRET), radload.Target("127.0.0.1", acct_port, SECRET),
-                workdir / "radbill-radiusd.log", "radbill", metrics_port),
-                lambda: load_radbill(pg, args.users, checkout))
+            config = radbill_config(
+                workdir,
+                pg.url("radbill"),
+                auth_port,
+                acct_port,
+                metrics_port,
+                [f"radiusd.workers={args.radbill_workers}", *args.radbill_setting],
+            )
+            planned["radbill"] = (
+                Server(
+                    "radbill",
+                    [radbill_python(checkout), "-m", "cli", "--config", str(config), "radiusd"],
+                    {**os.environ, "RADBILL_DATABASE_URL": pg.url("radbill")},
+                    checkout,
+                    radload.Target("127.0.0.1", auth_port, SECRET),
+                    radload.Target("127.0.0.1", acct_port, SECRET),
+                    workdir / "radbill-radiusd.log",
+                    "radbill",
+                    metrics_port,
+                ),
+                lambda: load_radbill(pg, args.users, checkout),
+            )
         for round_number in range(1, args.rounds + 1):
             for name, (server, load) in planned.items():
                 started = time.monotonic()
                 _fresh_database(pg, server.database)
                 load()
                 vacuum_analyze(pg, server.database)
-                print(f"round {round_number}, {name}: {args.users:,} subscribers loaded in "
-                      f"{time.monotonic() - started:.1f} s; {wait_for_quiet(args.quiet_below, args.quiet_wait)}; "
-                      f"starting {' '.join(server.command)}", flush=True)
+                print(
+                    f"round {round_number}, {name}: {args.users:,} subscribers loaded in "
+                    f"{time.monotonic() - started:.1f} s; {wait_for_quiet(args.quiet_below, args.quiet_wait)}; "
+                    f"starting {' '.join(server.command)}",
+                    flush=True,
+                )
                 try:
                     with running(server, args.start_seconds) as process:
                         rounds[name].append(storm(server, process, request_files, pg, args, workdir))
@@ -687,16 +916,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {name: median_phases(runs) for name, runs in rounds.items() if runs and runs[0]}
     if results:
         print()
-        print(f"Reconnect storm, {args.users:,} subscribers, radclient x{args.processes} with {args.parallel} in "
-              f"flight" + (f", median of {args.rounds} rounds:" if args.rounds > 1 else ":"))
+        print(
+            f"Reconnect storm, {args.users:,} subscribers, radclient x{args.processes} with {args.parallel} in "
+            f"flight" + (f", median of {args.rounds} rounds:" if args.rounds > 1 else ":")
+        )
         print(report(results))
     if args.json:
-        args.json.write_text(json.dumps({name: [[asdict(phase) for phase in phases] for phases in runs]
-                                         for name, runs in rounds.items()}, indent=2))
-    complete = all(len(runs) == args.rounds and all(
-        len(phases) == len(args.phases) and all(phase.load.lost == 0 and phase.load.answered == phase.load.requests
-                                                for phase in phases) for phases in runs)
-        for runs in rounds.values())
+        args.json.write_text(
+            json.dumps(
+                {
+                    name: [[asdict(phase) for phase in phases] for phases in runs]
+                    for name, runs in rounds.items()
+                },
+                indent=2,
+            )
+        )
+    complete = all(
+        len(runs) == args.rounds
+        and all(
+            len(phases) == len(args.phases)
+            and all(phase.load.lost == 0 and phase.load.answered == phase.load.requests for phase in phases)
+            for phases in runs
+        )
+        for runs in rounds.values()
+    )
     return 0 if complete else 1
 
 

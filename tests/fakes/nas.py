@@ -9,7 +9,7 @@ ACK, NAK with an Error-Cause, or silence (to force a timeout).
 from dataclasses import dataclass, field
 
 import pytest
-from pyrad.packet import CoAPacket, CoANAK, DisconnectNAK, DisconnectRequest
+from pyrad.packet import CoANAK, CoAPacket, DisconnectNAK, DisconnectRequest
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
 
@@ -36,7 +36,11 @@ class Received:
 
     @property
     def attributes(self) -> dict:
-        return {name: self.packet[name] for name in self.packet.keys() if isinstance(name, str) and name != "Message-Authenticator"}
+        return {
+            name: self.packet[name]
+            for name in self.packet.keys()
+            if isinstance(name, str) and name != "Message-Authenticator"
+        }
 
 
 @dataclass(eq=False)
@@ -55,12 +59,18 @@ class FakeNas(DatagramProtocol):
     def datagramReceived(self, data: bytes, address) -> None:
         packet = CoAPacket(packet=data, secret=self.secret, dict=load_dictionary())
         authenticator_ok = packet.VerifyCoARequest()
-        message_authenticator_ok = bool(packet.message_authenticator) and packet.verify_message_authenticator()
+        message_authenticator_ok = (
+            bool(packet.message_authenticator) and packet.verify_message_authenticator()
+        )
         if not (authenticator_ok and message_authenticator_ok):
-            self.received.append(Received(packet, data, authenticator_ok, message_authenticator_ok, "dropped"))
+            self.received.append(
+                Received(packet, data, authenticator_ok, message_authenticator_ok, "dropped")
+            )
             return
         behaviour = self.script.pop(0) if self.script else self.default
-        self.received.append(Received(packet, data, True, True, behaviour if isinstance(behaviour, str) else "nak"))
+        self.received.append(
+            Received(packet, data, True, True, behaviour if isinstance(behaviour, str) else "nak")
+        )
         if behaviour == SILENT:
             return
         reply = packet.CreateReply()

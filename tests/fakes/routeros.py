@@ -83,7 +83,10 @@ class _Connection(socketserver.StreamRequestHandler):
             router.commands.append(sentence)
             if command == "/login":
                 attributes = _attributes(words)
-                logged_in = (attributes.get("name"), attributes.get("password")) == (router.user, router.password)
+                logged_in = (attributes.get("name"), attributes.get("password")) == (
+                    router.user,
+                    router.password,
+                )
                 self._reply(*([] if logged_in else [["!trap", "=message=invalid user name or password (6)"]]))
             elif not logged_in:
                 self._reply(["!trap", "=message=not logged in"])
@@ -145,7 +148,9 @@ def _matches(row: dict, queries: list[str]) -> bool:
 class FakeRouter:
     """A RouterOS box with menus of rows; ``commands`` records every sentence received."""
 
-    def __init__(self, user: str = "radbill", password: str = "api-s3cret", tls: ssl.SSLContext | None = None):
+    def __init__(
+        self, user: str = "radbill", password: str = "api-s3cret", tls: ssl.SSLContext | None = None
+    ):
         self.user = user
         self.password = password
         self.tls = tls  # api-ssl: a server context with the router's certificate
@@ -160,7 +165,9 @@ class FakeRouter:
         with self._lock:
             row_id = f"*{self._next_id:X}"
             self._next_id += 1
-            self.menus[menu].append({".id": row_id, **{name.replace("_", "-"): str(value) for name, value in properties.items()}})
+            self.menus[menu].append(
+                {".id": row_id, **{name.replace("_", "-"): str(value) for name, value in properties.items()}}
+            )
             return row_id
 
     def execute(self, command: str, words: list[str]) -> list[list[str]]:
@@ -173,7 +180,10 @@ class FakeRouter:
             if verb == "print":
                 wanted = attributes.get(".proplist", "").split(",") if ".proplist" in attributes else None
                 selected = [row for row in rows if _matches(row, [w for w in words if w.startswith("?")])]
-                return [["!re"] + [f"={k}={v}" for k, v in row.items() if wanted is None or k in wanted] for row in selected]
+                return [
+                    ["!re"] + [f"={k}={v}" for k, v in row.items() if wanted is None or k in wanted]
+                    for row in selected
+                ]
             if verb == "add":
                 self._next_id += 1
                 row_id = f"*{self._next_id - 1:X}"
