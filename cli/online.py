@@ -8,7 +8,7 @@ from billingd.tenancy import visible_operator_ids
 from cli.context import Context
 from cli.output import emit_table
 from nas.registry import get_nas
-from radiusd.accounting_store import list_open_sessions
+from radiusd.accounting.store import list_open_sessions
 
 
 def _duration(seconds: int | None) -> str:

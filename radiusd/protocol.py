@@ -17,9 +17,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 
 from radiusd import metrics
+from radiusd.codec.packets import Drop, check_datagram
 from radiusd.duplicates import IN_PROGRESS, DuplicateCache
-from radiusd.packets import Drop, check_datagram
-from radiusd.view import SubscriberView
+from radiusd.view.view import SubscriberView
 
 log = logging.getLogger(__name__)
 

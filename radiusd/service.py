@@ -21,17 +21,17 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
 
-from radiusd import store
-from radiusd.access import AccessHandler
-from radiusd.accounting_service import AccountingService
+from radiusd.accounting.service import AccountingService
+from radiusd.auth.handler import AccessHandler
+from radiusd.auth.policy import PolicySettings
+from radiusd.auth.postauth import PostAuthLog
 from radiusd.database import Database
-from radiusd.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
-from radiusd.policy import PolicySettings
-from radiusd.postauth import PostAuthLog
 from radiusd.protocol import RadiusServerProtocol
 from radiusd.ratelimit import RateLimit
 from radiusd.sockets import listen_udp
-from radiusd.view import SubscriberView
+from radiusd.view import queries
+from radiusd.view.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
+from radiusd.view.view import SubscriberView
 from schema.changes import NOTIFY_CHANNEL
 from schema.daemon import configure_logging, listen_metrics
 from schema.engine import is_sqlite
@@ -135,7 +135,10 @@ class Radiusd:
 
     def _store_message_authenticator_seen(self, client) -> None:
         d = self.database.run(
-            "radiusd.message_authenticator_seen", store.mark_message_authenticator_seen, client.id, write=True
+            "radiusd.message_authenticator_seen",
+            queries.mark_message_authenticator_seen,
+            client.id,
+            write=True,
         )
         d.addErrback(
             lambda failure: log.warning(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pyrad.packet import AcctPacket
 
-from radiusd.accounting import AccountingRecord, record_from_packet
-from radiusd.dictionary import load_dictionary
-from radiusd.packets import attribute_map
+from radiusd.accounting.record import AccountingRecord, record_from_packet
+from radiusd.codec.packets import attribute_map
+from schema.dictionary import load_dictionary
 from tests.radius import RadiusdProcess, metric, write_config
 
 SECRET = b"testing123"

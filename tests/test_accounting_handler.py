@@ -7,17 +7,17 @@ import pytest
 from pyrad.packet import AccountingResponse, AcctPacket
 from twisted.internet import defer, task
 
-from radiusd.accounting_handler import AccountingHandler
-from radiusd.accounting_writer import QueueFull
-from radiusd.dictionary import load_dictionary
-from radiusd.packets import (
+from radiusd.accounting.handler import AccountingHandler
+from radiusd.accounting.writer import QueueFull
+from radiusd.codec.packets import (
     Drop,
     accounting_authenticator_valid,
     attribute_map,
     encode_accounting_response,
     received_packet,
 )
-from radiusd.view import NasClient
+from radiusd.view.view import NasClient
+from schema.dictionary import load_dictionary
 from tests.accounting_helpers import SECRET
 
 CLIENT = NasClient(

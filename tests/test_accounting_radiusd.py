@@ -15,8 +15,8 @@ import pytest
 from pyrad.packet import AcctPacket
 from sqlalchemy import func, select
 
-from radiusd.dictionary import load_dictionary
 from schema import migrate
+from schema.dictionary import load_dictionary
 from schema.engine import make_engine
 from schema.tables import customer_usage, radacct, sessions
 from tests.accounting_helpers import (

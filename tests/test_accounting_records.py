@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyrad.packet import AcctPacket
 
-from radiusd import accounting
-from radiusd.accounting import AccountingError, AccountingRecord, merge_session
-from radiusd.dictionary import load_dictionary
+from radiusd.accounting import record as accounting
+from radiusd.accounting.record import AccountingError, AccountingRecord, merge_session
+from schema.dictionary import load_dictionary
 from tests.accounting_helpers import T0, accounting_packet, make_record, record_of
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from twisted.internet import task
 
 from cli.demo import load_demo
-from radiusd.accounting_service import AccountingService
+from radiusd.accounting.service import AccountingService
 from schema.errors import RadbillError
 from schema.settings import RadiusdSettings, Settings
 from schema.tables import change_log, sessions

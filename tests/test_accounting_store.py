@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from cli.demo import load_demo
-from radiusd.accounting_store import apply_records, close_stale_sessions
+from radiusd.accounting.store import apply_records, close_stale_sessions
 from schema.engine import as_utc
 from schema.tables import (
     change_log,

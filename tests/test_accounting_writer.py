@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from cli.demo import load_demo
-from radiusd import accounting_writer
-from radiusd.accounting_spool import Spool
-from radiusd.accounting_writer import AccountingWriter, QueueFull
+from radiusd.accounting import writer as accounting_writer
+from radiusd.accounting.spool import Spool
+from radiusd.accounting.writer import AccountingWriter, QueueFull
 from schema.tables import customer_usage, radacct, sessions
 from tests.accounting_helpers import T0, make_record
 
@@ -157,7 +157,7 @@ def test_replay_interrupted_after_commit_does_not_double_usage(db, tmp_path):
     # a crash after the first chunk's commit but before its cursor moved: replay it again
     chunk = spool.read(4)
     with db.begin() as connection:
-        from radiusd.accounting_store import apply_records
+        from radiusd.accounting.store import apply_records
 
         apply_records(connection, [record for _, record in chunk], ZoneInfo("Asia/Dhaka"))
     reactor.run_until(lambda: writer.spool.pending == 0 and not writer._retry_queued)
@@ -194,7 +194,7 @@ def test_sweep_runs_on_the_writer_thread(db, tmp_path):
 
 
 def test_spools_of_workers_that_no_longer_exist_are_taken_over(tmp_path):
-    from radiusd.accounting_service import adopt_orphan_spools, spool_directory
+    from radiusd.accounting.service import adopt_orphan_spools, spool_directory
 
     for worker in (0, 1, 2):
         Spool(spool_directory(str(tmp_path), worker)).append(stream(1, prefix=f"w{worker}-"))

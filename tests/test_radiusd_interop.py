@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from radiusd import mschap
+from radiusd.codec import mschap
 from schema.changes import record_change, record_change_ids
 from schema.tables import (
     customer_usage,

@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radiusd import mschap
-from radiusd.chap import chap_response
-from radiusd.policy import (
+from radiusd.auth.policy import (
     MESSAGES,
     REASONS,
     Credentials,
@@ -21,6 +19,8 @@ from radiusd.policy import (
     authorize,
     service_of,
 )
+from radiusd.codec import mschap
+from radiusd.codec.chap import chap_response
 from schema.identity import canonical_mac, canonical_username
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

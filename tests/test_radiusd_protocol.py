@@ -11,13 +11,13 @@ from prometheus_client import REGISTRY
 from pyrad.packet import AccessAccept, AccessReject, AccessRequest, AcctPacket, AuthPacket
 from twisted.internet.task import Clock
 
-from radiusd import mschap
-from radiusd.access import AccessHandler
-from radiusd.dictionary import load_dictionary
-from radiusd.packets import MalformedPacket, check_datagram
-from radiusd.policy import PackageState, PolicySettings
+from radiusd.auth.handler import AccessHandler
+from radiusd.auth.policy import PackageState, PolicySettings
+from radiusd.codec import mschap
+from radiusd.codec.packets import MalformedPacket, check_datagram
 from radiusd.protocol import RadiusServerProtocol
-from radiusd.view import CustomerRow, NasClient, Snapshot, SubscriberView
+from radiusd.view.view import CustomerRow, NasClient, Snapshot, SubscriberView
+from schema.dictionary import load_dictionary
 
 SECRET = b"s3cret"
 NAS_ADDRESS = ("192.0.2.1", 40000)
@@ -356,7 +356,7 @@ def test_fast_decoding_matches_pyrads_own():
     packet.AddAttribute("Proxy-State", b"x")
     packet["MS-CHAP-Challenge"] = bytes(16)
     raw = packet.RequestPacket()
-    from radiusd.packets import decode
+    from radiusd.codec.packets import decode
 
     ours = decode(raw, SECRET)
     theirs = AuthPacket(packet=raw, secret=SECRET, dict=load_dictionary())

@@ -7,11 +7,11 @@ import pytest_twisted
 from sqlalchemy import insert, update
 from twisted.internet import defer, reactor, task
 
-from radiusd import store
+from radiusd.auth.policy import PackageState
 from radiusd.database import Database
-from radiusd.follower import SESSION_RECOUNT_SECONDS, WAKE_SECONDS, ChangeCursor, Follower
-from radiusd.policy import PackageState
-from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
+from radiusd.view import queries
+from radiusd.view.follower import SESSION_RECOUNT_SECONDS, WAKE_SECONDS, ChangeCursor, Follower
+from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
 from schema.changes import record_change, record_change_ids
 from schema.tables import change_log, customers, sessions
 
@@ -288,9 +288,9 @@ def test_store_reads_usage_of_the_current_period_for_quota_packages(demo):
             ],
         )
     with demo.connect() as connection:
-        assert store.read_used_bytes(connection, today) == {demo_id: 30}
+        assert queries.read_used_bytes(connection, today) == {demo_id: 30}
         assert (
-            store.last_change_id(connection)
+            queries.last_change_id(connection)
             == connection.execute(change_log.select().order_by(change_log.c.id.desc())).first().id
         )
 
@@ -300,7 +300,7 @@ def test_listen_wakes_the_follower_on_notify(engine):
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     import threading
 
-    from radiusd.follower import listen_for_changes
+    from radiusd.view.follower import listen_for_changes
     from schema.changes import NOTIFY_CHANNEL
 
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -324,7 +324,7 @@ def test_listen_wakes_the_follower_on_notify(engine):
 async def test_follower_catches_up_with_a_run_that_changed_thousands(demo, monkeypatch):
     """A billing run may record a change for every customer in one go: the
     follower reads them in bounded batches, each in bounded IN lists."""
-    monkeypatch.setattr(store, "CHANGE_BATCH", 700)
+    monkeypatch.setattr(queries, "CHANGE_BATCH", 700)
     view = SubscriberView()
     database = Database(demo, reactor)
     try:

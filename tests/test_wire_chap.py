@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from radiusd.chap import chap_response, verify_chap
+from radiusd.codec.chap import chap_response, verify_chap
 
 AUTHENTICATOR = bytes(range(16))
 CHALLENGE = bytes.fromhex("0123456789abcdeffedcba9876543210")

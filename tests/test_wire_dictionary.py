@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pyrad.packet import AccessAccept, AccessRequest, AuthPacket
 
-from radiusd import mschap
-from radiusd.dictionary import RADDB, load_dictionary
+from radiusd.codec import mschap
+from schema.dictionary import RADDB, load_dictionary
 
 SECRET = b"testing123"
 FREERADIUS = Path("/usr/share/freeradius")
@@ -94,7 +94,7 @@ def test_password_attributes_keep_their_encryption_flags():
     assert dictionary["User-Password"].encrypt == 1
     assert dictionary["Tunnel-Password"].encrypt == 2
     assert dictionary["Tunnel-Password"].has_tag
-    # radiusd.mschap encrypts these itself, with salts unique in the packet
+    # radiusd.codec.mschap encrypts these itself, with salts unique in the packet
     assert dictionary["MS-MPPE-Send-Key"].encrypt == 0
     assert dictionary["MS-MPPE-Recv-Key"].encrypt == 0
 

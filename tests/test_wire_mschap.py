@@ -5,7 +5,7 @@ import hashlib
 import pytest
 from pyrad.packet import AuthPacket
 
-from radiusd import mschap
+from radiusd.codec import mschap
 
 # RFC 2759 section 9.2; RFC 3079 section 3.5.3 uses the same exchange.
 USERNAME = "User"

@@ -32,10 +32,10 @@ from pyrad.packet import AcctPacket  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.internet.task import Clock  # noqa: E402
 
-from radiusd.accounting_handler import AccountingHandler  # noqa: E402
-from radiusd.dictionary import load_dictionary  # noqa: E402
+from radiusd.accounting.handler import AccountingHandler  # noqa: E402
 from radiusd.protocol import RadiusServerProtocol  # noqa: E402
-from radiusd.view import NasClient, Snapshot, SubscriberView  # noqa: E402
+from radiusd.view.view import NasClient, Snapshot, SubscriberView  # noqa: E402
+from schema.dictionary import load_dictionary  # noqa: E402
 
 SECRET = b"testing123"
 NAS = NasClient(1, "bench-nas", "127.0.0.1", SECRET, "auto")

@@ -4,7 +4,7 @@
 
 Loads N subscribers into a durable throw-away PostgreSQL (as storm.py does),
 then commits their Accounting Starts and then their Interim-Updates through
-``radiusd.accounting_store.apply_records`` in batches of ``--batch`` records,
+``radiusd.accounting.store.apply_records`` in batches of ``--batch`` records,
 one transaction each, on one thread: the writer thread's work with nothing
 else competing for the interpreter. Prints, per phase, records per second,
 the writer's own CPU per record (Python) and PostgreSQL's CPU per record.
@@ -27,9 +27,9 @@ import radload  # noqa: E402
 from conftest import _postgres_bindir  # noqa: E402
 from storm import BenchPostgres, _fresh_database, load_radbill, process_tree_cpu, vacuum_analyze  # noqa: E402
 
-from radiusd.accounting import INTERIM, START, AccountingRecord  # noqa: E402
-from radiusd.accounting_spool import Spool  # noqa: E402
-from radiusd.accounting_writer import AccountingWriter  # noqa: E402
+from radiusd.accounting.record import INTERIM, START, AccountingRecord  # noqa: E402
+from radiusd.accounting.spool import Spool  # noqa: E402
+from radiusd.accounting.writer import AccountingWriter  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 The hot path reads only this: routers by source address, customers by user
 name, their package, their owner's standing, open sessions and usage. It is
-filled at start and kept current by radiusd.follower from the change log; it
+filled at start and kept current by radiusd.view.follower from the change log; it
 is only ever changed on the reactor thread, so it needs no locks. If the
 database goes away the view simply stops changing and radiusd keeps
 answering from the last known state.
@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from radiusd.policy import PackageState, Subscriber
+from radiusd.auth.policy import PackageState, Subscriber
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, String, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
-from radiusd.accounting import NAS_STATUSES, AccountingRecord, SessionState, merge_session
+from radiusd.accounting.record import NAS_STATUSES, AccountingRecord, SessionState, merge_session
 from radiusd.ratelimit import RateLimit
-from radiusd.store import count_open_sessions
+from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
 from schema.identity import canonical_mac, canonical_username

@@ -1,6 +1,6 @@
 """radiusd's SQL: every query it runs, as plain functions of a connection.
 
-They return plain data for the view (radiusd.view) and run on a database
+They return plain data for the view (radiusd.view.view) and run on a database
 thread (radiusd.database), never on the reactor.
 """
 
@@ -9,9 +9,9 @@ from datetime import date
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from radiusd.policy import PackageState
+from radiusd.auth.policy import PackageState
 from radiusd.ratelimit import RateLimit
-from radiusd.view import CustomerRow, NasClient, OperatorRow, Snapshot
+from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
 from schema.engine import as_utc
 from schema.identity import canonical_username

@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from twisted.internet import task
 
-from radiusd.accounting_handler import AccountingHandler
-from radiusd.accounting_spool import Spool
-from radiusd.accounting_writer import AccountingWriter
+from radiusd.accounting.handler import AccountingHandler
+from radiusd.accounting.spool import Spool
+from radiusd.accounting.writer import AccountingWriter
 from schema.errors import RadbillError
 from schema.settings import Settings
 
@@ -73,7 +73,7 @@ class AccountingService:
         worker: int = 0,
         sessions_counted: Callable[[dict[int, int], list[int]], None] = lambda counts, change_ids: None,
     ):
-        """``sessions_counted``: see AccountingWriter (radiusd.follower.Follower.counted)."""
+        """``sessions_counted``: see AccountingWriter (radiusd.view.follower.Follower.counted)."""
         self.settings = settings.radiusd
         self.reactor = reactor
         directory = spool_directory(self.settings.spool_dir, worker)

@@ -34,9 +34,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from twisted.internet import defer
 
-from radiusd.accounting import AccountingRecord
-from radiusd.accounting_spool import Spool
-from radiusd.accounting_store import MISSED_INTERIMS, apply_records, close_stale_sessions
+from radiusd.accounting.record import AccountingRecord
+from radiusd.accounting.spool import Spool
+from radiusd.accounting.store import MISSED_INTERIMS, apply_records, close_stale_sessions
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class AccountingWriter:
     ):
         """``sessions_counted(counts, change_ids)`` is called on the reactor thread after each commit that
         opened or closed sessions, with the open sessions of their customers and the ids of the "sessions"
-        changes it logged (radiusd.follower.Follower.counted)."""
+        changes it logged (radiusd.view.follower.Follower.counted)."""
         self.engine = engine
         self._sessions_counted = sessions_counted
         self.spool = spool

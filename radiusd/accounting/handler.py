@@ -11,9 +11,9 @@ the writer does) is answered only when the writer says the record is durable.
 
 import logging
 
-from radiusd.accounting import AccountingError, record_from_packet
-from radiusd.accounting_writer import AccountingWriter, QueueFull
-from radiusd.packets import (
+from radiusd.accounting.record import AccountingError, record_from_packet
+from radiusd.accounting.writer import AccountingWriter, QueueFull
+from radiusd.codec.packets import (
     ACCOUNTING_REQUEST,
     MESSAGE_AUTHENTICATOR,
     ZERO_AUTHENTICATOR,
@@ -24,7 +24,7 @@ from radiusd.packets import (
     message_authenticator_matches,
     received_packet,
 )
-from radiusd.view import NasClient
+from radiusd.view.view import NasClient
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
 
-from radiusd import metrics, store
-from radiusd.view import Snapshot, SubscriberView
+from radiusd import metrics
+from radiusd.view import queries
+from radiusd.view.view import Snapshot, SubscriberView
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,11 @@ class Follower:
 
     def _read_all(self, connection):
         self._recounted_at = self._clock.seconds()
-        last_id = store.last_change_id(connection)
-        tail = [row[0] for row in store.read_change_ids(connection, max(0, last_id - START_TAIL), START_TAIL)]
-        return last_id, tail, store.read_snapshot(connection)
+        last_id = queries.last_change_id(connection)
+        tail = [
+            row[0] for row in queries.read_change_ids(connection, max(0, last_id - START_TAIL), START_TAIL)
+        ]
+        return last_id, tail, queries.read_snapshot(connection)
 
     def _loaded(self, result) -> None:
         last_id, tail, snapshot = result
@@ -187,19 +190,19 @@ class Follower:
         self._counted_change_ids.update(change_ids)
 
     def _read_changes(self, connection, now: float):
-        rows = store.read_change_ids(connection, self._cursor.after)
+        rows = queries.read_change_ids(connection, self._cursor.after)
         new = [
             row
             for row in self._cursor.unseen(rows)
             if not (row[1] == "sessions" and row[0] in self._counted_change_ids)
         ]
-        snapshot = store.read_changed(connection, new) if new else None
+        snapshot = queries.read_changed(connection, new) if new else None
         if now - self._recounted_at >= SESSION_RECOUNT_SECONDS:
             snapshot = snapshot or Snapshot()
-            snapshot.open_sessions, snapshot.open_session_ids = store.count_open_sessions(connection), None
+            snapshot.open_sessions, snapshot.open_session_ids = queries.count_open_sessions(connection), None
             self._recounted_at = now
         self._cursor.absorb(rows, now)  # only once the rows are read: a failure re-reads them
-        return snapshot, len(rows) == store.CHANGE_BATCH
+        return snapshot, len(rows) == queries.CHANGE_BATCH
 
     def _changes_read(self, result, started: float) -> None:
         snapshot, more = result
@@ -224,7 +227,7 @@ class Follower:
             return None
         self._reading_usage = True
         today = datetime.fromtimestamp(self._clock.seconds(), UTC).date()
-        d = self._database.run("radiusd.read_usage", store.read_used_bytes, today)
+        d = self._database.run("radiusd.read_usage", queries.read_used_bytes, today)
         d.addCallback(self._usage_read)
         d.addErrback(self._failed)
         d.addBoth(self._usage_read_done)

@@ -24,7 +24,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from radiusd.accounting import AccountingRecord
+from radiusd.accounting.record import AccountingRecord
 
 _HEADER = struct.Struct(">II")
 SPOOL_NAME = "accounting.spool"

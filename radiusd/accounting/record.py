@@ -24,7 +24,7 @@ from functools import partial
 
 from pyrad.tools import DecodeAttr
 
-from radiusd.dictionary import load_dictionary
+from schema.dictionary import load_dictionary
 
 START = "Start"
 STOP = "Stop"

@@ -11,7 +11,8 @@ from collections import deque
 
 from twisted.internet import task
 
-from radiusd import metrics, store
+from radiusd import metrics
+from radiusd.view import queries
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class PostAuthLog:
             return None
         batch = [self._pending.popleft() for _ in range(min(BATCH_ROWS, len(self._pending)))]
         self._writing = True
-        d = self._database.run("radiusd.write_postauth", store.insert_postauth, batch, write=True)
+        d = self._database.run("radiusd.write_postauth", queries.insert_postauth, batch, write=True)
         d.addErrback(self._failed, batch)
         d.addBoth(self._written)
         return d

@@ -15,8 +15,8 @@ can fix (service, MAC, expiry, balance, quota, sessions).
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from radiusd.chap import verify_chap
-from radiusd.mschap import verify_mschap1, verify_mschap2
+from radiusd.codec.chap import verify_chap
+from radiusd.codec.mschap import verify_mschap1, verify_mschap2
 from schema.identity import canonical_mac
 
 MAX_UINT32 = 0xFFFFFFFF

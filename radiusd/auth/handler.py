@@ -1,7 +1,7 @@
 """Authentication: the handler the protocol calls for each new Access-Request.
 
 It verifies the Message-Authenticator per the NAS's policy, reads the
-request, asks the pure policy (radiusd.policy.authorize) with the
+request, asks the pure policy (radiusd.auth.policy.authorize) with the
 subscriber's state from the view, and encodes the answer. Nothing here
 waits: the "auto" Message-Authenticator state and the radpostauth row are
 written later on a database thread.
@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pyrad.packet import AccessAccept
 
 from radiusd import metrics
-from radiusd.packets import (
+from radiusd.auth.policy import PolicySettings, authorize
+from radiusd.codec.packets import (
     ACCESS_REQUEST,
     STATUS_SERVER,
     Drop,
@@ -23,8 +24,7 @@ from radiusd.packets import (
     message_authenticator_valid,
     request_facts,
 )
-from radiusd.policy import PolicySettings, authorize
-from radiusd.view import NasClient, SubscriberView
+from radiusd.view.view import NasClient, SubscriberView
 from schema.identity import canonical_username
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from collections import OrderedDict
 
 from pyrad.packet import AccessAccept, AccessReject, AuthPacket, Packet
 
-from radiusd.dictionary import load_dictionary
-from radiusd.mschap import mppe_key_attributes, mschap_mppe_keys_attribute
-from radiusd.policy import Credentials, Decision, RequestFacts
+from radiusd.auth.policy import Credentials, Decision, RequestFacts
+from radiusd.codec.mschap import mppe_key_attributes, mschap_mppe_keys_attribute
+from schema.dictionary import load_dictionary
 
 HEADER_LENGTH = 20
 MAX_PACKET_LENGTH = 4096  # RFC 2865 section 3
