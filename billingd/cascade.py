@@ -3,9 +3,10 @@
 The customer pays its owner the customer price; the owner pays its parent
 the operator price its parent set, and so on up to the admin. Every level is
 posted in the same entry, so either every ancestor is debited or none is
-(FIELD-NOTES 15). A prepaid level must cover its share from its fund plus its
-credit limit, or the whole operation is refused naming that operator; a
-postpaid level accrues what it owes.
+(FIELD-NOTES 15). Every level must cover its share from its fund plus its
+credit limit, or the whole operation is refused naming that operator: a
+prepaid level spends what it put in first, a postpaid one accrues what it owes
+up to its credit limit.
 """
 
 from dataclasses import dataclass
@@ -80,9 +81,13 @@ def chain_levels(connection: Connection, owner_id: int, package_id: int) -> list
 
 
 def shortfall(levels: list[Level], amounts: list[int]) -> Level | None:
-    """The first prepaid level whose fund plus credit limit cannot cover its amount."""
+    """The first level whose fund plus credit limit cannot cover its amount.
+
+    The same rule for both billing modes: a prepaid fund may go below zero by
+    the credit limit, a postpaid operator may owe at most its credit limit.
+    """
     for level, amount in zip(levels, amounts):
-        if level.billing_mode == "prepaid" and level.fund_balance - amount < -level.credit_limit:
+        if amount > 0 and level.fund_balance - amount < -level.credit_limit:
             return level
     return None
 

@@ -98,6 +98,8 @@ def add_operator(
         raise RadbillError(f"invalid refund policy {refund_policy!r}: use none or prorated")
     if credit_limit < 0:
         raise RadbillError("the credit limit cannot be negative")
+    if billing_mode == "postpaid" and role != "admin" and credit_limit == 0:
+        raise RadbillError("a postpaid operator needs --credit-limit: the most it may owe its parent")
     if id_format is not None:
         check_id_format(id_format)
     if connection.execute(select(operators.c.id).where(operators.c.login == login)).first():

@@ -52,7 +52,12 @@ def _view(actor, operator) -> dict:
     default="prepaid",
     show_default=True,
 )
-@click.option("--credit-limit", type=AMOUNT, default="0", help="How far a prepaid fund may go below zero.")
+@click.option(
+    "--credit-limit",
+    type=AMOUNT,
+    default="0",
+    help="How far the fund may go below zero: a prepaid fund's overdraft, what a postpaid operator may owe (required).",
+)
 @click.option(
     "--id-format", help="Customer-ID format: prefix, {zone}, {seq:05d}, postfix, e.g. DN-{zone}-{seq:05d}."
 )

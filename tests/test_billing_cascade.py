@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from billingd import customers, ledger, operators
+from billingd import customers, ledger, operators, packages
 from billingd.prices import day_share, end_of_day
 from schema.errors import RadbillError
 from schema.tables import customer_days, enforcement_jobs
@@ -118,7 +118,7 @@ def test_postpaid_operator_accrues_a_payable_and_settles_it(engine):
         connection.execute(
             operators_table.update()
             .where(operators_table.c.login == "reseller2")
-            .values(billing_mode="postpaid")
+            .values(billing_mode="postpaid", credit_limit=money("1000"))
         )
         customers.add_customer(
             connection,
@@ -137,6 +137,31 @@ def test_postpaid_operator_accrues_a_payable_and_settles_it(engine):
             connection, actor(connection, "admin"), "reseller2", money("400"), mode="postpaid", today=TODAY
         )
         assert fund_of(connection, "reseller2") == 0
+        assert ledger.verify(connection) == []
+
+
+def test_a_postpaid_operator_owes_at_most_its_credit_limit(engine):
+    """Defect 2 of issue 12: ten sales at 400.00 on a 1000.00 limit were all accepted."""
+    with engine.begin() as connection:
+        build(connection)
+        admin = actor(connection, "admin")
+        operators.add_operator(
+            connection, admin, "p1", "reseller", billing_mode="postpaid", credit_limit=money("1000")
+        )
+        packages.assign_package(connection, admin, "Home 10M", "p1", operator_price=money("400"))
+        p1 = actor(connection, "p1")
+        for name in ("c1", "c2"):
+            customers.add_customer(connection, p1, name, password="pw", package="Home 10M", calendar=on())
+        with pytest.raises(RadbillError, match="postpaid operator needs --credit-limit"):
+            operators.add_operator(connection, admin, "p2", "reseller", billing_mode="postpaid")
+    with engine.connect() as connection:
+        before = snapshot(connection)
+    with pytest.raises(RadbillError, match=r"operator p1 cannot cover .* credit limit 1000\.00"):
+        with engine.begin() as connection:
+            customers.add_customer(connection, p1, "c3", password="pw", package="Home 10M", calendar=on())
+    with engine.connect() as connection:
+        assert snapshot(connection) == before
+        assert fund_of(connection, "p1") == -money("800")
         assert ledger.verify(connection) == []
 
 

@@ -1,7 +1,7 @@
 """Random hierarchies, random operation sequences: the books always hold.
 
 After every operation: every book balances and `ledger verify` finds nothing,
-no prepaid fund is below minus its credit limit, the days each entry paid
+no fund (prepaid or postpaid) is below minus its credit limit, the days each entry paid
 for add up to what it charged (a full period to its price). A second run of
 the same day changes nothing. Each operation runs in a savepoint, like a command in
 its own transaction: a refused one leaves nothing behind.
@@ -80,7 +80,8 @@ def _build(connection, hierarchy) -> list[str]:
             login,
             role,
             billing_mode=level["mode"],
-            credit_limit=level["credit"],
+            # a postpaid operator needs a limit: up to ten times what a prepaid one may overdraw
+            credit_limit=level["credit"] if level["mode"] == "prepaid" else 10 * level["credit"] + 1,
             refund_policy=level["policy"],
         )
         for name, (_, _, _customer_price, _operator_price) in PACKAGES.items():
@@ -107,8 +108,7 @@ def _check(connection) -> None:
     for row in connection.execute(
         select(operators_table).where(operators_table.c.parent_id.is_not(None))
     ).mappings():
-        if row["billing_mode"] == "prepaid":
-            assert row["fund_balance"] >= -row["credit_limit"], row["login"]
+        assert row["fund_balance"] >= -row["credit_limit"], row["login"]
     _check_days_add_up(connection)
 
 
