@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from billingd import cascade, ledger
+from billingd import cascade, ledger, payments
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
 from billingd.prices import day_share, end_of_day, format_amount, local_day, proportional
 from billingd.tenancy import Actor, require_changeable, require_visible, visible_operator_ids
@@ -45,7 +45,6 @@ from schema.tables import (
     ledger_lines,
     operators,
     packages,
-    payments,
     zones,
 )
 
@@ -309,16 +308,15 @@ def buy_period(
         effective_on=calendar.today,
     )
     if pay_cash:
-        connection.execute(
-            insert(payments).values(
-                customer_id=customer_id,
-                payee_operator_id=owner_id,
-                amount=price,
-                method="card" if paid_by_card else "cash",
-                reference=paid_by_card,
-                entry_id=entry_id,
-                created_by=actor.caller_id,
-            )
+        payments.record(
+            connection,
+            customer_id=customer_id,
+            payee_operator_id=owner_id,
+            amount=price,
+            method="card" if paid_by_card else "cash",
+            reference=paid_by_card,
+            entry_id=entry_id,
+            created_by=actor.caller_id,
         )
     connection.execute(
         insert(customer_days),
@@ -617,6 +615,9 @@ def receive(
     """Post a customer's payment and its consequences; returns the ledger entry."""
     if amount <= 0:
         raise RadbillError("the amount must be more than zero")
+    payments.require_new_reference(
+        connection, method, reference, payer=f"customer {row['username']}", customer_id=row["id"]
+    )
     line = cascade.customer_payment_line(connection, row["operator_id"], row["id"], amount)
     entry_id = ledger.post(
         connection,
@@ -627,16 +628,15 @@ def receive(
         effective_on=calendar.today,
         memo=f"{method}{' ' + reference if reference else ''}",
     )
-    connection.execute(
-        insert(payments).values(
-            customer_id=row["id"],
-            payee_operator_id=row["operator_id"],
-            amount=amount,
-            method=method,
-            reference=reference,
-            entry_id=entry_id,
-            created_by=actor.caller_id,
-        )
+    payments.record(
+        connection,
+        customer_id=row["id"],
+        payee_operator_id=row["operator_id"],
+        amount=amount,
+        method=method,
+        reference=reference,
+        entry_id=entry_id,
+        created_by=actor.caller_id,
     )
     _settle_invoices(connection, row["id"], amount)
     fresh = _row(connection, row["username"])

@@ -6,13 +6,13 @@ from datetime import date
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from billingd import ledger
+from billingd import ledger, payments
 from billingd.ledger import Line
 from billingd.tenancy import PERMISSIONS, SELLING_ROLES, STAFF_ROLES, Actor, descendant_ids, require_visible
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
-from schema.tables import ROLES, customers, operators, payments, permissions
+from schema.tables import ROLES, customers, operators, permissions
 
 _LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -294,6 +294,9 @@ def settle(
         other = "radbill operator pay" if mode == "prepaid" else "radbill operator fund"
         raise RadbillError(f"{login} is {child['billing_mode']}: use {other}")
     parent_id = child["parent_id"]
+    payments.require_new_reference(
+        connection, method, reference, payer=f"operator {login}", payer_operator_id=child["id"]
+    )
     lines = [
         Line(
             child["id"],
@@ -317,16 +320,15 @@ def settle(
         effective_on=today,
         memo=f"{login} pays its parent ({method}{', ' + reference if reference else ''})",
     )
-    connection.execute(
-        insert(payments).values(
-            payer_operator_id=child["id"],
-            payee_operator_id=parent_id,
-            amount=amount,
-            method=method,
-            reference=reference,
-            entry_id=entry_id,
-            created_by=actor.caller_id,
-        )
+    payments.record(
+        connection,
+        payer_operator_id=child["id"],
+        payee_operator_id=parent_id,
+        amount=amount,
+        method=method,
+        reference=reference,
+        entry_id=entry_id,
+        created_by=actor.caller_id,
     )
     audit(
         connection,

@@ -364,6 +364,9 @@ payments = Table(
     _created_at(),
     CheckConstraint("amount > 0", name="amount"),
     CheckConstraint("customer_id IS NOT NULL OR payer_operator_id IS NOT NULL", name="payer"),
+    # A payment reference (a bank or mobile-money transaction id) is recorded once per method and payer.
+    Index("ix_payments_customer_reference", "method", "reference", "customer_id", unique=True),
+    Index("ix_payments_operator_reference", "method", "reference", "payer_operator_id", unique=True),
 )
 
 # --- recharge cards -----------------------------------------------------------

@@ -1,0 +1,65 @@
+"""Payments: a reference is recorded once per method and payer (issue 12, defect 6)."""
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from billingd import customers, ledger, operators
+from schema.errors import RadbillError
+from schema.tables import payments
+from tests.billing_world import TODAY, actor, add_customer_of, build, customer, fund_of, money, on
+
+
+def test_a_customer_reference_is_credited_once(engine):
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = add_customer_of(connection, "reseller1", "c0", on())
+        add_customer_of(connection, "reseller1", "c1", on())
+        customers.receive_payment(
+            connection, reseller1, "c0", money("100"), on(), method="bkash", reference="TXN123"
+        )
+        with pytest.raises(RadbillError, match="bkash payment TXN123 from customer c0 is already recorded"):
+            customers.receive_payment(
+                connection, reseller1, "c0", money("100"), on(), method="bkash", reference="TXN123"
+            )
+        # Another method or another payer may carry the same text.
+        customers.receive_payment(
+            connection, reseller1, "c0", money("1"), on(), method="nagad", reference="TXN123"
+        )
+        customers.receive_payment(
+            connection, reseller1, "c1", money("1"), on(), method="bkash", reference="TXN123"
+        )
+        assert customer(connection, "c0")["wallet_balance"] == money("101")
+        assert ledger.verify(connection) == []
+
+
+def test_an_operator_reference_is_credited_once(engine):
+    with engine.begin() as connection:
+        build(connection)
+        admin = actor(connection, "admin")
+        before = fund_of(connection, "reseller1")
+        operators.settle(
+            connection, admin, "reseller1", money("50"), mode="prepaid", today=TODAY, reference="BANK9"
+        )
+        with pytest.raises(
+            RadbillError, match="cash payment BANK9 from operator reseller1 is already recorded"
+        ):
+            operators.settle(
+                connection, admin, "reseller1", money("50"), mode="prepaid", today=TODAY, reference="BANK9"
+            )
+        assert fund_of(connection, "reseller1") == before + money("50")
+
+
+def test_the_database_refuses_a_repeated_reference(engine):
+    with engine.begin() as connection:
+        build(connection)
+        add_customer_of(connection, "reseller1", "c0", on())
+    row = dict(customer_id=None, payee_operator_id=1, amount=1, method="bkash", reference="X1")
+    with engine.begin() as connection:
+        row["customer_id"] = customer(connection, "c0")["id"]
+        connection.execute(insert(payments).values(**row))
+    with pytest.raises(IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(insert(payments).values(**row))
+    with engine.connect() as connection:
+        assert len(connection.execute(select(payments).where(payments.c.reference == "X1")).all()) == 1
