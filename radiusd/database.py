@@ -3,7 +3,7 @@
 As in buildbot and synapse, each unit of work is one function of a
 connection, run in a pool thread and handed back as a Deferred, so the
 reactor thread never waits on the database. The name shows up in the
-``radiusd_database_seconds`` metric and in log lines.
+``radbill_radiusd_database_seconds`` metric and in log lines.
 """
 
 import time

@@ -3,33 +3,42 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
-    "radiusd_requests", "RADIUS requests received from known routers, by code and NAS.", ["code", "nas"]
+    "radbill_radiusd_requests",
+    "RADIUS requests received from known routers, by code and NAS.",
+    ["code", "nas"],
 )
 ACCEPTS = Counter(
-    "radiusd_accepts", "Access-Accepts sent, by reason (ok, fup, expired_restricted).", ["reason", "nas"]
+    "radbill_radiusd_accepts",
+    "Access-Accepts sent, by reason (ok, fup, expired_restricted).",
+    ["reason", "nas"],
 )
-REJECTS = Counter("radiusd_rejects", "Access-Rejects sent, by reason.", ["reason", "nas"])
-DROPS = Counter("radiusd_drops", "Datagrams dropped without an answer, by cause.", ["cause"])
-DUPLICATES = Counter("radiusd_duplicates", "Retransmissions answered from the duplicate cache (RFC 5080).")
+REJECTS = Counter("radbill_radiusd_rejects", "Access-Rejects sent, by reason.", ["reason", "nas"])
+DROPS = Counter("radbill_radiusd_drops", "Datagrams dropped without an answer, by cause.", ["cause"])
+DUPLICATES = Counter(
+    "radbill_radiusd_duplicates", "Retransmissions answered from the duplicate cache (RFC 5080)."
+)
 LATENCY = Histogram(
-    "radiusd_request_seconds",
+    "radbill_radiusd_request_seconds",
     "Time from receiving a request to sending its answer.",
     ["code"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
-VIEW_SUBSCRIBERS = Gauge("radiusd_view_subscribers", "Subscribers held in the in-memory view.")
-VIEW_NAS = Gauge("radiusd_view_nas", "Routers held in the in-memory view.")
+VIEW_SUBSCRIBERS = Gauge("radbill_radiusd_view_subscribers", "Subscribers held in the in-memory view.")
+VIEW_NAS = Gauge("radbill_radiusd_view_nas", "Routers held in the in-memory view.")
 VIEW_STALENESS = Gauge(
-    "radiusd_view_staleness_seconds", "Seconds since the view last caught up with the database's change log."
+    "radbill_radiusd_view_staleness_seconds",
+    "Seconds since the view last caught up with the database's change log.",
 )
 DATABASE_UP = Gauge(
-    "radiusd_database_up", "1 while the database answers radiusd's queries, 0 while it does not."
+    "radbill_radiusd_database_up", "1 while the database answers radiusd's queries, 0 while it does not."
 )
 DATABASE_SECONDS = Histogram(
-    "radiusd_database_seconds", "Duration of radiusd's database transactions, by name.", ["transaction"]
+    "radbill_radiusd_database_seconds",
+    "Duration of radiusd's database transactions, by name.",
+    ["transaction"],
 )
 POSTAUTH_DROPPED = Counter(
-    "radiusd_postauth_dropped", "radpostauth rows given up because the database could not take them."
+    "radbill_radiusd_postauth_dropped", "radpostauth rows given up because the database could not take them."
 )
 
 

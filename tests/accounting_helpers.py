@@ -13,7 +13,7 @@ import pytest
 from pyrad.packet import AcctPacket
 
 from radiusd.accounting.record import AccountingRecord, record_from_packet
-from radiusd.codec.packets import attribute_map
+from radiusd.codec.attributes import attribute_map
 from schema.dictionary import load_dictionary
 from tests.radius import RadiusdProcess, metric, write_config
 

@@ -9,13 +9,9 @@ from twisted.internet import defer, task
 
 from radiusd.accounting.handler import AccountingHandler
 from radiusd.accounting.writer import QueueFull
-from radiusd.codec.packets import (
-    Drop,
-    accounting_authenticator_valid,
-    attribute_map,
-    encode_accounting_response,
-    received_packet,
-)
+from radiusd.codec.attributes import attribute_map
+from radiusd.codec.packets import Drop, accounting_authenticator_valid, received_packet
+from radiusd.codec.replies import encode_accounting_response
 from radiusd.view.view import NasClient
 from schema.dictionary import load_dictionary
 from tests.accounting_helpers import SECRET

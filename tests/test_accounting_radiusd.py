@@ -31,10 +31,10 @@ from tests.accounting_helpers import (
 from tests.conftest import PostgresServer, _postgres_bindir
 from tests.radius import pap
 
-STORED = ("radiusd_accounting_records_total", {"outcome": "stored"})
-SPOOLED = ("radiusd_accounting_records_total", {"outcome": "spooled"})
-SPOOL_DEPTH = ("radiusd_accounting_spool_depth", None)
-REPLAYED = ("radiusd_accounting_spool_replayed_total", None)
+STORED = ("radbill_radiusd_accounting_records_total", {"outcome": "stored"})
+SPOOLED = ("radbill_radiusd_accounting_records_total", {"outcome": "spooled"})
+SPOOL_DEPTH = ("radbill_radiusd_accounting_spool_depth", None)
+REPLAYED = ("radbill_radiusd_accounting_spool_replayed_total", None)
 
 
 def session_stream(
@@ -129,7 +129,7 @@ def test_retransmitted_request_is_answered_from_cache_and_counted_once(radiusd, 
     )
     data = request.RequestPacket()
     stored_before = radiusd.metric(*STORED)
-    duplicates_before = radiusd.metric("radiusd_duplicates_total")
+    duplicates_before = radiusd.metric("radbill_radiusd_duplicates_total")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:
         nas.settimeout(5)
         nas.bind(("127.0.0.1", 0))
@@ -152,8 +152,8 @@ def test_retransmitted_request_is_answered_from_cache_and_counted_once(radiusd, 
         AcctPacket(packet=replies[0], secret=SECRET, dict=load_dictionary()), replies[0]
     )
     assert radiusd.metric(*STORED) - stored_before == 1
-    assert radiusd.metric("radiusd_duplicates_total") - duplicates_before == 2
-    assert radiusd.metric("radiusd_drops_total", {"cause": "bad_authenticator"}) == 1
+    assert radiusd.metric("radbill_radiusd_duplicates_total") - duplicates_before == 2
+    assert radiusd.metric("radbill_radiusd_drops_total", {"cause": "bad_authenticator"}) == 1
     assert database_totals(database_url) == (1, 0, 1, [(700, 900)])
 
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyrad.packet import AcctPacket
 
-from radiusd.accounting import record as accounting
 from radiusd.accounting.record import AccountingError, AccountingRecord, merge_session
+from radiusd.codec import attributes
 from schema.dictionary import load_dictionary
 from tests.accounting_helpers import T0, accounting_packet, make_record, record_of
 
@@ -222,7 +222,7 @@ def _pyrad_value(name: str, raw: bytes):
 )
 def test_values_decode_as_pyrad_decodes_them(name, raw):
     try:
-        value = accounting._first({load_dictionary().attributes[name].code: [raw]}, name)
+        value = attributes.first({load_dictionary().attributes[name].code: [raw]}, name)
     except ValueError:
         value = "refused"
     assert value == _pyrad_value(name, raw)
@@ -243,7 +243,7 @@ def test_decoded_values_of_a_mikrotik_interim():
         Framed_IPv6_Prefix="2001:db8:1::/48",
     )
     assert [
-        accounting._first(packet, name)
+        attributes.first(packet, name)
         for name in (
             "Acct-Status-Type",
             "User-Name",
@@ -268,7 +268,7 @@ def test_decoded_values_of_a_mikrotik_interim():
         "2001:db8:1::/48",
         None,
     ]
-    assert accounting._first({44: [b"ab\xff"]}, "Acct-Session-Id") == "ab\ufffd"
+    assert attributes.first({44: [b"ab\xff"]}, "Acct-Session-Id") == "ab\ufffd"
 
 
 # --- the session state machine ------------------------------------------------------

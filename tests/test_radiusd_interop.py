@@ -230,7 +230,7 @@ def test_every_reject_reason(radiusd, engine):
         assert reply.get("Reply-Message"), username
     time.sleep(0.7)  # radpostauth is written in batches
     for _, _, _, reason in REJECTS:
-        assert metric(radiusd.metrics_port, "radiusd_rejects_total", {"reason": reason}) == 1, reason
+        assert metric(radiusd.metrics_port, "radbill_radiusd_rejects_total", {"reason": reason}) == 1, reason
     with engine.connect() as connection:
         rows = connection.execute(
             select(radpostauth.c.username, radpostauth.c.reason, radpostauth.c.reply)
@@ -374,13 +374,17 @@ def test_database_outage_keeps_answering_from_the_last_state(tmp_path, request, 
     with RadiusdProcess(config, tmp_path / "radiusd.log") as process:
         pg_server.stop()
         try:
-            wait_for_change(lambda: metric(values["metrics_port"], "radiusd_database_up") == 0, timeout=5)
+            wait_for_change(
+                lambda: metric(values["metrics_port"], "radbill_radiusd_database_up") == 0, timeout=5
+            )
             assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"
             assert pap(values["auth_port"], "expired", "expired").code == "Access-Reject"
             assert "database unreachable" in process.log()
         finally:
             pg_server.start()
-        wait_for_change(lambda: metric(values["metrics_port"], "radiusd_database_up") == 1, timeout=10)
+        wait_for_change(
+            lambda: metric(values["metrics_port"], "radbill_radiusd_database_up") == 1, timeout=10
+        )
         assert pap(values["auth_port"], "demo", "demo").code == "Access-Accept"
 
 
@@ -390,7 +394,10 @@ def test_workers_share_the_port(tmp_path, database_url, isp):
         wait_for_change(lambda: process.log().count("answering authentication") == 2, timeout=20)
         replies = [pap(values["auth_port"], "demo", "demo") for _ in range(12)]
         assert all(reply is not None and reply.code == "Access-Accept" for reply in replies)
-        served = [metric(values["metrics_port"] + worker, "radiusd_requests_total") or 0 for worker in (0, 1)]
+        served = [
+            metric(values["metrics_port"] + worker, "radbill_radiusd_requests_total") or 0
+            for worker in (0, 1)
+        ]
     assert sum(served) == 12 and all(served), served
 
 

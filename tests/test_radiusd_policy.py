@@ -8,13 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from radiusd.auth.facts import Credentials, RequestFacts
 from radiusd.auth.policy import (
     MESSAGES,
     REASONS,
-    Credentials,
     PackageState,
     PolicySettings,
-    RequestFacts,
     Subscriber,
     authorize,
     service_of,

@@ -105,7 +105,7 @@ def decode_reply(packet: AuthPacket, raw: bytes) -> AuthPacket:
 
 
 def drops(cause: str) -> float:
-    return REGISTRY.get_sample_value("radiusd_drops_total", {"cause": cause}) or 0.0
+    return REGISTRY.get_sample_value("radbill_radiusd_drops_total", {"cause": cause}) or 0.0
 
 
 def test_accept_is_signed_with_message_authenticator_first():
@@ -336,7 +336,10 @@ def test_fuzzed_packets_never_break_the_server(garbage):
     HARNESS.protocol.datagramReceived(packet.RequestPacket(), (NAS_ADDRESS[0], 50000))
     assert len(HARNESS.transport.sent) == before + 1
     assert decode_reply(packet, HARNESS.transport.sent[-1][0]).code == AccessAccept
-    assert REGISTRY.get_sample_value("radiusd_drops_total", {"cause": "internal_error"}) in (None, 0.0)
+    assert REGISTRY.get_sample_value("radbill_radiusd_drops_total", {"cause": "internal_error"}) in (
+        None,
+        0.0,
+    )
 
 
 def test_a_wrong_secret_is_warned_once_a_minute(caplog):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_twisted
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from twisted.internet import defer, reactor, task
 
 from radiusd.auth.policy import PackageState
@@ -96,7 +96,7 @@ def test_cursor_at_start_waits_for_transactions_still_open_at_the_load():
 def test_view_composes_the_subscriber():
     view = loaded_view()
     view.apply(Snapshot(open_sessions={1: 2}))
-    view.set_used_bytes({1: 99})
+    view.apply(Snapshot(used_bytes={1: 99}))
     subscriber = view.subscriber("alice")
     assert (subscriber.customer_type, subscriber.open_sessions, subscriber.used_bytes) == ("pppoe", 2, 99)
     assert view.subscriber("bob") is None
@@ -345,3 +345,32 @@ async def test_follower_catches_up_with_a_run_that_changed_thousands(demo, monke
         assert view.subscriber("demo").status == "disabled"
     finally:
         database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_usage_is_in_the_view_as_soon_as_it_is_loaded(demo, database):
+    """Issue 11: radiusd listens once load() has fired, so usage read later
+    (by the first refresh) would let an over-quota subscriber in at the full
+    rate for about a second after a restart."""
+    from schema.tables import customer_usage, master_packages, packages
+
+    with demo.begin() as connection:
+        quota_package = connection.execute(
+            select(packages.c.id, master_packages.c.quota_bytes)
+            .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+            .where(master_packages.c.quota_bytes.is_not(None))
+        ).first()
+        connection.execute(
+            update(customers).where(customers.c.username == "demo").values(package_id=quota_package.id)
+        )
+        demo_id = connection.execute(select(customers.c.id).where(customers.c.username == "demo")).scalar()
+        connection.execute(
+            insert(customer_usage).values(
+                customer_id=demo_id,
+                period_start=datetime.now(UTC).date() - timedelta(days=1),
+                upload_bytes=quota_package.quota_bytes,
+                download_bytes=1,
+            )
+        )
+    follower = await loaded_follower(database)  # no start(), no refresh_usage()
+    assert follower.view.subscriber("demo").used_bytes == quota_package.quota_bytes + 1

@@ -70,8 +70,10 @@ def test_verify_mschap2_accepts_rfc_exchange(secret):
     result = mschap.verify_mschap2(secret, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), USERNAME)
     assert result is not None
     assert result.success == b"\x1f" + AUTHENTICATOR_RESPONSE
-    assert result.send_key == SEND_START_KEY_128
-    assert result.recv_key == mschap.asymmetric_start_key(MASTER_KEY, 16, is_send=False, is_server=True)
+    assert result.mppe_keys == (
+        SEND_START_KEY_128,
+        mschap.asymmetric_start_key(MASTER_KEY, 16, is_send=False, is_server=True),
+    )
 
 
 def test_verify_mschap2_ignores_domain_prefix_of_user_name():
@@ -114,7 +116,7 @@ def ms_chap_response(password, flags=1):
 @pytest.mark.parametrize("secret", [PASSWORD, PASSWORD_HASH], ids=["password", "nt-hash"])
 def test_verify_mschap1(secret):
     result = mschap.verify_mschap1(secret, MSCHAP1_CHALLENGE, ms_chap_response(PASSWORD))
-    assert result == mschap.Mschap1Result(nt_key=PASSWORD_HASH_HASH)
+    assert result == mschap.MschapProof(mppe_keys=(PASSWORD_HASH_HASH,), success=None)
     assert mschap.verify_mschap1(secret, MSCHAP1_CHALLENGE, ms_chap_response("other")) is None
 
 
@@ -129,8 +131,8 @@ def test_verify_mschap1_refuses_lan_manager_only_and_malformed():
 
 def test_mppe_key_attributes_round_trip():
     result = mschap.verify_mschap2(PASSWORD, AUTHENTICATOR_CHALLENGE, ms_chap2_response(), USERNAME)
-    send, recv = mschap.mppe_key_attributes(result.send_key, result.recv_key, SECRET, REQUEST_AUTHENTICATOR)
-    for value, key in ((send, result.send_key), (recv, result.recv_key)):
+    send, recv = mschap.mppe_key_attributes(*result.mppe_keys, SECRET, REQUEST_AUTHENTICATOR)
+    for value, key in zip((send, recv), result.mppe_keys):
         assert len(value) == 2 + 32  # salt, then length octet + 16-octet key padded to 32
         assert value[0] & 0x80
         assert mschap.decrypt_mppe_key(value, SECRET, REQUEST_AUTHENTICATOR) == key

@@ -13,17 +13,17 @@ import logging
 
 from radiusd.accounting.record import AccountingError, record_from_packet
 from radiusd.accounting.writer import AccountingWriter, QueueFull
+from radiusd.codec.attributes import attribute_map
 from radiusd.codec.packets import (
     ACCOUNTING_REQUEST,
     MESSAGE_AUTHENTICATOR,
     ZERO_AUTHENTICATOR,
     Drop,
     accounting_authenticator_valid,
-    attribute_map,
-    encode_accounting_response,
     message_authenticator_matches,
     received_packet,
 )
+from radiusd.codec.replies import encode_accounting_response
 from radiusd.view.view import NasClient
 
 log = logging.getLogger(__name__)

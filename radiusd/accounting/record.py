@@ -2,7 +2,7 @@
 
 Two pure parts, no socket and no database:
 
-- ``record_from_packet`` turns the attribute map (packets.attribute_map) of
+- ``record_from_packet`` turns the attribute map (radiusd.codec.attributes.attribute_map) of
   a verified Accounting-Request into an ``AccountingRecord``: plain data
   that can be spooled to disk and replayed, keyed on the same
   ``acctuniqueid`` FreeRADIUS computes.
@@ -16,15 +16,10 @@ Two pure parts, no socket and no database:
 import dataclasses
 import hashlib
 import re
-import socket
-import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
-from pyrad.tools import DecodeAttr
-
-from schema.dictionary import load_dictionary
+from radiusd.codec.attributes import first, octets, text
 
 START = "Start"
 STOP = "Stop"
@@ -94,85 +89,6 @@ class AccountingRecord:
         return cls(**{**data, "event_time": datetime.fromisoformat(data["event_time"])})
 
 
-_UNSIGNED = struct.Struct("!I")
-
-
-def _integer(raw: bytes) -> int:
-    try:
-        return _UNSIGNED.unpack(raw)[0]
-    except struct.error:
-        raise ValueError(f"Invalid integer value: expected 4 bytes, got {len(raw)}") from None
-
-
-def _string(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
-
-
-def _ipv4_address(raw: bytes) -> str:
-    if len(raw) != 4:
-        raise ValueError(f"Invalid ipaddr value: expected 4 bytes, got {len(raw)}")
-    return socket.inet_ntoa(raw)
-
-
-# The dictionary types radbill reads most, decoded as pyrad does (strings
-# that are not UTF-8 with replacement characters, as _text always had them);
-# the rest (ipv6addr, ipv6prefix, ifid...) by pyrad itself.
-_DECODERS = {
-    "integer": _integer,
-    "date": _integer,
-    "string": _string,
-    "octets": bytes,
-    "ipaddr": _ipv4_address,
-}
-
-
-class _Attributes(dict):
-    """Attribute name -> (code, decoder) in radiusd's dictionary, filled on first use.
-
-    The decoder gives what pyrad's ``packet.get(name)[0]`` would: the
-    dictionary's name of an enumerated value ("Start", "Ethernet"...), else
-    the value of the attribute's type; it raises ValueError for a value of
-    the wrong size. A request reads some twenty attributes, so resolving a
-    name is one dict look-up.
-    """
-
-    def __missing__(self, name: str):
-        attribute = load_dictionary().attributes[name]
-        decode = _DECODERS.get(attribute.type) or partial(DecodeAttr, attribute.type)
-        names = dict(attribute.values.backward)
-        if names:
-            entry = self[name] = (attribute.code, lambda raw: names.get(raw) or decode(raw))
-        else:
-            entry = self[name] = (attribute.code, decode)
-        return entry
-
-
-_ATTRIBUTES = _Attributes()
-
-
-def _first(attributes: dict, name: str):
-    """The first value of (non-vendor) attribute ``name`` in an attribute map, decoded; None when absent."""
-    code, decode = _ATTRIBUTES[name]
-    values = attributes.get(code)
-    return decode(values[0]) if values else None
-
-
-def _text(attributes: dict, name: str, limit: int | None = None) -> str | None:
-    value = _first(attributes, name)
-    if value is None:
-        return None
-    value = str(value)
-    return value[:limit] if limit else value
-
-
-def _octets(attributes, low: str, high: str) -> int | None:
-    """Octets with their Gigawords: ``Gigawords << 32 | Octets`` (RFC 2869 §5.1, FIELD-NOTES 4)."""
-    octets, gigawords = _first(attributes, low), _first(attributes, high)
-    if octets is None and gigawords is None:
-        return None
-    return (int(gigawords or 0) << 32) | int(octets or 0)
-
-
 def acct_unique_id(attributes: dict, nas_ip_address: str) -> str:
     """FreeRADIUS 3.2's ``acct_unique`` policy (raddb/policy.d/accounting), exactly.
 
@@ -182,26 +98,26 @@ def acct_unique_id(attributes: dict, nas_ip_address: str) -> str:
     where NAS-IP is NAS-IPv6-Address, else NAS-IP-Address (which FreeRADIUS's
     ``preprocess`` fills from the source address when absent). Lower-case hex.
     """
-    session_id = _text(attributes, "Acct-Session-Id") or ""
-    klass = _first(attributes, "Class")
+    session_id = text(attributes, "Acct-Session-Id") or ""
+    klass = first(attributes, "Class")
     matched = _CLASS_UNIQUE_ID.match(klass) if isinstance(klass, bytes) else None
     if matched:
         material = f"{matched.group(1).decode()},{session_id}"
     else:
         parts = [
-            _text(attributes, "User-Name") or "",
+            text(attributes, "User-Name") or "",
             session_id,
             nas_ip_address,
-            _text(attributes, "NAS-Identifier") or "",
-            _text(attributes, "NAS-Port-Id") or "",
-            _text(attributes, "NAS-Port") or "",
+            text(attributes, "NAS-Identifier") or "",
+            text(attributes, "NAS-Port-Id") or "",
+            text(attributes, "NAS-Port") or "",
         ]
         material = ",".join(parts)
     return hashlib.md5(material.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _nas_ip_address(attributes, source_ip: str) -> str:
-    return _text(attributes, "NAS-IPv6-Address") or _text(attributes, "NAS-IP-Address") or source_ip
+    return text(attributes, "NAS-IPv6-Address") or text(attributes, "NAS-IP-Address") or source_ip
 
 
 def _event_time(attributes, received_at: float) -> datetime:
@@ -211,15 +127,15 @@ def _event_time(attributes, received_at: float) -> datetime:
     arrival time less Acct-Delay-Time, the seconds the NAS spent retrying
     (RFC 2866 §5.2).
     """
-    stamp = _first(attributes, "Event-Timestamp")
+    stamp = first(attributes, "Event-Timestamp")
     if stamp is not None:
         return datetime.fromtimestamp(int(stamp), UTC)
-    delay = int(_first(attributes, "Acct-Delay-Time") or 0)
+    delay = int(first(attributes, "Acct-Delay-Time") or 0)
     return datetime.fromtimestamp(received_at - delay, UTC)
 
 
 def _class_text(attributes) -> str | None:
-    value = _first(attributes, "Class")
+    value = first(attributes, "Class")
     if value is None:
         return None
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
@@ -233,7 +149,7 @@ def record_from_packet(
     Raises AccountingError when Acct-Status-Type is missing, or a session
     record lacks Acct-Session-Id (RFC 2866 §5.1, §5.5: both MUST be present).
     """
-    status = _first(attributes, "Acct-Status-Type")
+    status = first(attributes, "Acct-Status-Type")
     if status is None:
         raise AccountingError("no Acct-Status-Type")
     if status not in _STORED_STATUSES:
@@ -246,12 +162,12 @@ def record_from_packet(
             nas_ip_address=nas_ip_address,
             event_time=event_time,
             nas_id=nas_id,
-            terminate_cause=_text(attributes, "Acct-Terminate-Cause"),
+            terminate_cause=text(attributes, "Acct-Terminate-Cause"),
         )
-    session_id = _text(attributes, "Acct-Session-Id")
+    session_id = text(attributes, "Acct-Session-Id")
     if not session_id:
         raise AccountingError(f"{status} without Acct-Session-Id")
-    session_time = _first(attributes, "Acct-Session-Time")
+    session_time = first(attributes, "Acct-Session-Time")
     return AccountingRecord(
         status=status,
         nas_ip_address=nas_ip_address,
@@ -259,25 +175,25 @@ def record_from_packet(
         nas_id=nas_id,
         acct_session_id=session_id[:_SESSION_ID_MAX],
         acct_unique_id=acct_unique_id(attributes, nas_ip_address),
-        username=_text(attributes, "User-Name", _USERNAME_MAX) or "",
-        nas_port_id=_text(attributes, "NAS-Port-Id", _PORT_ID_MAX) or _text(attributes, "NAS-Port"),
-        nas_port_type=_text(attributes, "NAS-Port-Type"),
-        framed_ip_address=_text(attributes, "Framed-IP-Address"),
-        framed_ipv6_address=_text(attributes, "Framed-IPv6-Address"),
-        framed_ipv6_prefix=_text(attributes, "Framed-IPv6-Prefix"),
-        framed_interface_id=_text(attributes, "Framed-Interface-Id"),
-        delegated_ipv6_prefix=_text(attributes, "Delegated-IPv6-Prefix"),
-        calling_station_id=_text(attributes, "Calling-Station-Id", _STATION_MAX),
-        called_station_id=_text(attributes, "Called-Station-Id"),
-        service_type=_text(attributes, "Service-Type"),
-        framed_protocol=_text(attributes, "Framed-Protocol"),
-        acct_authentic=_text(attributes, "Acct-Authentic"),
-        connect_info=_text(attributes, "Connect-Info"),
+        username=text(attributes, "User-Name", _USERNAME_MAX) or "",
+        nas_port_id=text(attributes, "NAS-Port-Id", _PORT_ID_MAX) or text(attributes, "NAS-Port"),
+        nas_port_type=text(attributes, "NAS-Port-Type"),
+        framed_ip_address=text(attributes, "Framed-IP-Address"),
+        framed_ipv6_address=text(attributes, "Framed-IPv6-Address"),
+        framed_ipv6_prefix=text(attributes, "Framed-IPv6-Prefix"),
+        framed_interface_id=text(attributes, "Framed-Interface-Id"),
+        delegated_ipv6_prefix=text(attributes, "Delegated-IPv6-Prefix"),
+        calling_station_id=text(attributes, "Calling-Station-Id", _STATION_MAX),
+        called_station_id=text(attributes, "Called-Station-Id"),
+        service_type=text(attributes, "Service-Type"),
+        framed_protocol=text(attributes, "Framed-Protocol"),
+        acct_authentic=text(attributes, "Acct-Authentic"),
+        connect_info=text(attributes, "Connect-Info"),
         class_=_class_text(attributes),
         session_time=None if session_time is None else int(session_time),
-        upload_bytes=_octets(attributes, "Acct-Input-Octets", "Acct-Input-Gigawords"),
-        download_bytes=_octets(attributes, "Acct-Output-Octets", "Acct-Output-Gigawords"),
-        terminate_cause=_text(attributes, "Acct-Terminate-Cause"),
+        upload_bytes=octets(attributes, "Acct-Input-Octets", "Acct-Input-Gigawords"),
+        download_bytes=octets(attributes, "Acct-Output-Octets", "Acct-Output-Gigawords"),
+        terminate_cause=text(attributes, "Acct-Terminate-Cause"),
     )
 
 

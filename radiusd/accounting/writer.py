@@ -41,38 +41,41 @@ from radiusd.accounting.store import MISSED_INTERIMS, apply_records, close_stale
 log = logging.getLogger(__name__)
 
 RECORDS = Counter(
-    "radiusd_accounting_records",
+    "radbill_radiusd_accounting_records",
     "Accounting records by outcome: stored in the database, "
     "spooled while it was down, failed (refused by the database), queue_full (dropped)",
     ["outcome"],
 )
 BATCH_SIZE = Histogram(
-    "radiusd_accounting_batch_size",
+    "radbill_radiusd_accounting_batch_size",
     "Records committed per transaction",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 COMMIT_SECONDS = Histogram(
-    "radiusd_accounting_commit_seconds",
+    "radbill_radiusd_accounting_commit_seconds",
     "Time to apply and commit one batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
-QUEUE_DEPTH = Gauge("radiusd_accounting_queue_depth", "Accounting records waiting for the database writer")
+QUEUE_DEPTH = Gauge(
+    "radbill_radiusd_accounting_queue_depth", "Accounting records waiting for the database writer"
+)
 SPOOL_DEPTH = Gauge(
-    "radiusd_accounting_spool_depth", "Accounting records in the spool, not yet in the database"
+    "radbill_radiusd_accounting_spool_depth", "Accounting records in the spool, not yet in the database"
 )
 SPOOL_REPLAYED = Counter(
-    "radiusd_accounting_spool_replayed", "Spooled accounting records replayed into the database"
+    "radbill_radiusd_accounting_spool_replayed", "Spooled accounting records replayed into the database"
 )
 DATABASE_UP = Gauge(
-    "radiusd_accounting_database_up", "1 while accounting records reach the database, 0 while spooling"
+    "radbill_radiusd_accounting_database_up",
+    "1 while accounting records reach the database, 0 while spooling",
 )
 SESSIONS_CLOSED = Counter(
-    "radiusd_accounting_sessions_closed",
+    "radbill_radiusd_accounting_sessions_closed",
     "Sessions closed by radiusd, not by a Stop: nas_reboot (Accounting-On/Off), lost_service (sweep)",
     ["cause"],
 )
 QUOTA_JOBS = Counter(
-    "radiusd_accounting_quota_enforcements", "Enforcement jobs queued because a quota was used up"
+    "radbill_radiusd_accounting_quota_enforcements", "Enforcement jobs queued because a quota was used up"
 )
 
 

@@ -13,17 +13,10 @@ from datetime import UTC, datetime
 from pyrad.packet import AccessAccept
 
 from radiusd import metrics
+from radiusd.auth.facts import request_facts
 from radiusd.auth.policy import PolicySettings, authorize
-from radiusd.codec.packets import (
-    ACCESS_REQUEST,
-    STATUS_SERVER,
-    Drop,
-    decode,
-    encode_access_reply,
-    encode_reply,
-    message_authenticator_valid,
-    request_facts,
-)
+from radiusd.codec.packets import ACCESS_REQUEST, STATUS_SERVER, Drop, decode, message_authenticator_valid
+from radiusd.codec.replies import encode_access_reply, encode_reply
 from radiusd.view.view import NasClient, SubscriberView
 from schema.identity import canonical_username
 
@@ -59,7 +52,7 @@ class AccessHandler:
         username = canonical_username(facts.username)
         now = datetime.fromtimestamp(self.clock.seconds(), UTC)
         decision = authorize(facts, self.view.subscriber(username), now, self.settings)
-        reply = encode_access_reply(request, decision)
+        reply = encode_access_reply(request, decision.accept, decision.attributes, decision.mppe_keys)
         if decision.accept:
             _ACCEPTS(decision.reason, client.name).inc()
             log.debug("Access-Accept for %s from NAS %s (%s)", username, client.name, decision.reason)

@@ -2,8 +2,8 @@
 
 ``authorize`` is a pure function of the request, the subscriber's state as
 radiusd's view holds it, the time and the settings. It touches no socket and
-no database, so every rule is tested directly. The codec turns its Decision
-into an Access-Accept or Access-Reject.
+no database, so every rule is tested directly. The handler has the codec
+encode its Decision as an Access-Accept or Access-Reject.
 
 The order of the checks is deliberate: the credentials are checked before
 anything about the account is revealed, so a stranger learns no more than
@@ -15,8 +15,9 @@ can fix (service, MAC, expiry, balance, quota, sessions).
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from radiusd.auth.facts import Credentials, RequestFacts
 from radiusd.codec.chap import verify_chap
-from radiusd.codec.mschap import verify_mschap1, verify_mschap2
+from radiusd.codec.mschap import MschapProof, verify_mschap1, verify_mschap2
 from schema.identity import canonical_mac
 
 MAX_UINT32 = 0xFFFFFFFF
@@ -64,34 +65,6 @@ MESSAGES = {
     "quota_exhausted": "Data quota exhausted",
     "simultaneous_use": "Already logged in: too many sessions",
 }
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What the request proves the password with (RFC 2865 5.2/5.3, RFC 2548).
-
-    ``method`` is pap, chap, mschap2, mschap1 or None (nothing we support).
-    """
-
-    method: str | None
-    password: str | None = None
-    chap_password: bytes | None = None
-    chap_challenge: bytes | None = None
-    request_authenticator: bytes = b""
-    ms_challenge: bytes | None = None
-    ms_response: bytes | None = None
-
-
-@dataclass(frozen=True)
-class RequestFacts:
-    """The parts of an Access-Request the policy looks at."""
-
-    username: str
-    credentials: Credentials
-    calling_station_id: str | None = None
-    service_type: int | None = None
-    framed_protocol: int | None = None
-    nas_port_type: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +146,10 @@ def service_of(request: RequestFacts) -> str | None:
     return None
 
 
-def check_credentials(credentials: Credentials, password: str, username: str):
-    """Return (ok, extras) where extras is an Mschap1Result/Mschap2Result or None.
+def check_credentials(
+    credentials: Credentials, password: str, username: str
+) -> tuple[bool, MschapProof | None]:
+    """Return (ok, proof): the MS-CHAP proof carries what the Accept must add.
 
     Raises ValueError for a malformed CHAP or MS-CHAP answer.
     """
@@ -250,7 +225,7 @@ def authorize(
         reason, attributes = _service_attributes(subscriber, remaining, now)
     attributes.append(("Acct-Interim-Interval", settings.interim_interval))
     attributes.extend(_proof_attributes(proof))
-    keys = _mppe_keys(proof)
+    keys = proof.mppe_keys if proof is not None else ()
     return Decision(True, reason, "", tuple(attributes), keys, method)
 
 
@@ -303,20 +278,12 @@ def _restricted_attributes(settings: PolicySettings) -> list[tuple[str, object]]
     return attributes
 
 
-def _proof_attributes(proof) -> list[tuple[str, object]]:
+def _proof_attributes(proof: MschapProof | None) -> list[tuple[str, object]]:
     """MS-CHAPv2 needs MS-CHAP2-Success and the MPPE policy (RFC 2548 2.3.3, 2.4.4/5)."""
-    if proof is None or not hasattr(proof, "success"):
+    if proof is None or proof.success is None:
         return []
     return [
         ("MS-CHAP2-Success", proof.success),
         ("MS-MPPE-Encryption-Policy", 1),
         ("MS-MPPE-Encryption-Types", 6),
     ]
-
-
-def _mppe_keys(proof) -> tuple[bytes, ...]:
-    if proof is None:
-        return ()
-    if hasattr(proof, "send_key"):
-        return (proof.send_key, proof.recv_key)
-    return (proof.nt_key,)

@@ -40,30 +40,19 @@ _SHS_PAD2 = b"\xf2" * 40
 
 
 @dataclass(frozen=True)
-class Mschap1Result:
-    """A verified MS-CHAPv1 response.
+class MschapProof:
+    """A verified MS-CHAP response and what its Access-Accept must carry.
 
-    ``nt_key`` is NtPasswordHashHash, the key material of the
-    MS-CHAP-MPPE-Keys reply attribute (RFC 2548 section 2.4.1).
+    ``mppe_keys`` are cleartext: for MS-CHAPv2 the server's 128-bit send and
+    receive start keys (RFC 3079 section 3.3, sent as MS-MPPE-Send-Key and
+    MS-MPPE-Recv-Key), for MS-CHAPv1 the NT key alone (NtPasswordHashHash,
+    sent as MS-CHAP-MPPE-Keys, RFC 2548 section 2.4.1). ``success`` is the
+    MS-CHAPv2 MS-CHAP2-Success value (the identifier octet and the 42-octet
+    ``S=`` authenticator response, RFC 2548 section 2.3.3); None for v1.
     """
 
-    nt_key: bytes
-
-
-@dataclass(frozen=True)
-class Mschap2Result:
-    """A verified MS-CHAPv2 response.
-
-    ``success`` is the MS-CHAP2-Success value (the identifier octet and
-    the 42-octet ``S=`` authenticator response, RFC 2548 section 2.3.3).
-    ``send_key`` and ``recv_key`` are the server's 128-bit MPPE start keys
-    (RFC 3079 section 3.3), to be sent as MS-MPPE-Send-Key and
-    MS-MPPE-Recv-Key.
-    """
-
-    success: bytes
-    send_key: bytes
-    recv_key: bytes
+    mppe_keys: tuple[bytes, ...]
+    success: bytes | None = None
 
 
 def nt_password_hash(password: str) -> bytes:
@@ -141,7 +130,7 @@ def asymmetric_start_key(master: bytes, length: int, *, is_send: bool, is_server
 
 def verify_mschap1(
     secret: str | bytes, ms_chap_challenge: bytes, ms_chap_response: bytes
-) -> Mschap1Result | None:
+) -> MschapProof | None:
     """Check an MS-CHAPv1 answer (RFC 2433, attributes of RFC 2548 section 2.1).
 
     Returns None for a wrong password. Raises ValueError for a malformed
@@ -156,7 +145,7 @@ def verify_mschap1(
     expected = challenge_response(ms_chap_challenge, password_hash)
     if not hmac.compare_digest(expected, ms_chap_response[26:50]):
         return None
-    return Mschap1Result(nt_key=_hash_nt_password_hash(password_hash))
+    return MschapProof(mppe_keys=(_hash_nt_password_hash(password_hash),))
 
 
 def verify_mschap2(
@@ -164,7 +153,7 @@ def verify_mschap2(
     ms_chap_challenge: bytes,
     ms_chap2_response: bytes,
     username: str | bytes,
-) -> Mschap2Result | None:
+) -> MschapProof | None:
     """Check an MS-CHAPv2 answer (RFC 2759, attributes of RFC 2548 section 2.3).
 
     MS-CHAP2-Response is the identifier, flags, the 16-octet
@@ -185,10 +174,12 @@ def verify_mschap2(
         password_hash, nt_response, peer_challenge, ms_chap_challenge, username
     )
     master = master_key(_hash_nt_password_hash(password_hash), nt_response)
-    return Mschap2Result(
+    return MschapProof(
+        mppe_keys=(
+            asymmetric_start_key(master, 16, is_send=True, is_server=True),
+            asymmetric_start_key(master, 16, is_send=False, is_server=True),
+        ),
         success=ident + authenticator_response,
-        send_key=asymmetric_start_key(master, 16, is_send=True, is_server=True),
-        recv_key=asymmetric_start_key(master, 16, is_send=False, is_server=True),
     )
 
 

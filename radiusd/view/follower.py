@@ -137,7 +137,7 @@ class Follower:
         tail = [
             row[0] for row in queries.read_change_ids(connection, max(0, last_id - START_TAIL), START_TAIL)
         ]
-        return last_id, tail, queries.read_snapshot(connection)
+        return last_id, tail, queries.read_snapshot(connection, self._today())
 
     def _loaded(self, result) -> None:
         last_id, tail, snapshot = result
@@ -226,15 +226,17 @@ class Follower:
         if self._reading_usage:
             return None
         self._reading_usage = True
-        today = datetime.fromtimestamp(self._clock.seconds(), UTC).date()
-        d = self._database.run("radiusd.read_usage", queries.read_used_bytes, today)
+        d = self._database.run("radiusd.read_usage", queries.read_used_bytes, self._today())
         d.addCallback(self._usage_read)
         d.addErrback(self._failed)
         d.addBoth(self._usage_read_done)
         return d
 
+    def _today(self):
+        return datetime.fromtimestamp(self._clock.seconds(), UTC).date()
+
     def _usage_read(self, used) -> None:
-        self.view.set_used_bytes(used)
+        self.view.apply(Snapshot(used_bytes=used))
         self._reachable()
 
     def _usage_read_done(self, _) -> None:

@@ -161,14 +161,16 @@ def package_state(row) -> PackageState:
     )
 
 
-def read_snapshot(connection: Connection) -> Snapshot:
-    """Everything, for the start."""
+def read_snapshot(connection: Connection, today: date) -> Snapshot:
+    """Everything, for the start, usage included: an over-quota subscriber
+    gets the fair-usage rate from the first request on (issue 11)."""
     return Snapshot(
         customers=read_customers(connection),
         nas=read_nas(connection),
         packages=read_packages(connection),
         operators=read_operators(connection),
         open_sessions=count_open_sessions(connection),
+        used_bytes=read_used_bytes(connection, today),
         full=True,
     )
 

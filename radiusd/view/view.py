@@ -75,6 +75,8 @@ class Snapshot:
     # Open sessions per customer: of the customers in open_session_ids, or of all when it is None.
     open_sessions: dict[int, int] | None = None
     open_session_ids: set[int] | None = None
+    # Bytes used this period per customer with a quota; None when not read.
+    used_bytes: dict[int, int] | None = None
     full: bool = False
 
 
@@ -97,7 +99,6 @@ class SubscriberView:
         self._customers: dict[str, CustomerRow] = {}
         self._usernames: dict[int, str] = {}
         self._packages: dict[int, tuple[str, PackageState]] = {}
-        self._operators: dict[int, OperatorRow] = {}
         self._blocked_operators: set[int] = set()
         self.open_sessions: dict[int, int] = {}
         self.used_bytes: dict[int, int] = {}
@@ -149,7 +150,6 @@ class SubscriberView:
             self.nas_by_ip, self._nas_ip_by_id = {}, {}
             self._customers, self._usernames = {}, {}
         if snapshot.operators is not None:
-            self._operators = snapshot.operators
             self._blocked_operators = _blocked_with_descendants(snapshot.operators)
         if snapshot.packages is not None:
             self._packages = snapshot.packages
@@ -161,6 +161,8 @@ class SubscriberView:
             self._usernames[row.id] = row.username
         if snapshot.open_sessions is not None:
             self._apply_open_sessions(snapshot.open_sessions, snapshot.open_session_ids)
+        if snapshot.used_bytes is not None:
+            self.used_bytes = snapshot.used_bytes
         for nas_id in snapshot.nas_ids or ():
             self.nas_by_ip.pop(self._nas_ip_by_id.pop(nas_id, None), None)
         for client in snapshot.nas:
@@ -184,9 +186,6 @@ class SubscriberView:
                 self.open_sessions[customer_id] = counts[customer_id]
             else:
                 self.open_sessions.pop(customer_id, None)
-
-    def set_used_bytes(self, usage: dict[int, int]) -> None:
-        self.used_bytes = usage
 
     def _forget_customer(self, customer_id: int) -> None:
         username = self._usernames.pop(customer_id, None)
