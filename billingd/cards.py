@@ -21,6 +21,7 @@ from sqlalchemy import Connection, insert, select, update
 from billingd import customers
 from billingd.customers import Calendar
 from billingd.packages import priced_package, priced_package_by_id
+from billingd.prices import check_amount
 from billingd.tenancy import Actor, visible_operator_ids
 from schema.audit import audit
 from schema.changes import record_change
@@ -73,6 +74,8 @@ def create_batch(
         raise RadbillError("give either --value or --package")
     if value is not None and value <= 0:
         raise RadbillError("a card's value must be more than zero")
+    if value is not None:
+        check_amount(value, "a card's value")
     package_id = priced_package(connection, actor.home_id, package).package_id if package else None
     distributor_id = None
     if distributor is not None:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from billingd import cascade, ledger, payments
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
-from billingd.prices import day_share, end_of_day, format_amount, local_day, proportional
+from billingd.prices import check_amount, day_share, end_of_day, format_amount, local_day, proportional
 from billingd.tenancy import Actor, require_changeable, require_visible, visible_operator_ids
 from schema.audit import audit
 from schema.changes import record_change
@@ -36,6 +36,7 @@ from schema.errors import RadbillError
 from schema.identity import canonical_ip, canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.tables import (
+    CUSTOMER_CODE_LENGTH,
     SUSPENDED_EXPIRED,
     SUSPENDED_OPERATOR_FUND,
     SUSPENDED_OVERDUE,
@@ -194,6 +195,8 @@ def add_customer(
     sequence = owner["id_sequence"] + 1
     connection.execute(update(operators).where(operators.c.id == owner_id).values(id_sequence=sequence))
     code = owner["id_format"].format(seq=sequence, zone=zone_code or "")
+    if len(code) > CUSTOMER_CODE_LENGTH:
+        raise RadbillError(f"customer ID {code!r} is too long: change {owner['login']}'s ID format")
     if connection.execute(select(customers.c.id).where(customers.c.customer_code == code)).first():
         raise RadbillError(f"customer ID {code!r} already exists: change {owner['login']}'s ID format")
     if static_ip is not None:
@@ -618,6 +621,7 @@ def receive(
     payments.require_new_reference(
         connection, method, reference, payer=f"customer {row['username']}", customer_id=row["id"]
     )
+    check_amount(amount)
     line = cascade.customer_payment_line(connection, row["operator_id"], row["id"], amount)
     entry_id = ledger.post(
         connection,

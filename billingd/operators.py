@@ -3,17 +3,28 @@
 import re
 from dataclasses import dataclass
 from datetime import date
+from string import Formatter
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from billingd import ledger, payments
 from billingd.ledger import Line
+from billingd.prices import check_amount
 from billingd.tenancy import PERMISSIONS, SELLING_ROLES, STAFF_ROLES, Actor, descendant_ids, require_visible
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
-from schema.tables import ROLES, customers, operators, permissions
+from schema.tables import (
+    CUSTOMER_CODE_LENGTH,
+    ID_FORMAT_LENGTH,
+    ROLES,
+    ZONE_CODE_LENGTH,
+    customers,
+    operators,
+    permissions,
+)
 
+_LARGEST_SEQUENCE = 999_999_999
 _LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
@@ -34,17 +45,29 @@ class Operator:
 
 
 def check_id_format(id_format: str) -> None:
-    """A customer-ID format: prefix, optional {zone} infix, {seq} (with a width) and postfix."""
+    """A customer-ID format: prefix, optional {zone} infix, {seq} (with a width) and postfix.
+
+    Its output must fit ``customers.customer_code`` for any sequence number up
+    to a billion and the longest zone code; a width is checked before anything
+    is formatted, so ``{seq:0999999999d}`` cannot exhaust memory.
+    """
     if "{seq" not in id_format:
         raise RadbillError(
             f"invalid ID format {id_format!r}: it needs {{seq}} (e.g. DN-{{zone}}-{{seq:05d}})"
         )
     try:
-        id_format.format(seq=1, zone="Z")
+        specs = [spec or "" for _, field, spec, _ in Formatter().parse(id_format) if field is not None]
+        if len(id_format) > ID_FORMAT_LENGTH or any(len(spec) > 4 for spec in specs):
+            raise ValueError("too long")
+        longest = id_format.format(seq=_LARGEST_SEQUENCE, zone="Z" * ZONE_CODE_LENGTH)
     except (KeyError, ValueError, IndexError) as error:
         raise RadbillError(
             f"invalid ID format {id_format!r}: {error}; use {{seq}}, {{seq:05d}} and {{zone}}"
         ) from None
+    if len(longest) > CUSTOMER_CODE_LENGTH:
+        raise RadbillError(
+            f"invalid ID format {id_format!r}: its IDs can be longer than {CUSTOMER_CODE_LENGTH} characters"
+        )
 
 
 def _row(connection: Connection, login: str):
@@ -100,6 +123,7 @@ def add_operator(
         raise RadbillError("the credit limit cannot be negative")
     if billing_mode == "postpaid" and role != "admin" and credit_limit == 0:
         raise RadbillError("a postpaid operator needs --credit-limit: the most it may owe its parent")
+    check_amount(credit_limit, "the credit limit")
     if id_format is not None:
         check_id_format(id_format)
     if connection.execute(select(operators.c.id).where(operators.c.login == login)).first():
@@ -285,6 +309,7 @@ def settle(
     actor.require("money", f"{verb} operators")
     if amount <= 0:
         raise RadbillError("the amount must be more than zero")
+    check_amount(amount)
     child = _row(connection, login)
     if child["parent_id"] is None or child["role"] not in SELLING_ROLES:
         raise RadbillError(f"{login} has no parent to pay")

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
+from billingd.prices import check_amount
 from billingd.tenancy import Actor, require_visible
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
 from schema.tables import CUSTOMER_TYPES, master_packages, operators, package_prices, packages
+
+# Bounds that keep a package's numbers sane (and inside 64 bits).
+MAX_PERIOD_DAYS = 3660
+MAX_SIMULTANEOUS_USE = 1000
+MAX_QUOTA_BYTES = 10**18
 
 MASTER_FIELDS = (
     "rate_rx",
@@ -75,8 +81,12 @@ def add_master_package(
         raise RadbillError(f"invalid customer type {customer_type!r}: use {', '.join(CUSTOMER_TYPES)}")
     if billing_type not in ("daily", "monthly"):
         raise RadbillError(f"invalid billing {billing_type!r}: use daily or monthly")
-    if period_days < 1:
-        raise RadbillError(f"invalid period {period_days}: must be at least one day")
+    if not 1 <= period_days <= MAX_PERIOD_DAYS:
+        raise RadbillError(f"invalid period {period_days}: must be 1..{MAX_PERIOD_DAYS} days")
+    if not 1 <= spec.get("simultaneous_use", 1) <= MAX_SIMULTANEOUS_USE:
+        raise RadbillError(f"simultaneous use must be 1..{MAX_SIMULTANEOUS_USE}")
+    if not 0 < (spec.get("quota_bytes") or 1) <= MAX_QUOTA_BYTES:
+        raise RadbillError(f"a quota must be 1..{MAX_QUOTA_BYTES} bytes")
     if connection.execute(
         select(master_packages.c.id).where(
             master_packages.c.operator_id == actor.home_id, master_packages.c.name == name
@@ -128,6 +138,7 @@ def add_package(
     """A sellable package on a master package, on the admin's own price list."""
     _require_admin_scope(actor, "add packages")
     _check_visibility(visibility)
+    _check_prices(customer_price, operator_price)
     master_id = connection.execute(
         select(master_packages.c.id).where(master_packages.c.name == master)
     ).scalar()
@@ -164,6 +175,14 @@ def add_package(
     return priced_package(connection, actor.home_id, name)
 
 
+def _check_prices(*prices: int | None) -> None:
+    for price in prices:
+        if price is not None:
+            if price < 0:
+                raise RadbillError("a price cannot be negative")
+            check_amount(price, "a price")
+
+
 def _check_visibility(visibility: str) -> None:
     if visibility not in ("public", "private"):
         raise RadbillError(f"invalid visibility {visibility!r}: use public or private")
@@ -181,6 +200,7 @@ def assign_package(
 ) -> PricedPackage:
     """Give a child operator a package at its own prices (or change them)."""
     actor.require("packages.change", "assign packages")
+    _check_prices(customer_price, operator_price)
     child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
     if child is None:
         raise RadbillError(f"no operator {to_login!r}")

@@ -12,6 +12,10 @@ from zoneinfo import ZoneInfo
 from schema.errors import RadbillError
 
 MINOR_DIGITS = 2
+# The largest amount one command may move or set: 1,000,000,000.00. Far inside
+# 64 bits, so no sum of such amounts a real ISP makes can overflow a balance
+# (SQLite would silently turn an overflowing integer into a float).
+MAX_AMOUNT = 10**9 * 10**MINOR_DIGITS
 _AMOUNT = re.compile(r"(\d+)(?:\.(\d{1,%d}))?" % MINOR_DIGITS)
 
 
@@ -26,7 +30,14 @@ def parse_amount(text: str, *, allow_zero: bool = True) -> int:
     amount = int(whole) * 10**MINOR_DIGITS + int(fraction)
     if amount == 0 and not allow_zero:
         raise RadbillError(f"invalid amount {text!r}: must be more than zero")
+    check_amount(amount, f"invalid amount {text!r}:")
     return amount
+
+
+def check_amount(amount: int, what: str = "the amount") -> None:
+    """Refuse an amount above the ceiling, :data:`MAX_AMOUNT`."""
+    if amount > MAX_AMOUNT:
+        raise RadbillError(f"{what} must be at most {format_amount(MAX_AMOUNT)}")
 
 
 def format_amount(amount: int) -> str:

@@ -7,9 +7,9 @@ from sqlalchemy import Connection, insert, select
 from billingd.tenancy import Actor, visible_operator_ids
 from schema.audit import audit
 from schema.errors import RadbillError
-from schema.tables import operators, zones
+from schema.tables import ZONE_CODE_LENGTH, operators, zones
 
-_CODE = re.compile(r"[A-Za-z0-9_-]{1,20}")
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % ZONE_CODE_LENGTH)
 
 
 def add_zone(
@@ -17,7 +17,9 @@ def add_zone(
 ) -> int:
     actor.require("customers.change", "add zones")
     if not _CODE.fullmatch(code):
-        raise RadbillError(f"invalid zone code {code!r}: up to 20 letters, digits, '_' or '-'")
+        raise RadbillError(
+            f"invalid zone code {code!r}: up to {ZONE_CODE_LENGTH} letters, digits, '_' or '-'"
+        )
     if connection.execute(
         select(zones.c.id).where(zones.c.operator_id == actor.home_id, zones.c.code == code)
     ).first():

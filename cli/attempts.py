@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from cli.context import Context
 from cli.output import emit_table
-from schema.errors import RadbillError
+from cli.params import LIMIT
 from schema.identity import canonical_username
 from schema.tables import radpostauth
 
@@ -18,12 +18,12 @@ COLUMNS = ["authdate", "reply", "reason", "nasipaddress", "callingstationid"]
 
 @click.command()
 @click.argument("username")
-@click.option("--limit", default=20, show_default=True, help="How many of the latest attempts to show.")
+@click.option(
+    "--limit", type=LIMIT, default=20, show_default=True, help="How many of the latest attempts to show."
+)
 @click.pass_obj
 def attempts(obj: Context, username: str, limit: int) -> None:
     """Show a subscriber's latest authentication attempts, newest first."""
-    if limit < 1:
-        raise RadbillError(f"--limit must be at least 1, got {limit}")
     name = canonical_username(username)
     query = (
         select(*(radpostauth.c[column] for column in COLUMNS))

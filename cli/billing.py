@@ -8,6 +8,7 @@ from billingd import runs
 from cli.context import Context
 from cli.money import shown
 from cli.output import emit_table
+from cli.params import LIMIT
 from schema.tables import billing_runs
 
 
@@ -43,7 +44,7 @@ def run(obj: Context, day: datetime | None) -> None:
 
 
 @billing_group.command("runs")
-@click.option("--limit", type=int, default=30, show_default=True)
+@click.option("--limit", type=LIMIT, default=30, show_default=True)
 @click.pass_obj
 def list_runs(obj: Context, limit: int) -> None:
     """The last days run."""

@@ -3,9 +3,11 @@
 import click
 
 from billingd import cards
+from billingd.cards import MAX_BATCH
 from cli.context import Context
 from cli.money import AMOUNT, shown
 from cli.output import emit_record, emit_table
+from cli.params import ROW_ID
 
 
 @click.group("card")
@@ -14,7 +16,7 @@ def card_group() -> None:
 
 
 @card_group.command("batch")
-@click.option("--count", type=int, required=True)
+@click.option("--count", type=click.IntRange(1, MAX_BATCH), required=True)
 @click.option("--value", type=AMOUNT, help="Money a card adds to a wallet.")
 @click.option("--package", help="A package a card buys one period of.")
 @click.option("--distributor", metavar="LOGIN", help="The card distributor who sells them.")
@@ -29,7 +31,7 @@ def batch(obj: Context, count: int, value, package, distributor) -> None:
 
 
 @card_group.command("list")
-@click.option("--batch", type=int, help="Only this batch.")
+@click.option("--batch", type=ROW_ID, help="Only this batch.")
 @click.option("--status", type=click.Choice(["new", "redeemed", "void"]))
 @click.pass_obj
 def list_(obj: Context, batch, status) -> None:

@@ -137,7 +137,10 @@ def reset_password(obj: Context, username: str, password: str | None) -> None:
     """Set a new password."""
     with obj.engine.begin() as connection:
         new = domain.reset_password(connection, obj.actor(connection), username, password)
-    click.echo(f"new password for {username}: {new}")
+    # A password radbill made up is shown this once; one the caller typed is never echoed.
+    click.echo(
+        f"new password for {username}: {new}" if password is None else f"password of {username} changed"
+    )
 
 
 def _payment(name: str, help_text: str):

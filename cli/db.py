@@ -12,11 +12,19 @@ def db() -> None:
 
 
 @db.command()
+@click.option(
+    "--grant-to",
+    "role",
+    metavar="ROLE",
+    help="PostgreSQL: let this role (which does not own the tables) run the daemons; see README.",
+)
 @click.pass_obj
-def upgrade(obj: Context) -> None:
+def upgrade(obj: Context, role: str | None) -> None:
     """Create or migrate the database to the latest schema."""
-    migrate.upgrade(obj.engine)
-    click.echo(f"database at revision {migrate.current(obj.engine)}")
+    migrate.upgrade(obj.engine, grant_to=role)
+    click.echo(
+        f"database at revision {migrate.current(obj.engine)}" + (f"; {role} may use it" if role else "")
+    )
 
 
 @db.command()

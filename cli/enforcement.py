@@ -4,6 +4,7 @@ import click
 
 from cli.context import Context
 from cli.output import emit_table
+from cli.params import LIMIT, ROW_ID
 from nas.outbox import STATUSES, list_jobs, retry_job
 
 
@@ -16,7 +17,7 @@ def enforcement_group() -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs with this status.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=LIMIT,
     default=100,
     show_default=True,
     help="At most this many, newest first.",
@@ -46,7 +47,7 @@ def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
 
 
 @enforcement_group.command("retry")
-@click.argument("job_id", metavar="ID", type=int)
+@click.argument("job_id", metavar="ID", type=ROW_ID)
 @click.pass_obj
 def retry(obj: Context, job_id: int) -> None:
     """Run a failed (or waiting) job again now, with a fresh count of attempts."""

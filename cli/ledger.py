@@ -6,6 +6,7 @@ import click
 
 from billingd import ledger
 from cli.context import Context
+from cli.params import ROW_ID
 from schema.errors import RadbillError
 
 
@@ -37,7 +38,7 @@ def _require_admin_side(actor, what: str) -> None:
 
 
 @ledger_group.command("reverse")
-@click.argument("entry", type=int)
+@click.argument("entry", type=ROW_ID)
 @click.option("--memo", default="", help="Why (kept in the entry).")
 @click.pass_obj
 def reverse(obj: Context, entry: int, memo: str) -> None:

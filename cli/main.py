@@ -10,7 +10,30 @@ from schema.errors import RadbillError
 
 
 class RadbillGroup(click.Group):
-    """Turns user mistakes into one line on stderr and exit status 1."""
+    """Turns every user mistake into one line on stderr and exit status 1.
+
+    That includes click's own usage errors (an unknown option such as ``-5``,
+    a value of the wrong type, a bad choice), which click would otherwise
+    print as a usage block of several lines with exit status 2.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+        except click.exceptions.NoArgsIsHelpError as error:
+            _fail(f"missing command (see '{error.ctx.command_path} --help')")
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            _fail(f"{error.format_message()}{hint}")
+        except click.ClickException as error:
+            _fail(error.format_message())
+        except click.Abort:
+            _fail("aborted")
+        sys.exit(0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -24,7 +47,9 @@ class RadbillGroup(click.Group):
 
 
 def _fail(message: str) -> None:
-    click.echo(f"radbill: error: {message}", err=True)
+    """Print ``radbill: error: MESSAGE`` on one line (a database's DETAIL lines are joined) and exit 1."""
+    one_line = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    click.echo(f"radbill: error: {one_line}", err=True)
     sys.exit(1)
 
 

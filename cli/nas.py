@@ -4,10 +4,10 @@ import click
 
 from cli.context import Context
 from cli.output import emit_record, emit_table
+from cli.params import PORT
 from nas.registry import MESSAGE_AUTHENTICATOR_POLICIES, add_nas, get_nas, list_nas, update_nas
 
 _POLICY = click.Choice(MESSAGE_AUTHENTICATOR_POLICIES)
-_HIDDEN = ("secret", "api_password")
 
 
 @click.group("nas")
@@ -17,7 +17,7 @@ def nas_group() -> None:
 
 def _router_options(command):
     options = [
-        click.option("--coa-port", type=int, help="RFC 5176 CoA/Disconnect port (RouterOS: 3799)."),
+        click.option("--coa-port", type=PORT, help="RFC 5176 CoA/Disconnect port (RouterOS: 3799)."),
         click.option(
             "--require-message-authenticator",
             "require_message_authenticator",
@@ -25,7 +25,7 @@ def _router_options(command):
             help="yes, no, or auto: required once the NAS has sent one.",
         ),
         click.option("--api-host", help="RouterOS API address (default: the NAS IP)."),
-        click.option("--api-port", type=int, help="RouterOS API port (8728, or 8729 with TLS)."),
+        click.option("--api-port", type=PORT, help="RouterOS API port (8728, or 8729 with TLS)."),
         click.option("--api-user", help="RouterOS API user."),
         click.option("--api-password", help="RouterOS API password."),
         click.option("--api-tls/--no-api-tls", default=None, help="Use the API over TLS."),
@@ -82,7 +82,7 @@ def list_(obj: Context) -> None:
 def show(obj: Context, name: str) -> None:
     """Show one router (secrets hidden)."""
     with obj.engine.connect() as connection:
-        emit_record(get_nas(connection, name), hidden=_HIDDEN)
+        emit_record(get_nas(connection, name))
 
 
 COMMANDS = [nas_group]

@@ -1,5 +1,6 @@
 """``radbill online``: who is connected now, from the open sessions radiusd keeps."""
 
+import dataclasses
 from datetime import UTC, datetime
 
 import click
@@ -8,7 +9,7 @@ from billingd.tenancy import visible_operator_ids
 from cli.context import Context
 from cli.output import emit_table
 from nas.registry import get_nas
-from radiusd.accounting.store import list_open_sessions
+from radiusd.accounting.store import OnlineSession, list_open_sessions
 
 
 def _duration(seconds: int | None) -> str:
@@ -34,7 +35,7 @@ def online(obj: Context, nas_name: str | None) -> None:
             connection, datetime.now(UTC), nas_name, visible_operator_ids(connection, actor)
         )
     if obj.as_json:
-        emit_table(found, [])
+        emit_table(found, [field.name for field in dataclasses.fields(OnlineSession)])
         return
     rows = [
         dict(

@@ -1,10 +1,19 @@
-"""Printing results: aligned columns for people, JSON for scripts (--json)."""
+"""Printing results: aligned columns for people, JSON for scripts (--json).
+
+Both formats print the same fields: a table's columns are also the keys of
+its JSON objects, so a record can carry more than a command means to show.
+Secrets (a router's RADIUS secret and API password, any password) are never
+printed, whatever a command passes in (the one-time display of a password
+radbill generated is its own line, not a record).
+"""
 
 import dataclasses
 import json
 from datetime import date, datetime
 
 import click
+
+SECRET_FIELDS = frozenset({"secret", "api_password", "password", "password_hash", "token"})
 
 
 def _plain(value):
@@ -20,10 +29,13 @@ def _as_dict(record) -> dict:
 
 
 def emit_table(records, columns: list[str]) -> None:
-    """Print records (dicts or dataclasses) as a table, or as a JSON list."""
+    """Print records (dicts or dataclasses) as a table, or as a JSON list of the same columns."""
+    columns = [column for column in columns if column not in SECRET_FIELDS]
     rows = [_as_dict(record) for record in records]
     if click.get_current_context().obj.as_json:
-        click.echo(json.dumps(rows, default=_plain, indent=2))
+        click.echo(
+            json.dumps([{col: row.get(col) for col in columns} for row in rows], default=_plain, indent=2)
+        )
         return
     cells = [[("" if row.get(col) is None else str(_plain(row.get(col)))) for col in columns] for row in rows]
     widths = [max([len(col)] + [len(line[i]) for line in cells]) for i, col in enumerate(columns)]
@@ -32,9 +44,9 @@ def emit_table(records, columns: list[str]) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
-def emit_record(record, hidden: tuple[str, ...] = ()) -> None:
-    """Print one record as "key: value" lines, or as a JSON object."""
-    row = {key: value for key, value in _as_dict(record).items() if key not in hidden}
+def emit_record(record) -> None:
+    """Print one record as "key: value" lines, or as a JSON object (secrets left out, see module)."""
+    row = {key: value for key, value in _as_dict(record).items() if key not in SECRET_FIELDS}
     if click.get_current_context().obj.as_json:
         click.echo(json.dumps(row, default=_plain, indent=2))
         return

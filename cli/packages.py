@@ -6,6 +6,7 @@ import re
 import click
 
 from billingd import packages as domain
+from billingd.packages import MAX_PERIOD_DAYS, MAX_QUOTA_BYTES, MAX_SIMULTANEOUS_USE
 from cli.context import Context
 from cli.money import AMOUNT, shown
 from cli.output import emit_table
@@ -23,7 +24,10 @@ def parse_size(text: str) -> int:
     if match is None or int(match.group(1)) == 0:
         raise RadbillError(f"invalid size {text!r}: use a number with k, M, G or T (e.g. 100G, 50GiB)")
     base = 1024 if match.group(3) else 1000
-    return int(match.group(1)) * base ** _SIZE_UNITS[match.group(2)]
+    size = int(match.group(1)) * base ** _SIZE_UNITS[match.group(2)]
+    if size > MAX_QUOTA_BYTES:
+        raise RadbillError(f"invalid size {text!r}: at most {MAX_QUOTA_BYTES // 10**12}T")
+    return size
 
 
 def rate_limit(rate, burst, threshold, burst_time, priority, minimum) -> RateLimit:
@@ -63,18 +67,26 @@ def master_group() -> None:
 @click.argument("name")
 @click.option("--type", "customer_type", type=click.Choice(CUSTOMER_TYPES), required=True)
 @click.option("--billing", "billing_type", type=click.Choice(["daily", "monthly"]), required=True)
-@click.option("--period-days", type=int, default=30, show_default=True, help="Days one purchase lasts.")
+@click.option(
+    "--period-days",
+    type=click.IntRange(1, MAX_PERIOD_DAYS),
+    default=30,
+    show_default=True,
+    help="Days one purchase lasts.",
+)
 @click.option("--rate", required=True, help="RX/TX, e.g. 10M/10M (rx = the subscriber's upload).")
 @click.option("--burst", help="Burst rate RX/TX.")
 @click.option("--burst-threshold", help="Burst threshold RX/TX.")
 @click.option("--burst-time", help="Burst time in seconds RX/TX.")
-@click.option("--priority", type=int, help="Queue priority 1..8.")
+@click.option("--priority", type=click.IntRange(1, 8), help="Queue priority 1..8.")
 @click.option("--min-rate", help="Guaranteed rate RX/TX.")
 @click.option("--quota", help="Volume per period, e.g. 100G.")
 @click.option("--fup-rate", help="Rate after the quota is used, RX/TX.")
 @click.option("--pool", "ip_pool", help="IP pool (Framed-Pool).")
 @click.option("--profile", help="PPP or Hotspot profile.")
-@click.option("--simultaneous-use", type=int, default=1, show_default=True)
+@click.option(
+    "--simultaneous-use", type=click.IntRange(1, MAX_SIMULTANEOUS_USE), default=1, show_default=True
+)
 @click.pass_obj
 def master_add(
     obj: Context,
@@ -97,8 +109,6 @@ def master_add(
     """Add a master package."""
     limit = rate_limit(rate, burst, burst_threshold, burst_time, priority, min_rate)
     fup_rx, fup_tx = _pair(fup_rate, "--fup-rate")
-    if simultaneous_use < 1:
-        raise RadbillError("--simultaneous-use must be at least 1")
     spec = dict(
         rate_rx=limit.rx_rate,
         rate_tx=limit.tx_rate,

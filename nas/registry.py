@@ -39,8 +39,9 @@ def _checked(values: dict) -> dict:
         values["ip_address"] = canonical_ip(values["ip_address"])
     if "secret" in values and not values["secret"]:
         raise RadbillError("the RADIUS secret must not be empty")
-    if "coa_port" in values and not 1 <= values["coa_port"] <= 65535:
-        raise RadbillError(f"invalid CoA port {values['coa_port']}: must be 1..65535")
+    for port, name in (("coa_port", "CoA port"), ("api_port", "API port")):
+        if values.get(port) is not None and not 1 <= values[port] <= 65535:
+            raise RadbillError(f"invalid {name} {values[port]}: must be 1..65535")
     policy = values.get("require_message_authenticator")
     if policy is not None and policy not in MESSAGE_AUTHENTICATOR_POLICIES:
         raise RadbillError(f"invalid Message-Authenticator policy {policy!r}: use yes, no or auto")

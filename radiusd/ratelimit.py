@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _UNITS = {"": 1, "k": 1_000, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000}
+# Bounds that keep every value a sane 64-bit integer in the database (and on the router).
+MAX_RATE = 100 * 10**9  # bits per second
+MAX_BURST_TIME = 86_400  # seconds
 _RATE = re.compile(r"(\d+)([kKMG]?)")
 _SECONDS = re.compile(r"\d+")
 _DEFAULT_PRIORITY = 8
@@ -160,12 +163,15 @@ def _rate(text: str) -> int:
     match = _RATE.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not a rate (digits with an optional k or M)")
-    return int(match[1]) * _UNITS[match[2]]
+    bits = int(match[1]) * _UNITS[match[2]]
+    if bits > MAX_RATE:
+        raise ValueError(f"rate {text!r} is above the largest one, {MAX_RATE // 10**9}G bits/s")
+    return bits
 
 
 def _seconds(text: str) -> int:
-    if _SECONDS.fullmatch(text) is None:
-        raise ValueError(f"{text!r} is not a burst time in whole seconds")
+    if _SECONDS.fullmatch(text) is None or int(text) > MAX_BURST_TIME:
+        raise ValueError(f"{text!r} is not a burst time in whole seconds (at most {MAX_BURST_TIME})")
     return int(text)
 
 

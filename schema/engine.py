@@ -5,11 +5,14 @@ foreign keys enforced, and a busy timeout so two processes (CLI and radiusd)
 wait for each other instead of failing. PostgreSQL goes through psycopg 3.
 """
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from schema.private_files import create_private_file, private_directory
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -31,13 +34,32 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            url = _sqlite_file_url(Path(parsed.database), url)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_file_url(path: Path, url: str) -> str:
+    """Create a new database file owner-only; open one we may not write read-only.
+
+    The file is created 0600 before SQLite opens it, and SQLite gives its -wal
+    and -shm files the database file's mode. A database we may only read (a
+    copy, another user's) is opened ``mode=ro``; when not even its -shm file
+    can be made, nobody is writing it, so it is read as ``immutable``.
+    """
+    if not path.exists():
+        private_directory(path.parent)
+        create_private_file(path)
+        return url
+    if os.access(path, os.W_OK):
+        return url
+    shared_memory = path.with_name(path.name + "-shm")
+    immutable = not shared_memory.exists() and not os.access(path.parent, os.W_OK)
+    return f"sqlite:///file:{path.resolve()}?mode=ro{'&immutable=1' if immutable else ''}&uri=true"
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:

@@ -6,7 +6,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
+
+from schema.errors import RadbillError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -18,9 +20,50 @@ def _alembic_config(connection=None) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, grant_to: str | None = None) -> None:
+    """Migrate, and (PostgreSQL) grant a daemon role its rights, in one transaction."""
+    if grant_to is not None and engine.dialect.name != "postgresql":
+        raise RadbillError("--grant-to is for PostgreSQL: SQLite has no roles")
     with engine.begin() as connection:
+        if grant_to is not None:
+            _require_role(connection, grant_to)
         command.upgrade(_alembic_config(connection), revision)
+        if grant_to is not None:
+            _grant(connection, grant_to)
+
+
+# Tables a daemon may only read and append to: even a role that can run any
+# statement the daemons run cannot rewrite the ledger.
+APPEND_ONLY_TABLES = ("ledger_entries", "ledger_lines", "ledger_accounts")
+
+
+def _require_role(connection: Connection, role: str) -> None:
+    if (
+        connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}).first()
+        is None
+    ):
+        raise RadbillError(f"no PostgreSQL role {role!r}: CREATE ROLE it (with LOGIN) first")
+
+
+def _grant(connection: Connection, role: str) -> None:
+    """Let a PostgreSQL role that does not own the tables run radbill's daemons and CLI.
+
+    Only the owner of a table may disable its triggers (ALTER TABLE ... DISABLE
+    TRIGGER) or drop them, so daemons connected as such a role cannot switch
+    off the ledger's append-only triggers. It gets read and write on every
+    table except the ledger's, which it may only read and append to, and
+    read-only access to the schema version.
+    """
+    grantee = connection.dialect.identifier_preparer.quote(role)
+    ledger = ", ".join(APPEND_ONLY_TABLES)
+    for statement in (
+        f"GRANT USAGE ON SCHEMA public TO {grantee}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {grantee}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON {ledger} FROM {grantee}",
+        f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {grantee}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {grantee}",
+    ):
+        connection.execute(text(statement))
 
 
 def current(engine: Engine) -> str | None:

@@ -10,15 +10,28 @@ from dataclasses import dataclass, field
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-def _port(value: int) -> None:
-    if not 0 <= value <= 65535:
-        raise ValueError(f"must be a port number 0..65535, got {value}")
+
+def _port(value: int, lowest: int = 1) -> None:
+    """A port is 1..65535; a metrics port may also be 0 (off)."""
+    if not lowest <= value <= 65535:
+        raise ValueError(f"must be a port number {lowest}..65535, got {value}")
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite:///var/radbill.sqlite"
+
+    def __post_init__(self) -> None:
+        # The URL itself is never echoed: it may hold a password.
+        try:
+            backend = make_url(self.url).get_backend_name()
+        except ArgumentError:
+            backend = None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError("url: must be a database URL: sqlite:///PATH or postgresql://USER@HOST/DBNAME")
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,7 @@ class RadiusdSettings:
     def __post_init__(self) -> None:
         for port in ("auth_port", "acct_port", "metrics_port"):
             try:
-                _port(getattr(self, port))
+                _port(getattr(self, port), 0 if port == "metrics_port" else 1)
             except ValueError as error:
                 raise ValueError(f"{port}: {error}") from None
         if not 10 <= self.interim_interval <= 86_400:
@@ -75,7 +88,7 @@ class BillingdSettings:
 
     def __post_init__(self) -> None:
         try:
-            _port(self.metrics_port)
+            _port(self.metrics_port, 0)
         except ValueError as error:
             raise ValueError(f"metrics_port: {error}") from None
         for key in ("invoice_due_days", "grace_days"):

@@ -40,6 +40,8 @@ metadata = MetaData(
     }
 )
 
+# Column widths the domain checks input against before writing.
+ID_FORMAT_LENGTH, CUSTOMER_CODE_LENGTH, ZONE_CODE_LENGTH = 100, 64, 20
 ROLES = ("admin", "manager", "reseller", "sub_reseller", "noc", "card_distributor")
 CUSTOMER_TYPES = ("pppoe", "hotspot", "static", "other")
 CUSTOMER_STATUSES = ("active", "suspended", "disabled")
@@ -82,7 +84,7 @@ operators = Table(
     Column("billing_mode", String(10), nullable=False, server_default="prepaid"),
     _money("credit_limit"),
     Column("refund_policy", String(10), nullable=False, server_default="prorated"),
-    Column("id_format", String(100), nullable=False, server_default="{seq:05d}"),
+    Column("id_format", String(ID_FORMAT_LENGTH), nullable=False, server_default="{seq:05d}"),
     Column("id_sequence", BigInteger, nullable=False, server_default=text("0")),
     Column("status", String(10), nullable=False, server_default="active"),
     Column("phone", String(40)),
@@ -113,7 +115,7 @@ zones = Table(
     Column("id", Integer, primary_key=True),
     Column("operator_id", ForeignKey("operators.id"), nullable=False),
     Column("parent_id", ForeignKey("zones.id")),
-    Column("code", String(20), nullable=False),
+    Column("code", String(ZONE_CODE_LENGTH), nullable=False),
     Column("name", String(200), nullable=False, server_default=""),
     _created_at(),
     UniqueConstraint("operator_id", "code"),
@@ -230,7 +232,7 @@ customers = Table(
     Column("username", String(64), nullable=False, unique=True),
     # Reversible, because CHAP and MS-CHAP need the cleartext (or NT hash).
     Column("password", String(128), nullable=False),
-    Column("customer_code", String(64), nullable=False, unique=True),
+    Column("customer_code", String(CUSTOMER_CODE_LENGTH), nullable=False, unique=True),
     Column("name", String(200), nullable=False, server_default=""),
     Column("phone", String(40)),
     Column("address", String(400)),

@@ -254,7 +254,7 @@ def test_any_full_period_of_daily_shares_is_the_price(price, days, start):
     assert max(shares) - min(shares) <= 1
 
 
-@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False))
+@given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False))
 def test_amounts_round_trip(value):
     from billingd.prices import format_amount
 

@@ -64,7 +64,10 @@ def test_nas_mistakes_are_one_line_and_change_nothing(cli, engine):
         (["nas", "add", "core1", "--ip", "10.0.0.9", "--secret", "s"], "NAS 'core1' already has name core1"),
         (["nas", "add", "bad", "--ip", "10.0.0.300", "--secret", "s"], "invalid IP address '10.0.0.300'"),
         (["nas", "add", "bad", "--ip", "10.0.0.3", "--secret", ""], "the RADIUS secret must not be empty"),
-        (["nas", "add", "bad", "--ip", "10.0.0.3", "--secret", "s", "--coa-port", "0"], "invalid CoA port 0"),
+        (
+            ["nas", "add", "bad", "--ip", "10.0.0.3", "--secret", "s", "--coa-port", "0"],
+            "Invalid value for '--coa-port'",
+        ),
         (["nas", "set", "ghost", "--secret", "s"], "no NAS named 'ghost'"),
         (["nas", "set", "core1"], "nothing to change"),
     ]:
@@ -86,3 +89,30 @@ def test_demo_loads_once(cli, engine):
     assert set(subscribers) == {"demo", "expired"}
     assert subscribers["demo"].password == "demo"
     assert json.loads(cli("--json", "nas", "list").output)[0]["ip_address"] == "127.0.0.1"
+
+
+def test_no_output_shows_a_router_secret_or_a_password(cli):
+    """``--json nas list`` printed every router's secret and API password (the JSON printer ignored the columns)."""
+    cli("demo")
+    cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "radius-Secret-1", "--api-user", "radbill")
+    cli("nas", "set", "core1", "--api-password", "api-Password-2")
+    outputs = [
+        cli(*json_flag, "nas", command, *name).output
+        for json_flag in ([], ["--json"])
+        for command, name in (("list", []), ("show", ["core1"]))
+    ]
+    outputs.append(cli("customer", "reset-password", "demo", "--password", "typed-Password-3").output)
+    outputs += [cli(*flag, "customer", "show", "demo").output for flag in ([], ["--json"])]
+    for output in outputs:
+        for secret in ("radius-Secret-1", "api-Password-2", "typed-Password-3", "testing123"):
+            assert secret not in output
+    assert json.loads(cli("--json", "nas", "list").output)[0].keys() == {
+        "name",
+        "ip_address",
+        "coa_port",
+        "require_message_authenticator",
+        "api_host",
+        "description",
+    }
+    generated = cli("customer", "reset-password", "demo").output
+    assert generated.startswith("new password for demo: ")

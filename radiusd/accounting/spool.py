@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 from radiusd.accounting.record import AccountingRecord
+from schema.private_files import open_private, private_directory
 
 _HEADER = struct.Struct(">II")
 SPOOL_NAME = "accounting.spool"
@@ -44,10 +45,10 @@ def _fsync_directory(directory: Path) -> None:
 class Spool:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         self.path = self.directory / SPOOL_NAME
         self.cursor_path = self.directory / CURSOR_NAME
-        self._file = open(self.path, "a+b")
+        self._file = open_private(self.path, "a+b")
         self.cursor = self._read_cursor()
         self.end, self.pending = self._scan()
 
@@ -65,7 +66,7 @@ class Spool:
 
     def _write_cursor(self, offset: int) -> None:
         temporary = self.cursor_path.with_suffix(".tmp")
-        with open(temporary, "w") as writer:
+        with open_private(temporary, "w") as writer:
             writer.write(str(offset))
             writer.flush()
             os.fsync(writer.fileno())
