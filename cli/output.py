@@ -34,7 +34,9 @@ def emit_table(records, columns: list[str]) -> None:
     rows = [_as_dict(record) for record in records]
     if click.get_current_context().obj.as_json:
         click.echo(
-            json.dumps([{col: row.get(col) for col in columns} for row in rows], default=_plain, indent=2)
+            json.dumps(
+                [{col: row[col] for col in columns if col in row} for row in rows], default=_plain, indent=2
+            )
         )
         return
     cells = [[("" if row.get(col) is None else str(_plain(row.get(col)))) for col in columns] for row in rows]

@@ -99,9 +99,13 @@ def test_a_database_we_may_only_read_is_read_and_a_write_is_one_line(tmp_path):
             result = runner.invoke(radbill, list(args), env=env)
             return f"{result.exit_code}|{result.stdout}|{result.stderr}"
 
-        both = lambda: (
-            run("operator", "list") + "\n#\n" + run("nas", "add", "n", "--ip", "10.0.0.1", "--secret", "s")
-        )  # noqa: E731
+        def both():
+            return (
+                run("operator", "list")
+                + "\n#\n"
+                + run("nas", "add", "n", "--ip", "10.0.0.1", "--secret", "s")
+            )
+
         output = _as_nobody(both) if os.geteuid() == 0 else both()
         listed, added = output.split("\n#\n")
         assert listed.startswith("0|LOGIN") and "admin" in listed

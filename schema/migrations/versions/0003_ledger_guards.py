@@ -7,14 +7,14 @@ ledger table refuses a row whose key is already taken, whatever the conflict
 clause. ``ledger_accounts`` gets the same protection as the entries and
 lines on both databases: no UPDATE, DELETE (or TRUNCATE) of an account.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
