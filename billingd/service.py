@@ -10,25 +10,31 @@ database work runs in a thread so the reactor stays free for /metrics.
 """
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 
 from billingd import runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
-from schema.daemon import configure_logging, listen_metrics
+from schema.daemon import Reloader, Systemd, configure_logging, listen_metrics
 from schema.engine import is_sqlite
 from schema.settings import BillingdSettings, Settings
+from schema.tables import billing_runs, enforcement_jobs
 
 log = logging.getLogger(__name__)
 ADVISORY_LOCK_KEY = 0x7261_6462_696C_6C64 & 0x7FFF_FFFF_FFFF_FFFF  # "radbilld"
 STANDBY_RETRY_SECONDS = 60.0
 FAILURE_RETRY_SECONDS = 300.0
+DATABASE_RETRY_SECONDS = 2.0
+STATUS_SECONDS = 30.0
+# What SIGHUP applies to a running billingd; anything else changed needs a restart.
+RELOADABLE = frozenset(f"billingd.{key}" for key in ("run_at", "timezone", "invoice_due_days", "grace_days"))
 
 
 def next_run(now: datetime, run_at: time, zone: ZoneInfo) -> datetime:
@@ -142,6 +148,7 @@ class Scheduler:
         self.metrics = metrics
         self.call = None
         self.running = False
+        self.active = False
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)
@@ -155,6 +162,13 @@ class Scheduler:
         self.call = None
         self.leadership.release()
 
+    def apply(self, settings: Settings) -> None:
+        """SIGHUP: new run time, time zone and invoice terms; a pending run is rescheduled."""
+        self.settings = settings.billingd
+        if self.call is not None and self.call.active() and not self.running and self.active:
+            self.call.cancel()
+            self._schedule_next_run()
+
     def _schedule(self, delay: float) -> None:
         self.call = self.clock.callLater(max(delay, 0.0), self.tick)
 
@@ -166,7 +180,8 @@ class Scheduler:
     @defer.inlineCallbacks
     def tick(self):
         self.call = None
-        if not self.leadership.acquire():
+        self.active = self.leadership.acquire()
+        if not self.active:
             self.metrics.active.set(0)
             log.info("another billingd is active; standing by")
             self._schedule(STANDBY_RETRY_SECONDS)
@@ -188,21 +203,75 @@ class Scheduler:
         self._schedule_next_run()
 
 
-def run(settings: Settings, engine: Engine) -> None:
+def status_line(engine: Engine, scheduler: "Scheduler") -> str:
+    """systemd's STATUS for billingd: active or standing by, the last day run, the enforcement backlog."""
+    with engine.connect() as connection:
+        counts = dict(
+            connection.execute(
+                select(enforcement_jobs.c.status, func.count())
+                .where(enforcement_jobs.c.status.in_(("pending", "failed")))
+                .group_by(enforcement_jobs.c.status)
+            ).all()
+        )
+        last_day = connection.execute(
+            select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))
+        ).scalar()
+    role = "active" if scheduler.active else "standing by"
+    return (
+        f"{role}; last billing day {last_day or 'none'}; "
+        f"enforcement jobs pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}"
+    )
+
+
+def database_reachable(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings] | None = None) -> None:
+    """Run billingd until SIGTERM; READY goes to systemd once the database answers."""
     from twisted.internet import reactor
 
-    configure_logging("billingd")
+    configure_logging("billingd", settings.log.level)
+    systemd = Systemd.from_environment()
     listen_metrics(settings.billingd.metrics_port, settings.billingd.bind)
 
     def work(through: date):
-        return threads.deferToThread(runs.run_through, engine, through, settings.billingd)
+        return threads.deferToThread(runs.run_through, engine, through, scheduler.settings)
 
     scheduler = Scheduler(reactor, settings.billingd, Leadership(engine), work, Metrics())
-    reactor.callWhenRunning(scheduler.start)
-    reactor.addSystemEventTrigger("before", "shutdown", scheduler.stop)
     # The enforcement outbox worker (nas/): tells the routers about what the runs and commands changed.
     worker = EnforcementWorker(engine, reactor=reactor)
-    reactor.callWhenRunning(worker.start)
+    if load_settings is not None:
+        Reloader(settings, load_settings, scheduler.apply, RELOADABLE, systemd, "billingd").install(reactor)
+
+    def report_status():
+        d = threads.deferToThread(status_line, engine, scheduler)
+        d.addCallbacks(
+            systemd.status, lambda failure: systemd.status(f"database unreachable: {failure.value}")
+        )
+        return d
+
+    @defer.inlineCallbacks
+    def start():
+        while True:
+            try:
+                yield threads.deferToThread(database_reachable, engine)
+                break
+            except DBAPIError as error:
+                log.error("database unreachable (%s); retrying", str(error.orig).splitlines()[0])
+                systemd.status("waiting for the database")
+                yield task.deferLater(reactor, DATABASE_RETRY_SECONDS, lambda: None)
+        scheduler.start()
+        worker.start()
+        status = yield threads.deferToThread(status_line, engine, scheduler)
+        systemd.ready(status)
+        systemd.keep_alive(reactor)
+        task.LoopingCall(report_status).start(STATUS_SECONDS, now=False)
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", systemd.stopping)
+    reactor.addSystemEventTrigger("before", "shutdown", scheduler.stop)
     reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
     log.info(
         "billingd started: runs at %s %s; metrics on %s:%d",

@@ -25,6 +25,10 @@ class Context:
     def settings(self) -> Settings:
         return load_settings(self.config_file)
 
+    def reload_settings(self) -> Settings:
+        """The configuration read again from where it came from (a daemon's SIGHUP)."""
+        return load_settings(self.config_file)
+
     @cached_property
     def engine(self) -> Engine:
         return make_engine(self.settings.database.url)

@@ -11,7 +11,7 @@ def radiusd(obj: Context) -> None:
     """Run the RADIUS server in the foreground."""
     from radiusd.service import run
 
-    run(obj.settings, obj.engine)
+    run(obj.settings, obj.engine, obj.reload_settings)
 
 
 @click.command()
@@ -20,7 +20,7 @@ def billingd(obj: Context) -> None:
     """Run the billing daemon in the foreground."""
     from billingd.service import run
 
-    run(obj.settings, obj.engine)
+    run(obj.settings, obj.engine, obj.reload_settings)
 
 
 COMMANDS = [radiusd, billingd]

@@ -13,14 +13,19 @@ and serves metrics on ``metrics_port + its index``.
 import gc
 import logging
 import os
+import select
 import signal
+import socket
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import task
 
+from radiusd import metrics
 from radiusd.accounting.service import AccountingService
 from radiusd.auth.handler import AccessHandler
 from radiusd.auth.policy import PolicySettings
@@ -33,7 +38,7 @@ from radiusd.view import queries
 from radiusd.view.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
 from radiusd.view.view import SubscriberView
 from schema.changes import NOTIFY_CHANNEL
-from schema.daemon import configure_logging, listen_metrics
+from schema.daemon import Reloader, Systemd, configure_logging, listen_metrics
 from schema.engine import is_sqlite
 from schema.errors import RadbillError
 from schema.settings import RadiusdSettings, Settings
@@ -41,6 +46,12 @@ from schema.settings import RadiusdSettings, Settings
 log = logging.getLogger("radiusd")
 
 LOAD_RETRY_SECONDS = 2.0
+STATUS_SECONDS = 10.0
+# What SIGHUP applies to a running radiusd; anything else changed needs a restart.
+RELOADABLE = frozenset(
+    f"radiusd.{key}"
+    for key in ("interim_interval", "expired_policy", "expired_pool", "expired_address_list", "expired_rate")
+)
 
 
 def policy_settings(settings: RadiusdSettings) -> PolicySettings:
@@ -95,10 +106,16 @@ class Radiusd:
         return protocol
 
     def start(self):
-        """Load the view (retrying while the database is away), then listen."""
+        """Load the view and the period's usage (retrying while the database is away), then listen."""
         d = self.follower.load()
+        d.addCallback(lambda _: self.follower.refresh_usage())
         d.addCallbacks(self._loaded, self._load_failed)
         return d
+
+    def apply(self, settings: RadiusdSettings) -> None:
+        """SIGHUP: the policy settings decide the next Access-Request."""
+        self.access.settings = policy_settings(settings)
+        self.settings = settings
 
     def _load_failed(self, failure):
         if not failure.check(DBAPIError, OSError):
@@ -152,16 +169,69 @@ class Radiusd:
         return self.postauth.stop()
 
 
-def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bool = False) -> int:
-    """Run one radiusd process until it is stopped; the exit status."""
+class StatusLine:
+    """systemd's STATUS for one radiusd process: subscribers loaded, requests per second, accounting backlog."""
+
+    def __init__(self, server: Radiusd, accounting: AccountingService, clock):
+        self._server = server
+        self._accounting = accounting
+        self._clock = clock
+        self._last = (clock.seconds(), self._requests())
+
+    @staticmethod
+    def _requests() -> float:
+        return sum(
+            sample.value
+            for metric in metrics.REQUESTS.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+
+    def __call__(self) -> str:
+        now, requests = self._clock.seconds(), self._requests()
+        then, before = self._last
+        self._last = (now, requests)
+        rate = (requests - before) / (now - then) if now > then else 0.0
+        return (
+            f"{len(self._server.view)} subscribers, {rate:.0f} requests/s, "
+            f"accounting queue {self._accounting.writer.queue_depth}, spool {self._accounting.spool.pending}"
+        )
+
+
+def serve(
+    settings: Settings,
+    engine: Engine,
+    *,
+    worker: int = 0,
+    reuse_port: bool = False,
+    systemd: Systemd | None = None,
+    load_settings: Callable[[], Settings] | None = None,
+) -> int:
+    """Run one radiusd process until it is stopped; the exit status.
+
+    READY goes to systemd once the view and usage are loaded and both ports
+    are bound; then WATCHDOG pings from this reactor and a STATUS line every
+    few seconds. SIGTERM stops the listeners and lets the accounting writer
+    commit what it has queued before the process ends.
+    """
     from twisted.internet import reactor
 
+    systemd = systemd or Systemd()
     server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port)
     accounting = AccountingService(
         settings, engine, reactor, worker=worker, sessions_counted=server.follower.counted
     )
     metrics_port = settings.radiusd.metrics_port + worker if settings.radiusd.metrics_port else 0
     listen_metrics(metrics_port, settings.radiusd.bind)
+    if load_settings is not None:
+
+        def apply(new: Settings) -> None:
+            server.apply(new.radiusd)
+            accounting.settings = new.radiusd
+
+        Reloader(settings, lambda: _checked(load_settings()), apply, RELOADABLE, systemd, "radiusd").install(
+            reactor
+        )
     failed = []
 
     def cannot_start(failure):
@@ -169,9 +239,17 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
         failed.append(failure)
         reactor.stop()
 
+    def serving(_):
+        status = StatusLine(server, accounting, reactor)
+        systemd.ready(status())
+        systemd.keep_alive(reactor)
+        task.LoopingCall(lambda: systemd.status(status())).start(STATUS_SECONDS, now=False)
+        reactor.addSystemEventTrigger("before", "shutdown", systemd.stopping)
+
     def started():
         d = server.start()
         d.addCallback(lambda _: accounting.start(server.add_listener))
+        d.addCallback(serving)
         d.addErrback(cannot_start)
 
     reactor.callWhenRunning(started)
@@ -179,31 +257,53 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
     return 1 if failed else 0
 
 
-def run(settings: Settings, engine: Engine) -> None:
-    configure_logging("radiusd")
-    policy_settings(settings.radiusd)  # refuse a bad expired_rate before anything starts
+def _checked(settings: Settings) -> Settings:
+    policy_settings(settings.radiusd)  # a bad expired_rate refuses the whole configuration
+    return settings
+
+
+def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings] | None = None) -> None:
+    configure_logging("radiusd", settings.log.level)
+    _checked(settings)  # refuse a bad expired_rate before anything starts
+    systemd = Systemd.from_environment()
     workers = settings.radiusd.workers
     if workers == 1:
-        sys.exit(serve(settings, engine))
-    children = []
+        sys.exit(serve(settings, engine, systemd=systemd, load_settings=load_settings))
+    children = {}
     for index in range(workers):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         pid = os.fork()
         if pid == 0:
+            ours.close()
             engine.dispose(close=False)
             status = 1
             try:
-                status = serve(settings, engine, worker=index, reuse_port=True)
+                worker_systemd = Systemd(sock=theirs, watchdog_seconds=systemd.watchdog_seconds)
+                status = serve(
+                    settings,
+                    engine,
+                    worker=index,
+                    reuse_port=True,
+                    systemd=worker_systemd,
+                    load_settings=load_settings,
+                )
             except BaseException:
                 log.exception("radiusd worker %d failed", index)
             finally:
                 os._exit(status)
-        children.append(pid)
+        theirs.close()
+        children[pid] = ours
     log.info("radiusd started %d workers: %s", workers, ", ".join(map(str, children)))
-    sys.exit(_supervise(children))
+    sys.exit(_supervise(children, systemd))
 
 
-def _supervise(children: list[int]) -> int:
-    """Forward SIGTERM/SIGINT to the workers; when one ends, end them all."""
+def _supervise(children: dict[int, socket.socket], systemd: Systemd) -> int:
+    """Forward SIGTERM/SIGINT/SIGHUP to the workers; when one ends, end them all.
+
+    Each worker notifies its parent over its own socket, in systemd's
+    protocol; the parent speaks for all of them: READY once every worker is
+    serving, WATCHDOG only while every worker has pinged within WatchdogSec.
+    """
 
     def forward(signum, _frame):
         for pid in children:
@@ -212,16 +312,71 @@ def _supervise(children: list[int]) -> int:
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    relay = WorkerRelay(children, systemd, time.monotonic)
     status = 0
     remaining = set(children)
     while remaining:
-        pid, wait_status = os.wait()
-        remaining.discard(pid)
-        code = os.waitstatus_to_exitcode(wait_status)
-        if remaining and code != 0:
-            log.error("worker %d ended with status %d; stopping the others", pid, code)
-            forward(signal.SIGTERM, None)
-        status = status or code
+        readable, _, _ = select.select([children[pid] for pid in remaining], [], [], relay.tick_seconds)
+        for channel in readable:
+            relay.received(channel, channel.recv(4096))
+        relay.tick()
+        while remaining:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            remaining.discard(pid)
+            code = os.waitstatus_to_exitcode(wait_status)
+            if remaining and code != 0:
+                log.error("worker %d ended with status %d; stopping the others", pid, code)
+                forward(signal.SIGTERM, None)
+            status = status or code
     return status
+
+
+class WorkerRelay:
+    """The parent's side of its workers' notifications (see _supervise); ``clock`` is monotonic seconds."""
+
+    def __init__(self, children: dict[int, socket.socket], systemd: Systemd, clock: Callable[[], float]):
+        self._workers = {channel: index for index, channel in enumerate(children.values())}
+        self._systemd = systemd
+        self._clock = clock
+        self._ready: set[int] = set()
+        self._pinged: dict[int, float] = {}
+        self._status: dict[int, str] = {}
+        self._announced = False
+        self._last_ping = float("-inf")
+        self.tick_seconds = (systemd.watchdog_seconds or 2.0) / 4
+
+    def received(self, channel: socket.socket, message: bytes) -> None:
+        worker = self._workers[channel]
+        fields = dict(line.partition("=")[::2] for line in message.decode(errors="replace").splitlines())
+        now = self._clock()
+        if fields.get("READY") == "1":
+            self._ready.add(worker)
+            self._pinged[worker] = now
+        if fields.get("WATCHDOG") == "1":
+            self._pinged[worker] = now
+        if "STATUS" in fields:
+            self._status[worker] = fields["STATUS"]
+            if self._announced:
+                self._systemd.status(self.status())
+
+    def status(self) -> str:
+        return "; ".join(f"worker {index}: {self._status[index]}" for index in sorted(self._status))
+
+    def tick(self) -> None:
+        now = self._clock()
+        if not self._announced and len(self._ready) == len(self._workers):
+            self._announced = True
+            self._systemd.ready(self.status())
+        watchdog = self._systemd.watchdog_seconds
+        if not self._announced or not watchdog or now - self._last_ping < watchdog / 2:
+            return
+        silent = [index for index, pinged in self._pinged.items() if now - pinged > watchdog]
+        if silent:
+            log.error("worker %s stopped answering its watchdog", ", ".join(map(str, silent)))
+            return
+        self._last_ping = now
+        self._systemd.notify(WATCHDOG=1)

@@ -119,9 +119,23 @@ class CliSettings:
     operator: str = "admin"
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    # The daemons' log level; SIGHUP applies a change without a restart.
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.level not in LOG_LEVELS:
+            raise ValueError(f"level: must be one of {', '.join(LOG_LEVELS)}, got {self.level!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     radiusd: RadiusdSettings = field(default_factory=RadiusdSettings)
     billingd: BillingdSettings = field(default_factory=BillingdSettings)
     cli: CliSettings = field(default_factory=CliSettings)
+    log: LogSettings = field(default_factory=LogSettings)

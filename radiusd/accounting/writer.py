@@ -171,6 +171,10 @@ class AccountingWriter:
         """Close sessions silent for three interim intervals (the periodic sweep)."""
         return self._control(lambda: self._sweep(now, interim_interval))
 
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
     def stop(self) -> defer.Deferred:
         """Finish what is queued, then end the thread (a shutdown trigger)."""
         if self._thread.is_alive():
