@@ -260,7 +260,9 @@ def test_radiusd_workers_are_ready_and_watched_through_their_parent(
     cli, database_url, tmp_path, notify_socket
 ):
     cli("demo")
-    config, values = write_config(tmp_path, database_url, workers=2)
+    config, values = write_config(
+        tmp_path, database_url, workers=2, metrics_port=0
+    )  # not two free ports in a row
     process = start_daemon("radiusd", config, notify_socket, tmp_path / "radiusd.log")
     try:
         ready = notify_socket.wait_for("READY", "1")
