@@ -106,9 +106,8 @@ class Radiusd:
         return protocol
 
     def start(self):
-        """Load the view and the period's usage (retrying while the database is away), then listen."""
+        """Load the view with the period's usage (retrying while the database is away), then listen."""
         d = self.follower.load()
-        d.addCallback(lambda _: self.follower.refresh_usage())
         d.addCallbacks(self._loaded, self._load_failed)
         return d
 
