@@ -25,8 +25,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, literal, or_, select, text, update
 
+from schema.engine import bulk_insert, rows_among
 from schema.errors import RadbillError
 from schema.tables import customers, ledger_accounts, ledger_entries, ledger_lines, operators
 
@@ -141,8 +142,9 @@ def post(
 def add_lines(connection: Connection, entry_id: int, lines: list[Line]) -> None:
     """Append lines to an entry being written, and update the cached balances they touch."""
     if lines:
-        connection.execute(
-            insert(ledger_lines),
+        bulk_insert(
+            connection,
+            ledger_lines,
             [
                 dict(
                     entry_id=entry_id,
@@ -163,31 +165,44 @@ def _apply_to_caches(connection: Connection, lines: list[Line]) -> None:
     for line in lines:
         movement[line.debit] += line.amount
         movement[line.credit] -= line.amount
-    accounts = connection.execute(
-        select(
-            ledger_accounts.c.id,
-            ledger_accounts.c.kind,
-            ledger_accounts.c.code,
-            ledger_accounts.c.customer_id,
-            ledger_accounts.c.book_operator_id,
-        ).where(ledger_accounts.c.id.in_(movement))
-    ).all()
+    columns = select(
+        ledger_accounts.c.id,
+        ledger_accounts.c.kind,
+        ledger_accounts.c.code,
+        ledger_accounts.c.customer_id,
+        ledger_accounts.c.book_operator_id,
+    )
+    accounts = list(rows_among(connection, columns, ledger_accounts.c.id, sorted(movement)))
+    wallets = []
     for account in accounts:
         change = movement[account.id] if account.kind in DEBIT_NORMAL else -movement[account.id]
         if change == 0:
             continue
         if account.customer_id is not None:
-            connection.execute(
-                update(customers)
-                .where(customers.c.id == account.customer_id)
-                .values(wallet_balance=customers.c.wallet_balance + change)
-            )
+            wallets.append({"wallet_customer": account.customer_id, "change": change})
         elif account.code == "fund":
             connection.execute(
                 update(operators)
                 .where(operators.c.id == account.book_operator_id)
                 .values(fund_balance=operators.c.fund_balance + change)
             )
+    if len(wallets) > 1 and connection.dialect.name == "postgresql":
+        # One statement for an entry that moves many wallets (an import moves a hundred thousand).
+        connection.execute(
+            text(
+                "UPDATE customers SET wallet_balance = customers.wallet_balance + moved.change "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:changes AS bigint[])) AS moved(id, change) "
+                "WHERE customers.id = moved.id"
+            ),
+            {"ids": [w["wallet_customer"] for w in wallets], "changes": [w["change"] for w in wallets]},
+        )
+    elif wallets:
+        connection.execute(
+            update(customers)
+            .where(customers.c.id == bindparam("wallet_customer"))
+            .values(wallet_balance=customers.c.wallet_balance + bindparam("change")),
+            wallets,
+        )
 
 
 def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo: str = "") -> int:

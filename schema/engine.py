@@ -5,11 +5,13 @@ foreign keys enforced, and a busy timeout so two processes (CLI and radiusd)
 wait for each other instead of failing. PostgreSQL goes through psycopg 3.
 """
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import BigInteger, Engine, Text, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 
 from schema.private_files import create_private_file, private_directory
@@ -85,3 +87,46 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+def bulk_insert(connection, table, rows: list[dict]) -> None:
+    """Insert many rows at once: PostgreSQL's COPY, else one executemany.
+
+    Every row names the same columns. COPY moves a hundred thousand rows in
+    about a second where psycopg's pipelined executemany takes ten (an import,
+    an entry of a hundred thousand ledger lines).
+    """
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    names = ", ".join(f'"{name}"' for name in columns)
+    json_columns = {column.name for column in table.columns if column.type.__class__.__name__ == "JSON"}
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[name]) if name in json_columns else row[name] for name in columns])
+
+
+SQLITE_CHUNK = 5_000
+
+
+def rows_among(connection, query, column, values: list):
+    """The rows of ``query`` whose ``column`` is one of ``values``, however many there are.
+
+    PostgreSQL gets one array parameter (a bound parameter per value costs
+    more to send than the query takes, and stops at 65535); SQLite gets the
+    values in chunks (it allows 32766 parameters).
+    """
+    if not values:
+        return
+    if connection.dialect.name == "postgresql":
+        element = BigInteger if isinstance(values[0], int) else Text
+        yield from connection.execute(
+            query.where(column == any_(bindparam(None, list(values), type_=ARRAY(element))))
+        )
+        return
+    for start in range(0, len(values), SQLITE_CHUNK):
+        yield from connection.execute(query.where(column.in_(values[start : start + SQLITE_CHUNK])))
