@@ -31,6 +31,7 @@ from sqlalchemy import (
     Engine,
     bindparam,
     column,
+    delete,
     func,
     insert,
     select,
@@ -54,6 +55,7 @@ from schema.tables import (
     operators,
     package_prices,
     packages,
+    radpostauth,
 )
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,16 @@ def run_through(engine: Engine, through: date, settings: BillingdSettings) -> li
     if results:
         with engine.begin() as connection:
             prune_changes(connection, datetime.now(UTC))
+            prune_postauth(connection, datetime.now(UTC), settings.postauth_days)
     return results
+
+
+def prune_postauth(connection: Connection, now: datetime, keep_days: int) -> int:
+    """Forget authentication attempts older than ``keep_days``: radiusd logs every one, so radpostauth
+    would otherwise grow without bound (``radbill why`` and ``attempts`` read the latest)."""
+    return connection.execute(
+        delete(radpostauth).where(radpostauth.c.authdate < now - timedelta(days=keep_days))
+    ).rowcount
 
 
 def run_day(connection: Connection, day: date, settings: BillingdSettings, *, now: datetime) -> DayResult:

@@ -86,6 +86,7 @@ def _register() -> None:
         online,
         operators,
         packages,
+        why,
     )
 
     for module in (
@@ -103,6 +104,7 @@ def _register() -> None:
         ledger,
         attempts,
         online,
+        why,
     ):
         for command in module.COMMANDS:
             radbill.add_command(command)

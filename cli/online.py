@@ -21,6 +21,23 @@ def _duration(seconds: int | None) -> str:
     return f"{days}d {text}" if days else text
 
 
+def session_rows(found) -> list[dict]:
+    """Open sessions as people read them: start in UTC, duration as [Nd ]HH:MM:SS."""
+    return [
+        dict(
+            user=s.username,
+            nas=s.nas,
+            ip=s.ip,
+            mac=s.mac,
+            start=s.started_at.strftime("%Y-%m-%d %H:%M:%S") if s.started_at else None,
+            duration=_duration(s.duration),
+            upload=s.upload_bytes,
+            download=s.download_bytes,
+        )
+        for s in found
+    ]
+
+
 @click.command()
 @click.option("--nas", "nas_name", metavar="NAME", help="Only sessions on this router.")
 @click.pass_obj
@@ -37,19 +54,7 @@ def online(obj: Context, nas_name: str | None) -> None:
     if obj.as_json:
         emit_table(found, [field.name for field in dataclasses.fields(OnlineSession)])
         return
-    rows = [
-        dict(
-            user=s.username,
-            nas=s.nas,
-            ip=s.ip,
-            mac=s.mac,
-            start=s.started_at.strftime("%Y-%m-%d %H:%M:%S") if s.started_at else None,
-            duration=_duration(s.duration),
-            upload=s.upload_bytes,
-            download=s.download_bytes,
-        )
-        for s in found
-    ]
+    rows = session_rows(found)
     emit_table(rows, ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"])
 
 

@@ -28,6 +28,11 @@ def _as_dict(record) -> dict:
     return dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
 
 
+def emit_json(document) -> None:
+    """Print one JSON document; dates, datetimes and dataclasses as emit_table prints them."""
+    click.echo(json.dumps(document, default=_plain, indent=2))
+
+
 def emit_table(records, columns: list[str]) -> None:
     """Print records (dicts or dataclasses) as a table, or as a JSON list of the same columns."""
     columns = [column for column in columns if column not in SECRET_FIELDS]

@@ -85,6 +85,8 @@ class BillingdSettings:
     timezone: str = "Asia/Dhaka"
     invoice_due_days: int = 7
     grace_days: int = 3
+    # Authentication attempts (radpostauth) older than this are deleted after each daily run.
+    postauth_days: int = 90
 
     def __post_init__(self) -> None:
         try:
@@ -94,6 +96,8 @@ class BillingdSettings:
         for key in ("invoice_due_days", "grace_days"):
             if not 0 <= getattr(self, key) <= 365:
                 raise ValueError(f"{key}: must be 0..365 days, got {getattr(self, key)}")
+        if not 1 <= self.postauth_days <= 3650:
+            raise ValueError(f"postauth_days: must be 1..3650 days, got {self.postauth_days}")
         try:
             time.fromisoformat(self.run_at)
         except ValueError:

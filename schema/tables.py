@@ -486,6 +486,8 @@ radpostauth = Table(
     Column("class", Text),
     Column("authdate", DateTime(timezone=True), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
     Index("ix_radpostauth_username_authdate", "username", "authdate"),
+    # billingd deletes the rows older than [billingd] postauth_days.
+    Index("ix_radpostauth_authdate", "authdate"),
 )
 
 # --- plumbing between the parts ---------------------------------------------------

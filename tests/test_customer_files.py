@@ -56,6 +56,8 @@ def test_export_then_import_round_trips_with_opening_balances(cli, engine, tmp_p
         kinds = connection.execute(select(ledger_entries.c.kind)).scalars().all()
     assert kinds.count("opening_balance") == 1
     assert cli("ledger", "verify").exit_code == 0
+    # Imported customers are customers like any other: radiusd's policy sees them as such.
+    assert '"reason": "ok"' in cli("--json", "why", "demo2").output
 
 
 def test_every_validation_error_is_reported_and_nothing_is_written(cli, engine, tmp_path):

@@ -547,12 +547,16 @@ class OnlineSession:
 
 
 def list_open_sessions(
-    connection: Connection, now: datetime, nas_name: str | None = None, operator_ids: set[int] | None = None
+    connection: Connection,
+    now: datetime,
+    nas_name: str | None = None,
+    operator_ids: set[int] | None = None,
+    customer_id: int | None = None,
 ) -> list[OnlineSession]:
     """Open sessions, oldest first; the NAS by name where radbill knows it, else by address.
 
     ``operator_ids`` limits them to the customers of those operators (None: all,
-    also sessions of user names that are no customer).
+    also sessions of user names that are no customer); ``customer_id`` to one customer.
     """
     query = (
         select(sessions, nas.c.name.label("nas_name"))
@@ -562,6 +566,8 @@ def list_open_sessions(
     )
     if nas_name is not None:
         query = query.where(nas.c.name == nas_name)
+    if customer_id is not None:
+        query = query.where(sessions.c.customer_id == customer_id)
     if operator_ids is not None:
         query = query.join(customers, customers.c.id == sessions.c.customer_id).where(
             customers.c.operator_id.in_(sorted(operator_ids))

@@ -253,8 +253,10 @@ def count_open_sessions(connection: Connection, customer_ids: set[int] | None = 
         cursor.close()
 
 
-def read_used_bytes(connection: Connection, today: date) -> dict[int, int]:
-    """Bytes used in the current period by customers whose package has a quota.
+def read_used_bytes(
+    connection: Connection, today: date, customer_ids: set[int] | None = None
+) -> dict[int, int]:
+    """Bytes used in the current period by customers whose package has a quota (of ``customer_ids``, or all).
 
     The current period of a customer is its latest ``customer_usage`` row
     that has started by ``today``.
@@ -263,8 +265,10 @@ def read_used_bytes(connection: Connection, today: date) -> dict[int, int]:
         select(customer_usage.c.customer_id, func.max(customer_usage.c.period_start).label("period_start"))
         .where(customer_usage.c.period_start <= today)
         .group_by(customer_usage.c.customer_id)
-        .subquery()
     )
+    if customer_ids is not None:
+        latest = latest.where(customer_usage.c.customer_id.in_(sorted(customer_ids)))
+    latest = latest.subquery()
     query = (
         select(customer_usage.c.customer_id, customer_usage.c.upload_bytes + customer_usage.c.download_bytes)
         .join(
