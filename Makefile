@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Debian packages the tests need, installed when their commands are missing.
-TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd
+TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus
 
 .PHONY: run test venv debian-packages clean
 
@@ -25,7 +25,7 @@ run: venv
 	@$(BIN)/radbill billingd & billingd=$$!; trap "kill $$billingd 2>/dev/null" EXIT INT TERM; $(BIN)/radbill radiusd
 
 test: venv
-	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null \
+	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null && command -v promtool >/dev/null \
 		|| $(MAKE) debian-packages PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

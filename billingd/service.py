@@ -11,6 +11,7 @@ database work runs in a thread so the reactor stays free for /metrics.
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -23,9 +24,9 @@ from billingd import runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
 from schema.daemon import Reloader, Systemd, configure_logging, listen_metrics
-from schema.engine import is_sqlite
+from schema.engine import as_utc, is_sqlite
 from schema.settings import BillingdSettings, Settings
-from schema.tables import billing_runs, enforcement_jobs
+from schema.tables import billing_runs, enforcement_jobs, sessions
 
 log = logging.getLogger(__name__)
 ADVISORY_LOCK_KEY = 0x7261_6462_696C_6C64 & 0x7FFF_FFFF_FFFF_FFFF  # "radbilld"
@@ -203,8 +204,18 @@ class Scheduler:
         self._schedule_next_run()
 
 
-def status_line(engine: Engine, scheduler: "Scheduler") -> str:
-    """systemd's STATUS for billingd: active or standing by, the last day run, the enforcement backlog."""
+@dataclass(frozen=True)
+class Health:
+    """What billingd looks at every STATUS_SECONDS: systemd's STATUS line and the gauges alerts watch."""
+
+    last_day: date | None
+    jobs_pending: int
+    jobs_failed: int
+    oldest_pending: datetime | None
+    sessions_open: int
+
+
+def read_health(engine: Engine) -> Health:
     with engine.connect() as connection:
         counts = dict(
             connection.execute(
@@ -213,13 +224,61 @@ def status_line(engine: Engine, scheduler: "Scheduler") -> str:
                 .group_by(enforcement_jobs.c.status)
             ).all()
         )
+        oldest = connection.execute(
+            select(func.min(enforcement_jobs.c.created_at)).where(enforcement_jobs.c.status == "pending")
+        ).scalar()
         last_day = connection.execute(
             select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))
         ).scalar()
+        open_sessions = connection.execute(
+            select(func.count()).select_from(sessions).where(sessions.c.stopped_at.is_(None))
+        ).scalar()
+    return Health(last_day, counts.get("pending", 0), counts.get("failed", 0), as_utc(oldest), open_sessions)
+
+
+class HealthGauges:
+    """The figures of :class:`Health` on /metrics, and whether the database answered the last look."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.database_up = Gauge(
+            "radbill_billingd_database_up",
+            "1 while billingd's database answers, 0 while it does not",
+            registry=registry,
+        )
+        self.jobs = Gauge(
+            "radbill_billingd_enforcement_jobs",
+            "Enforcement outbox jobs not done, by status (pending, failed)",
+            ["status"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "radbill_billingd_enforcement_oldest_pending_seconds",
+            "Age of the oldest pending enforcement job (0 when none waits)",
+            registry=registry,
+        )
+        self.sessions = Gauge(
+            "radbill_billingd_sessions_open",
+            "Open sessions (every radiusd's) in the database",
+            registry=registry,
+        )
+
+    def update(self, health: Health, metrics: Metrics, now: datetime) -> None:
+        self.database_up.set(1)
+        self.jobs.labels("pending").set(health.jobs_pending)
+        self.jobs.labels("failed").set(health.jobs_failed)
+        self.oldest.set((now - health.oldest_pending).total_seconds() if health.oldest_pending else 0)
+        self.sessions.set(health.sessions_open)
+        if health.last_day is not None:
+            metrics.last_day.set(datetime.combine(health.last_day, time(0), tzinfo=UTC).timestamp())
+
+
+def status_line(health: Health, scheduler: "Scheduler") -> str:
+    """systemd's STATUS for billingd: active or standing by, the last day run, the enforcement backlog."""
     role = "active" if scheduler.active else "standing by"
     return (
-        f"{role}; last billing day {last_day or 'none'}; "
-        f"enforcement jobs pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}"
+        f"{role}; last billing day {health.last_day or 'none'}; "
+        f"enforcement jobs pending {health.jobs_pending}, failed {health.jobs_failed}; "
+        f"{health.sessions_open} sessions open"
     )
 
 
@@ -245,12 +304,23 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     if load_settings is not None:
         Reloader(settings, load_settings, scheduler.apply, RELOADABLE, systemd, "billingd").install(reactor)
 
+    gauges = HealthGauges()
+
+    def look():
+        """Read the health off the reactor; publish it as STATUS and gauges."""
+
+        def seen(health: Health) -> str:
+            gauges.update(health, scheduler.metrics, datetime.now(UTC))
+            return status_line(health, scheduler)
+
+        return threads.deferToThread(read_health, engine).addCallback(seen)
+
     def report_status():
-        d = threads.deferToThread(status_line, engine, scheduler)
-        d.addCallbacks(
-            systemd.status, lambda failure: systemd.status(f"database unreachable: {failure.value}")
-        )
-        return d
+        def unreachable(failure):
+            gauges.database_up.set(0)
+            systemd.status(f"database unreachable: {failure.getErrorMessage().splitlines()[0]}")
+
+        return look().addCallbacks(systemd.status, unreachable)
 
     @defer.inlineCallbacks
     def start():
@@ -264,7 +334,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
                 yield task.deferLater(reactor, DATABASE_RETRY_SECONDS, lambda: None)
         scheduler.start()
         worker.start()
-        status = yield threads.deferToThread(status_line, engine, scheduler)
+        status = yield look()
         systemd.ready(status)
         systemd.keep_alive(reactor)
         task.LoopingCall(report_status).start(STATUS_SECONDS, now=False)
