@@ -86,6 +86,7 @@ def _register() -> None:
         online,
         operators,
         packages,
+        reports,
         why,
     )
 
@@ -104,6 +105,7 @@ def _register() -> None:
         ledger,
         attempts,
         online,
+        reports,
         why,
     ):
         for command in module.COMMANDS:

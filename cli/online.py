@@ -38,19 +38,24 @@ def session_rows(found) -> list[dict]:
     ]
 
 
-@click.command()
-@click.option("--nas", "nas_name", metavar="NAME", help="Only sessions on this router.")
-@click.pass_obj
-def online(obj: Context, nas_name: str | None) -> None:
-    """List open sessions of the customers you can see: user, NAS, IP, MAC, start, duration, bytes up/down."""
+def read_online(obj: Context, nas_name: str | None) -> list[OnlineSession]:
+    """The open sessions of the caller's customers (``radbill online`` and ``report online``)."""
     with obj.engine.begin() as connection:
         actor = obj.actor(connection)
         actor.require("customers.view", "list online sessions")
         if nas_name is not None:
             get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
-        found = list_open_sessions(
+        return list_open_sessions(
             connection, datetime.now(UTC), nas_name, visible_operator_ids(connection, actor)
         )
+
+
+@click.command()
+@click.option("--nas", "nas_name", metavar="NAME", help="Only sessions on this router.")
+@click.pass_obj
+def online(obj: Context, nas_name: str | None) -> None:
+    """List open sessions of the customers you can see: user, NAS, IP, MAC, start, duration, bytes up/down."""
+    found = read_online(obj, nas_name)
     if obj.as_json:
         emit_table(found, [field.name for field in dataclasses.fields(OnlineSession)])
         return

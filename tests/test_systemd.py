@@ -227,7 +227,9 @@ def test_billingd_is_ready_once_the_database_answers(cli, database_url, tmp_path
     try:
         ready = notify_socket.wait_for("READY", "1")
         assert ready["STATUS"].startswith("active; last billing day ")
-        assert re.search(r"; enforcement jobs pending \d+, failed 0; 0 sessions open$", ready["STATUS"]), ready["STATUS"]
+        assert re.search(r"; enforcement jobs pending \d+, failed 0; 0 sessions open$", ready["STATUS"]), (
+            ready["STATUS"]
+        )
         for _ in range(3):
             notify_socket.wait_for("WATCHDOG", "1", timeout=2)
         config.write_text(text + 'grace_days = 5\nbind = "127.0.0.2"\n')

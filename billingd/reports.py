@@ -1,0 +1,273 @@
+"""Reports an ISP files or reads: expiring subscribers, revenue, the BTRC subscriber list, invoices.
+
+Each takes the :class:`Actor` and shows only what its tenancy allows; every
+amount is an integer of minor units. Revenue comes from the ledger alone:
+the lines that credit (or, for refunds and reversals, debit) a ``sales``
+account, in the books the actor may see.
+"""
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, and_, case, func, literal, or_, select
+
+from billingd.tenancy import Actor, visible_operator_ids
+from schema.engine import as_utc
+from schema.errors import RadbillError
+from schema.tables import (
+    customers,
+    invoices,
+    ledger_accounts,
+    ledger_entries,
+    ledger_lines,
+    master_packages,
+    operators,
+    packages,
+    zones,
+)
+
+REVENUE_GROUPS = ("operator", "zone", "package")
+INVOICE_STATUSES = ("open", "paid", "overdue")
+# BTRC's connection types for the master package types (the regulator's own words).
+CONNECTION_TYPES = {
+    "pppoe": "Broadband (PPPoE)",
+    "hotspot": "Wi-Fi Hotspot",
+    "static": "Broadband (Static IP)",
+}
+BTRC_COLUMNS = (
+    "subscriber_id",
+    "username",
+    "name",
+    "phone",
+    "address",
+    "connection_type",
+    "zone",
+    "package",
+    "download_mbps",
+    "upload_mbps",
+    "activation_date",
+    "status",
+    "reseller",
+)
+
+
+def parse_month(text: str) -> date:
+    """ "2026-11" -> date(2026, 11, 1), or a clear error."""
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise RadbillError(f"invalid month {text!r}: use YYYY-MM") from None
+
+
+def _month_bounds(month: date, zone: ZoneInfo) -> tuple[date, date, datetime, datetime]:
+    """The first and last day of the month, and the UTC instants its local days begin and end."""
+    following = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+    start = datetime.combine(month, time(0), tzinfo=zone)
+    end = datetime.combine(following, time(0), tzinfo=zone)
+    return month, following - timedelta(days=1), start, end
+
+
+def _visible(connection: Connection, actor: Actor, column):
+    visible = visible_operator_ids(connection, actor)
+    return literal(True) if visible is None else column.in_(sorted(visible))
+
+
+def revenue(
+    connection: Connection, actor: Actor, month: date, zone: ZoneInfo, by: str = "operator"
+) -> list[dict]:
+    """Sales of the month per operator, zone or package, from the ledger's ``sales`` lines.
+
+    A line belongs to the month of its entry's business day (``effective_on``,
+    the billing day of a run) or, without one, of the instant it was posted,
+    in the billing time zone. Its subscriber is the wallet it moved from (a
+    daily charge) or the entry's customer (a cash sale); zone and package are
+    that subscriber's now.
+    """
+    actor.require("money", "see revenue")
+    if by not in REVENUE_GROUPS:
+        raise RadbillError(f"--by must be one of {', '.join(REVENUE_GROUPS)}, got {by!r}")
+    first, last, start, end = _month_bounds(month, zone)
+    credit = ledger_accounts.alias("credit")
+    debit = ledger_accounts.alias("debit")
+    signed = case((credit.c.code == "sales", ledger_lines.c.amount), else_=-ledger_lines.c.amount)
+    customer_id = func.coalesce(debit.c.customer_id, credit.c.customer_id, ledger_entries.c.customer_id)
+    lines = (
+        select(
+            ledger_lines.c.book_operator_id.label("book"),
+            customer_id.label("customer_id"),
+            signed.label("amount"),
+        )
+        .select_from(
+            ledger_lines.join(ledger_entries, ledger_entries.c.id == ledger_lines.c.entry_id)
+            .join(credit, credit.c.id == ledger_lines.c.credit_account_id)
+            .join(debit, debit.c.id == ledger_lines.c.debit_account_id)
+        )
+        .where(
+            or_(credit.c.code == "sales", debit.c.code == "sales"),
+            or_(
+                ledger_entries.c.effective_on.between(first, last),
+                and_(
+                    ledger_entries.c.effective_on.is_(None),
+                    ledger_entries.c.created_at >= start,
+                    ledger_entries.c.created_at < end,
+                ),
+            ),
+            _visible(connection, actor, ledger_lines.c.book_operator_id),
+        )
+        .subquery()
+    )
+    if by == "operator":
+        group = operators.c.login
+        source = lines.join(operators, operators.c.id == lines.c.book)
+    elif by == "zone":
+        group = func.coalesce(zones.c.code, "(none)")
+        source = lines.outerjoin(customers, customers.c.id == lines.c.customer_id).outerjoin(
+            zones, zones.c.id == customers.c.zone_id
+        )
+    else:
+        group = func.coalesce(packages.c.name, "(none)")
+        source = lines.outerjoin(customers, customers.c.id == lines.c.customer_id).outerjoin(
+            packages, packages.c.id == customers.c.package_id
+        )
+    query = (
+        select(group.label(by), func.sum(lines.c.amount).label("revenue"), func.count().label("lines"))
+        .select_from(source)
+        .group_by(group)
+        .order_by(group)
+    )
+    return [{**row, "revenue": int(row["revenue"])} for row in connection.execute(query).mappings()]
+
+
+def expiring(connection: Connection, actor: Actor, now: datetime, days: int) -> list[dict]:
+    """Active subscribers whose paid time ends within ``days``, soonest first."""
+    actor.require("customers.view", "list expiring subscribers")
+    query = (
+        select(
+            customers.c.username,
+            customers.c.name,
+            customers.c.phone,
+            operators.c.login.label("owner"),
+            packages.c.name.label("package"),
+            customers.c.expires_at,
+            customers.c.wallet_balance,
+        )
+        .join(operators, operators.c.id == customers.c.operator_id)
+        .join(packages, packages.c.id == customers.c.package_id)
+        .where(
+            customers.c.deleted_at.is_(None),
+            customers.c.status == "active",
+            customers.c.expires_at > now,
+            customers.c.expires_at <= now + timedelta(days=days),
+            _visible(connection, actor, customers.c.operator_id),
+        )
+        .order_by(customers.c.expires_at, customers.c.username)
+    )
+    rows = []
+    for row in connection.execute(query).mappings():
+        row = {**row, "expires_at": as_utc(row["expires_at"])}
+        if not actor.may("money"):
+            row.pop("wallet_balance")
+        rows.append(row)
+    return rows
+
+
+def btrc(connection: Connection, actor: Actor, month: date, zone: ZoneInfo) -> list[dict]:
+    """BTRC's monthly subscriber list: everyone activated by the month's end and not deleted before it.
+
+    The columns (README, Reports): the customer ID, user name, name, phone and
+    address as recorded; the connection type from the master package's type;
+    the zone code as the area; the package, and its bandwidth in Mbit/s
+    (download is the package's tx rate, the router's towards the subscriber);
+    the activation date (the day the customer was created, billing time
+    zone); the status at the time of the report; the owning operator.
+    """
+    actor.require("customers.view", "file the BTRC subscriber report")
+    _first, _last, start, end = _month_bounds(month, zone)
+    query = (
+        select(
+            customers.c.customer_code,
+            customers.c.username,
+            customers.c.name,
+            customers.c.phone,
+            customers.c.address,
+            customers.c.status,
+            customers.c.created_at,
+            customers.c.deleted_at,
+            master_packages.c.customer_type,
+            master_packages.c.rate_rx,
+            master_packages.c.rate_tx,
+            packages.c.name.label("package"),
+            zones.c.code.label("zone"),
+            operators.c.login.label("reseller"),
+        )
+        .join(packages, packages.c.id == customers.c.package_id)
+        .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+        .join(operators, operators.c.id == customers.c.operator_id)
+        .outerjoin(zones, zones.c.id == customers.c.zone_id)
+        .where(
+            customers.c.created_at < end,
+            or_(customers.c.deleted_at.is_(None), customers.c.deleted_at >= start),
+            _visible(connection, actor, customers.c.operator_id),
+        )
+        .order_by(customers.c.customer_code)
+    )
+    rows = []
+    for row in connection.execute(query).mappings():
+        rows.append(
+            dict(
+                subscriber_id=row["customer_code"],
+                username=row["username"],
+                name=row["name"],
+                phone=row["phone"] or "",
+                address=row["address"] or "",
+                connection_type=CONNECTION_TYPES.get(row["customer_type"], "Other"),
+                zone=row["zone"] or "",
+                package=row["package"],
+                download_mbps=_mbps(row["rate_tx"]),
+                upload_mbps=_mbps(row["rate_rx"]),
+                activation_date=as_utc(row["created_at"]).astimezone(zone).date(),
+                status="deleted" if row["deleted_at"] is not None else row["status"],
+                reseller=row["reseller"],
+            )
+        )
+    return rows
+
+
+def _mbps(bits_per_second: int) -> str:
+    return f"{bits_per_second / 1_000_000:g}"
+
+
+def invoice_report(
+    connection: Connection, actor: Actor, today: date, status: str | None = None
+) -> list[dict]:
+    """Invoices of the subscribers the actor sees, newest first; ``overdue`` = open and past due."""
+    actor.require("money", "see invoices")
+    if status is not None and status not in INVOICE_STATUSES:
+        raise RadbillError(f"--status must be one of {', '.join(INVOICE_STATUSES)}, got {status!r}")
+    overdue = and_(invoices.c.status == "open", invoices.c.due_on < today)
+    shown_status = case((overdue, "overdue"), else_=invoices.c.status)
+    query = (
+        select(
+            invoices.c.number,
+            customers.c.username,
+            operators.c.login.label("owner"),
+            invoices.c.period_start,
+            invoices.c.period_end,
+            invoices.c.issued_on,
+            invoices.c.due_on,
+            invoices.c.amount,
+            invoices.c.paid_amount,
+            shown_status.label("status"),
+        )
+        .join(customers, customers.c.id == invoices.c.customer_id)
+        .join(operators, operators.c.id == invoices.c.operator_id)
+        .where(invoices.c.status != "void", _visible(connection, actor, invoices.c.operator_id))
+        .order_by(invoices.c.issued_on.desc(), invoices.c.number.desc())
+    )
+    if status == "overdue":
+        query = query.where(overdue)
+    elif status == "open":
+        query = query.where(invoices.c.status == "open", invoices.c.due_on >= today)
+    elif status == "paid":
+        query = query.where(invoices.c.status == "paid")
+    return [dict(row) for row in connection.execute(query).mappings()]
