@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, task, threads
 
-from billingd import runs
+from billingd import notices, runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
 from schema.daemon import Reloader, Systemd, configure_logging, listen_metrics
@@ -34,6 +34,8 @@ STANDBY_RETRY_SECONDS = 60.0
 FAILURE_RETRY_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 2.0
 STATUS_SECONDS = 30.0
+NOTICE_QUEUE_SECONDS = 3600.0
+NOTICE_SEND_SECONDS = 5.0
 # What SIGHUP applies to a running billingd; anything else changed needs a restart.
 RELOADABLE = frozenset(f"billingd.{key}" for key in ("run_at", "timezone", "invoice_due_days", "grace_days"))
 
@@ -282,6 +284,59 @@ def status_line(health: Health, scheduler: "Scheduler") -> str:
     )
 
 
+class NoticeSender:
+    """The notices outbox on billingd's clock: reminders queued hourly, due notices sent every few
+    seconds, both only by the active instance (billingd/notices.py)."""
+
+    def __init__(self, engine: Engine, settings: Settings, scheduler: "Scheduler", clock):
+        self.engine = engine
+        self.settings = settings
+        self.scheduler = scheduler
+        self.gateway = notices.SmsGateway(settings.notices)
+        self._loops = [
+            (task.LoopingCall(self.queue), NOTICE_QUEUE_SECONDS),
+            (task.LoopingCall(self.send), NOTICE_SEND_SECONDS),
+        ]
+        for loop, _ in self._loops:
+            loop.clock = clock
+
+    def start(self) -> None:
+        for loop, interval in self._loops:
+            loop.start(interval, now=True)
+
+    def stop(self) -> None:
+        for loop, _ in self._loops:
+            if loop.running:
+                loop.stop()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.scheduler.clock.seconds(), UTC)
+
+    def queue(self):
+        if not self.scheduler.active:
+            return None
+
+        def queue_in_transaction():
+            with self.engine.begin() as connection:
+                return notices.queue_reminders(
+                    connection, self._now(), self.settings.notices, self.settings.billingd.zone
+                )
+
+        d = threads.deferToThread(queue_in_transaction)
+        d.addCallback(lambda queued: queued and log.info("queued %d reminder notices", queued))
+        return d.addErrback(
+            lambda failure: log.warning("queueing notices failed: %s", failure.getErrorMessage())
+        )
+
+    def send(self):
+        if not self.scheduler.active:
+            return None
+        d = threads.deferToThread(notices.deliver_due, self.engine, self.gateway, self._now())
+        return d.addErrback(
+            lambda failure: log.warning("sending notices failed: %s", failure.getErrorMessage())
+        )
+
+
 def database_reachable(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
@@ -301,6 +356,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     scheduler = Scheduler(reactor, settings.billingd, Leadership(engine), work, Metrics())
     # The enforcement outbox worker (nas/): tells the routers about what the runs and commands changed.
     worker = EnforcementWorker(engine, reactor=reactor)
+    notice_sender = NoticeSender(engine, settings, scheduler, reactor)
     if load_settings is not None:
         Reloader(settings, load_settings, scheduler.apply, RELOADABLE, systemd, "billingd").install(reactor)
 
@@ -334,6 +390,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
                 yield task.deferLater(reactor, DATABASE_RETRY_SECONDS, lambda: None)
         scheduler.start()
         worker.start()
+        notice_sender.start()
         status = yield look()
         systemd.ready(status)
         systemd.keep_alive(reactor)
@@ -343,6 +400,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     reactor.addSystemEventTrigger("before", "shutdown", systemd.stopping)
     reactor.addSystemEventTrigger("before", "shutdown", scheduler.stop)
     reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
+    reactor.addSystemEventTrigger("before", "shutdown", notice_sender.stop)
     log.info(
         "billingd started: runs at %s %s; metrics on %s:%d",
         settings.billingd.run_at,

@@ -83,6 +83,7 @@ def _register() -> None:
         enforcement,
         ledger,
         nas,
+        notices,
         online,
         operators,
         packages,
@@ -105,6 +106,7 @@ def _register() -> None:
         ledger,
         attempts,
         online,
+        notices,
         reports,
         why,
     ):

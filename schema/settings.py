@@ -123,6 +123,47 @@ class CliSettings:
     operator: str = "admin"
 
 
+SMS_BODY_FORMATS = ("form", "json", "raw")
+
+
+@dataclass(frozen=True)
+class NoticeSettings:
+    # Subscribers with a phone get a reminder this many days before their paid time ends (0: none).
+    expiry_days: int = 3
+    expiry_message: str = "Dear {name}, your {package} internet expires on {expires}. Please recharge."
+    # Daily-billed subscribers whose wallet falls below this amount are told once per top-up ("": never).
+    low_wallet: str = ""
+    low_wallet_message: str = "Dear {name}, your internet balance is {balance}. Please recharge."
+    # The SMS gateway as an HTTP request template; without sms_url notices are only logged.
+    sms_url: str = ""
+    sms_method: str = "POST"
+    sms_headers: str = ""  # "Name: value" lines
+    sms_body: str = ""  # with {phone} and {message} (other braces are kept, for JSON bodies)
+    sms_body_format: str = "form"  # how {phone} and {message} are encoded in the body: form, json, raw
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.expiry_days <= 60:
+            raise ValueError(f"expiry_days: must be 0..60, got {self.expiry_days}")
+        if self.sms_body_format not in SMS_BODY_FORMATS:
+            raise ValueError(
+                f"sms_body_format: must be one of {', '.join(SMS_BODY_FORMATS)}, got {self.sms_body_format!r}"
+            )
+        if self.sms_method not in ("GET", "POST", "PUT"):
+            raise ValueError(f"sms_method: must be GET, POST or PUT, got {self.sms_method!r}")
+        if self.sms_url and not self.sms_url.startswith(("http://", "https://")):
+            raise ValueError(f"sms_url: must be an http:// or https:// URL, got {self.sms_url!r}")
+        for key, names in (
+            ("expiry_message", ("name", "package", "expires")),
+            ("low_wallet_message", ("name", "balance")),
+        ):
+            try:
+                getattr(self, key).format(**{name: "" for name in names})
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(
+                    f"{key}: placeholders are {', '.join('{' + n + '}' for n in names)} ({error})"
+                ) from None
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -143,3 +184,4 @@ class Settings:
     billingd: BillingdSettings = field(default_factory=BillingdSettings)
     cli: CliSettings = field(default_factory=CliSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    notices: NoticeSettings = field(default_factory=NoticeSettings)

@@ -516,6 +516,29 @@ enforcement_jobs = Table(
     _one_of("status", ("pending", "done", "failed"), "status"),
 )
 
+# SMS notices to send (billingd/notices.py): an outbox like enforcement_jobs;
+# dedupe_key names the cause, so one cause is told once.
+notice_outbox = Table(
+    "notice_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("operator_id", ForeignKey("operators.id")),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("phone", String(40), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("dedupe_key", String(160), nullable=False, unique=True),
+    Column("status", String(10), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("not_before", DateTime(timezone=True)),
+    Column("last_error", Text),
+    _created_at(),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_notice_outbox_pending", "status", "not_before"),
+    _one_of("kind", ("broadcast", "expiry", "low_wallet"), "kind"),
+    _one_of("status", ("pending", "sent", "failed"), "status"),
+)
+
 # A monotonic feed of "this row changed": radiusd's cache follows it.
 change_log = Table(
     "change_log",
