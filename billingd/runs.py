@@ -55,6 +55,7 @@ from schema.tables import (
     package_prices,
     packages,
 )
+from schema.tenancy import ancestry, operator_parents
 
 log = logging.getLogger(__name__)
 _FAILED_WALLET, _FAILED_OPERATOR = 1, 2
@@ -106,10 +107,10 @@ def run_day(connection: Connection, day: date, settings: BillingdSettings, *, no
         )
     if done is None:
         connection.execute(insert(billing_runs).values(day=day, started_at=now))
-    charged, suspended, amount = _daily_charges(connection, day, settings.zone, now)
+    charged, suspended, amount = _daily_charges(connection, day, settings.zone)
     _record_enabled_days(connection, day)
-    invoiced = _issue_invoices(connection, day, settings, now)
-    suspended += _suspend_overdue(connection, day, settings, now)
+    invoiced = _issue_invoices(connection, day, settings)
+    suspended += _suspend_overdue(connection, day, settings)
     connection.execute(
         update(billing_runs)
         .where(billing_runs.c.day == day)
@@ -155,18 +156,15 @@ def _sql(statement: str):
 
 def _chains(connection: Connection) -> dict[int, list[tuple[int, int]]]:
     """For each operator: the (level, parent) pairs that pay upwards for its customers, nearest first."""
-    parents = dict(connection.execute(select(operators.c.id, operators.c.parent_id)).all())
+    parents = operator_parents(connection)
     chains = {}
     for operator_id in parents:
-        chain, current = [], operator_id
-        while parents.get(current) is not None:
-            chain.append((current, parents[current]))
-            current = parents[current]
-        chains[operator_id] = chain
+        chain = ancestry(parents, operator_id)
+        chains[operator_id] = list(zip(chain, chain[1:]))
     return chains
 
 
-def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datetime) -> tuple[int, int, int]:
+def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[int, int, int]:
     connection.execute(text("DROP TABLE IF EXISTS run_charges"))
     connection.execute(text("DROP TABLE IF EXISTS run_chain"))
     connection.execute(
@@ -369,7 +367,7 @@ def _record_enabled_days(connection: Connection, day: date) -> None:
     )
 
 
-def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:
+def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings) -> int:
     """On its cycle day a monthly customer is invoiced for its enabled, not yet invoiced days.
 
     Each day costs its share of the price of the monthly period it falls in,
@@ -483,7 +481,7 @@ def _suspend(connection: Connection, customer_id: int, reason: str, cause: str) 
     disconnect(connection, customer_id, reason, cause)
 
 
-def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:
+def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings) -> int:
     """Active monthly customers with an invoice unpaid past its due date plus grace."""
     late = (
         connection.execute(

@@ -21,8 +21,8 @@ from twisted.internet import defer, threads
 from billingd import runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
-from schema.daemon import configure_logging, listen_metrics
 from schema.engine import is_sqlite
+from schema.runtime import configure_logging, listen_metrics
 from schema.settings import BillingdSettings, Settings
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.errors import RadbillError
+from schema.tables import CUSTOMER_STATUSES
 
 
 @click.group("customer")
@@ -65,7 +66,7 @@ def add(
 
 @customer_group.command("list")
 @click.option("--deleted", is_flag=True, help="Deleted customers (restorable) instead.")
-@click.option("--status", type=click.Choice(["active", "suspended", "disabled"]))
+@click.option("--status", type=click.Choice(CUSTOMER_STATUSES))
 @click.pass_obj
 def list_(obj: Context, deleted: bool, status: str | None) -> None:
     """Customers you can see: yours and your descendants'."""
@@ -104,9 +105,15 @@ _lifecycle(
     "resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet)."
 )
 _lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
-_lifecycle(
-    "restore", domain.restore_customer, "Restore a deleted customer (suspended until resumed or renewed)."
-)
+
+
+@customer_group.command("restore")
+@click.argument("username")
+@click.pass_obj
+def restore(obj: Context, username: str) -> None:
+    """Restore a deleted customer (suspended until resumed or renewed)."""
+    with obj.engine.begin() as connection:
+        _emit(domain.restore_customer(connection, obj.actor(connection), username))
 
 
 @customer_group.command("renew")

@@ -13,11 +13,11 @@ from sqlalchemy import Connection, select
 from billingd import customers, operators, packages
 from billingd.customers import Calendar
 from billingd.prices import parse_amount
-from billingd.tenancy import resolve_actor
 from cli.context import Context
 from nas.registry import add_nas
 from schema import migrate
 from schema.tables import operators as operators_table
+from schema.tenancy import resolve_actor
 
 MEGABIT = 1_000_000
 DEMO_ZONE = ZoneInfo("Asia/Dhaka")

@@ -5,7 +5,8 @@ import click
 from cli.context import Context
 from cli.output import emit_record, emit_table
 from cli.params import PORT
-from nas.registry import MESSAGE_AUTHENTICATOR_POLICIES, add_nas, get_nas, list_nas, update_nas
+from nas.registry import add_nas, get_nas, list_nas, update_nas
+from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES
 
 _POLICY = click.Choice(MESSAGE_AUTHENTICATOR_POLICIES)
 

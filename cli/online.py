@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import click
 
-from billingd.tenancy import visible_operator_ids
 from cli.context import Context
 from cli.output import emit_table
 from nas.registry import get_nas
 from radiusd.accounting.store import OnlineSession, list_open_sessions
+from schema.tenancy import visible_operator_ids
 
 
 def _duration(seconds: int | None) -> str:

@@ -6,11 +6,11 @@ import click
 
 from billingd import operators as domain
 from billingd import zones
-from billingd.tenancy import PERMISSIONS
 from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
-from schema.tables import ROLES
+from schema.tables import BILLING_MODES, REFUND_POLICIES, ROLES
+from schema.tenancy import PERMISSIONS
 
 _MONEY = (
     "credit_limit",
@@ -48,7 +48,7 @@ def _view(actor, operator) -> dict:
 @click.option(
     "--billing",
     "billing_mode",
-    type=click.Choice(["prepaid", "postpaid"]),
+    type=click.Choice(BILLING_MODES),
     default="prepaid",
     show_default=True,
 )
@@ -63,7 +63,7 @@ def _view(actor, operator) -> dict:
 )
 @click.option(
     "--refund-policy",
-    type=click.Choice(["prorated", "none"]),
+    type=click.Choice(REFUND_POLICIES),
     default="prorated",
     show_default=True,
     help="What a customer gets back for unused days on early disconnect or downgrade.",

@@ -23,40 +23,21 @@ from twisted.internet import task
 
 from radiusd.accounting.service import AccountingService
 from radiusd.auth.handler import AccessHandler
-from radiusd.auth.policy import PolicySettings
 from radiusd.auth.postauth import PostAuthLog
 from radiusd.database import Database
 from radiusd.protocol import RadiusServerProtocol
-from radiusd.ratelimit import RateLimit
 from radiusd.sockets import listen_udp
 from radiusd.view import queries
 from radiusd.view.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
 from radiusd.view.view import SubscriberView
 from schema.changes import NOTIFY_CHANNEL
-from schema.daemon import configure_logging, listen_metrics
 from schema.engine import is_sqlite
-from schema.errors import RadbillError
+from schema.runtime import configure_logging, listen_metrics
 from schema.settings import RadiusdSettings, Settings
 
 log = logging.getLogger("radiusd")
 
 LOAD_RETRY_SECONDS = 2.0
-
-
-def policy_settings(settings: RadiusdSettings) -> PolicySettings:
-    expired_rate = ""
-    if settings.expired_rate:
-        try:
-            expired_rate = RateLimit.parse(settings.expired_rate).to_mikrotik()
-        except ValueError as error:
-            raise RadbillError(f"configuration key 'radiusd.expired_rate': {error}") from None
-    return PolicySettings(
-        interim_interval=settings.interim_interval,
-        expired_policy=settings.expired_policy,
-        expired_pool=settings.expired_pool,
-        expired_address_list=settings.expired_address_list,
-        expired_rate=expired_rate,
-    )
 
 
 class Radiusd:
@@ -72,7 +53,7 @@ class Radiusd:
         self.postauth = PostAuthLog(self.database, reactor)
         self.access = AccessHandler(
             self.view,
-            policy_settings(settings),
+            settings,
             reactor,
             record_attempt=self.postauth.record,
             message_authenticator_seen=self._store_message_authenticator_seen,
@@ -181,7 +162,6 @@ def serve(settings: Settings, engine: Engine, *, worker: int = 0, reuse_port: bo
 
 def run(settings: Settings, engine: Engine) -> None:
     configure_logging("radiusd")
-    policy_settings(settings.radiusd)  # refuse a bad expired_rate before anything starts
     workers = settings.radiusd.workers
     if workers == 1:
         sys.exit(serve(settings, engine))

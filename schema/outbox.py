@@ -11,10 +11,8 @@ from datetime import datetime
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
-from schema.errors import RadbillError
-from schema.tables import enforcement_jobs
-
-ACTIONS = ("disconnect", "coa", "api_disable", "api_enable")
+from schema.errors import require_one_of
+from schema.tables import JOB_ACTIONS, enforcement_jobs
 
 
 def enqueue(
@@ -30,8 +28,7 @@ def enqueue(
 ) -> int | None:
     """Queue a job in the caller's transaction; return its id, or None if
     ``dedupe_key`` was queued before (the job is then not queued twice)."""
-    if action not in ACTIONS:
-        raise RadbillError(f"unknown enforcement action {action!r}: use one of {', '.join(ACTIONS)}")
+    require_one_of(action, JOB_ACTIONS, "enforcement action")
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(enforcement_jobs)

@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from billingd import operators, packages
 from billingd.customers import Calendar
 from billingd.prices import parse_amount
-from billingd.tenancy import resolve_actor
 from schema.settings import BillingdSettings
 from schema.tables import (
     customer_days,
@@ -31,6 +30,7 @@ from schema.tables import (
 from schema.tables import (
     operators as operators_table,
 )
+from schema.tenancy import resolve_actor
 
 ZONE = ZoneInfo("Asia/Dhaka")
 SETTINGS = BillingdSettings(timezone="Asia/Dhaka")

@@ -22,12 +22,12 @@ from sqlalchemy import Connection, String, any_, bindparam, func, select, text, 
 from sqlalchemy.dialects import sqlite
 
 from radiusd.accounting.record import NAS_STATUSES, AccountingRecord, SessionState, merge_session
-from radiusd.ratelimit import RateLimit
 from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
 from schema.identity import canonical_mac, canonical_username
 from schema.outbox import enqueue
+from schema.ratelimit import RateLimit
 from schema.tables import customer_usage, customers, master_packages, nas, packages, radacct, sessions
 from schema.usage import usage_period_start
 

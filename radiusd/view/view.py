@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from radiusd.auth.policy import PackageState, Subscriber
+from schema.tenancy import ancestry
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +196,6 @@ class SubscriberView:
 
 def _blocked_with_descendants(operators: dict[int, OperatorRow]) -> set[int]:
     """An operator is cut off when it or any ancestor is blocked."""
-    blocked: set[int] = set()
-    for operator_id in operators:
-        seen = set()
-        current = operators.get(operator_id)
-        while current is not None and current.id not in seen:
-            if current.blocked:
-                blocked.add(operator_id)
-                break
-            seen.add(current.id)
-            current = operators.get(current.parent_id) if current.parent_id is not None else None
-    return blocked
+    parents = {row.id: row.parent_id for row in operators.values()}
+    blocked = {row.id for row in operators.values() if row.blocked}
+    return {operator_id for operator_id in operators if blocked.intersection(ancestry(parents, operator_id))}
