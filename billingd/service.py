@@ -5,8 +5,9 @@ Only one billingd is active at a time: on PostgreSQL it holds a session
 advisory lock (the others stand by and retry every minute, so one takes over
 if the active one dies); on SQLite there is one host, so it is always active.
 Each run catches up every missed day in order (:func:`billingd.runs.run_through`).
-Timers use the clock they are given (``task.Clock`` in tests); the blocking
-database work runs in a thread so the reactor stays free for /metrics.
+Timers use the clock they are given (``task.Clock`` in tests); the database
+work, the lock included, runs on the daemon's :class:`schema.pool.Pool`, so the
+reactor stays free for /metrics.
 """
 
 import logging
@@ -16,12 +17,13 @@ from zoneinfo import ZoneInfo
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from billingd import runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
 from schema.engine import is_sqlite
+from schema.pool import Pool, dedicated_connection
 from schema.runtime import configure_logging, listen_metrics
 from schema.settings import BillingdSettings, Settings
 
@@ -93,18 +95,30 @@ class Metrics:
 
 
 class Leadership:
-    """One active billingd among several hosts: a PostgreSQL session advisory lock."""
+    """One active billingd among several hosts: a PostgreSQL session advisory lock.
 
-    def __init__(self, engine: Engine):
+    The lock lives in the session of a dedicated connection; ``acquire`` and
+    ``release`` use it on the pool's threads, never on the reactor's.
+    """
+
+    def __init__(self, engine: Engine, database: Pool):
         self.engine = engine
+        self._database = database
         self._connection = None
 
-    def acquire(self) -> bool:
+    def acquire(self) -> defer.Deferred:
+        """A Deferred of True while this instance holds the lock."""
+        return self._database.call("billingd.acquire_lock", self.try_acquire)
+
+    def release(self) -> defer.Deferred:
+        return self._database.call("billingd.release_lock", self.release_now)
+
+    def try_acquire(self) -> bool:
         if is_sqlite(self.engine):
             return True
         try:
             if self._connection is None:
-                self._connection = self.engine.connect()
+                self._connection = dedicated_connection(self.engine)
             held = self._connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
             ).scalar()
@@ -112,10 +126,10 @@ class Leadership:
             return bool(held)
         except DBAPIError:
             log.warning("lost the database connection that holds the billing lock; will retry", exc_info=True)
-            self.release()
+            self.release_now()
             return False
 
-    def release(self) -> None:
+    def release_now(self) -> None:
         """Give the lock up; the session is discarded, not pooled, so no lock outlives it."""
         if self._connection is not None:
             try:
@@ -149,11 +163,12 @@ class Scheduler:
     def start(self) -> None:
         self.tick()
 
-    def stop(self) -> None:
+    def stop(self):
+        """Cancel the timer and give the lock up (a Deferred the shutdown waits for)."""
         if self.call is not None and self.call.active():
             self.call.cancel()
         self.call = None
-        self.leadership.release()
+        return self.leadership.release()
 
     def _schedule(self, delay: float) -> None:
         self.call = self.clock.callLater(max(delay, 0.0), self.tick)
@@ -166,7 +181,8 @@ class Scheduler:
     @defer.inlineCallbacks
     def tick(self):
         self.call = None
-        if not self.leadership.acquire():
+        held = yield self.leadership.acquire()
+        if not held:
             self.metrics.active.set(0)
             log.info("another billingd is active; standing by")
             self._schedule(STANDBY_RETRY_SECONDS)
@@ -194,14 +210,16 @@ def run(settings: Settings, engine: Engine) -> None:
     configure_logging("billingd")
     listen_metrics(settings.billingd.metrics_port, settings.billingd.bind)
 
-    def work(through: date):
-        return threads.deferToThread(runs.run_through, engine, through, settings.billingd)
+    database = Pool(engine, reactor, name="billingd-db")
 
-    scheduler = Scheduler(reactor, settings.billingd, Leadership(engine), work, Metrics())
+    def work(through: date):
+        return database.call("billingd.run_through", runs.run_through, engine, through, settings.billingd)
+
+    scheduler = Scheduler(reactor, settings.billingd, Leadership(engine, database), work, Metrics())
     reactor.callWhenRunning(scheduler.start)
     reactor.addSystemEventTrigger("before", "shutdown", scheduler.stop)
     # The enforcement outbox worker (nas/): tells the routers about what the runs and commands changed.
-    worker = EnforcementWorker(engine, reactor=reactor)
+    worker = EnforcementWorker(database, reactor=reactor)
     reactor.callWhenRunning(worker.start)
     reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
     log.info(

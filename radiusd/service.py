@@ -24,7 +24,6 @@ from twisted.internet import task
 from radiusd.accounting.service import AccountingService
 from radiusd.auth.handler import AccessHandler
 from radiusd.auth.postauth import PostAuthLog
-from radiusd.database import Database
 from radiusd.protocol import RadiusServerProtocol
 from radiusd.sockets import listen_udp
 from radiusd.view import queries
@@ -32,6 +31,7 @@ from radiusd.view.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, 
 from radiusd.view.view import SubscriberView
 from schema.changes import NOTIFY_CHANNEL
 from schema.engine import is_sqlite
+from schema.pool import Pool
 from schema.runtime import configure_logging, listen_metrics
 from schema.settings import RadiusdSettings, Settings
 
@@ -47,7 +47,7 @@ class Radiusd:
         self.reactor = reactor
         self.reuse_port = reuse_port
         self.view = SubscriberView()
-        self.database = Database(engine, reactor)
+        self.database = Pool(engine, reactor, name="radiusd-db")
         poll = SQLITE_POLL_SECONDS if is_sqlite(engine) else POSTGRESQL_POLL_SECONDS
         self.follower = Follower(self.view, self.database, reactor, poll_interval=poll)
         self.postauth = PostAuthLog(self.database, reactor)

@@ -18,6 +18,7 @@ from nas.registry import add_nas
 from nas.worker import EnforcementWorker, retry_delay
 from schema.engine import is_sqlite
 from schema.outbox import enqueue
+from schema.pool import Pool
 from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
@@ -40,8 +41,15 @@ def coa(clock):
 
 
 @pytest.fixture
-def worker(engine, clock, coa):
-    return EnforcementWorker(engine, reactor=reactor, clock=clock, coa=coa, max_attempts=3)
+def database(engine):
+    pool = Pool(engine, reactor, name="nas-db")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def worker(database, clock, coa):
+    return EnforcementWorker(database, reactor=reactor, clock=clock, coa=coa, max_attempts=3)
 
 
 def add_customer(connection, username: str, **values) -> int:
@@ -165,7 +173,7 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
 @pytest_twisted.ensureDeferred
 async def test_nak_or_timeout_falls_back_to_the_routeros_api(
-    engine, fake_nas, fake_router, clock, coa, refusal
+    engine, database, fake_nas, fake_router, clock, coa, refusal
 ):
     api_threads = []
 
@@ -173,7 +181,7 @@ async def test_nak_or_timeout_falls_back_to_the_routeros_api(
         api_threads.append(threadable.isInIOThread())
         return librouteros.connect(*args, **kwargs)
 
-    worker = EnforcementWorker(engine, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
+    worker = EnforcementWorker(database, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
     alice, _ = subscriber_online(engine, fake_nas, "81a0002f", router=fake_router, user_name="Alice")
     job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
     fake_router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")

@@ -1,7 +1,7 @@
 """radiusd's SQL: every query it runs, as plain functions of a connection.
 
 They return plain data for the view (radiusd.view.view) and run on a database
-thread (radiusd.database), never on the reactor.
+thread (schema.pool), never on the reactor.
 """
 
 import logging
