@@ -44,6 +44,7 @@ from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE, disconnect
 from billingd.prices import billing_period, end_of_day, prorated
 from schema.changes import prune_changes, record_change, record_changes
+from schema.outbox import enqueue_selected
 from schema.settings import BillingdSettings
 from schema.tables import (
     billing_runs,
@@ -313,13 +314,14 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
         FROM run_charges r WHERE r.customer_id = customers.id AND r.failed > 0 AND r.was_active = 1""")
     )
     reason = f"CASE failed WHEN 0 THEN 'reactivated' WHEN {_FAILED_WALLET} THEN '{EXPIRED}' ELSE '{OPERATOR_FUND}' END"
-    connection.execute(
+    enqueue_selected(
+        connection,
         _sql(f"""
-        INSERT INTO enforcement_jobs (customer_id, action, reason, dedupe_key)
-        SELECT customer_id, 'disconnect', {reason},
-               {reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT)
-        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)"""),
-        {"day": day},
+        SELECT customer_id, 'disconnect' AS action, {reason} AS reason,
+               {reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT) AS dedupe_key
+        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)""")
+        .bindparams(day=day)
+        .columns(column("customer_id"), column("action"), column("reason"), column("dedupe_key")),
     )
     # Charged customers' expiry moved too: radiusd must see every one of them.
     record_changes(

@@ -52,12 +52,8 @@ def list_(obj: Context, batch, status) -> None:
 def redeem(obj: Context, pin: str, username: str) -> None:
     """Use a card for a customer (once)."""
     with obj.engine.begin() as connection:
-        emit_record(
-            shown(
-                cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar()),
-                "wallet_balance",
-            )
-        )
+        redeemed = cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar())
+    emit_record(shown(redeemed, "wallet_balance"))
 
 
 COMMANDS = [card_group]

@@ -84,7 +84,8 @@ def list_(obj: Context, deleted: bool, status: str | None) -> None:
 def show(obj: Context, username: str) -> None:
     """One customer."""
     with obj.engine.begin() as connection:
-        _emit(domain.show_customer(connection, obj.actor(connection), username))
+        record = domain.show_customer(connection, obj.actor(connection), username)
+    _emit(record)
 
 
 def _lifecycle(name: str, function, help_text: str):
@@ -93,7 +94,8 @@ def _lifecycle(name: str, function, help_text: str):
     @click.pass_obj
     def command(obj: Context, username: str) -> None:
         with obj.engine.begin() as connection:
-            _emit(function(connection, obj.actor(connection), username, obj.calendar()))
+            record = function(connection, obj.actor(connection), username, obj.calendar())
+        _emit(record)
 
     return command
 
@@ -113,7 +115,8 @@ _lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded 
 def restore(obj: Context, username: str) -> None:
     """Restore a deleted customer (suspended until resumed or renewed)."""
     with obj.engine.begin() as connection:
-        _emit(domain.restore_customer(connection, obj.actor(connection), username))
+        record = domain.restore_customer(connection, obj.actor(connection), username)
+    _emit(record)
 
 
 @customer_group.command("renew")
@@ -123,7 +126,8 @@ def restore(obj: Context, username: str) -> None:
 def renew(obj: Context, username: str, cash: bool) -> None:
     """Buy one more period, from the later of today and the current expiry."""
     with obj.engine.begin() as connection:
-        _emit(domain.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash))
+        record = domain.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash)
+    _emit(record)
 
 
 @customer_group.command("change-package")
@@ -133,7 +137,8 @@ def renew(obj: Context, username: str, cash: bool) -> None:
 def change_package(obj: Context, username: str, package: str) -> None:
     """Switch package now (unused days refunded per policy; a new period bought if one was running)."""
     with obj.engine.begin() as connection:
-        _emit(domain.change_package(connection, obj.actor(connection), username, package, obj.calendar()))
+        record = domain.change_package(connection, obj.actor(connection), username, package, obj.calendar())
+    _emit(record)
 
 
 @customer_group.command("reset-password")
@@ -158,17 +163,16 @@ def _payment(name: str, help_text: str):
     @click.pass_obj
     def command(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
         with obj.engine.begin() as connection:
-            _emit(
-                domain.receive_payment(
-                    connection,
-                    obj.actor(connection),
-                    username,
-                    amount,
-                    obj.calendar(),
-                    method=method,
-                    reference=reference,
-                )
+            record = domain.receive_payment(
+                connection,
+                obj.actor(connection),
+                username,
+                amount,
+                obj.calendar(),
+                method=method,
+                reference=reference,
             )
+        _emit(record)
 
     return command
 

@@ -83,7 +83,8 @@ def list_(obj: Context) -> None:
 def show(obj: Context, name: str) -> None:
     """Show one router (secrets hidden)."""
     with obj.engine.connect() as connection:
-        emit_record(get_nas(connection, name))
+        router = get_nas(connection, name)
+    emit_record(router)
 
 
 COMMANDS = [nas_group]

@@ -5,11 +5,9 @@ from datetime import UTC, datetime
 
 import click
 
+from billingd import reports
 from cli.context import Context
 from cli.output import emit_table
-from nas.registry import get_nas
-from radiusd.accounting.store import OnlineSession, list_open_sessions
-from schema.tenancy import visible_operator_ids
 
 
 def _duration(seconds: int | None) -> str:
@@ -27,15 +25,9 @@ def _duration(seconds: int | None) -> str:
 def online(obj: Context, nas_name: str | None) -> None:
     """List open sessions of the customers you can see: user, NAS, IP, MAC, start, duration, bytes up/down."""
     with obj.engine.begin() as connection:
-        actor = obj.actor(connection)
-        actor.require("customers.view", "list online sessions")
-        if nas_name is not None:
-            get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
-        found = list_open_sessions(
-            connection, datetime.now(UTC), nas_name, visible_operator_ids(connection, actor)
-        )
+        found = reports.online_sessions(connection, obj.actor(connection), datetime.now(UTC), nas_name)
     if obj.as_json:
-        emit_table(found, [field.name for field in dataclasses.fields(OnlineSession)])
+        emit_table(found, [field.name for field in dataclasses.fields(reports.OnlineSession)])
         return
     rows = [
         dict(

@@ -8,7 +8,7 @@ import librouteros
 import pytest
 import pytest_twisted
 from prometheus_client import REGISTRY
-from sqlalchemy import insert, select, update
+from sqlalchemy import String, cast, insert, literal, select, update
 from twisted.internet import reactor, task
 from twisted.python import threadable
 
@@ -17,7 +17,7 @@ from nas.outbox import claim_jobs, mark_done, mark_retry
 from nas.registry import add_nas
 from nas.worker import EnforcementWorker, retry_delay
 from schema.engine import is_sqlite
-from schema.outbox import enqueue
+from schema.outbox import enqueue, enqueue_selected
 from schema.pool import Pool
 from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
@@ -367,3 +367,18 @@ async def test_started_worker_polls_until_stopped(engine, fake_nas, clock, worke
     await wait_until(polled_until_done, what="the polling worker to finish the job")
     await worker.stop()
     assert len(fake_nas.received) == 1
+
+
+def test_a_set_of_jobs_is_queued_in_one_statement_and_never_twice(engine):
+    with engine.begin() as connection:
+        ids = [add_customer(connection, name) for name in ("ann", "ben")]
+        jobs = select(
+            customers.c.id.label("customer_id"),
+            literal("disconnect").label("action"),
+            literal("expired").label("reason"),
+            (literal("expired:") + cast(customers.c.id, String)).label("dedupe_key"),
+        ).where(customers.c.id.in_(ids))
+        assert enqueue_selected(connection, jobs) == 2
+        assert enqueue_selected(connection, jobs) == 0
+        queued = connection.execute(select(enforcement_jobs.c.customer_id, enforcement_jobs.c.status)).all()
+    assert sorted(queued) == [(ids[0], "pending"), (ids[1], "pending")]
