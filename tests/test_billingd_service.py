@@ -138,6 +138,7 @@ def test_sqlite_is_a_single_host(engine):
         assert Leadership(engine, None).try_acquire() is True
 
 
+@pytest.mark.interop
 def test_the_daemon_runs_the_day_and_serves_metrics(tmp_path):
     """`radbill billingd` end to end: catches up today at start, then serves /metrics."""
     import os

@@ -23,6 +23,8 @@ from schema.tables import customers, enforcement_jobs, master_packages, operator
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
 
+pytestmark = pytest.mark.daemon
+
 COA_TIMEOUT = 3
 
 

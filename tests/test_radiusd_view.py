@@ -15,6 +15,8 @@ from schema.changes import record_change, record_change_ids
 from schema.pool import Pool
 from schema.tables import change_log, customers, sessions
 
+pytestmark = pytest.mark.daemon
+
 PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="1M/1M")
 
 
