@@ -8,12 +8,12 @@ database goes away the view simply stops changing and radiusd keeps
 answering from the last known state.
 """
 
-import ipaddress
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from radiusd.auth.policy import PackageState, Subscriber
+from schema.identity import canonical_ip
 from schema.tenancy import ancestry
 
 log = logging.getLogger(__name__)
@@ -81,18 +81,6 @@ class Snapshot:
     full: bool = False
 
 
-def canonical_ip(address: str) -> str:
-    """IPv4-mapped IPv6 source addresses (``::ffff:10.0.0.1``, seen on a
-    dual-stack socket) are the IPv4 address."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if parsed.version == 6 and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
-
-
 class SubscriberView:
     def __init__(self):
         self.nas_by_ip: dict[str, NasClient] = {}
@@ -109,7 +97,7 @@ class SubscriberView:
 
     def nas_for(self, address: str) -> NasClient | None:
         client = self.nas_by_ip.get(address)
-        if client is None and ":" in address:
+        if client is None and ":" in address:  # a socket's address is always valid
             client = self.nas_by_ip.get(canonical_ip(address))
         return client
 
