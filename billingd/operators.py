@@ -80,6 +80,11 @@ def check_id_format(id_format: str) -> None:
         )
 
 
+def admin_exists(connection: Connection) -> bool:
+    """Whether the first operator, the admin, has been added."""
+    return connection.execute(select(operators.c.id).where(operators.c.role == "admin")).first() is not None
+
+
 def _check_parent(connection: Connection, role: str, parent) -> None:
     if role == "reseller" and parent["parent_id"] is not None:
         raise RadbillError("a reseller's parent must be the admin")
@@ -128,11 +133,8 @@ def add_operator(
         check_id_format(id_format)
     if connection.execute(select(operators.c.id).where(operators.c.login == login)).first():
         raise RadbillError(f"operator {login!r} already exists")
-    has_admin = (
-        connection.execute(select(operators.c.id).where(operators.c.role == "admin")).first() is not None
-    )
     if role == "admin":
-        if has_admin:
+        if admin_exists(connection):
             raise RadbillError("there is already an admin; there is only one")
         parent_row = None
     else:
