@@ -78,28 +78,25 @@ def list_(obj: Context, deleted: bool, status: str | None) -> None:
     )
 
 
-@customer_group.command("show")
-@click.argument("username")
-@click.pass_obj
-def show(obj: Context, username: str) -> None:
-    """One customer."""
-    with obj.engine.begin() as connection:
-        record = domain.show_customer(connection, obj.actor(connection), username)
-    _emit(record)
+def _one_customer(name: str, help_text: str, act):
+    """A command on one customer: ``act(obj, connection, actor, username)`` returns what is shown."""
 
-
-def _lifecycle(name: str, function, help_text: str):
     @customer_group.command(name, help=help_text)
     @click.argument("username")
     @click.pass_obj
     def command(obj: Context, username: str) -> None:
         with obj.engine.begin() as connection:
-            record = function(connection, obj.actor(connection), username, obj.calendar())
+            record = act(obj, connection, obj.actor(connection), username)
         _emit(record)
 
     return command
 
 
+def _lifecycle(name: str, function, help_text: str):
+    return _one_customer(name, help_text, lambda obj, *args: function(*args, obj.calendar()))
+
+
+_one_customer("show", "One customer.", lambda obj, *args: domain.show_customer(*args))
 _lifecycle(
     "suspend", domain.suspend, "Suspend now (unused days refunded per the owner's policy; session cut)."
 )
@@ -107,16 +104,11 @@ _lifecycle(
     "resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet)."
 )
 _lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
-
-
-@customer_group.command("restore")
-@click.argument("username")
-@click.pass_obj
-def restore(obj: Context, username: str) -> None:
-    """Restore a deleted customer (suspended until resumed or renewed)."""
-    with obj.engine.begin() as connection:
-        record = domain.restore_customer(connection, obj.actor(connection), username)
-    _emit(record)
+_one_customer(
+    "restore",
+    "Restore a deleted customer (suspended until resumed or renewed).",
+    lambda obj, *args: domain.restore_customer(*args),
+)
 
 
 @customer_group.command("renew")
