@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # Debian packages the tests need, installed when their commands are missing.
 TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus
 
-.PHONY: run test venv debian-packages clean
+.PHONY: run test test-fast venv debian-packages clean
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) debian-packages PACKAGES=python3-venv
@@ -30,6 +30,10 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit tier only: no database, no socket, no subprocess (tests/conftest.py); seconds.
+test-fast: venv
+	$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS)
 
 debian-packages:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \

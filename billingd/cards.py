@@ -22,11 +22,11 @@ from billingd import customers
 from billingd.customers import Calendar
 from billingd.packages import priced_package, priced_package_by_id
 from billingd.prices import check_amount
-from billingd.tenancy import Actor, visible_operator_ids
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError
-from schema.tables import card_batches, operators, packages, recharge_cards
+from schema.errors import RadbillError, require_one_of
+from schema.tables import CARD_STATUSES, card_batches, operators, packages, recharge_cards
+from schema.tenancy import Actor, visible_operator_ids
 
 RANDOM_DIGITS = 15
 MAX_BATCH = 10_000
@@ -147,6 +147,7 @@ def list_cards(
     if batch is not None:
         query = query.where(card_batches.c.id == batch)
     if status is not None:
+        require_one_of(status, CARD_STATUSES, "card status")
         query = query.where(recharge_cards.c.status == status)
     return [dict(row) for row in connection.execute(query).mappings()]
 

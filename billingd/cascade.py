@@ -17,6 +17,7 @@ from billingd.ledger import Line, account_id, child_code, wallet_code
 from billingd.prices import format_amount
 from schema.errors import RadbillError
 from schema.tables import operators, package_prices
+from schema.tenancy import ancestor_ids
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,7 @@ def chain_levels(connection: Connection, owner_id: int, package_id: int) -> list
     Locks (PostgreSQL) are taken in id order so that two concurrent sales in
     one tree cannot deadlock; SQLite serialises writers at BEGIN IMMEDIATE.
     """
-    chain = []
-    current = owner_id
-    while current is not None:
-        row = connection.execute(
-            select(operators.c.id, operators.c.parent_id).where(operators.c.id == current)
-        ).one()
-        chain.append(row.id)
-        current = row.parent_id
+    chain = ancestor_ids(connection, owner_id)
     rows = {
         row.id: row
         for row in connection.execute(

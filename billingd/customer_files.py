@@ -28,13 +28,13 @@ from billingd import ledger
 from billingd.customers import Calendar, _zone, normalise_mac, normalise_username
 from billingd.packages import priced_package
 from billingd.prices import end_of_day, format_amount, parse_amount
-from billingd.tenancy import Actor, require_changeable, visible_operator_ids
 from schema.audit import audit
 from schema.changes import record_changes
 from schema.engine import bulk_insert, rows_among
 from schema.errors import RadbillError
 from schema.identity import canonical_ip
 from schema.tables import CUSTOMER_STATUSES, customers, ledger_accounts, operators, packages, zones
+from schema.tenancy import Actor, require_changeable, visible_operator_ids
 
 # radbill's own format, the columns of ``customer export`` and of a radbill import file.
 COLUMNS = (

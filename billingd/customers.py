@@ -29,14 +29,14 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from billingd import cascade, ledger, payments
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
 from billingd.prices import check_amount, day_share, end_of_day, format_amount, local_day, proportional
-from billingd.tenancy import Actor, require_changeable, require_visible, visible_operator_ids
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError
+from schema.errors import RadbillError, require_one_of
 from schema.identity import canonical_ip, canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.tables import (
     CUSTOMER_CODE_LENGTH,
+    CUSTOMER_STATUSES,
     SUSPENDED_EXPIRED,
     SUSPENDED_OPERATOR_FUND,
     SUSPENDED_OVERDUE,
@@ -48,6 +48,7 @@ from schema.tables import (
     packages,
     zones,
 )
+from schema.tenancy import Actor, ancestor_ids, require_changeable, require_visible, visible_operator_ids
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@:+-]{0,63}")
 # Why a customer is suspended. The first three clear themselves once paid for
@@ -244,11 +245,7 @@ def add_customer(
 def _zone(connection: Connection, owner_id: int, code: str | None) -> tuple[int | None, str | None]:
     if code is None:
         return None, None
-    chain = [owner_id]
-    while parent := connection.execute(
-        select(operators.c.parent_id).where(operators.c.id == chain[-1])
-    ).scalar():
-        chain.append(parent)
+    chain = ancestor_ids(connection, owner_id)
     found = connection.execute(
         select(zones.c.id, zones.c.operator_id).where(zones.c.code == code, zones.c.operator_id.in_(chain))
     ).all()
@@ -709,7 +706,7 @@ def delete_customer(connection: Connection, actor: Actor, username: str, calenda
     return show_customer(connection, actor, username)
 
 
-def restore_customer(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
+def restore_customer(connection: Connection, actor: Actor, username: str) -> dict:
     """Bring a deleted customer back, suspended until it is resumed or renewed."""
     row = changeable_customer(connection, actor, username, "restore customers", deleted_ok=True)
     if row["deleted_at"] is None:
@@ -786,5 +783,6 @@ def list_customers(
     if visible is not None:
         query = query.where(customers.c.operator_id.in_(visible))
     if status is not None:
+        require_one_of(status, CUSTOMER_STATUSES, "customer status")
         query = query.where(customers.c.status == status)
     return [_view(actor, row) for row in connection.execute(query.order_by(customers.c.username)).mappings()]

@@ -23,15 +23,15 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from billingd.prices import format_amount, parse_amount
-from billingd.tenancy import Actor, descendant_ids, require_visible
 from schema.audit import audit
 from schema.errors import RadbillError
 from schema.settings import NoticeSettings
 from schema.tables import customers, master_packages, notice_outbox, operators, packages, payments
+from schema.tenancy import Actor, descendant_ids, require_visible
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
-BATCH = 50
+BATCH = 20
 LEASE = timedelta(minutes=2)
 RESELLER_ROLES = ("reseller", "sub_reseller")
 
@@ -211,7 +211,7 @@ class SmsGateway:
     they are). Without ``sms_url`` the gateway only logs what it would send.
     """
 
-    def __init__(self, settings: NoticeSettings, timeout: float = 10.0):
+    def __init__(self, settings: NoticeSettings, timeout: float = 5.0):
         self.settings = settings
         self.timeout = timeout
 

@@ -10,18 +10,28 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from billingd import ledger, payments
 from billingd.ledger import Line
 from billingd.prices import check_amount
-from billingd.tenancy import PERMISSIONS, SELLING_ROLES, STAFF_ROLES, Actor, descendant_ids, require_visible
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError
+from schema.errors import RadbillError, require_one_of
 from schema.tables import (
+    BILLING_MODES,
     CUSTOMER_CODE_LENGTH,
     ID_FORMAT_LENGTH,
+    REFUND_POLICIES,
     ROLES,
     ZONE_CODE_LENGTH,
     customers,
     operators,
     permissions,
+)
+from schema.tenancy import (
+    PERMISSIONS,
+    SELLING_ROLES,
+    STAFF_ROLES,
+    Actor,
+    descendant_ids,
+    operator_row,
+    require_visible,
 )
 
 _LARGEST_SEQUENCE = 999_999_999
@@ -70,11 +80,9 @@ def check_id_format(id_format: str) -> None:
         )
 
 
-def _row(connection: Connection, login: str):
-    row = connection.execute(select(operators).where(operators.c.login == login)).mappings().first()
-    if row is None:
-        raise RadbillError(f"no operator {login!r}")
-    return row
+def admin_exists(connection: Connection) -> bool:
+    """Whether the first operator, the admin, has been added."""
+    return connection.execute(select(operators.c.id).where(operators.c.role == "admin")).first() is not None
 
 
 def _check_parent(connection: Connection, role: str, parent) -> None:
@@ -113,12 +121,9 @@ def add_operator(
     login = login.strip().lower()
     if not _LOGIN.fullmatch(login):
         raise RadbillError(f"invalid login {login!r}: use lower-case letters, digits, '.', '_' or '-'")
-    if role not in ROLES:
-        raise RadbillError(f"invalid role {role!r}: use {', '.join(ROLES)}")
-    if billing_mode not in ("prepaid", "postpaid"):
-        raise RadbillError(f"invalid billing mode {billing_mode!r}: use prepaid or postpaid")
-    if refund_policy not in ("none", "prorated"):
-        raise RadbillError(f"invalid refund policy {refund_policy!r}: use none or prorated")
+    require_one_of(role, ROLES, "role")
+    require_one_of(billing_mode, BILLING_MODES, "billing mode")
+    require_one_of(refund_policy, REFUND_POLICIES, "refund policy")
     if credit_limit < 0:
         raise RadbillError("the credit limit cannot be negative")
     if billing_mode == "postpaid" and role != "admin" and credit_limit == 0:
@@ -128,18 +133,15 @@ def add_operator(
         check_id_format(id_format)
     if connection.execute(select(operators.c.id).where(operators.c.login == login)).first():
         raise RadbillError(f"operator {login!r} already exists")
-    has_admin = (
-        connection.execute(select(operators.c.id).where(operators.c.role == "admin")).first() is not None
-    )
     if role == "admin":
-        if has_admin:
+        if admin_exists(connection):
             raise RadbillError("there is already an admin; there is only one")
         parent_row = None
     else:
         if actor is None:
             raise RadbillError("add the admin first: radbill operator add LOGIN --role admin")
         actor.require("operators.change", "add operators")
-        parent_row = _row(connection, parent) if parent else _row_by_id(connection, actor.home_id)
+        parent_row = operator_row(connection, parent) if parent else _row_by_id(connection, actor.home_id)
         if parent_row["id"] != actor.home_id and not actor.is_admin:
             raise RadbillError(f"{actor.login} may add operators only directly under itself")
         _check_parent(connection, role, parent_row)
@@ -180,7 +182,7 @@ def _row_by_id(connection: Connection, operator_id: int):
 
 
 def get_operator(connection: Connection, login: str) -> Operator:
-    row = _row(connection, login)
+    row = operator_row(connection, login)
     parent = connection.execute(select(operators.c.login).where(operators.c.id == row["parent_id"])).scalar()
     granted = (
         connection.execute(
@@ -209,7 +211,7 @@ def get_operator(connection: Connection, login: str) -> Operator:
 
 def show_operator(connection: Connection, actor: Actor, login: str) -> Operator:
     actor.require("customers.view", "see operators")
-    row = _row(connection, login)
+    row = operator_row(connection, login)
     if row["id"] != actor.id:
         require_visible(connection, actor, row["id"], f"operator {login}")
     return get_operator(connection, login)
@@ -229,7 +231,7 @@ def list_operators(connection: Connection, actor: Actor) -> list[Operator]:
 def _changeable_operator(connection: Connection, actor: Actor, login: str, what: str):
     """A strict descendant of the actor's home (the admin: anyone but itself)."""
     actor.require("operators.change", what)
-    row = _row(connection, login)
+    row = operator_row(connection, login)
     if row["id"] == actor.home_id or row["id"] == actor.id:
         raise RadbillError(f"{actor.login} cannot {what} itself")
     if row["id"] not in descendant_ids(connection, actor.home_id):
@@ -310,7 +312,7 @@ def settle(
     if amount <= 0:
         raise RadbillError("the amount must be more than zero")
     check_amount(amount)
-    child = _row(connection, login)
+    child = operator_row(connection, login)
     if child["parent_id"] is None or child["role"] not in SELLING_ROLES:
         raise RadbillError(f"{login} has no parent to pay")
     if child["parent_id"] != actor.home_id and not actor.is_admin:
@@ -371,7 +373,7 @@ def settle(
 def balance(connection: Connection, actor: Actor, login: str) -> dict:
     """An operator's position with its parent and the totals of its own book."""
     actor.require("money", "see balances")
-    row = _row(connection, login)
+    row = operator_row(connection, login)
     require_visible(connection, actor, row["id"], f"operator {login}")
     accounts = ledger.balances(connection, row["id"])
     wallets = sum(value for code, value in accounts.items() if code.startswith("wallet:"))
@@ -399,6 +401,6 @@ def statement(
     connection: Connection, actor: Actor, login: str, first: date | None, last: date | None
 ) -> list[dict]:
     actor.require("money", "see statements")
-    row = _row(connection, login)
+    row = operator_row(connection, login)
     require_visible(connection, actor, row["id"], f"operator {login}")
     return ledger.statement(connection, row["id"], first, last)

@@ -12,11 +12,19 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select, update
 
 from billingd.prices import check_amount
-from billingd.tenancy import Actor, require_visible
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError
-from schema.tables import CUSTOMER_TYPES, master_packages, operators, package_prices, packages
+from schema.errors import RadbillError, require_one_of
+from schema.tables import (
+    BILLING_TYPES,
+    CUSTOMER_TYPES,
+    VISIBILITIES,
+    master_packages,
+    operators,
+    package_prices,
+    packages,
+)
+from schema.tenancy import Actor, require_visible
 
 # Bounds that keep a package's numbers sane (and inside 64 bits).
 MAX_PERIOD_DAYS = 3660
@@ -77,10 +85,8 @@ def add_master_package(
     **spec,
 ) -> int:
     _require_admin_scope(actor, "add master packages")
-    if customer_type not in CUSTOMER_TYPES:
-        raise RadbillError(f"invalid customer type {customer_type!r}: use {', '.join(CUSTOMER_TYPES)}")
-    if billing_type not in ("daily", "monthly"):
-        raise RadbillError(f"invalid billing {billing_type!r}: use daily or monthly")
+    require_one_of(customer_type, CUSTOMER_TYPES, "customer type")
+    require_one_of(billing_type, BILLING_TYPES, "billing")
     if not 1 <= period_days <= MAX_PERIOD_DAYS:
         raise RadbillError(f"invalid period {period_days}: must be 1..{MAX_PERIOD_DAYS} days")
     if not 1 <= spec.get("simultaneous_use", 1) <= MAX_SIMULTANEOUS_USE:
@@ -184,8 +190,7 @@ def _check_prices(*prices: int | None) -> None:
 
 
 def _check_visibility(visibility: str) -> None:
-    if visibility not in ("public", "private"):
-        raise RadbillError(f"invalid visibility {visibility!r}: use public or private")
+    require_one_of(visibility, VISIBILITIES, "visibility")
 
 
 def assign_package(

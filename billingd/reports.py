@@ -1,30 +1,207 @@
-"""Reports an ISP files or reads: expiring subscribers, revenue, the BTRC subscriber list, invoices.
+"""Read models: what the operators look at, each decided for an :class:`Actor`.
 
-Each takes the :class:`Actor` and shows only what its tenancy allows; every
-amount is an integer of minor units. Revenue comes from the ledger alone:
-the lines that credit (or, for refunds and reversals, debit) a ``sales``
-account, in the books the actor may see.
+Who is online, why a subscriber could not log in, which billing days ran,
+and the reports an ISP files or reads: expiring subscribers, revenue, the
+BTRC subscriber list, invoices. Every front end (the CLI, the API) calls
+these and prints or serves what they return, so the same actor sees the
+same rows everywhere. Every amount is an integer of minor units; revenue
+comes from the ledger alone: the lines that credit (or, for refunds and
+reversals, debit) a ``sales`` account, in the books the actor may see.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
-from billingd.tenancy import Actor, visible_operator_ids
+from nas.registry import get_nas
 from schema.engine import as_utc
 from schema.errors import RadbillError
+from schema.identity import canonical_username
 from schema.tables import (
+    billing_runs,
     customers,
+    enforcement_jobs,
     invoices,
     ledger_accounts,
     ledger_entries,
     ledger_lines,
     master_packages,
+    nas,
     operators,
     packages,
+    radpostauth,
+    sessions,
     zones,
 )
+from schema.tenancy import Actor, require_visible, visible_operator_ids
+
+ATTEMPT_COLUMNS = ("authdate", "reply", "reason", "nasipaddress", "callingstationid")
+
+
+@dataclass(frozen=True)
+class OnlineSession:
+    username: str
+    nas: str
+    ip: str | None
+    mac: str | None
+    started_at: datetime | None
+    duration: int | None
+    upload_bytes: int
+    download_bytes: int
+    acct_session_id: str
+
+
+def online_sessions(
+    connection: Connection,
+    actor: Actor,
+    now: datetime,
+    nas_name: str | None = None,
+    customer_id: int | None = None,
+) -> list[OnlineSession]:
+    """Open sessions of the customers the actor sees (or of one), oldest first; the
+    NAS by name where radbill knows it, else by address. The admin also sees
+    sessions of user names that are no customer."""
+    actor.require("customers.view", "list online sessions")
+    if nas_name is not None:
+        get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
+    query = (
+        select(sessions, nas.c.name.label("nas_name"))
+        .select_from(sessions.outerjoin(nas, nas.c.id == sessions.c.nas_id))
+        .where(sessions.c.stopped_at.is_(None))
+        .order_by(sessions.c.started_at, sessions.c.id)
+    )
+    if nas_name is not None:
+        query = query.where(nas.c.name == nas_name)
+    if customer_id is not None:
+        query = query.where(sessions.c.customer_id == customer_id)
+    operator_ids = visible_operator_ids(connection, actor)
+    if operator_ids is not None:
+        query = query.join(customers, customers.c.id == sessions.c.customer_id).where(
+            customers.c.operator_id.in_(sorted(operator_ids))
+        )
+    result = []
+    for row in connection.execute(query):
+        started = as_utc(row.started_at)
+        result.append(
+            OnlineSession(
+                username=row.username,
+                nas=row.nas_name or row.nas_ip_address,
+                ip=row.framed_ip_address,
+                mac=row.calling_station_id,
+                started_at=started,
+                duration=int((now - started).total_seconds()) if started else None,
+                upload_bytes=row.upload_bytes,
+                download_bytes=row.download_bytes,
+                acct_session_id=row.acct_session_id,
+            )
+        )
+    return result
+
+
+def attempts(connection: Connection, actor: Actor, username: str, limit: int = 20) -> list[dict]:
+    """A subscriber's latest authentication attempts (radpostauth), newest first.
+
+    A customer's attempts are seen by whoever sees the customer; those of a
+    user name that is no customer only by the admin.
+    """
+    if limit < 1:
+        raise RadbillError(f"the limit must be at least 1, got {limit}")
+    actor.require("customers.view", "see authentication attempts")
+    name = canonical_username(username)
+    owner = connection.execute(select(customers.c.operator_id).where(customers.c.username == name)).scalar()
+    if owner is not None:
+        require_visible(connection, actor, owner, f"customer {name!r}")
+    elif not actor.is_admin:
+        raise RadbillError(f"no customer {name!r}")
+    query = (
+        select(*(radpostauth.c[column] for column in ATTEMPT_COLUMNS))
+        .where(radpostauth.c.username == name)
+        .order_by(radpostauth.c.authdate.desc(), radpostauth.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def recent_runs(connection: Connection, actor: Actor, limit: int = 30) -> list[dict]:
+    """The last billing days run, newest first."""
+    actor.require("money", "see billing runs")
+    query = select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit)
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    id: int
+    action: str
+    reason: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Why:
+    """``radbill why``: the evidence, and what the next Access-Request would get (``decision``, from
+    radiusd's policy, assumed to come from ``device``)."""
+
+    username: str
+    attempts: list[dict]
+    sessions: list[OnlineSession]
+    decision: object
+    device: str | None
+    jobs: list[PendingJob]
+
+
+def why(
+    connection: Connection,
+    actor: Actor,
+    username: str,
+    *,
+    now: datetime,
+    decide: Callable[[Connection, int, str, str | None, datetime], object],
+    limit: int = 10,
+) -> Why:
+    """Why a visible customer can or cannot log in. ``decide(connection, customer_id, username,
+    device, now)`` is radiusd's answer (radiusd.auth.why.next_answer, given by the composition root:
+    billingd does not import radiusd)."""
+    found = attempts(connection, actor, username, limit)  # checks the actor and the tenancy
+    name = canonical_username(username)
+    row = connection.execute(
+        select(customers.c.id, customers.c.mac_binding).where(customers.c.username == name)
+    ).first()
+    if row is None:
+        raise RadbillError(f"no customer {name!r}")
+    device = found[0]["callingstationid"] if found else None
+    device = device or row.mac_binding
+    jobs = [
+        PendingJob(**job)
+        for job in connection.execute(
+            select(
+                enforcement_jobs.c.id,
+                enforcement_jobs.c.action,
+                enforcement_jobs.c.reason,
+                enforcement_jobs.c.status,
+                enforcement_jobs.c.attempts,
+                enforcement_jobs.c.last_error,
+                enforcement_jobs.c.created_at,
+            )
+            .where(enforcement_jobs.c.customer_id == row.id, enforcement_jobs.c.status != "done")
+            .order_by(enforcement_jobs.c.id)
+        ).mappings()
+    ]
+    return Why(
+        name,
+        found,
+        online_sessions(connection, actor, now, customer_id=row.id),
+        decide(connection, row.id, name, device, now),
+        device,
+        jobs,
+    )
+
 
 REVENUE_GROUPS = ("operator", "zone", "package")
 INVOICE_STATUSES = ("open", "paid", "overdue")

@@ -45,6 +45,7 @@ from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE, disconnect
 from billingd.prices import billing_period, end_of_day, prorated
 from schema.changes import prune_changes, record_change, record_changes
+from schema.outbox import enqueue_selected
 from schema.settings import BillingdSettings
 from schema.tables import (
     billing_runs,
@@ -57,6 +58,7 @@ from schema.tables import (
     packages,
     radpostauth,
 )
+from schema.tenancy import ancestry, operator_parents
 
 log = logging.getLogger(__name__)
 _FAILED_WALLET, _FAILED_OPERATOR = 1, 2
@@ -117,10 +119,10 @@ def run_day(connection: Connection, day: date, settings: BillingdSettings, *, no
         )
     if done is None:
         connection.execute(insert(billing_runs).values(day=day, started_at=now))
-    charged, suspended, amount = _daily_charges(connection, day, settings.zone, now)
+    charged, suspended, amount = _daily_charges(connection, day, settings.zone)
     _record_enabled_days(connection, day)
-    invoiced = _issue_invoices(connection, day, settings, now)
-    suspended += _suspend_overdue(connection, day, settings, now)
+    invoiced = _issue_invoices(connection, day, settings)
+    suspended += _suspend_overdue(connection, day, settings)
     connection.execute(
         update(billing_runs)
         .where(billing_runs.c.day == day)
@@ -166,18 +168,15 @@ def _sql(statement: str):
 
 def _chains(connection: Connection) -> dict[int, list[tuple[int, int]]]:
     """For each operator: the (level, parent) pairs that pay upwards for its customers, nearest first."""
-    parents = dict(connection.execute(select(operators.c.id, operators.c.parent_id)).all())
+    parents = operator_parents(connection)
     chains = {}
     for operator_id in parents:
-        chain, current = [], operator_id
-        while parents.get(current) is not None:
-            chain.append((current, parents[current]))
-            current = parents[current]
-        chains[operator_id] = chain
+        chain = ancestry(parents, operator_id)
+        chains[operator_id] = list(zip(chain, chain[1:]))
     return chains
 
 
-def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datetime) -> tuple[int, int, int]:
+def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[int, int, int]:
     connection.execute(text("DROP TABLE IF EXISTS run_charges"))
     connection.execute(text("DROP TABLE IF EXISTS run_chain"))
     connection.execute(
@@ -326,13 +325,14 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo, now: datet
         FROM run_charges r WHERE r.customer_id = customers.id AND r.failed > 0 AND r.was_active = 1""")
     )
     reason = f"CASE failed WHEN 0 THEN 'reactivated' WHEN {_FAILED_WALLET} THEN '{EXPIRED}' ELSE '{OPERATOR_FUND}' END"
-    connection.execute(
+    enqueue_selected(
+        connection,
         _sql(f"""
-        INSERT INTO enforcement_jobs (customer_id, action, reason, dedupe_key)
-        SELECT customer_id, 'disconnect', {reason},
-               {reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT)
-        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)"""),
-        {"day": day},
+        SELECT customer_id, 'disconnect' AS action, {reason} AS reason,
+               {reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT) AS dedupe_key
+        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)""")
+        .bindparams(day=day)
+        .columns(column("customer_id"), column("action"), column("reason"), column("dedupe_key")),
     )
     # Charged customers' expiry moved too: radiusd must see every one of them.
     record_changes(
@@ -380,7 +380,7 @@ def _record_enabled_days(connection: Connection, day: date) -> None:
     )
 
 
-def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:
+def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings) -> int:
     """On its cycle day a monthly customer is invoiced for its enabled, not yet invoiced days.
 
     Each day costs its share of the price of the monthly period it falls in,
@@ -494,7 +494,7 @@ def _suspend(connection: Connection, customer_id: int, reason: str, cause: str) 
     disconnect(connection, customer_id, reason, cause)
 
 
-def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings, now: datetime) -> int:
+def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings) -> int:
     """Active monthly customers with an invoice unpaid past its due date plus grace."""
     late = (
         connection.execute(

@@ -5,8 +5,9 @@ Only one billingd is active at a time: on PostgreSQL it holds a session
 advisory lock (the others stand by and retry every minute, so one takes over
 if the active one dies); on SQLite there is one host, so it is always active.
 Each run catches up every missed day in order (:func:`billingd.runs.run_through`).
-Timers use the clock they are given (``task.Clock`` in tests); the blocking
-database work runs in a thread so the reactor stays free for /metrics.
+Timers use the clock they are given (``task.Clock`` in tests); the database
+work, the lock included, runs on the daemon's :class:`schema.pool.Pool`, so the
+reactor stays free for /metrics.
 """
 
 import logging
@@ -18,13 +19,14 @@ from zoneinfo import ZoneInfo
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, task
 
 from billingd import notices, runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
-from schema.daemon import Reloader, Systemd, configure_logging, listen_metrics
 from schema.engine import as_utc, is_sqlite
+from schema.pool import Pool, dedicated_connection
+from schema.runtime import Reloader, Systemd, configure_logging, listen_metrics
 from schema.settings import BillingdSettings, Settings
 from schema.tables import billing_runs, enforcement_jobs, sessions
 
@@ -102,18 +104,30 @@ class Metrics:
 
 
 class Leadership:
-    """One active billingd among several hosts: a PostgreSQL session advisory lock."""
+    """One active billingd among several hosts: a PostgreSQL session advisory lock.
 
-    def __init__(self, engine: Engine):
+    The lock lives in the session of a dedicated connection; ``acquire`` and
+    ``release`` use it on the pool's threads, never on the reactor's.
+    """
+
+    def __init__(self, engine: Engine, database: Pool):
         self.engine = engine
+        self._database = database
         self._connection = None
 
-    def acquire(self) -> bool:
+    def acquire(self) -> defer.Deferred:
+        """A Deferred of True while this instance holds the lock."""
+        return self._database.call("billingd.acquire_lock", self.try_acquire)
+
+    def release(self) -> defer.Deferred:
+        return self._database.call("billingd.release_lock", self.release_now)
+
+    def try_acquire(self) -> bool:
         if is_sqlite(self.engine):
             return True
         try:
             if self._connection is None:
-                self._connection = self.engine.connect()
+                self._connection = dedicated_connection(self.engine)
             held = self._connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
             ).scalar()
@@ -121,10 +135,10 @@ class Leadership:
             return bool(held)
         except DBAPIError:
             log.warning("lost the database connection that holds the billing lock; will retry", exc_info=True)
-            self.release()
+            self.release_now()
             return False
 
-    def release(self) -> None:
+    def release_now(self) -> None:
         """Give the lock up; the session is discarded, not pooled, so no lock outlives it."""
         if self._connection is not None:
             try:
@@ -159,11 +173,12 @@ class Scheduler:
     def start(self) -> None:
         self.tick()
 
-    def stop(self) -> None:
+    def stop(self):
+        """Cancel the timer and give the lock up (a Deferred the shutdown waits for)."""
         if self.call is not None and self.call.active():
             self.call.cancel()
         self.call = None
-        self.leadership.release()
+        return self.leadership.release()
 
     def apply(self, settings: Settings) -> None:
         """SIGHUP: new run time, time zone and invoice terms; a pending run is rescheduled."""
@@ -183,7 +198,7 @@ class Scheduler:
     @defer.inlineCallbacks
     def tick(self):
         self.call = None
-        self.active = self.leadership.acquire()
+        self.active = yield self.leadership.acquire()
         if not self.active:
             self.metrics.active.set(0)
             log.info("another billingd is active; standing by")
@@ -288,8 +303,9 @@ class NoticeSender:
     """The notices outbox on billingd's clock: reminders queued hourly, due notices sent every few
     seconds, both only by the active instance (billingd/notices.py)."""
 
-    def __init__(self, engine: Engine, settings: Settings, scheduler: "Scheduler", clock):
+    def __init__(self, engine: Engine, database: Pool, settings: Settings, scheduler: "Scheduler", clock):
         self.engine = engine
+        self.database = database
         self.settings = settings
         self.scheduler = scheduler
         self.gateway = notices.SmsGateway(settings.notices)
@@ -322,7 +338,7 @@ class NoticeSender:
                     connection, self._now(), self.settings.notices, self.settings.billingd.zone
                 )
 
-        d = threads.deferToThread(queue_in_transaction)
+        d = self.database.call("billingd.queue_notices", queue_in_transaction)
         d.addCallback(lambda queued: queued and log.info("queued %d reminder notices", queued))
         return d.addErrback(
             lambda failure: log.warning("queueing notices failed: %s", failure.getErrorMessage())
@@ -331,7 +347,9 @@ class NoticeSender:
     def send(self):
         if not self.scheduler.active:
             return None
-        d = threads.deferToThread(notices.deliver_due, self.engine, self.gateway, self._now())
+        d = self.database.call(
+            "billingd.send_notices", notices.deliver_due, self.engine, self.gateway, self._now()
+        )
         return d.addErrback(
             lambda failure: log.warning("sending notices failed: %s", failure.getErrorMessage())
         )
@@ -350,16 +368,17 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     systemd = Systemd.from_environment()
     listen_metrics(settings.billingd.metrics_port, settings.billingd.bind)
 
-    def work(through: date):
-        return threads.deferToThread(runs.run_through, engine, through, scheduler.settings)
+    database = Pool(engine, reactor, name="billingd-db")
 
-    scheduler = Scheduler(reactor, settings.billingd, Leadership(engine), work, Metrics())
+    def work(through: date):
+        return database.call("billingd.run_through", runs.run_through, engine, through, scheduler.settings)
+
+    scheduler = Scheduler(reactor, settings.billingd, Leadership(engine, database), work, Metrics())
     # The enforcement outbox worker (nas/): tells the routers about what the runs and commands changed.
-    worker = EnforcementWorker(engine, reactor=reactor)
-    notice_sender = NoticeSender(engine, settings, scheduler, reactor)
+    worker = EnforcementWorker(database, reactor=reactor)
+    notice_sender = NoticeSender(engine, database, settings, scheduler, reactor)
     if load_settings is not None:
         Reloader(settings, load_settings, scheduler.apply, RELOADABLE, systemd, "billingd").install(reactor)
-
     gauges = HealthGauges()
 
     def look():
@@ -369,7 +388,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
             gauges.update(health, scheduler.metrics, datetime.now(UTC))
             return status_line(health, scheduler)
 
-        return threads.deferToThread(read_health, engine).addCallback(seen)
+        return database.call("billingd.health", read_health, engine).addCallback(seen)
 
     def report_status():
         def unreachable(failure):
@@ -382,7 +401,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     def start():
         while True:
             try:
-                yield threads.deferToThread(database_reachable, engine)
+                yield database.call("billingd.database_reachable", database_reachable, engine)
                 break
             except DBAPIError as error:
                 log.error("database unreachable (%s); retrying", str(error.orig).splitlines()[0])

@@ -4,10 +4,10 @@ import re
 
 from sqlalchemy import Connection, insert, select
 
-from billingd.tenancy import Actor, visible_operator_ids
 from schema.audit import audit
 from schema.errors import RadbillError
 from schema.tables import ZONE_CODE_LENGTH, operators, zones
+from schema.tenancy import Actor, visible_operator_ids
 
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % ZONE_CODE_LENGTH)
 

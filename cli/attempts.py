@@ -5,15 +5,12 @@ answer, the reason label radiusd gave, the router and the calling device.
 """
 
 import click
-from sqlalchemy import select
 
+from billingd import reports
 from cli.context import Context
 from cli.output import emit_table
 from cli.params import LIMIT
 from schema.identity import canonical_username
-from schema.tables import radpostauth
-
-COLUMNS = ["authdate", "reply", "reason", "nasipaddress", "callingstationid"]
 
 
 @click.command()
@@ -24,19 +21,12 @@ COLUMNS = ["authdate", "reply", "reason", "nasipaddress", "callingstationid"]
 @click.pass_obj
 def attempts(obj: Context, username: str, limit: int) -> None:
     """Show a subscriber's latest authentication attempts, newest first."""
-    name = canonical_username(username)
-    query = (
-        select(*(radpostauth.c[column] for column in COLUMNS))
-        .where(radpostauth.c.username == name)
-        .order_by(radpostauth.c.authdate.desc(), radpostauth.c.id.desc())
-        .limit(limit)
-    )
-    with obj.engine.connect() as connection:
-        rows = [dict(row) for row in connection.execute(query).mappings()]
+    with obj.engine.begin() as connection:
+        rows = reports.attempts(connection, obj.actor(connection), username, limit)
     if not rows and not obj.as_json:
-        click.echo(f"no authentication attempts recorded for {name}")
+        click.echo(f"no authentication attempts recorded for {canonical_username(username)}")
         return
-    emit_table(rows, COLUMNS)
+    emit_table(rows, list(reports.ATTEMPT_COLUMNS))
 
 
 COMMANDS = [attempts]

@@ -4,12 +4,11 @@ from datetime import datetime
 
 import click
 
-from billingd import runs
+from billingd import reports, runs
 from cli.context import Context
 from cli.money import shown
 from cli.output import emit_table
 from cli.params import LIMIT
-from schema.tables import billing_runs
 
 
 @click.group("billing")
@@ -48,17 +47,10 @@ def run(obj: Context, day: datetime | None) -> None:
 @click.pass_obj
 def list_runs(obj: Context, limit: int) -> None:
     """The last days run."""
-    from sqlalchemy import select
-
     with obj.engine.begin() as connection:
-        obj.actor(connection).require("money", "see billing runs")
-        rows = (
-            connection.execute(select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit))
-            .mappings()
-            .all()
-        )
+        rows = reports.recent_runs(connection, obj.actor(connection), limit)
     emit_table(
-        [shown(dict(row), "amount_charged") for row in rows],
+        [shown(row, "amount_charged") for row in rows],
         ["day", "started_at", "finished_at", "customers_charged", "amount_charged", "customers_suspended"],
     )
 

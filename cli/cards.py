@@ -8,6 +8,7 @@ from cli.context import Context
 from cli.money import AMOUNT, shown
 from cli.output import emit_record, emit_table
 from cli.params import ROW_ID
+from schema.tables import CARD_STATUSES
 
 
 @click.group("card")
@@ -32,7 +33,7 @@ def batch(obj: Context, count: int, value, package, distributor) -> None:
 
 @card_group.command("list")
 @click.option("--batch", type=ROW_ID, help="Only this batch.")
-@click.option("--status", type=click.Choice(["new", "redeemed", "void"]))
+@click.option("--status", type=click.Choice(CARD_STATUSES))
 @click.pass_obj
 def list_(obj: Context, batch, status) -> None:
     """Cards you issued or were given to sell."""
@@ -51,12 +52,8 @@ def list_(obj: Context, batch, status) -> None:
 def redeem(obj: Context, pin: str, username: str) -> None:
     """Use a card for a customer (once)."""
     with obj.engine.begin() as connection:
-        emit_record(
-            shown(
-                cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar()),
-                "wallet_balance",
-            )
-        )
+        redeemed = cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar())
+    emit_record(shown(redeemed, "wallet_balance"))
 
 
 COMMANDS = [card_group]

@@ -7,10 +7,10 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from billingd.customers import Calendar
-from billingd.tenancy import resolve_actor
 from cli.config import load_settings
 from schema.engine import make_engine
 from schema.settings import Settings
+from schema.tenancy import resolve_actor
 
 
 class Context:

@@ -7,6 +7,7 @@ from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
 from schema.errors import RadbillError
+from schema.tables import CUSTOMER_STATUSES
 
 
 @click.group("customer")
@@ -65,7 +66,7 @@ def add(
 
 @customer_group.command("list")
 @click.option("--deleted", is_flag=True, help="Deleted customers (restorable) instead.")
-@click.option("--status", type=click.Choice(["active", "suspended", "disabled"]))
+@click.option("--status", type=click.Choice(CUSTOMER_STATUSES))
 @click.pass_obj
 def list_(obj: Context, deleted: bool, status: str | None) -> None:
     """Customers you can see: yours and your descendants'."""
@@ -77,26 +78,25 @@ def list_(obj: Context, deleted: bool, status: str | None) -> None:
     )
 
 
-@customer_group.command("show")
-@click.argument("username")
-@click.pass_obj
-def show(obj: Context, username: str) -> None:
-    """One customer."""
-    with obj.engine.begin() as connection:
-        _emit(domain.show_customer(connection, obj.actor(connection), username))
+def _one_customer(name: str, help_text: str, act):
+    """A command on one customer: ``act(obj, connection, actor, username)`` returns what is shown."""
 
-
-def _lifecycle(name: str, function, help_text: str):
     @customer_group.command(name, help=help_text)
     @click.argument("username")
     @click.pass_obj
     def command(obj: Context, username: str) -> None:
         with obj.engine.begin() as connection:
-            _emit(function(connection, obj.actor(connection), username, obj.calendar()))
+            record = act(obj, connection, obj.actor(connection), username)
+        _emit(record)
 
     return command
 
 
+def _lifecycle(name: str, function, help_text: str):
+    return _one_customer(name, help_text, lambda obj, *args: function(*args, obj.calendar()))
+
+
+_one_customer("show", "One customer.", lambda obj, *args: domain.show_customer(*args))
 _lifecycle(
     "suspend", domain.suspend, "Suspend now (unused days refunded per the owner's policy; session cut)."
 )
@@ -104,8 +104,10 @@ _lifecycle(
     "resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet)."
 )
 _lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
-_lifecycle(
-    "restore", domain.restore_customer, "Restore a deleted customer (suspended until resumed or renewed)."
+_one_customer(
+    "restore",
+    "Restore a deleted customer (suspended until resumed or renewed).",
+    lambda obj, *args: domain.restore_customer(*args),
 )
 
 
@@ -116,7 +118,8 @@ _lifecycle(
 def renew(obj: Context, username: str, cash: bool) -> None:
     """Buy one more period, from the later of today and the current expiry."""
     with obj.engine.begin() as connection:
-        _emit(domain.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash))
+        record = domain.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash)
+    _emit(record)
 
 
 @customer_group.command("change-package")
@@ -126,7 +129,8 @@ def renew(obj: Context, username: str, cash: bool) -> None:
 def change_package(obj: Context, username: str, package: str) -> None:
     """Switch package now (unused days refunded per policy; a new period bought if one was running)."""
     with obj.engine.begin() as connection:
-        _emit(domain.change_package(connection, obj.actor(connection), username, package, obj.calendar()))
+        record = domain.change_package(connection, obj.actor(connection), username, package, obj.calendar())
+    _emit(record)
 
 
 @customer_group.command("reset-password")
@@ -151,17 +155,16 @@ def _payment(name: str, help_text: str):
     @click.pass_obj
     def command(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
         with obj.engine.begin() as connection:
-            _emit(
-                domain.receive_payment(
-                    connection,
-                    obj.actor(connection),
-                    username,
-                    amount,
-                    obj.calendar(),
-                    method=method,
-                    reference=reference,
-                )
+            record = domain.receive_payment(
+                connection,
+                obj.actor(connection),
+                username,
+                amount,
+                obj.calendar(),
+                method=method,
+                reference=reference,
             )
+        _emit(record)
 
     return command
 

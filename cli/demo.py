@@ -8,108 +8,98 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from billingd import customers, operators, packages
+from billingd import customers, operators
 from billingd.customers import Calendar
+from billingd.isp import IspPlan, OperatorPlan, PackagePlan, RouterPlan, build_isp
 from billingd.prices import parse_amount
-from billingd.tenancy import resolve_actor
 from cli.context import Context
-from nas.registry import add_nas
 from schema import migrate
-from schema.tables import operators as operators_table
+from schema.tenancy import resolve_actor
 
 MEGABIT = 1_000_000
 DEMO_ZONE = ZoneInfo("Asia/Dhaka")
 
 
+def _price(amount: str) -> int:
+    return parse_amount(amount)
+
+
+DEMO_ISP = IspPlan(
+    admin_name="ISP owner",
+    operators=(
+        OperatorPlan(
+            "reseller1",
+            "reseller",
+            name="Dhanmondi Net",
+            id_format="DN{seq:05d}",
+            permissions=("reseller_module",),
+            fund=_price("10000"),
+        ),
+        OperatorPlan(
+            "subreseller1",
+            "sub_reseller",
+            parent="reseller1",
+            name="Road 27 Cable",
+            id_format="R27-{seq:04d}",
+            fund=_price("2000"),
+        ),
+    ),
+    routers=(RouterPlan("demo-nas", "127.0.0.1", "testing123", "this machine, for radtest"),),
+    packages=tuple(
+        PackagePlan(
+            name,
+            spec,
+            _price(customer_price),
+            {"reseller1": _price(operator_price), "subreseller1": _price(operator_price) * 11 // 10},
+        )
+        for name, spec, customer_price, operator_price in [
+            (
+                "PPPoE 10M",
+                dict(customer_type="pppoe", billing_type="daily", rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT),
+                "500",
+                "400",
+            ),
+            (
+                "PPPoE 20M 100G",
+                dict(
+                    customer_type="pppoe",
+                    billing_type="daily",
+                    rate_rx=20 * MEGABIT,
+                    rate_tx=20 * MEGABIT,
+                    quota_bytes=100 * 10**9,
+                    fup_rx=2 * MEGABIT,
+                    fup_tx=2 * MEGABIT,
+                ),
+                "800",
+                "650",
+            ),
+            (
+                "Hotspot 5M",
+                dict(
+                    customer_type="hotspot",
+                    billing_type="daily",
+                    period_days=7,
+                    rate_rx=5 * MEGABIT,
+                    rate_tx=5 * MEGABIT,
+                    simultaneous_use=2,
+                ),
+                "100",
+                "80",
+            ),
+        ]
+    ),
+)
+
+
 def load_demo(connection: Connection, now: datetime, zone: ZoneInfo = DEMO_ZONE) -> bool:
     """Insert the demo ISP; False if it is already there."""
-    if connection.execute(select(operators_table.c.id).where(operators_table.c.login == "admin")).first():
+    if operators.admin_exists(connection):
         return False
     calendar = Calendar(now, zone)
-    operators.add_operator(connection, None, "admin", "admin", name="ISP owner")
+    build_isp(connection, DEMO_ISP, calendar.today)
     admin = resolve_actor(connection, "admin")
-    operators.add_operator(
-        connection,
-        admin,
-        "reseller1",
-        "reseller",
-        name="Dhanmondi Net",
-        billing_mode="prepaid",
-        id_format="DN{seq:05d}",
-    )
-    operators.permit(connection, admin, "reseller1", "reseller_module")
-    reseller = resolve_actor(connection, "reseller1")
-    operators.add_operator(
-        connection,
-        reseller,
-        "subreseller1",
-        "sub_reseller",
-        name="Road 27 Cable",
-        billing_mode="prepaid",
-        id_format="R27-{seq:04d}",
-    )
-    add_nas(connection, "demo-nas", "127.0.0.1", "testing123", description="this machine, for radtest")
-
-    plans = [
-        (
-            "PPPoE 10M",
-            dict(customer_type="pppoe", billing_type="daily", rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT),
-            "500",
-            "400",
-        ),
-        (
-            "PPPoE 20M 100G",
-            dict(
-                customer_type="pppoe",
-                billing_type="daily",
-                rate_rx=20 * MEGABIT,
-                rate_tx=20 * MEGABIT,
-                quota_bytes=100 * 10**9,
-                fup_rx=2 * MEGABIT,
-                fup_tx=2 * MEGABIT,
-            ),
-            "800",
-            "650",
-        ),
-        (
-            "Hotspot 5M",
-            dict(
-                customer_type="hotspot",
-                billing_type="daily",
-                period_days=7,
-                rate_rx=5 * MEGABIT,
-                rate_tx=5 * MEGABIT,
-                simultaneous_use=2,
-            ),
-            "100",
-            "80",
-        ),
-    ]
-    for name, spec, customer_price, operator_price in plans:
-        packages.add_master_package(connection, admin, name, **spec)
-        packages.add_package(
-            connection,
-            admin,
-            name,
-            master=name,
-            customer_price=parse_amount(customer_price),
-            operator_price=parse_amount(operator_price),
-        )
-        packages.assign_package(
-            connection, admin, name, "reseller1", operator_price=parse_amount(operator_price)
-        )
-        packages.assign_package(
-            connection, reseller, name, "subreseller1", operator_price=parse_amount(operator_price) * 11 // 10
-        )
-    operators.settle(
-        connection, admin, "reseller1", parse_amount("10000"), mode="prepaid", today=calendar.today
-    )
-    operators.settle(
-        connection, reseller, "subreseller1", parse_amount("2000"), mode="prepaid", today=calendar.today
-    )
-
     customers.add_customer(
         connection,
         admin,

@@ -5,7 +5,8 @@ import click
 from cli.context import Context
 from cli.output import emit_table
 from cli.params import LIMIT, ROW_ID
-from nas.outbox import STATUSES, list_jobs, retry_job
+from nas.outbox import list_jobs, retry_job
+from schema.tables import JOB_STATUSES
 
 
 @click.group("enforcement")
@@ -14,7 +15,7 @@ def enforcement_group() -> None:
 
 
 @enforcement_group.command("list")
-@click.option("--status", type=click.Choice(STATUSES), help="Only jobs with this status.")
+@click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs with this status.")
 @click.option(
     "--limit",
     type=LIMIT,

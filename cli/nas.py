@@ -5,7 +5,8 @@ import click
 from cli.context import Context
 from cli.output import emit_record, emit_table
 from cli.params import PORT
-from nas.registry import MESSAGE_AUTHENTICATOR_POLICIES, add_nas, get_nas, list_nas, update_nas
+from nas.registry import add_nas, get_nas, list_nas, update_nas
+from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES
 
 _POLICY = click.Choice(MESSAGE_AUTHENTICATOR_POLICIES)
 
@@ -82,7 +83,8 @@ def list_(obj: Context) -> None:
 def show(obj: Context, name: str) -> None:
     """Show one router (secrets hidden)."""
     with obj.engine.connect() as connection:
-        emit_record(get_nas(connection, name))
+        router = get_nas(connection, name)
+    emit_record(router)
 
 
 COMMANDS = [nas_group]

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import click
 
-from billingd.tenancy import visible_operator_ids
+from billingd import reports
 from cli.context import Context
 from cli.output import emit_table
-from nas.registry import get_nas
-from radiusd.accounting.store import OnlineSession, list_open_sessions
+
+SESSION_COLUMNS = ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"]
 
 
 def _duration(seconds: int | None) -> str:
@@ -38,16 +38,10 @@ def session_rows(found) -> list[dict]:
     ]
 
 
-def read_online(obj: Context, nas_name: str | None) -> list[OnlineSession]:
+def read_online(obj: Context, nas_name: str | None) -> list[reports.OnlineSession]:
     """The open sessions of the caller's customers (``radbill online`` and ``report online``)."""
     with obj.engine.begin() as connection:
-        actor = obj.actor(connection)
-        actor.require("customers.view", "list online sessions")
-        if nas_name is not None:
-            get_nas(connection, nas_name)  # an unknown name is an error, not an empty list
-        return list_open_sessions(
-            connection, datetime.now(UTC), nas_name, visible_operator_ids(connection, actor)
-        )
+        return reports.online_sessions(connection, obj.actor(connection), datetime.now(UTC), nas_name)
 
 
 @click.command()
@@ -57,10 +51,9 @@ def online(obj: Context, nas_name: str | None) -> None:
     """List open sessions of the customers you can see: user, NAS, IP, MAC, start, duration, bytes up/down."""
     found = read_online(obj, nas_name)
     if obj.as_json:
-        emit_table(found, [field.name for field in dataclasses.fields(OnlineSession)])
+        emit_table(found, [field.name for field in dataclasses.fields(reports.OnlineSession)])
         return
-    rows = session_rows(found)
-    emit_table(rows, ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"])
+    emit_table(session_rows(found), SESSION_COLUMNS)
 
 
 COMMANDS = [online]

@@ -6,11 +6,11 @@ import click
 
 from billingd import operators as domain
 from billingd import zones
-from billingd.tenancy import PERMISSIONS
 from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
-from schema.tables import ROLES
+from schema.tables import BILLING_MODES, REFUND_POLICIES, ROLES
+from schema.tenancy import PERMISSIONS
 
 _MONEY = (
     "credit_limit",
@@ -48,7 +48,7 @@ def _view(actor, operator) -> dict:
 @click.option(
     "--billing",
     "billing_mode",
-    type=click.Choice(["prepaid", "postpaid"]),
+    type=click.Choice(BILLING_MODES),
     default="prepaid",
     show_default=True,
 )
@@ -63,7 +63,7 @@ def _view(actor, operator) -> dict:
 )
 @click.option(
     "--refund-policy",
-    type=click.Choice(["prorated", "none"]),
+    type=click.Choice(REFUND_POLICIES),
     default="prorated",
     show_default=True,
     help="What a customer gets back for unused days on early disconnect or downgrade.",
@@ -74,13 +74,10 @@ def add(
     obj: Context, login: str, role: str, parent, billing_mode, credit_limit, id_format, refund_policy, name
 ) -> None:
     """Add an operator (the very first one must be the admin)."""
-    from sqlalchemy import select
-
-    from schema.tables import operators
-
     with obj.engine.begin() as connection:
-        bootstrap = role == "admin" and connection.execute(select(operators.c.id)).first() is None
-        actor = None if bootstrap else obj.actor(connection)
+        # The admin is the first operator, added before there is anyone to act as
+        # (the domain refuses a second one).
+        actor = None if role == "admin" else obj.actor(connection)
         added = domain.add_operator(
             connection,
             actor,
@@ -116,7 +113,8 @@ def show(obj: Context, login: str) -> None:
     """One operator."""
     with obj.engine.begin() as connection:
         actor = obj.actor(connection)
-        emit_record(_view(actor, domain.show_operator(connection, actor, login)))
+        operator = domain.show_operator(connection, actor, login)
+    emit_record(_view(actor, operator))
 
 
 @operator_group.command("permit")
@@ -194,7 +192,8 @@ _settlement("pay", "postpaid", "Record a postpaid child operator's settlement (i
 def balance(obj: Context, login: str) -> None:
     """An operator's fund at its parent and the totals of its book."""
     with obj.engine.begin() as connection:
-        emit_record(shown(domain.balance(connection, obj.actor(connection), login), *_MONEY))
+        book = domain.balance(connection, obj.actor(connection), login)
+    emit_record(shown(book, *_MONEY))
 
 
 @operator_group.command("statement")

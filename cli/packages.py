@@ -10,9 +10,9 @@ from billingd.packages import MAX_PERIOD_DAYS, MAX_QUOTA_BYTES, MAX_SIMULTANEOUS
 from cli.context import Context
 from cli.money import AMOUNT, shown
 from cli.output import emit_table
-from radiusd.ratelimit import RateLimit
 from schema.errors import RadbillError
-from schema.tables import CUSTOMER_TYPES
+from schema.ratelimit import RateLimit
+from schema.tables import BILLING_TYPES, CUSTOMER_TYPES, VISIBILITIES
 
 _SIZE = re.compile(r"(\d+)\s*([kKMGT]?)(i?)B?")
 _SIZE_UNITS = {"": 0, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
@@ -66,7 +66,7 @@ def master_group() -> None:
 @master_group.command("add")
 @click.argument("name")
 @click.option("--type", "customer_type", type=click.Choice(CUSTOMER_TYPES), required=True)
-@click.option("--billing", "billing_type", type=click.Choice(["daily", "monthly"]), required=True)
+@click.option("--billing", "billing_type", type=click.Choice(BILLING_TYPES), required=True)
 @click.option(
     "--period-days",
     type=click.IntRange(1, MAX_PERIOD_DAYS),
@@ -177,7 +177,7 @@ def package_group() -> None:
 @click.option(
     "--operator-price", type=AMOUNT, required=True, help="Default price your resellers pay per period."
 )
-@click.option("--visibility", type=click.Choice(["public", "private"]), default="public", show_default=True)
+@click.option("--visibility", type=click.Choice(VISIBILITIES), default="public", show_default=True)
 @click.pass_obj
 def package_add(obj: Context, name, master, customer_price, operator_price, visibility) -> None:
     """Add a package on your price list."""
@@ -199,7 +199,7 @@ def package_add(obj: Context, name, master, customer_price, operator_price, visi
 @click.option("--to", "to_login", required=True, metavar="LOGIN", help="A child operator.")
 @click.option("--operator-price", type=AMOUNT, required=True, help="What it pays you per period.")
 @click.option("--customer-price", type=AMOUNT, help="What its customers pay (default: yours).")
-@click.option("--visibility", type=click.Choice(["public", "private"]))
+@click.option("--visibility", type=click.Choice(VISIBILITIES))
 @click.pass_obj
 def package_assign(obj: Context, package, to_login, operator_price, customer_price, visibility) -> None:
     """Let a child operator sell a package, at its own price."""

@@ -1,15 +1,16 @@
 """``radbill why USERNAME``: the latest attempts, open sessions, waiting router jobs, and the next answer."""
 
 from datetime import UTC, datetime
+from functools import partial
 
 import click
 
+from billingd import reports
 from cli.context import Context
-from cli.online import session_rows
+from cli.online import SESSION_COLUMNS, session_rows
 from cli.output import emit_json, emit_table
 from cli.params import LIMIT
-from radiusd.auth.why import why as explain
-from radiusd.service import policy_settings
+from radiusd.service import next_answer
 
 
 @click.command()
@@ -21,12 +22,12 @@ from radiusd.service import policy_settings
 def why(obj: Context, username: str, limit: int) -> None:
     """Why a subscriber can or cannot log in: what the next Access-Request would get, and the evidence."""
     with obj.engine.begin() as connection:
-        found = explain(
+        found = reports.why(
             connection,
             obj.actor(connection),
             username,
             now=datetime.now(UTC),
-            settings=policy_settings(obj.settings.radiusd),
+            decide=partial(next_answer, settings=obj.settings.radiusd),
             limit=limit,
         )
     decision = found.decision
@@ -62,9 +63,7 @@ def why(obj: Context, username: str, limit: int) -> None:
     click.echo("")
     if found.sessions:
         click.echo("Open sessions:")
-        emit_table(
-            session_rows(found.sessions), ["nas", "ip", "mac", "start", "duration", "upload", "download"]
-        )
+        emit_table(session_rows(found.sessions), SESSION_COLUMNS[1:])
     else:
         click.echo("No open sessions.")
     click.echo("")

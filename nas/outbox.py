@@ -23,10 +23,8 @@ from nas.coa import SessionIdentity
 from nas.registry import Nas, nas_from_row
 from schema.audit import audit
 from schema.engine import as_utc
-from schema.errors import RadbillError
-from schema.tables import customers, enforcement_jobs, nas, sessions
-
-STATUSES = ("pending", "done", "failed")
+from schema.errors import RadbillError, require_one_of
+from schema.tables import JOB_STATUSES, customers, enforcement_jobs, nas, sessions
 
 
 @dataclass(frozen=True)
@@ -206,8 +204,7 @@ def list_jobs(connection: Connection, status: str | None = None, limit: int = 10
         .limit(limit)
     )
     if status is not None:
-        if status not in STATUSES:
-            raise RadbillError(f"unknown job status {status!r}: use one of {', '.join(STATUSES)}")
+        require_one_of(status, JOB_STATUSES, "job status")
         query = query.where(enforcement_jobs.c.status == status)
     instants = ("not_before", "created_at", "done_at")
     return [

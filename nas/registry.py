@@ -10,11 +10,9 @@ from sqlalchemy import Connection, insert, select, update
 
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError
+from schema.errors import RadbillError, require_one_of
 from schema.identity import canonical_ip
-from schema.tables import nas
-
-MESSAGE_AUTHENTICATOR_POLICIES = ("yes", "no", "auto")
+from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES, nas
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,8 @@ def _checked(values: dict) -> dict:
         if values.get(port) is not None and not 1 <= values[port] <= 65535:
             raise RadbillError(f"invalid {name} {values[port]}: must be 1..65535")
     policy = values.get("require_message_authenticator")
-    if policy is not None and policy not in MESSAGE_AUTHENTICATOR_POLICIES:
-        raise RadbillError(f"invalid Message-Authenticator policy {policy!r}: use yes, no or auto")
+    if policy is not None:
+        require_one_of(policy, MESSAGE_AUTHENTICATOR_POLICIES, "Message-Authenticator policy")
     return values
 
 

@@ -22,8 +22,9 @@ each, acts on every open session of the customer, on that session's NAS:
 A customer with nothing open is done at once: the next login meets the new
 state in radiusd anyway. A job that fails is tried again after
 ``retry_delay`` (10 s, doubling, at most 15 min) and marked failed with its
-last error after ``max_attempts``. Database work and RouterOS API calls run
-in the reactor's thread pool; every timer runs on ``clock``.
+last error after ``max_attempts``. Database work runs on the daemon's
+:class:`schema.pool.Pool`, RouterOS API calls in the reactor's thread pool;
+every timer runs on ``clock``.
 """
 
 import logging
@@ -31,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 
 import librouteros
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Engine
 from twisted.internet import defer, threads
 
 from nas.coa import (
@@ -44,6 +44,7 @@ from nas.coa import (
 from nas.outbox import Job, Target, Work, claim_jobs, load_work, mark_done, mark_failed, mark_retry
 from nas.registry import Nas
 from nas.routeros import ApiEndpoint, RouterApi
+from schema.pool import Pool
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class EnforcementWorker:
 
     def __init__(
         self,
-        engine: Engine,
+        database: Pool,
         *,
         reactor=None,
         clock=None,
@@ -111,7 +112,7 @@ class EnforcementWorker:
     ):
         if reactor is None:
             from twisted.internet import reactor
-        self._engine = engine
+        self._database = database
         self._reactor = reactor
         self._clock = clock or reactor
         self._coa = coa or DynamicAuthorizationClient(reactor, self._clock)
@@ -308,11 +309,7 @@ class EnforcementWorker:
         return result.addCallbacks(count, count, callbackArgs=("ok",), errbackArgs=("error",))
 
     def _in_transaction(self, unit_of_work, *args) -> defer.Deferred:
-        def run():
-            with self._engine.begin() as connection:
-                return unit_of_work(connection, *args)
-
-        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), run)
+        return self._database.run(f"nas.{unit_of_work.__name__}", unit_of_work, *args, write=True)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.seconds(), UTC)

@@ -32,11 +32,6 @@ VIEW_STALENESS = Gauge(
 DATABASE_UP = Gauge(
     "radbill_radiusd_database_up", "1 while the database answers radiusd's queries, 0 while it does not."
 )
-DATABASE_SECONDS = Histogram(
-    "radbill_radiusd_database_seconds",
-    "Duration of radiusd's database transactions, by name.",
-    ["transaction"],
-)
 POSTAUTH_DROPPED = Counter(
     "radbill_radiusd_postauth_dropped", "radpostauth rows given up because the database could not take them."
 )

@@ -28,22 +28,23 @@ from twisted.internet import task
 from radiusd import metrics
 from radiusd.accounting.service import AccountingService
 from radiusd.auth.handler import AccessHandler
-from radiusd.auth.policy import PolicySettings
 from radiusd.auth.postauth import PostAuthLog
-from radiusd.database import Database
+from radiusd.auth.why import next_answer
 from radiusd.protocol import RadiusServerProtocol
-from radiusd.ratelimit import RateLimit
 from radiusd.sockets import listen_udp
 from radiusd.view import queries
 from radiusd.view.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
 from radiusd.view.view import SubscriberView
 from schema.changes import NOTIFY_CHANNEL
-from schema.daemon import Reloader, Systemd, configure_logging, listen_metrics
 from schema.engine import is_sqlite
-from schema.errors import RadbillError
+from schema.pool import Pool
+from schema.runtime import Reloader, Systemd, configure_logging, listen_metrics
 from schema.settings import RadiusdSettings, Settings
 
 log = logging.getLogger("radiusd")
+
+# What cli may use besides running radiusd: the next answer for ``radbill why``.
+__all__ = ["Radiusd", "next_answer", "run", "serve"]
 
 LOAD_RETRY_SECONDS = 2.0
 STATUS_SECONDS = 10.0
@@ -54,22 +55,6 @@ RELOADABLE = frozenset(
 )
 
 
-def policy_settings(settings: RadiusdSettings) -> PolicySettings:
-    expired_rate = ""
-    if settings.expired_rate:
-        try:
-            expired_rate = RateLimit.parse(settings.expired_rate).to_mikrotik()
-        except ValueError as error:
-            raise RadbillError(f"configuration key 'radiusd.expired_rate': {error}") from None
-    return PolicySettings(
-        interim_interval=settings.interim_interval,
-        expired_policy=settings.expired_policy,
-        expired_pool=settings.expired_pool,
-        expired_address_list=settings.expired_address_list,
-        expired_rate=expired_rate,
-    )
-
-
 class Radiusd:
     def __init__(self, settings: RadiusdSettings, engine: Engine, reactor, *, reuse_port: bool = False):
         self.settings = settings
@@ -77,13 +62,13 @@ class Radiusd:
         self.reactor = reactor
         self.reuse_port = reuse_port
         self.view = SubscriberView()
-        self.database = Database(engine, reactor)
+        self.database = Pool(engine, reactor, name="radiusd-db")
         poll = SQLITE_POLL_SECONDS if is_sqlite(engine) else POSTGRESQL_POLL_SECONDS
         self.follower = Follower(self.view, self.database, reactor, poll_interval=poll)
         self.postauth = PostAuthLog(self.database, reactor)
         self.access = AccessHandler(
             self.view,
-            policy_settings(settings),
+            settings,
             reactor,
             record_attempt=self.postauth.record,
             message_authenticator_seen=self._store_message_authenticator_seen,
@@ -113,7 +98,7 @@ class Radiusd:
 
     def apply(self, settings: RadiusdSettings) -> None:
         """SIGHUP: the policy settings decide the next Access-Request."""
-        self.access.settings = policy_settings(settings)
+        self.access.settings = settings
         self.settings = settings
 
     def _load_failed(self, failure):
@@ -228,9 +213,7 @@ def serve(
             server.apply(new.radiusd)
             accounting.settings = new.radiusd
 
-        Reloader(settings, lambda: _checked(load_settings()), apply, RELOADABLE, systemd, "radiusd").install(
-            reactor
-        )
+        Reloader(settings, load_settings, apply, RELOADABLE, systemd, "radiusd").install(reactor)
     failed = []
 
     def cannot_start(failure):
@@ -256,14 +239,8 @@ def serve(
     return 1 if failed else 0
 
 
-def _checked(settings: Settings) -> Settings:
-    policy_settings(settings.radiusd)  # a bad expired_rate refuses the whole configuration
-    return settings
-
-
 def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings] | None = None) -> None:
     configure_logging("radiusd", settings.log.level)
-    _checked(settings)  # refuse a bad expired_rate before anything starts
     systemd = Systemd.from_environment()
     workers = settings.radiusd.workers
     if workers == 1:

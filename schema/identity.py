@@ -32,8 +32,15 @@ def canonical_username(value: str) -> str:
 
 
 def canonical_ip(value: str) -> str:
-    """One spelling per address (``2001:DB8::1`` and ``2001:db8:0::1`` are one NAS or static IP)."""
+    """One spelling per address (``2001:DB8::1`` and ``2001:db8:0::1`` are one NAS or static IP).
+
+    An IPv4-mapped IPv6 address (``::ffff:10.0.0.1``, a dual-stack socket's
+    view of an IPv4 peer) is the IPv4 address.
+    """
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        parsed = ipaddress.ip_address(value.strip())
     except ValueError:
         raise RadbillError(f"invalid IP address {value!r}") from None
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)

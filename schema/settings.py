@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from schema.ratelimit import RateLimit
+
 
 def _port(value: int, lowest: int = 1) -> None:
     """A port is 1..65535; a metrics port may also be 0 (off)."""
@@ -35,11 +37,9 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
-class RadiusdSettings:
-    bind: str = "127.0.0.1"
-    auth_port: int = 1812
-    acct_port: int = 1813
-    metrics_port: int = 9812
+class PolicySettings:
+    """The keys the access policy reads (radiusd's and the FreeRADIUS drop-in's answers)."""
+
     # Acct-Interim-Interval sent in every Access-Accept (seconds).
     interim_interval: int = 300
     # What an expired subscriber gets: "reject", or "restrict" (accepted into
@@ -47,7 +47,28 @@ class RadiusdSettings:
     expired_policy: str = "reject"
     expired_pool: str = ""
     expired_address_list: str = ""
+    # A Mikrotik-Rate-Limit; kept in its canonical form.
     expired_rate: str = ""
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.interim_interval <= 86_400:
+            raise ValueError(f"interim_interval: must be 10..86400 seconds, got {self.interim_interval}")
+        if self.expired_policy not in ("reject", "restrict"):
+            raise ValueError(f'expired_policy: must be "reject" or "restrict", got {self.expired_policy!r}')
+        if self.expired_rate:
+            try:
+                canonical = RateLimit.parse(self.expired_rate).to_mikrotik()
+            except ValueError as error:
+                raise ValueError(f"expired_rate: {error}") from None
+            object.__setattr__(self, "expired_rate", canonical)
+
+
+@dataclass(frozen=True)
+class RadiusdSettings(PolicySettings):
+    bind: str = "127.0.0.1"
+    auth_port: int = 1812
+    acct_port: int = 1813
+    metrics_port: int = 9812
     # Processes sharing the ports (SO_REUSEPORT), each with its own view.
     workers: int = 1
     # SO_RCVBUF of the UDP sockets, in bytes (FIELD-NOTES 19).
@@ -60,15 +81,12 @@ class RadiusdSettings:
     acct_queue_size: int = 10_000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for port in ("auth_port", "acct_port", "metrics_port"):
             try:
                 _port(getattr(self, port), 0 if port == "metrics_port" else 1)
             except ValueError as error:
                 raise ValueError(f"{port}: {error}") from None
-        if not 10 <= self.interim_interval <= 86_400:
-            raise ValueError(f"interim_interval: must be 10..86400 seconds, got {self.interim_interval}")
-        if self.expired_policy not in ("reject", "restrict"):
-            raise ValueError(f'expired_policy: must be "reject" or "restrict", got {self.expired_policy!r}')
         if not 1 <= self.workers <= 64:
             raise ValueError(f"workers: must be 1..64, got {self.workers}")
         if self.receive_buffer < 65_536:

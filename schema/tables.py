@@ -42,9 +42,23 @@ metadata = MetaData(
 
 # Column widths the domain checks input against before writing.
 ID_FORMAT_LENGTH, CUSTOMER_CODE_LENGTH, ZONE_CODE_LENGTH = 100, 64, 20
+# The one definition of each enumerated value: the tables' CHECKs, the domain's
+# validation and the CLI's choices all import these.
 ROLES = ("admin", "manager", "reseller", "sub_reseller", "noc", "card_distributor")
+BILLING_MODES = ("prepaid", "postpaid")
+REFUND_POLICIES = ("none", "prorated")
+OPERATOR_STATUSES = ("active", "blocked")
+MESSAGE_AUTHENTICATOR_POLICIES = ("yes", "no", "auto")
 CUSTOMER_TYPES = ("pppoe", "hotspot", "static", "other")
+BILLING_TYPES = ("daily", "monthly")
+VISIBILITIES = ("public", "private")
 CUSTOMER_STATUSES = ("active", "suspended", "disabled")
+ACCOUNT_KINDS = ("asset", "liability", "equity", "income", "expense")
+INVOICE_STATUSES = ("open", "paid", "void")
+CARD_STATUSES = ("new", "redeemed", "void")
+JOB_ACTIONS = ("disconnect", "coa", "api_disable", "api_enable")
+JOB_STATUSES = ("pending", "done", "failed")
+CHANGE_ENTITIES = ("customer", "nas", "operator", "package", "master_package", "package_price", "sessions")
 # customers.status_reason when billing suspends a customer: it did not pay
 # (its wallet could not pay the day, or an invoice is overdue), or an operator
 # above it could not pay its parent. radiusd treats "did not pay" as expiry,
@@ -94,9 +108,9 @@ operators = Table(
     _money("fund_balance"),
     _created_at(),
     _one_of("role", ROLES, "role"),
-    _one_of("billing_mode", ("prepaid", "postpaid"), "billing_mode"),
-    _one_of("refund_policy", ("none", "prorated"), "refund_policy"),
-    _one_of("status", ("active", "blocked"), "status"),
+    _one_of("billing_mode", BILLING_MODES, "billing_mode"),
+    _one_of("refund_policy", REFUND_POLICIES, "refund_policy"),
+    _one_of("status", OPERATOR_STATUSES, "status"),
     CheckConstraint("credit_limit >= 0", name="credit_limit"),
 )
 
@@ -143,7 +157,7 @@ nas = Table(
     Column("operator_id", ForeignKey("operators.id")),
     Column("description", String(200), nullable=False, server_default=""),
     _created_at(),
-    _one_of("require_message_authenticator", ("yes", "no", "auto"), "require_message_authenticator"),
+    _one_of("require_message_authenticator", MESSAGE_AUTHENTICATOR_POLICIES, "require_message_authenticator"),
     CheckConstraint("coa_port BETWEEN 1 AND 65535", name="coa_port"),
 )
 
@@ -180,7 +194,7 @@ master_packages = Table(
     _created_at(),
     UniqueConstraint("operator_id", "name"),
     _one_of("customer_type", CUSTOMER_TYPES, "customer_type"),
-    _one_of("billing_type", ("daily", "monthly"), "billing_type"),
+    _one_of("billing_type", BILLING_TYPES, "billing_type"),
     CheckConstraint("period_days > 0", name="period_days"),
     CheckConstraint("rate_rx > 0 AND rate_tx > 0", name="rate"),
     CheckConstraint("priority IS NULL OR priority BETWEEN 1 AND 8", name="priority"),
@@ -213,7 +227,7 @@ package_prices = Table(
     Column("assigned_by", ForeignKey("operators.id")),
     _created_at(),
     UniqueConstraint("package_id", "operator_id"),
-    _one_of("visibility", ("public", "private"), "visibility"),
+    _one_of("visibility", VISIBILITIES, "visibility"),
     CheckConstraint("customer_price >= 0 AND operator_price >= 0", name="prices"),
 )
 
@@ -294,7 +308,7 @@ ledger_accounts = Table(
     Column("customer_id", ForeignKey("customers.id"), index=True),
     _created_at(),
     UniqueConstraint("book_operator_id", "code"),
-    _one_of("kind", ("asset", "liability", "equity", "income", "expense"), "kind"),
+    _one_of("kind", ACCOUNT_KINDS, "kind"),
 )
 
 ledger_entries = Table(
@@ -326,8 +340,6 @@ ledger_lines = Table(
     CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
 )
 
-LEDGER_TABLES = ("ledger_entries", "ledger_lines")
-
 invoices = Table(
     "invoices",
     metadata,
@@ -345,7 +357,7 @@ invoices = Table(
     Column("entry_id", ForeignKey("ledger_entries.id")),
     _created_at(),
     UniqueConstraint("customer_id", "period_start"),
-    _one_of("status", ("open", "paid", "void"), "status"),
+    _one_of("status", INVOICE_STATUSES, "status"),
     CheckConstraint("paid_amount >= 0 AND paid_amount <= amount", name="paid_amount"),
 )
 
@@ -399,7 +411,7 @@ recharge_cards = Table(
     Column("redeemed_by_customer_id", ForeignKey("customers.id")),
     Column("redeemed_at", DateTime(timezone=True)),
     Column("entry_id", ForeignKey("ledger_entries.id")),
-    _one_of("status", ("new", "redeemed", "void"), "status"),
+    _one_of("status", CARD_STATUSES, "status"),
 )
 
 # --- sessions and accounting --------------------------------------------------
@@ -512,8 +524,8 @@ enforcement_jobs = Table(
     _created_at(),
     Column("done_at", DateTime(timezone=True)),
     Index("ix_enforcement_jobs_pending", "status", "not_before"),
-    _one_of("action", ("disconnect", "coa", "api_disable", "api_enable"), "action"),
-    _one_of("status", ("pending", "done", "failed"), "status"),
+    _one_of("action", JOB_ACTIONS, "action"),
+    _one_of("status", JOB_STATUSES, "status"),
 )
 
 # SMS notices to send (billingd/notices.py): an outbox like enforcement_jobs;
@@ -548,11 +560,7 @@ change_log = Table(
     Column("entity_id", BigInteger, nullable=False),
     _created_at(),
     # "sessions": the customer's open sessions changed (counted for simultaneous use).
-    _one_of(
-        "entity",
-        ("customer", "nas", "operator", "package", "master_package", "package_price", "sessions"),
-        "entity",
-    ),
+    _one_of("entity", CHANGE_ENTITIES, "entity"),
 )
 
 audit_log = Table(

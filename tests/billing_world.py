@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from billingd import operators, packages
 from billingd.customers import Calendar
+from billingd.isp import IspPlan, OperatorPlan, PackagePlan, build_isp
 from billingd.prices import parse_amount
-from billingd.tenancy import resolve_actor
 from schema.settings import BillingdSettings
 from schema.tables import (
     customer_days,
@@ -31,6 +30,7 @@ from schema.tables import (
 from schema.tables import (
     operators as operators_table,
 )
+from schema.tenancy import resolve_actor
 
 ZONE = ZoneInfo("Asia/Dhaka")
 SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
@@ -67,42 +67,41 @@ def add_customer_of(connection, owner: str, username: str, calendar: Calendar, p
     return who
 
 
-def build(connection, *, fund: dict | None = None) -> None:
+def plan(fund: dict | None = None) -> IspPlan:
     """The hierarchy, packages and prices; funds default to 5000 / 5000 / 2000."""
     fund = {"reseller1": "5000", "reseller2": "5000", "sub1": "2000"} | (fund or {})
-    operators.add_operator(connection, None, "admin", "admin")
-    admin = actor(connection, "admin")
-    operators.add_operator(connection, admin, "reseller1", "reseller", id_format="R1-{seq:04d}")
-    operators.permit(connection, admin, "reseller1", "reseller_module")
-    operators.add_operator(connection, admin, "reseller2", "reseller", id_format="R2-{seq:04d}")
-    reseller1 = actor(connection, "reseller1")
-    operators.add_operator(connection, reseller1, "sub1", "sub_reseller", id_format="S1-{seq:04d}")
-    for name, (billing, customer_price, reseller_price, sub_price) in PLANS.items():
-        packages.add_master_package(
-            connection,
-            admin,
-            name,
-            customer_type="pppoe",
-            billing_type=billing,
-            rate_rx=10 * MEGABIT,
-            rate_tx=10 * MEGABIT,
-        )
-        packages.add_package(
-            connection,
-            admin,
-            name,
-            master=name,
-            customer_price=money(customer_price),
-            operator_price=money(reseller_price),
-        )
-        for login in ("reseller1", "reseller2"):
-            packages.assign_package(connection, admin, name, login, operator_price=money(reseller_price))
-        packages.assign_package(connection, reseller1, name, "sub1", operator_price=money(sub_price))
-    for login, parent in (("reseller1", "admin"), ("reseller2", "admin"), ("sub1", "reseller1")):
-        if money(fund[login]):
-            operators.settle(
-                connection, actor(connection, parent), login, money(fund[login]), mode="prepaid", today=TODAY
+    return IspPlan(
+        operators=(
+            OperatorPlan(
+                "reseller1",
+                "reseller",
+                id_format="R1-{seq:04d}",
+                permissions=("reseller_module",),
+                fund=money(fund["reseller1"]),
+            ),
+            OperatorPlan("reseller2", "reseller", id_format="R2-{seq:04d}", fund=money(fund["reseller2"])),
+            OperatorPlan(
+                "sub1", "sub_reseller", parent="reseller1", id_format="S1-{seq:04d}", fund=money(fund["sub1"])
+            ),
+        ),
+        packages=tuple(
+            PackagePlan(
+                name,
+                dict(customer_type="pppoe", billing_type=billing, rate_rx=10 * MEGABIT, rate_tx=10 * MEGABIT),
+                money(customer_price),
+                {
+                    "reseller1": money(reseller_price),
+                    "reseller2": money(reseller_price),
+                    "sub1": money(sub_price),
+                },
             )
+            for name, (billing, customer_price, reseller_price, sub_price) in PLANS.items()
+        ),
+    )
+
+
+def build(connection, *, fund: dict | None = None) -> None:
+    build_isp(connection, plan(fund), TODAY)
 
 
 def fund_of(connection, login: str) -> int:

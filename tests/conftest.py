@@ -28,6 +28,34 @@ pytest_plugins = ["tests.fakes.nas", "tests.fakes.routeros"]
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+# The tiers (setup.cfg registers them). A test module or test marks itself
+# daemon, interop or bench; any other test is db when it uses a database,
+# else unit, and a unit test that opens a socket or starts a program fails.
+TIERS = ("unit", "db", "daemon", "interop", "bench")
+_DATABASE_FIXTURES = {"database_url", "pg_connection", "pg_server", "sqlite_template"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker("db" if _DATABASE_FIXTURES & set(item.fixturenames) else "unit")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request, monkeypatch):
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(
+            "a unit test opened a socket or started a program: mark it daemon or interop (tests/conftest.py)"
+        )
+
+    for name in ("bind", "connect", "connect_ex", "sendto"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -31,6 +31,8 @@ from tests.accounting_helpers import (
 from tests.conftest import PostgresServer, _postgres_bindir
 from tests.radius import pap
 
+pytestmark = pytest.mark.interop
+
 STORED = ("radbill_radiusd_accounting_records_total", {"outcome": "stored"})
 SPOOLED = ("radbill_radiusd_accounting_records_total", {"outcome": "spooled"})
 SPOOL_DEPTH = ("radbill_radiusd_accounting_spool_depth", None)

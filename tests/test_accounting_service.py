@@ -14,6 +14,8 @@ from schema.tables import change_log, sessions
 from tests.accounting_helpers import T0, make_record
 from tests.test_accounting_writer import ThreadCalls, fired
 
+pytestmark = pytest.mark.daemon
+
 
 class FakeReactor(task.Clock, ThreadCalls):
     """task.Clock for timers, ThreadCalls for what the writer thread hands back."""

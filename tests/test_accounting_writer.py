@@ -15,6 +15,8 @@ from radiusd.accounting.writer import AccountingWriter, QueueFull
 from schema.tables import customer_usage, radacct, sessions
 from tests.accounting_helpers import T0, make_record
 
+pytestmark = pytest.mark.daemon
+
 
 class ThreadCalls:
     """Stands in for the reactor: callFromThread queues the call, the test runs it."""

@@ -13,6 +13,8 @@ from schema.engine import make_engine
 from schema.tables import customers, operators
 from tests.conftest import Cli
 
+pytestmark = pytest.mark.interop
+
 
 def tool(pg_server, name: str) -> str:
     """pg_dump and friends of the running server's version."""

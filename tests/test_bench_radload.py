@@ -17,6 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "bench"))
 import radload  # noqa: E402
 
+pytestmark = pytest.mark.bench
+
 SECRET = b"smoke-secret"
 ANSWER = {1: 2, 4: 5}  # Access-Request -> Access-Accept, Accounting-Request -> Accounting-Response
 

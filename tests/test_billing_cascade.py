@@ -215,7 +215,7 @@ def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
             .one()
         )
         assert (job["action"], job["reason"]) == ("disconnect", "deleted")
-        customers.restore_customer(connection, sub1, "carol", on(11))
+        customers.restore_customer(connection, sub1, "carol")
         assert customer(connection, "carol")["deleted_at"] is None
         assert ledger.verify(connection) == []
 

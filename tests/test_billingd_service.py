@@ -4,11 +4,14 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_twisted
 from prometheus_client import CollectorRegistry
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
+from twisted.python import threadable
 
 from billingd import runs
 from billingd.service import Leadership, Metrics, Scheduler, due_through, next_run
+from schema.pool import Pool
 from schema.settings import BillingdSettings
 
 DHAKA = ZoneInfo("Asia/Dhaka")
@@ -116,25 +119,26 @@ def test_only_one_instance_holds_the_lock_on_postgresql(pg_connection):
     info = pg_connection.info
     url = f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{info.dbname}"
     first, second = make_engine(url), make_engine(url)
-    one, two = Leadership(first), Leadership(second)
+    one, two = Leadership(first, None), Leadership(second, None)
     try:
-        assert one.acquire() is True
-        assert one.acquire() is True  # still ours
-        assert two.acquire() is False
-        one.release()
-        assert two.acquire() is True
+        assert one.try_acquire() is True
+        assert one.try_acquire() is True  # still ours
+        assert two.try_acquire() is False
+        one.release_now()
+        assert two.try_acquire() is True
     finally:
-        one.release()
-        two.release()
+        one.release_now()
+        two.release_now()
         first.dispose()
         second.dispose()
 
 
 def test_sqlite_is_a_single_host(engine):
     if engine.dialect.name == "sqlite":
-        assert Leadership(engine).acquire() is True
+        assert Leadership(engine, None).try_acquire() is True
 
 
+@pytest.mark.interop
 def test_the_daemon_runs_the_day_and_serves_metrics(tmp_path):
     """`radbill billingd` end to end: catches up today at start, then serves /metrics."""
     import os
@@ -173,3 +177,26 @@ def test_the_daemon_runs_the_day_and_serves_metrics(tmp_path):
     finally:
         daemon.terminate()
         daemon.wait(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_lock_is_taken_and_given_up_off_the_reactor_thread(engine):
+    database = Pool(engine, reactor, name="billingd-db")
+    leadership = Leadership(engine, database)
+    on_reactor = []
+
+    def watched(method):
+        def call():
+            on_reactor.append(threadable.isInIOThread())
+            return method()
+
+        return call
+
+    leadership.try_acquire = watched(leadership.try_acquire)
+    leadership.release_now = watched(leadership.release_now)
+    try:
+        assert await leadership.acquire() is True
+        await leadership.release()
+    finally:
+        database.close()
+    assert on_reactor == [False, False]

@@ -9,6 +9,7 @@ from schema.tables import radpostauth
 
 
 def test_attempts_newest_first_limited_and_case_insensitive(cli, engine):
+    cli("operator", "add", "admin", "--role", "admin")
     start = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     with engine.begin() as connection:
         connection.execute(
@@ -54,6 +55,16 @@ def test_attempts_newest_first_limited_and_case_insensitive(cli, engine):
 
 
 def test_attempts_of_someone_never_seen(cli):
+    cli("operator", "add", "admin", "--role", "admin")
     assert "no authentication attempts recorded for carol" in cli("attempts", "carol").output
     assert json.loads(cli("--json", "attempts", "carol").output) == []
     assert "0 is not in the range" in cli("attempts", "carol", "--limit", "0", expect_exit=1).output
+
+
+def test_attempts_are_seen_by_whoever_sees_the_customer(cli):
+    cli("demo")
+    cli("operator", "add", "r2", "--role", "reseller")
+    assert "no authentication attempts recorded for demo" in cli("attempts", "demo").output
+    refused = cli("--as", "r2", "attempts", "demo", expect_exit=1).output
+    assert "customer 'demo' is not visible to r2" in refused
+    assert "no customer 'stranger'" in cli("--as", "r2", "attempts", "stranger", expect_exit=1).output

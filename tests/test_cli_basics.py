@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import pytest
 from sqlalchemy import func, select
 
 from schema import migrate
@@ -10,6 +11,7 @@ from schema.tables import audit_log, change_log, customers, operators
 from tests.conftest import RADBILL
 
 
+@pytest.mark.interop
 def test_db_upgrade_and_current_on_a_new_file(tmp_path):
     env = {"RADBILL_DATABASE_URL": f"sqlite:///{tmp_path}/new/radbill.sqlite", "PATH": "/usr/bin:/bin"}
     current = subprocess.run(RADBILL + ["db", "current"], capture_output=True, text=True, env=env)

@@ -59,6 +59,7 @@ def test_mistakes_name_the_key(raw, message):
         settings_from_mapping(raw)
 
 
+@pytest.mark.interop
 def test_a_bad_file_is_one_line_on_stderr(tmp_path):
     path = tmp_path / "radbill.toml"
     path.write_text("[radiusd]\nauth_port = 'x'\n")
@@ -70,6 +71,7 @@ def test_a_bad_file_is_one_line_on_stderr(tmp_path):
     assert result.stdout == ""
 
 
+@pytest.mark.interop
 def test_a_missing_file_is_reported(tmp_path):
     result = subprocess.run(
         RADBILL + ["--config", str(tmp_path / "nope.toml"), "db", "current"], capture_output=True, text=True

@@ -22,10 +22,13 @@ STOCK = Path("/etc/freeradius/3.0")
 DROP_IN = REPOSITORY / "raddb" / "freeradius"
 
 # In CI a missing FreeRADIUS is a failure, never a skip.
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CI") and (shutil.which("freeradius") is None or not STOCK.is_dir()),
-    reason="Debian's freeradius is not installed (apt-get install freeradius freeradius-postgresql)",
-)
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(
+        not os.environ.get("CI") and (shutil.which("freeradius") is None or not STOCK.is_dir()),
+        reason="Debian's freeradius is not installed (apt-get install freeradius freeradius-postgresql)",
+    ),
+]
 
 
 def _connection_settings(database_url: str) -> str:

@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import RADBILL, REPOSITORY, free_port
 from tests.radius import RadiusdProcess, write_config
 
+pytestmark = pytest.mark.interop
+
 RULES = REPOSITORY / "systemd" / "prometheus-alerts.yml"
 DASHBOARD = REPOSITORY / "systemd" / "grafana-dashboard.json"
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}

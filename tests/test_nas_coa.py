@@ -11,6 +11,8 @@ from nas.coa import CoaTimeout, DynamicAuthorizationClient, SessionIdentity, coa
 from tests.fakes.nas import ACK, SECRET, SILENT, FakeNas, nak
 from tests.fakes.reactor import wait_until
 
+pytestmark = pytest.mark.daemon
+
 SESSION = SessionIdentity(
     user_name="Alice", acct_session_id="81a0002f", nas_ip_address="10.0.0.1", framed_ip_address="100.64.0.7"
 )
@@ -132,6 +134,7 @@ async def test_the_nas_drops_a_request_signed_with_the_wrong_secret(fake_nas, cl
     ("behaviour", "answer"),
     [(ACK, "Received Disconnect-ACK"), (nak(503), "Error-Cause = Session-Context-Not-Found")],
 )
+@pytest.mark.interop
 @pytest_twisted.ensureDeferred
 async def test_the_fake_nas_agrees_with_freeradius_radclient(fake_nas, behaviour, answer):
     """radclient (FreeRADIUS) signs the request and checks the reply, so the

@@ -10,6 +10,8 @@ from nas.registry import Nas
 from nas.routeros import ApiEndpoint, RouterApi, queue_properties
 from tests.fakes.routeros import FakeRouter
 
+pytestmark = pytest.mark.daemon
+
 
 def endpoint(router, password="api-s3cret") -> ApiEndpoint:
     return ApiEndpoint("127.0.0.1", router.port, "radbill", password, tls=False)
@@ -105,6 +107,7 @@ def test_endpoint_of_a_nas_defaults_to_its_ip_and_the_api_ports():
     assert ApiEndpoint.of(Nas(**{**fields, "api_user": None})) is None
 
 
+@pytest.mark.interop
 def test_api_over_tls_with_a_self_signed_certificate(tmp_path):
     key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(

@@ -8,7 +8,7 @@ import librouteros
 import pytest
 import pytest_twisted
 from prometheus_client import REGISTRY
-from sqlalchemy import insert, select, update
+from sqlalchemy import String, cast, insert, literal, select, update
 from twisted.internet import reactor, task
 from twisted.python import threadable
 
@@ -17,10 +17,13 @@ from nas.outbox import claim_jobs, mark_done, mark_retry
 from nas.registry import add_nas
 from nas.worker import EnforcementWorker, retry_delay
 from schema.engine import is_sqlite
-from schema.outbox import enqueue
+from schema.outbox import enqueue, enqueue_selected
+from schema.pool import Pool
 from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
+
+pytestmark = pytest.mark.daemon
 
 COA_TIMEOUT = 3
 
@@ -40,8 +43,15 @@ def coa(clock):
 
 
 @pytest.fixture
-def worker(engine, clock, coa):
-    return EnforcementWorker(engine, reactor=reactor, clock=clock, coa=coa, max_attempts=3)
+def database(engine):
+    pool = Pool(engine, reactor, name="nas-db")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def worker(database, clock, coa):
+    return EnforcementWorker(database, reactor=reactor, clock=clock, coa=coa, max_attempts=3)
 
 
 def add_customer(connection, username: str, **values) -> int:
@@ -165,7 +175,7 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
 @pytest_twisted.ensureDeferred
 async def test_nak_or_timeout_falls_back_to_the_routeros_api(
-    engine, fake_nas, fake_router, clock, coa, refusal
+    engine, database, fake_nas, fake_router, clock, coa, refusal
 ):
     api_threads = []
 
@@ -173,7 +183,7 @@ async def test_nak_or_timeout_falls_back_to_the_routeros_api(
         api_threads.append(threadable.isInIOThread())
         return librouteros.connect(*args, **kwargs)
 
-    worker = EnforcementWorker(engine, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
+    worker = EnforcementWorker(database, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
     alice, _ = subscriber_online(engine, fake_nas, "81a0002f", router=fake_router, user_name="Alice")
     job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
     fake_router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")
@@ -359,3 +369,18 @@ async def test_started_worker_polls_until_stopped(engine, fake_nas, clock, worke
     await wait_until(polled_until_done, what="the polling worker to finish the job")
     await worker.stop()
     assert len(fake_nas.received) == 1
+
+
+def test_a_set_of_jobs_is_queued_in_one_statement_and_never_twice(engine):
+    with engine.begin() as connection:
+        ids = [add_customer(connection, name) for name in ("ann", "ben")]
+        jobs = select(
+            customers.c.id.label("customer_id"),
+            literal("disconnect").label("action"),
+            literal("expired").label("reason"),
+            (literal("expired:") + cast(customers.c.id, String)).label("dedupe_key"),
+        ).where(customers.c.id.in_(ids))
+        assert enqueue_selected(connection, jobs) == 2
+        assert enqueue_selected(connection, jobs) == 0
+        queued = connection.execute(select(enforcement_jobs.c.customer_id, enforcement_jobs.c.status)).all()
+    assert sorted(queued) == [(ids[0], "pending"), (ids[1], "pending")]

@@ -26,6 +26,8 @@ from schema.tables import (
 )
 from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, write_config
 
+pytestmark = pytest.mark.interop
+
 MEGABIT = 1_000_000
 QUOTA = 5 * 2**32 + 7
 

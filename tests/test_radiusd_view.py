@@ -8,12 +8,14 @@ from sqlalchemy import insert, select, update
 from twisted.internet import defer, reactor, task
 
 from radiusd.auth.policy import PackageState
-from radiusd.database import Database
 from radiusd.view import queries
 from radiusd.view.follower import SESSION_RECOUNT_SECONDS, WAKE_SECONDS, ChangeCursor, Follower
 from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
 from schema.changes import record_change, record_change_ids
+from schema.pool import Pool
 from schema.tables import change_log, customers, sessions
+
+pytestmark = pytest.mark.daemon
 
 PACKAGE = PackageState(id=1, billing_type="daily", rate_limit="1M/1M")
 
@@ -155,7 +157,7 @@ def demo(engine):
 
 @pytest.fixture
 def database(demo):
-    database = Database(demo, reactor)
+    database = Pool(demo, reactor, name="radiusd-db")
     yield database
     database.close()
 
@@ -326,7 +328,7 @@ async def test_follower_catches_up_with_a_run_that_changed_thousands(demo, monke
     follower reads them in bounded batches, each in bounded IN lists."""
     monkeypatch.setattr(queries, "CHANGE_BATCH", 700)
     view = SubscriberView()
-    database = Database(demo, reactor)
+    database = Pool(demo, reactor, name="radiusd-db")
     try:
         follower = Follower(view, database, reactor, poll_interval=0.2)
         await follower.load()

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from radiusd.service import WorkerRelay
-from schema.daemon import Systemd
+from schema.runtime import Systemd
 from tests.conftest import RADBILL, REPOSITORY, free_port
 from tests.radius import pap, write_config
+
+pytestmark = pytest.mark.interop
 
 UNITS = sorted((REPOSITORY / "systemd").glob("*.service"))
 

@@ -4,6 +4,7 @@ import json
 import time
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, insert, select
 
 from billingd import runs
@@ -37,6 +38,7 @@ def decided(document: dict) -> list[list[str]]:
     )
 
 
+@pytest.mark.interop
 def test_why_answers_as_radiusd_does_and_shows_the_evidence(cli, database_url, engine, tmp_path):
     cli("demo")
     with AccountingRadiusd(tmp_path, database_url) as radiusd:

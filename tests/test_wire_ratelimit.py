@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radiusd.ratelimit import RateLimit
+from schema.ratelimit import RateLimit
 
 
 @pytest.mark.parametrize(

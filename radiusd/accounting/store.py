@@ -22,13 +22,13 @@ from sqlalchemy import Connection, String, any_, bindparam, func, select, text, 
 from sqlalchemy.dialects import sqlite
 
 from radiusd.accounting.record import NAS_STATUSES, AccountingRecord, SessionState, merge_session
-from radiusd.ratelimit import RateLimit
 from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
 from schema.identity import canonical_mac, canonical_username
 from schema.outbox import enqueue
-from schema.tables import customer_usage, customers, master_packages, nas, packages, radacct, sessions
+from schema.ratelimit import RateLimit
+from schema.tables import customer_usage, customers, master_packages, packages, radacct, sessions
 from schema.usage import usage_period_start
 
 NAS_REBOOT = "NAS-Reboot"
@@ -528,64 +528,3 @@ def close_stale_sessions(connection: Connection, now: datetime, interim_interval
     _close(connection, open_rows, LOST_SERVICE, lambda row: as_utc(row.updated_at or row.started_at), outcome)
     outcome.open_sessions = open_session_counts(connection, outcome.stopped)
     return outcome
-
-
-# --- who is online ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OnlineSession:
-    username: str
-    nas: str
-    ip: str | None
-    mac: str | None
-    started_at: datetime | None
-    duration: int | None
-    upload_bytes: int
-    download_bytes: int
-    acct_session_id: str
-
-
-def list_open_sessions(
-    connection: Connection,
-    now: datetime,
-    nas_name: str | None = None,
-    operator_ids: set[int] | None = None,
-    customer_id: int | None = None,
-) -> list[OnlineSession]:
-    """Open sessions, oldest first; the NAS by name where radbill knows it, else by address.
-
-    ``operator_ids`` limits them to the customers of those operators (None: all,
-    also sessions of user names that are no customer); ``customer_id`` to one customer.
-    """
-    query = (
-        select(sessions, nas.c.name.label("nas_name"))
-        .select_from(sessions.outerjoin(nas, nas.c.id == sessions.c.nas_id))
-        .where(sessions.c.stopped_at.is_(None))
-        .order_by(sessions.c.started_at, sessions.c.id)
-    )
-    if nas_name is not None:
-        query = query.where(nas.c.name == nas_name)
-    if customer_id is not None:
-        query = query.where(sessions.c.customer_id == customer_id)
-    if operator_ids is not None:
-        query = query.join(customers, customers.c.id == sessions.c.customer_id).where(
-            customers.c.operator_id.in_(sorted(operator_ids))
-        )
-    result = []
-    for row in connection.execute(query):
-        started = as_utc(row.started_at)
-        result.append(
-            OnlineSession(
-                username=row.username,
-                nas=row.nas_name or row.nas_ip_address,
-                ip=row.framed_ip_address,
-                mac=row.calling_station_id,
-                started_at=started,
-                duration=int((now - started).total_seconds()) if started else None,
-                upload_bytes=row.upload_bytes,
-                download_bytes=row.download_bytes,
-                acct_session_id=row.acct_session_id,
-            )
-        )
-    return result

@@ -37,6 +37,7 @@ from twisted.internet import defer
 from radiusd.accounting.record import AccountingRecord
 from radiusd.accounting.spool import Spool
 from radiusd.accounting.store import MISSED_INTERIMS, apply_records, close_stale_sessions
+from schema.pool import dedicated_connection
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class AccountingWriter:
     def _connect(self) -> Connection:
         """The writer keeps one connection: no pool checkout and liveness ping per batch."""
         if self._connection is None:
-            self._connection = self.engine.connect()
+            self._connection = dedicated_connection(self.engine)
             if self._connection.dialect.name == "postgresql":
                 # Every statement of a batch looks its rows up by key. Plan each with its
                 # values (a cached generic plan cannot hash a list of varying length and

@@ -19,6 +19,7 @@ from radiusd.auth.facts import Credentials, RequestFacts
 from radiusd.codec.chap import verify_chap
 from radiusd.codec.mschap import MschapProof, verify_mschap1, verify_mschap2
 from schema.identity import canonical_mac
+from schema.settings import PolicySettings
 
 MAX_UINT32 = 0xFFFFFFFF
 
@@ -102,15 +103,6 @@ class Subscriber:
     operator_blocked: bool = False
     used_bytes: int = 0
     open_sessions: int = 0
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    interim_interval: int = 300
-    expired_policy: str = "reject"
-    expired_pool: str = ""
-    expired_address_list: str = ""
-    expired_rate: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """radiusd's SQL: every query it runs, as plain functions of a connection.
 
 They return plain data for the view (radiusd.view.view) and run on a database
-thread (radiusd.database), never on the reactor.
+thread (schema.pool), never on the reactor.
 """
 
 import logging
@@ -10,11 +10,11 @@ from datetime import date
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from radiusd.auth.policy import PackageState
-from radiusd.ratelimit import RateLimit
 from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
 from schema.engine import as_utc
 from schema.identity import canonical_username
+from schema.ratelimit import RateLimit
 from schema.tables import (
     UNPAID_REASONS,
     change_log,

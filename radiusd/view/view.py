@@ -8,12 +8,13 @@ database goes away the view simply stops changing and radiusd keeps
 answering from the last known state.
 """
 
-import ipaddress
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from radiusd.auth.policy import PackageState, Subscriber
+from schema.identity import canonical_ip
+from schema.tenancy import ancestry
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +81,6 @@ class Snapshot:
     full: bool = False
 
 
-def canonical_ip(address: str) -> str:
-    """IPv4-mapped IPv6 source addresses (``::ffff:10.0.0.1``, seen on a
-    dual-stack socket) are the IPv4 address."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if parsed.version == 6 and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
-
-
 class SubscriberView:
     def __init__(self):
         self.nas_by_ip: dict[str, NasClient] = {}
@@ -108,7 +97,7 @@ class SubscriberView:
 
     def nas_for(self, address: str) -> NasClient | None:
         client = self.nas_by_ip.get(address)
-        if client is None and ":" in address:
+        if client is None and ":" in address:  # a socket's address is always valid
             client = self.nas_by_ip.get(canonical_ip(address))
         return client
 
@@ -195,14 +184,6 @@ class SubscriberView:
 
 def _blocked_with_descendants(operators: dict[int, OperatorRow]) -> set[int]:
     """An operator is cut off when it or any ancestor is blocked."""
-    blocked: set[int] = set()
-    for operator_id in operators:
-        seen = set()
-        current = operators.get(operator_id)
-        while current is not None and current.id not in seen:
-            if current.blocked:
-                blocked.add(operator_id)
-                break
-            seen.add(current.id)
-            current = operators.get(current.parent_id) if current.parent_id is not None else None
-    return blocked
+    parents = {row.id: row.parent_id for row in operators.values()}
+    blocked = {row.id for row in operators.values() if row.blocked}
+    return {operator_id for operator_id in operators if blocked.intersection(ancestry(parents, operator_id))}

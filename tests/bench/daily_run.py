@@ -33,11 +33,11 @@ from sqlalchemy import func, select, text  # noqa: E402
 
 from billingd import ledger, operators, packages, runs  # noqa: E402
 from billingd.prices import parse_amount  # noqa: E402
-from billingd.tenancy import resolve_actor  # noqa: E402
 from schema import migrate  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 from schema.settings import BillingdSettings  # noqa: E402
 from schema.tables import customer_days, ledger_lines  # noqa: E402
+from schema.tenancy import resolve_actor  # noqa: E402
 from tests.billing_world import TODAY  # noqa: E402
 from tests.conftest import PostgresServer, _postgres_bindir  # noqa: E402
 

@@ -12,9 +12,10 @@ the CLI, so any later front end inherits them:
   operator towards its descendants, and it is audited.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, literal, select
+from sqlalchemy import Connection, select
 
 from schema.audit import audit
 from schema.errors import RadbillError
@@ -81,7 +82,8 @@ class Actor:
             raise RadbillError(f"{self.login} ({self.role}) is not allowed to {what}")
 
 
-def _operator_row(connection: Connection, login: str):
+def operator_row(connection: Connection, login: str):
+    """The operator's row by login, or the one error every command gives for an unknown login."""
     row = connection.execute(select(operators).where(operators.c.login == login)).mappings().first()
     if row is None:
         raise RadbillError(f"no operator {login!r}")
@@ -103,13 +105,13 @@ def _actor_from(connection: Connection, row, caller_id: int) -> Actor:
 
 def resolve_actor(connection: Connection, caller_login: str, act_as_login: str | None = None) -> Actor:
     """The actor for a command: the caller, or whom it acts as (checked and audited)."""
-    caller = _operator_row(connection, caller_login)
+    caller = operator_row(connection, caller_login)
     if caller["status"] != "active":
         raise RadbillError(f"operator {caller_login!r} is blocked")
     actor = _actor_from(connection, caller, caller["id"])
     if act_as_login is None or act_as_login == caller_login:
         return actor
-    target = _operator_row(connection, act_as_login)
+    target = operator_row(connection, act_as_login)
     may_act_as = actor.role in SELLING_ROLES or (actor.role == "manager" and "operators" in actor.permissions)
     if not may_act_as:
         raise RadbillError(f"{caller_login} ({actor.role}) may not act as another operator")
@@ -129,12 +131,34 @@ def resolve_actor(connection: Connection, caller_login: str, act_as_login: str |
     return _actor_from(connection, target, caller["id"])
 
 
+def ancestry(parents: Mapping[int, int | None], operator_id: int) -> list[int]:
+    """The operator and its ancestors, nearest first: the one walk of the operator tree.
+
+    ``parents`` maps each operator to its parent (None at the root); a cycle,
+    which the database does not forbid, ends the walk instead of looping.
+    """
+    chain: list[int] = []
+    current: int | None = operator_id
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = parents.get(current)
+    return chain
+
+
+def operator_parents(connection: Connection) -> dict[int, int | None]:
+    """Every operator's parent: the whole tree in one query (operators are few)."""
+    return dict(connection.execute(select(operators.c.id, operators.c.parent_id)).all())
+
+
+def ancestor_ids(connection: Connection, operator_id: int) -> list[int]:
+    """The operator and its ancestors, nearest first."""
+    return ancestry(operator_parents(connection), operator_id)
+
+
 def descendant_ids(connection: Connection, operator_id: int) -> set[int]:
-    """The operator and everything below it (recursive; both databases)."""
-    tree = select(operators.c.id).where(operators.c.id == literal(operator_id)).cte("tree", recursive=True)
-    below = select(operators.c.id).where(operators.c.parent_id == tree.c.id)
-    tree = tree.union_all(below)
-    return set(connection.execute(select(tree.c.id)).scalars())
+    """The operator and everything below it."""
+    parents = operator_parents(connection)
+    return {other for other in parents if operator_id in ancestry(parents, other)}
 
 
 def visible_operator_ids(connection: Connection, actor: Actor) -> set[int] | None:
