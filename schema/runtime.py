@@ -1,5 +1,6 @@
 """What every daemon does the same way: logging, the /metrics listener, systemd, SIGHUP."""
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -110,6 +111,15 @@ class Systemd:
         loop.clock = clock
         loop.start(self.watchdog_seconds / 2, now=True)
         return loop
+
+    async def keep_alive_async(self) -> None:
+        """The watchdog for an asyncio daemon (``radbill api`` on uvicorn): run it as a task on its
+        event loop, as ``keep_alive`` runs on a reactor; returns at once without a watchdog."""
+        if self._socket is None or not self.watchdog_seconds:
+            return
+        while True:
+            self.notify(WATCHDOG=1)
+            await asyncio.sleep(self.watchdog_seconds / 2)
 
     def close(self) -> None:
         if self._socket is not None:

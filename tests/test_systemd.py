@@ -6,6 +6,7 @@ SIGHUP applying what it can and naming what needs a restart, STOPPING on
 SIGTERM with exit status 0.
 """
 
+import asyncio
 import configparser
 import os
 import re
@@ -141,6 +142,28 @@ def test_systemd_notifier_speaks_to_abstract_and_path_sockets(tmp_path):
     silent = Systemd.from_environment({})
     assert not silent.enabled and silent.keep_alive(None) is None
     silent.ready("nobody listens")  # a no-op, not an error
+
+
+def test_an_asyncio_daemon_pings_the_watchdog_from_its_event_loop():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd = Systemd(sock=theirs, watchdog_seconds=0.1)
+
+    async def run_briefly():
+        task = asyncio.ensure_future(systemd.keep_alive_async())
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(run_briefly())
+    ours.setblocking(False)
+    pings = []
+    while True:
+        try:
+            pings.append(ours.recv(100))
+        except BlockingIOError:
+            break
+    assert set(pings) == {b"WATCHDOG=1"} and 3 <= len(pings) <= 11  # every 0.05 s
+    ours.close()
+    theirs.close()
 
 
 def test_worker_relay_is_ready_when_every_worker_is_and_pings_only_while_all_do():
