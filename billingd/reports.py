@@ -415,9 +415,10 @@ def _mbps(bits_per_second: int) -> str:
 
 
 def invoice_report(
-    connection: Connection, actor: Actor, today: date, status: str | None = None
+    connection: Connection, actor: Actor, today: date, status: str | None = None, number: str | None = None
 ) -> list[dict]:
-    """Invoices of the subscribers the actor sees, newest first; ``overdue`` = open and past due."""
+    """Invoices of the subscribers the actor sees (or the one numbered), newest first; ``overdue`` =
+    open and past due."""
     actor.require("money", "see invoices")
     if status is not None and status not in INVOICE_STATUSES:
         raise RadbillError(f"--status must be one of {', '.join(INVOICE_STATUSES)}, got {status!r}")
@@ -428,6 +429,7 @@ def invoice_report(
             invoices.c.number,
             customers.c.username,
             operators.c.login.label("owner"),
+            operators.c.name.label("owner_name"),
             invoices.c.period_start,
             invoices.c.period_end,
             invoices.c.issued_on,
@@ -441,6 +443,8 @@ def invoice_report(
         .where(invoices.c.status != "void", _visible(connection, actor, invoices.c.operator_id))
         .order_by(invoices.c.issued_on.desc(), invoices.c.number.desc())
     )
+    if number is not None:
+        query = query.where(invoices.c.number == number)
     if status == "overdue":
         query = query.where(overdue)
     elif status == "open":
@@ -448,3 +452,11 @@ def invoice_report(
     elif status == "paid":
         query = query.where(invoices.c.status == "paid")
     return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def invoice(connection: Connection, actor: Actor, today: date, number: str) -> dict:
+    """One invoice the actor may see (``radbill invoice show``); an invisible one is as unknown."""
+    found = invoice_report(connection, actor, today, number=number)
+    if not found:
+        raise RadbillError(f"no invoice {number!r}")
+    return found[0]

@@ -135,3 +135,38 @@ def test_expiring_and_online_and_invoices(cli):
     assert cli("report", "online", "--csv").output == "user,nas,ip,mac,start,duration,upload,download\n"
     assert report(cli, "invoices") == [] and report(cli, "invoices", "--status", "overdue") == []
     assert "no financial access" in cli("--as", "noc1", "report", "invoices", expect_exit=1).output
+
+
+def test_invoice_show_and_its_pdf(cli, engine, tmp_path):
+    from sqlalchemy import insert
+
+    from schema.tables import customers, invoices
+
+    shop(cli)
+    with engine.begin() as connection:
+        rasel = connection.execute(select(customers).where(customers.c.username == "rasel")).mappings().one()
+        connection.execute(
+            insert(invoices).values(
+                number="INV-0001",
+                customer_id=rasel["id"],
+                operator_id=rasel["operator_id"],
+                period_start=date(2026, 11, 1),
+                period_end=date(2026, 11, 30),
+                amount=80_000,
+                paid_amount=30_000,
+                issued_on=date(2026, 12, 1),
+                due_on=date(2020, 12, 8),
+                status="open",
+            )
+        )
+    pdf = tmp_path / "INV-0001.pdf"
+    shown_text = cli("invoice", "show", "INV-0001", "--pdf", str(pdf)).output
+    assert "amount        800.00" in shown_text and "status        overdue" in shown_text
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert [row["number"] for row in report(cli, "invoices", "--status", "overdue")] == ["INV-0001"]
+    assert report(cli, "invoices", "--status", "paid") == []
+    assert (
+        "no invoice 'INV-0001'"
+        in cli("--as", "subreseller1", "invoice", "show", "INV-0001", expect_exit=1).output
+    )
+    assert "no invoice 'INV-9'" in cli("invoice", "show", "INV-9", expect_exit=1).output
