@@ -207,7 +207,6 @@ class _Lookups:
     """What the rows refer to, each looked up once."""
 
     connection: Connection
-    actor: Actor
     owners: dict[str, int]
     packages: dict[tuple[int, str], object] = field(default_factory=dict)
     zones: dict[tuple[int, str], int | None] = field(default_factory=dict)
@@ -250,7 +249,7 @@ def import_customers(
         operators.c.role.in_(("admin", "reseller", "sub_reseller"))
     )
     owners = {login: id_ for login, id_ in connection.execute(query) if visible is None or id_ in visible}
-    lookups = _Lookups(connection, actor, owners)
+    lookups = _Lookups(connection, owners)
     result = ImportResult(rows=len(rows))
     good: list[dict] = []
     seen_usernames: dict[str, int] = {}

@@ -10,6 +10,7 @@ work, the lock included, runs on the daemon's :class:`schema.pool.Pool`, so the
 reactor stays free for /metrics.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from nas.worker import EnforcementWorker
 from schema.engine import as_utc, is_sqlite
 from schema.pool import Pool, dedicated_connection
 from schema.runtime import Reloader, Systemd, configure_logging, listen_metrics
-from schema.settings import BillingdSettings, Settings
+from schema.settings import BillingdSettings, NoticeSettings, Settings
 from schema.tables import billing_runs, enforcement_jobs, sessions
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ STATUS_SECONDS = 30.0
 NOTICE_QUEUE_SECONDS = 3600.0
 NOTICE_SEND_SECONDS = 5.0
 # What SIGHUP applies to a running billingd; anything else changed needs a restart.
-RELOADABLE = frozenset(f"billingd.{key}" for key in ("run_at", "timezone", "invoice_due_days", "grace_days"))
+RELOADABLE = frozenset(
+    [f"billingd.{key}" for key in ("run_at", "timezone", "invoice_due_days", "grace_days")]
+    + [f"notices.{field.name}" for field in dataclasses.fields(NoticeSettings)]
+)
 
 
 def next_run(now: datetime, run_at: time, zone: ZoneInfo) -> datetime:
@@ -316,6 +320,11 @@ class NoticeSender:
         for loop, _ in self._loops:
             loop.clock = clock
 
+    def apply(self, settings: Settings) -> None:
+        """SIGHUP: new reminder rules and gateway for the next look."""
+        self.settings = settings
+        self.gateway = notices.SmsGateway(settings.notices)
+
     def start(self) -> None:
         for loop, interval in self._loops:
             loop.start(interval, now=True)
@@ -378,7 +387,12 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     worker = EnforcementWorker(database, reactor=reactor)
     notice_sender = NoticeSender(engine, database, settings, scheduler, reactor)
     if load_settings is not None:
-        Reloader(settings, load_settings, scheduler.apply, RELOADABLE, systemd, "billingd").install(reactor)
+
+        def apply(new: Settings) -> None:
+            scheduler.apply(new)
+            notice_sender.apply(new)
+
+        Reloader(settings, load_settings, apply, RELOADABLE, systemd, "billingd").install(reactor)
     gauges = HealthGauges()
 
     def look():
