@@ -227,6 +227,6 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
         kind="card_renewal",
         paid_by_card=card["serial"],
     )
-    customers.reactivate_if_expired(connection, row, calendar)
+    customers.renewed(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     return entry_id

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from billingd import cascade, ledger, payments
+from billingd.enforcement import cut_off, restore
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
 from billingd.prices import check_amount, day_share, end_of_day, format_amount, local_day, proportional
 from schema.audit import audit
@@ -111,23 +112,6 @@ def changeable_customer(
     if row["deleted_at"] is not None and not deleted_ok:
         raise RadbillError(f"customer {row['username']} is deleted; restore it first")
     return row
-
-
-def disconnect(connection: Connection, customer_id: int, reason: str, cause: str) -> None:
-    """Queue a Disconnect for the customer's live sessions (FIELD-NOTES 13/14), once per reason and cause.
-
-    A suspension or expiry cuts the session; a reactivation or a package
-    change makes the subscriber log in again into its new profile and rate.
-    (A rate-only CoA needs the Mikrotik-Rate-Limit string, which radiusd
-    builds; billingd does not import radiusd.)
-    """
-    enqueue(
-        connection,
-        customer_id=customer_id,
-        action="disconnect",
-        reason=reason,
-        dedupe_key=f"{reason}:{customer_id}:{cause}",
-    )
 
 
 def _cause(calendar: Calendar) -> str:
@@ -486,19 +470,29 @@ def renew(
         pay_cash=cash,
         kind="renewal",
     )
-    reactivate_if_expired(connection, row, calendar)
+    renewed(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     _audit(connection, actor, "renew", row["id"], entry=entry_id, start=start.isoformat(), cash=cash)
     return show_customer(connection, actor, username)
 
 
-def reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> None:
+def renewed(connection: Connection, row, calendar: Calendar) -> None:
+    """After a period was bought (renewal, package card): back from expiry, or, already
+    active, a new usage period, so one throttled for fair usage gets the package's rate now."""
+    if not reactivate_if_expired(connection, row, calendar) and row["status"] == "active":
+        restore(connection, row["id"], "renewal", _cause(calendar), unblock=False)
+
+
+def reactivate_if_expired(connection: Connection, row, calendar: Calendar) -> bool:
+    """Bring back a customer suspended for want of payment; say whether it was."""
     if row["status"] == "suspended" and row["status_reason"] in SELF_CLEARING:
         connection.execute(
             update(customers).where(customers.c.id == row["id"]).values(status="active", status_reason=None)
         )
-        # Out of the captive "expired" profile: log in again (FIELD-NOTES 14).
-        disconnect(connection, row["id"], "reactivated", _cause(calendar))
+        # Out of the captive "expired" profile: the package's rate in place (FIELD-NOTES 13).
+        restore(connection, row["id"], "reactivated", _cause(calendar))
+        return True
+    return False
 
 
 def suspend(
@@ -513,9 +507,24 @@ def suspend(
         update(customers).where(customers.c.id == row["id"]).values(status="suspended", status_reason=reason)
     )
     record_change(connection, "customer", row["id"])
-    disconnect(connection, row["id"], "suspended", _cause(calendar))
+    cut_off(connection, row["id"], "suspended", _cause(calendar))
     _audit(connection, actor, "suspend", row["id"], reason=reason, refunded=refunded)
     return show_customer(connection, actor, username)
+
+
+def disconnect_now(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> int:
+    """The NOC's Disconnect of a customer's sessions (``radbill customer disconnect``),
+    queued through the outbox like any other; returns the job's id."""
+    row = changeable_customer(connection, actor, username, "disconnect customers")
+    job_id = enqueue(
+        connection,
+        customer_id=row["id"],
+        action="disconnect",
+        reason="noc",
+        dedupe_key=f"noc:{row['id']}:{_cause(calendar)}",
+    )
+    _audit(connection, actor, "disconnect", row["id"], job=job_id)
+    return job_id
 
 
 def resume(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
@@ -535,7 +544,7 @@ def resume(connection: Connection, actor: Actor, username: str, calendar: Calend
         update(customers).where(customers.c.id == row["id"]).values(status="active", status_reason=None)
     )
     record_change(connection, "customer", row["id"])
-    disconnect(connection, row["id"], "resumed", _cause(calendar))
+    restore(connection, row["id"], "resumed", _cause(calendar))
     _audit(connection, actor, "resume", row["id"])
     return show_customer(connection, actor, username)
 
@@ -569,7 +578,8 @@ def change_package(
             kind="package_change",
         )
     record_change(connection, "customer", row["id"])
-    disconnect(connection, row["id"], "package_change", _cause(calendar))
+    if row["status"] == "active":  # the new rate by CoA; a suspended customer gets it when it is back
+        restore(connection, row["id"], "package_change", _cause(calendar), unblock=False)
     _audit(connection, actor, "change_package", row["id"], old=old.name, new=package, refunded=refunded)
     return show_customer(connection, actor, username)
 
@@ -701,7 +711,7 @@ def delete_customer(connection: Connection, actor: Actor, username: str, calenda
         .values(deleted_at=calendar.now, status="suspended", status_reason=DELETED)
     )
     record_change(connection, "customer", row["id"])
-    disconnect(connection, row["id"], "deleted", _cause(calendar))
+    cut_off(connection, row["id"], "deleted", _cause(calendar))
     _audit(connection, actor, "delete", row["id"], refunded=refunded)
     return show_customer(connection, actor, username)
 

@@ -42,14 +42,17 @@ from sqlalchemy import (
 
 from billingd import cascade, ledger
 from billingd.cascade import Level
-from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE, disconnect
+from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE
+from billingd.enforcement import cut_off, restore
 from billingd.prices import billing_period, end_of_day, prorated
 from schema.changes import prune_changes, record_change, record_changes
+from schema.engine import as_utc
 from schema.outbox import enqueue_selected
 from schema.settings import BillingdSettings
 from schema.tables import (
     billing_runs,
     customer_days,
+    customer_usage,
     customers,
     invoices,
     master_packages,
@@ -57,8 +60,10 @@ from schema.tables import (
     package_prices,
     packages,
     radpostauth,
+    sessions,
 )
 from schema.tenancy import ancestry, operator_parents
+from schema.usage import usage_period_start
 
 log = logging.getLogger(__name__)
 _FAILED_WALLET, _FAILED_OPERATOR = 1, 2
@@ -123,6 +128,7 @@ def run_day(connection: Connection, day: date, settings: BillingdSettings, *, no
     _record_enabled_days(connection, day)
     invoiced = _issue_invoices(connection, day, settings)
     suspended += _suspend_overdue(connection, day, settings)
+    _restore_new_periods(connection, settings.zone, now)
     connection.execute(
         update(billing_runs)
         .where(billing_runs.c.day == day)
@@ -324,15 +330,31 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
                status_reason = CASE r.failed WHEN {_FAILED_WALLET} THEN '{EXPIRED}' ELSE '{OPERATOR_FUND}' END
         FROM run_charges r WHERE r.customer_id = customers.id AND r.failed > 0 AND r.was_active = 1""")
     )
+    # What the routers are told (billingd/enforcement.py): the cut off are
+    # disconnected and their static addresses blocked; the reactivated get
+    # their package's rate by CoA and their static addresses unblocked.
     reason = f"CASE failed WHEN 0 THEN 'reactivated' WHEN {_FAILED_WALLET} THEN '{EXPIRED}' ELSE '{OPERATOR_FUND}' END"
+    changed = "(failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)"
+    key = f"{reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT)"
+    job_columns = (column("customer_id"), column("action"), column("reason"), column("dedupe_key"))
     enqueue_selected(
         connection,
         _sql(f"""
-        SELECT customer_id, 'disconnect' AS action, {reason} AS reason,
-               {reason} || ':' || CAST(customer_id AS TEXT) || ':' || CAST(:day AS TEXT) AS dedupe_key
-        FROM run_charges WHERE (failed > 0 AND was_active = 1) OR (failed = 0 AND was_active = 0)""")
+        SELECT customer_id, CASE failed WHEN 0 THEN 'coa' ELSE 'disconnect' END AS action, {reason} AS reason,
+               {key} AS dedupe_key
+        FROM run_charges WHERE {changed}""")
         .bindparams(day=day)
-        .columns(column("customer_id"), column("action"), column("reason"), column("dedupe_key")),
+        .columns(*job_columns),
+    )
+    enqueue_selected(
+        connection,
+        _sql(f"""
+        SELECT customer_id, CASE failed WHEN 0 THEN 'api_enable' ELSE 'api_disable' END AS action,
+               {reason} AS reason, {key} || CASE failed WHEN 0 THEN '\\:unblock' ELSE '\\:block' END AS dedupe_key
+        FROM run_charges WHERE ({changed})
+          AND customer_id IN (SELECT id FROM customers WHERE static_ip IS NOT NULL)""")
+        .bindparams(day=day)
+        .columns(*job_columns),
     )
     # Charged customers' expiry moved too: radiusd must see every one of them.
     record_changes(
@@ -491,7 +513,7 @@ def _suspend(connection: Connection, customer_id: int, reason: str, cause: str) 
         .values(status="suspended", status_reason=reason)
     )
     record_change(connection, "customer", customer_id)
-    disconnect(connection, customer_id, reason, cause)
+    cut_off(connection, customer_id, reason, cause)
 
 
 def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettings) -> int:
@@ -514,3 +536,45 @@ def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettin
     for customer_id in late:
         _suspend(connection, customer_id, OVERDUE, day.isoformat())
     return len(late)
+
+
+def _restore_new_periods(connection: Connection, zone: ZoneInfo, now: datetime) -> int:
+    """Online customers throttled to the fair-usage rate in their last period get
+    the package's rate back by CoA once a new period has begun (FIELD-NOTES 13).
+
+    A customer counts while its latest usage row is the throttled one, i.e.
+    until accounting opens the new period's row; the dedupe key (the new
+    period) queues one CoA per customer and period."""
+    latest = (
+        select(customer_usage.c.customer_id, func.max(customer_usage.c.period_start).label("period_start"))
+        .group_by(customer_usage.c.customer_id)
+        .subquery()
+    )
+    online = select(sessions.c.id).where(
+        sessions.c.customer_id == customers.c.id, sessions.c.stopped_at.is_(None)
+    )
+    throttled = connection.execute(
+        select(customers.c.id, customers.c.expires_at, master_packages.c.period_days, latest.c.period_start)
+        .select_from(
+            customers.join(latest, latest.c.customer_id == customers.c.id)
+            .join(
+                customer_usage,
+                (customer_usage.c.customer_id == latest.c.customer_id)
+                & (customer_usage.c.period_start == latest.c.period_start),
+            )
+            .join(packages, packages.c.id == customers.c.package_id)
+            .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+        )
+        .where(
+            customer_usage.c.quota_enforced_at.is_not(None),
+            customers.c.status == "active",
+            online.exists(),
+        )
+    ).all()
+    restored = 0
+    for row in throttled:
+        start = usage_period_start(row.expires_at and as_utc(row.expires_at), row.period_days, zone, now)
+        if row.period_start < start:
+            restore(connection, row.id, "new_period", start.isoformat(), unblock=False)
+            restored += 1
+    return restored

@@ -384,7 +384,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
 
     scheduler = Scheduler(reactor, settings.billingd, Leadership(engine, database), work, Metrics())
     # The enforcement outbox worker (nas/): tells the routers about what the runs and commands changed.
-    worker = EnforcementWorker(database, reactor=reactor)
+    worker = EnforcementWorker(database, settings.nas, zone=settings.billingd.zone, reactor=reactor)
     notice_sender = NoticeSender(engine, database, settings, scheduler, reactor)
     if load_settings is not None:
 

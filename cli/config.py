@@ -66,10 +66,13 @@ def settings_from_mapping(raw: dict[str, Any]) -> Settings:
 
 def _build_section(section: str, cls: type, values: dict[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in values.items():
+    values = dict(values)
+    for key, value in list(values.items()):
         if key not in fields:
             raise ConfigError(f"unknown configuration key '{section}.{key}'")
         expected = fields[key].type
+        if expected is float and type(value) is int:  # TOML's 10 for a number of seconds
+            value = values[key] = float(value)
         if type(value) is not expected:
             raise ConfigError(
                 f"configuration key '{section}.{key}' must be {_TYPE_NAMES.get(expected, expected)}, got {value!r}"

@@ -1,5 +1,7 @@
 """``radbill customer``: subscribers and their lifecycle."""
 
+import logging
+
 import click
 
 from billingd import customers as domain
@@ -109,6 +111,47 @@ _one_customer(
     "Restore a deleted customer (suspended until resumed or renewed).",
     lambda obj, *args: domain.restore_customer(*args),
 )
+
+
+@customer_group.command("disconnect")
+@click.argument("username")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    help="Follow the job for this many seconds (default: long enough for one attempt and the Stop).",
+)
+@click.pass_obj
+def disconnect(obj: Context, username: str, wait: float | None) -> None:
+    """Disconnect a customer's sessions now, through the outbox, and say how it went."""
+    from cli.reactor import run_on_reactor
+    from nas.worker import EnforcementWorker
+    from schema.pool import Pool
+
+    logging.getLogger("nas").addHandler(logging.NullHandler())  # the outcome is printed below, once
+    with obj.engine.begin() as connection:
+        job_id = domain.disconnect_now(connection, obj.actor(connection), username, obj.calendar())
+    settings = obj.settings.nas
+    patience = wait if wait is not None else settings.stop_deadline + settings.lease / 4
+    job = run_on_reactor(
+        lambda reactor: EnforcementWorker(
+            Pool(obj.engine, reactor, name="cli-nas"),
+            settings,
+            zone=obj.settings.billingd.zone,
+            reactor=reactor,
+        ).see_through(job_id, patience)
+    )
+    if job.status == "done":
+        click.echo(f"disconnected {job.customer}: enforcement job {job.id} done")
+        return
+    if job.status == "failed":
+        raise RadbillError(
+            f"could not disconnect {job.customer}: enforcement job {job.id} failed: {job.last_error}"
+        )
+    why = job.last_error or "the Disconnect was ACKed; the Accounting-Stop has not arrived yet"
+    raise RadbillError(
+        f"{job.customer} is not disconnected yet: {why}; billingd goes on with enforcement job {job.id} "
+        "(radbill enforcement list)"
+    )
 
 
 @customer_group.command("renew")

@@ -1,11 +1,13 @@
 """``radbill nas``: the routers radbill answers."""
 
 import click
+from twisted.internet import defer
 
 from cli.context import Context
 from cli.output import emit_record, emit_table
 from cli.params import PORT
 from nas.registry import add_nas, get_nas, list_nas, update_nas
+from schema.errors import RadbillError
 from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES
 
 _POLICY = click.Choice(MESSAGE_AUTHENTICATOR_POLICIES)
@@ -29,12 +31,31 @@ def _router_options(command):
         click.option("--api-port", type=PORT, help="RouterOS API port (8728, or 8729 with TLS)."),
         click.option("--api-user", help="RouterOS API user."),
         click.option("--api-password", help="RouterOS API password."),
-        click.option("--api-tls/--no-api-tls", default=None, help="Use the API over TLS."),
+        click.option("--api-tls/--no-api-tls", default=None, help="Use the API over TLS (api-ssl)."),
+        click.option(
+            "--api-tls-ca-file",
+            help='Check the router\'s certificate against this CA file ("" clears it).',
+        ),
+        click.option(
+            "--api-tls-fingerprint",
+            help='Pin the router\'s certificate by its SHA-256 fingerprint ("" clears it).',
+        ),
+        click.option(
+            "--api-tls-insecure/--api-tls-verify",
+            "api_tls_insecure",
+            default=None,
+            help="Do not check the router's certificate (an explicit opt-out), or check it again.",
+        ),
         click.option("--description", help="Free text."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _tls_verify(options: dict) -> dict:
+    insecure = options.pop("api_tls_insecure")
+    return {**options, "api_tls_verify": None if insecure is None else not insecure}
 
 
 @nas_group.command("add")
@@ -45,7 +66,7 @@ def _router_options(command):
 @click.pass_obj
 def add(obj: Context, name: str, ip_address: str, secret: str, **options) -> None:
     """Add a router."""
-    options = {key: value for key, value in options.items() if value is not None}
+    options = {key: value for key, value in _tls_verify(options).items() if value is not None}
     with obj.engine.begin() as connection:
         router = add_nas(connection, name, ip_address, secret, **options)
     click.echo(f"added NAS {router.name} ({router.ip_address})")
@@ -61,7 +82,7 @@ def add(obj: Context, name: str, ip_address: str, secret: str, **options) -> Non
 def set_(obj: Context, name: str, new_name: str | None, **changes) -> None:
     """Change a router; radiusd picks the change up within a second."""
     with obj.engine.begin() as connection:
-        router = update_nas(connection, name, name=new_name, **changes)
+        router = update_nas(connection, name, name=new_name, **_tls_verify(changes))
     click.echo(f"updated NAS {router.name} ({router.ip_address})")
 
 
@@ -85,6 +106,28 @@ def show(obj: Context, name: str) -> None:
     with obj.engine.connect() as connection:
         router = get_nas(connection, name)
     emit_record(router)
+
+
+@nas_group.command("test")
+@click.argument("name")
+@click.pass_obj
+def test(obj: Context, name: str) -> None:
+    """Probe a router: a harmless CoA-Request and a RouterOS API login; name the likely cause of a failure."""
+    from cli.reactor import run_on_reactor
+    from nas.probe import check_router
+
+    with obj.engine.connect() as connection:
+        router = get_nas(connection, name)
+    checks = run_on_reactor(
+        lambda reactor: defer.ensureDeferred(check_router(reactor, router, obj.settings.nas))
+    )
+    for check in checks:
+        click.echo(f"{check.what}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
+    if not router.api_user:
+        click.echo(f"API: not set up (radbill nas set {name} --api-user ...): static-IP blocking needs it")
+    failed = [check.what for check in checks if not check.ok]
+    if failed:
+        raise RadbillError(f"NAS {name}: {' and '.join(failed)} failed")
 
 
 COMMANDS = [nas_group]

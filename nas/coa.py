@@ -61,12 +61,12 @@ _NAMES = {
 }
 
 REQUESTS = Counter(
-    "radbill_coa_requests_total",
+    "radbill_nas_coa_requests_total",
     "RFC 5176 requests sent to routers, by request and result (ack, nak, timeout).",
     ["request", "result"],
 )
 ROUND_TRIP = Histogram(
-    "radbill_coa_round_trip_seconds",
+    "radbill_nas_coa_round_trip_seconds",
     "Time from the first transmission of a CoA or Disconnect request to its answer.",
     ["request"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -117,10 +117,15 @@ def disconnect_request(session: SessionIdentity, secret: bytes) -> CoAPacket:
     return _request(DisconnectRequest, session, secret)
 
 
-def coa_request(session: SessionIdentity, secret: bytes, rate_limit: str) -> CoAPacket:
-    """A CoA-Request that gives one session a new Mikrotik-Rate-Limit (RFC 5176 §2.2)."""
+def coa_request(
+    session: SessionIdentity, secret: bytes, rate_limit: str, address_list: str | None = None
+) -> CoAPacket:
+    """A CoA-Request that gives one session a new Mikrotik-Rate-Limit (RFC 5176 §2.2),
+    and the address list its package puts it on, if any."""
     packet = _request(CoARequest, session, secret)
     packet["Mikrotik-Rate-Limit"] = rate_limit
+    if address_list:
+        packet["Mikrotik-Address-List"] = address_list
     return packet
 
 
@@ -283,13 +288,14 @@ class DynamicAuthorizationClient:
             return
         del self._pending[key]
         pending.timer.cancel()
-        answer = CoaReply(reply.code, _error_cause(reply))
+        answer = CoaReply(reply.code, error_cause(reply))
         REQUESTS.labels(_NAMES[request.code], "ack" if answer.acked else "nak").inc()
         ROUND_TRIP.labels(_NAMES[request.code]).observe(self._clock.seconds() - pending.started)
         pending.result.callback(answer)
 
 
-def _error_cause(reply: CoAPacket) -> int | None:
+def error_cause(reply: CoAPacket) -> int | None:
+    """The Error-Cause (RFC 5176 §3.5) of a verified reply, if it has one."""
     values = OrderedDict.get(reply, ERROR_CAUSE)
     if not values or len(values[0]) != 4:
         return None

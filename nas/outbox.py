@@ -16,15 +16,27 @@ runs out.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, exists, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
 
 from nas.coa import SessionIdentity
 from nas.registry import Nas, nas_from_row
 from schema.audit import audit
 from schema.engine import as_utc
 from schema.errors import RadbillError, require_one_of
-from schema.tables import JOB_STATUSES, customers, enforcement_jobs, nas, sessions
+from schema.ratelimit import package_rate_limits
+from schema.tables import (
+    JOB_STATUSES,
+    customer_usage,
+    customers,
+    enforcement_jobs,
+    master_packages,
+    nas,
+    packages,
+    sessions,
+)
+from schema.usage import usage_period_start
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,15 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Service:
+    """What the customer's package gives right now, for a CoA: its rate (the
+    fair-usage rate once over quota) and its address list."""
+
+    rate_limit: str
+    address_list: str | None
+
+
+@dataclass(frozen=True)
 class Work:
     """Everything a job needs from the database, read in one transaction."""
 
@@ -55,7 +76,9 @@ class Work:
     username: str | None
     static_ip: str | None
     targets: list[Target]
-    job_router: Nas | None
+    # For api_* jobs: the job's NAS, else those of the open sessions, else every NAS with an API user.
+    routers: list[Nas]
+    service: Service | None
 
 
 @dataclass(frozen=True)
@@ -107,26 +130,28 @@ def claim_jobs(connection: Connection, now: datetime, limit: int, lease: timedel
         .where(enforcement_jobs.c.id.in_([row["id"] for row in rows]))
         .values(attempts=enforcement_jobs.c.attempts + 1, not_before=now + lease)
     )
-    return [
-        Job(
-            row["id"],
-            row["customer_id"],
-            row["nas_id"],
-            row["action"],
-            row["reason"],
-            row["payload"] or {},
-            row["attempts"] + 1,
-            as_utc(row["created_at"]),
-        )
-        for row in rows
-    ]
+    return [_job(row) for row in rows]
 
 
-def load_work(connection: Connection, job: Job) -> Work:
-    """The customer's open sessions (on the job's NAS, if it names one) and their routers."""
-    customer = connection.execute(
-        select(customers.c.username, customers.c.static_ip).where(customers.c.id == job.customer_id)
-    ).first()
+def _job(row) -> Job:
+    """A claimed job, its attempt counted."""
+    return Job(
+        row["id"],
+        row["customer_id"],
+        row["nas_id"],
+        row["action"],
+        row["reason"],
+        row["payload"] or {},
+        row["attempts"] + 1,
+        as_utc(row["created_at"]),
+    )
+
+
+def load_work(connection: Connection, job: Job, now: datetime, zone: ZoneInfo) -> Work:
+    """The customer's open sessions (on the job's NAS, if it names one), their routers, and its service now."""
+    customer = (
+        connection.execute(select(customers).where(customers.c.id == job.customer_id)).mappings().first()
+    )
     # A session names its NAS by id, or (before the NAS was registered) only by address.
     session_nas = or_(
         nas.c.id == sessions.c.nas_id,
@@ -153,18 +178,57 @@ def load_work(connection: Connection, job: Job) -> Work:
             row["username"], row["acct_session_id"], row["nas_ip_address"], row["framed_ip_address"]
         )
         targets.append(Target(session, nas_from_row(row) if row["router_id"] is not None else None))
-    job_router = None
-    if job.nas_id is not None:
-        job_router = nas_from_row(
-            connection.execute(select(nas).where(nas.c.id == job.nas_id)).mappings().one()
-        )
+    routers = []
+    if job.action.startswith("api_"):
+        routers = _api_routers(connection, job, targets)
+    service = None
+    if job.action == "coa" and customer is not None:
+        service = service_now(connection, customer, now, zone)
     return Work(
         job,
-        customer.username if customer else None,
-        customer.static_ip if customer else None,
+        customer["username"] if customer else None,
+        customer["static_ip"] if customer else None,
         targets,
-        job_router,
+        routers,
+        service,
     )
+
+
+def _api_routers(connection: Connection, job: Job, targets: list[Target]) -> list[Nas]:
+    """Where a static customer is blocked: the job's NAS, else the NASes of its
+    open sessions, else every NAS with an API user (its line may be on any)."""
+    if job.nas_id is not None:
+        return [nas_from_row(connection.execute(select(nas).where(nas.c.id == job.nas_id)).mappings().one())]
+    routers = list({target.router: None for target in targets if target.router is not None})
+    if routers:
+        return routers
+    query = select(nas).where(nas.c.api_user.is_not(None), nas.c.api_user != "").order_by(nas.c.name)
+    return [nas_from_row(row) for row in connection.execute(query).mappings()]
+
+
+def service_now(connection: Connection, customer, now: datetime, zone: ZoneInfo) -> Service:
+    """The package's rate, or its fair-usage rate when this period's volume is past the quota
+    (as radiusd decides an Access-Request), and its address list."""
+    package = (
+        connection.execute(
+            select(master_packages)
+            .select_from(master_packages.join(packages, packages.c.master_package_id == master_packages.c.id))
+            .where(packages.c.id == customer["package_id"])
+        )
+        .mappings()
+        .one()
+    )
+    rate, fair_usage = package_rate_limits(package)
+    if package["quota_bytes"] and fair_usage:
+        period = usage_period_start(customer["expires_at"], package["period_days"], zone, now)
+        used = connection.execute(
+            select(customer_usage.c.upload_bytes + customer_usage.c.download_bytes).where(
+                customer_usage.c.customer_id == customer["id"], customer_usage.c.period_start == period
+            )
+        ).scalar()
+        if used is not None and used >= package["quota_bytes"]:
+            rate = fair_usage
+    return Service(rate, package["address_list"])
 
 
 def mark_done(connection: Connection, job_id: int, now: datetime) -> None:
@@ -175,12 +239,57 @@ def mark_done(connection: Connection, job_id: int, now: datetime) -> None:
     )
 
 
-def mark_retry(connection: Connection, job_id: int, error: str, not_before: datetime) -> None:
+def mark_retry(connection: Connection, job_id: int, error: str, not_before: datetime, payload: dict) -> None:
     connection.execute(
         update(enforcement_jobs)
         .where(enforcement_jobs.c.id == job_id)
-        .values(last_error=error, not_before=not_before)
+        .values(last_error=error, not_before=not_before, payload=payload)
     )
+
+
+def mark_awaiting_stop(connection: Connection, job_id: int, payload: dict, not_before: datetime) -> None:
+    """The router ACKed a Disconnect: look again at ``not_before`` whether the
+    Accounting-Stop came. Waiting is not a failed attempt, so it is not counted."""
+    connection.execute(
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id == job_id)
+        .values(payload=payload, not_before=not_before, attempts=enforcement_jobs.c.attempts - 1)
+    )
+
+
+def claim_job(connection: Connection, job_id: int, now: datetime, lease: timedelta) -> Job | None:
+    """Claim one job now (``radbill customer disconnect``), unless a worker holds it or it is not pending."""
+    row = (
+        connection.execute(
+            select(enforcement_jobs)
+            .where(
+                enforcement_jobs.c.id == job_id,
+                enforcement_jobs.c.status == "pending",
+                or_(enforcement_jobs.c.not_before.is_(None), enforcement_jobs.c.not_before <= now),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    connection.execute(
+        update(enforcement_jobs)
+        .where(enforcement_jobs.c.id == job_id)
+        .values(attempts=enforcement_jobs.c.attempts + 1, not_before=now + lease)
+    )
+    return _job(row)
+
+
+def backlog(connection: Connection) -> dict[str, int]:
+    """Pending jobs by action (for the metrics)."""
+    query = (
+        select(enforcement_jobs.c.action, func.count())
+        .where(enforcement_jobs.c.status == "pending")
+        .group_by(enforcement_jobs.c.action)
+    )
+    return dict(connection.execute(query).all())
 
 
 def mark_failed(connection: Connection, job_id: int, error: str, now: datetime) -> None:
@@ -191,8 +300,15 @@ def mark_failed(connection: Connection, job_id: int, error: str, now: datetime) 
     )
 
 
-def list_jobs(connection: Connection, status: str | None = None, limit: int = 100) -> list[JobRow]:
-    """The newest jobs first, optionally only those with one status."""
+def get_job(connection: Connection, job_id: int) -> JobRow:
+    (row,) = list_jobs(connection, job_id=job_id)
+    return row
+
+
+def list_jobs(
+    connection: Connection, status: str | None = None, limit: int = 100, *, job_id: int | None = None
+) -> list[JobRow]:
+    """The newest jobs first, optionally only those with one status (or the one job ``job_id``)."""
     query = (
         select(enforcement_jobs, customers.c.username.label("customer"), nas.c.name.label("nas"))
         .select_from(
@@ -206,6 +322,8 @@ def list_jobs(connection: Connection, status: str | None = None, limit: int = 10
     if status is not None:
         require_one_of(status, JOB_STATUSES, "job status")
         query = query.where(enforcement_jobs.c.status == status)
+    if job_id is not None:
+        query = query.where(enforcement_jobs.c.id == job_id)
     instants = ("not_before", "created_at", "done_at")
     return [
         JobRow(

@@ -4,7 +4,9 @@ Each change is written to the change log, so a running radiusd serves a new
 or changed NAS within a second, without a restart.
 """
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -30,9 +32,22 @@ class Nas:
     api_password: str | None
     api_tls: bool
     description: str
+    api_tls_ca_file: str | None = None
+    api_tls_fingerprint: str | None = None
+    api_tls_verify: bool = True
 
 
 def _checked(values: dict) -> dict:
+    for key in ("api_tls_ca_file", "api_tls_fingerprint"):
+        if values.get(key) == "":  # "" clears it
+            values[key] = None
+    if values.get("api_tls_fingerprint") is not None:
+        values["api_tls_fingerprint"] = _fingerprint(values["api_tls_fingerprint"])
+    if values.get("api_tls_ca_file"):
+        path = Path(values["api_tls_ca_file"])
+        if not path.is_file():
+            raise RadbillError(f"no CA certificate file {str(path)!r}")
+        values["api_tls_ca_file"] = str(path.resolve())
     if "ip_address" in values:
         values["ip_address"] = canonical_ip(values["ip_address"])
     if "secret" in values and not values["secret"]:
@@ -44,6 +59,17 @@ def _checked(values: dict) -> dict:
     if policy is not None:
         require_one_of(policy, MESSAGE_AUTHENTICATOR_POLICIES, "Message-Authenticator policy")
     return values
+
+
+def _fingerprint(text: str) -> str:
+    """A SHA-256 certificate fingerprint as 64 lower-case hex digits (colons and spaces dropped)."""
+    digits = re.sub(r"[:\s]", "", text).lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digits):
+        raise RadbillError(
+            f"invalid certificate fingerprint {text!r}: give its SHA-256 as 64 hex digits "
+            "(RouterOS: /certificate print detail, fingerprint=...)"
+        )
+    return digits
 
 
 def _ensure_unique(connection: Connection, values: dict, except_id: int | None = None) -> None:

@@ -10,11 +10,19 @@ subscriber has no session to drop, so disabling one puts its address on a
 firewall address list (the router's filter rules drop or redirect that
 list), and enabling removes it again.
 
+Over TLS (api-ssl) the router's certificate is checked (see tls_wrapper):
+the API password and the power to cut customers off are worth a
+certificate; a NAS must opt out explicitly (``--api-tls-insecure``).
+
 librouteros is blocking: every method here runs in a thread, never on the
 reactor (the worker uses deferToThreadPool).
 """
 
+import hashlib
+import hmac
+import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import librouteros
@@ -39,6 +47,9 @@ class ApiEndpoint:
     user: str
     password: str
     tls: bool
+    verify: bool = True
+    ca_file: str | None = None
+    fingerprint: str | None = None
 
     @classmethod
     def of(cls, router: Nas) -> "ApiEndpoint | None":
@@ -52,6 +63,9 @@ class ApiEndpoint:
             router.api_user,
             router.api_password or "",
             router.api_tls,
+            router.api_tls_verify,
+            router.api_tls_ca_file,
+            router.api_tls_fingerprint,
         )
 
 
@@ -89,7 +103,7 @@ class RouterApi:
             endpoint.password,
             port=endpoint.port,
             timeout=self._timeout,
-            ssl_wrapper=_tls_context().wrap_socket if endpoint.tls else None,
+            ssl_wrapper=tls_wrapper(endpoint) if endpoint.tls else None,
         )
         return self
 
@@ -129,17 +143,68 @@ class RouterApi:
             self._api.path("ip", "firewall", "address-list").remove(*ids)
         return len(ids)
 
+    def set_static_queue_disabled(self, address: str, disabled: bool) -> int:
+        """Disable (or enable) the static queues that shape one address; return how many there were.
+
+        For ISPs whose static lines pass only through their queue (a
+        disabled queue plus a ``queue=no-queue`` drop rule); the address
+        list is the usual block."""
+        queues = self._api.path("queue", "simple")
+        targets = (address, f"{address}/32")
+        ids = [row[".id"] for row in queues.select(Key(".id")).where(Key("target").In(*targets))]
+        for queue_id in ids:
+            queues.update(**{".id": queue_id, "disabled": "yes" if disabled else "no"})
+        return len(ids)
+
+    def can_read(self) -> None:
+        """A harmless read that needs the API user's ``read`` policy (``radbill nas test``)."""
+        lists = self._api.path("ip", "firewall", "address-list")
+        list(lists.select(Key(".id")).where(Key("list") == "radbill-probe"))
+
     def _list_entries(self, address: str, address_list: str) -> list[str]:
         lists = self._api.path("ip", "firewall", "address-list")
         query = lists.select(Key(".id")).where(Key("list") == address_list, Key("address") == address)
         return [row[".id"] for row in query]
 
 
-def _tls_context() -> ssl.SSLContext:
-    """TLS for api-ssl (8729). RouterOS serves a self-signed certificate, or
-    none at all (anonymous Diffie-Hellman), so the certificate is not checked:
-    the TLS protects the password on the wire, the API user's rights and the
-    router's firewall limit who may connect."""
+class FingerprintMismatch(ssl.SSLError):
+    """The router showed another certificate than the one pinned for it."""
+
+
+def tls_wrapper(endpoint: ApiEndpoint) -> Callable[[socket.socket], socket.socket]:
+    """How to wrap the API socket in TLS for this NAS.
+
+    - a pinned SHA-256 fingerprint: the certificate must be that one
+      (RouterOS's self-signed certificates have no CA to check against);
+    - otherwise the chain must verify against the NAS's CA file (or the
+      system's CAs) and name the API host (``subject-alt-name=IP:...``);
+    - ``verify`` false (an explicit opt-out per NAS): no check at all, and
+      anonymous Diffie-Hellman is allowed, as RouterOS offers it without a
+      certificate; the TLS then only hides the password from a passive eye.
+    """
+    if not endpoint.verify:
+        return _unchecked_context().wrap_socket
+    if endpoint.fingerprint:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+        def pinned(plain: socket.socket) -> socket.socket:
+            wrapped = context.wrap_socket(plain)
+            seen = hashlib.sha256(wrapped.getpeercert(binary_form=True) or b"").hexdigest()
+            if not hmac.compare_digest(seen, endpoint.fingerprint):
+                wrapped.close()
+                raise FingerprintMismatch(
+                    f"certificate fingerprint {seen} is not the pinned {endpoint.fingerprint}"
+                )
+            return wrapped
+
+        return pinned
+    context = ssl.create_default_context(cafile=endpoint.ca_file)
+    return lambda plain: context.wrap_socket(plain, server_hostname=endpoint.host)
+
+
+def _unchecked_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

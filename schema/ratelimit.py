@@ -190,3 +190,25 @@ def _format_rate(bits: int) -> str:
 
 def _format_pair(rx: int, tx: int, fmt: Callable[[int], str]) -> str:
     return f"{fmt(rx)}/{fmt(tx)}"
+
+
+def package_rate_limits(row) -> tuple[str, str | None]:
+    """A master package row's Mikrotik-Rate-Limit and its fair-usage one (None
+    without a fair-usage rate); ValueError if its rates are invalid."""
+    rate = RateLimit(
+        rx_rate=row["rate_rx"],
+        tx_rate=row["rate_tx"],
+        burst_rx=row["burst_rx"],
+        burst_tx=row["burst_tx"],
+        threshold_rx=row["burst_threshold_rx"],
+        threshold_tx=row["burst_threshold_tx"],
+        burst_time_rx=row["burst_time_rx"],
+        burst_time_tx=row["burst_time_tx"],
+        priority=row["priority"] or _DEFAULT_PRIORITY,
+        min_rx=row["min_rx"],
+        min_tx=row["min_tx"],
+    )
+    fair_usage = None
+    if row["fup_rx"] and row["fup_tx"]:
+        fair_usage = RateLimit(row["fup_rx"], row["fup_tx"]).to_mikrotik()
+    return rate.to_mikrotik(), fair_usage

@@ -135,6 +135,61 @@ class BillingdSettings:
 
 
 @dataclass(frozen=True)
+class NasSettings:
+    """The enforcement worker that billingd runs (nas/worker.py): how it polls,
+    waits for routers, retries, and how it blocks static-IP customers."""
+
+    # Seconds between polls of the outbox when it is idle.
+    poll_interval: float = 1.0
+    # Jobs claimed per poll.
+    batch_size: int = 20
+    # Seconds before a CoA/Disconnect-Request is sent again, and how many times.
+    coa_timeout: float = 3.0
+    coa_retries: int = 2
+    # Seconds to wait for the RouterOS API.
+    api_timeout: float = 10.0
+    # Attempts before a job is marked failed (its dead letter).
+    max_attempts: int = 6
+    # First retry delay in seconds; it doubles each attempt, up to retry_max.
+    retry_delay: float = 10.0
+    retry_max: float = 900.0
+    # Seconds a claimed job stays hidden from other workers; longer than one attempt.
+    lease: float = 120.0
+    # After a Disconnect-ACK, seconds to wait for the Accounting-Stop before
+    # asking the RouterOS API whether the session is gone.
+    stop_deadline: float = 10.0
+    # The firewall address list that blocked static-IP customers are put on.
+    blocked_address_list: str = "radbill-blocked"
+    # Also disable the static customer's /queue/simple entry (target = its address) while blocked.
+    block_queue: bool = False
+
+    def __post_init__(self) -> None:
+        positive = (
+            "poll_interval",
+            "coa_timeout",
+            "api_timeout",
+            "retry_delay",
+            "retry_max",
+            "stop_deadline",
+        )
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key}: must be more than 0 seconds, got {getattr(self, key)}")
+        for key, low, high in (("batch_size", 1, 1000), ("coa_retries", 0, 10), ("max_attempts", 1, 100)):
+            if not low <= getattr(self, key) <= high:
+                raise ValueError(f"{key}: must be {low}..{high}, got {getattr(self, key)}")
+        one_attempt = (
+            self.coa_timeout * (self.coa_retries + 1) * 2 + self.stop_deadline + 2 * self.api_timeout
+        )
+        if self.lease <= one_attempt:
+            raise ValueError(
+                f"lease: must be longer than one attempt ({one_attempt:g} s with these timeouts), got {self.lease}"
+            )
+        if not self.blocked_address_list:
+            raise ValueError("blocked_address_list: must not be empty")
+
+
+@dataclass(frozen=True)
 class CliSettings:
     # Who runs `radbill` when $RADBILL_OPERATOR is not set: the CLI runs on
     # the server, so the default caller is the admin.
@@ -200,6 +255,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     radiusd: RadiusdSettings = field(default_factory=RadiusdSettings)
     billingd: BillingdSettings = field(default_factory=BillingdSettings)
+    nas: NasSettings = field(default_factory=NasSettings)
     cli: CliSettings = field(default_factory=CliSettings)
     log: LogSettings = field(default_factory=LogSettings)
     notices: NoticeSettings = field(default_factory=NoticeSettings)

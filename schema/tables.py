@@ -150,6 +150,11 @@ nas = Table(
     Column("api_user", String(64)),
     Column("api_password", String(128)),
     Column("api_tls", Boolean, nullable=False, server_default=text("false")),
+    # api-ssl: the router's certificate is checked against this CA file, or its
+    # SHA-256 fingerprint, or the system's CAs; api_tls_verify false opts out.
+    Column("api_tls_ca_file", String(255)),
+    Column("api_tls_fingerprint", String(64)),
+    Column("api_tls_verify", Boolean, nullable=False, server_default=text("true")),
     Column("require_message_authenticator", String(4), nullable=False, server_default="auto"),
     # RFC 3579 "auto": once a NAS has sent a Message-Authenticator it must
     # always send one. Stored so the rule survives a restart.

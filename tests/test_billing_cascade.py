@@ -236,7 +236,7 @@ def test_change_package_refunds_and_buys_a_new_period(engine):
             .mappings()
             .one()
         )
-        assert (job["action"], job["reason"]) == ("disconnect", "package_change")
+        assert (job["action"], job["reason"]) == ("coa", "package_change"), "a rate CoA, not a Disconnect"
         assert ledger.verify(connection) == []
 
 

@@ -78,3 +78,22 @@ def test_a_missing_file_is_reported(tmp_path):
     )
     assert result.returncode == 1
     assert "cannot read configuration" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_enforcement_workers_knobs_are_nas_keys():
+    nas = settings_from_mapping(
+        {"nas": {"poll_interval": 2, "coa_timeout": 1.5, "max_attempts": 4, "blocked_address_list": "unpaid"}}
+    ).nas
+    assert (nas.poll_interval, nas.coa_timeout, nas.max_attempts) == (2.0, 1.5, 4), (
+        "10 is a number of seconds"
+    )
+    assert nas.blocked_address_list == "unpaid" and nas.lease == 120.0
+    for raw, message in [
+        ({"lease": 5}, "configuration key 'nas.lease' must be longer than one attempt"),
+        ({"coa_retries": 11}, "configuration key 'nas.coa_retries' must be 0..10, got 11"),
+        ({"poll_interval": 0}, "configuration key 'nas.poll_interval' must be more than 0 seconds"),
+        ({"blocked_address_list": ""}, "configuration key 'nas.blocked_address_list' must not be empty"),
+        ({"max_attempts": 1.5}, "configuration key 'nas.max_attempts' must be an integer"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            settings_from_mapping({"nas": raw})

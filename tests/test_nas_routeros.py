@@ -1,14 +1,12 @@
 """The RouterOS adapter, driven through the real librouteros client against a fake router."""
 
 import ssl
-import subprocess
 
 import pytest
 from librouteros.exceptions import LibRouterosError, TrapError
 
 from nas.registry import Nas
-from nas.routeros import ApiEndpoint, RouterApi, queue_properties
-from tests.fakes.routeros import FakeRouter
+from nas.routeros import ApiEndpoint, FingerprintMismatch, RouterApi, queue_properties
 
 pytestmark = pytest.mark.daemon
 
@@ -86,6 +84,16 @@ def test_block_and_unblock_a_static_address(fake_router):
     assert fake_router.menus["/ip/firewall/address-list"] == []
 
 
+def test_a_static_customers_queue_is_disabled_and_enabled_by_its_target(fake_router):
+    fake_router.add("/queue/simple", name="shop", target="203.0.113.9/32", disabled="no")
+    fake_router.add("/queue/simple", name="other", target="203.0.113.10/32", disabled="no")
+    with RouterApi(endpoint(fake_router)) as api:
+        assert api.set_static_queue_disabled("203.0.113.9", True) == 1
+        assert [row["disabled"] for row in fake_router.menus["/queue/simple"]] == ["yes", "no"]
+        assert api.set_static_queue_disabled("203.0.113.9", False) == 1
+    assert [row["disabled"] for row in fake_router.menus["/queue/simple"]] == ["no", "no"]
+
+
 def test_endpoint_of_a_nas_defaults_to_its_ip_and_the_api_ports():
     fields = dict(
         id=1,
@@ -107,40 +115,41 @@ def test_endpoint_of_a_nas_defaults_to_its_ip_and_the_api_ports():
     assert ApiEndpoint.of(Nas(**{**fields, "api_user": None})) is None
 
 
-@pytest.mark.interop
-def test_api_over_tls_with_a_self_signed_certificate(tmp_path):
-    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=router",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(certificate),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(certificate, key)
-    router = FakeRouter(tls=server_context)
-    port = router.start()
-    try:
-        router.add("/ppp/active", name="alice")
-        with RouterApi(ApiEndpoint("127.0.0.1", port, "radbill", "api-s3cret", tls=True)) as api:
-            assert api.remove_active("alice") == 1
-        with pytest.raises((LibRouterosError, OSError)):  # a plain client cannot talk to api-ssl
-            RouterApi(
-                ApiEndpoint("127.0.0.1", port, "radbill", "api-s3cret", tls=False), timeout=1
-            ).__enter__()
-    finally:
-        router.stop()
+def tls_endpoint(router, **check) -> ApiEndpoint:
+    return ApiEndpoint("127.0.0.1", router.port, "radbill", "api-s3cret", tls=True, **check)
+
+
+@pytest.mark.interop  # openssl makes the router's certificate
+@pytest.mark.parametrize(
+    "check",
+    [
+        {"ca_file": "certificate"},
+        {"fingerprint": "fingerprint"},
+        {"verify": False},
+    ],
+    ids=["ca-file", "fingerprint", "opted-out"],
+)
+def test_api_over_tls_with_the_certificate_checked_or_an_explicit_opt_out(tls_router, check):
+    check = {
+        key: getattr(tls_router, value) if isinstance(value, str) else value for key, value in check.items()
+    }
+    tls_router.add("/ppp/active", name="alice")
+    with RouterApi(tls_endpoint(tls_router, **check)) as api:
+        assert api.remove_active("alice") == 1
+
+
+@pytest.mark.interop  # openssl makes the router's certificate
+def test_api_over_tls_refuses_a_certificate_it_cannot_check(tls_router):
+    with pytest.raises(ssl.SSLCertVerificationError, match="self-signed"):
+        RouterApi(tls_endpoint(tls_router), timeout=2).__enter__()  # by default: the system's CAs
+    with pytest.raises(FingerprintMismatch, match="not the pinned"):
+        RouterApi(tls_endpoint(tls_router, fingerprint="0" * 64), timeout=2).__enter__()
+    assert not any(command[0] == "/login" for command in tls_router.commands), "no password was sent"
+
+
+@pytest.mark.interop  # openssl makes the router's certificate
+def test_a_plain_client_cannot_talk_to_api_ssl(tls_router):
+    with pytest.raises((LibRouterosError, OSError)):
+        RouterApi(
+            ApiEndpoint("127.0.0.1", tls_router.port, "radbill", "api-s3cret", tls=False), timeout=1
+        ).__enter__()

@@ -8,6 +8,7 @@ import librouteros
 import pytest
 import pytest_twisted
 from prometheus_client import REGISTRY
+from pyrad.packet import CoARequest, DisconnectRequest
 from sqlalchemy import String, cast, insert, literal, select, update
 from twisted.internet import reactor, task
 from twisted.python import threadable
@@ -15,10 +16,11 @@ from twisted.python import threadable
 from nas.coa import DynamicAuthorizationClient
 from nas.outbox import claim_jobs, mark_done, mark_retry
 from nas.registry import add_nas
-from nas.worker import EnforcementWorker, retry_delay
+from nas.worker import EnforcementWorker
 from schema.engine import is_sqlite
 from schema.outbox import enqueue, enqueue_selected
 from schema.pool import Pool
+from schema.settings import NasSettings
 from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
@@ -26,6 +28,7 @@ from tests.fakes.reactor import wait_until
 pytestmark = pytest.mark.daemon
 
 COA_TIMEOUT = 3
+SETTINGS = NasSettings(max_attempts=3, coa_timeout=COA_TIMEOUT, coa_retries=1)
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def database(engine):
 
 @pytest.fixture
 def worker(database, clock, coa):
-    return EnforcementWorker(database, reactor=reactor, clock=clock, coa=coa, max_attempts=3)
+    return EnforcementWorker(database, SETTINGS, reactor=reactor, clock=clock, coa=coa)
 
 
 def add_customer(connection, username: str, **values) -> int:
@@ -134,14 +137,11 @@ def utc(value: datetime) -> datetime:
 
 
 def counted(action: str, result: str) -> float:
-    return (
-        REGISTRY.get_sample_value("radbill_enforcement_jobs_total", {"action": action, "result": result})
-        or 0.0
-    )
+    return REGISTRY.get_sample_value("radbill_nas_jobs_total", {"action": action, "result": result}) or 0.0
 
 
 def delays(action: str) -> float:
-    return REGISTRY.get_sample_value("radbill_enforcement_delay_seconds_count", {"action": action}) or 0.0
+    return REGISTRY.get_sample_value("radbill_nas_job_delay_seconds_count", {"action": action}) or 0.0
 
 
 async def let_requests_time_out(fake_nas, clock, transmissions: int) -> None:
@@ -151,15 +151,32 @@ async def let_requests_time_out(fake_nas, clock, transmissions: int) -> None:
         clock.advance(COA_TIMEOUT)
 
 
+def stop_session(engine, session_id: str) -> None:
+    """The Accounting-Stop of a session arrives (radiusd closes its row)."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(sessions)
+            .where(sessions.c.acct_session_id == session_id)
+            .values(stopped_at=datetime.now(UTC))
+        )
+
+
+def confirmations(how: str) -> float:
+    return REGISTRY.get_sample_value("radbill_nas_disconnect_confirmations_total", {"how": how}) or 0.0
+
+
 @pytest_twisted.ensureDeferred
-async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engine, fake_nas, worker):
+async def test_an_acked_disconnect_is_done_when_the_stop_arrives(engine, fake_nas, clock, worker):
     alice, _ = subscriber_online(engine, fake_nas, "81a0002f", user_name="Alice")
     job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
-    before, delays_before = counted("disconnect", "done"), delays("disconnect")
+    before, delays_before, stops = counted("disconnect", "done"), delays("disconnect"), confirmations("stop")
     assert await worker.run_once() == 1
     row = job_row(engine, job)
-    assert (row["status"], row["attempts"], row["last_error"]) == ("done", 1, None)
-    assert row["done_at"] is not None
+    assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 0, None), (
+        "the ACK is not the end"
+    )
+    assert row["payload"] == {"disconnected": ["81a0002f"]}
+    assert utc(row["not_before"]) == datetime.fromtimestamp(clock.seconds() + SETTINGS.stop_deadline, UTC)
     (seen,) = fake_nas.received
     assert seen.authenticator_ok and seen.message_authenticator_ok
     assert seen.attributes == {
@@ -168,8 +185,54 @@ async def test_disconnect_acked_names_the_session_exactly_as_accounting_did(engi
         "Acct-Session-Id": ["81a0002f"],
         "Framed-IP-Address": ["100.64.0.7"],
     }
+    stop_session(engine, "81a0002f")
+    clock.advance(SETTINGS.stop_deadline)
+    assert await worker.run_once() == 1
+    row = job_row(engine, job)
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    assert row["done_at"] is not None
+    assert len(fake_nas.received) == 1, "nothing is sent again once the Stop is in"
     assert counted("disconnect", "done") == before + 1
     assert delays("disconnect") == delays_before + 1
+    assert confirmations("stop") == stops + 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_acked_disconnect_without_a_stop_is_followed_by_the_api_check(
+    engine, fake_nas, fake_router, clock, worker
+):
+    alice, _ = subscriber_online(engine, fake_nas, "s1", router=fake_router)
+    fake_router.add("/ppp/active", name="alice", service="pppoe", address="100.64.0.7")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
+    by_api = confirmations("api")
+    assert await worker.run_once() == 1
+    assert job_row(engine, job)["status"] == "pending"
+    assert not any(command[0] == "/login" for command in fake_router.commands), (
+        "no API call before the deadline"
+    )
+    clock.advance(SETTINGS.stop_deadline - 1)
+    assert await worker.run_once() == 0, "the Stop has until the deadline"
+    clock.advance(1)
+    assert await worker.run_once() == 1
+    assert job_row(engine, job)["status"] == "done"
+    assert fake_router.menus["/ppp/active"] == [], "the router still had it: the API removed it"
+    assert ["/ppp/active/print", "=.proplist=.id", "?=name=alice"] in fake_router.commands
+    assert len(fake_nas.received) == 1
+    assert confirmations("api") == by_api + 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_an_api_a_second_disconnect_answered_not_found_confirms_it(
+    engine, fake_nas, clock, worker
+):
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
+    assert await worker.run_once() == 1
+    clock.advance(SETTINGS.stop_deadline)
+    fake_nas.default = nak(503)
+    assert await worker.run_once() == 1
+    assert job_row(engine, job)["status"] == "done"
+    assert [seen.answered for seen in fake_nas.received] == ["ack", "nak"]
 
 
 @pytest.mark.parametrize("refusal", ["nak", "timeout"])
@@ -183,7 +246,7 @@ async def test_nak_or_timeout_falls_back_to_the_routeros_api(
         api_threads.append(threadable.isInIOThread())
         return librouteros.connect(*args, **kwargs)
 
-    worker = EnforcementWorker(database, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
+    worker = EnforcementWorker(database, SETTINGS, reactor=reactor, clock=clock, coa=coa, api_connect=connect)
     alice, _ = subscriber_online(engine, fake_nas, "81a0002f", router=fake_router, user_name="Alice")
     job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
     fake_router.add("/ppp/active", name="Alice", service="pppoe", address="100.64.0.7")
@@ -200,11 +263,13 @@ async def test_nak_or_timeout_falls_back_to_the_routeros_api(
 
 
 @pytest_twisted.ensureDeferred
-async def test_timeout_without_api_is_retried_with_backoff_then_succeeds(engine, fake_nas, clock, worker):
+async def test_with_the_nas_down_the_job_is_retried_and_succeeds_exactly_once_when_it_is_back(
+    engine, fake_nas, clock, worker
+):
     alice, _ = subscriber_online(engine, fake_nas, "s1")
-    job = queue(engine, customer_id=alice, action="disconnect", reason="suspended")
+    job = queue(engine, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
     fake_nas.default = SILENT
-    before = counted("disconnect", "retry")
+    before = counted("coa", "retry")
     for attempt in (1, 2):
         result = worker.run_once()
         await let_requests_time_out(fake_nas, clock, 2)
@@ -212,16 +277,20 @@ async def test_timeout_without_api_is_retried_with_backoff_then_succeeds(engine,
         row = job_row(engine, job)
         assert (row["status"], row["attempts"]) == ("pending", attempt)
         assert "no answer after 2 transmissions 3s apart" in row["last_error"]
-        delay = retry_delay(attempt)
+        delay = worker.retry_delay(attempt)
         assert utc(row["not_before"]) == datetime.fromtimestamp(clock.seconds() + delay, UTC)
         clock.advance(delay - 1)
         assert await worker.run_once() == 0, "not due before its backoff has passed"
         clock.advance(1)
-    assert retry_delay(1) == 10 and retry_delay(2) == 20
-    assert counted("disconnect", "retry") == before + 2
+    assert worker.retry_delay(1) == 10 and worker.retry_delay(2) == 20
+    assert counted("coa", "retry") == before + 2
     fake_nas.default = ACK
     assert await worker.run_once() == 1
     assert (job_row(engine, job)["status"], job_row(engine, job)["attempts"]) == ("done", 3)
+    clock.advance(3600)
+    assert await worker.run_once() == 0
+    assert [seen.answered for seen in fake_nas.received].count("ack") == 1, "carried out exactly once"
+    assert len(fake_nas.received) == 5
 
 
 @pytest_twisted.ensureDeferred
@@ -267,15 +336,26 @@ async def test_a_dedupe_key_queues_a_job_once(engine, fake_nas, worker):
 async def test_coa_changes_the_rate_of_every_open_session(engine, fake_nas, worker):
     alice, _ = subscriber_online(engine, fake_nas, "s1", "s2")
     job = queue(engine, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
-    broken = queue(engine, customer_id=alice, action="coa", reason="fup")
+    restore = queue(engine, customer_id=alice, action="coa", reason="renewal")
     assert await worker.run_once() == 1
-    assert await worker.run_once() == 1, "the customer's second job runs after the first"
     assert job_row(engine, job)["status"] == "done"
     assert sorted(seen.attributes["Acct-Session-Id"][0] for seen in fake_nas.received) == ["s1", "s2"]
     assert {seen.attributes["Mikrotik-Rate-Limit"][0] for seen in fake_nas.received} == {"2M/2M"}
-    failed = job_row(engine, broken)
-    assert (failed["status"], failed["attempts"]) == ("failed", 1)
-    assert "rate_limit" in failed["last_error"]
+    assert await worker.run_once() == 1, "the customer's second job runs after the first"
+    assert job_row(engine, restore)["status"] == "done"
+    assert [seen.attributes["Mikrotik-Rate-Limit"][0] for seen in fake_nas.received[2:]] == ["10M/10M"] * 2, (
+        "without a rate in the job, the package's rate now"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_coa_nak_falls_back_to_a_disconnect(engine, fake_nas, worker):
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
+    job = queue(engine, customer_id=alice, action="coa", reason="package_change")
+    fake_nas.script = [nak(401)]
+    assert await worker.run_once() == 1
+    assert [seen.packet.code for seen in fake_nas.received] == [CoARequest, DisconnectRequest]
+    assert job_row(engine, job)["payload"] == {"disconnected": ["s1"]}
 
 
 @pytest_twisted.ensureDeferred
@@ -285,7 +365,7 @@ async def test_api_disable_and_enable_a_static_ip_customer(engine, fake_nas, fak
     assert await worker.run_once() == 1
     assert job_row(engine, disable)["status"] == "done"
     (entry,) = fake_router.menus["/ip/firewall/address-list"]
-    assert (entry["list"], entry["address"]) == ("radbill-disabled", "203.0.113.9")
+    assert (entry["list"], entry["address"]) == ("radbill-blocked", "203.0.113.9")
     enable = queue(engine, customer_id=shop, action="api_enable", reason="paid", nas_id=core.id)
     assert await worker.run_once() == 1
     assert job_row(engine, enable)["status"] == "done"
@@ -325,7 +405,7 @@ def test_a_customers_jobs_run_one_at_a_time_oldest_first(engine):
         renew = enqueue(connection, customer_id=alice, action="api_enable", reason="paid")
     with engine.begin() as connection:
         assert [job.id for job in claim_jobs(connection, now, 10, lease)] == [suspend]
-        mark_retry(connection, suspend, "timeout", now + timedelta(seconds=10))
+        mark_retry(connection, suspend, "timeout", now + timedelta(seconds=10), {})
     with engine.begin() as connection:
         assert claim_jobs(connection, now + timedelta(seconds=5), 10, lease) == [], (
             "the renewal waits for the suspension"
@@ -360,7 +440,7 @@ async def test_started_worker_polls_until_stopped(engine, fake_nas, clock, worke
     alice, _ = subscriber_online(engine, fake_nas, "s1")
     worker.start()
     clock.advance(0)
-    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
+    job = queue(engine, customer_id=alice, action="coa", reason="fup", payload={"rate_limit": "2M/2M"})
 
     def polled_until_done():
         clock.advance(worker.poll_interval)
@@ -384,3 +464,50 @@ def test_a_set_of_jobs_is_queued_in_one_statement_and_never_twice(engine):
         assert enqueue_selected(connection, jobs) == 0
         queued = connection.execute(select(enforcement_jobs.c.customer_id, enforcement_jobs.c.status)).all()
     assert sorted(queued) == [(ids[0], "pending"), (ids[1], "pending")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_static_customer_without_sessions_is_blocked_on_every_nas_with_an_api(
+    engine, database, fake_nas, fake_router, clock, coa
+):
+    shop, _ = subscriber_online(engine, fake_nas, router=fake_router, static_ip="203.0.113.9")
+    with engine.begin() as connection:
+        add_nas(connection, "edge2", "127.0.0.2", "other-secret")  # RADIUS only: not asked
+    fake_router.add("/queue/simple", name="shop", target="203.0.113.9/32", disabled="no")
+    settings = NasSettings(max_attempts=3, coa_timeout=COA_TIMEOUT, coa_retries=1, block_queue=True)
+    worker = EnforcementWorker(database, settings, reactor=reactor, clock=clock, coa=coa)
+    disable = queue(engine, customer_id=shop, action="api_disable", reason="overdue")
+    assert await worker.run_once() == 1
+    assert job_row(engine, disable)["status"] == "done"
+    (entry,) = fake_router.menus["/ip/firewall/address-list"]
+    assert (entry["list"], entry["address"]) == ("radbill-blocked", "203.0.113.9")
+    assert fake_router.menus["/queue/simple"][0]["disabled"] == "yes"
+    assert (
+        REGISTRY.get_sample_value(
+            "radbill_nas_actions_total", {"nas": "core1", "action": "api_disable", "result": "ok"}
+        )
+        >= 1
+    )
+    enable = queue(engine, customer_id=shop, action="api_enable", reason="paid")
+    assert await worker.run_once() == 1
+    assert job_row(engine, enable)["status"] == "done"
+    assert fake_router.menus["/ip/firewall/address-list"] == []
+    assert fake_router.menus["/queue/simple"][0]["disabled"] == "no"
+    assert REGISTRY.get_sample_value("radbill_nas_outbox_backlog", {"action": "api_enable"}) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_backlog_by_action_is_a_gauge(engine, fake_nas, clock, worker):
+    alice, _ = subscriber_online(engine, fake_nas, "s1")
+    queued_at = datetime.fromtimestamp(clock.seconds(), UTC) - timedelta(seconds=90)
+    with engine.begin() as connection:
+        for _ in range(2):
+            job = enqueue(connection, customer_id=alice, action="disconnect", reason="suspended")
+            connection.execute(
+                update(enforcement_jobs)
+                .where(enforcement_jobs.c.id == job)
+                .values(created_at=queued_at, not_before=queued_at + timedelta(hours=1))
+            )
+    assert await worker.run_once() == 0
+    assert REGISTRY.get_sample_value("radbill_nas_outbox_backlog", {"action": "disconnect"}) == 2
+    assert REGISTRY.get_sample_value("radbill_nas_outbox_backlog", {"action": "coa"}) == 0

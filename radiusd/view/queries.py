@@ -14,7 +14,7 @@ from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
 from schema.engine import as_utc
 from schema.identity import canonical_username
-from schema.ratelimit import RateLimit
+from schema.ratelimit import package_rate_limits
 from schema.tables import (
     UNPAID_REASONS,
     change_log,
@@ -132,26 +132,11 @@ def read_packages(connection: Connection) -> dict[int, tuple[str, PackageState]]
 
 def package_state(row) -> PackageState:
     """Build the policy's view of a master package row; ValueError if its rates are invalid."""
-    rate = RateLimit(
-        rx_rate=row["rate_rx"],
-        tx_rate=row["rate_tx"],
-        burst_rx=row["burst_rx"],
-        burst_tx=row["burst_tx"],
-        threshold_rx=row["burst_threshold_rx"],
-        threshold_tx=row["burst_threshold_tx"],
-        burst_time_rx=row["burst_time_rx"],
-        burst_time_tx=row["burst_time_tx"],
-        priority=row["priority"] or 8,
-        min_rx=row["min_rx"],
-        min_tx=row["min_tx"],
-    )
-    fup = None
-    if row["fup_rx"] and row["fup_tx"]:
-        fup = RateLimit(row["fup_rx"], row["fup_tx"]).to_mikrotik()
+    rate, fup = package_rate_limits(row)
     return PackageState(
         id=row["id"],
         billing_type=row["billing_type"],
-        rate_limit=rate.to_mikrotik(),
+        rate_limit=rate,
         quota_bytes=row["quota_bytes"],
         fup_rate_limit=fup,
         ip_pool=row["ip_pool"],

@@ -18,8 +18,10 @@ Menus are plain tables of rows keyed by ``.id`` (``*1``, ``*2``...):
 ``print``, ``add``, ``set`` and ``remove`` work on any of them.
 """
 
+import hashlib
 import socketserver
 import ssl
+import subprocess
 import threading
 
 import pytest
@@ -220,5 +222,28 @@ def fake_router():
     """A FakeRouter (user radbill, password api-s3cret) on 127.0.0.1; its port is ``port``."""
     router = FakeRouter()
     router.port = router.start()
+    yield router
+    router.stop()
+
+
+@pytest.fixture
+def tls_router(tmp_path):
+    """A FakeRouter serving api-ssl with a self-signed certificate for 127.0.0.1
+    (as ``/certificate add ... subject-alt-name=IP:...`` makes one); its
+    ``certificate`` file and SHA-256 ``fingerprint`` are attributes."""
+    key, certificate = tmp_path / "router.key", tmp_path / "router.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-subj", "/CN=router", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    router = FakeRouter(tls=context)
+    router.port = router.start()
+    router.certificate = str(certificate)
+    router.fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(certificate.read_text())).hexdigest()
     yield router
     router.stop()
