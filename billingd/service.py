@@ -28,7 +28,7 @@ from nas.worker import EnforcementWorker
 from schema.engine import as_utc, is_sqlite
 from schema.pool import Pool, dedicated_connection
 from schema.runtime import Reloader, Systemd, configure_logging, listen_metrics
-from schema.settings import BillingdSettings, NoticeSettings, Settings
+from schema.settings import BillingdSettings, NasSettings, NoticeSettings, Settings
 from schema.tables import billing_runs, enforcement_jobs, sessions
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ NOTICE_SEND_SECONDS = 5.0
 RELOADABLE = frozenset(
     [f"billingd.{key}" for key in ("run_at", "timezone", "invoice_due_days", "grace_days")]
     + [f"notices.{field.name}" for field in dataclasses.fields(NoticeSettings)]
+    # The enforcement worker's knobs it reads at each pass; its CoA client keeps its timeout and retries.
+    + [f"nas.{field.name}" for field in dataclasses.fields(NasSettings) if not field.name.startswith("coa_")]
 )
 
 
@@ -391,6 +393,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
         def apply(new: Settings) -> None:
             scheduler.apply(new)
             notice_sender.apply(new)
+            worker.settings = new.nas
 
         Reloader(settings, load_settings, apply, RELOADABLE, systemd, "billingd").install(reactor)
     gauges = HealthGauges()

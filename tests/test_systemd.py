@@ -258,7 +258,8 @@ def test_billingd_is_ready_once_the_database_answers(cli, database_url, tmp_path
         for _ in range(3):
             notify_socket.wait_for("WATCHDOG", "1", timeout=2)
         config.write_text(
-            text + 'grace_days = 5\nbind = "127.0.0.2"\n[notices]\nsms_url = "http://127.0.0.1:9/sms"\n'
+            text
+            + 'grace_days = 5\nbind = "127.0.0.2"\n[notices]\nsms_url = "http://127.0.0.1:9/sms"\n[nas]\nbatch_size = 5\n'
         )
         process.send_signal(signal.SIGHUP)
         reloaded = notify_socket.wait_for("READY", "1")
@@ -267,7 +268,7 @@ def test_billingd_is_ready_once_the_database_answers(cli, database_url, tmp_path
         status = stop(process)
     log = (tmp_path / "billingd.log").read_text()
     assert status == 0, log
-    assert "configuration reloaded: billingd.grace_days, notices.sms_url" in log
+    assert "configuration reloaded: billingd.grace_days, nas.batch_size, notices.sms_url" in log
 
 
 def test_billingd_is_not_ready_while_the_database_is_unreachable(tmp_path, notify_socket):
