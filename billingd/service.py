@@ -67,27 +67,27 @@ def due_through(now: datetime, run_at: time, zone: ZoneInfo) -> date:
 class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY):
         self.duration = Histogram(
-            "radbill_billing_run_duration_seconds",
+            "radbill_billingd_run_seconds",
             "Time to run one billing day",
             buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300),
             registry=registry,
         )
         self.charged = Counter(
-            "radbill_billing_customers_charged", "Customers charged by daily runs", registry=registry
+            "radbill_billingd_customers_charged", "Customers charged by daily runs", registry=registry
         )
         self.suspended = Counter(
-            "radbill_billing_customers_suspended", "Customers suspended by runs", registry=registry
+            "radbill_billingd_customers_suspended", "Customers suspended by runs", registry=registry
         )
         self.amount = Counter(
-            "radbill_billing_amount_charged_minor_units",
+            "radbill_billingd_amount_charged_minor_units",
             "Money charged by daily runs (minor units)",
             registry=registry,
         )
         self.invoices = Counter(
-            "radbill_billing_invoices_issued", "Monthly invoices issued", registry=registry
+            "radbill_billingd_invoices_issued", "Monthly invoices issued", registry=registry
         )
         self.last_day = Gauge(
-            "radbill_billing_last_day_timestamp_seconds",
+            "radbill_billingd_last_day_timestamp_seconds",
             "The last billing day completed (UTC midnight)",
             registry=registry,
         )
@@ -95,7 +95,7 @@ class Metrics:
             "radbill_billingd_active", "1 when this instance holds the billing lock", registry=registry
         )
         self.failures = Counter(
-            "radbill_billing_run_failures", "Runs that failed and will be retried", registry=registry
+            "radbill_billingd_run_failures", "Runs that failed and will be retried", registry=registry
         )
 
     def record(self, result: runs.DayResult) -> None:

@@ -73,10 +73,10 @@ def test_catches_up_at_start_then_runs_at_run_at():
     assert calls == [date(2026, 11, 24), date(2026, 11, 25)]
     clock.advance(24 * 3600)
     assert calls[-1] == date(2026, 11, 26)
-    assert registry.get_sample_value("radbill_billing_customers_charged_total") == 30
-    assert registry.get_sample_value("radbill_billing_customers_suspended_total") == 6
-    assert registry.get_sample_value("radbill_billing_amount_charged_minor_units_total") == 3 * 12345
-    assert registry.get_sample_value("radbill_billing_run_duration_seconds_count") == 3
+    assert registry.get_sample_value("radbill_billingd_customers_charged_total") == 30
+    assert registry.get_sample_value("radbill_billingd_customers_suspended_total") == 6
+    assert registry.get_sample_value("radbill_billingd_amount_charged_minor_units_total") == 3 * 12345
+    assert registry.get_sample_value("radbill_billingd_run_seconds_count") == 3
     assert registry.get_sample_value("radbill_billingd_active") == 1
     scheduler.stop()
     assert not clock.getDelayedCalls()
@@ -107,7 +107,7 @@ def test_a_failed_run_is_retried():
 
     registry = CollectorRegistry()
     Scheduler(clock, SETTINGS, FakeLeadership(), work, Metrics(registry)).start()
-    assert registry.get_sample_value("radbill_billing_run_failures_total") == 1
+    assert registry.get_sample_value("radbill_billingd_run_failures_total") == 1
     clock.advance(300)
     assert attempts == [date(2026, 11, 24), date(2026, 11, 24)]
 
@@ -173,7 +173,7 @@ def test_the_daemon_runs_the_day_and_serves_metrics(tmp_path):
                 pass
             assert clock.monotonic() < deadline, "billingd did not start"
             clock.sleep(0.2)
-        assert "radbill_billing_run_duration_seconds" in metrics
+        assert "radbill_billingd_run_seconds" in metrics
     finally:
         daemon.terminate()
         daemon.wait(10)
