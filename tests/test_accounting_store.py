@@ -5,8 +5,10 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
+from billingd import customers as lifecycle
+from billingd.customers import Calendar
 from cli.demo import load_demo
 from radiusd.accounting.store import apply_records, close_stale_sessions
 from schema.engine import as_utc
@@ -20,6 +22,7 @@ from schema.tables import (
     radacct,
     sessions,
 )
+from schema.tenancy import resolve_actor
 from tests.accounting_helpers import T0, make_record
 
 ZONE = ZoneInfo("Asia/Dhaka")
@@ -225,15 +228,13 @@ def test_usage_of_two_sessions_adds_up_per_period(db):
 
 def test_insert_of_second_customer_is_independent(db):
     with db.begin() as connection:
-        demo = connection.execute(select(customers).where(customers.c.username == "demo")).one()
-        connection.execute(
-            insert(customers).values(
-                operator_id=demo.operator_id,
-                username="second",
-                password="x",
-                customer_code="00009",
-                package_id=demo.package_id,
-            )
+        lifecycle.add_customer(
+            connection,
+            resolve_actor(connection, "admin"),
+            "second",
+            password="x",
+            package="PPPoE 10M",
+            calendar=Calendar(T0, ZONE),
         )
     apply(
         db,

@@ -3,6 +3,7 @@ and a fake RouterOS router (API over TCP, driven by the real librouteros)."""
 
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import librouteros
 import pytest
@@ -13,6 +14,10 @@ from sqlalchemy import String, cast, insert, literal, select, update
 from twisted.internet import reactor, task
 from twisted.python import threadable
 
+from billingd import customers as lifecycle
+from billingd.customers import Calendar
+from billingd.isp import IspPlan, PackagePlan, build_isp
+from billingd.operators import admin_exists
 from nas.coa import DynamicAuthorizationClient
 from nas.outbox import claim_jobs, mark_done, mark_retry
 from nas.registry import add_nas
@@ -21,7 +26,8 @@ from schema.engine import is_sqlite
 from schema.outbox import enqueue, enqueue_selected
 from schema.pool import Pool
 from schema.settings import NasSettings
-from schema.tables import customers, enforcement_jobs, master_packages, operators, packages, sessions
+from schema.tables import customers, enforcement_jobs, sessions
+from schema.tenancy import resolve_actor
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
 
@@ -57,34 +63,25 @@ def worker(database, clock, coa):
     return EnforcementWorker(database, SETTINGS, reactor=reactor, clock=clock, coa=coa)
 
 
-def add_customer(connection, username: str, **values) -> int:
-    admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar()
-    if admin is None:
-        admin = connection.execute(
-            insert(operators).values(login="admin", role="admin")
-        ).inserted_primary_key[0]
-        master = connection.execute(
-            insert(master_packages).values(
-                operator_id=admin,
-                name="10M",
-                customer_type="pppoe",
-                billing_type="daily",
-                rate_rx=10**7,
-                rate_tx=10**7,
-            )
-        ).inserted_primary_key[0]
-        connection.execute(insert(packages).values(operator_id=admin, master_package_id=master, name="10M"))
-    package = connection.execute(select(packages.c.id)).scalar()
-    return connection.execute(
-        insert(customers).values(
-            operator_id=admin,
-            username=username,
-            password="pw",
-            customer_code=username,
-            package_id=package,
-            **values,
-        )
-    ).inserted_primary_key[0]
+ONE_PACKAGE = IspPlan(
+    packages=(
+        PackagePlan(
+            "10M", dict(customer_type="pppoe", billing_type="daily", rate_rx=10**7, rate_tx=10**7), 500_00
+        ),
+    )
+)
+
+
+def add_customer(connection, username: str, **details) -> int:
+    """A customer of the admin (the ISP is built with the first one)."""
+    calendar = Calendar(datetime.now(UTC), ZoneInfo("Asia/Dhaka"))
+    if not admin_exists(connection):
+        build_isp(connection, ONE_PACKAGE, calendar.today)
+    admin = resolve_actor(connection, "admin")
+    lifecycle.add_customer(
+        connection, admin, username, password="pw", package="10M", calendar=calendar, **details
+    )
+    return connection.execute(select(customers.c.id).where(customers.c.username == username)).scalar_one()
 
 
 def subscriber_online(
