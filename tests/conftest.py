@@ -111,8 +111,14 @@ class PostgresServer:
             stderr=subprocess.PIPE,
         )
 
+    # Server settings beyond the address: the tests' cluster is not durable
+    # (the benchmarks' subclasses are).
+    settings: tuple[str, ...] = ("fsync=off", "full_page_writes=off", "max_connections=200")
+
     def start(self) -> None:
-        settings = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c fsync=off -c full_page_writes=off -c max_connections=200"
+        settings = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} " + " ".join(
+            f"-c {setting}" for setting in self.settings
+        )
         self._run(
             "pg_ctl",
             "-D",
@@ -133,6 +139,9 @@ class PostgresServer:
 
     def remove(self) -> None:
         shutil.rmtree(self.datadir, ignore_errors=True)
+
+    def postmaster_pid(self) -> int:
+        return int((self.datadir / "data" / "postmaster.pid").read_text().split()[0])
 
 
 @pytest.fixture(scope="session")

@@ -58,23 +58,7 @@ SERVER_SETTINGS = (
 class DurableServer(PostgresServer):
     """The test server, but durable (the test fixture runs with fsync off)."""
 
-    def start(self) -> None:
-        settings = " ".join(f"-c {setting}" for setting in SERVER_SETTINGS)
-        options = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} {settings}"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.datadir / "data"),
-            "-l",
-            str(self.datadir / "log"),
-            "-o",
-            options,
-            "-w",
-            "start",
-        )
-
-    def postmaster_pid(self) -> int:
-        return int((self.datadir / "data" / "postmaster.pid").read_text().split()[0])
+    settings = SERVER_SETTINGS
 
 
 def load(engine, count: int) -> None:

@@ -67,33 +67,16 @@ class BenchPostgres(PostgresServer):
 
     def __init__(self, bindir: Path, durable: bool):
         super().__init__(bindir)
-        self.durable = durable
-
-    def start(self) -> None:
-        settings = (
-            f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c max_connections=400 "
-            "-c shared_buffers=512MB -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements "
-            "-c pg_stat_statements.track=all"
-        )
-        if not self.durable:
-            settings += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.datadir / "data"),
-            "-l",
-            str(self.datadir / "log"),
-            "-o",
-            settings,
-            "-w",
-            "start",
-        )
+        self.settings = (
+            "max_connections=400",
+            "shared_buffers=512MB",
+            "max_wal_size=4GB",
+            "shared_preload_libraries=pg_stat_statements",
+            "pg_stat_statements.track=all",
+        ) + (() if durable else ("fsync=off", "full_page_writes=off", "synchronous_commit=off"))
 
     def conninfo(self, dbname: str) -> str:
         return f"host={self.host} port={self.port} dbname={dbname} user={self.user}"
-
-    def postmaster_pid(self) -> int:
-        return int((self.datadir / "data" / "postmaster.pid").read_text().split()[0])
 
 
 # --- loading the subscribers ----------------------------------------------------
