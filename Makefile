@@ -21,8 +21,9 @@ venv: $(VENV)/.installed
 
 run: venv
 	$(BIN)/radbill demo
-	@echo "radiusd on 127.0.0.1:1812/1813, metrics on :9812 and :9813. Ctrl-C stops both."
-	@$(BIN)/radbill billingd & billingd=$$!; trap "kill $$billingd 2>/dev/null" EXIT INT TERM; $(BIN)/radbill radiusd
+	@echo "radiusd on 127.0.0.1:1812/1813, the API on http://127.0.0.1:8080/api/v1/docs, metrics on :9812, :9813 and :9814. Ctrl-C stops all three."
+	@$(BIN)/radbill billingd & billingd=$$!; $(BIN)/radbill api & api=$$!; \
+		trap "kill $$billingd $$api 2>/dev/null" EXIT INT TERM; $(BIN)/radbill radiusd
 
 test: venv
 	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null && command -v promtool >/dev/null \

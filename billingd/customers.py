@@ -32,7 +32,7 @@ from billingd.packages import PricedPackage, cheapest_operator_price, priced_pac
 from billingd.prices import check_amount, day_share, end_of_day, format_amount, local_day, proportional
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError, require_one_of
+from schema.errors import NotFound, RadbillError, require_one_of
 from schema.identity import canonical_ip, canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.tables import (
@@ -91,7 +91,7 @@ def _row(connection: Connection, username: str, *, lock: bool = False):
     query = select(customers).where(customers.c.username == normalise_username(username))
     row = connection.execute(query.with_for_update() if lock else query).mappings().first()
     if row is None:
-        raise RadbillError(f"no customer {username!r}")
+        raise NotFound(f"no customer {username!r}")
     return row
 
 
@@ -777,7 +777,7 @@ def show_customer(connection: Connection, actor: Actor, username: str) -> dict:
         .first()
     )
     if row is None:
-        raise RadbillError(f"no customer {username!r}")
+        raise NotFound(f"no customer {username!r}")
     require_visible(connection, actor, row["operator_id"], f"customer {row['username']}")
     return _view(actor, row)
 

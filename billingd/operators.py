@@ -12,7 +12,7 @@ from billingd.ledger import Line
 from billingd.prices import check_amount
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError, require_one_of
+from schema.errors import NotFound, RadbillError, require_one_of
 from schema.tables import (
     BILLING_MODES,
     CUSTOMER_CODE_LENGTH,
@@ -235,7 +235,7 @@ def _changeable_operator(connection: Connection, actor: Actor, login: str, what:
     if row["id"] == actor.home_id or row["id"] == actor.id:
         raise RadbillError(f"{actor.login} cannot {what} itself")
     if row["id"] not in descendant_ids(connection, actor.home_id):
-        raise RadbillError(f"operator {login} is not visible to {actor.login}")
+        raise NotFound(f"operator {login} is not visible to {actor.login}")
     return row
 
 

@@ -1,4 +1,4 @@
-"""``radbill radiusd`` and ``radbill billingd``: the composition root of each daemon."""
+"""``radbill radiusd``, ``radbill billingd`` and ``radbill api``: the composition root of each daemon."""
 
 import click
 
@@ -23,4 +23,13 @@ def billingd(obj: Context) -> None:
     run(obj.settings, obj.engine, obj.reload_settings)
 
 
-COMMANDS = [radiusd, billingd]
+@click.command()
+@click.pass_obj
+def api(obj: Context) -> None:
+    """Run the HTTP API (operators and subscribers) in the foreground."""
+    from billingd.api.service import run
+
+    run(obj.settings, obj.engine)
+
+
+COMMANDS = [radiusd, billingd, api]

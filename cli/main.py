@@ -73,6 +73,7 @@ def radbill(ctx: click.Context, config_file: str | None, act_as: str | None, as_
 def _register() -> None:
     from cli import (
         attempts,
+        audit,
         billing,
         cards,
         customer_files,
@@ -111,6 +112,7 @@ def _register() -> None:
         notices,
         reports,
         why,
+        audit,
     ):
         for command in module.COMMANDS:
             radbill.add_command(command)

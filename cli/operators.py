@@ -4,13 +4,14 @@ import dataclasses
 
 import click
 
+from billingd import credentials, zones
 from billingd import operators as domain
-from billingd import zones
 from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
+from schema.errors import RadbillError
 from schema.tables import BILLING_MODES, REFUND_POLICIES, ROLES
-from schema.tenancy import PERMISSIONS
+from schema.tenancy import PERMISSIONS, resolve_actor
 
 _MONEY = (
     "credit_limit",
@@ -69,11 +70,24 @@ def _view(actor, operator) -> dict:
     help="What a customer gets back for unused days on early disconnect or downgrade.",
 )
 @click.option("--name", default="", help="Display name.")
+@click.option("--password", "ask_password", is_flag=True, help="Set its API password now (prompted).")
+@click.option("--generate-password", is_flag=True, help="Set a generated API password now, printed once.")
 @click.pass_obj
 def add(
-    obj: Context, login: str, role: str, parent, billing_mode, credit_limit, id_format, refund_policy, name
+    obj: Context,
+    login: str,
+    role: str,
+    parent,
+    billing_mode,
+    credit_limit,
+    id_format,
+    refund_policy,
+    name,
+    ask_password: bool,
+    generate_password: bool,
 ) -> None:
     """Add an operator (the very first one must be the admin)."""
+    password = _new_password(ask_password, generate_password)
     with obj.engine.begin() as connection:
         # The admin is the first operator, added before there is anyone to act as
         # (the domain refuses a second one).
@@ -90,7 +104,73 @@ def add(
             name=name,
             refund_policy=refund_policy,
         )
+        if password is not None:
+            setter = actor or resolve_actor(connection, added.login)
+            credentials.set_password(connection, setter, added.login, password, obj.calendar().now)
     click.echo(f"added {added.role} {added.login}" + (f" under {added.parent}" if added.parent else ""))
+    if generate_password:
+        click.echo(f"password for {added.login} (shown once): {password}")
+
+
+def _new_password(ask: bool, generate: bool) -> str | None:
+    """Prompted (hidden, twice), or generated; None when neither was asked for."""
+    if ask and generate:
+        raise RadbillError("give --password or --generate-password, not both")
+    if generate:
+        return credentials.generate_password()
+    if ask:
+        return click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    return None
+
+
+@operator_group.command("passwd")
+@click.argument("login")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once, instead of prompting.")
+@click.pass_obj
+def passwd(obj: Context, login: str, generate: bool) -> None:
+    """Set an operator's API password (yours, or a descendant's); its sessions and API tokens end."""
+    password = _new_password(not generate, generate)
+    with obj.engine.begin() as connection:
+        credentials.set_password(connection, obj.actor(connection), login, password, obj.calendar().now)
+    click.echo(f"password for {login} (shown once): {password}" if generate else f"password for {login} set")
+
+
+@operator_group.group("token")
+def token_group() -> None:
+    """Long-lived API tokens for integrations (stored hashed, shown once)."""
+
+
+@token_group.command("create")
+@click.argument("login")
+@click.option("--name", required=True, help="What uses the token.")
+@click.option("--days", type=click.IntRange(1, 3650), help="Lifetime (default: until revoked).")
+@click.pass_obj
+def token_create(obj: Context, login: str, name: str, days: int | None) -> None:
+    """A token that acts as LOGIN (yourself or a descendant); printed once."""
+    with obj.engine.begin() as connection:
+        row, token = credentials.create_api_token(
+            connection, obj.actor(connection), login, name, obj.calendar().now, days=days
+        )
+    click.echo(f"API token #{row['id']} for {login} (shown once): {token}")
+
+
+@token_group.command("list")
+@click.pass_obj
+def token_list(obj: Context) -> None:
+    """API tokens of the operators you manage (never the tokens themselves)."""
+    with obj.engine.begin() as connection:
+        rows = credentials.list_api_tokens(connection, obj.actor(connection))
+    emit_table(rows, ["id", "operator", "name", "created_at", "expires_at", "last_used_at", "revoked_at"])
+
+
+@token_group.command("revoke")
+@click.argument("token_id", metavar="ID", type=int)
+@click.pass_obj
+def token_revoke(obj: Context, token_id: int) -> None:
+    """Revoke an API token at once."""
+    with obj.engine.begin() as connection:
+        credentials.revoke_api_token(connection, obj.actor(connection), token_id, obj.calendar().now)
+    click.echo(f"revoked API token #{token_id}")
 
 
 @operator_group.command("list")

@@ -190,6 +190,65 @@ class NasSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """``[api]``: the HTTP API daemon (`radbill api`)."""
+
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    metrics_port: int = 9814
+    # Where the token signing key is created on first start (mode 0600).
+    state_dir: str = "var"
+    # The address people and scripts use (links in documentation pages); "" = http://bind:port.
+    public_url: str = ""
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    # Login throttling: this many failures within the window lock the login
+    # (or the client address) for lockout_seconds.
+    login_failures: int = 5
+    address_failures: int = 20
+    failure_window_seconds: int = 900
+    lockout_seconds: int = 900
+    # Comma-separated proxy addresses whose X-Forwarded-For is believed ("" = none).
+    trusted_proxies: str = ""
+    # Serve HTTPS directly with these PEM files (both, or neither: behind a reverse proxy).
+    tls_certificate: str = ""
+    tls_key: str = ""
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = 65_536
+    # Comma-separated browser origins allowed by CORS ("" = CORS off).
+    cors_origins: str = ""
+
+    def __post_init__(self) -> None:
+        for port in ("port", "metrics_port"):
+            try:
+                _port(getattr(self, port))
+            except ValueError as error:
+                raise ValueError(f"{port}: {error}") from None
+        limits = {
+            "access_token_minutes": (1, 1440),
+            "refresh_token_days": (1, 365),
+            "login_failures": (1, 1000),
+            "address_failures": (1, 100_000),
+            "failure_window_seconds": (1, 86_400),
+            "lockout_seconds": (1, 86_400),
+            "max_body_bytes": (1024, 100 * 1024 * 1024),
+        }
+        for key, (low, high) in limits.items():
+            if not low <= getattr(self, key) <= high:
+                raise ValueError(f"{key}: must be {low}..{high}, got {getattr(self, key)}")
+        if bool(self.tls_certificate) != bool(self.tls_key):
+            raise ValueError("tls_key: give both tls_certificate and tls_key, or neither")
+
+    @property
+    def proxies(self) -> frozenset[str]:
+        return frozenset(item.strip() for item in self.trusted_proxies.split(",") if item.strip())
+
+    @property
+    def origins(self) -> list[str]:
+        return [item.strip() for item in self.cors_origins.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
 class CliSettings:
     # Who runs `radbill` when $RADBILL_OPERATOR is not set: the CLI runs on
     # the server, so the default caller is the admin.
@@ -256,6 +315,7 @@ class Settings:
     radiusd: RadiusdSettings = field(default_factory=RadiusdSettings)
     billingd: BillingdSettings = field(default_factory=BillingdSettings)
     nas: NasSettings = field(default_factory=NasSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     cli: CliSettings = field(default_factory=CliSettings)
     log: LogSettings = field(default_factory=LogSettings)
     notices: NoticeSettings = field(default_factory=NoticeSettings)

@@ -103,6 +103,8 @@ operators = Table(
     Column("status", String(10), nullable=False, server_default="active"),
     Column("phone", String(40)),
     Column("email", String(200)),
+    # Argon2id hash of the operator's API/panel password; NULL: no password, no login.
+    Column("password_hash", String(200)),
     # Cached balance of the operator's fund held by its parent (negative:
     # payable when postpaid); the ledger is the truth, `ledger verify` checks it.
     _money("fund_balance"),
@@ -603,4 +605,68 @@ billing_runs = Table(
     Column("customers_charged", Integer, nullable=False, server_default=text("0")),
     Column("customers_suspended", Integer, nullable=False, server_default=text("0")),
     _money("amount_charged"),
+)
+
+
+# --- credentials of the API (billingd/credentials.py) --------------------------
+
+# One row per login: an operator's, an operator's acting as a descendant
+# ("login as"), or a subscriber's. The refresh token is stored as its SHA-256
+# only; refreshing rotates it (the previous hash is kept to detect a replayed
+# one); access tokens name the session, so revoking it ends them at once.
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), index=True),
+    Column("acting_as_operator_id", ForeignKey("operators.id")),
+    Column("customer_id", ForeignKey("customers.id"), index=True),
+    Column("refresh_hash", String(64), nullable=False, unique=True),
+    Column("previous_hash", String(64), index=True),
+    Column("client_address", String(45)),
+    _created_at(),
+    Column("refreshed_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    CheckConstraint("(operator_id IS NULL) <> (customer_id IS NULL)", name="subject"),
+)
+
+# Long-lived bearer tokens for integrations, scoped to one operator, shown once.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_by", ForeignKey("operators.id")),
+    _created_at(),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Failed logins per login name and per client address, for throttling.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("scope", String(10), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("window_started_at", DateTime(timezone=True), nullable=False),
+    Column("locked_until", DateTime(timezone=True)),
+    _one_of("scope", ("login", "address"), "scope"),
+)
+
+# The answer to a POST carrying an Idempotency-Key, stored in the request's
+# own transaction, so a retry gets the same answer and the work is done once.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(40), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    _created_at(),
 )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from schema.audit import audit
-from schema.errors import RadbillError
+from schema.errors import Forbidden, NotFound
 from schema.tables import operators, permissions
 
 STAFF_ROLES = ("manager", "noc", "card_distributor")
@@ -78,15 +78,15 @@ class Actor:
     def require(self, action: str, what: str) -> None:
         if not self.may(action):
             if action == "money" and self.role in ("noc", "card_distributor"):
-                raise RadbillError(f"{self.login} ({self.role}) has no financial access: cannot {what}")
-            raise RadbillError(f"{self.login} ({self.role}) is not allowed to {what}")
+                raise Forbidden(f"{self.login} ({self.role}) has no financial access: cannot {what}")
+            raise Forbidden(f"{self.login} ({self.role}) is not allowed to {what}")
 
 
 def operator_row(connection: Connection, login: str):
     """The operator's row by login, or the one error every command gives for an unknown login."""
     row = connection.execute(select(operators).where(operators.c.login == login)).mappings().first()
     if row is None:
-        raise RadbillError(f"no operator {login!r}")
+        raise NotFound(f"no operator {login!r}")
     return row
 
 
@@ -103,22 +103,50 @@ def _actor_from(connection: Connection, row, caller_id: int) -> Actor:
     )
 
 
-def resolve_actor(connection: Connection, caller_login: str, act_as_login: str | None = None) -> Actor:
-    """The actor for a command: the caller, or whom it acts as (checked and audited)."""
+def blocked_in_chain(connection: Connection, operator_id: int) -> str | None:
+    """The login of the first blocked operator from this one up to the admin, or None.
+
+    A blocked operator stops everywhere (FIELD-NOTES 30): its staff and its
+    descendants cannot act, log in or refresh a token either.
+    """
+    chain = ancestor_ids(connection, operator_id)
+    blocked = dict(
+        connection.execute(
+            select(operators.c.id, operators.c.login).where(
+                operators.c.id.in_(chain), operators.c.status != "active"
+            )
+        ).all()
+    )
+    return next((blocked[found] for found in chain if found in blocked), None)
+
+
+def _require_unblocked(connection: Connection, row) -> None:
+    blocked = blocked_in_chain(connection, row["id"])
+    if blocked == row["login"]:
+        raise Forbidden(f"operator {row['login']!r} is blocked")
+    if blocked is not None:
+        raise Forbidden(f"operator {row['login']!r} works under {blocked!r}, which is blocked")
+
+
+def resolve_actor(
+    connection: Connection, caller_login: str, act_as_login: str | None = None, *, audited: bool = True
+) -> Actor:
+    """The actor for a command: the caller, or whom it acts as (checked, and audited unless
+    ``audited`` is False: the API audits a "login as" once, when its session starts)."""
     caller = operator_row(connection, caller_login)
-    if caller["status"] != "active":
-        raise RadbillError(f"operator {caller_login!r} is blocked")
+    _require_unblocked(connection, caller)
     actor = _actor_from(connection, caller, caller["id"])
     if act_as_login is None or act_as_login == caller_login:
         return actor
     target = operator_row(connection, act_as_login)
     may_act_as = actor.role in SELLING_ROLES or (actor.role == "manager" and "operators" in actor.permissions)
     if not may_act_as:
-        raise RadbillError(f"{caller_login} ({actor.role}) may not act as another operator")
+        raise Forbidden(f"{caller_login} ({actor.role}) may not act as another operator")
     if target["id"] not in descendant_ids(connection, actor.home_id):
-        raise RadbillError(f"{caller_login} may not act as {act_as_login}: not one of its descendants")
-    if target["status"] != "active":
-        raise RadbillError(f"operator {act_as_login!r} is blocked")
+        raise Forbidden(f"{caller_login} may not act as {act_as_login}: not one of its descendants")
+    _require_unblocked(connection, target)
+    if not audited:
+        return _actor_from(connection, target, caller["id"])
     audit(
         connection,
         "operator.act_as",
@@ -171,7 +199,7 @@ def visible_operator_ids(connection: Connection, actor: Actor) -> set[int] | Non
 def require_visible(connection: Connection, actor: Actor, operator_id: int, what: str) -> None:
     visible = visible_operator_ids(connection, actor)
     if visible is not None and operator_id not in visible:
-        raise RadbillError(f"{what} is not visible to {actor.login}")
+        raise NotFound(f"{what} is not visible to {actor.login}")
 
 
 def require_changeable(connection: Connection, actor: Actor, operator_id: int, what: str) -> None:
@@ -179,6 +207,6 @@ def require_changeable(connection: Connection, actor: Actor, operator_id: int, w
     require_visible(connection, actor, operator_id, what)
     if actor.is_admin or operator_id == actor.home_id or "manage_descendants" in actor.permissions:
         return
-    raise RadbillError(
+    raise Forbidden(
         f"{what} belongs to a descendant operator; {actor.login} needs the manage_descendants permission"
     )

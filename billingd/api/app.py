@@ -1,0 +1,146 @@
+"""The FastAPI application: routers, the one exception handler, security headers, limits, metrics."""
+
+import time
+from datetime import timedelta
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from billingd.api.security import TokenSigner
+from billingd.api.state import ApiMetrics, ApiState, utc_now
+from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
+from schema.settings import Settings
+
+PREFIX = "/api/v1"
+_STATUS = (
+    (NotFound, 404, "not_found"),
+    (Forbidden, 403, "forbidden"),
+    (Unauthenticated, 401, "unauthenticated"),
+)
+_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# The interactive docs page loads Swagger UI's script and style from its CDN.
+_DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _radbill_error(request: Request, error: RadbillError) -> JSONResponse:
+    if isinstance(error, Throttled):
+        return _error(429, "throttled", str(error), {"Retry-After": str(error.retry_after)})
+    for kind, status, code in _STATUS:
+        if isinstance(error, kind):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return _error(status, code, str(error), headers)
+    return _error(400, "bad_request", str(error))
+
+
+def _database_error(request: Request, error: DBAPIError) -> JSONResponse:
+    if isinstance(error, OperationalError):
+        return _error(503, "database_unavailable", "the database is unavailable: try again")
+    if isinstance(error, IntegrityError):
+        return _error(409, "conflict", "the change conflicts with another one: try again")
+    return _error(400, "refused", "the database refused the change")
+
+
+class BodyLimit:
+    """Refuse request bodies larger than ``limit`` bytes (413), whether announced or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _error(413, "too_large", f"request body over {self.limit} bytes")(
+                scope, receive, send
+            )
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _error(413, "too_large", f"request body over {self.limit} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now, registry=None) -> FastAPI:
+    from billingd.api.routes import ROUTERS
+
+    app = FastAPI(
+        title="radbill API",
+        version="1",
+        summary="Operators of every level and subscribers: customers, money, cards, sessions.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    registry = registry if registry is not None else CollectorRegistry()
+    app.state.api = ApiState(
+        settings,
+        engine,
+        TokenSigner(key, timedelta(minutes=settings.api.access_token_minutes)),
+        registry,
+        ApiMetrics(registry),
+        clock,
+    )
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
+    app.add_exception_handler(RadbillError, _radbill_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    metrics = app.state.api.metrics
+
+    @app.middleware("http")
+    async def headers_and_metrics(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        for name, value in _HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path == f"{PREFIX}/docs":
+            response.headers["Content-Security-Policy"] = _DOCS_CSP
+        if request.url.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.seconds.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    if settings.api.origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
+    return app

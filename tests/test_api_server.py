@@ -1,0 +1,57 @@
+"""The API over real HTTP: uvicorn on a free port, SQLite and PostgreSQL."""
+
+import httpx
+
+from tests.api_server import ApiServer
+from tests.api_world import PASSWORD, build_isp
+
+
+def test_login_refresh_and_logout_over_http(engine, database_url, tmp_path):
+    build_isp(engine)
+    with ApiServer(database_url, tmp_path) as server:
+        assert server.key_mode() == 0o600
+        tokens = server.login("reseller1", PASSWORD)
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        me = server.client.get("/api/v1/auth/me", headers=headers)
+        assert me.json()["login"] == "reseller1"
+        assert me.headers["x-frame-options"] == "DENY"
+        assert "server" not in me.headers
+        fresh = server.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert fresh.status_code == 200
+        new = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+        assert server.client.post("/api/v1/auth/logout", headers=new).status_code == 204
+        assert server.client.get("/api/v1/auth/me", headers=new).status_code == 401
+        metrics = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics").text
+        assert 'radbill_api_logins_total{kind="operator",result="ok"} 1.0' in metrics
+        assert 'radbill_api_requests_total{method="GET",route="/auth/me",status="200"} 1.0' in metrics
+
+
+def test_throttling_over_http_locks_the_address_too(engine, database_url, tmp_path):
+    build_isp(engine)
+    with ApiServer(database_url, tmp_path, login_failures=3, address_failures=5) as server:
+        for login in ("reseller1", "reseller1", "reseller1"):
+            answer = server.client.post("/api/v1/auth/token", json={"login": login, "password": "wrong one!"})
+            assert answer.status_code == 401
+        assert (
+            server.client.post(
+                "/api/v1/auth/token", json={"login": "reseller1", "password": PASSWORD}
+            ).status_code
+            == 429
+        )
+        # Other logins still work from this address until it has failed five times in all.
+        server.login("reseller2", PASSWORD)
+        for _ in range(2):
+            server.client.post("/api/v1/auth/token", json={"login": "sub1", "password": "wrong one!"})
+        refused = server.client.post("/api/v1/auth/token", json={"login": "reseller2", "password": PASSWORD})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+
+
+def test_a_too_large_body_is_refused(engine, database_url, tmp_path):
+    build_isp(engine)
+    with ApiServer(database_url, tmp_path) as server:
+        answer = server.client.post(
+            "/api/v1/auth/token",
+            content=b"{" + b" " * 70_000 + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 413
