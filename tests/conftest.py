@@ -22,8 +22,8 @@ from pytest_postgresql import factories
 from schema import migrate
 from schema.engine import make_engine
 
-# The router fakes' fixtures (fake_nas, fake_router), for every test module.
-pytest_plugins = ["tests.fakes.nas", "tests.fakes.routeros"]
+# The router fakes' fixtures (fake_nas, fake_router) and the API's (api, clock), for every test module.
+pytest_plugins = ["tests.fakes.nas", "tests.fakes.routeros", "tests.api_world"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ import json
 from sqlalchemy import select
 
 from schema.tables import audit_log, auth_sessions, operators
-from tests.api_world import PASSWORD, api, clock, login  # noqa: F401 (fixtures)
+from tests.api_world import PASSWORD, login
 
 
 def test_an_operator_logs_in_and_the_token_says_who_it_is(api):
