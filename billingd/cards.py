@@ -154,10 +154,16 @@ def list_cards(
 
 def redeem(connection: Connection, actor: Actor, pin: str, username: str, calendar: Calendar) -> dict:
     """Use a card for a customer, once."""
+    row = customers.changeable_customer(connection, actor, username, "redeem recharge cards", money=True)
+    redeem_for(connection, actor, row, pin, calendar)
+    return customers.show_customer(connection, actor, username)
+
+
+def redeem_for(connection: Connection, actor: Actor, row, pin: str, calendar: Calendar) -> None:
+    """Use a card for a customer already checked (and locked) for the actor: an operator's, or the subscriber's own."""
     pin = re.sub(r"[\s-]", "", pin)
     if not luhn_valid(pin):
         raise RadbillError(_REFUSED)
-    row = customers.changeable_customer(connection, actor, username, "redeem recharge cards", money=True)
     card = (
         connection.execute(
             select(
@@ -201,7 +207,6 @@ def redeem(connection: Connection, actor: Actor, pin: str, username: str, calend
         serial=card["serial"],
         entry=entry_id,
     )
-    return customers.show_customer(connection, actor, username)
 
 
 def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Calendar) -> int:

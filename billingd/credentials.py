@@ -332,6 +332,8 @@ def login_as(
     """A session acting as a descendant ("Login As Reseller"): checked and audited with both identities."""
     if actor.caller_id != actor.id:
         raise Forbidden("already acting as another operator: log out of that session first")
+    if target_login.strip().lower() == actor.login:
+        raise Forbidden(f"{actor.login} cannot log in as itself")
     target = resolve_actor(
         connection, actor.login, target_login
     )  # checks the right and audits operator.act_as

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from billingd import cascade, ledger, payments
 from billingd.enforcement import cut_off, restore
@@ -448,6 +448,12 @@ def renew(
 ) -> dict:
     """Buy one more period, from the later of today and the end of the paid days."""
     row = changeable_customer(connection, actor, username, "renew customers", money=True)
+    renew_row(connection, actor, row, calendar, cash=cash)
+    return show_customer(connection, actor, username)
+
+
+def renew_row(connection: Connection, actor: Actor, row, calendar: Calendar, *, cash: bool) -> None:
+    """Renew a customer already checked (and locked) for the actor: an operator's, or the subscriber's own."""
     priced = _package_of(connection, row)
     if priced.billing_type != "daily":
         raise RadbillError(
@@ -473,7 +479,6 @@ def renew(
     renewed(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     _audit(connection, actor, "renew", row["id"], entry=entry_id, start=start.isoformat(), cash=cash)
-    return show_customer(connection, actor, username)
 
 
 def renewed(connection: Connection, row, calendar: Calendar) -> None:
@@ -554,6 +559,12 @@ def change_package(
 ) -> dict:
     """Switch package now; unused days of the old one are refunded, a new period bought when one was running."""
     row = changeable_customer(connection, actor, username, "change packages", money=True)
+    change_package_row(connection, actor, row, package, calendar)
+    return show_customer(connection, actor, username)
+
+
+def change_package_row(connection: Connection, actor: Actor, row, package: str, calendar: Calendar) -> None:
+    """Change the package of a customer already checked (and locked) for the actor."""
     new = priced_package(connection, row["operator_id"], package)
     if new.package_id == row["package_id"]:
         raise RadbillError(f"customer {row['username']} is already on {package}")
@@ -581,7 +592,6 @@ def change_package(
     if row["status"] == "active":  # the new rate by CoA; a suspended customer gets it when it is back
         restore(connection, row["id"], "package_change", _cause(calendar), unblock=False)
     _audit(connection, actor, "change_package", row["id"], old=old.name, new=package, refunded=refunded)
-    return show_customer(connection, actor, username)
 
 
 def reset_password(connection: Connection, actor: Actor, username: str, password: str | None = None) -> str:
@@ -783,8 +793,18 @@ def show_customer(connection: Connection, actor: Actor, username: str) -> dict:
 
 
 def list_customers(
-    connection: Connection, actor: Actor, *, deleted: bool = False, status: str | None = None
+    connection: Connection,
+    actor: Actor,
+    *,
+    deleted: bool = False,
+    status: str | None = None,
+    search: str | None = None,
+    zone: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[dict]:
+    """Customers the actor sees, by username; ``search`` matches a part of the username,
+    name, phone or customer ID (any case); ``after`` a username and ``limit`` page by keyset."""
     actor.require("customers.view", "list customers")
     query = _view_query().where(
         customers.c.deleted_at.is_not(None) if deleted else customers.c.deleted_at.is_(None)
@@ -795,4 +815,62 @@ def list_customers(
     if status is not None:
         require_one_of(status, CUSTOMER_STATUSES, "customer status")
         query = query.where(customers.c.status == status)
-    return [_view(actor, row) for row in connection.execute(query.order_by(customers.c.username)).mappings()]
+    if search:
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", search.strip()) + "%"
+        query = query.where(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (
+                        customers.c.username,
+                        customers.c.name,
+                        customers.c.phone,
+                        customers.c.customer_code,
+                    )
+                )
+            )
+        )
+    if zone is not None:
+        query = query.where(zones.c.code == zone)
+    if after is not None:
+        query = query.where(customers.c.username > canonical_username(after))
+    query = query.order_by(customers.c.username)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_view(actor, row) for row in connection.execute(query).mappings()]
+
+
+EDITABLE = ("name", "phone", "address", "zone", "mac", "static_ip", "fields")
+
+
+def edit_customer(connection: Connection, actor: Actor, username: str, **changes) -> dict:
+    """Change a customer's contact details, zone, MAC binding, static IP or custom fields.
+
+    ``mac``, ``static_ip`` and ``zone`` set to "" remove them; the customer ID does not change.
+    """
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise RadbillError(f"cannot edit {', '.join(sorted(unknown))}: only {', '.join(EDITABLE)}")
+    row = changeable_customer(connection, actor, username, "edit customers")
+    values = {key: changes[key] for key in ("name", "phone", "address") if key in changes}
+    if "fields" in changes:
+        values["custom_fields"] = changes["fields"]
+    if "mac" in changes:
+        values["mac_binding"] = normalise_mac(changes["mac"]) if changes["mac"] else None
+    if "zone" in changes:
+        values["zone_id"] = _zone(connection, row["operator_id"], changes["zone"] or None)[0]
+    if changes.get("static_ip"):
+        address = canonical_ip(changes["static_ip"])
+        taken = connection.execute(
+            select(customers.c.id).where(customers.c.static_ip == address, customers.c.id != row["id"])
+        ).first()
+        if taken:
+            raise RadbillError(f"static IP {address} is already assigned")
+        values["static_ip"] = address
+    elif "static_ip" in changes:
+        values["static_ip"] = None
+    if values:
+        connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
+        record_change(connection, "customer", row["id"])
+        _audit(connection, actor, "edit", row["id"], changed=sorted(changes))
+    return show_customer(connection, actor, username)

@@ -12,7 +12,7 @@ from billingd.ledger import Line
 from billingd.prices import check_amount
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import NotFound, RadbillError, require_one_of
+from schema.errors import Forbidden, NotFound, RadbillError, require_one_of
 from schema.tables import (
     BILLING_MODES,
     CUSTOMER_CODE_LENGTH,
@@ -143,7 +143,7 @@ def add_operator(
         actor.require("operators.change", "add operators")
         parent_row = operator_row(connection, parent) if parent else _row_by_id(connection, actor.home_id)
         if parent_row["id"] != actor.home_id and not actor.is_admin:
-            raise RadbillError(f"{actor.login} may add operators only directly under itself")
+            raise Forbidden(f"{actor.login} may add operators only directly under itself")
         _check_parent(connection, role, parent_row)
     values = dict(
         login=login,
@@ -233,7 +233,7 @@ def _changeable_operator(connection: Connection, actor: Actor, login: str, what:
     actor.require("operators.change", what)
     row = operator_row(connection, login)
     if row["id"] == actor.home_id or row["id"] == actor.id:
-        raise RadbillError(f"{actor.login} cannot {what} itself")
+        raise Forbidden(f"{actor.login} cannot {what} itself")
     if row["id"] not in descendant_ids(connection, actor.home_id):
         raise NotFound(f"operator {login} is not visible to {actor.login}")
     return row
@@ -313,10 +313,10 @@ def settle(
         raise RadbillError("the amount must be more than zero")
     check_amount(amount)
     child = operator_row(connection, login)
+    if child["parent_id"] != actor.home_id and not actor.is_admin:
+        raise Forbidden(f"only {login}'s parent operator records its payments")
     if child["parent_id"] is None or child["role"] not in SELLING_ROLES:
         raise RadbillError(f"{login} has no parent to pay")
-    if child["parent_id"] != actor.home_id and not actor.is_admin:
-        raise RadbillError(f"only {login}'s parent operator records its payments")
     if child["billing_mode"] != mode:
         other = "radbill operator pay" if mode == "prepaid" else "radbill operator fund"
         raise RadbillError(f"{login} is {child['billing_mode']}: use {other}")

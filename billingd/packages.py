@@ -14,7 +14,7 @@ from sqlalchemy import Connection, insert, select, update
 from billingd.prices import check_amount
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError, require_one_of
+from schema.errors import Forbidden, RadbillError, require_one_of
 from schema.tables import (
     BILLING_TYPES,
     CUSTOMER_TYPES,
@@ -71,7 +71,7 @@ class PricedPackage:
 def _require_admin_scope(actor: Actor, what: str) -> None:
     actor.require("packages.change", what)
     if not actor.is_admin:
-        raise RadbillError(f"only the admin's side may {what}; resellers sell packages assigned to them")
+        raise Forbidden(f"only the admin's side may {what}; resellers sell packages assigned to them")
 
 
 def add_master_package(
@@ -209,10 +209,10 @@ def assign_package(
     child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
     if child is None:
         raise RadbillError(f"no operator {to_login!r}")
+    if child["parent_id"] != actor.home_id and not actor.is_admin:
+        raise Forbidden(f"{to_login} is not a direct child of {actor.login}: its parent sets its prices")
     if child["role"] not in ("reseller", "sub_reseller"):
         raise RadbillError(f"{to_login} is a {child['role']}: only resellers and sub-resellers sell packages")
-    if child["parent_id"] != actor.home_id and not actor.is_admin:
-        raise RadbillError(f"{to_login} is not a direct child of {actor.login}: its parent sets its prices")
     parent_price = priced_package(connection, child["parent_id"], name)
     if visibility is not None:
         _check_visibility(visibility)

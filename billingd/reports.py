@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
+from nas import outbox
 from nas.registry import get_nas
 from schema.engine import as_utc
-from schema.errors import RadbillError
+from schema.errors import Forbidden, NotFound, RadbillError
 from schema.identity import canonical_username
 from schema.tables import (
     billing_runs,
@@ -115,7 +116,7 @@ def attempts(connection: Connection, actor: Actor, username: str, limit: int = 2
     if owner is not None:
         require_visible(connection, actor, owner, f"customer {name!r}")
     elif not actor.is_admin:
-        raise RadbillError(f"no customer {name!r}")
+        raise NotFound(f"no customer {name!r}")
     query = (
         select(*(radpostauth.c[column] for column in ATTEMPT_COLUMNS))
         .where(radpostauth.c.username == name)
@@ -126,8 +127,10 @@ def attempts(connection: Connection, actor: Actor, username: str, limit: int = 2
 
 
 def recent_runs(connection: Connection, actor: Actor, limit: int = 30) -> list[dict]:
-    """The last billing days run, newest first."""
+    """The last billing days run, newest first: the admin's side only (they total the whole ISP)."""
     actor.require("money", "see billing runs")
+    if not actor.is_admin:
+        raise Forbidden(f"{actor.login}: billing runs are the admin's")
     query = select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit)
     return [dict(row) for row in connection.execute(query).mappings()]
 
@@ -460,3 +463,33 @@ def invoice(connection: Connection, actor: Actor, today: date, number: str) -> d
     if not found:
         raise RadbillError(f"no invoice {number!r}")
     return found[0]
+
+
+def enforcement_jobs_of(
+    connection: Connection, actor: Actor, status: str | None = None, limit: int = 100
+) -> list[outbox.JobRow]:
+    """Router jobs of the customers the actor sees (jobs of no customer: the admin's)."""
+    actor.require("customers.view", "see router jobs")
+    visible = visible_operator_ids(connection, actor)
+    customer_ids = None
+    if visible is not None:
+        customer_ids = set(
+            connection.execute(select(customers.c.id).where(customers.c.operator_id.in_(visible))).scalars()
+        )
+    return outbox.list_jobs(connection, status, limit, customer_ids=customer_ids)
+
+
+def retry_enforcement(connection: Connection, actor: Actor, job_id: int) -> None:
+    """Run a failed or waiting router job again now: the admin, or whoever may change its customer."""
+    actor.require("customers.change", "retry router jobs")
+    found = connection.execute(
+        select(enforcement_jobs.c.customer_id).where(enforcement_jobs.c.id == job_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"no enforcement job {job_id}")
+    if not actor.is_admin:
+        owner = connection.execute(select(customers.c.operator_id).where(customers.c.id == found[0])).scalar()
+        visible = visible_operator_ids(connection, actor)
+        if owner is None or owner not in visible:
+            raise NotFound(f"no enforcement job {job_id}")
+    outbox.retry_job(connection, job_id, actor_id=actor.caller_id)

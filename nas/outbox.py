@@ -306,9 +306,14 @@ def get_job(connection: Connection, job_id: int) -> JobRow:
 
 
 def list_jobs(
-    connection: Connection, status: str | None = None, limit: int = 100, *, job_id: int | None = None
+    connection: Connection,
+    status: str | None = None,
+    limit: int = 100,
+    *,
+    job_id: int | None = None,
+    customer_ids: set[int] | None = None,
 ) -> list[JobRow]:
-    """The newest jobs first, optionally only those with one status (or the one job ``job_id``)."""
+    """The newest jobs first, optionally only those with one status, of some customers, or the one ``job_id``."""
     query = (
         select(enforcement_jobs, customers.c.username.label("customer"), nas.c.name.label("nas"))
         .select_from(
@@ -324,6 +329,8 @@ def list_jobs(
         query = query.where(enforcement_jobs.c.status == status)
     if job_id is not None:
         query = query.where(enforcement_jobs.c.id == job_id)
+    if customer_ids is not None:
+        query = query.where(enforcement_jobs.c.customer_id.in_(sorted(customer_ids)))
     instants = ("not_before", "created_at", "done_at")
     return [
         JobRow(

@@ -142,7 +142,8 @@ def resolve_actor(
     may_act_as = actor.role in SELLING_ROLES or (actor.role == "manager" and "operators" in actor.permissions)
     if not may_act_as:
         raise Forbidden(f"{caller_login} ({actor.role}) may not act as another operator")
-    if target["id"] not in descendant_ids(connection, actor.home_id):
+    # Strictly below its home: a manager acting as its own reseller would get every right the reseller has.
+    if target["id"] == actor.home_id or target["id"] not in descendant_ids(connection, actor.home_id):
         raise Forbidden(f"{caller_login} may not act as {act_as_login}: not one of its descendants")
     _require_unblocked(connection, target)
     if not audited:

@@ -5,7 +5,7 @@ Amounts are integer minor units with a formatted string beside them
 UTC ISO 8601.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -117,3 +117,409 @@ class AuditOut(Model):
     target_type: str | None
     target_id: int | None
     details: dict
+
+
+# --- money in and out ---------------------------------------------------------
+
+
+class PaymentIn(Model):
+    amount: int = Field(gt=0, description="Minor units (poisha, cents)")
+    method: str = Field("cash", min_length=1, max_length=20, description="cash, bank, bkash, ...")
+    reference: str | None = Field(None, max_length=100, description="Receipt or transaction reference")
+
+
+# --- operators --------------------------------------------------------------------
+
+
+class OperatorIn(Model):
+    login: str = Field(min_length=1, max_length=64)
+    role: str = Field(description="manager, reseller, sub_reseller, noc or card_distributor")
+    parent: str | None = Field(None, description="Parent operator (default: you)")
+    billing_mode: str = "prepaid"
+    credit_limit: int = Field(0, ge=0)
+    id_format: str | None = None
+    refund_policy: str = "prorated"
+    name: str = Field("", max_length=200)
+
+
+class OperatorOut(Model):
+    id: int
+    login: str
+    name: str
+    role: str
+    parent: str | None
+    billing_mode: str
+    credit_limit: int | None = Field(description="Minor units; absent for roles without financial access")
+    credit_limit_text: str | None
+    fund_balance: int | None
+    fund_balance_text: str | None
+    refund_policy: str
+    id_format: str
+    status: str
+    permissions: list[str]
+
+    @classmethod
+    def of(cls, operator, show_money: bool) -> "OperatorOut":
+        credit = operator.credit_limit if show_money else None
+        fund = operator.fund_balance if show_money else None
+        return cls(
+            id=operator.id,
+            login=operator.login,
+            name=operator.name,
+            role=operator.role,
+            parent=operator.parent,
+            billing_mode=operator.billing_mode,
+            credit_limit=credit,
+            credit_limit_text=money(credit),
+            fund_balance=fund,
+            fund_balance_text=money(fund),
+            refund_policy=operator.refund_policy,
+            id_format=operator.id_format,
+            status=operator.status,
+            permissions=list(operator.permissions),
+        )
+
+
+class PermissionIn(Model):
+    permission: str
+
+
+class BalanceOut(Model):
+    login: str
+    billing_mode: str
+    credit_limit: int
+    fund: int | None = Field(description="Its fund at its parent (none for the admin)")
+    available: int | None
+    customers: int
+    customer_wallets: int
+    held_for_children: int
+    accounts: dict[str, int] = Field(description="Totals of its book by account code, minor units")
+    texts: dict[str, str] = Field(description="The same amounts formatted")
+
+
+class StatementLineOut(Model):
+    day: str | None
+    entry: int
+    kind: str
+    debit: str
+    credit: str
+    amount: int
+    amount_text: str
+    memo: str
+
+
+# --- packages and zones ---------------------------------------------------------
+
+
+class MasterPackageIn(Model):
+    name: str = Field(min_length=1, max_length=100)
+    customer_type: str = Field(description="pppoe, hotspot, static or other")
+    billing_type: str = Field(description="daily (prepaid) or monthly (postpaid)")
+    period_days: int = Field(30, ge=1, le=3660)
+    rate_rx: int = Field(gt=0, description="Bits per second the subscriber may upload")
+    rate_tx: int = Field(gt=0, description="Bits per second the subscriber may download")
+    burst_rx: int | None = None
+    burst_tx: int | None = None
+    burst_threshold_rx: int | None = None
+    burst_threshold_tx: int | None = None
+    burst_time_rx: int | None = None
+    burst_time_tx: int | None = None
+    priority: int | None = Field(None, ge=1, le=8)
+    min_rx: int | None = None
+    min_tx: int | None = None
+    quota_bytes: int | None = Field(None, gt=0)
+    fup_rx: int | None = None
+    fup_tx: int | None = None
+    ip_pool: str | None = None
+    profile: str | None = None
+    simultaneous_use: int | None = Field(None, ge=1)
+
+
+class MasterPackageOut(Model):
+    id: int
+    name: str
+    customer_type: str
+    billing_type: str
+    period_days: int
+    rate_rx: int
+    rate_tx: int
+    quota_bytes: int | None
+    simultaneous_use: int
+
+
+class PackageIn(Model):
+    name: str = Field(min_length=1, max_length=100)
+    master: str
+    customer_price: int = Field(ge=0)
+    operator_price: int = Field(ge=0)
+    visibility: str = "public"
+
+
+class AssignIn(Model):
+    to: str = Field(description="A direct child reseller or sub-reseller")
+    operator_price: int = Field(ge=0)
+    customer_price: int | None = Field(None, ge=0)
+    visibility: str | None = None
+
+
+class PackageOut(Model):
+    package_id: int
+    name: str
+    master: str
+    customer_type: str
+    billing_type: str
+    period_days: int
+    customer_price: int
+    customer_price_text: str
+    operator_price: int | None = Field(
+        description="What the operator pays its parent; absent for subscribers"
+    )
+    operator_price_text: str | None
+    visibility: str
+
+    @classmethod
+    def of(cls, priced, with_operator_price: bool = True) -> "PackageOut":
+        operator_price = priced.operator_price if with_operator_price else None
+        return cls(
+            package_id=priced.package_id,
+            name=priced.name,
+            master=priced.master,
+            customer_type=priced.customer_type,
+            billing_type=priced.billing_type,
+            period_days=priced.period_days,
+            customer_price=priced.customer_price,
+            customer_price_text=money(priced.customer_price),
+            operator_price=operator_price,
+            operator_price_text=money(operator_price),
+            visibility=priced.visibility,
+        )
+
+
+class ZoneIn(Model):
+    code: str = Field(min_length=1, max_length=20)
+    name: str = Field("", max_length=200)
+    parent: str | None = None
+
+
+class ZoneOut(Model):
+    code: str
+    name: str
+    parent: str | None
+    operator: str
+
+
+# --- customers -------------------------------------------------------------------
+
+
+class CustomerIn(Model):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=128)
+    package: str
+    zone: str | None = None
+    mac: str | None = None
+    static_ip: str | None = None
+    name: str = Field("", max_length=200)
+    phone: str | None = Field(None, max_length=40)
+    address: str | None = Field(None, max_length=400)
+    fields: dict[str, str] = {}
+
+
+class CustomerEdit(Model):
+    """Only the fields sent change; "" removes a zone, MAC binding or static IP."""
+
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=40)
+    address: str | None = Field(None, max_length=400)
+    zone: str | None = None
+    mac: str | None = None
+    static_ip: str | None = None
+    fields: dict[str, str] | None = None
+
+
+class CustomerOut(Model):
+    username: str
+    customer_code: str
+    owner: str
+    package: str
+    status: str
+    status_reason: str | None
+    expires_at: datetime | None
+    wallet_balance: int | None = Field(
+        None, description="Minor units; absent for roles without financial access"
+    )
+    wallet_balance_text: str | None = None
+    name: str
+    phone: str | None
+    address: str | None
+    zone: str | None
+    static_ip: str | None
+    mac_binding: str | None
+    custom_fields: dict
+    cycle_day: int | None
+    created_at: datetime
+    deleted_at: datetime | None
+
+    @classmethod
+    def of(cls, record: dict) -> "CustomerOut":
+        return cls(**record, wallet_balance_text=money(record.get("wallet_balance")))
+
+
+class CustomerPage(Model):
+    items: list[CustomerOut]
+    next_after: str | None = Field(description="Pass as ?after= for the next page; none at the end")
+
+
+class RenewIn(Model):
+    cash: bool = Field(False, description="The customer paid the price in cash now (else: from its wallet)")
+
+
+class ChangePackageIn(Model):
+    package: str
+
+
+class AttemptOut(Model):
+    authdate: datetime
+    reply: str | None
+    reason: str | None
+    nasipaddress: str | None
+    callingstationid: str | None
+
+
+# --- cards -------------------------------------------------------------------------
+
+
+class CardBatchIn(Model):
+    count: int = Field(ge=1, le=10_000)
+    value: int | None = Field(None, gt=0, description="A value card: minor units into the wallet")
+    package: str | None = Field(None, description="A package card: one period of this package")
+    distributor: str | None = Field(None, description="One of your card distributors, to sell them")
+
+
+class CardOut(Model):
+    serial: str
+    pin: str
+    status: str | None = None
+    batch: int | None = None
+    value: int | None
+    value_text: str | None = None
+    package: str | None
+    operator: str | None = None
+    redeemed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: dict) -> "CardOut":
+        fields = {key: record.get(key) for key in cls.model_fields if key != "value_text" and key in record}
+        if "batch_id" in record:
+            fields["batch"] = record["batch_id"]
+        return cls(**fields, value_text=money(record.get("value")))
+
+
+class RedeemIn(Model):
+    pin: str = Field(min_length=1, max_length=40)
+    customer: str = Field(description="The customer's username")
+
+
+class SubscriberRedeemIn(Model):
+    pin: str = Field(min_length=1, max_length=40)
+
+
+# --- what operators read -----------------------------------------------------------
+
+
+class OnlineOut(Model):
+    username: str
+    nas: str
+    ip: str | None
+    mac: str | None
+    started_at: datetime | None
+    duration: int | None = Field(description="Seconds since the session started")
+    upload_bytes: int
+    download_bytes: int
+    acct_session_id: str
+
+
+class InvoiceOut(Model):
+    id: int | None = None
+    number: str
+    username: str | None = None
+    owner: str | None = None
+    period_start: date
+    period_end: date
+    amount: int
+    amount_text: str
+    paid_amount: int
+    paid_amount_text: str
+    issued_on: date
+    due_on: date
+    status: str = Field(description="open, overdue (open and past due), paid or void")
+
+    @classmethod
+    def of(cls, record: dict) -> "InvoiceOut":
+        fields = {key: record[key] for key in cls.model_fields if key in record}
+        return cls(
+            **fields, amount_text=money(record["amount"]), paid_amount_text=money(record["paid_amount"])
+        )
+
+
+class JobOut(Model):
+    id: int
+    customer: str | None
+    nas: str | None
+    action: str
+    reason: str
+    status: str
+    attempts: int
+    not_before: datetime | None
+    last_error: str | None
+    created_at: datetime
+    done_at: datetime | None
+
+
+class BillingRunOut(Model):
+    day: date
+    started_at: datetime
+    finished_at: datetime | None
+    customers_charged: int
+    customers_suspended: int
+    amount_charged: int
+    amount_charged_text: str
+
+
+# --- subscribers ---------------------------------------------------------------------
+
+
+class ProfileOut(Model):
+    username: str
+    customer_code: str
+    name: str
+    phone: str | None
+    address: str | None
+    package: str
+    billing_type: str
+    status: str
+    status_reason: str | None
+    expires_at: datetime | None
+    seconds_left: int | None = Field(description="Until expiry; 0 when expired")
+    wallet_balance: int
+    wallet_balance_text: str
+
+
+class UsageOut(Model):
+    period_start: date
+    upload_bytes: int
+    download_bytes: int
+    quota_bytes: int | None
+    remaining_bytes: int | None
+
+
+class PaymentOut(Model):
+    id: int
+    amount: int
+    amount_text: str
+    method: str
+    reference: str | None
+    created_at: datetime
+
+
+class BuyIn(Model):
+    package: str = Field(description="Your package (one more period) or another public one (switch now)")

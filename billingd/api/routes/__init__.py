@@ -12,9 +12,18 @@ ERRORS = {
 
 
 def _routers():
-    from billingd.api.routes import audit, auth
+    from billingd.api.routes import audit, auth, cards, customers, me, network, operators, packages
 
-    return [auth.router, audit.router]
+    return [
+        auth.router,
+        operators.router,
+        packages.router,
+        customers.router,
+        cards.router,
+        network.router,
+        audit.router,
+        me.router,
+    ]
 
 
 ROUTERS = _routers()

@@ -1,6 +1,7 @@
 """Logins: operators, subscribers, refresh, logout, login-as, and who am I; operators' API tokens."""
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from billingd import credentials
 from billingd.api.deps import ClientAddress, Db, Now, OperatorActor, Principal, State
@@ -38,13 +39,19 @@ def _tokens(state: ApiState, result: credentials.LoginResult, subject: str, inst
     )
 
 
-def _answer(
-    state: ApiState, db, kind: str, result: credentials.LoginResult, subject: str, instant
-) -> TokenOut:
+def _refused(message: str) -> JSONResponse:
+    """A 401 returned, not raised: the request's transaction commits the failure count and its audit row."""
+    return JSONResponse(
+        {"error": {"code": "unauthenticated", "message": message}},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _answer(state: ApiState, kind: str, result: credentials.LoginResult, subject: str, instant):
     state.metrics.logins.labels(kind, result.failure or "ok").inc()
     if result.failure is not None:
-        db.commit()  # the failure count and its audit row stay, whatever the answer
-        raise Unauthenticated(credentials.WRONG_CREDENTIALS)
+        return _refused(credentials.WRONG_CREDENTIALS)
     return _tokens(state, result, subject, instant)
 
 
@@ -55,7 +62,7 @@ def operator_token(
     body: OperatorLogin, db: Db, state: State, instant: Now, address: ClientAddress
 ) -> TokenOut:
     result = credentials.login_operator(db, body.login, body.password, address, instant, state.settings.api)
-    return _answer(state, db, "operator", result, f"operator:{body.login}", instant)
+    return _answer(state, "operator", result, f"operator:{body.login}", instant)
 
 
 @router.post(
@@ -69,7 +76,7 @@ def subscriber_token(
     result = credentials.login_subscriber(
         db, body.username, body.password, address, instant, state.settings.api
     )
-    return _answer(state, db, "subscriber", result, f"subscriber:{body.username}", instant)
+    return _answer(state, "subscriber", result, f"subscriber:{body.username}", instant)
 
 
 @router.post(
@@ -81,8 +88,7 @@ def refresh(body: RefreshIn, db: Db, state: State, instant: Now) -> TokenOut:
     result = credentials.refresh(db, body.refresh_token, instant, state.settings.api)
     if result.failure is not None:
         state.metrics.logins.labels("refresh", result.failure).inc()
-        db.commit()
-        raise Unauthenticated("unknown or used refresh token: log in again")
+        return _refused("unknown or used refresh token: log in again")
     state.metrics.logins.labels("refresh", "ok").inc()
     return _tokens(state, result, f"session:{result.session_id}", instant)
 

@@ -1,0 +1,76 @@
+"""Who is online, why a login failed, router jobs, invoices and billing runs."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from billingd import reports
+from billingd.api.deps import Db, Now, OperatorActor, Today
+from billingd.api.models import AttemptOut, BillingRunOut, InvoiceOut, JobOut, OnlineOut, money
+from billingd.api.routes import ERRORS
+
+router = APIRouter(responses=ERRORS)
+
+
+@router.get("/sessions", summary="Open sessions of the customers you see", tags=["network"])
+def online(
+    actor: OperatorActor,
+    db: Db,
+    instant: Now,
+    nas: Annotated[str | None, Query(description="Only this router")] = None,
+) -> list[OnlineOut]:
+    return [OnlineOut(**vars(session)) for session in reports.online_sessions(db, actor, instant, nas)]
+
+
+@router.get(
+    "/customers/{username}/attempts", summary="A subscriber's latest login attempts and why", tags=["network"]
+)
+def attempts(
+    username: str, actor: OperatorActor, db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> list[AttemptOut]:
+    return [AttemptOut(**row) for row in reports.attempts(db, actor, username, limit)]
+
+
+@router.get(
+    "/enforcement-jobs", summary="Router actions for the customers you see, newest first", tags=["network"]
+)
+def jobs(
+    actor: OperatorActor,
+    db: Db,
+    status: Annotated[str | None, Query(pattern="^(pending|done|failed)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[JobOut]:
+    return [
+        JobOut(**{key: getattr(job, key) for key in JobOut.model_fields})
+        for job in reports.enforcement_jobs_of(db, actor, status, limit)
+    ]
+
+
+@router.post(
+    "/enforcement-jobs/{job_id}/retry",
+    summary="Run a failed or waiting router action again now",
+    tags=["network"],
+)
+def retry(job_id: int, actor: OperatorActor, db: Db) -> Response:
+    reports.retry_enforcement(db, actor, job_id)
+    return Response(status_code=204)
+
+
+@router.get("/invoices", summary="Invoices of the customers you see, newest first", tags=["money"])
+def invoices(
+    actor: OperatorActor,
+    db: Db,
+    today: Today,
+    status: Annotated[str | None, Query(pattern="^(open|overdue|paid)$")] = None,
+) -> list[InvoiceOut]:
+    return [InvoiceOut.of(row) for row in reports.invoice_report(db, actor, today.today, status)]
+
+
+@router.get("/billing-runs", summary="The days billing ran (the admin's side)", tags=["money"])
+def billing_runs(
+    actor: OperatorActor, db: Db, limit: Annotated[int, Query(ge=1, le=366)] = 30
+) -> list[BillingRunOut]:
+    return [
+        BillingRunOut(**row, amount_charged_text=money(row["amount_charged"]))
+        for row in reports.recent_runs(db, actor, limit)
+    ]

@@ -1,0 +1,168 @@
+"""The API's endpoints do what the CLI does: customers, money, cards, subscribers; OpenAPI is valid."""
+
+from openapi_spec_validator import validate
+from sqlalchemy import func, select
+
+from schema.tables import ledger_entries
+from tests.api_world import login
+
+
+def _entries(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(ledger_entries)).scalar()
+
+
+def test_the_openapi_document_validates_and_every_operation_is_summarised_and_typed(api):
+    document = api.get("/api/v1/openapi.json").json()
+    validate(document)
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), f"{method.upper()} {path} has no summary"
+            answers = operation["responses"]
+            success = [code for code in answers if code.startswith("2")]
+            assert success, f"{method.upper()} {path} declares no success answer"
+            if code := next((c for c in success if c != "204"), None):
+                assert "application/json" in answers[code].get("content", {}), f"{method.upper()} {path}"
+            if path not in ("/api/v1/auth/token", "/api/v1/auth/subscriber/token", "/api/v1/auth/refresh"):
+                assert {"401", "403", "404"} <= set(answers), f"{method.upper()} {path} lacks its errors"
+            else:
+                assert {"401", "429"} <= set(answers)
+
+
+def test_a_reseller_lists_and_searches_its_customers_a_page_at_a_time(api):
+    headers = login(api, "reseller1")
+    for number in range(5):
+        answer = api.post(
+            "/api/v1/customers",
+            json={
+                "username": f"zed{number}",
+                "password": "pw",
+                "package": "Home 10M",
+                "phone": f"0171{number}",
+            },
+            headers=headers,
+        )
+        assert answer.status_code == 201, answer.text
+    page = api.get("/api/v1/customers", params={"limit": 3}, headers=headers).json()
+    assert [c["username"] for c in page["items"]] == ["alice", "carol", "zed0"]
+    assert page["next_after"] == "zed0"
+    rest = api.get("/api/v1/customers", params={"limit": 3, "after": "zed0"}, headers=headers).json()
+    assert [c["username"] for c in rest["items"]] == ["zed1", "zed2", "zed3"]
+    found = api.get("/api/v1/customers", params={"search": "01713"}, headers=headers).json()
+    assert [c["username"] for c in found["items"]] == ["zed3"] and found["next_after"] is None
+    assert [
+        c["username"] for c in api.get("/api/v1/customers?search=ZED4", headers=headers).json()["items"]
+    ] == ["zed4"]
+    # A sibling's customer is not found, nor listed.
+    assert api.get("/api/v1/customers?search=bob", headers=headers).json()["items"] == []
+    assert api.get("/api/v1/customers/bob", headers=headers).status_code == 404
+    alice = api.get("/api/v1/customers/alice", headers=headers).json()
+    assert alice["wallet_balance"] == 0 and alice["wallet_balance_text"] == "0.00"
+    assert alice["expires_at"].endswith("+00:00")
+
+
+def test_bad_input_names_the_field(api):
+    headers = login(api, "reseller1")
+    answer = api.post("/api/v1/customers/alice/topup", json={"amount": -5}, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "amount"]
+    unknown = api.post("/api/v1/customers/alice/topup", json={"amount": 5, "discount": 1}, headers=headers)
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "discount"]
+    refused = api.post(
+        "/api/v1/customers", json={"username": "x y", "password": "p", "package": "Home 10M"}, headers=headers
+    )
+    assert refused.status_code == 400 and "invalid username" in refused.json()["error"]["message"]
+
+
+def test_a_retried_payment_with_the_same_idempotency_key_is_paid_once(api, engine):
+    headers = {**login(api, "reseller1"), "Idempotency-Key": "pay-42"}
+    before = _entries(engine)
+    first = api.post("/api/v1/customers/alice/topup", json={"amount": 50000}, headers=headers)
+    again = api.post("/api/v1/customers/alice/topup", json={"amount": 50000}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["wallet_balance"] == 50000
+    assert _entries(engine) == before + 1
+    other = api.post("/api/v1/customers/alice/topup", json={"amount": 1}, headers=headers)
+    assert other.status_code == 400 and "different request" in other.json()["error"]["message"]
+    renewed = api.post("/api/v1/customers/alice/renew", json={}, headers=login(api, "reseller1")).json()
+    assert renewed["wallet_balance"] == 0
+
+
+def test_operator_endpoints_follow_the_cli(api):
+    admin = login(api, "admin")
+    added = api.post(
+        "/api/v1/operators",
+        json={"login": "reseller3", "role": "reseller", "credit_limit": 10000},
+        headers=admin,
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["credit_limit_text"] == "100.00"
+    assert (
+        api.post("/api/v1/operators/reseller3/fund", json={"amount": 250000}, headers=admin).json()[
+            "fund_balance"
+        ]
+        == 250000
+    )
+    balance = api.get("/api/v1/operators/reseller3/balance", headers=admin).json()
+    assert balance["fund"] == 250000 and balance["texts"]["fund"] == "2500.00"
+    lines = api.get("/api/v1/operators/reseller3/statement", headers=admin).json()
+    assert [line["amount"] for line in lines] == [250000]
+    password = api.put("/api/v1/operators/reseller3/password", json={}, headers=admin).json()["password"]
+    assert (
+        api.get("/api/v1/auth/me", headers=login(api, "reseller3", password)).json()["login"] == "reseller3"
+    )
+    assert api.post("/api/v1/operators/reseller3/block", headers=admin).json()["status"] == "blocked"
+    noc = login(api, "noc")
+    assert api.get("/api/v1/operators/reseller1", headers=noc).json()["fund_balance"] is None
+    assert "wallet_balance" not in {
+        key
+        for key, value in api.get("/api/v1/customers/alice", headers=noc).json().items()
+        if value is not None
+    }
+
+
+def test_customer_lifecycle_over_the_api(api):
+    headers = login(api, "reseller1")
+    edited = api.patch(
+        "/api/v1/customers/alice", json={"name": "Alice A", "mac": "aa-bb-cc-dd-ee-ff"}, headers=headers
+    )
+    assert (edited.json()["name"], edited.json()["mac_binding"]) == ("Alice A", "AA:BB:CC:DD:EE:FF")
+    assert api.post("/api/v1/customers/alice/suspend", headers=headers).json()["status"] == "suspended"
+    assert api.get("/api/v1/customers/alice", headers=headers).json()["wallet_balance"] > 0  # refunded days
+    assert api.post("/api/v1/customers/alice/resume", headers=headers).json()["status"] == "active"
+    assert api.delete("/api/v1/customers/alice", headers=headers).json()["deleted_at"] is not None
+    assert [
+        c["username"] for c in api.get("/api/v1/customers?deleted=true", headers=headers).json()["items"]
+    ] == ["alice"]
+    assert api.post("/api/v1/customers/alice/restore", headers=headers).json()["deleted_at"] is None
+    new = api.post("/api/v1/customers/alice/reset-password", headers=headers).json()["password"]
+    assert api.get("/api/v1/me", headers=login(api, "subscriber:alice", new)).json()["username"] == "alice"
+
+
+def test_a_subscriber_redeems_a_card_and_buys_from_its_wallet(api):
+    reseller = login(api, "reseller1")
+    card = api.post("/api/v1/cards/batches", json={"count": 1, "value": 60000}, headers=reseller).json()[0]
+    subscriber = login(api, "subscriber:alice", "pw")
+    before = api.get("/api/v1/me", headers=subscriber).json()
+    assert before["wallet_balance"] == 0 and before["package"] == "Home 10M"
+    redeemed = api.post("/api/v1/me/redeem", json={"pin": card["pin"]}, headers=subscriber)
+    assert redeemed.status_code == 200, redeemed.text
+    assert redeemed.json()["wallet_balance_text"] == "600.00"
+    again = api.post("/api/v1/me/redeem", json={"pin": card["pin"]}, headers=subscriber)
+    assert again.status_code == 400
+    assert [p["method"] for p in api.get("/api/v1/me/payments", headers=subscriber).json()][0] == "card"
+    offered = api.get("/api/v1/me/packages", headers=subscriber).json()
+    assert {p["name"] for p in offered} == {"Home 10M", "Lite 5M", "Office"}
+    assert all(p["operator_price"] is None for p in offered)
+    bought = api.post("/api/v1/me/buy", json={"package": "Home 10M"}, headers=subscriber).json()
+    assert bought["wallet_balance"] == 10000 and bought["expires_at"] > before["expires_at"]
+    usage = api.get("/api/v1/me/usage", headers=subscriber).json()
+    assert usage["upload_bytes"] == usage["download_bytes"] == 0
+    # Bob's card is not Alice's to use, and operators' endpoints are not hers.
+    bob_card = api.post(
+        "/api/v1/cards/batches", json={"count": 1, "value": 100}, headers=login(api, "reseller2")
+    ).json()[0]
+    assert api.post("/api/v1/me/redeem", json={"pin": bob_card["pin"]}, headers=subscriber).status_code == 400
+    assert api.get("/api/v1/customers", headers=subscriber).status_code == 403
+    audit = api.get("/api/v1/audit", headers=reseller).json()
+    assert any(row["action"] == "card.redeem" and row["actor"] is None for row in audit)
