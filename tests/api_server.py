@@ -31,7 +31,8 @@ class ApiServer:
         self.env = {**os.environ, "RADBILL_CONFIG": str(self.config), "RADBILL_DATABASE_URL": database_url}
         self.log = directory / "api.log"
         self.process: subprocess.Popen | None = None
-        self.base = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if api_settings.get("tls_certificate") else "http"
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "ApiServer":
         with self.log.open("wb") as log:
@@ -43,13 +44,14 @@ class ApiServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"radbill api exited:\n{self.log.read_text()}")
             try:
-                httpx.get(f"{self.base}/api/v1/openapi.json", timeout=1)
+                httpx.get(f"{self.base}/api/v1/openapi.json", timeout=1, verify=False)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"radbill api did not start:\n{self.log.read_text()}")
-        self.client = httpx.Client(base_url=self.base, timeout=10)
+        # A test certificate is self-signed: the tests check the TLS, not the certificate's chain.
+        self.client = httpx.Client(base_url=self.base, timeout=10, verify=False)
         return self
 
     def __exit__(self, *_) -> None:

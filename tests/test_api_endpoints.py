@@ -166,3 +166,15 @@ def test_a_subscriber_redeems_a_card_and_buys_from_its_wallet(api):
     assert api.get("/api/v1/customers", headers=subscriber).status_code == 403
     audit = api.get("/api/v1/audit", headers=reseller).json()
     assert any(row["action"] == "card.redeem" and row["actor"] is None for row in audit)
+
+
+def test_cors_is_off_by_default_and_on_for_listed_origins(engine, tmp_path, clock):
+    from tests.api_world import make_client
+
+    preflight = {"Origin": "https://panel.example", "Access-Control-Request-Method": "GET"}
+    with make_client(engine, tmp_path, clock) as client:
+        answer = client.options("/api/v1/customers", headers=preflight)
+        assert "access-control-allow-origin" not in answer.headers
+    with make_client(engine, tmp_path, clock, cors_origins="https://panel.example") as client:
+        answer = client.options("/api/v1/customers", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://panel.example"

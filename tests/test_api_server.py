@@ -1,6 +1,7 @@
 """The API over real HTTP: uvicorn on a free port, SQLite and PostgreSQL."""
 
 import httpx
+import pytest
 
 from tests.api_server import ApiServer
 from tests.api_world import PASSWORD, build_isp
@@ -55,3 +56,48 @@ def test_a_too_large_body_is_refused(engine, database_url, tmp_path):
             headers={"Content-Type": "application/json"},
         )
         assert answer.status_code == 413
+
+
+def test_a_reseller_and_a_subscriber_over_http(engine, database_url, tmp_path):
+    build_isp(engine)
+    with ApiServer(database_url, tmp_path) as server:
+        reseller = {"Authorization": f"Bearer {server.login('reseller1', PASSWORD)['access_token']}"}
+        page = server.client.get("/api/v1/customers", params={"search": "a"}, headers=reseller).json()
+        assert [c["username"] for c in page["items"]] == ["alice", "carol"]
+        retry = {**reseller, "Idempotency-Key": "card-batch-1"}
+        cards = server.client.post("/api/v1/cards/batches", json={"count": 1, "value": 20000}, headers=retry)
+        assert cards.status_code == 201
+        assert server.client.post(
+            "/api/v1/cards/batches", json={"count": 1, "value": 20000}, headers=retry
+        ).json() == (cards.json())
+        assert len(server.client.get("/api/v1/cards", headers=reseller).json()) == 1
+        subscriber = {"Authorization": f"Bearer {server.login('subscriber:alice', 'pw')['access_token']}"}
+        redeemed = server.client.post(
+            "/api/v1/me/redeem", json={"pin": cards.json()[0]["pin"]}, headers=subscriber
+        )
+        assert redeemed.status_code == 200 and redeemed.json()["wallet_balance"] == 20000
+        renewed = server.client.post("/api/v1/customers/alice/renew", json={"cash": True}, headers=reseller)
+        assert renewed.status_code == 200 and renewed.json()["expires_at"] > redeemed.json()["expires_at"]
+
+
+def test_https_by_configuration(engine, database_url, tmp_path):
+    import subprocess
+
+    build_isp(engine)
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+    )
+    with ApiServer(database_url, tmp_path, tls_certificate=str(certificate), tls_key=str(key)) as server:
+        assert server.base.startswith("https://")
+        tokens = server.login("reseller1", PASSWORD)
+        me = server.client.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert me.json()["login"] == "reseller1"
+        assert me.headers["strict-transport-security"] == "max-age=31536000"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.base.replace("https://", "http://") + "/api/v1/openapi.json", timeout=2)
