@@ -34,6 +34,11 @@ _PIN = re.compile(r"\d{%d}" % (RANDOM_DIGITS + 1))
 _REFUSED = "PIN is not valid, or the card is used or not for this customer"
 
 
+class CardRefused(RadbillError):
+    """A PIN that opens no card for this customer; raised before anything is written,
+    so a front end may count the failure (subscribers' redemptions are throttled)."""
+
+
 def luhn_digit(payload: str) -> str:
     """The Luhn check digit for a string of digits."""
     total = 0
@@ -163,7 +168,7 @@ def redeem_for(connection: Connection, actor: Actor, row, pin: str, calendar: Ca
     """Use a card for a customer already checked (and locked) for the actor: an operator's, or the subscriber's own."""
     pin = re.sub(r"[\s-]", "", pin)
     if not luhn_valid(pin):
-        raise RadbillError(_REFUSED)
+        raise CardRefused(_REFUSED)
     card = (
         connection.execute(
             select(
@@ -180,14 +185,14 @@ def redeem_for(connection: Connection, actor: Actor, row, pin: str, calendar: Ca
         .first()
     )
     if card is None or card["operator_id"] != row["operator_id"]:
-        raise RadbillError(_REFUSED)
+        raise CardRefused(_REFUSED)
     taken = connection.execute(
         update(recharge_cards)
         .where(recharge_cards.c.id == card["id"], recharge_cards.c.status == "new")
         .values(status="redeemed", redeemed_by_customer_id=row["id"], redeemed_at=calendar.now)
     ).rowcount
     if taken != 1:
-        raise RadbillError(_REFUSED)
+        raise CardRefused(_REFUSED)
     if card["value"] is not None:
         entry_id = customers.receive(
             connection, actor, row, card["value"], calendar, method="card", reference=card["serial"]

@@ -248,6 +248,21 @@ def _failed(
     return LoginResult(None, None, reason)
 
 
+def card_failed(
+    connection: Connection, subscriber: "Subscriber", address: str, now: datetime, settings: ApiSettings
+) -> None:
+    """Count a subscriber's wrong PIN like a failed login: guessing PINs is throttled too (FIELD-NOTES 31)."""
+    _record_failure(connection, "redeem", subscriber.username, address, now, settings)
+    audit(
+        connection,
+        "card.redeem_failed",
+        actor_id=None,
+        target_type="customer",
+        target_id=subscriber.customer_id,
+        address=address,
+    )
+
+
 # --- sessions ----------------------------------------------------------------------
 
 

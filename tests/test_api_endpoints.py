@@ -178,3 +178,17 @@ def test_cors_is_off_by_default_and_on_for_listed_origins(engine, tmp_path, cloc
     with make_client(engine, tmp_path, clock, cors_origins="https://panel.example") as client:
         answer = client.options("/api/v1/customers", headers=preflight)
         assert answer.headers["access-control-allow-origin"] == "https://panel.example"
+
+
+def test_guessing_card_pins_is_throttled_like_a_login(api):
+    subscriber = login(api, "subscriber:alice", "pw")
+    for attempt in range(5):
+        wrong = api.post("/api/v1/me/redeem", json={"pin": f"000000000000{attempt:03d}0"}, headers=subscriber)
+        assert wrong.status_code == 400, wrong.text
+    card = api.post(
+        "/api/v1/cards/batches", json={"count": 1, "value": 100}, headers=login(api, "reseller1")
+    ).json()[0]
+    locked = api.post("/api/v1/me/redeem", json={"pin": card["pin"]}, headers=subscriber)
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    trail = api.get("/api/v1/audit", headers=login(api, "admin")).json()
+    assert sum(row["action"] == "card.redeem_failed" for row in trail) == 5

@@ -1,11 +1,13 @@
 """The subscriber's own account: profile, usage, invoices, payments, cards, buying from the wallet."""
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
-from billingd import portal
-from billingd.api.deps import CurrentSubscriber, Db, Now, Once, Today
+from billingd import credentials, portal
+from billingd.api.deps import ClientAddress, CurrentSubscriber, Db, Now, Once, State, Today
 from billingd.api.models import (
     BuyIn,
+    ErrorOut,
     InvoiceOut,
     PackageOut,
     PaymentOut,
@@ -15,6 +17,7 @@ from billingd.api.models import (
     money,
 )
 from billingd.api.routes import ERRORS
+from billingd.cards import CardRefused
 
 router = APIRouter(tags=["subscriber"], responses=ERRORS)
 
@@ -53,15 +56,31 @@ def packages(subscriber: CurrentSubscriber, db: Db) -> list[PackageOut]:
     ]
 
 
-@router.post("/me/redeem", summary="Use a recharge card on your account")
+@router.post(
+    "/me/redeem",
+    summary="Use a recharge card on your account (wrong PINs are throttled like logins)",
+    responses={429: {"model": ErrorOut, "description": "Too many wrong PINs; see Retry-After"}},
+)
 def redeem(
-    body: SubscriberRedeemIn, subscriber: CurrentSubscriber, db: Db, today: Today, once: Once
+    body: SubscriberRedeemIn,
+    subscriber: CurrentSubscriber,
+    db: Db,
+    state: State,
+    today: Today,
+    address: ClientAddress,
+    once: Once,
 ) -> ProfileOut:
+    credentials.check_throttle(db, "redeem", subscriber.username, address, today.now)
+
     def use():
         portal.redeem(db, subscriber, body.pin, today)
         return _profile(db, subscriber, today.now)
 
-    return once.once(use, body)
+    try:
+        return once.once(use, body)
+    except CardRefused as refused:  # nothing was written: the count commits with the answer
+        credentials.card_failed(db, subscriber, address, today.now, state.settings.api)
+        return JSONResponse({"error": {"code": "bad_request", "message": str(refused)}}, status_code=400)
 
 
 @router.post("/me/buy", summary="Buy one more period, or switch to another package, from your wallet")
