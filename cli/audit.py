@@ -5,6 +5,7 @@ import click
 from billingd import credentials
 from cli.context import Context
 from cli.output import emit_table
+from cli.params import LIMIT, ROW_ID
 
 
 @click.group("audit")
@@ -13,8 +14,8 @@ def audit_group() -> None:
 
 
 @audit_group.command("list")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--before", type=int, help="Only rows with a smaller id (the next page).")
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
+@click.option("--before", type=ROW_ID, help="Only rows with a smaller id (the next page).")
 @click.pass_obj
 def list_(obj: Context, limit: int, before: int | None) -> None:
     """Audit rows of the operators you see, newest first."""

@@ -9,6 +9,7 @@ from billingd import operators as domain
 from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
+from cli.params import ROW_ID
 from schema.errors import RadbillError
 from schema.tables import BILLING_MODES, REFUND_POLICIES, ROLES
 from schema.tenancy import PERMISSIONS, resolve_actor
@@ -164,7 +165,7 @@ def token_list(obj: Context) -> None:
 
 
 @token_group.command("revoke")
-@click.argument("token_id", metavar="ID", type=int)
+@click.argument("token_id", metavar="ID", type=ROW_ID)
 @click.pass_obj
 def token_revoke(obj: Context, token_id: int) -> None:
     """Revoke an API token at once."""

@@ -6,6 +6,8 @@ import pytest
 from tests.api_server import ApiServer
 from tests.api_world import PASSWORD, build_isp
 
+pytestmark = pytest.mark.interop
+
 
 def test_login_refresh_and_logout_over_http(engine, database_url, tmp_path):
     build_isp(engine)

@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPOSITORY))
 import httpx  # noqa: E402
 
 from billingd import credentials  # noqa: E402
-from billingd.tenancy import resolve_actor  # noqa: E402
 from schema import migrate  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
+from schema.tenancy import resolve_actor  # noqa: E402
 from tests.api_server import ApiServer  # noqa: E402
 from tests.bench.daily_run import DurableServer, load  # noqa: E402
 from tests.billing_world import NOW  # noqa: E402

@@ -101,9 +101,11 @@ router.post("/customers/{username}/resume", summary="Lift a suspension")(_lifecy
 router.delete("/customers/{username}", summary="Soft-delete (unused days refunded per policy; restorable)")(
     _lifecycle(domain.delete_customer)
 )
-router.post("/customers/{username}/restore", summary="Restore a deleted customer")(
-    _lifecycle(domain.restore_customer)
-)
+
+
+@router.post("/customers/{username}/restore", summary="Restore a deleted customer")
+def restore(username: str, actor: OperatorActor, db: Db) -> CustomerOut:
+    return CustomerOut.of(domain.restore_customer(db, actor, username))
 
 
 @router.post(
