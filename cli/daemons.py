@@ -29,7 +29,7 @@ def api(obj: Context) -> None:
     """Run the HTTP API (operators and subscribers) in the foreground."""
     from billingd.api.service import run
 
-    run(obj.settings, obj.engine)
+    run(obj.settings, obj.engine, obj.reload_settings)
 
 
 COMMANDS = [radiusd, billingd, api]

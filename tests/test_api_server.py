@@ -103,3 +103,51 @@ def test_https_by_configuration(engine, database_url, tmp_path):
         assert me.headers["strict-transport-security"] == "max-age=31536000"
         with pytest.raises(httpx.TransportError):
             httpx.get(server.base.replace("https://", "http://") + "/api/v1/openapi.json", timeout=2)
+
+
+def test_under_systemd_it_notifies_pings_reloads_and_stops(engine, database_url, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from tests.test_systemd import NotifySocket
+
+    build_isp(engine)
+    server = ApiServer(database_url, tmp_path, login_failures=3)
+    notify = NotifySocket(tmp_path)
+    env = {**server.env, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+    process = subprocess.Popen(
+        server_command(), env=env, cwd=server_cwd(), stdout=server.log.open("wb"), stderr=subprocess.STDOUT
+    )
+    try:
+        ready = notify.wait_for("READY", "1")
+        assert ready["STATUS"].startswith("serving on 127.0.0.1:")
+        assert httpx.get(f"{server.base}/api/v1/openapi.json").status_code == 200
+        notify.wait_for("WATCHDOG", "1")
+        server.config.write_text(
+            server.config.read_text()
+            .replace("login_failures = 3", "login_failures = 7")
+            .replace(f"port = {server.port}", f"port = {server.port + 1}")
+        )
+        os.kill(process.pid, signal.SIGHUP)
+        reloaded = notify.wait_for("READY", "1")
+        assert reloaded["STATUS"] == "reloaded; a restart is needed for api.port"
+        process.send_signal(signal.SIGTERM)
+        notify.wait_for("STOPPING", "1")
+        assert process.wait(20) in (0, -signal.SIGTERM)  # systemd counts both as a clean stop
+    finally:
+        if process.poll() is None:
+            process.kill()
+        notify.close()
+
+
+def server_command():
+    from tests.conftest import RADBILL
+
+    return RADBILL + ["api"]
+
+
+def server_cwd():
+    from tests.conftest import REPOSITORY
+
+    return REPOSITORY
