@@ -94,9 +94,8 @@ async def _serve(server: uvicorn.Server, systemd: Systemd, reloader: Reloader | 
     systemd.ready(status)
     if reloader is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
-    interval = systemd.watchdog_seconds / 2 if systemd.watchdog_seconds else None
-    while not serving.done():
-        if interval:
-            systemd.notify(WATCHDOG=1)
-        await asyncio.wait({serving}, timeout=interval)
-    await serving
+    watchdog = asyncio.ensure_future(systemd.keep_alive_async())
+    try:
+        await serving
+    finally:
+        watchdog.cancel()
