@@ -22,8 +22,9 @@ from pytest_postgresql import factories
 from schema import migrate
 from schema.engine import make_engine
 
-# The router fakes' fixtures (fake_nas, fake_router) and the API's (api, clock), for every test module.
-pytest_plugins = ["tests.fakes.nas", "tests.fakes.routeros", "tests.api_world"]
+# Fixtures for every test module: the router fakes (fake_nas, fake_router), the API's (api, clock)
+# and the headless browser (chromium).
+pytest_plugins = ["tests.fakes.nas", "tests.fakes.routeros", "tests.api_world", "tests.browser"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,106 @@
+"""The reseller panel (``/panel``) and the subscriber portal (``/portal``): server-rendered pages.
+
+They run in the ``radbill api`` process, on the same domain functions and
+the same login sessions as the JSON API; the browser holds a signed cookie
+naming its session. Pages work without JavaScript; a vendored htmx only
+makes the customer search live. Every response carries a content security
+policy that allows no inline script and nothing from another origin.
+"""
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from starlette.middleware.gzip import GZipMiddleware
+
+from schema.settings import Settings
+
+from . import panel, portal
+from .i18n import LANGUAGE_COOKIE
+from .web import STATIC_DIR, CsrfRefused, LoginNeeded, Pages, load_visit
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+
+
+class CachedStatic(StaticFiles):
+    """Static files are addressed by content hash (``?v=``), so they may be cached for a year."""
+
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+def create_pages_app(
+    engine: Engine, settings: Settings, key: bytes, *, secure_cookies: bool, clock=None
+) -> FastAPI:
+    """The pages as an application of their own, for the API to mount at ``/``."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.pages = Pages(engine, settings, key, secure_cookies=secure_cookies, clock=clock)
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if secure_cookies:
+            response.headers.setdefault("strict-transport-security", "max-age=31536000")
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("cache-control", "no-store")
+        return response
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, _error: CsrfRefused):
+        base = "/portal" if request.url.path.startswith("/portal") else "/panel"
+        visit = await load_visit(_as_get(request), base)
+        return visit.render(
+            "error.html",
+            status_code=403,
+            heading=visit._("This form has expired"),
+            message=visit._(
+                "The form was refused because it came without its security token. Open the page again and resend it."
+            ),
+        )
+
+    @app.exception_handler(LoginNeeded)
+    async def login_needed(request: Request, error: LoginNeeded):
+        return RedirectResponse(f"{error.base}/login", status_code=303)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/panel/", status_code=303)
+
+    @app.post("/language", include_in_schema=False)
+    async def choose_language(request: Request):
+        visit = await load_visit(request, "/panel")
+        language = visit.form.get("language")
+        target = str(visit.form.get("next") or "/")
+        response = visit.redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+        if language in visit.pages.catalogs.languages:
+            response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 86400, path="/", samesite="strict")
+        return response
+
+    @app.get("/healthz", include_in_schema=False, response_class=HTMLResponse)
+    def healthz() -> str:
+        return "ok"
+
+    app.include_router(panel.router)
+    app.include_router(portal.router)
+    app.mount("/static", CachedStatic(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _as_get(request: Request) -> Request:
+    """The refused request, read again as a GET (its form is not trusted)."""
+    scope = dict(request.scope, method="GET")
+    return Request(scope)

@@ -1,0 +1,113 @@
+"""The subscriber portal: log in with the PPPoE/Hotspot username, see the account, redeem a card,
+buy a public package from the wallet, change the password."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from billingd import credentials, subscriber
+from schema.errors import RadbillError, Throttled
+
+from .web import Visit, load_visit, status_for
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+
+
+async def _visit(request: Request) -> Visit:
+    return await load_visit(request, "/portal")
+
+
+PortalVisit = Annotated[Visit, Depends(_visit)]
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(visit: PortalVisit) -> HTMLResponse:
+    return visit.render("login.html", heading=visit._("Subscriber login"), login_label=visit._("Username"))
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(visit: PortalVisit) -> Response:
+    username = str(visit.form.get("login", "")).strip()
+    password = str(visit.form.get("password", ""))
+    context = dict(heading=visit._("Subscriber login"), login_label=visit._("Username"), login=username)
+    pages = visit.pages
+    try:
+        with pages.engine.begin() as connection:
+            result = credentials.login_subscriber(
+                connection, username, password, visit.client_address, pages.now(), pages.settings.api
+            )
+    except Throttled:
+        visit.flash("error", visit._("Too many failed logins. Try again later."))
+        return visit.render("login.html", status_code=429, **context)
+    if result.session_id is None:
+        visit.flash("error", visit._("Wrong username or password."))
+        return visit.render("login.html", status_code=401, **context)
+    visit.session = visit.session.signed_in("subscriber", result.session_id, username.lower())
+    return visit.redirect("/portal/")
+
+
+@router.post("/logout")
+def logout(visit: PortalVisit) -> Response:
+    if visit.session.subject is not None:
+        with visit.pages.engine.begin() as connection:
+            credentials.logout(connection, visit.session.subject, visit.pages.now())
+    visit.session = visit.session.anonymous()
+    return visit.redirect("/portal/login")
+
+
+def _home(visit: Visit, status_code: int = 200) -> HTMLResponse:
+    pages = visit.pages
+    with pages.engine.begin() as connection:
+        me = visit.subscriber(connection)
+        account = subscriber.account(connection, me, pages.calendar())
+        offers = subscriber.public_packages(connection, me)
+    return visit.render("portal/home.html", status_code=status_code, account=account, offers=offers)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(visit: PortalVisit) -> HTMLResponse:
+    return _home(visit)
+
+
+def _act(visit: Visit, action, done: str) -> Response:
+    pages = visit.pages
+    try:
+        with pages.engine.begin() as connection:
+            action(connection, visit.subscriber(connection), pages.calendar())
+    except RadbillError as error:
+        visit.flash("error", str(error))
+        return _home(visit, status_for(error))
+    visit.flash("ok", done)
+    return visit.redirect("/portal/")
+
+
+@router.post("/redeem", response_class=HTMLResponse)
+def redeem(visit: PortalVisit) -> Response:
+    pin = str(visit.form.get("pin", ""))
+    return _act(
+        visit,
+        lambda connection, me, calendar: subscriber.redeem_card(connection, me, pin, calendar),
+        visit._("Card accepted."),
+    )
+
+
+@router.post("/buy", response_class=HTMLResponse)
+def buy(visit: PortalVisit) -> Response:
+    package = str(visit.form.get("package", ""))
+    return _act(
+        visit,
+        lambda connection, me, calendar: subscriber.buy_package(connection, me, package, calendar),
+        visit._("Package bought."),
+    )
+
+
+@router.post("/password", response_class=HTMLResponse)
+def password(visit: PortalVisit) -> Response:
+    current = str(visit.form.get("current", ""))
+    new = str(visit.form.get("new", ""))
+    return _act(
+        visit,
+        lambda connection, me, _calendar: subscriber.change_password(connection, me, current, new),
+        visit._("Password changed. Use the new one on your router too."),
+    )

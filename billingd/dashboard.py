@@ -1,0 +1,231 @@
+"""The operator dashboard's figures: one read model, every figure limited to what the actor sees.
+
+Customers are counted by state (:mod:`billingd.customer_views`). Money
+figures need financial access (NOC users get the counts only).
+
+The 30-day chart counts, per billing day, the customers with a charged
+day (``customer_days``: every bought or pay-as-you-go day, every enabled
+monthly day) and the revenue those days earned.
+"""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import Connection, and_, case, distinct, func, select
+
+from billingd.customer_views import state_conditions
+from billingd.customers import Calendar
+from billingd.packages import cheapest_operator_price
+from billingd.prices import end_of_day
+from billingd.tenancy import Actor, visible_operator_ids
+from schema.tables import (
+    customer_days,
+    customers,
+    master_packages,
+    operators,
+    package_prices,
+    packages,
+    payments,
+    sessions,
+)
+
+EXPIRING_DAYS = 3
+CHART_DAYS = 30
+LOW_FUND_DAYS = 3
+
+
+@dataclass(frozen=True)
+class ChartDay:
+    day: date
+    active: int
+    revenue: int
+
+
+def _visible(query, column, visible: set[int] | None):
+    return query if visible is None else query.where(column.in_(visible))
+
+
+def customer_counts(connection: Connection, actor: Actor, calendar: Calendar) -> dict:
+    """Active, expired, suspended, online now and expiring within EXPIRING_DAYS."""
+    actor.require("customers.view", "see the dashboard")
+    visible = visible_operator_ids(connection, actor)
+    now = calendar.now
+    soon = now + timedelta(days=EXPIRING_DAYS)
+    states = state_conditions(now)
+    row = connection.execute(
+        _visible(
+            select(
+                *(func.count(case((condition, 1))).label(state) for state, condition in states.items()),
+                func.count(case((states["active"] & (customers.c.expires_at <= soon), 1))).label("expiring"),
+            ).where(customers.c.deleted_at.is_(None)),
+            customers.c.operator_id,
+            visible,
+        )
+    ).one()
+    online = connection.execute(
+        _visible(
+            select(func.count(distinct(sessions.c.customer_id)))
+            .select_from(sessions.join(customers, customers.c.id == sessions.c.customer_id))
+            .where(sessions.c.stopped_at.is_(None)),
+            customers.c.operator_id,
+            visible,
+        )
+    ).scalar()
+    return {**row._asdict(), "online": online}
+
+
+def expiring_customers(
+    connection: Connection, actor: Actor, calendar: Calendar, limit: int = 20
+) -> list[dict]:
+    """The customers whose paid time ends within EXPIRING_DAYS, soonest first."""
+    actor.require("customers.view", "see the dashboard")
+    now = calendar.now
+    query = (
+        select(
+            customers.c.username, customers.c.name, customers.c.expires_at, operators.c.login.label("owner")
+        )
+        .select_from(customers.join(operators, operators.c.id == customers.c.operator_id))
+        .where(
+            customers.c.deleted_at.is_(None),
+            customers.c.status == "active",
+            customers.c.expires_at > now,
+            customers.c.expires_at <= now + timedelta(days=EXPIRING_DAYS),
+        )
+        .order_by(customers.c.expires_at)
+        .limit(limit)
+    )
+    return [
+        dict(row)
+        for row in connection.execute(
+            _visible(query, customers.c.operator_id, visible_operator_ids(connection, actor))
+        ).mappings()
+    ]
+
+
+def money_today(connection: Connection, actor: Actor, calendar: Calendar) -> dict:
+    """Today's collections (customer payments received) and charges (days earned), for the visible customers."""
+    actor.require("money", "see collections")
+    visible = visible_operator_ids(connection, actor)
+    start = end_of_day(calendar.today - timedelta(days=1), calendar.zone)
+    collected = connection.execute(
+        _visible(
+            select(func.coalesce(func.sum(payments.c.amount), 0))
+            .select_from(payments.join(customers, customers.c.id == payments.c.customer_id))
+            .where(payments.c.created_at >= start),
+            customers.c.operator_id,
+            visible,
+        )
+    ).scalar()
+    charged = connection.execute(
+        _visible(
+            select(func.coalesce(func.sum(customer_days.c.amount), 0))
+            .select_from(customer_days.join(customers, customers.c.id == customer_days.c.customer_id))
+            .where(customer_days.c.day == calendar.today),
+            customers.c.operator_id,
+            visible,
+        )
+    ).scalar()
+    return {"collected": collected, "charged": charged}
+
+
+def collections_today(
+    connection: Connection, actor: Actor, calendar: Calendar, limit: int = 20
+) -> list[dict]:
+    """Today's customer payments (cash, renewals paid in cash, cards, top-ups), newest first, with names."""
+    actor.require("money", "see collections")
+    start = end_of_day(calendar.today - timedelta(days=1), calendar.zone)
+    query = (
+        select(
+            payments.c.created_at,
+            payments.c.amount,
+            payments.c.method,
+            customers.c.username,
+            customers.c.name,
+            operators.c.login.label("owner"),
+        )
+        .select_from(
+            payments.join(customers, customers.c.id == payments.c.customer_id).join(
+                operators, operators.c.id == customers.c.operator_id
+            )
+        )
+        .where(payments.c.created_at >= start)
+        .order_by(payments.c.id.desc())
+        .limit(limit)
+    )
+    visible = visible_operator_ids(connection, actor)
+    return [
+        dict(row) for row in connection.execute(_visible(query, customers.c.operator_id, visible)).mappings()
+    ]
+
+
+def fund_position(connection: Connection, actor: Actor) -> dict | None:
+    """The home operator's fund at its parent, what a day of its customers costs it, and the days it covers.
+
+    None for the admin (it has no parent to pay). Low when the fund cannot pay
+    the cheapest operator price (no new customer) or covers under LOW_FUND_DAYS.
+    """
+    actor.require("money", "see the fund")
+    owner = connection.execute(select(operators).where(operators.c.id == actor.home_id)).mappings().one()
+    if owner["parent_id"] is None:
+        return None
+    available = owner["fund_balance"] + owner["credit_limit"]
+    daily_cost = connection.execute(
+        select(func.coalesce(func.sum(package_prices.c.operator_price / master_packages.c.period_days), 0))
+        .select_from(
+            customers.join(
+                package_prices,
+                and_(
+                    package_prices.c.package_id == customers.c.package_id,
+                    package_prices.c.operator_id == customers.c.operator_id,
+                ),
+            )
+            .join(packages, packages.c.id == customers.c.package_id)
+            .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+        )
+        .where(
+            customers.c.operator_id == owner["id"],
+            customers.c.deleted_at.is_(None),
+            customers.c.status == "active",
+            master_packages.c.billing_type == "daily",
+        )
+    ).scalar()
+    days = available // daily_cost if daily_cost else None
+    cheapest = cheapest_operator_price(connection, owner["id"])
+    low = (cheapest is not None and available < cheapest) or (days is not None and days < LOW_FUND_DAYS)
+    return {
+        "billing_mode": owner["billing_mode"],
+        "fund": owner["fund_balance"],
+        "credit_limit": owner["credit_limit"],
+        "available": available,
+        "daily_cost": int(daily_cost),
+        "days_covered": days,
+        "cheapest_operator_price": cheapest,
+        "low": owner["billing_mode"] == "prepaid" and low,
+    }
+
+
+def chart(connection: Connection, actor: Actor, calendar: Calendar, days: int = CHART_DAYS) -> list[ChartDay]:
+    """Active customers and revenue per day for the last ``days`` days, today included (empty days as zero)."""
+    actor.require("money", "see revenue")
+    visible = visible_operator_ids(connection, actor)
+    first = calendar.today - timedelta(days=days - 1)
+    query = (
+        select(
+            customer_days.c.day,
+            func.count().label("active"),
+            func.coalesce(func.sum(customer_days.c.amount), 0).label("revenue"),
+        )
+        .where(customer_days.c.day >= first, customer_days.c.day <= calendar.today)
+        .group_by(customer_days.c.day)
+    )
+    if visible is not None:
+        query = query.select_from(
+            customer_days.join(customers, customers.c.id == customer_days.c.customer_id)
+        ).where(customers.c.operator_id.in_(visible))
+    found = {row.day: row for row in connection.execute(query)}
+    points = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = found.get(day)
+        points.append(ChartDay(day, row.active if row else 0, int(row.revenue) if row else 0))
+    return points

@@ -1,0 +1,165 @@
+"""The panel and the portal in a real browser: headless Chromium, uvicorn on a free port, SQLite and PostgreSQL.
+
+reseller1 and reseller2 are siblings under the admin (tests/billing_world.py);
+alice is reseller1's customer, bob reseller2's. reseller1 has a batch of
+"Home 10M" cards. With RADBILL_DOCS_SCREENSHOTS=1 the tests also refresh the
+README's screenshots in docs/.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from billingd import cards, credentials
+from billingd.api.pages import create_pages_app
+from schema.settings import ApiSettings, Settings
+from tests import billing_world as world
+from tests.browser import LiveServer
+from tests.conftest import free_port
+
+PASSWORD = "correct horse battery"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGE_BUDGET = 100 * 1024
+
+
+@pytest.fixture
+def isp(engine, tmp_path):
+    """The billing world with operator passwords and a card batch; served on a free port."""
+    with engine.begin() as connection:
+        world.build(connection)
+        admin = world.actor(connection, "admin")
+        for login in ("reseller1", "reseller2"):
+            credentials.set_password(connection, admin, login, PASSWORD, world.NOW)
+        world.add_customer_of(connection, "reseller1", "alice", world.on())
+        world.add_customer_of(connection, "reseller2", "bob", world.on())
+        batch = cards.create_batch(connection, world.actor(connection, "reseller1"), 2, package="Home 10M")
+    settings = Settings(billingd=world.SETTINGS, api=ApiSettings(state_dir=str(tmp_path)))
+    app = create_pages_app(engine, settings, os.urandom(32), secure_cookies=False, clock=lambda: world.NOW)
+    with LiveServer(app, free_port()) as server:
+        server.pins = [card["pin"] for card in batch]
+        yield server
+
+
+def wait_for(driver, css: str):
+    return WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def log_in(driver, url: str, login: str, password: str) -> None:
+    driver.get(url)
+    driver.find_element(By.ID, "login").send_keys(login)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    wait_for(driver, "main h1")
+
+
+def submit(driver, action: str) -> None:
+    """Press the button of the form that posts to ``action`` (the path after the host)."""
+    driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]").click()
+    wait_for(driver, "main h1")
+
+
+def flash_text(driver) -> str:
+    return " ".join(element.text for element in driver.find_elements(By.CSS_SELECTOR, ".flash"))
+
+
+def transferred_bytes(driver) -> int:
+    """What the page cost on the wire: the document and every resource it loaded (compressed sizes)."""
+    return driver.execute_script(
+        "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))"
+        ".reduce((sum, entry) => sum + entry.transferSize, 0);"
+    )
+
+
+def docs_screenshot(driver, name: str) -> None:
+    if os.environ.get("RADBILL_DOCS_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(DOCS / name))
+
+
+def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromium):
+    log_in(chromium, f"{isp.url}/panel/login", "reseller1", PASSWORD)
+    assert chromium.find_element(By.CSS_SELECTOR, "main h1").text == "Dashboard"
+    chromium.find_element(By.LINK_TEXT, "Customers").click()
+    chromium.find_element(By.LINK_TEXT, "Add a customer").click()
+    wait_for(chromium, "#username").send_keys("dave")
+    chromium.find_element(By.ID, "password").send_keys("dave-secret")
+    chromium.find_element(By.ID, "name").send_keys("Dave Rahman")
+    chromium.find_element(By.ID, "phone").send_keys("01710000000")
+    submit(chromium, "/panel/customers/new")
+    assert "Customer dave added." in flash_text(chromium)
+    assert chromium.current_url.endswith("/panel/customers/dave")
+    first_expiry = chromium.find_element(By.ID, "expires").text
+
+    chromium.find_element(By.CSS_SELECTOR, "form[action='/panel/customers/dave/renew'] input[name=cash]").click()
+    submit(chromium, "/panel/customers/dave/renew")
+    assert "Renewed" in flash_text(chromium)
+    renewed_expiry = chromium.find_element(By.ID, "expires").text
+    assert renewed_expiry > first_expiry  # "YYYY-MM-DD HH:MM" sorts as it reads: 30 more days
+    docs_screenshot(chromium, "panel-customer.png")
+
+    chromium.find_element(By.LINK_TEXT, "Dashboard").click()
+    wait_for(chromium, "#counts")
+    collections = chromium.find_element(By.ID, "collections").text
+    assert "dave" in collections and "Dave Rahman" in collections and "500.00" in collections
+    active = chromium.find_element(By.CSS_SELECTOR, "a[href='/panel/customers?state=active']").text
+    assert active == "2"  # alice and dave; reseller2's bob is not counted
+    assert chromium.find_element(By.CSS_SELECTOR, "svg.chart")
+    assert transferred_bytes(chromium) < PAGE_BUDGET
+    docs_screenshot(chromium, "panel-dashboard.png")
+
+    chromium.get(f"{isp.url}/panel/customers")
+    chromium.find_element(By.ID, "q").send_keys("rahman")
+    # htmx swaps the rows in as one types (no page load); a row read mid-swap is stale.
+    WebDriverWait(chromium, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda driver: "alice" not in driver.find_element(By.ID, "customer-rows").text
+    )
+    assert "dave" in chromium.find_element(By.ID, "customer-rows").text
+
+
+def test_a_sibling_reseller_cannot_open_the_customer_by_url(isp, chromium):
+    log_in(chromium, f"{isp.url}/panel/login", "reseller2", PASSWORD)
+    chromium.get(f"{isp.url}/panel/customers/alice")
+    heading = wait_for(chromium, "main h1").text
+    assert heading == "Not found"
+    assert "R1-0001" not in chromium.page_source  # nothing of alice's leaks
+    assert "alice" not in chromium.find_element(By.ID, "main").text.replace("customer alice is not visible", "")
+    chromium.get(f"{isp.url}/panel/customers")
+    rows = wait_for(chromium, "#customer-rows").text
+    assert "bob" in rows and "alice" not in rows
+
+
+def test_a_subscriber_redeems_a_card_and_sees_the_new_expiry(isp, chromium):
+    chromium.set_window_size(412, 915)  # a phone
+    log_in(chromium, f"{isp.url}/portal/login", "alice", "pw")
+    before = chromium.find_element(By.ID, "expires").text
+    chromium.find_element(By.ID, "pin").send_keys(isp.pins[0])
+    submit(chromium, "/portal/redeem")
+    assert "Card accepted." in flash_text(chromium)
+    after = chromium.find_element(By.ID, "expires").text
+    assert after > before
+    assert transferred_bytes(chromium) < PAGE_BUDGET
+    docs_screenshot(chromium, "portal.png")
+    chromium.find_element(By.ID, "pin").send_keys(isp.pins[0])
+    submit(chromium, "/portal/redeem")  # a card works once
+    assert chromium.find_element(By.ID, "expires").text == after
+    assert flash_text(chromium)
+
+
+def test_a_form_without_its_csrf_token_is_refused(isp, chromium):
+    log_in(chromium, f"{isp.url}/panel/login", "reseller1", PASSWORD)
+    chromium.get(f"{isp.url}/panel/customers/alice")
+    wait_for(chromium, "#expires")
+    before = chromium.find_element(By.ID, "expires").text
+    chromium.execute_script(
+        "document.querySelector(\"form[action='/panel/customers/alice/renew'] input[name=csrf_token]\").remove();"
+    )
+    chromium.find_element(By.CSS_SELECTOR, "form[action='/panel/customers/alice/renew'] input[name=cash]").click()
+    submit(chromium, "/panel/customers/alice/renew")
+    assert chromium.find_element(By.CSS_SELECTOR, "main h1").text == "This form has expired"
+    chromium.get(f"{isp.url}/panel/customers/alice")
+    assert wait_for(chromium, "#expires").text == before  # nothing was renewed
