@@ -125,7 +125,7 @@ def money_today(connection: Connection, actor: Actor, calendar: Calendar) -> dic
             visible,
         )
     ).scalar()
-    return {"collected": collected, "charged": charged}
+    return {"collected": int(collected), "charged": int(charged)}  # PostgreSQL sums are Decimal
 
 
 def collections_today(

@@ -41,7 +41,9 @@ def require_browser() -> None:
     """Skip (fail in CI) when the Debian packages chromium and chromium-driver are missing."""
     missing = [str(path) for path in (CHROMEDRIVER, CHROMIUM) if not path.exists()]
     if missing:
-        message = f"headless browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        message = (
+            f"headless browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -1,7 +1,8 @@
 """The panel and the portal in a real browser: headless Chromium, uvicorn on a free port, SQLite and PostgreSQL.
 
-reseller1 and reseller2 are siblings under the admin (tests/billing_world.py);
-alice is reseller1's customer, bob reseller2's. reseller1 has a batch of
+The ISP is the API tests' (tests/api_world.py): reseller1 and reseller2 are
+siblings under the admin; alice is reseller1's customer, bob reseller2's, and
+carol belongs to reseller1's sub-reseller sub1. reseller1 has a batch of
 "Home 10M" cards. With RADBILL_DOCS_SCREENSHOTS=1 the tests also refresh the
 README's screenshots in docs/.
 """
@@ -15,52 +16,58 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from billingd import cards, credentials
-from billingd.api.pages import create_pages_app
+from billingd import cards
+from billingd.api.app import create_app
 from schema.settings import ApiSettings, Settings
+from tests import api_world
 from tests import billing_world as world
 from tests.browser import LiveServer
 from tests.conftest import free_port
 
-PASSWORD = "correct horse battery"
+PASSWORD = api_world.PASSWORD
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE_BUDGET = 100 * 1024
 
 
 @pytest.fixture
-def isp(engine, tmp_path):
-    """The billing world with operator passwords and a card batch; served on a free port."""
+def isp(engine, tmp_path, clock):
+    """The API's test ISP (every role with a password) and a batch of cards, served by the whole
+    ``radbill api`` application on a free port."""
+    api_world.build_isp(engine)
     with engine.begin() as connection:
-        world.build(connection)
-        admin = world.actor(connection, "admin")
-        for login in ("reseller1", "reseller2"):
-            credentials.set_password(connection, admin, login, PASSWORD, world.NOW)
-        world.add_customer_of(connection, "reseller1", "alice", world.on())
-        world.add_customer_of(connection, "reseller2", "bob", world.on())
         batch = cards.create_batch(connection, world.actor(connection, "reseller1"), 2, package="Home 10M")
     settings = Settings(billingd=world.SETTINGS, api=ApiSettings(state_dir=str(tmp_path)))
-    app = create_pages_app(engine, settings, os.urandom(32), secure_cookies=False, clock=lambda: world.NOW)
-    with LiveServer(app, free_port()) as server:
+    with LiveServer(create_app(settings, engine, os.urandom(32), clock=clock), free_port()) as server:
         server.pins = [card["pin"] for card in batch]
         yield server
 
 
 def wait_for(driver, css: str):
-    return WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+    return WebDriverWait(driver, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def click_and_load(driver, button) -> None:
+    """Click, then wait for the next page to replace this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    wait_for(driver, "main h1")
 
 
 def log_in(driver, url: str, login: str, password: str) -> None:
     driver.get(url)
     driver.find_element(By.ID, "login").send_keys(login)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
-    wait_for(driver, "main h1")
+    click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]"))
 
 
 def submit(driver, action: str) -> None:
     """Press the button of the form that posts to ``action`` (the path after the host)."""
-    driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]").click()
-    wait_for(driver, "main h1")
+    click_and_load(
+        driver, driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]")
+    )
 
 
 def flash_text(driver) -> str:
@@ -84,9 +91,9 @@ def docs_screenshot(driver, name: str) -> None:
 def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromium):
     log_in(chromium, f"{isp.url}/panel/login", "reseller1", PASSWORD)
     assert chromium.find_element(By.CSS_SELECTOR, "main h1").text == "Dashboard"
-    chromium.find_element(By.LINK_TEXT, "Customers").click()
-    chromium.find_element(By.LINK_TEXT, "Add a customer").click()
-    wait_for(chromium, "#username").send_keys("dave")
+    click_and_load(chromium, chromium.find_element(By.LINK_TEXT, "Customers"))
+    click_and_load(chromium, chromium.find_element(By.LINK_TEXT, "Add a customer"))
+    chromium.find_element(By.ID, "username").send_keys("dave")
     chromium.find_element(By.ID, "password").send_keys("dave-secret")
     chromium.find_element(By.ID, "name").send_keys("Dave Rahman")
     chromium.find_element(By.ID, "phone").send_keys("01710000000")
@@ -95,19 +102,20 @@ def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromi
     assert chromium.current_url.endswith("/panel/customers/dave")
     first_expiry = chromium.find_element(By.ID, "expires").text
 
-    chromium.find_element(By.CSS_SELECTOR, "form[action='/panel/customers/dave/renew'] input[name=cash]").click()
+    chromium.find_element(
+        By.CSS_SELECTOR, "form[action='/panel/customers/dave/renew'] input[name=cash]"
+    ).click()
     submit(chromium, "/panel/customers/dave/renew")
     assert "Renewed" in flash_text(chromium)
     renewed_expiry = chromium.find_element(By.ID, "expires").text
     assert renewed_expiry > first_expiry  # "YYYY-MM-DD HH:MM" sorts as it reads: 30 more days
     docs_screenshot(chromium, "panel-customer.png")
 
-    chromium.find_element(By.LINK_TEXT, "Dashboard").click()
-    wait_for(chromium, "#counts")
+    click_and_load(chromium, chromium.find_element(By.LINK_TEXT, "Dashboard"))
     collections = chromium.find_element(By.ID, "collections").text
     assert "dave" in collections and "Dave Rahman" in collections and "500.00" in collections
     active = chromium.find_element(By.CSS_SELECTOR, "a[href='/panel/customers?state=active']").text
-    assert active == "2"  # alice and dave; reseller2's bob is not counted
+    assert active == "3"  # alice, dave and sub1's carol; reseller2's bob is not counted
     assert chromium.find_element(By.CSS_SELECTOR, "svg.chart")
     assert transferred_bytes(chromium) < PAGE_BUDGET
     docs_screenshot(chromium, "panel-dashboard.png")
@@ -127,7 +135,9 @@ def test_a_sibling_reseller_cannot_open_the_customer_by_url(isp, chromium):
     heading = wait_for(chromium, "main h1").text
     assert heading == "Not found"
     assert "R1-0001" not in chromium.page_source  # nothing of alice's leaks
-    assert "alice" not in chromium.find_element(By.ID, "main").text.replace("customer alice is not visible", "")
+    assert "alice" not in chromium.find_element(By.ID, "main").text.replace(
+        "customer alice is not visible", ""
+    )
     chromium.get(f"{isp.url}/panel/customers")
     rows = wait_for(chromium, "#customer-rows").text
     assert "bob" in rows and "alice" not in rows
@@ -158,7 +168,9 @@ def test_a_form_without_its_csrf_token_is_refused(isp, chromium):
     chromium.execute_script(
         "document.querySelector(\"form[action='/panel/customers/alice/renew'] input[name=csrf_token]\").remove();"
     )
-    chromium.find_element(By.CSS_SELECTOR, "form[action='/panel/customers/alice/renew'] input[name=cash]").click()
+    chromium.find_element(
+        By.CSS_SELECTOR, "form[action='/panel/customers/alice/renew'] input[name=cash]"
+    ).click()
     submit(chromium, "/panel/customers/alice/renew")
     assert chromium.find_element(By.CSS_SELECTOR, "main h1").text == "This form has expired"
     chromium.get(f"{isp.url}/panel/customers/alice")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billingd.api.pages import create_pages_app
 from billingd.api.security import TokenSigner
 from billingd.api.state import ApiMetrics, ApiState, utc_now
 from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
@@ -143,4 +144,7 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
+    # The reseller panel and the subscriber portal answer every path the JSON API does not.
+    secure_cookies = bool(settings.api.tls_certificate) or settings.api.public_url.startswith("https://")
+    app.mount("/", create_pages_app(engine, settings, key, secure_cookies=secure_cookies, clock=clock))
     return app

@@ -53,8 +53,6 @@ def create_pages_app(
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if secure_cookies:
-            response.headers.setdefault("strict-transport-security", "max-age=31536000")
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("cache-control", "no-store")
         return response

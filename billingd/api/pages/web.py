@@ -203,7 +203,7 @@ class Visit:
                 max_age=self.pages.signer.max_age_seconds,
                 path="/",
                 httponly=True,
-                secure=self.pages.secure_cookies,
+                secure=self.pages.secure_cookies or self.request.url.scheme == "https",
                 samesite="strict",
             )
         return response
