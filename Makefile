@@ -3,8 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# Debian packages the tests need, installed when their commands are missing.
-TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus
+# Debian packages the tests need, installed when their commands (or files: the headless browser) are missing.
+TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus chromium chromium-driver
 
 .PHONY: run test test-fast venv debian-packages clean
 
@@ -27,6 +27,7 @@ run: venv
 
 test: venv
 	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null && command -v promtool >/dev/null \
+		&& test -x /usr/bin/chromedriver && test -x /usr/lib/chromium/chromium \
 		|| $(MAKE) debian-packages PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -13,11 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.middleware.gzip import GZipMiddleware
 
+from schema.errors import RadbillError
 from schema.settings import Settings
 
 from . import panel, portal
 from .i18n import LANGUAGE_COOKIE
-from .web import STATIC_DIR, CsrfRefused, LoginNeeded, Pages, load_visit
+from .web import STATIC_DIR, CsrfRefused, LoginNeeded, Pages, load_visit, status_for
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -59,8 +60,7 @@ def create_pages_app(
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, _error: CsrfRefused):
-        base = "/portal" if request.url.path.startswith("/portal") else "/panel"
-        visit = await load_visit(_as_get(request), base)
+        visit = await load_visit(_as_get(request), _area(request))
         return visit.render(
             "error.html",
             status_code=403,
@@ -69,6 +69,14 @@ def create_pages_app(
                 "The form was refused because it came without its security token. Open the page again and resend it."
             ),
         )
+
+    @app.exception_handler(RadbillError)
+    async def refused(request: Request, error: RadbillError):
+        """A page the caller may not see: someone else's customer looks like no customer at all."""
+        visit = await load_visit(_as_get(request), _area(request))
+        status = status_for(error)
+        heading = visit._("Not found") if status == 404 else visit._("Not allowed")
+        return visit.render("error.html", status_code=status, heading=heading, message=str(error))
 
     @app.exception_handler(LoginNeeded)
     async def login_needed(request: Request, error: LoginNeeded):
@@ -96,6 +104,10 @@ def create_pages_app(
     app.include_router(portal.router)
     app.mount("/static", CachedStatic(directory=STATIC_DIR), name="static")
     return app
+
+
+def _area(request: Request) -> str:
+    return "/portal" if request.url.path.startswith("/portal") else "/panel"
 
 
 def _as_get(request: Request) -> Request:

@@ -88,3 +88,68 @@ class Catalogs:
     def gettext(self, language: str):
         """The translating function for messages built in Python (flash lines, chart labels)."""
         return self.translations(language).gettext
+
+
+# --- catalogs: extract, update, compile (python -m billingd.api.pages.i18n) ---------------
+
+# Messages built in Python are marked with _() (translated at once) or N_() (translated later).
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
+METHODS = [("templates/**.html", "jinja2"), ("**.py", "python")]
+OPTIONS = {"templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; it is translated where it is shown."""
+    return message
+
+
+def extract_messages():
+    """Every translatable message of the templates and page handlers, as a Babel catalog."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.extract import extract_from_dir
+
+    catalog = Catalog(project="radbill", charset="utf-8")
+    for filename, line, message, comments, context in extract_from_dir(
+        str(HERE), METHODS, keywords=KEYWORDS, options_map=OPTIONS
+    ):
+        catalog.add(message, None, [(filename, line)], auto_comments=comments, context=context)
+    return catalog
+
+
+def po_path(language: str) -> Path:
+    return LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
+
+
+def read_po(language: str):
+    from babel.messages.pofile import read_po as read
+
+    with po_path(language).open("rb") as po_file:
+        return read(po_file, locale=language)
+
+
+def compiled(language: str) -> bytes:
+    """The .mo the .po compiles to."""
+    import io
+
+    from babel.messages.mofile import write_mo
+
+    out = io.BytesIO()
+    write_mo(out, read_po(language))
+    return out.getvalue()
+
+
+def update_catalogs() -> None:
+    """Merge new messages into every language's .po (keeping translations) and compile each .mo."""
+    from babel.messages.pofile import write_po
+
+    template = extract_messages()
+    for language in available_languages()[1:]:
+        catalog = read_po(language)
+        catalog.update(template, no_fuzzy_matching=True)
+        with po_path(language).open("wb") as po_file:
+            write_po(po_file, catalog, width=110, omit_header=False, sort_output=True, include_lineno=False)
+        po_path(language).with_suffix(".mo").write_bytes(compiled(language))
+
+
+if __name__ == "__main__":
+    update_catalogs()

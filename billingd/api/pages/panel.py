@@ -7,20 +7,25 @@ session and calls one domain function; the domain decides who may do what.
 import csv
 import io
 from dataclasses import replace
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
-from billingd import credentials, dashboard, zones
+from billingd import cards as card_domain
+from billingd import credentials, dashboard, operators, zones
 from billingd import customers as customer_domain
 from billingd.customer_views import STATES, find_customers, state_of
 from billingd.packages import price_list
 from billingd.prices import format_amount, parse_amount
-from schema.errors import RadbillError, Throttled
+from billingd.statement import named_statement
+from billingd.tenancy import PERMISSIONS
+from schema.errors import NotFound, RadbillError, Throttled
 
 from .chart import DayPoint, revenue_chart
+from .i18n import N_
 from .web import Visit, load_visit, status_for
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -104,11 +109,13 @@ def logout(visit: PanelVisit) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard_page(visit: PanelVisit) -> HTMLResponse:
+def dashboard_page(visit: PanelVisit) -> Response:
     pages = visit.pages
     calendar = pages.calendar()
     with pages.engine.begin() as connection:
         actor = visit.operator(connection)
+        if actor.role == "card_distributor":  # its whole panel is the cards given to it
+            return visit.redirect("/panel/cards")
         counts = dashboard.customer_counts(connection, actor, calendar)
         expiring = dashboard.expiring_customers(connection, actor, calendar)
         money = fund = points = None
@@ -175,32 +182,26 @@ def customer_csv(visit: PanelVisit, request: Request) -> Response:
     arguments.pop("after")
     columns = ["username", "customer_code", "name", "phone", "owner", "package", "state", "expires_at"]
     pages = visit.pages
-    out = io.StringIO()
-    writer = csv.writer(out)
+    rows = []
     with pages.engine.begin() as connection:
         actor = visit.operator(connection)
         if actor.may("money"):
             columns.append("wallet_balance")
-        writer.writerow(columns)
-        after = None
         while True:
-            rows = find_customers(connection, actor, pages.now(), after=after, limit=1000, **arguments)
-            for row in rows:
-                if "wallet_balance" in row:
-                    row = {**row, "wallet_balance": format_amount(row["wallet_balance"])}
-                writer.writerow(
-                    [row.get(column) if row.get(column) is not None else "" for column in columns]
-                )
-            if len(rows) < 1000:
+            page = find_customers(
+                connection,
+                actor,
+                pages.now(),
+                after=rows[-1]["username"] if rows else None,
+                limit=1000,
+                **arguments,
+            )
+            rows += page
+            if len(page) < 1000:
                 break
-            after = rows[-1]["username"]
-    return visit._with_cookie(
-        Response(
-            out.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": 'attachment; filename="customers.csv"'},
-        )
-    )
+    if "wallet_balance" in columns:
+        rows = [{**row, "wallet_balance": format_amount(row["wallet_balance"])} for row in rows]
+    return _csv(visit, "customers.csv", columns, rows)
 
 
 def _add_form_context(connection, actor) -> dict:
@@ -255,13 +256,10 @@ def customer_add(visit: PanelVisit) -> Response:
 
 def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLResponse:
     pages = visit.pages
-    try:
-        with pages.engine.begin() as connection:
-            actor = visit.operator(connection)
-            record = customer_domain.show_customer(connection, actor, username)
-            packages = price_list(connection, actor, record["owner"]) if actor.may("money") else []
-    except RadbillError as error:
-        return _refused_page(visit, error)
+    with pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        record = customer_domain.show_customer(connection, actor, username)
+        packages = price_list(connection, actor, record["owner"]) if actor.may("money") else []
     return _page(
         visit,
         actor,
@@ -272,15 +270,6 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         state=state_of(record, pages.now()),
         packages=packages,
     )
-
-
-def _refused_page(visit: Visit, error: RadbillError) -> HTMLResponse:
-    """A refusal on a page of its own (a customer of someone else looks like no customer at all)."""
-    status = status_for(error)
-    heading = visit._("Not found") if status == 404 else visit._("Not allowed")
-    with visit.pages.engine.begin() as connection:
-        actor = visit.operator(connection)
-    return _page(visit, actor, "", "error.html", status, heading=heading, message=str(error))
 
 
 @router.get("/customers/{username}", response_class=HTMLResponse)
@@ -314,14 +303,14 @@ _ACTIONS = {
     ),
 }
 _DONE = {
-    "renew": "Renewed: one more period bought.",
-    "suspend": "Suspended.",
-    "resume": "Resumed.",
-    "delete": "Deleted (it can be restored).",
-    "restore": "Restored (suspended until resumed or renewed).",
-    "change-package": "Package changed.",
-    "topup": "Payment recorded.",
-    "reset-password": "Password changed.",
+    "renew": N_("Renewed: one more period bought."),
+    "suspend": N_("Suspended."),
+    "resume": N_("Resumed."),
+    "delete": N_("Deleted (it can be restored)."),
+    "restore": N_("Restored (suspended until resumed or renewed)."),
+    "change-package": N_("Package changed."),
+    "topup": N_("Payment recorded."),
+    "reset-password": N_("Password changed."),
 }
 
 
@@ -377,3 +366,265 @@ def act_as_end(visit: PanelVisit) -> Response:
             credentials.logout(connection, visit.session.acting_as, visit.pages.now())
     visit.session = replace(visit.session, acting_as=None)
     return visit.redirect("/panel/")
+
+
+# --- sub-resellers and staff --------------------------------------------------------------------
+
+
+@router.get("/operators", response_class=HTMLResponse)
+def operator_list(visit: PanelVisit) -> HTMLResponse:
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        rows = [row for row in operators.list_operators(connection, actor) if row.id != actor.home_id]
+    return _page(visit, actor, "operators", "operator/operators.html", rows=rows, roles=CHILD_ROLES)
+
+
+@router.get("/operators.csv")
+def operator_csv(visit: PanelVisit) -> Response:
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        rows = [vars(row) for row in operators.list_operators(connection, actor)]
+    columns = ["login", "name", "role", "parent", "billing_mode", "status"]
+    if actor.may("money"):
+        columns.append("fund_balance")
+        rows = [{**row, "fund_balance": format_amount(row["fund_balance"])} for row in rows]
+    return _csv(visit, "operators.csv", columns, rows)
+
+
+CHILD_ROLES = ("reseller", "sub_reseller", "manager", "noc", "card_distributor")
+_OPERATOR_FIELDS = ("login", "role", "name", "billing_mode", "credit_limit", "password")
+
+
+@router.post("/operators", response_class=HTMLResponse)
+def operator_add(visit: PanelVisit) -> Response:
+    values = {key: str(visit.form.get(key, "")).strip() for key in _OPERATOR_FIELDS}
+    pages = visit.pages
+    try:
+        with pages.engine.begin() as connection:
+            actor = visit.operator(connection)
+            record = operators.add_operator(
+                connection,
+                actor,
+                values["login"],
+                values["role"],
+                billing_mode=values["billing_mode"] or "prepaid",
+                credit_limit=parse_amount(values["credit_limit"] or "0"),
+                name=values["name"],
+            )
+            credentials.set_password(
+                connection, actor, record.login, str(visit.form.get("password", "")), pages.now()
+            )
+    except RadbillError as error:
+        visit.flash("error", str(error))
+        return visit.redirect("/panel/operators")
+    visit.flash("ok", visit._("Operator %(login)s added.", login=record.login))
+    return visit.redirect(f"/panel/operators/{record.login}")
+
+
+@router.get("/operators/{login}", response_class=HTMLResponse)
+def operator_show(visit: PanelVisit, login: str) -> HTMLResponse:
+    pages = visit.pages
+    with pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        record = operators.show_operator(connection, actor, login)
+        balance = operators.balance(connection, actor, login) if actor.may("money") else None
+    return _page(
+        visit,
+        actor,
+        "operators",
+        "operator/operator.html",
+        operator=record,
+        balance=balance,
+        permissions=PERMISSIONS,
+    )
+
+
+_OPERATOR_ACTIONS = {
+    "fund": lambda c, a, login, v, today: operators.settle(
+        c, a, login, _amount(v), mode="prepaid", today=today, method=_method(v), reference=_reference(v)
+    ),
+    "pay": lambda c, a, login, v, today: operators.settle(
+        c, a, login, _amount(v), mode="postpaid", today=today, method=_method(v), reference=_reference(v)
+    ),
+    "block": lambda c, a, login, v, today: operators.set_status(c, a, login, "blocked"),
+    "unblock": lambda c, a, login, v, today: operators.set_status(c, a, login, "active"),
+    "permit": lambda c, a, login, v, today: operators.permit(c, a, login, str(v.form.get("permission", ""))),
+    "revoke": lambda c, a, login, v, today: operators.revoke(c, a, login, str(v.form.get("permission", ""))),
+}
+_OPERATOR_DONE = {
+    "fund": N_("Fund topped up."),
+    "pay": N_("Payment recorded."),
+    "block": N_("Blocked: the operator, its staff and its customers are stopped."),
+    "unblock": N_("Unblocked."),
+    "permit": N_("Permission granted."),
+    "revoke": N_("Permission taken back."),
+}
+
+
+def _method(visit: Visit) -> str:
+    return str(visit.form.get("method") or "cash")
+
+
+def _reference(visit: Visit) -> str | None:
+    return str(visit.form.get("reference") or "") or None
+
+
+@router.post("/operators/{login}/{action}", response_class=HTMLResponse)
+def operator_action(visit: PanelVisit, login: str, action: str) -> Response:
+    if action not in _OPERATOR_ACTIONS:
+        return visit.redirect(f"/panel/operators/{login}")
+    pages = visit.pages
+    try:
+        with pages.engine.begin() as connection:
+            actor = visit.operator(connection)
+            _OPERATOR_ACTIONS[action](connection, actor, login, visit, pages.calendar().today)
+    except RadbillError as error:
+        if isinstance(error, NotFound):
+            raise
+        visit.flash("error", str(error))
+        return visit.redirect(f"/panel/operators/{login}")
+    visit.flash("ok", visit._(_OPERATOR_DONE[action]))
+    return visit.redirect(f"/panel/operators/{login}")
+
+
+# --- recharge cards -------------------------------------------------------------------------
+
+
+def _batches(cards: list[dict]) -> list[dict]:
+    """One row per batch: what a card buys and how many are new, redeemed or void."""
+    batches: dict[int, dict] = {}
+    for card in cards:
+        batch = batches.setdefault(
+            card["batch"],
+            {
+                "batch": card["batch"],
+                "value": card["value"],
+                "package": card["package"],
+                "operator": card["operator"],
+                "new": 0,
+                "redeemed": 0,
+                "void": 0,
+            },
+        )
+        batch[card["status"]] += 1
+    return sorted(batches.values(), key=lambda batch: batch["batch"], reverse=True)
+
+
+@router.get("/cards", response_class=HTMLResponse)
+def card_list(visit: PanelVisit) -> HTMLResponse:
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        batches = _batches(card_domain.list_cards(connection, actor))
+        packages = price_list(connection, actor) if actor.may("money") else []
+    return _page(visit, actor, "cards", "operator/cards.html", batches=batches, packages=packages)
+
+
+@router.post("/cards", response_class=HTMLResponse)
+def card_batch(visit: PanelVisit) -> Response:
+    pages = visit.pages
+    package = str(visit.form.get("package", "")) or None
+    value = str(visit.form.get("value", "")).strip()
+    try:
+        count = int(str(visit.form.get("count", "0")) or 0)
+        with pages.engine.begin() as connection:
+            actor = visit.operator(connection)
+            created = card_domain.create_batch(
+                connection,
+                actor,
+                count,
+                value=parse_amount(value, allow_zero=False) if value and not package else None,
+                package=package,
+            )
+    except ValueError:
+        visit.flash("error", visit._("Give the number of cards as a whole number."))
+        return visit.redirect("/panel/cards")
+    except RadbillError as error:
+        visit.flash("error", str(error))
+        return visit.redirect("/panel/cards")
+    visit.flash("ok", visit._("%(count)s cards issued.", count=len(created)))
+    return visit.redirect(f"/panel/cards/{created[0]['batch_id']}/print")
+
+
+@router.get("/cards/{batch}/print", response_class=HTMLResponse)
+def card_print(visit: PanelVisit, batch: int) -> HTMLResponse:
+    """A page of the batch's unused cards with serial and PIN, for printing and cutting."""
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        rows = card_domain.list_cards(connection, actor, batch=batch, status="new")
+    return _page(visit, actor, "cards", "operator/cards_print.html", batch=batch, cards=rows)
+
+
+@router.get("/cards.csv")
+def card_csv(visit: PanelVisit) -> Response:
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        rows = card_domain.list_cards(connection, actor)
+    return _csv(
+        visit, "cards.csv", ["batch", "serial", "pin", "status", "value", "package", "redeemed_at"], rows
+    )
+
+
+# --- statement ------------------------------------------------------------------------------
+
+
+def _day(text: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(text) if text else default
+    except ValueError:
+        return default
+
+
+def _statement(visit: Visit, request: Request):
+    today = visit.pages.calendar().today
+    first = _day(request.query_params.get("from"), today.replace(day=1))
+    last = _day(request.query_params.get("to"), today)
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        login = request.query_params.get("operator") or _home_login(connection, actor)
+        rows = named_statement(connection, actor, login, first, last)
+    return actor, rows, first, last
+
+
+def _home_login(connection, actor) -> str:
+    """Whose book the actor keeps: its own, or (staff) its home operator's."""
+    if actor.home_id == actor.id:
+        return actor.login
+    return next(row.login for row in operators.list_operators(connection, actor) if row.id == actor.home_id)
+
+
+@router.get("/statement", response_class=HTMLResponse)
+def statement_page(visit: PanelVisit, request: Request) -> HTMLResponse:
+    actor, rows, first, last = _statement(visit, request)
+    return _page(
+        visit,
+        actor,
+        "statement",
+        "operator/statement.html",
+        rows=rows,
+        first=first,
+        last=last,
+        operator=request.query_params.get("operator") or "",
+    )
+
+
+@router.get("/statement.csv")
+def statement_csv(visit: PanelVisit, request: Request) -> Response:
+    _actor, rows, _first, _last = _statement(visit, request)
+    rows = [{**row, "amount": format_amount(row["amount"])} for row in rows]
+    columns = ["day", "entry", "kind", "memo", "customer", "debit_name", "credit_name", "amount", "posted_by"]
+    return _csv(visit, "statement.csv", columns, rows)
+
+
+def _csv(visit: Visit, filename: str, columns: list[str], rows: list[dict]) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(column) is None else row[column] for column in columns])
+    return visit._with_cookie(
+        Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{filename}"'},
+        )
+    )
