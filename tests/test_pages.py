@@ -1,0 +1,266 @@
+"""The panel and the portal in-process (the whole API app, on SQLite and PostgreSQL): security, tenancy,
+languages, sizes. The browser tests (test_pages_browser.py) walk the main flows in Chromium."""
+
+import gzip
+import re
+
+import pytest
+
+from billingd import cards
+from billingd.api.pages.i18n import best_language
+from billingd.api.pages.session import COOKIE, CookieSigner, WebSession
+from tests import api_world
+from tests import billing_world as world
+
+PAGE_BUDGET = 100 * 1024
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def log_in(client, who: str, password: str = api_world.PASSWORD, area: str = "panel"):
+    token = csrf_of(client.get(f"/{area}/login").text)
+    return client.post(f"/{area}/login", data={"login": who, "password": password, "csrf_token": token})
+
+
+def post(client, path: str, page: str, **form):
+    """Submit a form found on ``page`` (its CSRF token included)."""
+    return client.post(path, data={"csrf_token": csrf_of(client.get(page).text), **form})
+
+
+def flash(html: str) -> list[str]:
+    return re.findall(r'class="flash [a-z]+"[^>]*>([^<]*)<', html)
+
+
+def test_security_headers_and_cookie(api):
+    answer = api.get("/panel/login")
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "default-src 'none'" in policy
+    assert answer.headers["x-frame-options"] == "DENY"
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie  # plain HTTP here
+    assert "<script>" not in answer.text and " on" not in re.sub(
+        r"<script src=[^>]+>", "", answer.text
+    ).split("<body>")[1].replace("option", "").replace(" one", "")  # no inline script, no on* handlers
+
+
+def test_the_cookie_is_secure_over_tls(api):
+    answer = api.get("https://testserver/panel/login")
+    assert "secure" in answer.headers["set-cookie"].lower()
+
+
+def test_a_tampered_or_old_cookie_is_ignored():
+    signer = CookieSigner(b"k" * 32, max_age_seconds=60)
+    session = WebSession.anonymous().signed_in("operator", 7, "reseller1")
+    value = signer.dump(session)
+    assert signer.load(value) == session
+    payload, mac = value.rsplit(".", 1)
+    assert signer.load(payload[:-2] + "AA." + mac) is None
+    assert CookieSigner(b"x" * 32, 60).load(value) is None
+    assert signer.load(value, now=session.issued_at + 61) is None
+
+
+def test_login_and_logout_end_the_session(api):
+    assert log_in(api, "reseller1").status_code == 200
+    assert api.get("/panel/").status_code == 200
+    post(api, "/panel/logout", "/panel/")
+    answer = api.get("/panel/", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/panel/login"
+
+
+def test_a_wrong_password_is_refused_and_throttled_with_the_api(api):
+    answer = log_in(api, "reseller1", "wrong")
+    assert answer.status_code == 401 and flash(answer.text) == ["Wrong login or password."]
+    for _ in range(4):
+        log_in(api, "reseller1", "wrong")
+    # The API and the panel share one count: the login is locked for both.
+    assert (
+        api.post(
+            "/api/v1/auth/token", json={"login": "reseller1", "password": api_world.PASSWORD}
+        ).status_code
+        == 429
+    )
+    assert log_in(api, "reseller1").status_code == 429
+
+
+def test_forms_without_the_csrf_token_are_refused(api):
+    log_in(api, "reseller1")
+    before = api.get("/panel/customers/alice").text
+    answer = api.post("/panel/customers/alice/renew", data={"cash": "yes"})
+    assert answer.status_code == 403 and "This form has expired" in answer.text
+    answer = api.post("/panel/customers/alice/renew", data={"cash": "yes", "csrf_token": "forged"})
+    assert answer.status_code == 403
+    assert re.search(r'id="expires">([^<]*)', api.get("/panel/customers/alice").text).group(1) == re.search(
+        r'id="expires">([^<]*)', before
+    ).group(1)
+    anonymous = api.__class__(api.app)
+    assert anonymous.post("/panel/login", data={"login": "reseller1", "password": "x"}).status_code == 403
+
+
+def test_siblings_and_strangers_see_nothing(api):
+    log_in(api, "reseller2")
+    answer = api.get("/panel/customers/alice")
+    assert answer.status_code == 404 and "R1-0001" not in answer.text
+    assert post(api, "/panel/customers/alice/suspend", "/panel/").status_code == 404
+    assert "alice" not in api.get("/panel/customers").text
+    assert "alice" not in api.get("/panel/customers.csv").text
+    assert api.get("/panel/operators/sub1").status_code == 404
+    assert api.get("/panel/statement?operator=reseller1").status_code == 404
+
+
+def test_noc_users_see_no_money(api):
+    log_in(api, "r1noc")
+    page = api.get("/panel/customers/alice").text
+    assert 'id="wallet"' not in page and "Renew one period" not in page
+    assert "Collected today" not in api.get("/panel/").text
+    assert "wallet_balance" not in api.get("/panel/customers.csv").text
+    assert api.get("/panel/statement").status_code == 403
+
+
+def test_reseller_lifecycle_through_the_pages(api, engine):
+    log_in(api, "reseller1")
+    answer = post(
+        api,
+        "/panel/customers/new",
+        "/panel/customers/new",
+        username="Dave",
+        password="pw1",
+        package="Home 10M",
+    )
+    assert flash(answer.text) == ["Customer dave added."]
+    for action, form, expected in (
+        ("suspend", {}, "Suspended."),
+        ("resume", {}, "Resumed."),  # today's share paid from the refund of the suspension
+        ("topup", {"amount": "1000"}, "Payment recorded."),
+        ("change-package", {"package": "Home 10M"}, None),  # refused, in the domain's words
+        ("renew", {}, "Renewed: one more period bought."),
+        ("change-package", {"package": "Lite 5M"}, "Package changed."),
+        ("reset-password", {"password": "new-secret"}, "Password changed."),
+        ("delete", {}, "Deleted (it can be restored)."),
+        ("restore", {}, "Restored (suspended until resumed or renewed)."),
+    ):
+        answer = post(api, f"/panel/customers/dave/{action}", "/panel/customers/dave", **form)
+        if expected is None:
+            assert answer.status_code == 400 and flash(answer.text) == ["customer dave is already on Home 10M"]
+        else:
+            assert flash(answer.text) == [expected], action
+    assert "new-secret" not in api.get("/panel/customers/dave").text  # never shown back
+    with engine.begin() as connection:
+        row = world.customer(connection, "dave")
+    assert row["password"] == "new-secret" and row["status"] == "suspended"
+
+
+def test_search_filters_and_pages(api):
+    log_in(api, "admin")
+    rows = api.get("/panel/customers?q=car").text
+    assert "carol" in rows and "alice" not in rows
+    partial = api.get("/panel/customers?q=al", headers={"HX-Request": "true"}).text
+    assert "alice" in partial and "<html" not in partial  # htmx gets the rows only
+    assert "bob" not in api.get("/panel/customers?state=expired").text
+    csv_text = api.get("/panel/customers.csv").text.splitlines()
+    assert csv_text[0].startswith("username,customer_code") and len(csv_text) == 4
+
+
+def test_login_as_shows_a_banner_and_a_way_back(api, engine):
+    log_in(api, "reseller1")
+    answer = post(api, "/panel/act-as", "/panel/operators/sub1", login="sub1")
+    assert "You are acting as sub1." in answer.text and "Back to reseller1" in answer.text
+    assert "alice" not in api.get("/panel/customers").text  # sub1 sees only its own (carol)
+    answer = post(api, "/panel/act-as/end", "/panel/")
+    assert "You are acting as" not in answer.text
+    assert "alice" in api.get("/panel/customers").text
+    answer = post(api, "/panel/act-as", "/panel/operators", login="bob-the-stranger")
+    assert flash(answer.text)
+    log_in(api, "reseller2")
+    assert "acting as" not in post(api, "/panel/act-as", "/panel/", login="sub1").text.lower()
+
+
+def test_operators_fund_block_and_cards(api):
+    log_in(api, "reseller1")
+    answer = post(api, "/panel/operators/sub1/fund", "/panel/operators/sub1", amount="100")
+    assert flash(answer.text) == ["Fund topped up."] and 'id="fund">1650.00<' in answer.text  # 1550 + 100
+    answer = post(api, "/panel/cards", "/panel/cards", count="3", package="Home 10M")
+    assert flash(answer.text) == ["3 cards issued."] and answer.text.count('class="pin"') == 3
+    answer = post(
+        api,
+        "/panel/operators",
+        "/panel/operators",
+        login="agent7",
+        role="card_distributor",
+        password="long enough pw",
+    )
+    assert flash(answer.text) == ["Operator agent7 added."]
+    assert (
+        "wallet of" in api.get("/panel/statement?operator=sub1").text
+        or "fund" in api.get("/panel/statement?operator=sub1").text
+    )
+    answer = post(api, "/panel/operators/sub1/block", "/panel/operators/sub1")
+    assert "blocked" in answer.text
+
+
+def test_subscriber_portal(api, engine):
+    with engine.begin() as connection:
+        pin = cards.create_batch(connection, world.actor(connection, "reseller1"), 1, value=100000)[0]["pin"]
+    assert log_in(api, "bob", "wrong", area="portal").status_code == 401
+    log_in(api, "alice", "pw", area="portal")
+    home = api.get("/portal/").text
+    assert (
+        "Home 10M" in home and "10 Mbit/s down" in home and "pw" not in re.sub(r"<[^>]+>", "", home).split()
+    )
+    answer = post(api, "/portal/redeem", "/portal/", pin=pin)
+    assert flash(answer.text) == ["Card accepted."] and re.search(r'id="wallet">1000.00<', answer.text)
+    answer = post(api, "/portal/buy", "/portal/", package="Lite 5M")
+    assert flash(answer.text) == ["Package bought."]
+    assert "Lite 5M" in re.search(r"Package</dt><dd>([^<]*)", answer.text).group(1)
+    assert post(api, "/portal/buy", "/portal/", package="Office-private").status_code == 400
+    answer = post(api, "/portal/password", "/portal/", current="pw", new="fresh-pw")
+    assert flash(answer.text) == ["Password changed. Use the new one on your router too."]
+    assert api.get("/panel/", follow_redirects=False).status_code == 303  # a subscriber is no operator
+    post(api, "/portal/logout", "/portal/")
+    assert log_in(api, "alice", "fresh-pw", area="portal").status_code == 200
+
+
+def test_bengali_pages(api):
+    api.cookies.set("radbill_lang", "bn")
+    assert 'lang="bn"' in api.get("/panel/login").text
+    assert "লগইন" in api.get("/panel/login").text
+    assert best_language(None, "bn-BD,bn;q=0.9,en;q=0.5", ["en", "bn"]) == "bn"
+    assert best_language(None, "fr, de;q=0.8", ["en", "bn"]) == "en"
+    assert best_language("en", "bn", ["en", "bn"]) == "en"
+
+
+@pytest.mark.parametrize(
+    "who,area,paths",
+    [
+        (
+            "reseller1",
+            "panel",
+            [
+                "/panel/",
+                "/panel/customers",
+                "/panel/customers/alice",
+                "/panel/operators",
+                "/panel/cards",
+                "/panel/statement",
+            ],
+        ),
+        ("alice", "portal", ["/portal/"]),
+    ],
+)
+def test_every_page_is_small(api, who, area, paths):
+    log_in(api, who, api_world.PASSWORD if area == "panel" else "pw", area=area)
+    assets = sum(
+        len(gzip.compress(api.get(f"/static/{name}").content)) for name in ("htmx.min.js", "radbill.css")
+    )
+    for path in paths:
+        answer = api.get(path, headers={"accept-encoding": "gzip"})
+        assert answer.status_code == 200
+        assert len(gzip.compress(answer.content)) + assets < PAGE_BUDGET, path
+
+
+def test_static_files_are_cached_and_vendored(api):
+    answer = api.get("/static/htmx.min.js")
+    assert answer.status_code == 200 and "immutable" in answer.headers["cache-control"]
+    assert answer.text.startswith("/* htmx 2.0.11")
+    assert COOKIE not in answer.headers.get("set-cookie", "")
