@@ -9,6 +9,7 @@ no operator as the one who did it, because the subscriber did.
 """
 
 import dataclasses
+import hmac
 from datetime import datetime
 
 from sqlalchemy import Connection, select
@@ -83,6 +84,17 @@ def usage(connection: Connection, subscriber: Subscriber, calendar: Calendar) ->
     }
 
 
+def speed(connection: Connection, subscriber: Subscriber) -> dict:
+    """The package's rates in bits per second: download (tx, towards it) and upload (rx)."""
+    row = _row(connection, subscriber)
+    rates = connection.execute(
+        select(master_packages.c.rate_rx, master_packages.c.rate_tx)
+        .select_from(packages.join(master_packages, master_packages.c.id == packages.c.master_package_id))
+        .where(packages.c.id == row["package_id"])
+    ).one()
+    return {"download": rates.rate_tx, "upload": rates.rate_rx}
+
+
 def own_invoices(connection: Connection, subscriber: Subscriber) -> list[dict]:
     query = (
         select(invoices)
@@ -140,3 +152,16 @@ def buy(connection: Connection, subscriber: Subscriber, package: str, calendar: 
             customers.renew_row(
                 connection, owner, _row(connection, subscriber, lock=True), calendar, cash=False
             )
+
+
+MIN_PASSWORD_LENGTH = 6
+
+
+def change_password(connection: Connection, subscriber: Subscriber, current: str, new: str) -> None:
+    """A new PPPoE/Hotspot password, once the current one is given again."""
+    row = _row(connection, subscriber, lock=True)
+    if not hmac.compare_digest(current.encode(), row["password"].encode()):
+        raise RadbillError("the current password is wrong")
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise RadbillError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    customers.reset_password(connection, _on_behalf(connection, row), row["username"], new)

@@ -114,7 +114,7 @@ def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromi
     click_and_load(chromium, chromium.find_element(By.LINK_TEXT, "Dashboard"))
     collections = chromium.find_element(By.ID, "collections").text
     assert "dave" in collections and "Dave Rahman" in collections and "500.00" in collections
-    active = chromium.find_element(By.CSS_SELECTOR, "a[href='/panel/customers?state=active']").text
+    active = chromium.find_element(By.CSS_SELECTOR, "a[href='/panel/customers?status=active']").text
     assert active == "3"  # alice, dave and sub1's carol; reseller2's bob is not counted
     assert chromium.find_element(By.CSS_SELECTOR, "svg.chart")
     assert transferred_bytes(chromium) < PAGE_BUDGET

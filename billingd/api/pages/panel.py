@@ -15,9 +15,9 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from billingd import cards as card_domain
-from billingd import credentials, dashboard, operators, zones
+from billingd import credentials, dashboard, operators, reports, zones
 from billingd import customers as customer_domain
-from billingd.customer_views import STATES, find_customers, state_of
+from billingd.customer_views import state_of
 from billingd.packages import price_list
 from billingd.prices import format_amount, parse_amount
 from billingd.statement import named_statement
@@ -49,6 +49,7 @@ def _nav(visit: Visit, actor, current: str) -> list[tuple[str, str, bool]]:
     if actor.may("cards") or actor.role == "card_distributor":
         items.append(("/panel/cards", visit._("Cards"), "cards"))
     if actor.may("money"):
+        items.append(("/panel/invoices", visit._("Invoices"), "invoices"))
         items.append(("/panel/statement", visit._("Statement"), "statement"))
     return [(url, label, key == current) for url, label, key in items]
 
@@ -153,13 +154,31 @@ def dashboard_page(visit: PanelVisit) -> Response:
 # --- customers ----------------------------------------------------------------------------
 
 
+LIST_STATUSES = ("active", "suspended", "disabled", "deleted")
+PAGE_SIZE = 50
+
+
 def _list_arguments(request: Request) -> dict:
-    state = request.query_params.get("state") or None
+    status = request.query_params.get("status") or None
     return dict(
         search=request.query_params.get("q") or None,
-        state=state if state in STATES else None,
+        status=status if status in LIST_STATUSES else None,
         after=request.query_params.get("after") or None,
     )
+
+
+def _customers(connection, actor, now, *, search, status, after, limit=PAGE_SIZE) -> list[dict]:
+    """A page of the customers list, each with the state a subscriber would name."""
+    rows = customer_domain.list_customers(
+        connection,
+        actor,
+        deleted=status == "deleted",
+        status=None if status == "deleted" else status,
+        search=search,
+        after=after,
+        limit=limit,
+    )
+    return [{**row, "state": state_of(row, now)} for row in rows]
 
 
 @router.get("/customers", response_class=HTMLResponse)
@@ -168,11 +187,20 @@ def customer_list(visit: PanelVisit, request: Request) -> HTMLResponse:
     pages = visit.pages
     with pages.engine.begin() as connection:
         actor = visit.operator(connection)
-        rows = find_customers(connection, actor, pages.now(), **arguments)
+        rows = _customers(connection, actor, pages.now(), **arguments)
     template = (
         "operator/customer_rows.html" if request.headers.get("hx-request") else "operator/customers.html"
     )
-    return _page(visit, actor, "customers", template, rows=rows, states=STATES, **arguments)
+    return _page(
+        visit,
+        actor,
+        "customers",
+        template,
+        rows=rows,
+        statuses=LIST_STATUSES,
+        page_size=PAGE_SIZE,
+        **arguments,
+    )
 
 
 @router.get("/customers.csv")
@@ -188,7 +216,7 @@ def customer_csv(visit: PanelVisit, request: Request) -> Response:
         if actor.may("money"):
             columns.append("wallet_balance")
         while True:
-            page = find_customers(
+            page = _customers(
                 connection,
                 actor,
                 pages.now(),
@@ -260,6 +288,12 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         actor = visit.operator(connection)
         record = customer_domain.show_customer(connection, actor, username)
         packages = price_list(connection, actor, record["owner"]) if actor.may("money") else []
+        attempts = reports.attempts(connection, actor, username, limit=10)
+        bills = (
+            reports.list_invoices(connection, actor, username=username, limit=12)
+            if actor.may("money")
+            else []
+        )
     return _page(
         visit,
         actor,
@@ -269,6 +303,8 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         customer=record,
         state=state_of(record, pages.now()),
         packages=packages,
+        attempts=attempts,
+        invoices=bills,
     )
 
 
@@ -292,6 +328,9 @@ _ACTIONS = {
         c, a, u, str(v.form.get("package", "")), cal
     ),
     "reset-password": lambda c, a, u, v, cal: _set_password(c, a, u, v),
+    "edit": lambda c, a, u, v, cal: customer_domain.edit_customer(
+        c, a, u, **{key: str(v.form.get(key, "")).strip() for key in _EDITED}
+    ),
     "topup": lambda c, a, u, v, cal: customer_domain.receive_payment(
         c,
         a,
@@ -311,7 +350,9 @@ _DONE = {
     "change-package": N_("Package changed."),
     "topup": N_("Payment recorded."),
     "reset-password": N_("Password changed."),
+    "edit": N_("Saved."),
 }
+_EDITED = ("name", "phone", "address", "zone", "mac", "static_ip")
 
 
 def _set_password(connection, actor, username: str, visit: Visit) -> dict:
@@ -562,6 +603,43 @@ def card_csv(visit: PanelVisit) -> Response:
     return _csv(
         visit, "cards.csv", ["batch", "serial", "pin", "status", "value", "package", "redeemed_at"], rows
     )
+
+
+# --- invoices -------------------------------------------------------------------------------
+
+
+@router.get("/invoices", response_class=HTMLResponse)
+def invoice_list(visit: PanelVisit, request: Request) -> HTMLResponse:
+    before = request.query_params.get("before")
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        rows = reports.list_invoices(
+            connection, actor, before_id=int(before) if before and before.isdigit() else None, limit=PAGE_SIZE
+        )
+    return _page(visit, actor, "invoices", "operator/invoices.html", rows=rows, page_size=PAGE_SIZE)
+
+
+@router.get("/invoices.csv")
+def invoice_csv(visit: PanelVisit) -> Response:
+    with visit.pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        rows = reports.list_invoices(connection, actor, limit=100_000)
+    rows = [
+        {**row, "amount": format_amount(row["amount"]), "paid_amount": format_amount(row["paid_amount"])}
+        for row in rows
+    ]
+    columns = [
+        "number",
+        "username",
+        "period_start",
+        "period_end",
+        "amount",
+        "paid_amount",
+        "issued_on",
+        "due_on",
+        "status",
+    ]
+    return _csv(visit, "invoices.csv", columns, rows)
 
 
 # --- statement ------------------------------------------------------------------------------

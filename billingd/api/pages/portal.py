@@ -6,7 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from billingd import credentials, subscriber
+from billingd import credentials
+from billingd import portal as subscriber
+from billingd.customer_views import state_of
 from schema.errors import RadbillError, Throttled
 
 from .web import Visit, load_visit, status_for
@@ -60,9 +62,18 @@ def _home(visit: Visit, status_code: int = 200) -> HTMLResponse:
     pages = visit.pages
     with pages.engine.begin() as connection:
         me = visit.subscriber(connection)
-        account = subscriber.account(connection, me, pages.calendar())
-        offers = subscriber.public_packages(connection, me)
-    return visit.render("portal/home.html", status_code=status_code, account=account, offers=offers)
+        calendar = pages.calendar()
+        account = subscriber.profile(connection, me, calendar.now)
+        context = dict(
+            account=account,
+            state=state_of(account, calendar.now),
+            usage=subscriber.usage(connection, me, calendar),
+            speed=subscriber.speed(connection, me),
+            offers=subscriber.public_packages(connection, me),
+            invoices=subscriber.own_invoices(connection, me)[:12],
+            payments=subscriber.own_payments(connection, me)[:12],
+        )
+    return visit.render("portal/home.html", status_code=status_code, **context)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -87,7 +98,7 @@ def redeem(visit: PortalVisit) -> Response:
     pin = str(visit.form.get("pin", ""))
     return _act(
         visit,
-        lambda connection, me, calendar: subscriber.redeem_card(connection, me, pin, calendar),
+        lambda connection, me, calendar: subscriber.redeem(connection, me, pin, calendar),
         visit._("Card accepted."),
     )
 
@@ -97,7 +108,7 @@ def buy(visit: PortalVisit) -> Response:
     package = str(visit.form.get("package", ""))
     return _act(
         visit,
-        lambda connection, me, calendar: subscriber.buy_package(connection, me, package, calendar),
+        lambda connection, me, calendar: subscriber.buy(connection, me, package, calendar),
         visit._("Package bought."),
     )
 
