@@ -142,7 +142,9 @@ def test_reseller_lifecycle_through_the_pages(api, engine):
     ):
         answer = post(api, f"/panel/customers/dave/{action}", "/panel/customers/dave", **form)
         if expected is None:
-            assert answer.status_code == 400 and flash(answer.text) == ["customer dave is already on Home 10M"]
+            assert answer.status_code == 400 and flash(answer.text) == [
+                "customer dave is already on Home 10M"
+            ]
         else:
             assert flash(answer.text) == [expected], action
     assert "new-secret" not in api.get("/panel/customers/dave").text  # never shown back
@@ -264,3 +266,18 @@ def test_static_files_are_cached_and_vendored(api):
     assert answer.status_code == 200 and "immutable" in answer.headers["cache-control"]
     assert answer.text.startswith("/* htmx 2.0.11")
     assert COOKIE not in answer.headers.get("set-cookie", "")
+
+
+def test_dashboard_figures(api):
+    log_in(api, "reseller1")
+    post(api, "/panel/customers/alice/renew", "/panel/customers/alice", cash="yes")
+    page = api.get("/panel/").text
+    assert re.search(r"Collected today</dt><dd>1500.00<", page)  # alice and carol at activation, the renewal
+    assert re.search(r'status=active">2<', page)  # alice and sub1's carol
+    assert 'hx-get="/panel/dashboard/chart"' in page
+    fragment = api.get("/panel/dashboard/chart", headers={"HX-Request": "true"}).text
+    assert "<html" not in fragment and "<svg" in fragment
+    assert re.search(r'id="charged">\d+\.\d\d<', fragment)
+    assert "<html" in api.get("/panel/dashboard/chart").text  # without JavaScript: a page of its own
+    log_in(api, "r1noc")
+    assert api.get("/panel/dashboard/chart").status_code == 403

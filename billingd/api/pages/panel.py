@@ -119,23 +119,12 @@ def dashboard_page(visit: PanelVisit) -> Response:
             return visit.redirect("/panel/cards")
         counts = dashboard.customer_counts(connection, actor, calendar)
         expiring = dashboard.expiring_customers(connection, actor, calendar)
-        money = fund = points = None
+        collected = fund = None
         collections = []
         if actor.may("money"):
-            money = dashboard.money_today(connection, actor, calendar)
+            collected = dashboard.collected_today(connection, actor, calendar)
             collections = dashboard.collections_today(connection, actor, calendar)
             fund = dashboard.fund_position(connection, actor)
-            points = dashboard.chart(connection, actor, calendar)
-    chart = None
-    if points is not None:
-        chart = Markup(
-            revenue_chart(
-                [DayPoint(p.day, p.active, p.revenue) for p in points],
-                title=visit._("Active customers and revenue, last 30 days"),
-                format_money=format_amount,
-                labels={"active": visit._("active customers"), "revenue": visit._("revenue")},
-            )
-        )
     return _page(
         visit,
         actor,
@@ -144,11 +133,36 @@ def dashboard_page(visit: PanelVisit) -> Response:
         counts=counts,
         expiring=expiring,
         collections=collections,
-        money=money,
+        collected=collected,
         fund=fund,
-        chart=chart,
-        points=points,
     )
+
+
+CHART_SECONDS = 300  # a chart reads a month of customer days: kept this long, so today's bar may lag
+
+
+@router.get("/dashboard/chart", response_class=HTMLResponse)
+def dashboard_chart(visit: PanelVisit, request: Request) -> HTMLResponse:
+    """Today's charges and the 30-day chart: loaded into the dashboard by htmx, or a page of its own."""
+    pages = visit.pages
+    calendar = pages.calendar()
+    with pages.engine.begin() as connection:
+        actor = visit.operator(connection)
+        points = pages.kept(
+            ("chart", actor.home_id, actor.is_admin, calendar.today),
+            lambda: dashboard.chart(connection, actor, calendar),
+            CHART_SECONDS,
+        )
+    chart = Markup(
+        revenue_chart(
+            [DayPoint(p.day, p.active, p.revenue) for p in points],
+            title=visit._("Active customers and revenue, last 30 days"),
+            format_money=format_amount,
+            labels={"active": visit._("active customers"), "revenue": visit._("revenue")},
+        )
+    )
+    template = "operator/chart.html" if request.headers.get("hx-request") else "operator/chart_page.html"
+    return _page(visit, actor, "dashboard", template, chart=chart, points=points)
 
 
 # --- customers ----------------------------------------------------------------------------

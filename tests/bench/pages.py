@@ -1,0 +1,162 @@
+"""Benchmark: every page of the panel and the portal with N customers on PostgreSQL.
+
+    .venv/bin/python tests/bench/pages.py [--customers 100000] [--rounds 20]
+
+Starts a throw-away durable PostgreSQL (as daily_run.py does) and loads the
+customers with daily_run's loader (80% the admin's, 20% reseller1's), then
+gives them a month of history: 30 bought days each (the dashboard chart),
+expiries spread over the next 30 days, a cash payment today for one in ten,
+an open session for one in four. It serves the whole ``radbill api``
+application with uvicorn on a free port, logs in as the admin (sees all
+customers), as reseller1 and as a subscriber, and fetches every page
+``--rounds`` times. It prints, per page, the median and the worst server time
+(the pages' ``Server-Timing`` header: from request to response, rendering
+included) and the bytes sent. Target: every page under 100 ms.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPOSITORY))
+
+import httpx  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from billingd import cards, credentials  # noqa: E402
+from billingd.api.app import create_app  # noqa: E402
+from billingd.tenancy import resolve_actor  # noqa: E402
+from schema import migrate  # noqa: E402
+from schema.engine import make_engine  # noqa: E402
+from schema.settings import ApiSettings, BillingdSettings, Settings  # noqa: E402
+from tests.bench.daily_run import DurableServer, load  # noqa: E402
+from tests.billing_world import NOW, TODAY  # noqa: E402
+from tests.browser import LiveServer  # noqa: E402
+from tests.conftest import _postgres_bindir, free_port  # noqa: E402
+
+PASSWORD = "benchmark password"
+OPERATOR_PAGES = [
+    "/panel/",
+    "/panel/customers",
+    "/panel/customers?q=user4242",
+    "/panel/customers?q=nobody-matches",
+    "/panel/customers?status=suspended",
+    "/panel/customers/user5",
+    "/panel/operators",
+    "/panel/cards",
+    "/panel/cards/1/print",
+    "/panel/invoices",
+    "/panel/statement",
+]
+
+
+def add_history(engine, count: int) -> None:
+    """A month of bought days, spread expiries, today's payments and open sessions."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("""
+            INSERT INTO customer_days (customer_id, day, amount)
+            SELECT c.id, CAST(:today AS DATE) - d, 1666 FROM customers c, generate_series(0, 29) AS d"""),
+            {"today": TODAY},
+        )
+        connection.execute(
+            text(
+                "UPDATE customers SET expires_at = CAST(:now AS TIMESTAMPTZ) + (id % 30) * INTERVAL '1 day'"
+            ),
+            {"now": NOW},
+        )
+        connection.execute(
+            text("""
+            INSERT INTO payments (customer_id, payee_operator_id, amount, method, created_at)
+            SELECT id, operator_id, 50000, 'cash', CAST(:now AS TIMESTAMPTZ) FROM customers WHERE id % 10 = 0"""),
+            {"now": NOW},
+        )
+        connection.execute(
+            text("""
+            INSERT INTO sessions (acct_unique_id, acct_session_id, nas_ip_address, customer_id, username,
+                                  started_at, updated_at)
+            SELECT md5(id::text), 'S' || id, '10.0.0.1', id, username, CAST(:now AS TIMESTAMPTZ),
+                   CAST(:now AS TIMESTAMPTZ)
+            FROM customers WHERE id % 4 = 0"""),
+            {"now": NOW},
+        )
+        admin = resolve_actor(connection, "admin")
+        for login in ("admin", "reseller1"):
+            credentials.set_password(connection, admin, login, PASSWORD, NOW)
+        cards.create_batch(connection, resolve_actor(connection, "reseller1"), 200, value=50000)
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    print(
+        f"history: {count * 30:,} customer days, {count // 10:,} payments, {count // 4:,} sessions",
+        flush=True,
+    )
+
+
+def log_in(client: httpx.Client, area: str, login: str, password: str) -> None:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(f"/{area}/login").text).group(1)
+    answer = client.post(f"/{area}/login", data={"login": login, "password": password, "csrf_token": token})
+    assert answer.status_code in (200, 303), answer.text[:200]
+
+
+def measure(client: httpx.Client, path: str, rounds: int) -> tuple[float, float, int]:
+    times = []
+    size = 0
+    for _ in range(rounds + 1):
+        answer = client.get(path, headers={"accept-encoding": "gzip"})
+        assert answer.status_code == 200, f"{path}: {answer.status_code}"
+        times.append(float(re.search(r"dur=([\d.]+)", answer.headers["server-timing"]).group(1)))
+        size = int(answer.headers.get("content-length") or len(answer.content))
+    times = times[1:]  # the first fetch warms the caches
+    return statistics.median(times), max(times), size
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args(argv)
+    server = DurableServer(_postgres_bindir())
+    server.start()
+    try:
+        url = server.url("postgres")
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        load(engine, args.customers)
+        add_history(engine, args.customers)
+        settings = Settings(
+            billingd=BillingdSettings(timezone="Asia/Dhaka"), api=ApiSettings(state_dir=tempfile.mkdtemp())
+        )
+        app = create_app(settings, engine, os.urandom(32), clock=lambda: NOW + timedelta(hours=6))
+        worst = 0.0
+        with LiveServer(app, free_port()) as live:
+            for who, area, password, pages in (
+                ("admin", "panel", PASSWORD, OPERATOR_PAGES),
+                ("reseller1", "panel", PASSWORD, OPERATOR_PAGES),
+                ("user5", "portal", "pw5", ["/portal/"]),
+            ):
+                with httpx.Client(base_url=live.url, timeout=60, follow_redirects=True) as client:
+                    log_in(client, area, who, password)
+                    for path in pages:
+                        median, slowest, size = measure(client, path, args.rounds)
+                        worst = max(worst, median)
+                        print(
+                            f"{who:<10} {path:<40} median {median:6.1f} ms  max {slowest:6.1f} ms  "
+                            f"{size / 1024:5.1f} KiB sent; load average {os.getloadavg()[0]:.1f}",
+                            flush=True,
+                        )
+        print(f"slowest page (median): {worst:.1f} ms with {args.customers:,} customers")
+        engine.dispose()
+    finally:
+        server.stop("immediate")
+        server.remove()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
