@@ -148,10 +148,8 @@ def dashboard_chart(visit: PanelVisit, request: Request) -> HTMLResponse:
     calendar = pages.calendar()
     with pages.engine.begin() as connection:
         actor = visit.operator(connection)
-        points = pages.kept(
-            ("chart", actor.home_id, actor.is_admin, calendar.today),
-            lambda: dashboard.chart(connection, actor, calendar),
-            CHART_SECONDS,
+        points = dashboard.chart(
+            connection, actor, calendar, kept=lambda key, compute: pages.kept(key, compute, CHART_SECONDS)
         )
     chart = Markup(
         revenue_chart(
