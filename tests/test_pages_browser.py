@@ -3,8 +3,8 @@
 The ISP is the API tests' (tests/api_world.py): reseller1 and reseller2 are
 siblings under the admin; alice is reseller1's customer, bob reseller2's, and
 carol belongs to reseller1's sub-reseller sub1. reseller1 has a batch of
-"Home 10M" cards. With RADBILL_DOCS_SCREENSHOTS=1 the tests also refresh the
-README's screenshots in docs/.
+"Home 10M" cards. With RADBILL_DOCS_SCREENSHOTS=1, test_docs_screenshots
+refreshes the README's screenshots in docs/.
 """
 
 import os
@@ -82,12 +82,6 @@ def transferred_bytes(driver) -> int:
     )
 
 
-def docs_screenshot(driver, name: str) -> None:
-    if os.environ.get("RADBILL_DOCS_SCREENSHOTS"):
-        DOCS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(DOCS / name))
-
-
 def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromium):
     log_in(chromium, f"{isp.url}/panel/login", "reseller1", PASSWORD)
     assert chromium.find_element(By.CSS_SELECTOR, "main h1").text == "Dashboard"
@@ -109,7 +103,6 @@ def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromi
     assert "Renewed" in flash_text(chromium)
     renewed_expiry = chromium.find_element(By.ID, "expires").text
     assert renewed_expiry > first_expiry  # "YYYY-MM-DD HH:MM" sorts as it reads: 30 more days
-    docs_screenshot(chromium, "panel-customer.png")
 
     click_and_load(chromium, chromium.find_element(By.LINK_TEXT, "Dashboard"))
     collections = chromium.find_element(By.ID, "collections").text
@@ -118,7 +111,6 @@ def test_reseller_adds_renews_and_sees_the_customer_on_the_dashboard(isp, chromi
     assert active == "3"  # alice, dave and sub1's carol; reseller2's bob is not counted
     wait_for(chromium, "svg.chart")  # htmx loads today's charges and the chart after the page
     assert transferred_bytes(chromium) < PAGE_BUDGET
-    docs_screenshot(chromium, "panel-dashboard.png")
 
     chromium.get(f"{isp.url}/panel/customers")
     chromium.find_element(By.ID, "q").send_keys("rahman")
@@ -153,7 +145,6 @@ def test_a_subscriber_redeems_a_card_and_sees_the_new_expiry(isp, chromium):
     after = chromium.find_element(By.ID, "expires").text
     assert after > before
     assert transferred_bytes(chromium) < PAGE_BUDGET
-    docs_screenshot(chromium, "portal.png")
     chromium.find_element(By.ID, "pin").send_keys(isp.pins[0])
     submit(chromium, "/portal/redeem")  # a card works once
     assert chromium.find_element(By.ID, "expires").text == after
@@ -175,3 +166,25 @@ def test_a_form_without_its_csrf_token_is_refused(isp, chromium):
     assert chromium.find_element(By.CSS_SELECTOR, "main h1").text == "This form has expired"
     chromium.get(f"{isp.url}/panel/customers/alice")
     assert wait_for(chromium, "#expires").text == before  # nothing was renewed
+
+
+@pytest.mark.skipif(not os.environ.get("RADBILL_DOCS_SCREENSHOTS"), reason="set RADBILL_DOCS_SCREENSHOTS=1")
+def test_docs_screenshots(isp, engine, chromium, database_url):
+    """The README's pictures: a month of reseller1's sales, its dashboard and a customer; the portal on a phone."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("one set of pictures is enough")
+    names = ["rahim", "karim", "salma", "nusrat", "tanvir", "farhana", "imran", "shirin", "jamal", "runa"]
+    with engine.begin() as connection:
+        for index, name in enumerate(names):
+            world.add_customer_of(connection, "reseller1", name, world.on(-27 + 3 * index), package="Lite 5M")
+    chromium.set_window_size(1100, 1250)
+    log_in(chromium, f"{isp.url}/panel/login", "reseller1", PASSWORD)
+    wait_for(chromium, "svg.chart")
+    DOCS.mkdir(exist_ok=True)
+    chromium.save_screenshot(str(DOCS / "panel-dashboard.png"))
+    chromium.get(f"{isp.url}/panel/customers/alice")
+    wait_for(chromium, "#expires")
+    chromium.save_screenshot(str(DOCS / "panel-customer.png"))
+    chromium.set_window_size(412, 915)
+    log_in(chromium, f"{isp.url}/portal/login", "alice", "pw")
+    chromium.save_screenshot(str(DOCS / "portal.png"))

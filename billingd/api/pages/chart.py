@@ -78,7 +78,8 @@ def revenue_chart(points: Sequence[DayPoint], *, title: str, format_money, label
             f"{escape(format_money(point.revenue))} {escape(labels['revenue'])}</title></rect>"
         )
         line.append(f"{x + slot / 2:.1f},{_y(point.revenue, top_revenue):.1f}")
-        if index % 7 == 0 or index == len(points) - 1:
+        last = len(points) - 1
+        if index == last or (index % 7 == 0 and last - index >= 3):  # labels that do not overlap
             parts.append(
                 f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="11" '
                 f'fill="#333">{point.day.strftime("%d/%m")}</text>'

@@ -23,6 +23,7 @@ from billingd.credentials import Subscriber
 from billingd.customers import Calendar
 from billingd.prices import format_amount
 from billingd.tenancy import Actor
+from schema.engine import as_utc
 from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
 from schema.settings import Settings
 
@@ -65,7 +66,12 @@ class Pages:
         versions = _static_versions()
         self.catalogs = Catalogs(
             globals_={"static": lambda name: f"/static/{name}?v={versions[name]}"},
-            filters={"money": format_amount, "when": _when, "bytes": _bytes, "rate": _rate},
+            filters={
+                "money": format_amount,
+                "when": lambda value: _when(value, settings.billingd.zone),
+                "bytes": _bytes,
+                "rate": _rate,
+            },
         )
 
     def kept(self, key: tuple, compute, seconds: float):
@@ -91,12 +97,12 @@ class Pages:
         return Calendar(self.now(), self.settings.billingd.zone)
 
 
-def _when(value) -> str:
-    """An instant as the operator's local day and time; blank for none."""
+def _when(value, zone) -> str:
+    """An instant as a day and time in the billing time zone (naive values are UTC, as SQLite returns them)."""
     if value is None:
         return "—"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M UTC") if value.tzinfo else value.strftime("%Y-%m-%d %H:%M")
+        return as_utc(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
     return str(value)
 
 
