@@ -24,9 +24,9 @@ from billingd.packages import priced_package, priced_package_by_id
 from billingd.prices import check_amount
 from schema.audit import audit
 from schema.changes import record_change
-from schema.errors import RadbillError, require_one_of
+from schema.errors import NotFound, RadbillError, require_one_of
 from schema.tables import CARD_STATUSES, card_batches, operators, packages, recharge_cards
-from schema.tenancy import Actor, visible_operator_ids
+from schema.tenancy import Actor, require_changeable, visible_operator_ids
 
 RANDOM_DIGITS = 15
 MAX_BATCH = 10_000
@@ -240,3 +240,33 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
     customers.renewed(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     return entry_id
+
+
+def void_batch(connection: Connection, actor: Actor, batch_id: int) -> int:
+    """Void a batch's unused cards (lost or stolen stock, FIELD-NOTES 34); returns how many.
+
+    Redeemed cards stay as they are: their money has moved. A void card is
+    refused at redemption like an unknown PIN.
+    """
+    actor.require("cards", "void recharge cards")
+    owner = connection.execute(
+        select(card_batches.c.operator_id).where(card_batches.c.id == batch_id)
+    ).scalar()
+    if owner is None:
+        raise NotFound(f"no card batch {batch_id}")
+    require_changeable(connection, actor, owner, f"card batch {batch_id}")
+    voided = connection.execute(
+        update(recharge_cards)
+        .where(recharge_cards.c.batch_id == batch_id, recharge_cards.c.status == "new")
+        .values(status="void")
+    ).rowcount
+    audit(
+        connection,
+        "card.void",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="card_batch",
+        target_id=batch_id,
+        count=voided,
+    )
+    return voided

@@ -281,3 +281,16 @@ def test_dashboard_figures(api):
     assert "<html" in api.get("/panel/dashboard/chart").text  # without JavaScript: a page of its own
     log_in(api, "r1noc")
     assert api.get("/panel/dashboard/chart").status_code == 403
+
+
+def test_a_batch_is_voided_and_its_cards_refused(api, engine):
+    with engine.begin() as connection:
+        batch = cards.create_batch(connection, world.actor(connection, "reseller1"), 2, value=10000)
+    log_in(api, "reseller2")
+    assert post(api, f"/panel/cards/{batch[0]['batch_id']}/void", "/panel/").status_code == 404  # a sibling's
+    log_in(api, "reseller1")
+    answer = post(api, f"/panel/cards/{batch[0]['batch_id']}/void", "/panel/cards")
+    assert flash(answer.text) == ["2 unused cards voided."]
+    log_in(api, "alice", "pw", area="portal")
+    answer = post(api, "/portal/redeem", "/portal/", pin=batch[0]["pin"])
+    assert answer.status_code == 400 and "PIN is not valid" in flash(answer.text)[0]

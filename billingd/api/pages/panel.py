@@ -607,6 +607,20 @@ def card_print(visit: PanelVisit, batch: int) -> HTMLResponse:
     return _page(visit, actor, "cards", "operator/cards_print.html", batch=batch, cards=rows)
 
 
+@router.post("/cards/{batch}/void")
+def card_void(visit: PanelVisit, batch: int) -> Response:
+    try:
+        with visit.pages.engine.begin() as connection:
+            voided = card_domain.void_batch(connection, visit.operator(connection), batch)
+    except RadbillError as error:
+        if isinstance(error, NotFound):
+            raise
+        visit.flash("error", str(error))
+        return visit.redirect("/panel/cards")
+    visit.flash("ok", visit._("%(count)s unused cards voided.", count=voided))
+    return visit.redirect("/panel/cards")
+
+
 @router.get("/cards.csv")
 def card_csv(visit: PanelVisit) -> Response:
     with visit.pages.engine.begin() as connection:
