@@ -60,14 +60,19 @@ def profile(connection: Connection, subscriber: Subscriber, now: datetime) -> di
     }
 
 
-def usage(connection: Connection, subscriber: Subscriber, calendar: Calendar) -> dict:
-    """Bytes up and down in the current billing period, against the package quota."""
-    row = _row(connection, subscriber)
-    master = connection.execute(
-        select(master_packages.c.period_days, master_packages.c.quota_bytes)
+def _master(connection: Connection, row, *columns):
+    """Columns of the master package behind the customer's package."""
+    return connection.execute(
+        select(*columns)
         .select_from(packages.join(master_packages, master_packages.c.id == packages.c.master_package_id))
         .where(packages.c.id == row["package_id"])
     ).one()
+
+
+def usage(connection: Connection, subscriber: Subscriber, calendar: Calendar) -> dict:
+    """Bytes up and down in the current billing period, against the package quota."""
+    row = _row(connection, subscriber)
+    master = _master(connection, row, master_packages.c.period_days, master_packages.c.quota_bytes)
     start = usage_period_start(as_utc(row["expires_at"]), master.period_days, calendar.zone, calendar.now)
     used = connection.execute(
         select(customer_usage.c.upload_bytes, customer_usage.c.download_bytes).where(
@@ -86,12 +91,9 @@ def usage(connection: Connection, subscriber: Subscriber, calendar: Calendar) ->
 
 def speed(connection: Connection, subscriber: Subscriber) -> dict:
     """The package's rates in bits per second: download (tx, towards it) and upload (rx)."""
-    row = _row(connection, subscriber)
-    rates = connection.execute(
-        select(master_packages.c.rate_rx, master_packages.c.rate_tx)
-        .select_from(packages.join(master_packages, master_packages.c.id == packages.c.master_package_id))
-        .where(packages.c.id == row["package_id"])
-    ).one()
+    rates = _master(
+        connection, _row(connection, subscriber), master_packages.c.rate_rx, master_packages.c.rate_tx
+    )
     return {"download": rates.rate_tx, "upload": rates.rate_rx}
 
 

@@ -22,7 +22,7 @@ from billingd.packages import price_list
 from billingd.prices import format_amount, parse_amount
 from billingd.statement import named_statement
 from billingd.tenancy import PERMISSIONS
-from schema.errors import NotFound, RadbillError, Throttled
+from schema.errors import NotFound, RadbillError
 
 from .chart import DayPoint, revenue_chart
 from .i18n import N_
@@ -77,33 +77,14 @@ def login_form(visit: PanelVisit) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 def login(visit: PanelVisit) -> Response:
-    login_name = str(visit.form.get("login", "")).strip()
-    password = str(visit.form.get("password", ""))
-    context = dict(heading=visit._("Operator login"), login_label=visit._("Login"), login=login_name)
-    pages = visit.pages
-    try:
-        with pages.engine.begin() as connection:
-            result = credentials.login_operator(
-                connection, login_name, password, visit.client_address, pages.now(), pages.settings.api
-            )
-    except Throttled:
-        visit.flash("error", visit._("Too many failed logins. Try again later."))
-        return visit.render("login.html", status_code=429, **context)
-    if result.session_id is None:
-        visit.flash("error", visit._("Wrong login or password."))
-        return visit.render("login.html", status_code=401, **context)
-    visit.session = visit.session.signed_in("operator", result.session_id, login_name.lower())
-    return visit.redirect("/panel/")
+    return visit.log_in(
+        "operator", visit._("Operator login"), visit._("Login"), visit._("Wrong login or password.")
+    )
 
 
 @router.post("/logout")
 def logout(visit: PanelVisit) -> Response:
-    with visit.pages.engine.begin() as connection:
-        for session_id in (visit.session.acting_as, visit.session.subject):
-            if session_id is not None:
-                credentials.logout(connection, session_id, visit.pages.now())
-    visit.session = visit.session.anonymous()
-    return visit.redirect("/panel/login")
+    return visit.log_out()
 
 
 # --- dashboard ----------------------------------------------------------------------------

@@ -6,10 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from billingd import credentials
 from billingd import portal as subscriber
 from billingd.customer_views import state_of
-from schema.errors import RadbillError, Throttled
+from schema.errors import RadbillError
 
 from .web import Visit, load_visit, status_for
 
@@ -30,32 +29,14 @@ def login_form(visit: PortalVisit) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 def login(visit: PortalVisit) -> Response:
-    username = str(visit.form.get("login", "")).strip()
-    password = str(visit.form.get("password", ""))
-    context = dict(heading=visit._("Subscriber login"), login_label=visit._("Username"), login=username)
-    pages = visit.pages
-    try:
-        with pages.engine.begin() as connection:
-            result = credentials.login_subscriber(
-                connection, username, password, visit.client_address, pages.now(), pages.settings.api
-            )
-    except Throttled:
-        visit.flash("error", visit._("Too many failed logins. Try again later."))
-        return visit.render("login.html", status_code=429, **context)
-    if result.session_id is None:
-        visit.flash("error", visit._("Wrong username or password."))
-        return visit.render("login.html", status_code=401, **context)
-    visit.session = visit.session.signed_in("subscriber", result.session_id, username.lower())
-    return visit.redirect("/portal/")
+    return visit.log_in(
+        "subscriber", visit._("Subscriber login"), visit._("Username"), visit._("Wrong username or password.")
+    )
 
 
 @router.post("/logout")
 def logout(visit: PortalVisit) -> Response:
-    if visit.session.subject is not None:
-        with visit.pages.engine.begin() as connection:
-            credentials.logout(connection, visit.session.subject, visit.pages.now())
-    visit.session = visit.session.anonymous()
-    return visit.redirect("/portal/login")
+    return visit.log_out()
 
 
 def _home(visit: Visit, status_code: int = 200) -> HTMLResponse:

@@ -188,6 +188,42 @@ class Visit:
             raise LoginNeeded(self.base)
         return principal
 
+    # --- log in and out -----------------------------------------------------------------
+
+    def log_in(self, kind: str, heading: str, login_label: str, wrong: str) -> Response:
+        """Check the login form with the API's login function for ``kind`` (throttled and audited there)."""
+        name = str(self.form.get("login", "")).strip()
+        context = dict(heading=heading, login_label=login_label, login=name)
+        check = credentials.login_operator if kind == "operator" else credentials.login_subscriber
+        pages = self.pages
+        try:
+            with pages.engine.begin() as connection:
+                result = check(
+                    connection,
+                    name,
+                    str(self.form.get("password", "")),
+                    self.client_address,
+                    pages.now(),
+                    pages.settings.api,
+                )
+        except Throttled:
+            self.flash("error", self._("Too many failed logins. Try again later."))
+            return self.render("login.html", status_code=429, **context)
+        if result.session_id is None:
+            self.flash("error", wrong)
+            return self.render("login.html", status_code=401, **context)
+        self.session = self.session.signed_in(kind, result.session_id, name.lower())
+        return self.redirect(f"{self.base}/")
+
+    def log_out(self) -> Response:
+        """End the login session (and a "login as" session opened from it) and forget them."""
+        with self.pages.engine.begin() as connection:
+            for session_id in (self.session.acting_as, self.session.subject):
+                if session_id is not None:
+                    credentials.logout(connection, session_id, self.pages.now())
+        self.session = WebSession.anonymous()
+        return self.redirect(f"{self.base}/login")
+
     # --- answers -------------------------------------------------------------------
 
     def csrf_input(self) -> Markup:
