@@ -294,3 +294,26 @@ def test_a_batch_is_voided_and_its_cards_refused(api, engine):
     log_in(api, "alice", "pw", area="portal")
     answer = post(api, "/portal/redeem", "/portal/", pin=batch[0]["pin"])
     assert answer.status_code == 400 and "PIN is not valid" in flash(answer.text)[0]
+
+
+def test_a_reseller_sets_its_sub_resellers_prices(api):
+    log_in(api, "reseller1")
+    answer = post(
+        api,
+        "/panel/operators/sub1/assign",
+        "/panel/operators/sub1",
+        package="Lite 5M",
+        operator_price="260",
+        customer_price="320",
+        visibility="private",
+    )
+    assert flash(answer.text) == ["Price list changed."]
+    row = re.search(r"<tr><td>Lite 5M</td>(.*?)</tr>", answer.text).group(1)
+    assert "260.00" in row and "320.00" in row and "private" in row
+    log_in(api, "reseller2")
+    assert post(
+        api, "/panel/operators/sub1/assign", "/panel/", package="Lite 5M", operator_price="1"
+    ).status_code in (
+        403,
+        404,
+    )

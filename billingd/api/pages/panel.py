@@ -18,7 +18,7 @@ from billingd import cards as card_domain
 from billingd import credentials, dashboard, operators, reports, zones
 from billingd import customers as customer_domain
 from billingd.customer_views import state_of
-from billingd.packages import price_list
+from billingd.packages import assign_package, price_list
 from billingd.prices import format_amount, parse_amount
 from billingd.statement import named_statement
 from billingd.tenancy import PERMISSIONS
@@ -462,6 +462,10 @@ def operator_show(visit: PanelVisit, login: str) -> HTMLResponse:
         actor = visit.operator(connection)
         record = operators.show_operator(connection, actor, login)
         balance = operators.balance(connection, actor, login) if actor.may("money") else None
+        sells = own = []
+        if actor.may("money") and record.role in ("reseller", "sub_reseller"):
+            sells = price_list(connection, actor, login)
+            own = price_list(connection, actor)
     return _page(
         visit,
         actor,
@@ -470,6 +474,8 @@ def operator_show(visit: PanelVisit, login: str) -> HTMLResponse:
         operator=record,
         balance=balance,
         permissions=PERMISSIONS,
+        sells=sells,
+        own_packages=own,
     )
 
 
@@ -482,6 +488,17 @@ _OPERATOR_ACTIONS = {
     ),
     "block": lambda c, a, login, v, today: operators.set_status(c, a, login, "blocked"),
     "unblock": lambda c, a, login, v, today: operators.set_status(c, a, login, "active"),
+    "assign": lambda c, a, login, v, today: assign_package(
+        c,
+        a,
+        str(v.form.get("package", "")),
+        login,
+        operator_price=parse_amount(str(v.form.get("operator_price", ""))),
+        customer_price=parse_amount(str(v.form.get("customer_price")))
+        if v.form.get("customer_price")
+        else None,
+        visibility=str(v.form.get("visibility") or "") or None,
+    ),
     "permit": lambda c, a, login, v, today: operators.permit(c, a, login, str(v.form.get("permission", ""))),
     "revoke": lambda c, a, login, v, today: operators.revoke(c, a, login, str(v.form.get("permission", ""))),
 }
@@ -490,6 +507,7 @@ _OPERATOR_DONE = {
     "pay": N_("Payment recorded."),
     "block": N_("Blocked: the operator, its staff and its customers are stopped."),
     "unblock": N_("Unblocked."),
+    "assign": N_("Price list changed."),
     "permit": N_("Permission granted."),
     "revoke": N_("Permission taken back."),
 }
