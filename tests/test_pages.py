@@ -72,6 +72,10 @@ def test_login_and_logout_end_the_session(api):
 def test_a_wrong_password_is_refused_and_throttled_with_the_api(api):
     answer = log_in(api, "reseller1", "wrong")
     assert answer.status_code == 401 and flash(answer.text) == ["Wrong login or password."]
+    counted = api.app.state.api.registry.get_sample_value(
+        "radbill_api_logins_total", {"kind": "operator", "result": "wrong_password"}
+    )
+    assert counted == 1  # in the API's metrics too
     for _ in range(4):
         log_in(api, "reseller1", "wrong")
     # The API and the panel share one count: the login is locked for both.

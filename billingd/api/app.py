@@ -146,5 +146,8 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
     app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
     # The reseller panel and the subscriber portal answer every path the JSON API does not.
     secure_cookies = bool(settings.api.tls_certificate) or settings.api.public_url.startswith("https://")
-    app.mount("/", create_pages_app(engine, settings, key, secure_cookies=secure_cookies, clock=clock))
+    pages = create_pages_app(
+        engine, settings, key, secure_cookies=secure_cookies, clock=clock, logins=metrics.logins
+    )
+    app.mount("/", pages)
     return app

@@ -389,6 +389,8 @@ def act_as(visit: PanelVisit) -> Response:
     except RadbillError as error:
         visit.flash("error", str(error))
         return visit.redirect("/panel/operators")
+    if pages.logins is not None:
+        pages.logins.labels("login_as", "ok").inc()
     visit.session = replace(visit.session, acting_as=result.session_id)
     return visit.redirect("/panel/")
 

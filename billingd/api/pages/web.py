@@ -56,8 +56,11 @@ def _static_versions() -> dict[str, str]:
 class Pages:
     """The pages' shared state: database, settings, cookie signer, catalogs."""
 
-    def __init__(self, engine: Engine, settings: Settings, key: bytes, *, secure_cookies: bool, clock=None):
+    def __init__(
+        self, engine: Engine, settings: Settings, key: bytes, *, secure_cookies: bool, clock=None, logins=None
+    ):
         self.engine = engine
+        self.logins = logins  # the API's radbill_api_logins_total{kind,result}: the pages' logins count too
         self.clock = clock or (lambda: datetime.now(UTC))
         self.settings = settings
         self.secure_cookies = secure_cookies
@@ -209,6 +212,8 @@ class Visit:
         except Throttled:
             self.flash("error", self._("Too many failed logins. Try again later."))
             return self.render("login.html", status_code=429, **context)
+        if pages.logins is not None:
+            pages.logins.labels(kind, result.failure or "ok").inc()
         if result.session_id is None:
             self.flash("error", wrong)
             return self.render("login.html", status_code=401, **context)
