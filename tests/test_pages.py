@@ -321,3 +321,12 @@ def test_a_reseller_sets_its_sub_resellers_prices(api):
         403,
         404,
     )
+
+
+def test_wrong_pins_are_throttled_with_the_api(api):
+    log_in(api, "alice", "pw", area="portal")
+    for _ in range(5):
+        answer = post(api, "/portal/redeem", "/portal/", pin="4000000000000002")
+        assert answer.status_code == 400
+    answer = post(api, "/portal/redeem", "/portal/", pin="4000000000000002")
+    assert answer.status_code == 429 and flash(answer.text) == ["Too many wrong PINs. Try again later."]

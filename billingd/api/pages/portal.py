@@ -6,9 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from billingd import credentials
 from billingd import portal as subscriber
+from billingd.cards import CardRefused
 from billingd.customer_views import state_of
-from schema.errors import RadbillError
+from schema.errors import RadbillError, Throttled
 
 from .web import Visit, load_visit, status_for
 
@@ -76,12 +78,30 @@ def _act(visit: Visit, action, done: str) -> Response:
 
 @router.post("/redeem", response_class=HTMLResponse)
 def redeem(visit: PortalVisit) -> Response:
+    """Use a card; wrong PINs are counted and throttled with the API's counters (FIELD-NOTES 31)."""
     pin = str(visit.form.get("pin", ""))
-    return _act(
-        visit,
-        lambda connection, me, calendar: subscriber.redeem(connection, me, pin, calendar),
-        visit._("Card accepted."),
-    )
+    pages = visit.pages
+    refused = None
+    try:
+        with pages.engine.begin() as connection:
+            me = visit.subscriber(connection)
+            now = pages.now()
+            credentials.check_throttle(connection, "redeem", me.username, visit.client_address, now)
+            try:
+                subscriber.redeem(connection, me, pin, pages.calendar())
+            except CardRefused as error:  # nothing was written: the count commits with the refusal
+                credentials.card_failed(connection, me, visit.client_address, now, pages.settings.api)
+                refused = error
+    except Throttled:
+        visit.flash("error", visit._("Too many wrong PINs. Try again later."))
+        return _home(visit, 429)
+    except RadbillError as error:
+        refused = error
+    if refused is not None:
+        visit.flash("error", str(refused))
+        return _home(visit, status_for(refused))
+    visit.flash("ok", visit._("Card accepted."))
+    return visit.redirect("/portal/")
 
 
 @router.post("/buy", response_class=HTMLResponse)
