@@ -330,3 +330,25 @@ def test_wrong_pins_are_throttled_with_the_api(api):
         assert answer.status_code == 400
     answer = post(api, "/portal/redeem", "/portal/", pin="4000000000000002")
     assert answer.status_code == 429 and flash(answer.text) == ["Too many wrong PINs. Try again later."]
+
+
+def test_a_new_sub_reseller_without_fund_is_warned(api):
+    log_in(api, "reseller1")
+    post(
+        api,
+        "/panel/operators",
+        "/panel/operators",
+        login="sub9",
+        role="sub_reseller",
+        password="long enough pw",
+    )
+    post(
+        api, "/panel/operators/sub9/assign", "/panel/operators/sub9", package="Lite 5M", operator_price="250"
+    )
+    log_in(api, "sub9", "long enough pw")
+    page = api.get("/panel/").text
+    assert "Low fund: 0.00 left." in page and 'role="alert"' in page
+    answer = post(
+        api, "/panel/customers/new", "/panel/customers/new", username="x1", password="p", package="Lite 5M"
+    )
+    assert answer.status_code == 400 and "cannot add customers" in flash(answer.text)[0]
