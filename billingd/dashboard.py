@@ -18,7 +18,6 @@ from billingd.customer_views import state_conditions
 from billingd.customers import Calendar
 from billingd.packages import cheapest_operator_price
 from billingd.prices import end_of_day
-from billingd.tenancy import Actor, visible_operator_ids
 from schema.tables import (
     customer_days,
     customers,
@@ -29,6 +28,7 @@ from schema.tables import (
     payments,
     sessions,
 )
+from schema.tenancy import Actor, visible_operator_ids
 
 EXPIRING_DAYS = 3
 CHART_DAYS = 30

@@ -24,6 +24,7 @@ from tests import billing_world as world
 from tests.browser import LiveServer
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.interop  # a browser and a server on a socket
 PASSWORD = api_world.PASSWORD
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE_BUDGET = 100 * 1024

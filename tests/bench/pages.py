@@ -33,10 +33,10 @@ from sqlalchemy import text  # noqa: E402
 
 from billingd import cards, credentials  # noqa: E402
 from billingd.api.app import create_app  # noqa: E402
-from billingd.tenancy import resolve_actor  # noqa: E402
 from schema import migrate  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 from schema.settings import ApiSettings, BillingdSettings, Settings  # noqa: E402
+from schema.tenancy import resolve_actor  # noqa: E402
 from tests.bench.daily_run import DurableServer, load  # noqa: E402
 from tests.billing_world import NOW, TODAY  # noqa: E402
 from tests.browser import LiveServer  # noqa: E402

@@ -21,8 +21,8 @@ from billingd.customer_views import state_of
 from billingd.packages import assign_package, price_list
 from billingd.prices import format_amount, parse_amount
 from billingd.statement import named_statement
-from billingd.tenancy import PERMISSIONS
 from schema.errors import NotFound, RadbillError
+from schema.tenancy import PERMISSIONS
 
 from .chart import DayPoint, revenue_chart
 from .i18n import N_

@@ -22,10 +22,10 @@ from billingd import credentials
 from billingd.credentials import Subscriber
 from billingd.customers import Calendar
 from billingd.prices import format_amount
-from billingd.tenancy import Actor
 from schema.engine import as_utc
 from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
 from schema.settings import Settings
+from schema.tenancy import Actor
 
 from .i18n import LANGUAGE_COOKIE, Catalogs, best_language, native_name
 from .session import COOKIE, CSRF_FIELD, CSRF_HEADER, CookieSigner, WebSession
