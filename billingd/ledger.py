@@ -397,8 +397,11 @@ def _check_reversals(connection: Connection) -> list[str]:
     return [f"entry #{row.id} does not mirror the entry #{row.reverses_entry_id} it reverses" for row in rows]
 
 
-def statement(connection: Connection, book: int, first: date | None, last: date | None) -> list[dict]:
-    """The lines of one book between two days (inclusive), oldest first."""
+def statement(
+    connection: Connection, book: int, first: date | None, last: date | None, *, latest: int | None = None
+) -> list[dict]:
+    """The lines of one book between two days (inclusive), oldest first; only the ``latest`` ones if given
+    (a page of a big book: the admin's has a line per customer per day)."""
     debit_account = ledger_accounts.alias("debit_account")
     credit_account = ledger_accounts.alias("credit_account")
     day = func.coalesce(ledger_entries.c.effective_on, func.date(ledger_entries.c.created_at))
@@ -425,7 +428,9 @@ def statement(connection: Connection, book: int, first: date | None, last: date 
         query = query.where(day >= first)
     if last is not None:
         query = query.where(day <= last)
+    if latest is not None:
+        query = query.order_by(None).order_by(ledger_lines.c.id.desc()).limit(latest)
     rows = []
     for row in connection.execute(query).mappings():
         rows.append({**row, "day": row["effective_on"] or row["created_at"].date()})
-    return rows
+    return rows if latest is None else rows[::-1]

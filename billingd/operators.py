@@ -398,9 +398,15 @@ def balance(connection: Connection, actor: Actor, login: str) -> dict:
 
 
 def statement(
-    connection: Connection, actor: Actor, login: str, first: date | None, last: date | None
+    connection: Connection,
+    actor: Actor,
+    login: str,
+    first: date | None,
+    last: date | None,
+    *,
+    latest: int | None = None,
 ) -> list[dict]:
     actor.require("money", "see statements")
     row = operator_row(connection, login)
     require_visible(connection, actor, row["id"], f"operator {login}")
-    return ledger.statement(connection, row["id"], first, last)
+    return ledger.statement(connection, row["id"], first, last, latest=latest)

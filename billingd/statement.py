@@ -15,10 +15,16 @@ from schema.tables import customers, ledger_accounts, ledger_entries, operators
 
 
 def named_statement(
-    connection: Connection, actor, login: str, first: date | None, last: date | None
+    connection: Connection,
+    actor,
+    login: str,
+    first: date | None,
+    last: date | None,
+    *,
+    latest: int | None = None,
 ) -> list[dict]:
     """The statement of ``login`` (visibility and the money right checked by the operators domain)."""
-    lines = operator_statement(connection, actor, login, first, last)
+    lines = operator_statement(connection, actor, login, first, last, latest=latest)
     if not lines:
         return []
     book = connection.execute(select(operators.c.id).where(operators.c.login == login)).scalar_one()

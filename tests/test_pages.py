@@ -352,3 +352,14 @@ def test_a_new_sub_reseller_without_fund_is_warned(api):
         api, "/panel/customers/new", "/panel/customers/new", username="x1", password="p", package="Lite 5M"
     )
     assert answer.status_code == 400 and "cannot add customers" in flash(answer.text)[0]
+
+
+def test_a_long_statement_shows_its_latest_lines(api, monkeypatch):
+    from billingd.api.pages import panel
+
+    monkeypatch.setattr(panel, "STATEMENT_LINES", 2)
+    log_in(api, "admin")
+    page = api.get("/panel/statement?operator=reseller1&from=2026-11-01&to=2026-11-30").text
+    assert "Only the latest 2 lines" in page and page.count("<tr><td>2026-11-") == 2
+    every = api.get("/panel/statement.csv?operator=reseller1&from=2026-11-01&to=2026-11-30").text.splitlines()
+    assert len(every) > 3

@@ -679,14 +679,17 @@ def _day(text: str | None, default: date) -> date:
         return default
 
 
-def _statement(visit: Visit, request: Request):
+STATEMENT_LINES = 500  # on the page; the CSV has every line of the period
+
+
+def _statement(visit: Visit, request: Request, latest: int | None = None):
     today = visit.pages.calendar().today
     first = _day(request.query_params.get("from"), today.replace(day=1))
     last = _day(request.query_params.get("to"), today)
     with visit.pages.engine.begin() as connection:
         actor = visit.operator(connection)
         login = request.query_params.get("operator") or _home_login(connection, actor)
-        rows = named_statement(connection, actor, login, first, last)
+        rows = named_statement(connection, actor, login, first, last, latest=latest)
     return actor, rows, first, last
 
 
@@ -699,7 +702,7 @@ def _home_login(connection, actor) -> str:
 
 @router.get("/statement", response_class=HTMLResponse)
 def statement_page(visit: PanelVisit, request: Request) -> HTMLResponse:
-    actor, rows, first, last = _statement(visit, request)
+    actor, rows, first, last = _statement(visit, request, STATEMENT_LINES)
     return _page(
         visit,
         actor,
@@ -709,6 +712,7 @@ def statement_page(visit: PanelVisit, request: Request) -> HTMLResponse:
         first=first,
         last=last,
         operator=request.query_params.get("operator") or "",
+        cut=len(rows) == STATEMENT_LINES,
     )
 
 
