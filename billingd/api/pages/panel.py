@@ -316,7 +316,7 @@ _ACTIONS = {
     "suspend": lambda c, a, u, v, cal: customer_domain.suspend(c, a, u, cal),
     "resume": lambda c, a, u, v, cal: customer_domain.resume(c, a, u, cal),
     "delete": lambda c, a, u, v, cal: customer_domain.delete_customer(c, a, u, cal),
-    "restore": lambda c, a, u, v, cal: customer_domain.restore_customer(c, a, u, cal),
+    "restore": lambda c, a, u, v, cal: customer_domain.restore_customer(c, a, u),
     "change-package": lambda c, a, u, v, cal: customer_domain.change_package(
         c, a, u, str(v.form.get("package", "")), cal
     ),
