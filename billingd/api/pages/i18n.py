@@ -60,15 +60,20 @@ class Catalogs:
         self._globals = globals_
         self._filters = filters
         self._environments: dict[str, Environment] = {}
+        self._translations: dict[str, NullTranslations] = {}
 
     @cached_property
     def languages(self) -> list[str]:
         return available_languages()
 
     def translations(self, language: str) -> NullTranslations:
-        if language == SOURCE_LANGUAGE:
-            return NullTranslations()
-        return Translations.load(str(LOCALE_DIR), [language], domain="messages")
+        if language not in self._translations:
+            self._translations[language] = (
+                NullTranslations()
+                if language == SOURCE_LANGUAGE
+                else Translations.load(str(LOCALE_DIR), [language], domain="messages")
+            )
+        return self._translations[language]
 
     def environment(self, language: str) -> Environment:
         if language not in self._environments:
