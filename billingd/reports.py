@@ -61,8 +61,10 @@ def online_sessions(
     now: datetime,
     nas_name: str | None = None,
     customer_id: int | None = None,
+    *,
+    username: str | None = None,
 ) -> list[OnlineSession]:
-    """Open sessions of the customers the actor sees (or of one), oldest first; the
+    """Open sessions of the customers the actor sees (or of one, by id or user name), oldest first; the
     NAS by name where radbill knows it, else by address. The admin also sees
     sessions of user names that are no customer."""
     actor.require("customers.view", "list online sessions")
@@ -78,6 +80,8 @@ def online_sessions(
         query = query.where(nas.c.name == nas_name)
     if customer_id is not None:
         query = query.where(sessions.c.customer_id == customer_id)
+    if username is not None:
+        query = query.where(sessions.c.username == canonical_username(username))
     operator_ids = visible_operator_ids(connection, actor)
     if operator_ids is not None:
         query = query.join(customers, customers.c.id == sessions.c.customer_id).where(

@@ -363,3 +363,29 @@ def test_a_long_statement_shows_its_latest_lines(api, monkeypatch):
     assert "Only the latest 2 lines" in page and page.count("<tr><td>2026-11-") == 2
     every = api.get("/panel/statement.csv?operator=reseller1&from=2026-11-01&to=2026-11-30").text.splitlines()
     assert len(every) > 3
+
+
+def test_a_customer_page_shows_its_open_sessions_only(api, engine):
+    from sqlalchemy import insert
+
+    from schema.tables import sessions
+
+    with engine.begin() as connection:
+        for number, name in enumerate(("alice", "bob")):
+            connection.execute(
+                insert(sessions).values(
+                    acct_unique_id=f"u{number}",
+                    acct_session_id=f"s{number}",
+                    nas_ip_address="10.0.0.1",
+                    customer_id=world.customer(connection, name)["id"],
+                    username=name,
+                    framed_ip_address=f"100.64.0.{number + 1}",
+                    started_at=world.NOW,
+                    download_bytes=3 * 1024**3,
+                )
+            )
+    log_in(api, "reseller1")
+    page = api.get("/panel/customers/alice").text
+    table = re.search(r'<table id="sessions">.*?</table>', page, re.S).group(0)
+    assert "100.64.0.1" in table and "100.64.0.2" not in table and "3.0 GiB" in table
+    assert re.search(r"Online now</dt><dd>1<", api.get("/panel/").text)  # bob is reseller2's

@@ -282,6 +282,7 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         record = customer_domain.show_customer(connection, actor, username)
         packages = price_list(connection, actor, record["owner"]) if actor.may("money") else []
         attempts = reports.attempts(connection, actor, username, limit=10)
+        online = reports.online_sessions(connection, actor, pages.now(), username=username)
         bills = (
             reports.list_invoices(connection, actor, username=username, limit=12)
             if actor.may("money")
@@ -297,6 +298,7 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         state=state_of(record, pages.now()),
         packages=packages,
         attempts=attempts,
+        sessions=online,
         invoices=bills,
     )
 
