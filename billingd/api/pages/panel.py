@@ -283,11 +283,6 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         packages = price_list(connection, actor, record["owner"]) if actor.may("money") else []
         attempts = reports.attempts(connection, actor, username, limit=10)
         online = reports.online_sessions(connection, actor, pages.now(), username=username)
-        bills = (
-            reports.list_invoices(connection, actor, username=username, limit=12)
-            if actor.may("money")
-            else []
-        )
     return _page(
         visit,
         actor,
@@ -299,7 +294,6 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         packages=packages,
         attempts=attempts,
         sessions=online,
-        invoices=bills,
     )
 
 
@@ -637,22 +631,31 @@ def card_csv(visit: PanelVisit) -> Response:
 # --- invoices -------------------------------------------------------------------------------
 
 
+INVOICE_ROWS = 500  # on the page; the CSV has them all
+
+
 @router.get("/invoices", response_class=HTMLResponse)
 def invoice_list(visit: PanelVisit, request: Request) -> HTMLResponse:
-    before = request.query_params.get("before")
+    status = request.query_params.get("status") or None
     with visit.pages.engine.begin() as connection:
         actor = visit.operator(connection)
-        rows = reports.list_invoices(
-            connection, actor, before_id=int(before) if before and before.isdigit() else None, limit=PAGE_SIZE
-        )
-    return _page(visit, actor, "invoices", "operator/invoices.html", rows=rows, page_size=PAGE_SIZE)
+        rows = reports.invoice_report(connection, actor, visit.pages.calendar().today, status)
+    return _page(
+        visit,
+        actor,
+        "invoices",
+        "operator/invoices.html",
+        rows=rows[:INVOICE_ROWS],
+        total=len(rows),
+        status=status,
+    )
 
 
 @router.get("/invoices.csv")
 def invoice_csv(visit: PanelVisit) -> Response:
     with visit.pages.engine.begin() as connection:
         actor = visit.operator(connection)
-        rows = reports.list_invoices(connection, actor, limit=100_000)
+        rows = reports.invoice_report(connection, actor, visit.pages.calendar().today)
     rows = [
         {**row, "amount": format_amount(row["amount"]), "paid_amount": format_amount(row["paid_amount"])}
         for row in rows
