@@ -366,9 +366,9 @@ def test_a_long_statement_shows_its_latest_lines(api, monkeypatch):
 
 
 def test_a_customer_page_shows_its_open_sessions_only(api, engine):
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
 
-    from schema.tables import sessions
+    from schema.tables import enforcement_jobs, sessions
 
     with engine.begin() as connection:
         for number, name in enumerate(("alice", "bob")):
@@ -389,3 +389,8 @@ def test_a_customer_page_shows_its_open_sessions_only(api, engine):
     table = re.search(r'<table id="sessions">.*?</table>', page, re.S).group(0)
     assert "100.64.0.1" in table and "100.64.0.2" not in table and "3.0 GiB" in table
     assert re.search(r"Online now</dt><dd>1<", api.get("/panel/").text)  # bob is reseller2's
+    answer = post(api, "/panel/customers/alice/disconnect", "/panel/customers/alice")
+    assert flash(answer.text) == ["Disconnect queued: the router drops the session within seconds."]
+    with engine.begin() as connection:
+        jobs = connection.execute(select(enforcement_jobs.c.action, enforcement_jobs.c.reason)).all()
+    assert ("disconnect", "noc") in [tuple(job) for job in jobs]

@@ -317,6 +317,7 @@ _ACTIONS = {
         c, a, u, str(v.form.get("package", "")), cal
     ),
     "reset-password": lambda c, a, u, v, cal: _set_password(c, a, u, v),
+    "disconnect": lambda c, a, u, v, cal: _disconnect(c, a, u, cal),
     "edit": lambda c, a, u, v, cal: customer_domain.edit_customer(
         c, a, u, **{key: str(v.form.get(key, "")).strip() for key in _EDITED}
     ),
@@ -339,9 +340,16 @@ _DONE = {
     "change-package": N_("Package changed."),
     "topup": N_("Payment recorded."),
     "reset-password": N_("Password changed."),
+    "disconnect": N_("Disconnect queued: the router drops the session within seconds."),
     "edit": N_("Saved."),
 }
 _EDITED = ("name", "phone", "address", "zone", "mac", "static_ip")
+
+
+def _disconnect(connection, actor, username: str, calendar) -> dict:
+    """Queue a Disconnect of the customer's sessions (the outbox sends it to the router)."""
+    customer_domain.disconnect_now(connection, actor, username, calendar)
+    return customer_domain.show_customer(connection, actor, username)
 
 
 def _set_password(connection, actor, username: str, visit: Visit) -> dict:
