@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
-from billingd import cascade, ledger, payments
+from billingd import cascade, invoices, ledger, payments
 from billingd.enforcement import cut_off, restore
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package, priced_package_by_id
 from billingd.prices import check_amount, day_share, end_of_day, format_amount, local_day, proportional
@@ -43,7 +43,6 @@ from schema.tables import (
     SUSPENDED_OVERDUE,
     customer_days,
     customers,
-    invoices,
     ledger_lines,
     operators,
     packages,
@@ -65,6 +64,7 @@ class Calendar:
 
     now: datetime
     zone: ZoneInfo
+    invoice_due_days: int = 7  # [billingd] invoice_due_days, for the invoices a command issues
 
     @property
     def today(self) -> date:
@@ -570,6 +570,14 @@ def change_package_row(connection: Connection, actor: Actor, row, package: str, 
         raise RadbillError(f"customer {row['username']} is already on {package}")
     old = _package_of(connection, row)
     had_period = (last_paid_day(connection, row["id"]) or calendar.today) > calendar.today
+    invoices.settle_to_date(
+        connection,
+        row["id"],
+        calendar.today,
+        due_days=calendar.invoice_due_days,
+        actor_id=actor.caller_id,
+        what=f"interim invoice ({old.name})",
+    )
     refunded = _refund_unused(connection, actor, row, calendar)
     today = calendar.today
     values = dict(package_id=new.package_id, billing_anchor=today)
@@ -659,7 +667,7 @@ def receive(
         entry_id=entry_id,
         created_by=actor.caller_id,
     )
-    _settle_invoices(connection, row["id"], amount)
+    invoices.settle_open(connection, row["id"], amount)
     fresh = _row(connection, row["username"])
     if fresh["status"] == "suspended" and fresh["status_reason"] in SELF_CLEARING:
         priced = _package_of(connection, fresh)
@@ -669,7 +677,7 @@ def receive(
             except RadbillError:  # an operator above cannot cover the day: stays suspended, payment kept
                 ready = False
         else:
-            ready = not _has_overdue(connection, row["id"], calendar.today)
+            ready = not invoices.has_overdue(connection, row["id"], calendar.today)
         if ready:
             reactivate_if_expired(connection, fresh, calendar)
     record_change(connection, "customer", row["id"])
@@ -677,43 +685,17 @@ def receive(
     return entry_id
 
 
-def _settle_invoices(connection: Connection, customer_id: int, amount: int) -> None:
-    open_invoices = (
-        connection.execute(
-            select(invoices)
-            .where(invoices.c.customer_id == customer_id, invoices.c.status == "open")
-            .order_by(invoices.c.issued_on, invoices.c.id)
-        )
-        .mappings()
-        .all()
-    )
-    for invoice in open_invoices:
-        if amount <= 0:
-            break
-        applied = min(amount, invoice["amount"] - invoice["paid_amount"])
-        amount -= applied
-        paid = invoice["paid_amount"] + applied
-        connection.execute(
-            update(invoices)
-            .where(invoices.c.id == invoice["id"])
-            .values(paid_amount=paid, status="paid" if paid == invoice["amount"] else "open")
-        )
-
-
-def _has_overdue(connection: Connection, customer_id: int, today: date) -> bool:
-    return (
-        connection.execute(
-            select(invoices.c.id).where(
-                invoices.c.customer_id == customer_id, invoices.c.status == "open", invoices.c.due_on < today
-            )
-        ).first()
-        is not None
-    )
-
-
 def delete_customer(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Soft-delete: unused days refunded per policy, service cut, restorable."""
     row = changeable_customer(connection, actor, username, "delete customers")
+    invoices.settle_to_date(
+        connection,
+        row["id"],
+        calendar.today,
+        due_days=calendar.invoice_due_days,
+        actor_id=actor.caller_id,
+        what="final invoice",
+    )
     refunded = _refund_unused(connection, actor, row, calendar)
     connection.execute(
         update(customers)

@@ -19,7 +19,6 @@ their indexes in order instead of at random.
 import dataclasses
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -40,21 +39,19 @@ from sqlalchemy import (
     update,
 )
 
-from billingd import cascade, ledger
+from billingd import cascade, invoices, ledger
 from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE
 from billingd.enforcement import cut_off, restore
-from billingd.prices import billing_period, end_of_day, prorated
+from billingd.prices import end_of_day
 from schema.changes import prune_changes, record_change, record_changes
 from schema.engine import as_utc
 from schema.outbox import enqueue_selected
 from schema.settings import BillingdSettings
 from schema.tables import (
     billing_runs,
-    customer_days,
     customer_usage,
     customers,
-    invoices,
     master_packages,
     operators,
     package_prices,
@@ -62,6 +59,7 @@ from schema.tables import (
     radpostauth,
     sessions,
 )
+from schema.tables import invoices as invoice_rows
 from schema.tenancy import ancestry, operator_parents
 from schema.usage import usage_period_start
 
@@ -403,22 +401,10 @@ def _record_enabled_days(connection: Connection, day: date) -> None:
 
 
 def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings) -> int:
-    """On its cycle day a monthly customer is invoiced for its enabled, not yet invoiced days.
-
-    Each day costs its share of the price of the monthly period it falls in,
-    so a full month is exactly the price and a first, partial month is
-    prorated by enabled days. The operators up the chain are charged their
-    prices prorated the same way, in the same entry.
-    """
+    """On its cycle day a monthly customer is invoiced for its enabled, not yet invoiced days
+    (see :mod:`billingd.invoices`); a level that cannot cover its share has it suspended."""
     due = connection.execute(
-        select(
-            customers.c.id,
-            customers.c.operator_id,
-            customers.c.package_id,
-            customers.c.cycle_day,
-            customers.c.wallet_balance,
-            customers.c.username,
-        )
+        select(customers)
         .select_from(
             customers.join(packages, packages.c.id == customers.c.package_id).join(
                 master_packages, master_packages.c.id == packages.c.master_package_id
@@ -433,74 +419,22 @@ def _issue_invoices(connection: Connection, day: date, settings: BillingdSetting
     ).all()
     issued = 0
     for customer in due:
-        days = (
-            connection.execute(
-                select(customer_days.c.day)
-                .where(
-                    customer_days.c.customer_id == customer.id,
-                    customer_days.c.day < day,
-                    customer_days.c.entry_id.is_(None),
-                )
-                .order_by(customer_days.c.day)
-            )
-            .scalars()
-            .all()
-        )
+        days = invoices.unbilled_days(connection, customer.id, day - timedelta(days=1))
         if not days:
             continue
-        by_period = defaultdict(list)
-        for enabled in days:
-            by_period[billing_period(enabled, customer.cycle_day)].append(enabled)
-
-        def charge(price: int) -> int:
-            return sum(
-                prorated(price, (end - start).days, [(d - start).days for d in enabled])
-                for (start, end), enabled in by_period.items()
-            )
-
-        customer_price = connection.execute(
-            select(package_prices.c.customer_price).where(
-                package_prices.c.package_id == customer.package_id,
-                package_prices.c.operator_id == customer.operator_id,
-            )
-        ).scalar()
-        levels = cascade.chain_levels(connection, customer.operator_id, customer.package_id)
-        amounts = [charge(level.price) for level in levels]
+        amount, levels, amounts = invoices.priced_levels(connection, customer, days)
         if cascade.shortfall(levels, amounts) is not None:
             _suspend(connection, customer.id, OPERATOR_FUND, day.isoformat())
             continue
-        amount = charge(customer_price)
-        lines = [cascade.customer_charge_line(connection, customer.operator_id, customer.id, amount)]
-        lines += cascade.operator_lines(connection, levels, amounts)
-        entry_id = ledger.post(
+        invoices.invoice_days(
             connection,
-            "invoice",
-            lines,
-            customer_id=customer.id,
-            effective_on=day,
-            idempotency_key=f"invoice:{day.isoformat()}:{customer.id}",
-            memo=f"invoice {days[0].isoformat()}..{(day - timedelta(days=1)).isoformat()}",
-        )
-        prepaid = max(0, min(customer.wallet_balance, amount))
-        connection.execute(
-            insert(invoices).values(
-                number=f"INV-{day:%Y%m%d}-{customer.id}",
-                customer_id=customer.id,
-                operator_id=customer.operator_id,
-                period_start=days[0],
-                period_end=day,
-                amount=amount,
-                paid_amount=prepaid,
-                issued_on=day,
-                due_on=day + timedelta(days=settings.invoice_due_days),
-                status="paid" if prepaid == amount else "open",
-                entry_id=entry_id,
-            )
-        )
-        connection.execute(
-            update(customer_days)
-            .where(customer_days.c.customer_id == customer.id, customer_days.c.day.in_(days))
-            .values(entry_id=entry_id)
+            customer,
+            days,
+            levels,
+            amounts,
+            amount,
+            issued_on=day,
+            due_days=settings.invoice_due_days,
         )
         issued += 1
     return issued
@@ -522,12 +456,12 @@ def _suspend_overdue(connection: Connection, day: date, settings: BillingdSettin
         connection.execute(
             select(customers.c.id)
             .distinct()
-            .select_from(customers.join(invoices, invoices.c.customer_id == customers.c.id))
+            .select_from(customers.join(invoice_rows, invoice_rows.c.customer_id == customers.c.id))
             .where(
                 customers.c.status == "active",
                 customers.c.deleted_at.is_(None),
-                invoices.c.status == "open",
-                invoices.c.due_on < day - timedelta(days=settings.grace_days),
+                invoice_rows.c.status == "open",
+                invoice_rows.c.due_on < day - timedelta(days=settings.grace_days),
             )
         )
         .scalars()

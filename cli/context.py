@@ -43,4 +43,6 @@ class Context:
         return resolve_actor(connection, self.caller, self.act_as)
 
     def calendar(self) -> Calendar:
-        return Calendar(datetime.now(UTC), self.settings.billingd.zone)
+        return Calendar(
+            datetime.now(UTC), self.settings.billingd.zone, self.settings.billingd.invoice_due_days
+        )
