@@ -43,6 +43,7 @@ from schema.tables import (
     SUSPENDED_OVERDUE,
     customer_days,
     customers,
+    ledger_entries,
     ledger_lines,
     operators,
     packages,
@@ -379,11 +380,13 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
     per_entry = connection.execute(
         select(
             customer_days.c.entry_id,
+            ledger_entries.c.customer_id.is_(None).label("shared"),
             func.sum(customer_days.c.amount).label("amount"),
             func.count().label("days"),
         )
+        .join(ledger_entries, ledger_entries.c.id == customer_days.c.entry_id)
         .where(future)
-        .group_by(customer_days.c.entry_id)
+        .group_by(customer_days.c.entry_id, ledger_entries.c.customer_id)
     ).all()
     if not per_entry:
         return 0
@@ -395,15 +398,20 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
         levels = cascade.chain_levels(connection, row["operator_id"], row["package_id"])
         lines = []
         for purchase in per_entry:
-            charged = _entry_amounts(connection, purchase.entry_id, row, levels)
-            customer_total, amount = charged.pop(None), int(purchase.amount)
+            amount = int(purchase.amount)
             refunded += amount
             lines.append(
                 cascade.customer_charge_line(connection, row["operator_id"], row["id"], amount, refund=True)
             )
-            amounts = [
-                proportional(charged.get(level.operator_id, 0), amount, customer_total) for level in levels
-            ]
+            if purchase.shared:
+                amounts = _run_day_costs(connection, row, levels, purchase.entry_id, future)
+            else:
+                charged = _entry_amounts(connection, purchase.entry_id, row, levels)
+                customer_total = charged.pop(None)
+                amounts = [
+                    proportional(charged.get(level.operator_id, 0), amount, customer_total)
+                    for level in levels
+                ]
             lines += cascade.operator_lines(connection, levels, amounts, refund=True)
         days = sum(purchase.days for purchase in per_entry)
         ledger.post(
@@ -423,6 +431,23 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
         .values(expires_at=end_of_day(today, calendar.zone))
     )
     return refunded
+
+
+def _run_day_costs(connection: Connection, row, levels, entry_id: int, days) -> list[int]:
+    """What each level paid for this customer's ``days`` of a daily run's entry.
+
+    The run posts one line per operator for all its customers' shares that
+    day, so the line cannot be read as one customer's: each level's share of
+    each day is the day's share of its operator price, as the run computed it.
+    """
+    period_days = _package_of(connection, row).period_days
+    indices = [
+        (day - row["billing_anchor"]).days
+        for day in connection.execute(
+            select(customer_days.c.day).where(days, customer_days.c.entry_id == entry_id)
+        ).scalars()
+    ]
+    return [sum(day_share(level.price, period_days, index) for index in indices) for level in levels]
 
 
 def _entry_amounts(connection: Connection, entry_id: int, row, levels) -> dict:

@@ -219,3 +219,22 @@ def test_monthly_customers_are_invoiced_by_enabled_days(engine):
         paid = connection.execute(select(invoices).where(invoices.c.id == invoice["id"])).mappings().one()
         assert (paid["status"], paid["paid_amount"]) == ("paid", invoice["amount"])
         assert ledger.verify(connection) == []
+
+
+def test_a_refund_of_run_days_gives_each_level_this_customers_share_only(engine):
+    """Defect 4 of issue 12: the run's per-operator line sums every customer's share of the day;
+    a refund read it as one customer's and gave reseller1 four customers' shares back."""
+    with engine.begin() as connection:
+        build(connection)
+        for name in ("a", "b", "c", "d"):
+            reseller1 = add_customer_of(connection, "reseller1", name, on(-30))
+            customers.receive_payment(connection, reseller1, name, money("100"), on(-30))
+        for day in (0, 1, 2):  # day 0 is today; days 1 and 2 are run ahead of time
+            _run(connection, day)
+        before = fund_of(connection, "reseller1")
+        customers.suspend(connection, reseller1, "a", on())
+        # Days 1 and 2 are days 31 and 32 since activation: indices 1 and 2 of the second period.
+        due = day_share(money("400"), 30, 1) + day_share(money("400"), 30, 2)
+        assert fund_of(connection, "reseller1") == before + due
+        assert customer(connection, "a")["wallet_balance"] == money("100") - day_share(money("500"), 30, 0)
+        assert ledger.verify(connection) == []
