@@ -222,6 +222,8 @@ def add_customer(
             pay_cash=True,
             kind="activation",
         )
+    else:
+        invoices.advance_cycle(connection, customer_id, today, actor_id=actor.caller_id, refuse=True)
     record_change(connection, "customer", customer_id)
     _audit(connection, actor, "add", customer_id, username=username, package=package, code=code)
     return show_customer(connection, actor, username)
@@ -563,6 +565,8 @@ def resume(connection: Connection, actor: Actor, username: str, calendar: Calend
     if row["status"] == "active":
         raise RadbillError(f"customer {row['username']} is already active")
     priced = _package_of(connection, row)
+    if priced.billing_type == "monthly":
+        invoices.advance_cycle(connection, row["id"], calendar.today, actor_id=actor.caller_id, refuse=True)
     if priced.billing_type == "daily":
         actor.require("money", "resume daily customers (it charges today's share)")
         if not charge_day(connection, actor, row, calendar):
@@ -609,6 +613,10 @@ def change_package_row(connection: Connection, actor: Actor, row, package: str, 
     if new.billing_type == "monthly" and row["cycle_day"] is None:
         values["cycle_day"] = min(today.day, 28)
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
+    if new.billing_type == "monthly" and row["status"] == "active":
+        invoices.advance_cycle(
+            connection, row["id"], today + timedelta(days=1), actor_id=actor.caller_id, refuse=True
+        )
     if new.billing_type == "daily" and had_period and row["status"] == "active":
         buy_period(
             connection,

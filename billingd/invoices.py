@@ -11,14 +11,23 @@ days' shares.
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from billingd import cascade, ledger
 from billingd.cascade import Level
 from billingd.prices import billing_period, prorated
-from schema.tables import customer_days, customers, invoices, master_packages, package_prices, packages
+from schema.tables import (
+    customer_days,
+    customers,
+    invoices,
+    master_packages,
+    monthly_advances,
+    package_prices,
+    packages,
+)
 
 
 def unbilled_days(connection: Connection, customer_id: int, through: date) -> list[date]:
@@ -47,8 +56,37 @@ def charge(price: int, cycle_day: int, days: list[date]) -> int:
     )
 
 
-def priced_levels(connection: Connection, customer, days: list[date]) -> tuple[int, list[Level], list[int]]:
-    """The customer's amount for ``days`` and each paying level's, at the customer's current package."""
+def open_advances(connection: Connection, customer_id: int, through: date) -> dict[int, int]:
+    """What each prepaid level advanced for the customer's periods starting by ``through``, not yet settled."""
+    rows = connection.execute(
+        select(monthly_advances.c.operator_id, func.sum(monthly_advances.c.amount))
+        .where(
+            monthly_advances.c.customer_id == customer_id,
+            monthly_advances.c.settled_entry_id.is_(None),
+            monthly_advances.c.period_start <= through,
+        )
+        .group_by(monthly_advances.c.operator_id)
+    ).all()
+    return {operator_id: int(amount) for operator_id, amount in rows}
+
+
+@dataclass(frozen=True)
+class Bill:
+    """What a span of a monthly customer's days costs: the customer, and each level net of its advance."""
+
+    amount: int
+    levels: list[Level]
+    owed: list[int]
+    advanced: list[int]
+
+    @property
+    def due(self) -> list[int]:
+        """What each level still pays (negative: what it gets back)."""
+        return [owed - advanced for owed, advanced in zip(self.owed, self.advanced)]
+
+
+def bill(connection: Connection, customer, days: list[date], through: date) -> Bill:
+    """Price ``days`` at the customer's current package, netting the advances of periods begun by ``through``."""
     customer_price = connection.execute(
         select(package_prices.c.customer_price).where(
             package_prices.c.package_id == customer.package_id,
@@ -56,36 +94,68 @@ def priced_levels(connection: Connection, customer, days: list[date]) -> tuple[i
         )
     ).scalar()
     levels = cascade.chain_levels(connection, customer.operator_id, customer.package_id)
-    amounts = [charge(level.price, customer.cycle_day, days) for level in levels]
-    return charge(customer_price, customer.cycle_day, days), levels, amounts
+    advanced = open_advances(connection, customer.id, through)
+    return Bill(
+        charge(customer_price, customer.cycle_day, days),
+        levels,
+        [charge(level.price, customer.cycle_day, days) for level in levels],
+        [advanced.get(level.operator_id, 0) for level in levels],
+    )
+
+
+def _level_lines(connection: Connection, levels: list[Level], due: list[int]):
+    charged = cascade.operator_lines(connection, levels, [max(amount, 0) for amount in due])
+    refunded = cascade.operator_lines(connection, levels, [max(-amount, 0) for amount in due], refund=True)
+    return charged + refunded
+
+
+def _close_advances(connection: Connection, customer_id: int, through: date, entry_id: int) -> None:
+    connection.execute(
+        update(monthly_advances)
+        .where(
+            monthly_advances.c.customer_id == customer_id,
+            monthly_advances.c.settled_entry_id.is_(None),
+            monthly_advances.c.period_start <= through,
+        )
+        .values(settled_entry_id=entry_id)
+    )
 
 
 def invoice_days(
     connection: Connection,
     customer,
     days: list[date],
-    levels: list[Level],
-    amounts: list[int],
-    amount: int,
+    charged: Bill,
     *,
+    through: date,
     issued_on: date,
     due_days: int,
     actor_id: int | None = None,
     what: str = "invoice",
 ) -> int:
-    """Post the invoice of ``days`` (customer and every level), record it, mark the days billed."""
-    lines = [cascade.customer_charge_line(connection, customer.operator_id, customer.id, amount)]
-    lines += cascade.operator_lines(connection, levels, amounts)
+    """Post the invoice of ``days`` (customer and every level, the advances of periods begun by
+    ``through`` settled), record it, mark the days billed. With no days, the advances are given back."""
+    lines = []
+    if days:
+        lines.append(
+            cascade.customer_charge_line(connection, customer.operator_id, customer.id, charged.amount)
+        )
+    lines += _level_lines(connection, charged.levels, charged.due)
+    span = f"{days[0].isoformat()}..{days[-1].isoformat()}" if days else f"no enabled days to {issued_on}"
     entry_id = ledger.post(
         connection,
-        "invoice",
+        "invoice" if days else "advance_refund",
         lines,
         actor_id=actor_id,
         customer_id=customer.id,
         effective_on=issued_on,
-        idempotency_key=f"invoice:{customer.id}:{days[0].isoformat()}",
-        memo=f"{what} {days[0].isoformat()}..{days[-1].isoformat()}",
+        idempotency_key=f"invoice:{customer.id}:{days[0].isoformat()}" if days else None,
+        memo=f"{what} {span}",
     )
+    _close_advances(connection, customer.id, through, entry_id)
+    if not days:
+        return entry_id
+    amount = charged.amount
     prepaid = max(0, min(customer.wallet_balance, amount))
     connection.execute(
         insert(invoices).values(
@@ -108,6 +178,71 @@ def invoice_days(
         .values(entry_id=entry_id)
     )
     return entry_id
+
+
+def advance_cycle(
+    connection: Connection, customer_id: int, first: date, *, actor_id: int | None, refuse: bool
+) -> bool:
+    """The prepaid levels pay a monthly customer's period from ``first`` to its end, at its start.
+
+    Each prepaid level pays its operator price prorated to the days left in the
+    period; postpaid levels are charged on the invoice, in arrears. Nothing if
+    the period is already advanced. A level that cannot cover it refuses the
+    command naming the operator (``refuse``) or, in the run, returns False.
+    """
+    customer = _monthly(connection, customer_id)
+    if customer is None:
+        return True
+    start, end = billing_period(first, customer.cycle_day)
+    if (
+        first >= end
+        or connection.execute(
+            select(monthly_advances.c.id).where(
+                monthly_advances.c.customer_id == customer_id,
+                monthly_advances.c.period_start == start,
+                monthly_advances.c.settled_entry_id.is_(None),
+            )
+        ).first()
+    ):
+        return True
+    days = [first + timedelta(days=i) for i in range((end - first).days)]
+    levels = [
+        level
+        for level in cascade.chain_levels(connection, customer.operator_id, customer.package_id)
+        if level.billing_mode == "prepaid"
+    ]
+    amounts = [charge(level.price, customer.cycle_day, days) for level in levels]
+    if not any(amounts):
+        return True
+    what = f"the month {first.isoformat()}..{days[-1].isoformat()} of customer {customer.username}"
+    if refuse:
+        cascade.require_cover(levels, amounts, what)
+    elif cascade.shortfall(levels, amounts) is not None:
+        return False
+    entry_id = ledger.post(
+        connection,
+        "monthly_advance",
+        cascade.operator_lines(connection, levels, amounts),
+        actor_id=actor_id,
+        customer_id=customer_id,
+        effective_on=first,
+        memo=f"prepaid levels pay {what}",
+    )
+    connection.execute(
+        insert(monthly_advances),
+        [
+            dict(
+                customer_id=customer_id,
+                operator_id=level.operator_id,
+                period_start=start,
+                amount=amount,
+                entry_id=entry_id,
+            )
+            for level, amount in zip(levels, amounts)
+            if amount
+        ],
+    )
+    return True
 
 
 def _monthly(connection: Connection, customer_id: int):
@@ -140,17 +275,16 @@ def settle_to_date(
         ):
             connection.execute(insert(customer_days).values(customer_id=customer_id, day=today, amount=0))
     days = unbilled_days(connection, customer_id, today)
-    if not days:
+    charged = bill(connection, customer, days, today)
+    if not days and not any(charged.advanced):
         return None
-    amount, levels, amounts = priced_levels(connection, customer, days)
-    cascade.require_cover(levels, amounts, f"the {what} of customer {customer.username}")
+    cascade.require_cover(charged.levels, charged.due, f"the {what} of customer {customer.username}")
     return invoice_days(
         connection,
         customer,
         days,
-        levels,
-        amounts,
-        amount,
+        charged,
+        through=today,
         issued_on=today,
         due_days=due_days,
         actor_id=actor_id,

@@ -402,7 +402,8 @@ def _record_enabled_days(connection: Connection, day: date) -> None:
 
 def _issue_invoices(connection: Connection, day: date, settings: BillingdSettings) -> int:
     """On its cycle day a monthly customer is invoiced for its enabled, not yet invoiced days
-    (see :mod:`billingd.invoices`); a level that cannot cover its share has it suspended."""
+    and its prepaid levels pay the new month (see :mod:`billingd.invoices`); a level that
+    cannot cover its share has it suspended."""
     due = connection.execute(
         select(customers)
         .select_from(
@@ -419,24 +420,27 @@ def _issue_invoices(connection: Connection, day: date, settings: BillingdSetting
     ).all()
     issued = 0
     for customer in due:
-        days = invoices.unbilled_days(connection, customer.id, day - timedelta(days=1))
-        if not days:
-            continue
-        amount, levels, amounts = invoices.priced_levels(connection, customer, days)
-        if cascade.shortfall(levels, amounts) is not None:
+        through = day - timedelta(days=1)
+        days = invoices.unbilled_days(connection, customer.id, through)
+        charged = invoices.bill(connection, customer, days, through)
+        if days or any(charged.advanced):
+            if cascade.shortfall(charged.levels, charged.due) is not None:
+                _suspend(connection, customer.id, OPERATOR_FUND, day.isoformat())
+                continue
+            invoices.invoice_days(
+                connection,
+                customer,
+                days,
+                charged,
+                through=through,
+                issued_on=day,
+                due_days=settings.invoice_due_days,
+            )
+            issued += bool(days)
+        if customer.status == "active" and not invoices.advance_cycle(
+            connection, customer.id, day, actor_id=None, refuse=False
+        ):
             _suspend(connection, customer.id, OPERATOR_FUND, day.isoformat())
-            continue
-        invoices.invoice_days(
-            connection,
-            customer,
-            days,
-            levels,
-            amounts,
-            amount,
-            issued_on=day,
-            due_days=settings.invoice_due_days,
-        )
-        issued += 1
     return issued
 
 

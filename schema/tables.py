@@ -298,6 +298,22 @@ customer_days = Table(
     Column("entry_id", ForeignKey("ledger_entries.id")),
 )
 
+# What a prepaid operator paid at the start of a monthly customer's cycle for
+# its days (the first cycle prorated); the invoice of those days settles it:
+# the level gets back the advance and pays its price for the enabled days.
+monthly_advances = Table(
+    "monthly_advances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("period_start", Date, nullable=False),
+    _money("amount"),
+    Column("entry_id", ForeignKey("ledger_entries.id"), nullable=False),
+    Column("settled_entry_id", ForeignKey("ledger_entries.id")),
+    Index("ix_monthly_advances_open", "customer_id", "settled_entry_id"),
+)
+
 # --- the ledger: append-only, double-entry, one book per operator -------------
 
 ledger_accounts = Table(

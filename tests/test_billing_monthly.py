@@ -8,12 +8,15 @@ at the package it was enabled under, for the customer and for reseller1.
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
-from billingd import customers, ledger, packages, runs
+from billingd import customers, ledger, operators, packages, runs
 from billingd.customers import Calendar
+from billingd.prices import day_share
+from schema.errors import RadbillError
 from schema.tables import customer_days, invoices, ledger_accounts, ledger_entries, ledger_lines
-from tests.billing_world import SETTINGS, ZONE, actor, build, customer, money
+from tests.billing_world import SETTINGS, ZONE, actor, build, customer, fund_of, money
 
 FIRST = date(2026, 11, 1)
 
@@ -37,19 +40,22 @@ def _invoiced(connection, username: str) -> int:
     ).scalar()
 
 
-def _reseller_paid_for(connection, username: str) -> int:
-    """What reseller1 paid its parent on the invoices of one customer."""
+def _reseller_paid_for(connection, username: str, *, before: date) -> int:
+    """What reseller1 paid its parent, net, on the entries of one customer effective before a day."""
     cost = ledger_accounts.alias("cost")
-    return connection.execute(
-        select(func.coalesce(func.sum(ledger_lines.c.amount), 0))
-        .join(ledger_entries, ledger_entries.c.id == ledger_lines.c.entry_id)
-        .join(cost, cost.c.id == ledger_lines.c.debit_account_id)
-        .where(
-            ledger_entries.c.customer_id == customer(connection, username)["id"],
-            ledger_entries.c.kind == "invoice",
-            cost.c.code == "cost_of_sales",
-        )
-    ).scalar()
+    entries = select(ledger_entries.c.id).where(
+        ledger_entries.c.customer_id == customer(connection, username)["id"],
+        ledger_entries.c.effective_on < before,
+    )
+
+    def total(side):
+        return connection.execute(
+            select(func.coalesce(func.sum(ledger_lines.c.amount), 0))
+            .join(cost, cost.c.id == side)
+            .where(ledger_lines.c.entry_id.in_(entries), cost.c.code == "cost_of_sales")
+        ).scalar()
+
+    return total(ledger_lines.c.debit_account_id) - total(ledger_lines.c.credit_account_id)
 
 
 def test_leaving_or_changing_package_mid_cycle_bills_the_enabled_days_at_their_package(engine):
@@ -99,10 +105,19 @@ def test_leaving_or_changing_package_mid_cycle_bills_the_enabled_days_at_their_p
             name: money(amount) for name, amount in expected.items()
         }
         # reseller1 pays 800.00 (Office) or 2400.00 (Office Pro) a month: the same days, its prices.
+        # It is prepaid: it paid each month at its start, and the invoices settled the difference.
         expected_level = {"kept": "800", "gone": "560", "to_daily": "560", "up": "1280", "down": "1920"}
-        assert {name: _reseller_paid_for(connection, name) for name in plan} == {
+        december = date(2026, 12, 1)
+        assert {name: _reseller_paid_for(connection, name, before=december) for name in plan} == {
             name: money(amount) for name, amount in expected_level.items()
         }
+        # ...and has paid December for the three still monthly, each at its package.
+        in_advance = {"kept": "800", "gone": "0", "to_daily": "0", "up": "2400", "down": "800"}
+        assert {
+            name: _reseller_paid_for(connection, name, before=december + timedelta(days=1))
+            - _reseller_paid_for(connection, name, before=december)
+            for name in plan
+        } == {name: money(amount) for name, amount in in_advance.items()}
         # Every enabled day is billed once: none is left unbilled before the cycle day.
         assert (
             connection.execute(
@@ -111,5 +126,45 @@ def test_leaving_or_changing_package_mid_cycle_bills_the_enabled_days_at_their_p
                 )
             ).scalar()
             == 0
+        )
+        assert ledger.verify(connection) == []
+
+
+def test_a_prepaid_operator_pays_a_monthly_customers_cycle_at_its_start(engine):
+    """Defect 7 of issue 12: r1's fund stayed 1000.00 until the first invoice, a month later."""
+    with engine.begin() as connection:
+        build(connection, fund={"reseller2": "1000"})
+        reseller2 = actor(connection, "reseller2")
+        # Activated on the 1st: cycle day 1, the whole of November (30 days) at 800.00.
+        customers.add_customer(
+            connection, reseller2, "bob", password="pw", package="Office", calendar=_noon(FIRST)
+        )
+        assert fund_of(connection, "reseller2") == money("200")
+        assert ledger.verify(connection) == []
+    with engine.connect() as connection:
+        before = fund_of(connection, "reseller2")
+    with pytest.raises(
+        RadbillError, match="operator reseller2 cannot cover the month 2026-11-29..2026-12-27"
+    ):
+        with engine.begin() as connection:
+            customers.add_customer(
+                connection,
+                reseller2,
+                "cy",
+                password="pw",
+                package="Office",
+                calendar=_noon(date(2026, 11, 29)),
+            )
+    with engine.begin() as connection:
+        assert fund_of(connection, "reseller2") == before
+        operators.settle(
+            connection, actor(connection, "admin"), "reseller2", money("1000"), mode="prepaid", today=FIRST
+        )
+        customers.add_customer(
+            connection, reseller2, "cy", password="pw", package="Office", calendar=_noon(date(2026, 11, 29))
+        )
+        # Activated on the 29th: cycle day 28; 29 Nov .. 27 Dec are the last 29 of the 30 days of the period from 28 Nov to 28 Dec.
+        assert fund_of(connection, "reseller2") == before + money("1000") - sum(
+            day_share(money("800"), 30, i) for i in range(1, 30)
         )
         assert ledger.verify(connection) == []
