@@ -223,6 +223,7 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
         raise RadbillError(
             "package cards are for daily-billed packages; use a value card for monthly customers"
         )
+    customers.require_renewable(row)
     last_paid = customers.last_paid_day(connection, row["id"])
     start = max(calendar.today, last_paid + timedelta(days=1)) if last_paid else calendar.today
     entry_id = customers.buy_period(

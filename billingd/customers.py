@@ -486,10 +486,7 @@ def renew_row(connection: Connection, actor: Actor, row, calendar: Calendar, *, 
         raise RadbillError(
             f"customer {row['username']} is billed monthly: its invoices are paid with customer pay"
         )
-    if row["status"] == "suspended" and row["status_reason"] not in SELF_CLEARING:
-        raise RadbillError(
-            f"customer {row['username']} is suspended ({row['status_reason']}); resume it first"
-        )
+    require_renewable(row)
     last_paid = last_paid_day(connection, row["id"])
     start = max(calendar.today, last_paid + timedelta(days=1)) if last_paid else calendar.today
     entry_id = buy_period(
@@ -506,6 +503,14 @@ def renew_row(connection: Connection, actor: Actor, row, calendar: Calendar, *, 
     renewed(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     _audit(connection, actor, "renew", row["id"], entry=entry_id, start=start.isoformat(), cash=cash)
+
+
+def require_renewable(row) -> None:
+    """A renewal (or a package card) does not lift a suspension it did not cause."""
+    if row["status"] == "suspended" and row["status_reason"] not in SELF_CLEARING:
+        raise RadbillError(
+            f"customer {row['username']} is suspended ({row['status_reason']}); resume it first"
+        )
 
 
 def renewed(connection: Connection, row, calendar: Calendar) -> None:

@@ -54,6 +54,22 @@ def test_a_package_card_buys_a_period_with_the_cascade(engine):
         assert ledger.verify(connection) == []
 
 
+def test_a_package_card_does_not_lift_a_manual_suspension(engine):
+    """Defect 8 of issue 12: a package card renewed a customer that customer renew refuses."""
+    with engine.begin() as connection:
+        build(connection)
+        sub1 = add_customer_of(connection, "sub1", "carol", on())
+        issued = cards.create_batch(connection, sub1, 1, package="Home 10M")
+        customers.suspend(connection, sub1, "carol", on())
+    with pytest.raises(RadbillError, match=r"carol is suspended \(manual\); resume it first"):
+        with engine.begin() as connection:
+            cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(1))
+    with engine.connect() as connection:
+        assert customer(connection, "carol")["status"] == "suspended"
+        card = connection.execute(select(recharge_cards.c.status)).scalar()
+        assert card == "new"
+
+
 def test_a_card_is_only_for_its_operators_customers(engine):
     with engine.begin() as connection:
         build(connection)
