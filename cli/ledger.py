@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from billingd import ledger
+from billingd import corrections, ledger
 from cli.context import Context
 from cli.params import ROW_ID
 from schema.errors import RadbillError
@@ -42,12 +42,12 @@ def _require_admin_side(actor, what: str) -> None:
 @click.option("--memo", default="", help="Why (kept in the entry).")
 @click.pass_obj
 def reverse(obj: Context, entry: int, memo: str) -> None:
-    """Post the exact opposite of an entry (the admin's correction)."""
+    """Post the exact opposite of an entry (the admin's correction), its consequences carried."""
     with obj.engine.begin() as connection:
         actor = obj.actor(connection)
         actor.require("money", "reverse ledger entries")
         _require_admin_side(actor, "reverse ledger entries")
-        reversal = ledger.reverse(connection, entry, actor_id=actor.caller_id, memo=memo)
+        reversal = corrections.reverse_entry(connection, actor.caller_id, entry, obj.calendar(), memo)
     click.echo(f"entry #{reversal} reverses entry #{entry}")
 
 
