@@ -33,19 +33,34 @@ class Level:
     price: int  # the operator price its parent set for this package
 
 
-def chain_levels(connection: Connection, owner_id: int, package_id: int) -> list[Level]:
-    """The paying levels above a customer, nearest first, their rows locked.
+def lock_chain(connection: Connection, owner_id: int) -> dict[int, dict]:
+    """Lock an operator and its ancestors (PostgreSQL), in id order; their rows by id, and the chain.
 
-    Locks (PostgreSQL) are taken in id order so that two concurrent sales in
-    one tree cannot deadlock; SQLite serialises writers at BEGIN IMMEDIATE.
+    The one lock order of money (issue 12): operators in id order, then
+    customers. Every command that changes a customer or moves money locks its
+    owner's chain first, and the daily run locks every operator before it
+    touches a customer, so a command and a run cannot wait for each other in
+    a circle. SQLite serialises writers at BEGIN IMMEDIATE.
     """
     chain = ancestor_ids(connection, owner_id)
     rows = {
-        row.id: row
+        row["id"]: row
         for row in connection.execute(
             select(operators).where(operators.c.id.in_(chain)).order_by(operators.c.id).with_for_update()
         ).mappings()
     }
+    return {operator_id: rows[operator_id] for operator_id in chain}
+
+
+def lock_all_operators(connection: Connection) -> None:
+    """The daily run's first lock: every operator, in id order (see :func:`lock_chain`)."""
+    connection.execute(select(operators.c.id).order_by(operators.c.id).with_for_update()).all()
+
+
+def chain_levels(connection: Connection, owner_id: int, package_id: int) -> list[Level]:
+    """The paying levels above a customer, nearest first, their rows locked (:func:`lock_chain`)."""
+    rows = lock_chain(connection, owner_id)
+    chain = list(rows)
     prices = dict(
         connection.execute(
             select(package_prices.c.operator_id, package_prices.c.operator_price).where(

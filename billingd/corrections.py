@@ -40,7 +40,6 @@ _FOLLOWERS = {
     "monthly_advance": "a monthly advance is settled by the invoice of its month",
     "advance_refund": "it settles a monthly advance",
     "refund": "a refund follows the days it gave back",
-    "reversal": "it is itself a reversal; post a new entry instead",
 }
 
 
@@ -48,11 +47,7 @@ def reverse_entry(
     connection: Connection, actor_id: int | None, entry_id: int, calendar: Calendar, memo: str = ""
 ) -> int:
     """Reverse one entry and carry its consequences, or refuse naming why; returns the reversal."""
-    entry = (
-        connection.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id)).mappings().first()
-    )
-    if entry is None:
-        raise RadbillError(f"no ledger entry #{entry_id}")
+    entry = ledger.reversible(connection, entry_id)
     if entry["kind"] in _FOLLOWERS:
         raise RadbillError(
             f"ledger entry #{entry_id} ({entry['kind']}) is not reversed: {_FOLLOWERS[entry['kind']]}"

@@ -108,6 +108,7 @@ def changeable_customer(
     actor.require("customers.change", what)
     if money:
         actor.require("money", what)
+    cascade.lock_chain(connection, _row(connection, username)["operator_id"])
     row = _row(connection, username, lock=True)
     require_changeable(connection, actor, row["operator_id"], f"customer {row['username']}")
     if row["deleted_at"] is not None and not deleted_ok:
@@ -165,11 +166,7 @@ def add_customer(
     if connection.execute(select(customers.c.id).where(customers.c.username == username)).first():
         raise RadbillError(f"username {username!r} is taken")
     priced = priced_package(connection, owner_id, package)
-    owner = (
-        connection.execute(select(operators).where(operators.c.id == owner_id).with_for_update())
-        .mappings()
-        .one()
-    )
+    owner = cascade.lock_chain(connection, owner_id)[owner_id]
     if owner["parent_id"] is not None and owner["billing_mode"] == "prepaid":
         cheapest = cheapest_operator_price(connection, owner_id)
         if cheapest is not None and owner["fund_balance"] + owner["credit_limit"] < cheapest:

@@ -27,6 +27,7 @@ from datetime import date
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, literal, or_, select, text, update
 
+from billingd import reconcile
 from schema.engine import bulk_insert, rows_among
 from schema.errors import RadbillError
 from schema.tables import customers, ledger_accounts, ledger_entries, ledger_lines, operators
@@ -205,8 +206,8 @@ def _apply_to_caches(connection: Connection, lines: list[Line]) -> None:
         )
 
 
-def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo: str = "") -> int:
-    """Post the mirror image of an entry: the only way to correct the ledger."""
+def reversible(connection: Connection, entry_id: int):
+    """The entry, if it exists, is not a reversal and was not reversed yet; else a clear refusal."""
     original = (
         connection.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id)).mappings().first()
     )
@@ -219,6 +220,12 @@ def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo
         raise RadbillError(f"ledger entry #{entry_id} was already reversed by entry #{already}")
     if original["reverses_entry_id"] is not None:
         raise RadbillError(f"ledger entry #{entry_id} is itself a reversal; post a new entry instead")
+    return original
+
+
+def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo: str = "") -> int:
+    """Post the mirror image of an entry: the only way to correct the ledger."""
+    original = reversible(connection, entry_id)
     rows = connection.execute(select(ledger_lines).where(ledger_lines.c.entry_id == entry_id)).mappings()
     lines = [
         Line(row["book_operator_id"], row["credit_account_id"], row["debit_account_id"], row["amount"])
@@ -274,7 +281,8 @@ def verify(connection: Connection) -> list[str]:
     Checks: each line stays inside its book; each book's trial balance is
     zero; each customer's cached wallet equals its wallet account; each
     operator's cached fund equals its ``fund`` account and the parent's
-    mirror ``child:`` account; each reversal mirrors its original exactly.
+    mirror ``child:`` account; each reversal mirrors its original exactly;
+    and the tables outside the ledger agree with it (:mod:`billingd.reconcile`).
     """
     problems: list[str] = []
     debit_account = ledger_accounts.alias("debit_account")
@@ -370,6 +378,7 @@ def verify(connection: Connection) -> list[str]:
             )
 
     problems += _check_reversals(connection)
+    problems += reconcile.problems(connection)
     return problems
 
 

@@ -32,12 +32,12 @@ from sqlalchemy import (
     column,
     delete,
     func,
-    insert,
     select,
     table,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from billingd import cascade, invoices, ledger
 from billingd.cascade import Level
@@ -114,14 +114,20 @@ def prune_postauth(connection: Connection, now: datetime, keep_days: int) -> int
 
 
 def run_day(connection: Connection, day: date, settings: BillingdSettings, *, now: datetime) -> DayResult:
-    """Do one day's work, unless it is already done."""
-    done = connection.execute(select(billing_runs).where(billing_runs.c.day == day)).mappings().first()
-    if done is not None and done["finished_at"] is not None:
+    """Do one day's work, unless it is already done.
+
+    Claiming the day is an INSERT that does nothing on conflict: a second run
+    of the same day at the same moment waits (PostgreSQL) for the first to
+    commit, then finds the day done instead of failing on the primary key.
+    """
+    claim = _insert_or_nothing(connection)(billing_runs).values(day=day, started_at=now)
+    claimed = connection.execute(claim.on_conflict_do_nothing().returning(billing_runs.c.day)).first()
+    done = connection.execute(select(billing_runs).where(billing_runs.c.day == day)).mappings().one()
+    if not claimed and done["finished_at"] is not None:
         return DayResult(
             day, done["customers_charged"], done["customers_suspended"], done["amount_charged"], 0, True
         )
-    if done is None:
-        connection.execute(insert(billing_runs).values(day=day, started_at=now))
+    cascade.lock_all_operators(connection)
     charged, suspended, amount = _daily_charges(connection, day, settings.zone)
     _record_enabled_days(connection, day)
     invoiced = _issue_invoices(connection, day, settings)
@@ -146,6 +152,11 @@ def run_day(connection: Connection, day: date, settings: BillingdSettings, *, no
         invoiced,
     )
     return DayResult(day, charged, suspended, amount, invoiced)
+
+
+def _insert_or_nothing(connection: Connection):
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
 def _day_index(connection: Connection) -> str:

@@ -1,11 +1,12 @@
 """`ledger reverse` carries its consequences forward, or refuses with a reason (issue 12, defect 3)."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from billingd import corrections, customers, ledger, operators, runs
 from schema.errors import RadbillError
 from schema.tables import customer_days, invoices, ledger_entries
+from schema.tables import customers as customers_table
 from tests.billing_world import (
     NOW,
     SETTINGS,
@@ -106,3 +107,33 @@ def test_the_daily_runs_entry_and_monthly_invoices_are_not_reversed(engine):
             corrections.reverse_entry(
                 connection, _admin(connection), _entry(connection, "daily_charge"), on()
             )
+
+
+def test_verify_reconciles_what_lives_outside_the_ledger(engine):
+    """What defects 1, 3 and 4 left behind: verify names each (the ledger alone balanced)."""
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = add_customer_of(connection, "reseller1", "alice", on())
+        add_customer_of(connection, "reseller1", "dave", on(), package="Office")
+        for day in range(1, 32):
+            runs.run_day(connection, on(day).today, SETTINGS, now=on(day).now)
+        customers.receive_payment(connection, reseller1, "dave", money("1000"), on(31), reference="R1")
+        assert ledger.verify(connection) == []
+        # Defect 3 as it was: the bare ledger reversal of an activation and of a payment.
+        ledger.reverse(connection, _entry(connection, "activation", "alice"), actor_id=None)
+        ledger.reverse(connection, _entry(connection, "customer_payment", "dave"), actor_id=None)
+        # Defect 1 as it was: a monthly customer deleted with enabled days never invoiced.
+        dave = customer(connection, "dave")
+        connection.execute(insert(customer_days).values(customer_id=dave["id"], day=on(32).today, amount=0))
+        connection.execute(
+            update(customers_table).where(customers_table.c.id == dave["id"]).values(deleted_at=NOW)
+        )
+        problems = ledger.verify(connection)
+        assert any(
+            "(activation) was reversed by" in problem and "still pays days" in problem for problem in problems
+        )
+        assert any("customer dave: wallet owes" in problem for problem in problems)
+        assert any(
+            "customer dave:" in problem and "are not invoiced and never will be" in problem
+            for problem in problems
+        )

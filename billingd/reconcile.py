@@ -1,0 +1,203 @@
+"""What lives outside the ledger, reconciled with it: part of ``radbill ledger verify``.
+
+The ledger proves that every book balances; these checks prove that the
+tables the rest of radbill reads agree with it: the paid days, the monthly
+days still to invoice, the invoices' settlement, the payments and the kinds
+of the accounts. Each is one aggregate query, so verify stays one pass over
+the tables however many customers there are.
+"""
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from schema.tables import (
+    customer_days,
+    customers,
+    invoices,
+    ledger_accounts,
+    ledger_entries,
+    ledger_lines,
+    master_packages,
+    packages,
+    payments,
+)
+
+# The kind every account code must have (the prefix before ":" for per-customer and per-child accounts).
+ACCOUNT_KINDS = {
+    "cash": "asset",
+    "sales": "income",
+    "cost_of_sales": "expense",
+    "wholesale": "income",
+    "wallet": "liability",
+    "fund": "asset",
+    "child": "liability",
+}
+
+
+def problems(connection: Connection) -> list[str]:
+    return (
+        _account_kinds(connection)
+        + _paid_days(connection)
+        + _unbilled_days(connection)
+        + _invoice_settlement(connection)
+        + _payments(connection)
+    )
+
+
+def _account_kinds(connection: Connection) -> list[str]:
+    found = []
+    for account_id, book, code, kind in connection.execute(
+        select(
+            ledger_accounts.c.id,
+            ledger_accounts.c.book_operator_id,
+            ledger_accounts.c.code,
+            ledger_accounts.c.kind,
+        )
+    ):
+        expected = ACCOUNT_KINDS.get(code.split(":")[0])
+        if expected != kind:
+            found.append(
+                f"account #{account_id} {code} of operator #{book} is {kind}, not {expected or 'a known code'}"
+            )
+    return found
+
+
+def _wallet_charges():
+    """Per entry: what it charged customers' wallets (wallet debited, sales credited)."""
+    wallet, sales = ledger_accounts.alias("wallet"), ledger_accounts.alias("sales")
+    return (
+        select(ledger_lines.c.entry_id, func.sum(ledger_lines.c.amount).label("charged"))
+        .join(wallet, wallet.c.id == ledger_lines.c.debit_account_id)
+        .join(sales, sales.c.id == ledger_lines.c.credit_account_id)
+        .where(wallet.c.customer_id.is_not(None), sales.c.code == "sales")
+        .group_by(ledger_lines.c.entry_id)
+        .subquery("charges")
+    )
+
+
+def _paid_days(connection: Connection) -> list[str]:
+    """Paid days add up to no more than their entry charged, and no reversed entry pays a day."""
+    charges = _wallet_charges()
+    reversal = ledger_entries.alias("reversal")
+    rows = connection.execute(
+        select(
+            customer_days.c.entry_id,
+            ledger_entries.c.kind,
+            func.sum(customer_days.c.amount).label("days"),
+            func.max(func.coalesce(charges.c.charged, 0)).label("charged"),
+            func.max(reversal.c.id).label("reversed_by"),
+        )
+        .join(ledger_entries, ledger_entries.c.id == customer_days.c.entry_id)
+        .outerjoin(charges, charges.c.entry_id == customer_days.c.entry_id)
+        .outerjoin(reversal, reversal.c.reverses_entry_id == customer_days.c.entry_id)
+        .where(ledger_entries.c.kind != "invoice")
+        .group_by(customer_days.c.entry_id, ledger_entries.c.kind)
+    ).all()
+    found = []
+    for row in rows:
+        if row.reversed_by is not None:
+            found.append(
+                f"entry #{row.entry_id} ({row.kind}) was reversed by #{row.reversed_by} but still pays days"
+            )
+        elif row.days > row.charged:
+            found.append(
+                f"entry #{row.entry_id} ({row.kind}) pays days worth {row.days} but charged {row.charged}"
+            )
+    return found
+
+
+def _unbilled_days(connection: Connection) -> list[str]:
+    """An enabled monthly day waits for an invoice only while its customer is monthly, not deleted,
+    and the day is in the current billing month: otherwise nobody will ever bill it."""
+    monthly = (
+        select(customers.c.id)
+        .join(packages, packages.c.id == customers.c.package_id)
+        .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+        .where(master_packages.c.billing_type == "monthly", customers.c.deleted_at.is_(None))
+    )
+    rows = connection.execute(
+        select(customers.c.username, func.count().label("days"), func.min(customer_days.c.day).label("first"))
+        .join(customers, customers.c.id == customer_days.c.customer_id)
+        .where(customer_days.c.entry_id.is_(None), customer_days.c.customer_id.not_in(monthly))
+        .group_by(customers.c.username)
+    ).all()
+    return [
+        f"customer {row.username}: {row.days} enabled days from {row.first} are not invoiced and never will be "
+        "(deleted, or no longer on a monthly package)"
+        for row in rows
+    ]
+
+
+def _invoice_settlement(connection: Connection) -> list[str]:
+    """What a wallet owes (below zero) is open on its invoices: a paid invoice was paid."""
+    unpaid = (
+        select(
+            invoices.c.customer_id,
+            func.sum(invoices.c.amount - invoices.c.paid_amount).label("unpaid"),
+        )
+        .where(invoices.c.status != "void")
+        .group_by(invoices.c.customer_id)
+        .subquery("unpaid")
+    )
+    rows = connection.execute(
+        select(
+            customers.c.username,
+            customers.c.wallet_balance,
+            func.coalesce(unpaid.c.unpaid, 0).label("unpaid"),
+        )
+        .outerjoin(unpaid, unpaid.c.customer_id == customers.c.id)
+        .where(
+            customers.c.wallet_balance < 0, -customers.c.wallet_balance > func.coalesce(unpaid.c.unpaid, 0)
+        )
+    ).all()
+    found = [
+        f"customer {row.username}: wallet owes {-row.wallet_balance} but only {row.unpaid} is open on its invoices"
+        for row in rows
+    ]
+    found += [
+        f"invoice {number}: status {status} but {paid} of {amount} paid"
+        for number, status, paid, amount in connection.execute(
+            select(invoices.c.number, invoices.c.status, invoices.c.paid_amount, invoices.c.amount).where(
+                or_(
+                    and_(invoices.c.status == "paid", invoices.c.paid_amount != invoices.c.amount),
+                    and_(invoices.c.status == "open", invoices.c.paid_amount == invoices.c.amount),
+                )
+            )
+        )
+    ]
+    return found
+
+
+def _payments(connection: Connection) -> list[str]:
+    """Every payment is in its entry: cash received by the payee, the same amount."""
+    cash = ledger_accounts.alias("cash")
+    received = (
+        select(
+            ledger_lines.c.entry_id,
+            ledger_lines.c.book_operator_id,
+            func.sum(ledger_lines.c.amount).label("amount"),
+        )
+        .join(cash, cash.c.id == ledger_lines.c.debit_account_id)
+        .where(cash.c.code == "cash")
+        .group_by(ledger_lines.c.entry_id, ledger_lines.c.book_operator_id)
+        .subquery("received")
+    )
+    rows = connection.execute(
+        select(
+            payments.c.id,
+            payments.c.entry_id,
+            payments.c.amount,
+            func.coalesce(received.c.amount, 0).label("cash"),
+        )
+        .outerjoin(
+            received,
+            and_(
+                received.c.entry_id == payments.c.entry_id,
+                received.c.book_operator_id == payments.c.payee_operator_id,
+            ),
+        )
+        .where(or_(payments.c.entry_id.is_(None), payments.c.amount != func.coalesce(received.c.amount, 0)))
+    ).all()
+    return [
+        f"payment #{row.id} of {row.amount} but its entry #{row.entry_id} shows {row.cash} received in cash"
+        for row in rows
+    ]
