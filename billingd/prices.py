@@ -9,6 +9,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import BigInteger, Integer, literal_column
+from sqlalchemy.dialects import sqlite
+
 from schema.errors import RadbillError
 
 MINOR_DIGITS = 2
@@ -55,6 +58,22 @@ def day_share(price: int, period_days: int, index: int) -> int:
     """
     i = index % period_days
     return price * (i + 1) // period_days - price * i // period_days
+
+
+def day_share_sql(price: str, period_days: str, index: str) -> str:
+    """:func:`day_share` as SQL over the named integer columns, for the set-based daily run.
+
+    Rendered from :func:`day_share` itself (SQLAlchemy integer expressions
+    support ``*``, ``//`` and ``%``), so the formula is written once.
+    Integer division is the same on SQLite and PostgreSQL for these
+    non-negative operands.
+    """
+    expression = day_share(
+        literal_column(price, BigInteger),
+        literal_column(period_days, Integer),
+        literal_column(index, Integer),
+    )
+    return str(expression.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
 
 
 def prorated(price: int, period_days: int, indices: Iterable[int]) -> int:

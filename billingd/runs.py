@@ -43,7 +43,7 @@ from billingd import cascade, invoices, ledger
 from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE
 from billingd.enforcement import cut_off, restore
-from billingd.prices import end_of_day
+from billingd.prices import day_share_sql, end_of_day
 from schema.changes import prune_changes, record_change, record_changes
 from schema.engine import as_utc
 from schema.outbox import enqueue_selected
@@ -166,10 +166,6 @@ def _day_index(connection: Connection) -> str:
     return "(CAST(:day AS DATE) - c.billing_anchor)"
 
 
-def _share(price: str, index: str, days: str) -> str:
-    return f"(({price}) * (({index}) + 1) / ({days}) - ({price}) * ({index}) / ({days}))"
-
-
 _TYPED_PARAMETERS = {"day": Date(), "end": DateTime(timezone=True)}
 
 
@@ -200,7 +196,7 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
         SELECT id AS customer_id, owner_id, package_id, wallet_id, n, idx, was_active, share,
                CASE WHEN share > wallet_balance THEN {_FAILED_WALLET} ELSE 0 END AS failed
         FROM (SELECT id, owner_id, package_id, wallet_id, wallet_balance, n, idx, was_active,
-                     {_share("price", "idx", "n")} AS share
+                     {day_share_sql("price", "n", "idx")} AS share
         FROM (SELECT c.id, c.operator_id AS owner_id, c.package_id, c.wallet_balance, m.period_days AS n,
                      {_day_index(connection)} % m.period_days AS idx, pp.customer_price AS price,
                      CASE WHEN c.status = 'active' THEN 1 ELSE 0 END AS was_active, w.id AS wallet_id
@@ -253,7 +249,7 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
             text("INSERT INTO run_chain VALUES (:owner_id, :package_id, :level_id, :parent_id, :price)"),
             chain_rows,
         )
-    level_share = _share("ch.price", "r.idx", "r.n")
+    level_share = day_share_sql("ch.price", "r.n", "r.idx")
     needs = dict(
         connection.execute(
             text(f"""
