@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
-from billingd.prices import check_amount
+from billingd.prices import check_amount, format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import Forbidden, RadbillError, require_one_of
@@ -202,8 +202,12 @@ def assign_package(
     operator_price: int,
     customer_price: int | None = None,
     visibility: str | None = None,
+    below_cost: bool = False,
 ) -> PricedPackage:
-    """Give a child operator a package at its own prices (or change them)."""
+    """Give a child operator a package at its own prices (or change them).
+
+    Selling below cost (the child pays its parent more than its customers pay
+    it) is refused unless ``below_cost`` says it is meant."""
     actor.require("packages.change", "assign packages")
     _check_prices(customer_price, operator_price)
     child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
@@ -229,6 +233,11 @@ def assign_package(
     )
     if visibility is not None:
         values["visibility"] = visibility
+    if values["operator_price"] > values["customer_price"] and not below_cost:
+        raise RadbillError(
+            f"{to_login} would pay {format_amount(operator_price)} for {name} and sell it for "
+            f"{format_amount(values['customer_price'])}: selling below cost needs --below-cost"
+        )
     if existing is None:
         values.setdefault("visibility", parent_price.visibility)
         price_id = connection.execute(
@@ -251,6 +260,7 @@ def assign_package(
         to=to_login,
         operator_price=operator_price,
         customer_price=values["customer_price"],
+        below_cost=values["operator_price"] > values["customer_price"],
     )
     return priced_package(connection, child["id"], name)
 

@@ -200,8 +200,11 @@ def package_add(obj: Context, name, master, customer_price, operator_price, visi
 @click.option("--operator-price", type=AMOUNT, required=True, help="What it pays you per period.")
 @click.option("--customer-price", type=AMOUNT, help="What its customers pay (default: yours).")
 @click.option("--visibility", type=click.Choice(VISIBILITIES))
+@click.option("--below-cost", is_flag=True, help="Allow an operator price above the customer price.")
 @click.pass_obj
-def package_assign(obj: Context, package, to_login, operator_price, customer_price, visibility) -> None:
+def package_assign(
+    obj: Context, package, to_login, operator_price, customer_price, visibility, below_cost
+) -> None:
     """Let a child operator sell a package, at its own price."""
     with obj.engine.begin() as connection:
         domain.assign_package(
@@ -212,6 +215,7 @@ def package_assign(obj: Context, package, to_login, operator_price, customer_pri
             operator_price=operator_price,
             customer_price=customer_price,
             visibility=visibility,
+            below_cost=below_cost,
         )
     click.echo(f"{to_login} may sell {package}")
 

@@ -165,6 +165,18 @@ def test_a_postpaid_operator_owes_at_most_its_credit_limit(engine):
         assert ledger.verify(connection) == []
 
 
+def test_selling_below_cost_is_refused_unless_flagged(engine):
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = actor(connection, "reseller1")
+        with pytest.raises(RadbillError, match="sub1 would pay 600.00 for Home 10M and sell it for 500.00"):
+            packages.assign_package(connection, reseller1, "Home 10M", "sub1", operator_price=money("600"))
+        priced = packages.assign_package(
+            connection, reseller1, "Home 10M", "sub1", operator_price=money("600"), below_cost=True
+        )
+        assert (priced.operator_price, priced.customer_price) == (money("600"), money("500"))
+
+
 def test_renewal_starts_at_the_later_of_today_and_expiry(engine):
     with engine.begin() as connection:
         build(connection)

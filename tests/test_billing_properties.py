@@ -89,7 +89,9 @@ def _build(connection, hierarchy) -> list[str]:
                 select(operators_table.c.id).where(operators_table.c.login == parent_login)
             ).scalar()
             base = packages.priced_package(connection, parent_price, name).operator_price
-            packages.assign_package(connection, parent, name, login, operator_price=base + level["markup"])
+            packages.assign_package(
+                connection, parent, name, login, operator_price=base + level["markup"], below_cost=True
+            )
         if level["fund"]:
             operators.settle(connection, parent, login, level["fund"], mode=level["mode"], today=TODAY)
         sellers.append(login)
