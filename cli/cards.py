@@ -23,7 +23,7 @@ def card_group() -> None:
 @click.option("--distributor", metavar="LOGIN", help="The card distributor who sells them.")
 @click.pass_obj
 def batch(obj: Context, count: int, value, package, distributor) -> None:
-    """Issue a batch of cards (prints the PINs)."""
+    """Issue a batch of cards (prints the PINs: the only time they are shown)."""
     with obj.engine.begin() as connection:
         issued = cards.create_batch(
             connection, obj.actor(connection), count, value=value, package=package, distributor=distributor
@@ -41,7 +41,7 @@ def list_(obj: Context, batch, status) -> None:
         rows = cards.list_cards(connection, obj.actor(connection), batch=batch, status=status)
     emit_table(
         [shown(row, "value") for row in rows],
-        ["serial", "pin", "status", "batch", "value", "package", "operator", "redeemed_at"],
+        ["serial", "status", "batch", "value", "package", "operator", "redeemed_at"],
     )
 
 
@@ -54,6 +54,16 @@ def redeem(obj: Context, pin: str, username: str) -> None:
     with obj.engine.begin() as connection:
         redeemed = cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar())
     emit_record(shown(redeemed, "wallet_balance"))
+
+
+@card_group.command("void")
+@click.argument("batch", type=ROW_ID)
+@click.pass_obj
+def void(obj: Context, batch: int) -> None:
+    """Void a batch's unused cards (a lost or stolen batch): they redeem nothing."""
+    with obj.engine.begin() as connection:
+        voided = cards.void_batch(connection, obj.actor(connection), batch)
+    click.echo(f"{voided} card(s) voided")
 
 
 COMMANDS = [card_group]
