@@ -720,6 +720,50 @@ def receive(
     return entry_id
 
 
+def pay_out(
+    connection: Connection,
+    actor: Actor,
+    username: str,
+    amount: int,
+    calendar: Calendar,
+    *,
+    method: str = "cash",
+    reference: str | None = None,
+) -> dict:
+    """Hand a customer its wallet balance (or part of it) back: a leaving subscriber's credit is not
+    a liability for ever. The wallet is debited, the owner's cash credited."""
+    row = changeable_customer(
+        connection, actor, username, "pay out customer wallets", money=True, deleted_ok=True
+    )
+    if amount <= 0:
+        raise RadbillError("the amount must be more than zero")
+    if amount > row["wallet_balance"]:
+        raise RadbillError(
+            f"customer {row['username']}'s wallet holds {format_amount(row['wallet_balance'])}: "
+            f"it cannot pay out {format_amount(amount)}"
+        )
+    owner = row["operator_id"]
+    entry_id = ledger.post(
+        connection,
+        "payout",
+        [
+            ledger.Line(
+                owner,
+                ledger.account_id(connection, owner, ledger.wallet_code(row["id"])),
+                ledger.account_id(connection, owner, "cash"),
+                amount,
+            )
+        ],
+        actor_id=actor.caller_id,
+        customer_id=row["id"],
+        effective_on=calendar.today,
+        memo=f"wallet paid out ({method}{', ' + reference if reference else ''})",
+    )
+    record_change(connection, "customer", row["id"])
+    _audit(connection, actor, "payout", row["id"], amount=amount, method=method, entry=entry_id)
+    return show_customer(connection, actor, username)
+
+
 def delete_customer(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Soft-delete: unused days refunded per policy, service cut, restorable."""
     row = changeable_customer(connection, actor, username, "delete customers")

@@ -216,4 +216,25 @@ _payment("topup", "Add money to a customer's wallet (reactivates an expired dail
 _payment("pay", "Record a customer's payment; settles open invoices oldest first (partial payments too).")
 
 
+@customer_group.command("payout")
+@click.argument("username")
+@click.argument("amount", type=AMOUNT)
+@payment_options
+@click.pass_obj
+def payout(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
+    """Pay a customer's wallet balance (or part of it) back to it, e.g. when it leaves."""
+    with obj.engine.begin() as connection:
+        _emit(
+            domain.pay_out(
+                connection,
+                obj.actor(connection),
+                username,
+                amount,
+                obj.calendar(),
+                method=method,
+                reference=reference,
+            )
+        )
+
+
 COMMANDS = [customer_group]

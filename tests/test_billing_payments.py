@@ -63,3 +63,17 @@ def test_the_database_refuses_a_repeated_reference(engine):
             connection.execute(insert(payments).values(**row))
     with engine.connect() as connection:
         assert len(connection.execute(select(payments).where(payments.c.reference == "X1")).all()) == 1
+
+
+def test_a_leaving_customers_wallet_is_paid_out(engine):
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = add_customer_of(connection, "reseller1", "c0", on())
+        customers.receive_payment(connection, reseller1, "c0", money("120"), on())
+        customers.delete_customer(connection, reseller1, "c0", on())
+        with pytest.raises(RadbillError, match="wallet holds .* cannot pay out 9999.00"):
+            customers.pay_out(connection, reseller1, "c0", money("9999"), on())
+        held = customer(connection, "c0")["wallet_balance"]
+        customers.pay_out(connection, reseller1, "c0", held, on(), method="bkash", reference="OUT1")
+        assert customer(connection, "c0")["wallet_balance"] == 0
+        assert ledger.verify(connection) == []
