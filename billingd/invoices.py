@@ -19,14 +19,19 @@ from sqlalchemy import Connection, func, insert, select, update
 from billingd import cascade, ledger
 from billingd.cascade import Level
 from billingd.prices import billing_period, prorated
+from billingd.tenancy import Actor, require_visible, visible_operator_ids
+from schema.errors import RadbillError
+from schema.identity import canonical_username
 from schema.tables import (
     customer_days,
     customers,
     invoices,
     master_packages,
     monthly_advances,
+    operators,
     package_prices,
     packages,
+    payments,
 )
 
 
@@ -325,3 +330,54 @@ def has_overdue(connection: Connection, customer_id: int, today: date) -> bool:
         ).first()
         is not None
     )
+
+
+# --- read models: payment receipts, taking an Actor (invoices: billingd.reports) ------
+
+
+def _payment_query():
+    payer = operators.alias("payer")
+    payee = operators.alias("payee")
+    return select(
+        payments.c.id.label("receipt"),
+        payments.c.created_at.label("received_at"),
+        func.coalesce(customers.c.username, payer.c.login).label("payer"),
+        payee.c.login.label("payee"),
+        payments.c.amount,
+        payments.c.method,
+        payments.c.reference,
+        payments.c.entry_id.label("entry"),
+        payments.c.payee_operator_id,
+    ).select_from(
+        payments.join(payee, payee.c.id == payments.c.payee_operator_id)
+        .outerjoin(customers, customers.c.id == payments.c.customer_id)
+        .outerjoin(payer, payer.c.id == payments.c.payer_operator_id)
+    )
+
+
+def _receipt(row) -> dict:
+    view = dict(row)
+    del view["payee_operator_id"]
+    return view
+
+
+def receipt(connection: Connection, actor: Actor, payment_id: int) -> dict:
+    """A receipt for one payment received: who paid whom, how much, how, and its ledger entry."""
+    actor.require("money", "see payment receipts")
+    row = connection.execute(_payment_query().where(payments.c.id == payment_id)).mappings().first()
+    if row is None:
+        raise RadbillError(f"no payment #{payment_id}")
+    require_visible(connection, actor, row["payee_operator_id"], f"payment #{payment_id}")
+    return _receipt(row)
+
+
+def list_payments(connection: Connection, actor: Actor, *, username: str | None = None) -> list[dict]:
+    """The payments the actor's operators received, newest first; the receipt is the payment's number."""
+    actor.require("money", "see payments")
+    query = _payment_query().order_by(payments.c.id.desc())
+    visible = visible_operator_ids(connection, actor)
+    if visible is not None:
+        query = query.where(payments.c.payee_operator_id.in_(visible))
+    if username is not None:
+        query = query.where(customers.c.username == canonical_username(username))
+    return [_receipt(row) for row in connection.execute(query).mappings()]
