@@ -19,7 +19,6 @@ from sqlalchemy import Connection, func, insert, select, update
 from billingd import cascade, ledger
 from billingd.cascade import Level
 from billingd.prices import billing_period, prorated
-from billingd.tenancy import Actor, require_visible, visible_operator_ids
 from schema.errors import RadbillError
 from schema.identity import canonical_username
 from schema.tables import (
@@ -33,6 +32,7 @@ from schema.tables import (
     packages,
     payments,
 )
+from schema.tenancy import Actor, require_visible, visible_operator_ids
 
 
 def unbilled_days(connection: Connection, customer_id: int, through: date) -> list[date]:
