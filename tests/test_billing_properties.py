@@ -259,7 +259,7 @@ def _apply(connection, world: World, step) -> None:
     elif kind == "delete":
         customers.delete_customer(connection, who, name, calendar)
     elif kind == "restore":
-        customers.restore_customer(connection, who, name, calendar)
+        customers.restore_customer(connection, who, name)
     elif kind == "change":
         customers.change_package(connection, who, name, step[2], calendar)
     elif kind == "payout":
@@ -406,7 +406,7 @@ def test_any_full_period_of_daily_shares_is_the_price(price, days, start):
     assert max(shares) - min(shares) <= 1
 
 
-@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False))
+@given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False))
 def test_amounts_round_trip(value):
     from billingd.prices import format_amount
 
