@@ -183,9 +183,7 @@ def add_customer(
     if connection.execute(select(customers.c.id).where(customers.c.customer_code == code)).first():
         raise RadbillError(f"customer ID {code!r} already exists: change {owner['login']}'s ID format")
     if static_ip is not None:
-        static_ip = canonical_ip(static_ip)
-        if connection.execute(select(customers.c.username).where(customers.c.static_ip == static_ip)).first():
-            raise RadbillError(f"static IP {static_ip} is already assigned")
+        static_ip = _free_static_ip(connection, static_ip)
     today = calendar.today
     customer_id = connection.execute(
         insert(customers).values(
@@ -223,6 +221,86 @@ def add_customer(
         invoices.advance_cycle(connection, customer_id, today, actor_id=actor.caller_id, refuse=True)
     record_change(connection, "customer", customer_id)
     _audit(connection, actor, "add", customer_id, username=username, package=package, code=code)
+    return show_customer(connection, actor, username)
+
+
+def _free_static_ip(connection: Connection, text: str, customer_id: int | None = None) -> str:
+    """The canonical address, if no other customer has it."""
+    static_ip = canonical_ip(text)
+    if connection.execute(
+        select(customers.c.username).where(
+            customers.c.static_ip == static_ip, customers.c.id != (customer_id or 0)
+        )
+    ).first():
+        raise RadbillError(f"static IP {static_ip} is already assigned")
+    return static_ip
+
+
+_EDITABLE = ("name", "phone", "address", "zone", "mac", "static_ip")
+
+
+def set_customer(
+    connection: Connection,
+    actor: Actor,
+    username: str,
+    calendar: Calendar,
+    *,
+    fields: dict | None = None,
+    **changes,
+) -> dict:
+    """Edit a customer's details: ``name``, ``phone``, ``address``, ``zone``, ``mac``, ``static_ip``
+    (an empty value clears all but the name) and custom ``fields`` (an empty value removes one).
+
+    Audited with each old and new value; a changed MAC or static IP cuts the
+    live session so the next login meets it.
+    """
+    unknown = set(changes) - set(_EDITABLE)
+    if unknown:
+        raise RadbillError(f"cannot set {', '.join(sorted(unknown))}")
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if not changes and not fields:
+        raise RadbillError(
+            "nothing to change: give at least one of --name, --phone, --address, --zone, --mac, --static-ip, --field"
+        )
+    row = changeable_customer(connection, actor, username, "edit customers")
+    values = {}
+    for key in ("name", "phone", "address"):
+        if key in changes:
+            values[key] = changes[key] if changes[key] or key == "name" else None
+    if "zone" in changes:
+        values["zone_id"] = _zone(connection, row["operator_id"], changes["zone"] or None)[0]
+    if "mac" in changes:
+        values["mac_binding"] = normalise_mac(changes["mac"]) if changes["mac"] else None
+    if "static_ip" in changes:
+        values["static_ip"] = (
+            _free_static_ip(connection, changes["static_ip"], row["id"]) if changes["static_ip"] else None
+        )
+    if fields:
+        merged = dict(row["custom_fields"] or {})
+        for key, value in fields.items():
+            if value:
+                merged[key] = value
+            else:
+                merged.pop(key, None)
+        values["custom_fields"] = merged
+    before = {key: row[key] for key in values}
+    changed = {key: (before[key], value) for key, value in values.items() if before[key] != value}
+    if not changed:
+        return show_customer(connection, actor, username)
+    connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
+    record_change(connection, "customer", row["id"])
+    if {"mac_binding", "static_ip"} & set(changed):
+        disconnect(connection, row["id"], "details_changed", _cause(calendar))
+    _audit(
+        connection,
+        actor,
+        "set",
+        row["id"],
+        **{
+            key: {"old": str(old) if old is not None else None, "new": str(new) if new is not None else None}
+            for key, (old, new) in changed.items()
+        },
+    )
     return show_customer(connection, actor, username)
 
 

@@ -66,6 +66,41 @@ def add(
     _emit(record)
 
 
+@customer_group.command("set")
+@click.argument("username")
+@click.option("--name")
+@click.option("--phone", help="Empty to clear.")
+@click.option("--address", help="Empty to clear.")
+@click.option("--zone", help="Zone code; empty to clear.")
+@click.option("--mac", help="Bind to this MAC address; empty to unbind.")
+@click.option("--static-ip", help="Fixed IP address; empty to clear.")
+@click.option(
+    "--field",
+    "field_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Custom field (repeatable); KEY= removes it.",
+)
+@click.pass_obj
+def set_(obj: Context, username, name, phone, address, zone, mac, static_ip, field_pairs) -> None:
+    """Edit a customer's details (audited with old and new values)."""
+    with obj.engine.begin() as connection:
+        record = domain.set_customer(
+            connection,
+            obj.actor(connection),
+            username,
+            obj.calendar(),
+            fields=_fields(field_pairs),
+            name=name,
+            phone=phone,
+            address=address,
+            zone=zone,
+            mac=mac,
+            static_ip=static_ip,
+        )
+    _emit(record)
+
+
 @customer_group.command("list")
 @click.option("--deleted", is_flag=True, help="Deleted customers (restorable) instead.")
 @click.option("--status", type=click.Choice(CUSTOMER_STATUSES))

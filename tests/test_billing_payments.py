@@ -77,3 +77,42 @@ def test_a_leaving_customers_wallet_is_paid_out(engine):
         customers.pay_out(connection, reseller1, "c0", held, on(), method="bkash", reference="OUT1")
         assert customer(connection, "c0")["wallet_balance"] == 0
         assert ledger.verify(connection) == []
+
+
+def test_customer_set_edits_details_and_audits_each_change(engine):
+    from schema.tables import audit_log, enforcement_jobs
+
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = add_customer_of(connection, "reseller1", "c0", on())
+        add_customer_of(connection, "reseller1", "c1", on())
+        customers.set_customer(connection, reseller1, "c1", on(), static_ip="10.0.0.9")
+        with pytest.raises(RadbillError, match="static IP 10.0.0.9 is already assigned"):
+            customers.set_customer(connection, reseller1, "c0", on(), static_ip="10.0.0.9")
+        with pytest.raises(RadbillError, match="nothing to change"):
+            customers.set_customer(connection, reseller1, "c0", on())
+        shown = customers.set_customer(
+            connection,
+            reseller1,
+            "c0",
+            on(),
+            name="Rahim",
+            phone="01700000000",
+            mac="aa-bb-cc-dd-ee-ff",
+            fields={"road": "7", "flat": "2B"},
+        )
+        assert (shown["name"], shown["phone"], shown["mac_binding"]) == (
+            "Rahim",
+            "01700000000",
+            "AA:BB:CC:DD:EE:FF",
+        )
+        shown = customers.set_customer(connection, reseller1, "c0", on(1), phone="", fields={"flat": ""})
+        assert shown["phone"] is None and shown["custom_fields"] == {"road": "7"}
+        audits = (
+            connection.execute(select(audit_log).where(audit_log.c.action == "customer.set")).mappings().all()
+        )
+        assert len(audits) == 3
+        jobs = connection.execute(select(enforcement_jobs.c.reason)).scalars().all()
+        assert "details_changed" in jobs
+        with pytest.raises(RadbillError, match="not visible|may not|cannot"):
+            customers.set_customer(connection, actor(connection, "reseller2"), "c0", on(), name="x")
