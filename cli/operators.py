@@ -309,6 +309,28 @@ def zone_add(obj: Context, code: str, name: str, parent_code: str | None) -> Non
     click.echo(f"added zone {code}")
 
 
+@zone_group.command("set")
+@click.argument("code")
+@click.option("--name")
+@click.option("--parent", "parent_code", help="Code of the enclosing zone; empty for none.")
+@click.pass_obj
+def zone_set(obj: Context, code: str, name: str | None, parent_code: str | None) -> None:
+    """Rename a zone of yours or move it (its code stays: customer IDs carry it)."""
+    with obj.engine.begin() as connection:
+        zones.set_zone(connection, obj.actor(connection), code, name=name, parent_code=parent_code)
+    click.echo(f"changed zone {code}")
+
+
+@zone_group.command("delete")
+@click.argument("code")
+@click.pass_obj
+def zone_delete(obj: Context, code: str) -> None:
+    """Delete a zone of yours that no customer or zone is in."""
+    with obj.engine.begin() as connection:
+        zones.delete_zone(connection, obj.actor(connection), code)
+    click.echo(f"deleted zone {code}")
+
+
 @zone_group.command("list")
 @click.pass_obj
 def zone_list(obj: Context) -> None:

@@ -116,3 +116,32 @@ def test_customer_set_edits_details_and_audits_each_change(engine):
         assert "details_changed" in jobs
         with pytest.raises(RadbillError, match="not visible|may not|cannot"):
             customers.set_customer(connection, actor(connection, "reseller2"), "c0", on(), name="x")
+
+
+def test_zones_are_edited_and_deleted_only_when_unused(engine):
+    from billingd import zones
+
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = actor(connection, "reseller1")
+        zones.add_zone(connection, reseller1, "DN", name="Dhanmondi")
+        zones.add_zone(connection, reseller1, "DN7", name="Road 7", parent_code="DN")
+        with pytest.raises(RadbillError, match="a zone cannot enclose itself"):
+            zones.set_zone(connection, reseller1, "DN", parent_code="DN7")
+        zones.set_zone(connection, reseller1, "DN7", name="Road 7A", parent_code="")
+        assert {
+            row["code"]: (row["name"], row["parent"]) for row in zones.list_zones(connection, reseller1)
+        } == {
+            "DN": ("Dhanmondi", None),
+            "DN7": ("Road 7A", None),
+        }
+        customers.add_customer(
+            connection, reseller1, "c0", password="pw", package="Home 10M", calendar=on(), zone="DN"
+        )
+        with pytest.raises(RadbillError, match="zone 'DN' has 1 customer"):
+            zones.delete_zone(connection, reseller1, "DN")
+        with pytest.raises(RadbillError, match="no zone 'DN' of reseller2"):
+            zones.delete_zone(connection, actor(connection, "reseller2"), "DN")
+        customers.set_customer(connection, reseller1, "c0", on(), zone="")
+        zones.delete_zone(connection, reseller1, "DN")
+        assert [row["code"] for row in zones.list_zones(connection, reseller1)] == ["DN7"]
