@@ -160,6 +160,38 @@ def add_lines(connection: Connection, entry_id: int, lines: list[Line]) -> None:
         _apply_to_caches(connection, lines)
 
 
+def add_selected_lines(connection: Connection, entry_id: int, lines: str, parameters: dict) -> None:
+    """Append the lines a SELECT yields (book, debit account, credit account, amount) to an entry
+    being written, set-based, and update the cached balances they touch: the daily run's way to
+    write a line per customer through the same entry point as :func:`post`."""
+    since = connection.execute(
+        select(func.coalesce(func.max(ledger_lines.c.id), 0)).where(ledger_lines.c.entry_id == entry_id)
+    ).scalar()
+    connection.execute(
+        text(
+            "INSERT INTO ledger_lines (entry_id, book_operator_id, debit_account_id, credit_account_id, amount) "
+            f"SELECT :entry_id, selected.* FROM ({lines}) AS selected"
+        ),
+        {**parameters, "entry_id": entry_id},
+    )
+    # Wallets are liabilities (a credit adds), funds assets (a debit adds).
+    moved = """
+        SELECT a.{key} AS id, SUM(CASE WHEN l.{adds} = a.id THEN l.amount ELSE -l.amount END) AS change
+        FROM ledger_lines l JOIN ledger_accounts a ON a.id IN (l.debit_account_id, l.credit_account_id)
+        WHERE l.entry_id = :entry_id AND l.id > :since AND {which} GROUP BY a.{key}"""
+    for table, column, key, adds, which in (
+        ("customers", "wallet_balance", "customer_id", "credit_account_id", "a.customer_id IS NOT NULL"),
+        ("operators", "fund_balance", "book_operator_id", "debit_account_id", "a.code = 'fund'"),
+    ):
+        connection.execute(
+            text(
+                f"UPDATE {table} SET {column} = {table}.{column} + moved.change "
+                f"FROM ({moved.format(key=key, adds=adds, which=which)}) AS moved WHERE {table}.id = moved.id"
+            ),
+            {"entry_id": entry_id, "since": since},
+        )
+
+
 def _apply_to_caches(connection: Connection, lines: list[Line]) -> None:
     """Keep wallet_balance and fund_balance equal to their accounts' balances."""
     movement: dict[int, int] = defaultdict(int)

@@ -301,14 +301,13 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
         idempotency_key=f"daily:{day.isoformat()}",
         memo=f"daily charges for {day.isoformat()}",
     )
-    connection.execute(
-        text("""
-        INSERT INTO ledger_lines (entry_id, book_operator_id, debit_account_id, credit_account_id, amount)
-        SELECT :entry, r.owner_id, r.wallet_id, s.id, r.share
-        FROM run_charges r
+    ledger.add_selected_lines(
+        connection,
+        entry_id,
+        """SELECT r.owner_id, r.wallet_id, s.id, r.share FROM run_charges r
         JOIN ledger_accounts s ON s.book_operator_id = r.owner_id AND s.code = 'sales'
-        WHERE r.failed = 0 AND r.share > 0"""),
-        {"entry": entry_id},
+        WHERE r.failed = 0 AND r.share > 0""",
+        {},
     )
     connection.execute(
         _sql(
@@ -319,7 +318,7 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
     )
     connection.execute(
         _sql("""
-        UPDATE customers SET wallet_balance = customers.wallet_balance - r.share, expires_at = :end
+        UPDATE customers SET expires_at = :end
         FROM run_charges r WHERE r.customer_id = customers.id AND r.failed = 0"""),
         {"end": end_of_day(day, zone)},
     )
