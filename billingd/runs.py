@@ -65,6 +65,8 @@ from schema.usage import usage_period_start
 
 log = logging.getLogger(__name__)
 _FAILED_WALLET, _FAILED_OPERATOR = 1, 2
+# A paying level's share of a customer's day, over run_charges r and run_chain ch.
+_LEVEL_SHARE = day_share_sql("ch.price", "r.n", "r.idx")
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,16 @@ def _chains(connection: Connection) -> dict[int, list[tuple[int, int]]]:
 
 
 def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[int, int, int]:
+    """The pay-as-you-go day of every due daily customer: (charged, suspended, amount)."""
+    _select_due(connection, day)
+    rows = _fail_uncovered(connection, day)
+    entry_id = _post_charges(connection, day, rows)
+    _apply_outcomes(connection, day, zone, entry_id)
+    return _count_and_drop(connection)
+
+
+def _select_due(connection: Connection, day: date) -> None:
+    """The due customers with their day's share, into ``run_charges`` (failed when the wallet is short)."""
     connection.execute(text("DROP TABLE IF EXISTS run_charges"))
     connection.execute(text("DROP TABLE IF EXISTS run_chain"))
     connection.execute(
@@ -216,7 +228,10 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
     if connection.dialect.name == "postgresql":
         connection.execute(text("ANALYZE run_charges"))  # temporary tables get no statistics otherwise
 
-    # The operators' shares, summed per paying level, to find who cannot cover the day.
+
+def _fail_uncovered(connection: Connection, day: date) -> dict:
+    """Sum the operators' shares per paying level into ``run_chain``; fail the customers under a
+    level that cannot cover its sum. Returns the levels' operator rows by id."""
     chains = _chains(connection)
     pairs = connection.execute(
         text("SELECT DISTINCT owner_id, package_id FROM run_charges WHERE failed = 0")
@@ -249,11 +264,10 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
             text("INSERT INTO run_chain VALUES (:owner_id, :package_id, :level_id, :parent_id, :price)"),
             chain_rows,
         )
-    level_share = day_share_sql("ch.price", "r.n", "r.idx")
     needs = dict(
         connection.execute(
             text(f"""
-        SELECT ch.level_id, SUM({level_share}) FROM run_charges r
+        SELECT ch.level_id, SUM({_LEVEL_SHARE}) FROM run_charges r
         JOIN run_chain ch ON ch.owner_id = r.owner_id AND ch.package_id = r.package_id
         WHERE r.failed = 0 GROUP BY ch.level_id""")
         ).all()
@@ -283,11 +297,14 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
                 day,
                 rows[level]["login"],
             )
+    return rows
 
-    # The ledger: one entry for the day; operators' shares summed per level.
+
+def _post_charges(connection: Connection, day: date, rows: dict) -> int:
+    """The day's one entry: operators' shares summed per level, a line per charged customer."""
     operator_totals = connection.execute(
         text(f"""
-        SELECT ch.level_id, ch.parent_id, SUM({level_share}) AS amount FROM run_charges r
+        SELECT ch.level_id, ch.parent_id, SUM({_LEVEL_SHARE}) AS amount FROM run_charges r
         JOIN run_chain ch ON ch.owner_id = r.owner_id AND ch.package_id = r.package_id
         WHERE r.failed = 0 GROUP BY ch.level_id, ch.parent_id ORDER BY ch.level_id""")
     ).all()
@@ -309,6 +326,11 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
         WHERE r.failed = 0 AND r.share > 0""",
         {},
     )
+    return entry_id
+
+
+def _apply_outcomes(connection: Connection, day: date, zone: ZoneInfo, entry_id: int) -> None:
+    """Paid days, expiries, suspensions and reactivations, their router jobs and the change log."""
     connection.execute(
         _sql(
             "INSERT INTO customer_days (customer_id, day, amount, entry_id) "
@@ -368,6 +390,9 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
         .select_from(table("run_charges"))
         .where(text("failed = 0 OR was_active = 1")),
     )
+
+
+def _count_and_drop(connection: Connection) -> tuple[int, int, int]:
     charged, suspended, amount = connection.execute(
         text(
             "SELECT COALESCE(SUM(CASE WHEN failed = 0 THEN 1 ELSE 0 END), 0), "
