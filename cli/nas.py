@@ -6,7 +6,7 @@ from twisted.internet import defer
 from cli.context import Context
 from cli.output import emit_record, emit_table
 from cli.params import PORT
-from nas.registry import add_nas, get_nas, list_nas, update_nas
+from nas.registry import add_nas, delete_nas, get_nas, list_nas, update_nas
 from schema.errors import RadbillError
 from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES
 
@@ -84,6 +84,16 @@ def set_(obj: Context, name: str, new_name: str | None, **changes) -> None:
     with obj.engine.begin() as connection:
         router = update_nas(connection, name, name=new_name, **_tls_verify(changes))
     click.echo(f"updated NAS {router.name} ({router.ip_address})")
+
+
+@nas_group.command("delete")
+@click.argument("name")
+@click.pass_obj
+def delete(obj: Context, name: str) -> None:
+    """Remove a router that has no open sessions or unfinished jobs."""
+    with obj.engine.begin() as connection:
+        delete_nas(connection, name)
+    click.echo(f"deleted NAS {name}")
 
 
 @nas_group.command("list")

@@ -1,4 +1,4 @@
-"""The routers radbill serves: add, change, list.
+"""The routers radbill serves: add, change, list, delete.
 
 Each change is written to the change log, so a running radiusd serves a new
 or changed NAS within a second, without a restart.
@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError, require_one_of
 from schema.identity import canonical_ip
-from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES, nas
+from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES, enforcement_jobs, nas, sessions
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,30 @@ def update_nas(connection: Connection, nas_name: str, *, actor_id: int | None = 
     shown = {key: ("***" if key in ("secret", "api_password") else value) for key, value in values.items()}
     audit(connection, "nas.update", actor_id=actor_id, target_type="nas", target_id=current.id, **shown)
     return get_nas(connection, values.get("name", nas_name))
+
+
+def delete_nas(connection: Connection, nas_name: str, *, actor_id: int | None = None) -> None:
+    """Remove a router: refused while it has open sessions or unfinished jobs. Past sessions and
+    jobs keep its address but no longer point at it; radiusd stops answering it within a second."""
+    current = get_nas(connection, nas_name)
+    open_sessions = connection.execute(
+        select(func.count()).where(sessions.c.nas_id == current.id, sessions.c.stopped_at.is_(None))
+    ).scalar()
+    if open_sessions:
+        raise RadbillError(f"NAS {nas_name!r} has {open_sessions} open session(s): close them first")
+    if connection.execute(
+        select(enforcement_jobs.c.id).where(
+            enforcement_jobs.c.nas_id == current.id, enforcement_jobs.c.status == "pending"
+        )
+    ).first():
+        raise RadbillError(f"NAS {nas_name!r} has unfinished router jobs: let them finish first")
+    connection.execute(update(sessions).where(sessions.c.nas_id == current.id).values(nas_id=None))
+    connection.execute(
+        update(enforcement_jobs).where(enforcement_jobs.c.nas_id == current.id).values(nas_id=None)
+    )
+    connection.execute(delete(nas).where(nas.c.id == current.id))
+    record_change(connection, "nas", current.id)
+    audit(connection, "nas.delete", actor_id=actor_id, target_type="nas", target_id=current.id, name=nas_name)
 
 
 def get_nas(connection: Connection, name: str) -> Nas:
