@@ -143,17 +143,18 @@ def _require_cover_after(connection: Connection, entry_id: int) -> None:
 
 
 def reopen_invoices(connection: Connection, customer_id: int) -> None:
-    """After a payment is taken back: open invoices, newest first, until they add up to what the
-    wallet owes (a wallet below zero is what the customer owes on its invoices)."""
+    """After a payment is taken back: open invoices, newest first, until what they leave unpaid is
+    what the wallet owes on them (see :mod:`billingd.reconcile`)."""
     wallet = connection.execute(
         select(customers.c.wallet_balance).where(customers.c.id == customer_id)
     ).scalar()
-    unpaid = connection.execute(
-        select(func.coalesce(func.sum(invoices.c.amount - invoices.c.paid_amount), 0)).where(
-            invoices.c.customer_id == customer_id, invoices.c.status != "void"
-        )
-    ).scalar()
-    missing = max(0, -wallet) - int(unpaid)
+    invoiced, unpaid = connection.execute(
+        select(
+            func.coalesce(func.sum(invoices.c.amount), 0),
+            func.coalesce(func.sum(invoices.c.amount - invoices.c.paid_amount), 0),
+        ).where(invoices.c.customer_id == customer_id, invoices.c.status != "void")
+    ).one()
+    missing = min(max(0, -wallet), int(invoiced)) - int(unpaid)
     for invoice in connection.execute(
         select(invoices)
         .where(and_(invoices.c.customer_id == customer_id, invoices.c.paid_amount > 0))

@@ -7,7 +7,7 @@ of the accounts. Each is one aggregate query, so verify stays one pass over
 the tables however many customers there are.
 """
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from schema.tables import (
     customer_days,
@@ -128,29 +128,29 @@ def _unbilled_days(connection: Connection) -> list[str]:
 
 
 def _invoice_settlement(connection: Connection) -> list[str]:
-    """What a wallet owes (below zero) is open on its invoices: a paid invoice was paid."""
-    unpaid = (
+    """What a wallet owes (below zero), as far as its invoices made it owe, is open on them: a paid
+    invoice was paid. (An opening balance owed from an import is owed on no invoice.)"""
+    billed = (
         select(
             invoices.c.customer_id,
+            func.sum(invoices.c.amount).label("invoiced"),
             func.sum(invoices.c.amount - invoices.c.paid_amount).label("unpaid"),
         )
         .where(invoices.c.status != "void")
         .group_by(invoices.c.customer_id)
-        .subquery("unpaid")
+        .subquery("billed")
+    )
+    owed_on_invoices = case(
+        (-customers.c.wallet_balance < billed.c.invoiced, -customers.c.wallet_balance),
+        else_=billed.c.invoiced,
     )
     rows = connection.execute(
-        select(
-            customers.c.username,
-            customers.c.wallet_balance,
-            func.coalesce(unpaid.c.unpaid, 0).label("unpaid"),
-        )
-        .outerjoin(unpaid, unpaid.c.customer_id == customers.c.id)
-        .where(
-            customers.c.wallet_balance < 0, -customers.c.wallet_balance > func.coalesce(unpaid.c.unpaid, 0)
-        )
+        select(customers.c.username, owed_on_invoices.label("owed"), billed.c.unpaid)
+        .join(billed, billed.c.customer_id == customers.c.id)
+        .where(customers.c.wallet_balance < 0, owed_on_invoices > billed.c.unpaid)
     ).all()
     found = [
-        f"customer {row.username}: wallet owes {-row.wallet_balance} but only {row.unpaid} is open on its invoices"
+        f"customer {row.username}: wallet owes {row.owed} on its invoices but only {row.unpaid} is open on them"
         for row in rows
     ]
     found += [
