@@ -290,7 +290,11 @@ def set_customer(
     connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
     record_change(connection, "customer", row["id"])
     if {"mac_binding", "static_ip"} & set(changed):
-        disconnect(connection, row["id"], "details_changed", _cause(calendar))
+        # Only a new login meets a new binding; the customer stays active (no address block).
+        key = f"details_changed:{row['id']}:{_cause(calendar)}"
+        enqueue(
+            connection, customer_id=row["id"], action="disconnect", reason="details_changed", dedupe_key=key
+        )
     _audit(
         connection,
         actor,
