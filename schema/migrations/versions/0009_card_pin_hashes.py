@@ -1,7 +1,7 @@
 """Recharge card PINs are stored as their SHA-256, not in clear
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import hashlib
@@ -9,8 +9,8 @@ import hashlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
