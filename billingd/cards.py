@@ -6,17 +6,12 @@ lookup. A card is redeemed exactly once: the redemption is a conditional
 ``UPDATE ... WHERE status = 'new'`` whose row count decides, so of two
 concurrent redemptions one wins and the other is told the PIN is used.
 
-PINs are stored as their SHA-256 (``pin_hash``): shown once, when the batch
-is issued (its print view), never readable from the database afterwards. A
-lost batch is voided (``card void``); a void card redeems nothing.
-
 A card is issued by an operator for its own customers. Redeeming it posts
 to that operator's book: the card's value comes in as cash to the
 customer's wallet (a value card), or pays for one period of the package
 with the usual cascade up the chain (a package card).
 """
 
-import hashlib
 import re
 import secrets
 from datetime import timedelta
@@ -59,11 +54,6 @@ def luhn_digit(payload: str) -> str:
 
 def luhn_valid(pin: str) -> bool:
     return bool(_PIN.fullmatch(pin)) and luhn_digit(pin[:-1]) == pin[-1]
-
-
-def pin_hash(pin: str) -> str:
-    """What is stored of a PIN: 16 random-ish digits are too many to guess, so a plain hash will do."""
-    return hashlib.sha256(pin.encode()).hexdigest()
 
 
 def new_pin() -> str:
@@ -114,13 +104,7 @@ def create_batch(
     ]
     if len({card["pin"] for card in cards}) != count:
         raise RadbillError("PIN collision inside the batch; run the command again")
-    connection.execute(
-        insert(recharge_cards),
-        [
-            dict(batch_id=card["batch_id"], serial=card["serial"], pin_hash=pin_hash(card["pin"]))
-            for card in cards
-        ],
-    )
+    connection.execute(insert(recharge_cards), cards)
     audit(
         connection,
         "card.batch",
@@ -144,6 +128,7 @@ def list_cards(
     query = (
         select(
             recharge_cards.c.serial,
+            recharge_cards.c.pin,
             recharge_cards.c.status,
             card_batches.c.id.label("batch"),
             card_batches.c.value,
@@ -194,7 +179,7 @@ def redeem_for(connection: Connection, actor: Actor, row, pin: str, calendar: Ca
                 card_batches.c.package_id,
             )
             .select_from(recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id))
-            .where(recharge_cards.c.pin_hash == pin_hash(pin))
+            .where(recharge_cards.c.pin == pin)
         )
         .mappings()
         .first()

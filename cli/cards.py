@@ -23,7 +23,7 @@ def card_group() -> None:
 @click.option("--distributor", metavar="LOGIN", help="The card distributor who sells them.")
 @click.pass_obj
 def batch(obj: Context, count: int, value, package, distributor) -> None:
-    """Issue a batch of cards (prints the PINs: the only time they are shown)."""
+    """Issue a batch of cards (prints the PINs)."""
     with obj.engine.begin() as connection:
         issued = cards.create_batch(
             connection, obj.actor(connection), count, value=value, package=package, distributor=distributor
@@ -41,7 +41,7 @@ def list_(obj: Context, batch, status) -> None:
         rows = cards.list_cards(connection, obj.actor(connection), batch=batch, status=status)
     emit_table(
         [shown(row, "value") for row in rows],
-        ["serial", "status", "batch", "value", "package", "operator", "redeemed_at"],
+        ["serial", "pin", "status", "batch", "value", "package", "operator", "redeemed_at"],
     )
 
 

@@ -429,8 +429,7 @@ recharge_cards = Table(
     Column("id", Integer, primary_key=True),
     Column("batch_id", ForeignKey("card_batches.id"), nullable=False, index=True),
     Column("serial", String(32), nullable=False, unique=True),
-    # SHA-256 of the PIN: the PIN itself is shown once, at issue.
-    Column("pin_hash", String(64), nullable=False, unique=True),
+    Column("pin", String(32), nullable=False, unique=True),
     Column("status", String(10), nullable=False, server_default="new"),
     Column("redeemed_by_customer_id", ForeignKey("customers.id")),
     Column("redeemed_at", DateTime(timezone=True)),
