@@ -32,6 +32,11 @@ VIEW_STALENESS = Gauge(
 DATABASE_UP = Gauge(
     "radbill_radiusd_database_up", "1 while the database answers radiusd's queries, 0 while it does not."
 )
+COUNTERS_CLAMPED = Counter(
+    "radbill_radiusd_accounting_counters_clamped",
+    "Accounting records whose byte counters were above 2^60 and were stored clamped, by NAS.",
+    ["nas"],
+)
 POSTAUTH_DROPPED = Counter(
     "radbill_radiusd_postauth_dropped", "radpostauth rows given up because the database could not take them."
 )

@@ -24,6 +24,9 @@ from radiusd.view.view import SubscriberView
 log = logging.getLogger(__name__)
 
 WARNING_INTERVAL_SECONDS = 60.0
+# Spoofed sources are each new: besides once a minute per address, at most this
+# many unknown-source warnings a minute in all, then one line with the rest's count.
+UNKNOWN_SOURCE_WARNINGS = 10
 # Drops an operator must hear about (a wrong secret, a NAS that stopped
 # signing): warned once a minute per router, the rest only counted.
 _WARNED_CAUSES = frozenset({"bad_message_authenticator", "missing_message_authenticator"})
@@ -41,6 +44,9 @@ class RadiusServerProtocol(DatagramProtocol):
         self.clock = clock
         self.duplicates = duplicates if duplicates is not None else DuplicateCache(clock)
         self._warned: dict[tuple, float] = {}
+        self._unknown_window = float("-inf")
+        self._unknown_warned = 0
+        self._unknown_unwarned = 0
 
     def datagramReceived(self, data: bytes, address) -> None:
         started = time.perf_counter()
@@ -105,10 +111,27 @@ class RadiusServerProtocol(DatagramProtocol):
 
     def _drop_unknown(self, host: str) -> None:
         _DROPS("unknown_nas").inc()
-        if self._may_warn((host, "unknown_nas")):
+        if self._may_warn((host, "unknown_nas")) and self._may_warn_of_unknown():
             log.warning(
                 "dropping packets from %s: not a known NAS (radbill nas add NAME --ip %s ...)", host, host
             )
+
+    def _may_warn_of_unknown(self) -> bool:
+        """The global limit on unknown-source warnings (UNKNOWN_SOURCE_WARNINGS a minute)."""
+        now = self.clock.seconds()
+        if now - self._unknown_window >= WARNING_INTERVAL_SECONDS:
+            if self._unknown_unwarned:
+                log.warning(
+                    "dropped packets from %d more unknown sources in the last minute without a warning each "
+                    '(radbill_radiusd_drops_total{cause="unknown_nas"} counts them all)',
+                    self._unknown_unwarned,
+                )
+            self._unknown_window, self._unknown_warned, self._unknown_unwarned = now, 0, 0
+        if self._unknown_warned < UNKNOWN_SOURCE_WARNINGS:
+            self._unknown_warned += 1
+            return True
+        self._unknown_unwarned += 1
+        return False
 
     def _may_warn(self, key: tuple) -> bool:
         """At most one warning a minute per key, so a flood cannot flood the log."""

@@ -157,3 +157,27 @@ def test_attribute_map_is_what_pyrad_decodes():
         and attributes[(14988, 8)] == [b"10M/10M"]
         and attributes[8] == [bytes([100, 64, 0, 2])]
     )
+
+
+def test_counters_reaching_2_to_the_64_are_clamped_answered_and_counted(handler):
+    """Issue 11: Gigawords 2^32-1 make a counter of 2^64-1, which no 64-bit column takes:
+    the record is stored clamped (and answered once durable), and counted."""
+    from radiusd import metrics
+    from radiusd.accounting.record import MAX_OCTETS
+
+    clamped = metrics.COUNTERS_CLAMPED.labels(CLIENT.name)
+    before = clamped._value.get()
+    _, data = request(
+        Acct_Status_Type="Stop",
+        Acct_Input_Octets=2**32 - 1,
+        Acct_Input_Gigawords=2**32 - 1,
+        Acct_Output_Octets=7,
+    )
+    answer = handler.handle(data, CLIENT, ADDRESS)
+    replies = []
+    answer.addCallback(replies.append)
+    [(record, stored)] = handler.writer.pending
+    assert (record.upload_bytes, record.download_bytes) == (MAX_OCTETS, 7) and record.counters_clamped
+    assert clamped._value.get() == before + 1
+    stored.callback(None)
+    assert len(replies) == 1

@@ -357,3 +357,27 @@ def test_sessions_opening_or_closing_are_logged_for_radiusd_session_counts(db):
     assert apply(db, make_record("Stop", session="a")).open_sessions == {demo_id: 1}
     assert apply(db, make_record("Accounting-On", at=T0 + timedelta(minutes=1))).open_sessions == {demo_id: 0}
     assert session_changes() == [demo_id] * 3
+
+
+def test_counters_at_the_ceiling_are_stored_and_usage_saturates(db):
+    """Issue 11: a Stop with clamped counters closes its session; usage of two such sessions
+    stays at the ceiling instead of overflowing 64 bits (refused for ever, on both databases)."""
+    from radiusd.accounting.record import MAX_OCTETS
+
+    for session in ("a", "b"):
+        apply(
+            db,
+            make_record("Start", session=session),
+            make_record(
+                "Stop", session=session, at=T0 + timedelta(minutes=1), upload=MAX_OCTETS, download=MAX_OCTETS
+            ),
+        )
+        apply(
+            db,
+            make_record(
+                "Stop", session=session, at=T0 + timedelta(minutes=1), upload=MAX_OCTETS, download=MAX_OCTETS
+            ),
+        )  # a retransmission changes nothing
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).where(sessions.c.stopped_at.is_(None))).scalar() == 0
+    assert usage_of(db) == [(MAX_OCTETS, MAX_OCTETS)]

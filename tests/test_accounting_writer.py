@@ -1,6 +1,7 @@
 """The group-commit writer and its spool, with a real writer thread and a real database."""
 
 import queue
+import threading
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -245,3 +246,31 @@ def test_spool_cursor_survives_reopening_and_a_crash_after_truncating(tmp_path):
     spool = Spool(tmp_path)
     spool.append(stream(1, prefix="new"))
     assert Spool(tmp_path).pending == 3
+
+
+def test_a_poisoned_record_is_isolated_by_halving_not_one_commit_per_record(db, tmp_path):
+    """Issue 11: one record the database refuses used to cost one transaction per record of
+    its batch; halving finds it in about 2 log2(batch) commits, and the rest are stored."""
+    writer, reactor = start_writer(db, tmp_path / "spool", max_batch=64)
+    commits = []
+    commit = writer._commit
+
+    def poisoned_commit(records):
+        commits.append(len(records))
+        if any(record.acct_session_id == "s40" for record in records):
+            raise ValueError("poisoned")
+        return commit(records)
+
+    writer._commit = poisoned_commit
+    records = [make_record("Start", session=f"s{i}") for i in range(64)]
+    release = threading.Event()
+    writer._control(release.wait)  # hold the thread, so the 64 records make one batch
+    results = fired([writer.submit(record) for record in records])
+    release.set()
+    reactor.run_until(lambda: len(results) == 64)
+    failures = [index for index, result in enumerate(results) if result is not None]
+    assert failures == [40]
+    results[40].trap(ValueError)
+    assert count(db, sessions) == 63
+    assert len(commits) <= 2 * 6 + 2  # 64 = 2^6 (and maybe one taken with the hold): far from 64 + 1
+    stop(writer, reactor)

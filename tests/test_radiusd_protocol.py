@@ -377,3 +377,25 @@ def test_status_server_gets_an_accept_only_when_signed():
     unsigned = AuthPacket(code=12, secret=SECRET, dict=load_dictionary())
     assert harness.send(unsigned.RequestPacket()) is None
     assert harness.attempts == []
+
+
+def test_spoofed_sources_cannot_flood_the_log(caplog):
+    """Issue 11: a warning a minute per address is no limit when every packet has a new
+    source: at most UNKNOWN_SOURCE_WARNINGS a minute in all, then one line with the count."""
+    from radiusd.protocol import UNKNOWN_SOURCE_WARNINGS
+
+    harness = Harness()
+    raw = request().RequestPacket()
+    before = drops("unknown_nas")
+    for i in range(500):
+        harness.send(raw, (f"198.18.{i // 250}.{i % 250}", 1812))
+    assert drops("unknown_nas") == before + 500
+
+    def warnings():
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert len(warnings()) == UNKNOWN_SOURCE_WARNINGS
+    harness.clock.advance(61)
+    harness.send(raw, ("198.18.9.9", 1812))
+    assert len(warnings()) == UNKNOWN_SOURCE_WARNINGS + 2
+    assert f"{500 - UNKNOWN_SOURCE_WARNINGS} more unknown sources" in warnings()[-2]

@@ -11,6 +11,7 @@ the writer does) is answered only when the writer says the record is durable.
 
 import logging
 
+from radiusd import metrics
 from radiusd.accounting.record import AccountingError, record_from_packet
 from radiusd.accounting.writer import AccountingWriter, QueueFull
 from radiusd.codec.attributes import attribute_map
@@ -61,6 +62,14 @@ class AccountingHandler:
         response = encode_accounting_response(raw, attributes, client.secret)
         if record is None:
             return response
+        if record.counters_clamped:
+            metrics.COUNTERS_CLAMPED.labels(client.name).inc()
+            log.info(
+                "NAS %s sent byte counters above 2^60 for user %s session %s: stored clamped",
+                client.name,
+                record.username,
+                record.acct_session_id,
+            )
         stored = self.writer.submit(record)
         stored.addCallbacks(lambda _: response, self._not_stored, errbackArgs=(client,))
         return stored

@@ -37,6 +37,11 @@ _USERNAME_MAX = 64
 _STATION_MAX = 50
 _PORT_ID_MAX = 50
 
+# A byte counter above this (1 EiB, 250 years at 1 Tbit/s) is no real count but a broken or
+# hostile NAS (Gigawords make up to 2^64): it is clamped, so the record is stored and answered
+# once, and sums of usage stay inside the databases' 64-bit integers (issue 11).
+MAX_OCTETS = 2**60
+
 _CLASS_UNIQUE_ID = re.compile(rb"^ai:([0-9a-f]{32})", re.IGNORECASE)
 
 
@@ -78,6 +83,11 @@ class AccountingRecord:
     upload_bytes: int | None = None
     download_bytes: int | None = None
     terminate_cause: str | None = None
+
+    @property
+    def counters_clamped(self) -> bool:
+        """A counter was above MAX_OCTETS and is stored as MAX_OCTETS."""
+        return MAX_OCTETS in (self.upload_bytes, self.download_bytes)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -141,6 +151,11 @@ def _class_text(attributes) -> str | None:
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
 
 
+def _counter(attributes, low: str, high: str) -> int | None:
+    value = octets(attributes, low, high)
+    return None if value is None else min(value, MAX_OCTETS)
+
+
 def record_from_packet(
     attributes: dict, nas_id: int | None, source_ip: str, received_at: float
 ) -> AccountingRecord | None:
@@ -191,8 +206,8 @@ def record_from_packet(
         connect_info=text(attributes, "Connect-Info"),
         class_=_class_text(attributes),
         session_time=None if session_time is None else int(session_time),
-        upload_bytes=octets(attributes, "Acct-Input-Octets", "Acct-Input-Gigawords"),
-        download_bytes=octets(attributes, "Acct-Output-Octets", "Acct-Output-Gigawords"),
+        upload_bytes=_counter(attributes, "Acct-Input-Octets", "Acct-Input-Gigawords"),
+        download_bytes=_counter(attributes, "Acct-Output-Octets", "Acct-Output-Gigawords"),
         terminate_cause=text(attributes, "Acct-Terminate-Cause"),
     )
 

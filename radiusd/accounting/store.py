@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, String, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
-from radiusd.accounting.record import NAS_STATUSES, AccountingRecord, SessionState, merge_session
+from radiusd.accounting.record import MAX_OCTETS, NAS_STATUSES, AccountingRecord, SessionState, merge_session
 from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
@@ -377,19 +377,22 @@ def _execute_many(connection: Connection, statement, table, columns: dict[str, l
 
 
 def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]]) -> None:
+    """Add to the period's usage, saturating at MAX_OCTETS: counters are clamped to it, so
+    two of them never overflow a 64-bit integer, and neither does their sum."""
     keys = sorted(usage)  # one order, so instances do not deadlock
+    least = "least" if connection.dialect.name == "postgresql" else "min"
     _insert_rows(
         connection,
         customer_usage,
         {
             "customer_id": [customer for customer, _ in keys],
             "period_start": [period for _, period in keys],
-            "upload_bytes": [usage[key][0] for key in keys],
-            "download_bytes": [usage[key][1] for key in keys],
+            "upload_bytes": [min(usage[key][0], MAX_OCTETS) for key in keys],
+            "download_bytes": [min(usage[key][1], MAX_OCTETS) for key in keys],
         },
         "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
-        "upload_bytes = customer_usage.upload_bytes + excluded.upload_bytes, "
-        "download_bytes = customer_usage.download_bytes + excluded.download_bytes",
+        f"upload_bytes = {least}(customer_usage.upload_bytes + excluded.upload_bytes, {MAX_OCTETS}), "
+        f"download_bytes = {least}(customer_usage.download_bytes + excluded.download_bytes, {MAX_OCTETS})",
     )
 
 

@@ -83,6 +83,15 @@ QUOTA_JOBS = Counter(
 COMMIT_ATTEMPTS = 3
 
 
+class _OutageAt(Exception):
+    """The database went away while committing; records from ``start`` on were not committed."""
+
+    def __init__(self, start: int, error: Exception):
+        super().__init__(str(error))
+        self.start = start
+        self.error = error
+
+
 class QueueFull(Exception):
     """The writer is behind; the request is dropped and the NAS will retransmit."""
 
@@ -304,44 +313,56 @@ class AccountingWriter:
         return outcome
 
     def _write(self, jobs: list[_Job]) -> None:
+        if self.spool.pending:
+            self._spool(jobs)
+            return
         records = [job.record for job in jobs]
-        if not self.spool.pending:
-            try:
-                self._commit(records)
-            except Exception as error:
-                if not is_outage(error):
-                    self._write_one_by_one(jobs)
-                    return
-                self._database_down(error)
-            else:
-                RECORDS.labels("stored").inc(len(jobs))
-                for job in jobs:
-                    self._reply(job)
-                return
-        self._spool(jobs)
+        refused: dict[int, Exception] = {}
+        try:
+            self._commit_isolating(records, refused)
+        except _OutageAt as outage:
+            self._database_down(outage.error)
+            self._answer_committed(jobs[: outage.start], refused)
+            self._spool(jobs[outage.start :])
+            return
+        self._answer_committed(jobs, refused)
 
-    def _write_one_by_one(self, jobs: list[_Job]) -> None:
-        """A batch the database refused: find the record at fault, store the others."""
+    def _answer_committed(self, jobs: list[_Job], refused: dict[int, Exception]) -> None:
+        """Acknowledge the stored jobs; a refused one gets its error (no answer: it was not recorded)."""
+        RECORDS.labels("stored").inc(len(jobs) - len(refused))
         for index, job in enumerate(jobs):
+            error = refused.get(index)
+            if error is None:
+                self._reply(job)
+                continue
+            RECORDS.labels("failed").inc()
+            log.error(
+                "accounting record refused by the database, not acknowledged: user %s NAS %s session %s: %s",
+                job.record.username,
+                job.record.nas_ip_address,
+                job.record.acct_session_id,
+                error,
+            )
+            self._reply(job, error=error)
+
+    def _commit_isolating(self, records: list[AccountingRecord], refused: dict[int, Exception]) -> None:
+        """Commit records in order; a part the database refuses is halved until the records at
+        fault stand alone (``refused`` gets them by index), so one poisoned record costs about
+        2 log2(batch) commits, not one per record. Raises _OutageAt when the database goes away,
+        naming the first record not committed."""
+        parts = [(0, len(records))]
+        while parts:
+            start, end = parts.pop()
             try:
-                self._commit([job.record])
+                self._commit(records[start:end])
             except Exception as error:
                 if is_outage(error):
-                    self._database_down(error)
-                    self._spool(jobs[index:])
-                    return
-                RECORDS.labels("failed").inc()
-                log.error(
-                    "accounting record refused by the database, not acknowledged: user %s NAS %s session %s: %s",
-                    job.record.username,
-                    job.record.nas_ip_address,
-                    job.record.acct_session_id,
-                    error,
-                )
-                self._reply(job, error=error)
-            else:
-                RECORDS.labels("stored").inc()
-                self._reply(job)
+                    raise _OutageAt(start, error) from error
+                if end - start == 1:
+                    refused[start] = error
+                else:
+                    middle = (start + end) // 2
+                    parts += [(middle, end), (start, middle)]
 
     def _spool(self, jobs: list[_Job]) -> None:
         try:
@@ -376,18 +397,21 @@ class AccountingWriter:
             if not chunk:
                 break
             records = [record for _offset, record in chunk]
+            refused: dict[int, Exception] = {}
             try:
-                try:
-                    self._commit(records)
-                except Exception as error:
-                    if is_outage(error):
-                        raise
-                    self._replay_one_by_one(records)
-            except Exception as error:
-                if not is_outage(error):
-                    raise
-                self._database_down(error)
-                return replayed
+                self._commit_isolating(records, refused)
+            except _OutageAt as outage:
+                self._database_down(outage.error)
+                return replayed  # the chunk is replayed again, idempotently
+            for index, error in sorted(refused.items()):
+                RECORDS.labels("failed").inc()
+                log.error(
+                    "spooled accounting record refused by the database, skipped: user %s NAS %s session %s: %s",
+                    records[index].username,
+                    records[index].nas_ip_address,
+                    records[index].acct_session_id,
+                    error,
+                )
             self.spool.advance(chunk[-1][0], len(chunk))
             replayed += len(chunk)
             SPOOL_REPLAYED.inc(len(chunk))
@@ -397,22 +421,6 @@ class AccountingWriter:
         self._database_up = True
         DATABASE_UP.set(1)
         return replayed
-
-    def _replay_one_by_one(self, records: list[AccountingRecord]) -> None:
-        for record in records:
-            try:
-                self._commit([record])
-            except Exception as error:
-                if is_outage(error):
-                    raise
-                RECORDS.labels("failed").inc()
-                log.error(
-                    "spooled accounting record refused by the database, skipped: user %s NAS %s session %s: %s",
-                    record.username,
-                    record.nas_ip_address,
-                    record.acct_session_id,
-                    error,
-                )
 
     def _sweep(self, now: datetime, interim_interval: int) -> int:
         if self.spool.pending:
