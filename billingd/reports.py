@@ -44,6 +44,7 @@ ATTEMPT_COLUMNS = ("authdate", "reply", "reason", "nasipaddress", "callingstatio
 
 @dataclass(frozen=True)
 class OnlineSession:
+    id: int  # what `radbill session close` takes
     username: str
     nas: str
     ip: str | None
@@ -92,6 +93,7 @@ def online_sessions(
         started = as_utc(row.started_at)
         result.append(
             OnlineSession(
+                id=row.id,
                 username=row.username,
                 nas=row.nas_name or row.nas_ip_address,
                 ip=row.framed_ip_address,

@@ -90,6 +90,7 @@ def _register() -> None:
         operators,
         packages,
         reports,
+        sessions,
         why,
     )
 
@@ -113,6 +114,7 @@ def _register() -> None:
         reports,
         why,
         audit,
+        sessions,
     ):
         for command in module.COMMANDS:
             radbill.add_command(command)

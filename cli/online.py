@@ -9,7 +9,7 @@ from billingd import reports
 from cli.context import Context
 from cli.output import emit_table
 
-SESSION_COLUMNS = ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"]
+SESSION_COLUMNS = ["id", "user", "nas", "ip", "mac", "start", "duration", "upload", "download"]
 
 
 def _duration(seconds: int | None) -> str:
@@ -25,6 +25,7 @@ def session_rows(found) -> list[dict]:
     """Open sessions as people read them: start in UTC, duration as [Nd ]HH:MM:SS."""
     return [
         dict(
+            id=s.id,
             user=s.username,
             nas=s.nas,
             ip=s.ip,
@@ -48,7 +49,7 @@ def read_online(obj: Context, nas_name: str | None) -> list[reports.OnlineSessio
 @click.option("--nas", "nas_name", metavar="NAME", help="Only sessions on this router.")
 @click.pass_obj
 def online(obj: Context, nas_name: str | None) -> None:
-    """List open sessions of the customers you can see: user, NAS, IP, MAC, start, duration, bytes up/down."""
+    """List open sessions of the customers you can see: id, user, NAS, IP, MAC, start, duration, bytes up/down."""
     found = read_online(obj, nas_name)
     if obj.as_json:
         emit_table(found, [field.name for field in dataclasses.fields(reports.OnlineSession)])

@@ -63,7 +63,7 @@ def why(obj: Context, username: str, limit: int) -> None:
     click.echo("")
     if found.sessions:
         click.echo("Open sessions:")
-        emit_table(session_rows(found.sessions), SESSION_COLUMNS[1:])
+        emit_table(session_rows(found.sessions), [column for column in SESSION_COLUMNS if column != "user"])
     else:
         click.echo("No open sessions.")
     click.echo("")

@@ -37,6 +37,11 @@ COUNTERS_CLAMPED = Counter(
     "Accounting records whose byte counters were above 2^60 and were stored clamped, by NAS.",
     ["nas"],
 )
+TAKEOVERS = Counter(
+    "radbill_radiusd_session_takeovers",
+    "Stale sessions closed (Lost-Service) to let a new login in, by reason (same_station, nas_silent) and NAS.",
+    ["reason", "nas"],
+)
 POSTAUTH_DROPPED = Counter(
     "radbill_radiusd_postauth_dropped", "radpostauth rows given up because the database could not take them."
 )

@@ -27,6 +27,7 @@ from twisted.internet import task
 
 from radiusd import metrics
 from radiusd.accounting.service import AccountingService
+from radiusd.accounting.store import take_over_stale_sessions
 from radiusd.auth.handler import AccessHandler
 from radiusd.auth.postauth import PostAuthLog
 from radiusd.auth.why import next_answer
@@ -72,6 +73,7 @@ class Radiusd:
             reactor,
             record_attempt=self.postauth.record,
             message_authenticator_seen=self._store_message_authenticator_seen,
+            take_over=self._take_over,
         )
         self.ports = []
         self._stop_listening = threading.Event()
@@ -133,6 +135,34 @@ class Radiusd:
 
     def _wake(self) -> None:
         self.reactor.callFromThread(self.follower.wake)
+
+    def _take_over(self, subscriber, client, calling_station_id, now):
+        d = self.database.run(
+            "radiusd.take_over_stale_sessions",
+            take_over_stale_sessions,
+            subscriber.id,
+            client.id,
+            calling_station_id,
+            now,
+            self.settings.interim_interval,
+            write=True,
+        )
+        d.addCallback(self._taken_over, subscriber, client)
+        return d
+
+    def _taken_over(self, outcome, subscriber, client) -> int:
+        for reason, count in outcome.taken.items():
+            metrics.TAKEOVERS.labels(reason, client.name).inc(count)
+            log.info(
+                "closed %d stale session(s) of %s (%s) to let a new login in from NAS %s",
+                count,
+                subscriber.username,
+                reason,
+                client.name,
+            )
+        if outcome.open_sessions:
+            self.follower.counted(outcome.open_sessions, outcome.change_ids)
+        return sum(outcome.taken.values())
 
     def _store_message_authenticator_seen(self, client) -> None:
         d = self.database.run(

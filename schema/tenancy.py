@@ -42,6 +42,7 @@ _MANAGER_NEEDS = {
     "packages.change": "packages",
     "operators.change": "operators",
     "cards": "cards",
+    "sessions.close": "customers",
 }
 
 
@@ -67,7 +68,7 @@ class Actor:
         if self.role == "admin":
             return True
         if self.role == "noc":
-            return action == "customers.view"
+            return action in ("customers.view", "sessions.close")
         if self.role == "card_distributor":
             return action == "cards.view"
         if self.role == "manager":

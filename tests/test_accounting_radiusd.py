@@ -189,6 +189,31 @@ def test_open_sessions_decide_simultaneous_use(radiusd, tmp_path):
     assert pap(auth_port, "demo", "demo").code == "Access-Accept"
 
 
+def test_a_stale_session_is_taken_over_by_a_login_from_the_same_device(radiusd, database_url, tmp_path):
+    """Issue 15: the router lost demo's session without a Stop; demo logs in again from the
+    same NAS and MAC: the old session is closed as Lost-Service (its counters kept) and the
+    login is let in. Another device is still refused."""
+    auth_port = radiusd.settings["auth_port"]
+    start = request_file(
+        tmp_path / "start.txt",
+        [acct("Start", "st1", **{"Calling-Station-Id": '"AA-BB-CC-00-00-01"', "Acct-Input-Octets": 5})],
+    )
+    assert send_file(radiusd.acct_port, start).returncode == 0
+    other = pap(auth_port, "demo", "demo", 'Calling-Station-Id = "aa:bb:cc:00:00:02"')
+    assert other.code == "Access-Reject" and "too many sessions" in other["Reply-Message"]
+    again = pap(auth_port, "demo", "demo", 'Calling-Station-Id = "aabb.cc00.0001"')
+    assert again.code == "Access-Accept"
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(select(sessions).where(sessions.c.acct_session_id == "st1")).one()
+    finally:
+        engine.dispose()
+    assert row.stopped_at is not None and row.terminate_cause == "Lost-Service"
+    takeovers = ("radbill_radiusd_session_takeovers_total", {"reason": "same_station"})
+    assert radiusd.metric(*takeovers) == 1
+
+
 # --- the database goes away ----------------------------------------------------------
 
 

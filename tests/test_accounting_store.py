@@ -304,8 +304,8 @@ def test_radbill_online_lists_open_sessions(db, cli):
         make_record("Stop", session="gone", at=T0),
     )
     table = cli("online").output.splitlines()
-    assert table[0].split() == ["USER", "NAS", "IP", "MAC", "START", "DURATION", "UPLOAD", "DOWNLOAD"]
-    assert len(table) == 2 and table[1].split()[:4] == [
+    assert table[0].split() == ["ID", "USER", "NAS", "IP", "MAC", "START", "DURATION", "UPLOAD", "DOWNLOAD"]
+    assert len(table) == 2 and table[1].split()[1:5] == [
         "demo",
         "127.0.0.1",
         "100.64.0.9",
@@ -381,3 +381,97 @@ def test_counters_at_the_ceiling_are_stored_and_usage_saturates(db):
     with db.connect() as connection:
         assert connection.execute(select(func.count()).where(sessions.c.stopped_at.is_(None))).scalar() == 0
     assert usage_of(db) == [(MAX_OCTETS, MAX_OCTETS)]
+
+
+def test_takeover_closes_the_stale_sessions_only(db):
+    """Issue 15: of demo's open sessions, the one on the login's NAS with the login's MAC
+    (any spelling) and the one whose NAS fell silent are closed as Lost-Service at their last
+    update, counters and usage kept; a live session of another device stays open."""
+    from radiusd.accounting.store import take_over_stale_sessions
+    from schema.tables import nas
+
+    with db.connect() as connection:
+        nas_id = connection.execute(select(nas.c.id).where(nas.c.ip_address == "127.0.0.1")).scalar()
+        customer_id = connection.execute(
+            select(customers.c.id).where(customers.c.username == "demo")
+        ).scalar()
+    now = T0 + timedelta(minutes=12)
+    apply(
+        db,
+        make_record("Start", session="same", calling_station_id="AA-BB-CC-00-00-01", nas_id=nas_id),
+        make_record(
+            "Interim-Update",
+            session="same",
+            at=T0 + timedelta(minutes=10),
+            upload=7,
+            download=9,
+            nas_id=nas_id,
+        ),
+        make_record("Start", session="other", calling_station_id="AA-BB-CC-00-00-02", nas_id=nas_id),
+        make_record("Interim-Update", session="other", at=T0 + timedelta(minutes=11), nas_id=nas_id),
+        make_record("Start", session="gone", nas_ip="10.9.9.9", calling_station_id="AA-BB-CC-00-00-03"),
+    )
+    with db.begin() as connection:
+        outcome = take_over_stale_sessions(connection, customer_id, nas_id, "aabb.cc00.0001", now, 300)
+    assert outcome.taken == {"same_station": 1, "nas_silent": 1}
+    assert outcome.open_sessions == {customer_id: 1} and len(outcome.change_ids) == 1
+    same = one(db, sessions, sessions.c.acct_session_id == "same")
+    assert as_utc(same.stopped_at) == T0 + timedelta(minutes=10) and same.terminate_cause == "Lost-Service"
+    assert (same.upload_bytes, same.download_bytes) == (7, 9) and usage_of(db) == [(7, 9)]
+    assert one(db, sessions, sessions.c.acct_session_id == "gone").terminate_cause == "Lost-Service"
+    assert one(db, sessions, sessions.c.acct_session_id == "other").stopped_at is None
+    assert one(db, radacct, radacct.c.acctsessionid == "same").acctterminatecause == "Lost-Service"
+    with db.begin() as connection:  # nothing stale left: nothing closed
+        assert (
+            take_over_stale_sessions(connection, customer_id, nas_id, "aabb.cc00.0001", now, 300).taken == {}
+        )
+
+
+def as_operator(cli, login: str):
+    from tests.conftest import Cli
+
+    other = Cli("")
+    other.env = {**cli.env, "RADBILL_OPERATOR": login}
+    return other
+
+
+def test_radbill_session_close_by_id_or_user_for_the_noc(db, cli):
+    """Issue 15: the NOC closes a session a router lost, in the books: Admin-Reset at its last
+    update, counters kept, audited; simultaneous use stops counting it (a "sessions" change)."""
+    apply(
+        db,
+        make_record("Start", session="lost1"),
+        make_record("Interim-Update", session="lost1", at=T0 + timedelta(minutes=5), upload=10, download=20),
+        make_record("Start", session="lost2", nas_ip="10.0.0.2"),
+    )
+    cli("operator", "add", "noc1", "--role", "noc")
+    [first, _] = json.loads(cli("--json", "online").output)
+    noc = as_operator(cli, "noc1")
+    closed = json.loads(noc("--json", "session", "close", str(first["id"])).output)
+    assert [c["session"] for c in closed] == ["lost1"]
+    row = one(db, sessions, sessions.c.acct_session_id == "lost1")
+    assert row.terminate_cause == "Admin-Reset" and as_utc(row.stopped_at) == T0 + timedelta(minutes=5)
+    assert (row.upload_bytes, row.download_bytes) == (10, 20) and usage_of(db) == [(10, 20)]
+    assert "already closed" in noc("session", "close", str(first["id"]), expect_exit=1).stderr
+    assert "lost2" in noc("session", "close", "--user", "DEMO").output
+    assert json.loads(cli("--json", "online").output) == []
+    assert "demo has no open session" in noc("session", "close", "--user", "demo", expect_exit=1).stderr
+    assert "no session 999" in noc("session", "close", "999", expect_exit=1).stderr
+    with db.connect() as connection:
+        assert (
+            connection.execute(
+                select(func.count()).select_from(change_log).where(change_log.c.entity == "sessions")
+            ).scalar()
+            >= 3
+        )  # two Starts, two closes (one per command)
+
+
+def test_radbill_session_close_is_refused_outside_the_actors_customers(db, cli):
+    apply(db, make_record("Start", session="admins"))  # demo belongs to the admin
+    [session] = json.loads(cli("--json", "online").output)
+    result = cli("--as", "reseller1", "session", "close", str(session["id"]), expect_exit=1)
+    assert "not visible to reseller1" in result.stderr
+    assert one(db, sessions, sessions.c.acct_session_id == "admins").stopped_at is None
+    cli("operator", "add", "cards1", "--role", "card_distributor")
+    refused = as_operator(cli, "cards1")("session", "close", str(session["id"]), expect_exit=1)
+    assert "not allowed to close sessions" in refused.stderr

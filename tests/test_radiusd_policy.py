@@ -376,3 +376,22 @@ def test_usernames_are_one_case_insensitive_namespace(raw, name):
 def test_canonical_mac_refuses_non_macs():
     assert canonical_mac("not-a-mac") is None
     assert canonical_mac("aa:bb:cc:dd:ee") is None
+
+
+# --- stale-session takeover (issue 15) ---
+
+
+def test_takeover_reason_same_nas_and_device_or_a_silent_nas():
+    from radiusd.auth.policy import TAKEOVER_SILENT_INTERIMS, OpenSession, takeover_reason
+
+    interval = 300
+    fresh = NOW - timedelta(seconds=interval)
+    mac = "aa:bb:cc:00:00:01"
+    assert takeover_reason(OpenSession(1, mac, fresh), 1, mac, NOW, interval) == "same_station"
+    assert takeover_reason(OpenSession(2, mac, fresh), 1, mac, NOW, interval) is None  # another NAS
+    assert takeover_reason(OpenSession(1, "aa:bb:cc:00:00:02", fresh), 1, mac, NOW, interval) is None
+    assert takeover_reason(OpenSession(1, None, fresh), 1, None, NOW, interval) is None  # nothing to match
+    silent = NOW - timedelta(seconds=TAKEOVER_SILENT_INTERIMS * interval + 1)
+    assert takeover_reason(OpenSession(2, "other", silent), 1, mac, NOW, interval) == "nas_silent"
+    just_in_time = NOW - timedelta(seconds=TAKEOVER_SILENT_INTERIMS * interval)
+    assert takeover_reason(OpenSession(2, "other", just_in_time), 1, mac, NOW, interval) is None

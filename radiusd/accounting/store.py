@@ -22,17 +22,17 @@ from sqlalchemy import Connection, String, any_, bindparam, func, select, text, 
 from sqlalchemy.dialects import sqlite
 
 from radiusd.accounting.record import MAX_OCTETS, NAS_STATUSES, AccountingRecord, SessionState, merge_session
+from radiusd.auth.policy import OpenSession, takeover_reason
 from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
 from schema.identity import canonical_mac, canonical_username
 from schema.outbox import enqueue
 from schema.ratelimit import RateLimit
+from schema.sessions import LOST_SERVICE, NAS_REBOOT, close_sessions, last_seen
 from schema.tables import customer_usage, customers, master_packages, packages, radacct, sessions
 from schema.usage import usage_period_start
 
-NAS_REBOOT = "NAS-Reboot"
-LOST_SERVICE = "Lost-Service"
 MISSED_INTERIMS = 3
 
 
@@ -458,47 +458,11 @@ def _enforce_quotas(
 
 
 def _close(connection: Connection, open_rows, cause: str, stop_time_of, outcome: BatchOutcome) -> None:
-    """Close the given open sessions."""
-    params = []
-    for row in open_rows:
-        started = as_utc(row.started_at)
-        stopped = stop_time_of(row)
-        params.append(
-            dict(
-                _uid=row.acct_unique_id,
-                _stopped=stopped,
-                _cause=cause,
-                _session_time=int((stopped - started).total_seconds()) if started else None,
-            )
-        )
-    if not params:
-        return
-    connection.execute(
-        update(sessions)
-        .where(sessions.c.acct_unique_id == bindparam("_uid"), sessions.c.stopped_at.is_(None))
-        .values(
-            stopped_at=bindparam("_stopped"),
-            updated_at=bindparam("_stopped"),
-            terminate_cause=bindparam("_cause"),
-            session_time=func.coalesce(sessions.c.session_time, bindparam("_session_time")),
-        ),
-        params,
-    )
-    connection.execute(
-        update(radacct)
-        .where(radacct.c.acctuniqueid == bindparam("_uid"), radacct.c.acctstoptime.is_(None))
-        .values(
-            acctstoptime=bindparam("_stopped"),
-            acctupdatetime=bindparam("_stopped"),
-            acctterminatecause=bindparam("_cause"),
-            acctsessiontime=func.coalesce(radacct.c.acctsessiontime, bindparam("_session_time")),
-        ),
-        params,
-    )
-    customer_ids = [row.customer_id for row in open_rows if row.customer_id is not None]
+    """Close the given open sessions (schema.sessions) and note it in the outcome."""
+    customer_ids, change_ids = close_sessions(connection, open_rows, cause, stop_time_of)
     outcome.closed += len(open_rows)
     outcome.stopped += customer_ids
-    outcome.change_ids += record_change_ids(connection, "sessions", customer_ids)
+    outcome.change_ids += change_ids
 
 
 def close_nas_sessions(
@@ -518,16 +482,78 @@ def close_nas_sessions(
 def close_stale_sessions(connection: Connection, now: datetime, interim_interval: int) -> BatchOutcome:
     """Close sessions silent for three interim intervals as Lost-Service, at their last sign of life (FIELD-NOTES 9)."""
     cutoff = now - timedelta(seconds=MISSED_INTERIMS * interim_interval)
-    last_seen = func.coalesce(sessions.c.updated_at, sessions.c.started_at)
+    seen = func.coalesce(sessions.c.updated_at, sessions.c.started_at)
     open_rows = connection.execute(
         select(
             sessions.c.acct_unique_id, sessions.c.started_at, sessions.c.updated_at, sessions.c.customer_id
         )
-        .where(sessions.c.stopped_at.is_(None), last_seen < cutoff)
+        .where(sessions.c.stopped_at.is_(None), seen < cutoff)
         .order_by(sessions.c.acct_unique_id)
         .with_for_update()
     ).all()
     outcome = BatchOutcome()
-    _close(connection, open_rows, LOST_SERVICE, lambda row: as_utc(row.updated_at or row.started_at), outcome)
+    _close(connection, open_rows, LOST_SERVICE, last_seen, outcome)
     outcome.open_sessions = open_session_counts(connection, outcome.stopped)
+    return outcome
+
+
+# --- stale-session takeover ----------------------------------------------------------
+
+
+@dataclass
+class TakeoverOutcome:
+    """Sessions a login took over, by reason, and the customer's open sessions after."""
+
+    taken: dict[str, int] = field(default_factory=dict)
+    open_sessions: dict[int, int] = field(default_factory=dict)
+    change_ids: list[int] = field(default_factory=list)
+
+
+def take_over_stale_sessions(
+    connection: Connection,
+    customer_id: int,
+    nas_id: int,
+    calling_station_id: str | None,
+    now: datetime,
+    interim_interval: int,
+) -> TakeoverOutcome:
+    """Close the customer's open sessions a new login shows to be stale (auth.policy.takeover_reason)
+    as Lost-Service at their last sign of life; their last counters are already in the usage."""
+    seen = func.coalesce(sessions.c.updated_at, sessions.c.started_at)
+    rows = connection.execute(
+        select(
+            sessions.c.acct_unique_id,
+            sessions.c.started_at,
+            sessions.c.updated_at,
+            sessions.c.customer_id,
+            sessions.c.nas_id,
+            sessions.c.nas_ip_address,
+            sessions.c.calling_station_id,
+        )
+        .where(sessions.c.customer_id == customer_id, sessions.c.stopped_at.is_(None))
+        .order_by(sessions.c.acct_unique_id)
+        .with_for_update()
+    ).all()
+    heard = {}
+    for address in {row.nas_ip_address for row in rows}:
+        heard[address] = as_utc(
+            connection.execute(select(func.max(seen)).where(sessions.c.nas_ip_address == address)).scalar()
+        )
+    station = _station(calling_station_id)
+    outcome = TakeoverOutcome()
+    stale = []
+    for row in rows:
+        reason = takeover_reason(
+            OpenSession(row.nas_id, row.calling_station_id, heard[row.nas_ip_address]),
+            nas_id,
+            station,
+            now,
+            interim_interval,
+        )
+        if reason is not None:
+            stale.append(row)
+            outcome.taken[reason] = outcome.taken.get(reason, 0) + 1
+    if stale:
+        _, outcome.change_ids = close_sessions(connection, stale, LOST_SERVICE, last_seen)
+        outcome.open_sessions = open_session_counts(connection, [customer_id])
     return outcome

@@ -8,6 +8,7 @@ written later on a database thread.
 """
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from pyrad.packet import AccessAccept
@@ -36,12 +37,17 @@ class AccessHandler:
         *,
         record_attempt=lambda attempt: None,
         message_authenticator_seen=lambda client: None,
+        take_over=None,
     ):
+        """``take_over(subscriber, client, calling_station_id, now)``, when given, is asked
+        before a login is refused for simultaneous use: it closes the sessions the login
+        shows to be stale and returns (a Deferred of) how many it closed."""
         self.view = view
         self.settings = settings
         self.clock = clock
         self._record_attempt = record_attempt
         self._message_authenticator_seen = message_authenticator_seen
+        self._take_over = take_over
 
     def handle(self, data: bytes, client: NasClient, address) -> bytes:
         request = decode(data, client.secret)
@@ -51,7 +57,27 @@ class AccessHandler:
         facts = request_facts(request)
         username = canonical_username(facts.username)
         now = datetime.fromtimestamp(self.clock.seconds(), UTC)
-        decision = authorize(facts, self.view.subscriber(username), now, self.settings)
+        subscriber = self.view.subscriber(username)
+        decision = authorize(facts, subscriber, now, self.settings)
+        if decision.reason == "simultaneous_use" and self._take_over is not None:
+            d = self._take_over(subscriber, client, facts.calling_station_id, now)
+            d.addCallback(self._taken_over, request, facts, subscriber, client, username, now)
+            d.addErrback(self._not_taken_over, request, facts, decision, client, username, now)
+            return d
+        return self._answer(request, facts, decision, client, username, now)
+
+    def _taken_over(self, taken: int, request, facts, subscriber, client, username, now) -> bytes:
+        """Decide again without the sessions just closed."""
+        if taken:
+            subscriber = replace(subscriber, open_sessions=max(0, subscriber.open_sessions - taken))
+        decision = authorize(facts, subscriber, now, self.settings)
+        return self._answer(request, facts, decision, client, username, now)
+
+    def _not_taken_over(self, failure, request, facts, decision, client, username, now) -> bytes:
+        log.warning("stale-session takeover for %s failed: %s", username, failure.getErrorMessage())
+        return self._answer(request, facts, decision, client, username, now)
+
+    def _answer(self, request, facts, decision, client, username: str, now) -> bytes:
         reply = encode_access_reply(request, decision.accept, decision.attributes, decision.mppe_keys)
         if decision.accept:
             _ACCEPTS(decision.reason, client.name).inc()

@@ -221,6 +221,38 @@ def authorize(
     return Decision(True, reason, "", tuple(attributes), keys, method)
 
 
+# A NAS silent for this many interim intervals has lost its sessions (FIELD-NOTES 9).
+TAKEOVER_SILENT_INTERIMS = 2
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    """An open session of a subscriber whose new login simultaneous use would refuse."""
+
+    nas_id: int | None
+    calling_station_id: str | None  # as sessions stores it (schema.identity.canonical_mac)
+    nas_last_heard: datetime | None  # the last update of any session of its NAS
+
+
+def takeover_reason(
+    session: OpenSession, nas_id: int, calling_station_id: str | None, now: datetime, interim_interval: int
+) -> str | None:
+    """Why a new login may close this open session as stale, or None (issue 15).
+
+    ``same_station``: the login comes from the same NAS and the same device,
+    so the router has already dropped the old session and missed its Stop
+    (a glitch, a reconnect faster than the router's own clean-up).
+    ``nas_silent``: the session's NAS has sent nothing for
+    TAKEOVER_SILENT_INTERIMS interim intervals, so it is gone or rebooted.
+    """
+    if session.nas_id == nas_id and calling_station_id and session.calling_station_id == calling_station_id:
+        return "same_station"
+    silent_for = TAKEOVER_SILENT_INTERIMS * interim_interval
+    if session.nas_last_heard is not None and (now - session.nas_last_heard).total_seconds() > silent_for:
+        return "nas_silent"
+    return None
+
+
 def is_balance_exhausted(subscriber: Subscriber) -> bool:
     """The prepaid rule, for a subscriber whose paid time is over.
 
