@@ -5,6 +5,7 @@ import click
 from billingd.sessions import close_open_sessions
 from cli.context import Context
 from cli.output import emit_table
+from cli.params import ROW_ID
 
 
 @click.group()
@@ -13,7 +14,7 @@ def session() -> None:
 
 
 @session.command("close")
-@click.argument("session_id", type=click.IntRange(min=1), required=False)
+@click.argument("session_id", metavar="ID", type=ROW_ID, required=False)
 @click.option("--user", "username", metavar="USERNAME", help="Close every open session of this user.")
 @click.pass_obj
 def close(obj: Context, session_id: int | None, username: str | None) -> None:
