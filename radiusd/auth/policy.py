@@ -303,11 +303,9 @@ def _restricted_attributes(settings: PolicySettings) -> list[tuple[str, object]]
 
 
 def _proof_attributes(proof: MschapProof | None) -> list[tuple[str, object]]:
-    """MS-CHAPv2 needs MS-CHAP2-Success and the MPPE policy (RFC 2548 2.3.3, 2.4.4/5)."""
-    if proof is None or proof.success is None:
+    """MS-CHAP's MPPE policy (RFC 2548 2.4.4/5), and for MS-CHAPv2 MS-CHAP2-Success (2.3.3),
+    as FreeRADIUS's mschap module sends them."""
+    if proof is None:
         return []
-    return [
-        ("MS-CHAP2-Success", proof.success),
-        ("MS-MPPE-Encryption-Policy", 1),
-        ("MS-MPPE-Encryption-Types", 6),
-    ]
+    success = [] if proof.success is None else [("MS-CHAP2-Success", proof.success)]
+    return success + [("MS-MPPE-Encryption-Policy", 1), ("MS-MPPE-Encryption-Types", 6)]
