@@ -395,3 +395,11 @@ def test_takeover_reason_same_nas_and_device_or_a_silent_nas():
     assert takeover_reason(OpenSession(2, "other", silent), 1, mac, NOW, interval) == "nas_silent"
     just_in_time = NOW - timedelta(seconds=TAKEOVER_SILENT_INTERIMS * interval)
     assert takeover_reason(OpenSession(2, "other", just_in_time), 1, mac, NOW, interval) is None
+
+
+def test_over_quota_action_is_one_rule_for_logins_and_accounting():
+    from radiusd.auth.policy import over_quota_action
+
+    assert over_quota_action(99, 100, "1M/1M") is None and over_quota_action(10**15, None, None) is None
+    assert over_quota_action(100, 100, "1M/1M") == ("coa", "1M/1M")
+    assert over_quota_action(101, 100, None) == ("disconnect", None)

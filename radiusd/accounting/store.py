@@ -1,4 +1,4 @@
-"""Writing accounting records to the database: sessions, radacct, usage, quota enforcement.
+"""Writing accounting records to the database: sessions, radacct, usage, quota jobs (the rule is the policy's).
 
 Everything here runs inside one transaction that the caller opens (the
 writer's group commit), and is idempotent: applying the same records again
@@ -22,7 +22,7 @@ from sqlalchemy import Connection, String, any_, bindparam, func, select, text, 
 from sqlalchemy.dialects import sqlite
 
 from radiusd.accounting.record import MAX_OCTETS, NAS_STATUSES, AccountingRecord, SessionState, merge_session
-from radiusd.auth.policy import OpenSession, takeover_reason
+from radiusd.auth.policy import OpenSession, over_quota_action, takeover_reason
 from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
@@ -137,8 +137,7 @@ class _Customer:
     expires_at: datetime | None
     period_days: int
     quota_bytes: int | None
-    fup_rx: int | None
-    fup_tx: int | None
+    fup_rate_limit: str | None
 
 
 def _customers_by_username(connection: Connection, canonical_names: Iterable[str]) -> dict[str, _Customer]:
@@ -172,7 +171,11 @@ def _customers_by_username(connection: Connection, canonical_names: Iterable[str
     )
     return {
         row.username: _Customer(
-            row.id, as_utc(row.expires_at), row.period_days, row.quota_bytes, row.fup_rx, row.fup_tx
+            row.id,
+            as_utc(row.expires_at),
+            row.period_days,
+            row.quota_bytes,
+            RateLimit(row.fup_rx, row.fup_tx).to_mikrotik() if row.fup_rx and row.fup_tx else None,
         )
         for row in connection.execute(query, {"names": wanted})
     }
@@ -416,10 +419,11 @@ def _enforce_quotas(
         key = (row.customer_id, row.period_start)
         customer = by_customer[row.customer_id]
         used = row.upload_bytes + row.download_bytes
-        if key not in wanted or used < customer.quota_bytes:
+        action = over_quota_action(used, customer.quota_bytes, customer.fup_rate_limit)
+        if key not in wanted or action is None:
             continue
+        kind, rate_limit = action
         session, record = sessions_of[row.customer_id]
-        throttle = customer.fup_rx and customer.fup_tx
         payload = dict(
             username=record.username,
             acct_session_id=record.acct_session_id,
@@ -429,13 +433,13 @@ def _enforce_quotas(
             quota_bytes=customer.quota_bytes,
             period_start=row.period_start.isoformat(),
         )
-        if throttle:
-            payload["rate_limit"] = RateLimit(customer.fup_rx, customer.fup_tx).to_mikrotik()
+        if rate_limit:
+            payload["rate_limit"] = rate_limit
         enqueue(
             connection,
             customer_id=row.customer_id,
             nas_id=session.nas_id or record.nas_id,
-            action="coa" if throttle else "disconnect",
+            action=kind,
             reason="quota",
             payload=payload,
             dedupe_key=f"quota:{row.customer_id}:{row.period_start.isoformat()}",

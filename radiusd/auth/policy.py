@@ -211,9 +211,10 @@ def authorize(
     if expired:
         reason, attributes = "expired_restricted", _restricted_attributes(settings)
     else:
-        remaining = None if package.quota_bytes is None else package.quota_bytes - subscriber.used_bytes
-        if remaining is not None and remaining <= 0 and not package.fup_rate_limit:
+        over_quota = over_quota_action(subscriber.used_bytes, package.quota_bytes, package.fup_rate_limit)
+        if over_quota == ("disconnect", None):
             return reject("quota_exhausted", method)
+        remaining = None if package.quota_bytes is None else package.quota_bytes - subscriber.used_bytes
         reason, attributes = _service_attributes(subscriber, remaining, now)
     attributes.append(("Acct-Interim-Interval", settings.interim_interval))
     attributes.extend(_proof_attributes(proof))
@@ -251,6 +252,17 @@ def takeover_reason(
     if session.nas_last_heard is not None and (now - session.nas_last_heard).total_seconds() > silent_for:
         return "nas_silent"
     return None
+
+
+def over_quota_action(
+    used_bytes: int, quota_bytes: int | None, fup_rate_limit: str | None
+) -> tuple[str, str | None] | None:
+    """The quota rule, for a login (authorize) and for a session that just reached it (accounting):
+    None while under quota; at or over it ("coa", the fair-usage rate) when the package has one,
+    else ("disconnect", None): the subscriber is refused."""
+    if quota_bytes is None or used_bytes < quota_bytes:
+        return None
+    return ("coa", fup_rate_limit) if fup_rate_limit else ("disconnect", None)
 
 
 def is_balance_exhausted(subscriber: Subscriber) -> bool:
