@@ -179,7 +179,7 @@ def test_generated_conf_is_what_radiusds_policy_says_now():
 def _rate_limits():
     from hypothesis import strategies as st
 
-    from radiusd.ratelimit import RateLimit
+    from schema.ratelimit import RateLimit
 
     rates = st.sampled_from([1, 999, 1000, 1500, 64_000, 1_000_000, 2_500_000, 10**9, 100 * 10**9])
 
