@@ -1,1 +1,1 @@
-"""The RADIUS server: codec checks, protocol, authorization policy, accounting."""
+"""The RADIUS server: codec/ (the wire), auth/, view/, accounting/, and the process around them."""

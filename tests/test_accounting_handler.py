@@ -12,7 +12,7 @@ from radiusd.accounting.writer import QueueFull
 from radiusd.codec.attributes import attribute_map
 from radiusd.codec.packets import Drop, accounting_authenticator_valid, received_packet
 from radiusd.codec.replies import encode_accounting_response
-from radiusd.view.view import NasClient
+from radiusd.view.model import NasClient
 from schema.dictionary import load_dictionary
 from tests.accounting_helpers import SECRET
 

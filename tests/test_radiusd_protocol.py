@@ -16,7 +16,8 @@ from radiusd.auth.policy import PackageState, PolicySettings
 from radiusd.codec import mschap
 from radiusd.codec.packets import MalformedPacket, check_datagram
 from radiusd.protocol import RadiusServerProtocol
-from radiusd.view.view import CustomerRow, NasClient, Snapshot, SubscriberView
+from radiusd.view.model import CustomerRow, NasClient, Snapshot
+from radiusd.view.view import SubscriberView
 from schema.dictionary import load_dictionary
 
 SECRET = b"s3cret"

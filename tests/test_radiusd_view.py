@@ -10,7 +10,8 @@ from twisted.internet import defer, reactor, task
 from radiusd.auth.policy import PackageState
 from radiusd.view import queries
 from radiusd.view.follower import SESSION_RECOUNT_SECONDS, WAKE_SECONDS, ChangeCursor, Follower
-from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot, SubscriberView
+from radiusd.view.model import CustomerRow, NasClient, OperatorRow, Snapshot
+from radiusd.view.view import SubscriberView
 from schema.changes import record_change, record_change_ids
 from schema.pool import Pool
 from schema.tables import change_log, customers, sessions

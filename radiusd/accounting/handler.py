@@ -25,7 +25,7 @@ from radiusd.codec.packets import (
     received_packet,
 )
 from radiusd.codec.replies import encode_accounting_response
-from radiusd.view.view import NasClient
+from radiusd.view.model import NasClient
 
 log = logging.getLogger(__name__)
 

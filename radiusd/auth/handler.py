@@ -18,7 +18,8 @@ from radiusd.auth.facts import request_facts
 from radiusd.auth.policy import PolicySettings, authorize
 from radiusd.codec.packets import ACCESS_REQUEST, STATUS_SERVER, Drop, decode, message_authenticator_valid
 from radiusd.codec.replies import encode_access_reply, encode_reply
-from radiusd.view.view import NasClient, SubscriberView
+from radiusd.view.model import NasClient
+from radiusd.view.view import SubscriberView
 from schema.identity import canonical_username
 
 log = logging.getLogger(__name__)

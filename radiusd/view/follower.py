@@ -30,7 +30,8 @@ from twisted.internet import task
 
 from radiusd import metrics
 from radiusd.view import queries
-from radiusd.view.view import Snapshot, SubscriberView
+from radiusd.view.model import Snapshot
+from radiusd.view.view import SubscriberView
 
 log = logging.getLogger(__name__)
 

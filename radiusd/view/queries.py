@@ -10,7 +10,7 @@ from datetime import date
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from radiusd.auth.policy import PackageState
-from radiusd.view.view import CustomerRow, NasClient, OperatorRow, Snapshot
+from radiusd.view.model import CustomerRow, NasClient, OperatorRow, Snapshot
 from schema.changes import record_change
 from schema.engine import as_utc
 from schema.identity import canonical_username

@@ -34,7 +34,8 @@ from twisted.internet.task import Clock  # noqa: E402
 
 from radiusd.accounting.handler import AccountingHandler  # noqa: E402
 from radiusd.protocol import RadiusServerProtocol  # noqa: E402
-from radiusd.view.view import NasClient, Snapshot, SubscriberView  # noqa: E402
+from radiusd.view.model import NasClient, Snapshot  # noqa: E402
+from radiusd.view.view import SubscriberView  # noqa: E402
 from schema.dictionary import load_dictionary  # noqa: E402
 
 SECRET = b"testing123"
