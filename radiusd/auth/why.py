@@ -13,7 +13,8 @@ from sqlalchemy import Connection
 from radiusd.auth.facts import Credentials, RequestFacts
 from radiusd.auth.policy import Decision, PolicySettings, authorize
 from radiusd.view import queries
-from radiusd.view.view import Snapshot, SubscriberView
+from radiusd.view.model import Snapshot
+from radiusd.view.view import SubscriberView
 
 # Attributes that only make sense for a real MS-CHAP request (they carry keys derived from the password).
 _HIDDEN_ATTRIBUTES = frozenset(
