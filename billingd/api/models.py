@@ -427,6 +427,7 @@ class SubscriberRedeemIn(Model):
 
 
 class OnlineOut(Model):
+    id: int = Field(description="The session's id, as `radbill session close` takes it")
     username: str
     nas: str
     ip: str | None
