@@ -66,6 +66,18 @@ def _grant(connection: Connection, role: str) -> None:
         connection.execute(text(statement))
 
 
+def include_object(dialect_name: str):
+    """Alembic's ``include_object`` for one database: the metadata's objects that the database
+    should have. An index made for one database only (``Index.ddl_if(dialect=...)``, such as
+    PostgreSQL's trigram index) is not missing from the other."""
+
+    def include(item, _name, _type, reflected: bool, _compare_to) -> bool:
+        only_on = getattr(item, "_ddl_if", None)
+        return reflected or only_on is None or only_on.dialect in (None, dialect_name)
+
+    return include
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision, or None for an empty database."""
     with engine.connect() as connection:

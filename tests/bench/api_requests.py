@@ -2,9 +2,8 @@
 
     .venv/bin/python tests/bench/api_requests.py [--customers 100000] [--requests 2000] [--clients 4]
 
-Starts a throw-away durable PostgreSQL (as daily_run.py does), loads the
-customers with daily_run's loader (80% the admin's, 20% reseller1's), then
-`radbill api` on a free port (one uvicorn process), logs in as reseller1 and
+Loads the customers into a throw-away durable PostgreSQL (loaded_isp.py:
+80% the admin's, 20% reseller1's), then starts `radbill api` on a free port (one uvicorn process), logs in as reseller1 and
 sends, from ``--clients`` threads over keep-alive connections:
 
 - ``GET /api/v1/customers?search=...&limit=50``: searches that match many
@@ -31,16 +30,8 @@ sys.path.insert(0, str(REPOSITORY))
 
 import httpx  # noqa: E402
 
-from billingd import credentials  # noqa: E402
-from schema import migrate  # noqa: E402
-from schema.engine import make_engine  # noqa: E402
-from schema.tenancy import resolve_actor  # noqa: E402
 from tests.api_server import ApiServer  # noqa: E402
-from tests.bench.daily_run import DurableServer, load  # noqa: E402
-from tests.billing_world import NOW  # noqa: E402
-from tests.conftest import _postgres_bindir  # noqa: E402
-
-PASSWORD = "benchmark password"
+from tests.bench.loaded_isp import PASSWORD, loaded_isp  # noqa: E402
 
 
 def measure(base: str, headers: dict, requests: list[tuple[str, str, dict | None]], clients: int) -> dict:
@@ -96,57 +87,43 @@ def main(argv=None) -> int:
     parser.add_argument("--renewals", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args(argv)
-    server = DurableServer(_postgres_bindir())
-    server.start()
-    try:
-        url = server.url("postgres")
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        load(engine, args.customers)
-        with engine.begin() as connection:
-            admin = resolve_actor(connection, "admin")
-            credentials.set_password(connection, admin, "reseller1", PASSWORD, NOW)
-        engine.dispose()
-        with tempfile.TemporaryDirectory() as directory, ApiServer(url, Path(directory)) as api:
-            token = api.login("reseller1", PASSWORD)["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            # reseller1 owns user5, user10, ... (every fifth).
-            many = [
-                ("GET", f"/api/v1/customers?search=user{n % 90 + 10}&limit=50", None)
-                for n in range(args.requests)
-            ]
-            warm = measure(api.base, headers, many[:100], args.clients)
-            del warm
-            report(
-                "GET /customers?search=userNN (many matches)", measure(api.base, headers, many, args.clients)
+    with (
+        loaded_isp(args.customers) as url,
+        tempfile.TemporaryDirectory() as directory,
+        ApiServer(url, Path(directory)) as api,
+    ):
+        token = api.login("reseller1", PASSWORD)["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        # reseller1 owns user5, user10, ... (every fifth).
+        many = [
+            ("GET", f"/api/v1/customers?search=user{n % 90 + 10}&limit=50", None)
+            for n in range(args.requests)
+        ]
+        warm = measure(api.base, headers, many[:100], args.clients)
+        del warm
+        report("GET /customers?search=userNN (many matches)", measure(api.base, headers, many, args.clients))
+        single = [
+            ("GET", f"/api/v1/customers?search=B{5 * (n % (args.customers // 5) + 1)}x&limit=50", None)
+            for n in range(args.requests // 4)
+        ]
+        report(
+            "GET /customers?search=<no match>",
+            measure(api.base, headers, single, args.clients),
+        )
+        one = [
+            (
+                "GET",
+                f"/api/v1/customers?search=user{5 * (n * 7919 % (args.customers // 5) + 1)}&limit=50",
+                None,
             )
-            single = [
-                ("GET", f"/api/v1/customers?search=B{5 * (n % (args.customers // 5) + 1)}x&limit=50", None)
-                for n in range(args.requests // 4)
-            ]
-            report(
-                "GET /customers?search=<no match> (whole list)",
-                measure(api.base, headers, single, args.clients),
-            )
-            one = [
-                (
-                    "GET",
-                    f"/api/v1/customers?search=user{5 * (n * 7919 % (args.customers // 5) + 1)}&limit=50",
-                    None,
-                )
-                for n in range(args.requests // 4)
-            ]
-            report(
-                "GET /customers?search=userN (a few matches)", measure(api.base, headers, one, args.clients)
-            )
-            renewals = [
-                ("POST", f"/api/v1/customers/user{5 * (n + 1)}/renew", {"cash": True})
-                for n in range(args.renewals)
-            ]
-            report("POST /customers/{username}/renew", measure(api.base, headers, renewals, args.clients))
-    finally:
-        server.stop("immediate")
-        server.remove()
+            for n in range(args.requests // 4)
+        ]
+        report("GET /customers?search=userN (a few matches)", measure(api.base, headers, one, args.clients))
+        renewals = [
+            ("POST", f"/api/v1/customers/user{5 * (n + 1)}/renew", {"cash": True})
+            for n in range(args.renewals)
+        ]
+        report("POST /customers/{username}/renew", measure(api.base, headers, renewals, args.clients))
     return 0
 
 

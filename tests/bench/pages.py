@@ -2,13 +2,12 @@
 
     .venv/bin/python tests/bench/pages.py [--customers 100000] [--rounds 20]
 
-Starts a throw-away durable PostgreSQL (as daily_run.py does) and loads the
-customers with daily_run's loader (80% the admin's, 20% reseller1's), then
-gives them a month of history: 30 bought days each (the dashboard chart),
-expiries spread over the next 30 days, a cash payment today for one in ten,
-an open session for one in four. It serves the whole ``radbill api``
-application with uvicorn on a free port, logs in as the admin (sees all
-customers), as reseller1 and as a subscriber, and fetches every page
+Loads the customers and a month of their history into a throw-away durable
+PostgreSQL (loaded_isp.py: 80% the admin's, 20% reseller1's; 30 bought days
+each for the dashboard chart, expiries spread over the next 30 days, a cash
+payment today for one in ten, an open session for one in four). It serves
+the whole ``radbill api`` application with uvicorn on a free port, logs in as
+the admin (sees all customers), as reseller1 and as a subscriber, and fetches every page
 ``--rounds`` times. It prints, per page, the median and the worst server time
 (the pages' ``Server-Timing`` header: from request to response, rendering
 included), the first fetch apart (it fills the caches: the dashboard chart is
@@ -29,20 +28,15 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY))
 
 import httpx  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 
-from billingd import cards, credentials  # noqa: E402
 from billingd.api.app import create_app  # noqa: E402
-from schema import migrate  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 from schema.settings import ApiSettings, BillingdSettings, Settings  # noqa: E402
-from schema.tenancy import resolve_actor  # noqa: E402
-from tests.bench.daily_run import DurableServer, load  # noqa: E402
-from tests.billing_world import NOW, TODAY  # noqa: E402
+from tests.bench.loaded_isp import PASSWORD, loaded_isp  # noqa: E402
+from tests.billing_world import NOW  # noqa: E402
 from tests.browser import LiveServer  # noqa: E402
-from tests.conftest import _postgres_bindir, free_port  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
-PASSWORD = "benchmark password"
 OPERATOR_PAGES = [
     "/panel/",
     "/panel/dashboard/chart",
@@ -57,48 +51,6 @@ OPERATOR_PAGES = [
     "/panel/invoices",
     "/panel/statement",
 ]
-
-
-def add_history(engine, count: int) -> None:
-    """A month of bought days, spread expiries, today's payments and open sessions."""
-    with engine.begin() as connection:
-        connection.execute(
-            text("""
-            INSERT INTO customer_days (customer_id, day, amount)
-            SELECT c.id, CAST(:today AS DATE) - d, 1666 FROM customers c, generate_series(0, 29) AS d"""),
-            {"today": TODAY},
-        )
-        connection.execute(
-            text(
-                "UPDATE customers SET expires_at = CAST(:now AS TIMESTAMPTZ) + (id % 30) * INTERVAL '1 day'"
-            ),
-            {"now": NOW},
-        )
-        connection.execute(
-            text("""
-            INSERT INTO payments (customer_id, payee_operator_id, amount, method, created_at)
-            SELECT id, operator_id, 50000, 'cash', CAST(:now AS TIMESTAMPTZ) FROM customers WHERE id % 10 = 0"""),
-            {"now": NOW},
-        )
-        connection.execute(
-            text("""
-            INSERT INTO sessions (acct_unique_id, acct_session_id, nas_ip_address, customer_id, username,
-                                  started_at, updated_at)
-            SELECT md5(id::text), 'S' || id, '10.0.0.1', id, username, CAST(:now AS TIMESTAMPTZ),
-                   CAST(:now AS TIMESTAMPTZ)
-            FROM customers WHERE id % 4 = 0"""),
-            {"now": NOW},
-        )
-        admin = resolve_actor(connection, "admin")
-        for login in ("admin", "reseller1"):
-            credentials.set_password(connection, admin, login, PASSWORD, NOW)
-        cards.create_batch(connection, resolve_actor(connection, "reseller1"), 200, value=50000)
-    with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
-    print(
-        f"history: {count * 30:,} customer days, {count // 10:,} payments, {count // 4:,} sessions",
-        flush=True,
-    )
 
 
 def log_in(client: httpx.Client, area: str, login: str, password: str) -> None:
@@ -124,14 +76,8 @@ def main(argv=None) -> int:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args(argv)
-    server = DurableServer(_postgres_bindir())
-    server.start()
-    try:
-        url = server.url("postgres")
+    with loaded_isp(args.customers, history=True) as url:
         engine = make_engine(url)
-        migrate.upgrade(engine)
-        load(engine, args.customers)
-        add_history(engine, args.customers)
         settings = Settings(
             billingd=BillingdSettings(timezone="Asia/Dhaka"), api=ApiSettings(state_dir=tempfile.mkdtemp())
         )
@@ -156,9 +102,6 @@ def main(argv=None) -> int:
                         )
         print(f"slowest page (median): {worst:.1f} ms with {args.customers:,} customers")
         engine.dispose()
-    finally:
-        server.stop("immediate")
-        server.remove()
     return 0
 
 
