@@ -34,6 +34,7 @@ from schema.tables import (
     ledger_lines,
     operators,
 )
+from schema.tenancy import Actor
 
 _FOLLOWERS = {
     "invoice": "a monthly invoice follows the enabled days; correct the customer with a payment instead",
@@ -71,6 +72,14 @@ def reverse_entry(
             reopen_invoices(connection, entry["customer_id"])
         record_change(connection, "customer", entry["customer_id"])
     return reversal
+
+
+def reverse_as(
+    connection: Connection, actor: Actor, entry_id: int, calendar: Calendar, memo: str = ""
+) -> int:
+    """:func:`reverse_entry` for the admin side with finance: the admin's correction."""
+    actor.require("ledger", "reverse ledger entries")
+    return reverse_entry(connection, actor.caller_id, entry_id, calendar, memo)
 
 
 def _customer_charged(connection: Connection, entry_id: int) -> int:

@@ -43,6 +43,7 @@ from schema.tables import (
 )
 from schema.tenancy import (
     Actor,
+    actable_ids,
     blocked_in_chain,
     descendant_ids,
     resolve_actor,
@@ -111,12 +112,15 @@ def _operator(connection: Connection, login: str):
 
 
 def _may_manage_credentials_of(connection: Connection, actor: Actor, row, what: str) -> None:
-    """Its own credentials, or a strict descendant's with the right to change operators."""
+    """Its own credentials, or a strict descendant's with the right to change operators; a
+    manager never a colleague's (the home's staff), whose permissions it would borrow."""
     if row["id"] == actor.id and actor.caller_id == actor.id:
         return
     actor.require("operators.change", what)
     if row["id"] == actor.home_id or row["id"] not in descendant_ids(connection, actor.home_id):
         raise NotFound(f"operator {row['login']} is not visible to {actor.login}")
+    if actor.id != actor.home_id and row["id"] not in actable_ids(connection, actor):
+        raise Forbidden(f"{actor.login} may not {what}: {row['login']} works for its own home")
 
 
 def set_password(connection: Connection, actor: Actor, login: str, password: str, now: datetime) -> None:

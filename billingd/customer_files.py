@@ -244,6 +244,7 @@ def import_customers(
 ) -> ImportResult:
     """Check every row, then write the good ones; with a problem and not ``skip_bad``, write nothing."""
     actor.require("customers.change", "import customers")
+    actor.require("money", "import customers (it writes their opening balances)")
     visible = visible_operator_ids(connection, actor)
     query = select(operators.c.login, operators.c.id).where(
         operators.c.role.in_(("admin", "reseller", "sub_reseller"))
@@ -511,6 +512,7 @@ def _post_opening_balances(
 def export_customers(connection: Connection, actor: Actor) -> Iterable[dict]:
     """Every customer the actor may change, in radbill's import columns (passwords included)."""
     actor.require("customers.change", "export customers with their passwords")
+    actor.require("passwords", "export customers with their passwords")
     visible = visible_operator_ids(connection, actor)
     query = (
         select(

@@ -167,6 +167,8 @@ def add_customer(
     if connection.execute(select(customers.c.id).where(customers.c.username == username)).first():
         raise RadbillError(f"username {username!r} is taken")
     priced = priced_package(connection, owner_id, package)
+    if priced.billing_type == "daily":
+        actor.require("money", "activate a daily customer (it pays its first period, up the chain)")
     owner = cascade.lock_chain(connection, owner_id)[owner_id]
     if owner["parent_id"] is not None and owner["billing_mode"] == "prepaid":
         cheapest = cheapest_operator_price(connection, owner_id)
@@ -472,6 +474,7 @@ def _refund_unused(connection: Connection, actor: Actor, row, calendar: Calendar
     ).all()
     if not per_entry:
         return 0
+    actor.require("money", "give back or forfeit a customer's paid days (suspend, delete, change package)")
     policy = connection.execute(
         select(operators.c.refund_policy).where(operators.c.id == row["operator_id"])
     ).scalar()
@@ -632,7 +635,9 @@ def suspend(
 def disconnect_now(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> int:
     """The NOC's Disconnect of a customer's sessions (``radbill customer disconnect``),
     queued through the outbox like any other; returns the job's id."""
-    row = changeable_customer(connection, actor, username, "disconnect customers")
+    actor.require("enforce", "disconnect customers")
+    row = _row(connection, username, lock=True)
+    require_changeable(connection, actor, row["operator_id"], f"customer {row['username']}")
     job_id = enqueue(
         connection,
         customer_id=row["id"],

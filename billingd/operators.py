@@ -1,5 +1,6 @@
 """The operator hierarchy: add, permit, block, fund, settle, balances."""
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +32,7 @@ from schema.tenancy import (
     Actor,
     descendant_ids,
     operator_row,
+    require_grantable,
     require_visible,
 )
 
@@ -46,8 +48,8 @@ class Operator:
     role: str
     parent: str | None
     billing_mode: str
-    credit_limit: int
-    fund_balance: int
+    credit_limit: int | None  # None: hidden from an actor without financial access
+    fund_balance: int | None
     refund_policy: str
     id_format: str
     status: str
@@ -174,7 +176,7 @@ def add_operator(
         role=role,
         parent=parent_row["login"] if parent_row else None,
     )
-    return get_operator(connection, login)
+    return _as_seen_by(actor, get_operator(connection, login))
 
 
 def _row_by_id(connection: Connection, operator_id: int):
@@ -209,12 +211,20 @@ def get_operator(connection: Connection, login: str) -> Operator:
     )
 
 
+def _as_seen_by(actor: Actor | None, operator: Operator) -> Operator:
+    """The operator; its money (credit limit, fund) only for those who may see money
+    (no actor: the very first operator, added by whoever installs radbill)."""
+    if actor is None or actor.may("money"):
+        return operator
+    return dataclasses.replace(operator, credit_limit=None, fund_balance=None)
+
+
 def show_operator(connection: Connection, actor: Actor, login: str) -> Operator:
     actor.require("customers.view", "see operators")
     row = operator_row(connection, login)
     if row["id"] != actor.id:
         require_visible(connection, actor, row["id"], f"operator {login}")
-    return get_operator(connection, login)
+    return _as_seen_by(actor, get_operator(connection, login))
 
 
 def list_operators(connection: Connection, actor: Actor) -> list[Operator]:
@@ -222,7 +232,7 @@ def list_operators(connection: Connection, actor: Actor) -> list[Operator]:
     visible = None if actor.is_admin else descendant_ids(connection, actor.home_id)
     logins = connection.execute(select(operators.c.id, operators.c.login).order_by(operators.c.id)).all()
     return [
-        get_operator(connection, login)
+        _as_seen_by(actor, get_operator(connection, login))
         for operator_id, login in logins
         if visible is None or operator_id in visible
     ]
@@ -243,6 +253,7 @@ def permit(connection: Connection, actor: Actor, login: str, permission: str) ->
     if permission not in PERMISSIONS:
         raise RadbillError(f"unknown permission {permission!r}: use {', '.join(PERMISSIONS)}")
     row = _changeable_operator(connection, actor, login, "grant permissions")
+    require_grantable(actor, permission, row["role"])
     if connection.execute(
         select(permissions.c.permission).where(
             permissions.c.operator_id == row["id"], permissions.c.permission == permission
@@ -288,7 +299,7 @@ def _changed(connection: Connection, actor: Actor, row, action: str, **details) 
         target_id=row["id"],
         **details,
     )
-    return get_operator(connection, row["login"])
+    return _as_seen_by(actor, get_operator(connection, row["login"]))
 
 
 def settle(
@@ -313,7 +324,7 @@ def settle(
         raise RadbillError("the amount must be more than zero")
     check_amount(amount)
     child = operator_row(connection, login)
-    if child["parent_id"] != actor.home_id and not actor.is_admin:
+    if child["id"] == actor.home_id or (child["parent_id"] != actor.home_id and not actor.is_admin):
         raise Forbidden(f"only {login}'s parent operator records its payments")
     if child["parent_id"] is None or child["role"] not in SELLING_ROLES:
         raise RadbillError(f"{login} has no parent to pay")
@@ -367,7 +378,7 @@ def settle(
         amount=amount,
         entry=entry_id,
     )
-    return get_operator(connection, login)
+    return _as_seen_by(actor, get_operator(connection, login))
 
 
 def balance(connection: Connection, actor: Actor, login: str) -> dict:

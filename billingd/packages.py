@@ -213,7 +213,7 @@ def assign_package(
     child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
     if child is None:
         raise RadbillError(f"no operator {to_login!r}")
-    if child["parent_id"] != actor.home_id and not actor.is_admin:
+    if child["id"] == actor.home_id or (child["parent_id"] != actor.home_id and not actor.is_admin):
         raise Forbidden(f"{to_login} is not a direct child of {actor.login}: its parent sets its prices")
     if child["role"] not in ("reseller", "sub_reseller"):
         raise RadbillError(f"{to_login} is a {child['role']}: only resellers and sub-resellers sell packages")

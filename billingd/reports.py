@@ -19,10 +19,11 @@ from sqlalchemy import Connection, and_, case, func, literal, or_, select
 from nas import outbox
 from nas.registry import get_nas
 from schema.engine import as_utc
-from schema.errors import Forbidden, NotFound, RadbillError
+from schema.errors import NotFound, RadbillError
 from schema.identity import canonical_username
 from schema.tables import (
     billing_runs,
+    customer_days,
     customers,
     enforcement_jobs,
     invoices,
@@ -37,7 +38,7 @@ from schema.tables import (
     sessions,
     zones,
 )
-from schema.tenancy import Actor, require_visible, visible_operator_ids
+from schema.tenancy import Actor, descendant_ids, require_changeable, require_visible, visible_operator_ids
 
 ATTEMPT_COLUMNS = ("authdate", "reply", "reason", "nasipaddress", "callingstationid")
 
@@ -133,12 +134,39 @@ def attempts(connection: Connection, actor: Actor, username: str, limit: int = 2
 
 
 def recent_runs(connection: Connection, actor: Actor, limit: int = 30) -> list[dict]:
-    """The last billing days run, newest first: the admin's side only (they total the whole ISP)."""
+    """The last days run. The admin side sees the ISP's totals; a seller, its own
+    subtree's customers charged and amount (what ``customer_days`` holds for them)."""
     actor.require("money", "see billing runs")
-    if not actor.is_admin:
-        raise Forbidden(f"{actor.login}: billing runs are the admin's")
-    query = select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit)
-    return [dict(row) for row in connection.execute(query).mappings()]
+    runs = connection.execute(
+        select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit)
+    ).mappings()
+    if actor.is_admin:
+        return [dict(row) for row in runs]
+    rows = [
+        {key: row[key] for key in ("day", "started_at", "finished_at")}
+        | {"customers_charged": 0, "amount_charged": 0}
+        for row in runs
+    ]
+    if not rows:
+        return rows
+    by_day = {row["day"]: row for row in rows}
+    charged = connection.execute(
+        select(customer_days.c.day, func.count(), func.sum(customer_days.c.amount))
+        .select_from(
+            customer_days.join(customers, customers.c.id == customer_days.c.customer_id).join(
+                ledger_entries, ledger_entries.c.id == customer_days.c.entry_id
+            )
+        )
+        .where(
+            customers.c.operator_id.in_(descendant_ids(connection, actor.home_id)),
+            customer_days.c.day.in_(list(by_day)),
+            ledger_entries.c.kind == "daily_charge",
+        )
+        .group_by(customer_days.c.day)
+    )
+    for day, count, amount in charged:
+        by_day[day].update(customers_charged=count, amount_charged=amount)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -467,35 +495,25 @@ def invoice(connection: Connection, actor: Actor, today: date, number: str) -> d
     """One invoice the actor may see (``radbill invoice show``); an invisible one is as unknown."""
     found = invoice_report(connection, actor, today, number=number)
     if not found:
-        raise RadbillError(f"no invoice {number!r}")
+        raise NotFound(f"no invoice {number!r}")  # the same words whether it exists or is not the actor's
     return found[0]
 
 
 def enforcement_jobs_of(
     connection: Connection, actor: Actor, status: str | None = None, limit: int = 100
 ) -> list[outbox.JobRow]:
-    """Router jobs of the customers the actor sees (jobs of no customer: the admin's)."""
+    """Router jobs of the customers the actor sees (jobs of no customer: the admin side's)."""
     actor.require("customers.view", "see router jobs")
-    visible = visible_operator_ids(connection, actor)
-    customer_ids = None
-    if visible is not None:
-        customer_ids = set(
-            connection.execute(select(customers.c.id).where(customers.c.operator_id.in_(visible))).scalars()
-        )
-    return outbox.list_jobs(connection, status, limit, customer_ids=customer_ids)
+    return outbox.list_jobs(connection, status, limit, operator_ids=visible_operator_ids(connection, actor))
 
 
 def retry_enforcement(connection: Connection, actor: Actor, job_id: int) -> None:
-    """Run a failed or waiting router job again now: the admin, or whoever may change its customer."""
-    actor.require("customers.change", "retry router jobs")
-    found = connection.execute(
-        select(enforcement_jobs.c.customer_id).where(enforcement_jobs.c.id == job_id)
-    ).first()
-    if found is None:
+    """Run a failed or waiting router job again now: network work (the NOC, the sellers, a manager
+    with ``network``) on a customer the actor may change; a job of no customer is the admin side's."""
+    actor.require("enforce", "retry router jobs")
+    owner = outbox.job_customer_operator(connection, job_id)
+    if owner is None and not actor.is_admin:
         raise NotFound(f"no enforcement job {job_id}")
-    if not actor.is_admin:
-        owner = connection.execute(select(customers.c.operator_id).where(customers.c.id == found[0])).scalar()
-        visible = visible_operator_ids(connection, actor)
-        if owner is None or owner not in visible:
-            raise NotFound(f"no enforcement job {job_id}")
-    outbox.retry_job(connection, job_id, actor_id=actor.caller_id)
+    if owner is not None:
+        require_changeable(connection, actor, owner, f"enforcement job {job_id}")
+    outbox.retry_job(connection, job_id, actor_id=actor.caller_id, acting_as_id=actor.id)

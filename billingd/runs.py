@@ -46,6 +46,7 @@ from billingd.enforcement import cut_off, restore
 from billingd.prices import day_share_sql, end_of_day
 from schema.changes import prune_changes, record_change, record_changes
 from schema.engine import as_utc
+from schema.errors import RadbillError
 from schema.outbox import enqueue_selected
 from schema.settings import BillingdSettings
 from schema.tables import (
@@ -60,7 +61,7 @@ from schema.tables import (
     sessions,
 )
 from schema.tables import invoices as invoice_rows
-from schema.tenancy import ancestry, operator_parents
+from schema.tenancy import Actor, ancestry, operator_parents
 from schema.usage import usage_period_start
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,26 @@ class DayResult:
 
 
 def days_to_run(connection: Connection, through: date) -> list[date]:
-    """The days after the last completed one, up to ``through`` (just ``through`` on a new system)."""
+    """The days after the last completed one, up to ``through``, never before the earliest
+    day that has anything to bill (the first customer's first day): a new system starts
+    there, and an old date cannot queue decades of empty days."""
+    earliest = connection.execute(select(func.min(customers.c.billing_anchor))).scalar()
+    if earliest is None:
+        return []
     last = connection.execute(
         select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))
     ).scalar()
-    if last is None:
-        return [through]
-    return [last + timedelta(days=i) for i in range(1, (through - last).days + 1)]
+    first = max(earliest, last + timedelta(days=1)) if last is not None else earliest
+    return [first + timedelta(days=i) for i in range((through - first).days + 1)]
+
+
+def check_run(connection: Connection, actor: Actor, through: date, today: date) -> None:
+    """Billing is run by the admin side with ``finance``, and never for a day that has not come."""
+    actor.require("billing.run", "run billing")
+    if through > today:
+        raise RadbillError(
+            f"cannot bill {through.isoformat()}: it is after today ({today.isoformat()} in the billing time zone)"
+        )
 
 
 def run_through(engine: Engine, through: date, settings: BillingdSettings) -> list[DayResult]:
@@ -100,10 +114,10 @@ def run_through(engine: Engine, through: date, settings: BillingdSettings) -> li
         with engine.begin() as connection:
             result = run_day(connection, day, settings, now=datetime.now(UTC))
         results.append(dataclasses.replace(result, seconds=time.monotonic() - started))
-    if results:
-        with engine.begin() as connection:
-            prune_changes(connection, datetime.now(UTC))
-            prune_postauth(connection, datetime.now(UTC), settings.postauth_days)
+    # The daily housekeeping, also on a day with nothing to bill (no customers yet).
+    with engine.begin() as connection:
+        prune_changes(connection, datetime.now(UTC))
+        prune_postauth(connection, datetime.now(UTC), settings.postauth_days)
     return results
 
 

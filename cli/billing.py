@@ -21,9 +21,10 @@ def billing_group() -> None:
 @click.pass_obj
 def run(obj: Context, day: datetime | None) -> None:
     """Do the day's work, catching up missed days in order; a done day is never redone."""
+    today = obj.calendar().today
+    through = day.date() if day else today
     with obj.engine.begin() as connection:
-        obj.actor(connection).require("money", "run billing")
-    through = day.date() if day else obj.calendar().today
+        runs.check_run(connection, obj.actor(connection), through, today)
     results = runs.run_through(obj.engine, through, obj.settings.billingd)
     rows = [
         shown(
@@ -46,7 +47,7 @@ def run(obj: Context, day: datetime | None) -> None:
 @click.option("--limit", type=LIMIT, default=30, show_default=True)
 @click.pass_obj
 def list_runs(obj: Context, limit: int) -> None:
-    """The last days run."""
+    """The last days run (a seller sees its own customers' share of each day)."""
     with obj.engine.begin() as connection:
         rows = reports.recent_runs(connection, obj.actor(connection), limit)
     emit_table(

@@ -2,10 +2,10 @@
 
 import click
 
+from billingd import reports
 from cli.context import Context
 from cli.output import emit_table
 from cli.params import LIMIT, ROW_ID
-from nas.outbox import list_jobs, retry_job
 from schema.tables import JOB_STATUSES
 
 
@@ -28,8 +28,8 @@ def enforcement_group() -> None:
 def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first, with the last error of each."""
     obj.as_json = obj.as_json or as_json
-    with obj.engine.connect() as connection:
-        jobs = list_jobs(connection, status, limit)
+    with obj.engine.begin() as connection:
+        jobs = reports.enforcement_jobs_of(connection, obj.actor(connection), status, limit)
     emit_table(
         jobs,
         [
@@ -53,7 +53,7 @@ def list_(obj: Context, status: str | None, limit: int, as_json: bool) -> None:
 def retry(obj: Context, job_id: int) -> None:
     """Run a failed (or waiting) job again now, with a fresh count of attempts."""
     with obj.engine.begin() as connection:
-        retry_job(connection, job_id)
+        reports.retry_enforcement(connection, obj.actor(connection), job_id)
     click.echo(f"enforcement job {job_id} is due now")
 
 

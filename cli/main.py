@@ -12,6 +12,10 @@ from schema.errors import RadbillError
 class RadbillGroup(click.Group):
     """Turns every user mistake into one line on stderr and exit status 1.
 
+    ``standalone_mode=False`` (tests) lets the exceptions through instead, so a
+    refusal (:class:`schema.errors.Forbidden` or :class:`~schema.errors.NotFound`) can be told
+    from other mistakes.
+
     That includes click's own usage errors (an unknown option such as ``-5``,
     a value of the wrong type, a bad choice), which click would otherwise
     print as a usage block of several lines with exit status 2.
@@ -33,17 +37,13 @@ class RadbillGroup(click.Group):
             _fail(error.format_message())
         except click.Abort:
             _fail("aborted")
-        sys.exit(0)
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
         except RadbillError as error:
             _fail(str(error))
         except OperationalError as error:
             _fail(f"cannot use the database: {error.orig}")
         except DBAPIError as error:
             _fail(f"the database refused the change: {error.orig}")
+        sys.exit(0)
 
 
 def _fail(message: str) -> None:

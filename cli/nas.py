@@ -3,10 +3,10 @@
 import click
 from twisted.internet import defer
 
+from billingd import network
 from cli.context import Context
 from cli.output import emit_record, emit_table
 from cli.params import PORT
-from nas.registry import add_nas, delete_nas, get_nas, list_nas, update_nas
 from schema.errors import RadbillError
 from schema.tables import MESSAGE_AUTHENTICATOR_POLICIES
 
@@ -68,7 +68,7 @@ def add(obj: Context, name: str, ip_address: str, secret: str, **options) -> Non
     """Add a router."""
     options = {key: value for key, value in _tls_verify(options).items() if value is not None}
     with obj.engine.begin() as connection:
-        router = add_nas(connection, name, ip_address, secret, **options)
+        router = network.add_router(connection, obj.actor(connection), name, ip_address, secret, **options)
     click.echo(f"added NAS {router.name} ({router.ip_address})")
 
 
@@ -82,7 +82,9 @@ def add(obj: Context, name: str, ip_address: str, secret: str, **options) -> Non
 def set_(obj: Context, name: str, new_name: str | None, **changes) -> None:
     """Change a router; radiusd picks the change up within a second."""
     with obj.engine.begin() as connection:
-        router = update_nas(connection, name, name=new_name, **_tls_verify(changes))
+        router = network.update_router(
+            connection, obj.actor(connection), name, name=new_name, **_tls_verify(changes)
+        )
     click.echo(f"updated NAS {router.name} ({router.ip_address})")
 
 
@@ -92,7 +94,7 @@ def set_(obj: Context, name: str, new_name: str | None, **changes) -> None:
 def delete(obj: Context, name: str) -> None:
     """Remove a router that has no open sessions or unfinished jobs."""
     with obj.engine.begin() as connection:
-        delete_nas(connection, name)
+        network.delete_router(connection, obj.actor(connection), name)
     click.echo(f"deleted NAS {name}")
 
 
@@ -100,8 +102,8 @@ def delete(obj: Context, name: str) -> None:
 @click.pass_obj
 def list_(obj: Context) -> None:
     """List routers."""
-    with obj.engine.connect() as connection:
-        routers = list_nas(connection)
+    with obj.engine.begin() as connection:
+        routers = network.list_routers(connection, obj.actor(connection))
     emit_table(
         routers,
         ["name", "ip_address", "coa_port", "require_message_authenticator", "api_host", "description"],
@@ -113,8 +115,8 @@ def list_(obj: Context) -> None:
 @click.pass_obj
 def show(obj: Context, name: str) -> None:
     """Show one router (secrets hidden)."""
-    with obj.engine.connect() as connection:
-        router = get_nas(connection, name)
+    with obj.engine.begin() as connection:
+        router = network.show_router(connection, obj.actor(connection), name)
     emit_record(router)
 
 
@@ -126,8 +128,8 @@ def test(obj: Context, name: str) -> None:
     from cli.reactor import run_on_reactor
     from nas.probe import check_router
 
-    with obj.engine.connect() as connection:
-        router = get_nas(connection, name)
+    with obj.engine.begin() as connection:
+        router = network.show_router(connection, obj.actor(connection), name)
     checks = run_on_reactor(
         lambda reactor: defer.ensureDeferred(check_router(reactor, router, obj.settings.nas))
     )

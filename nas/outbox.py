@@ -24,7 +24,7 @@ from nas.coa import SessionIdentity
 from nas.registry import Nas, nas_from_row
 from schema.audit import audit
 from schema.engine import as_utc
-from schema.errors import RadbillError, require_one_of
+from schema.errors import NotFound, RadbillError, require_one_of
 from schema.ratelimit import package_rate_limits
 from schema.tables import (
     JOB_STATUSES,
@@ -311,9 +311,10 @@ def list_jobs(
     limit: int = 100,
     *,
     job_id: int | None = None,
-    customer_ids: set[int] | None = None,
+    operator_ids: set[int] | None = None,
 ) -> list[JobRow]:
-    """The newest jobs first, optionally only those with one status, of some customers, or the one ``job_id``."""
+    """The newest jobs first, optionally only those with one status, of these operators' customers,
+    or the one ``job_id``."""
     query = (
         select(enforcement_jobs, customers.c.username.label("customer"), nas.c.name.label("nas"))
         .select_from(
@@ -324,13 +325,13 @@ def list_jobs(
         .order_by(enforcement_jobs.c.id.desc())
         .limit(limit)
     )
+    if operator_ids is not None:
+        query = query.where(customers.c.operator_id.in_(operator_ids))
     if status is not None:
         require_one_of(status, JOB_STATUSES, "job status")
         query = query.where(enforcement_jobs.c.status == status)
     if job_id is not None:
         query = query.where(enforcement_jobs.c.id == job_id)
-    if customer_ids is not None:
-        query = query.where(enforcement_jobs.c.customer_id.in_(sorted(customer_ids)))
     instants = ("not_before", "created_at", "done_at")
     return [
         JobRow(
@@ -343,7 +344,21 @@ def list_jobs(
     ]
 
 
-def retry_job(connection: Connection, job_id: int, *, actor_id: int | None = None) -> None:
+def job_customer_operator(connection: Connection, job_id: int) -> int | None:
+    """The operator whose customer a job acts on (None: a job of no customer)."""
+    found = connection.execute(
+        select(enforcement_jobs.c.id, customers.c.operator_id)
+        .select_from(enforcement_jobs.outerjoin(customers, customers.c.id == enforcement_jobs.c.customer_id))
+        .where(enforcement_jobs.c.id == job_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"no enforcement job {job_id}")
+    return found.operator_id
+
+
+def retry_job(
+    connection: Connection, job_id: int, *, actor_id: int | None = None, acting_as_id: int | None = None
+) -> None:
     """Make a failed (or waiting) job due now, with a fresh count of attempts."""
     status = connection.execute(
         select(enforcement_jobs.c.status).where(enforcement_jobs.c.id == job_id)
@@ -361,6 +376,7 @@ def retry_job(connection: Connection, job_id: int, *, actor_id: int | None = Non
         connection,
         "enforcement.retry",
         actor_id=actor_id,
+        acting_as_id=acting_as_id,
         target_type="enforcement_job",
         target_id=job_id,
         previous_status=status,

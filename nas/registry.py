@@ -85,7 +85,14 @@ def _ensure_unique(connection: Connection, values: dict, except_id: int | None =
 
 
 def add_nas(
-    connection: Connection, name: str, ip_address: str, secret: str, *, actor_id: int | None = None, **options
+    connection: Connection,
+    name: str,
+    ip_address: str,
+    secret: str,
+    *,
+    actor_id: int | None = None,
+    acting_as_id: int | None = None,
+    **options,
 ) -> Nas:
     values = _checked({"name": name, "ip_address": ip_address, "secret": secret, **options})
     _ensure_unique(connection, values)
@@ -95,6 +102,7 @@ def add_nas(
         connection,
         "nas.add",
         actor_id=actor_id,
+        acting_as_id=acting_as_id,
         target_type="nas",
         target_id=nas_id,
         name=name,
@@ -103,7 +111,14 @@ def add_nas(
     return get_nas(connection, name)
 
 
-def update_nas(connection: Connection, nas_name: str, *, actor_id: int | None = None, **changes) -> Nas:
+def update_nas(
+    connection: Connection,
+    nas_name: str,
+    *,
+    actor_id: int | None = None,
+    acting_as_id: int | None = None,
+    **changes,
+) -> Nas:
     current = get_nas(connection, nas_name)
     values = _checked({key: value for key, value in changes.items() if value is not None})
     if not values:
@@ -114,11 +129,21 @@ def update_nas(connection: Connection, nas_name: str, *, actor_id: int | None = 
     connection.execute(update(nas).where(nas.c.id == current.id).values(**values))
     record_change(connection, "nas", current.id)
     shown = {key: ("***" if key in ("secret", "api_password") else value) for key, value in values.items()}
-    audit(connection, "nas.update", actor_id=actor_id, target_type="nas", target_id=current.id, **shown)
+    audit(
+        connection,
+        "nas.update",
+        actor_id=actor_id,
+        acting_as_id=acting_as_id,
+        target_type="nas",
+        target_id=current.id,
+        **shown,
+    )
     return get_nas(connection, values.get("name", nas_name))
 
 
-def delete_nas(connection: Connection, nas_name: str, *, actor_id: int | None = None) -> None:
+def delete_nas(
+    connection: Connection, nas_name: str, *, actor_id: int | None = None, acting_as_id: int | None = None
+) -> None:
     """Remove a router: refused while it has open sessions or unfinished jobs. Past sessions and
     jobs keep its address but no longer point at it; radiusd stops answering it within a second."""
     current = get_nas(connection, nas_name)
@@ -139,7 +164,15 @@ def delete_nas(connection: Connection, nas_name: str, *, actor_id: int | None = 
     )
     connection.execute(delete(nas).where(nas.c.id == current.id))
     record_change(connection, "nas", current.id)
-    audit(connection, "nas.delete", actor_id=actor_id, target_type="nas", target_id=current.id, name=nas_name)
+    audit(
+        connection,
+        "nas.delete",
+        actor_id=actor_id,
+        acting_as_id=acting_as_id,
+        target_type="nas",
+        target_id=current.id,
+        name=nas_name,
+    )
 
 
 def get_nas(connection: Connection, name: str) -> Nas:

@@ -1,15 +1,25 @@
-"""Who is acting, and what they may see and change.
+"""Who is acting, and what they may see and change: every rule, decided here once.
 
-Every domain function takes an :class:`Actor`. The rules live here, not in
-the CLI, so any later front end inherits them:
+Every domain function takes an :class:`Actor`; no front end (CLI, API)
+decides anything about permissions. The rules (the README's permission
+table says the same in words):
 
-- an operator sees its own customers and its descendants'; the admin sees all;
+- an operator sees its own customers and its descendants'; the admin side
+  (the admin and the admin's staff) sees all;
 - it changes only its own, unless it holds ``manage_descendants``;
 - staff (manager, NOC, card distributor) work for their parent, the "home"
   operator whose customers and books they see; a manager needs a permission
-  for each kind of change; NOC users never see or move money;
-- ``--as LOGIN`` (act as) is allowed for the admin towards anyone and for an
-  operator towards its descendants, and it is audited.
+  for each kind of work; NOC users never see or move money; card
+  distributors only list the cards given to them;
+- routers, billing runs and the ledger are the ISP's: only the admin side;
+- an operator that is blocked, or has a blocked operator above it, can do
+  nothing, and neither can its staff;
+- ``--as LOGIN`` (act as) is for the admin towards anyone, and for a reseller,
+  sub-reseller or a manager with ``operators`` towards strict descendants of
+  its home that are not its home's staff; the result never has more rights
+  than the caller (a manager acting as a reseller keeps its own permission
+  limits), and it is audited;
+- nobody grants a permission it does not hold itself.
 """
 
 from collections.abc import Mapping
@@ -18,21 +28,32 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from schema.audit import audit
-from schema.errors import Forbidden, NotFound
+from schema.errors import Forbidden, NotFound, RadbillError
 from schema.tables import operators, permissions
 
 STAFF_ROLES = ("manager", "noc", "card_distributor")
 SELLING_ROLES = ("admin", "reseller", "sub_reseller")
 
-# Permissions an operator can be granted (`radbill operator permit`).
+# Permissions an operator can be granted (`radbill operator permit`), and the roles each fits.
 PERMISSIONS = {
     "reseller_module": "may create sub-resellers under itself",
     "manage_descendants": "may change the customers of its descendants, not only its own",
-    "customers": "manager: may add and change customers",
+    "customers": "manager: may add and change customers (with finance when that moves money)",
     "finance": "manager: may see and move money (balances, funds, payments, renewals, runs, ledger)",
     "packages": "manager: may add packages and assign prices",
-    "operators": "manager: may add, block and permit operators",
+    "operators": "manager: may add, block and permit operators, and act as them",
     "cards": "manager: may create and list recharge cards",
+    "network": "admin's manager: may add and change routers",
+}
+PERMISSION_ROLES = {
+    "reseller_module": ("reseller", "sub_reseller"),
+    "manage_descendants": ("reseller", "sub_reseller", "manager"),
+    "customers": ("manager",),
+    "finance": ("manager",),
+    "packages": ("manager",),
+    "operators": ("manager",),
+    "cards": ("manager",),
+    "network": ("manager",),
 }
 
 # What each action needs from a manager; other roles are decided by role.
@@ -43,7 +64,15 @@ _MANAGER_NEEDS = {
     "operators.change": "operators",
     "cards": "cards",
     "sessions.close": "customers",
+    "network.change": "network",
+    "enforce": "network",
+    "billing.run": "finance",
+    "ledger": "finance",
+    "passwords": "customers",
 }
+# Actions only the admin side (the admin and its staff) may take: the ISP's own things.
+_ADMIN_SIDE_ONLY = ("network.view", "network.change", "billing.run", "ledger", "passwords")
+_NOC_MAY = ("customers.view", "network.view", "enforce", "sessions.close")
 
 
 @dataclass(frozen=True)
@@ -57,6 +86,7 @@ class Actor:
     caller_id: int  # differs from id under --as
     permissions: frozenset[str]
     home_is_root: bool  # the admin, or staff working for the admin
+    ceiling: "Actor | None" = None  # under --as: the caller, whose limits still apply
 
     @property
     def is_admin(self) -> bool:
@@ -65,21 +95,39 @@ class Actor:
 
     def may(self, action: str) -> bool:
         """Role-level permission for an action, before any tenancy check."""
+        if self.ceiling is not None and not self.ceiling.may(action):
+            return False
+        if action in _ADMIN_SIDE_ONLY and not self.is_admin:
+            return False
         if self.role == "admin":
             return True
         if self.role == "noc":
-            return action in ("customers.view", "sessions.close")
+            return action in _NOC_MAY
         if self.role == "card_distributor":
             return action == "cards.view"
         if self.role == "manager":
             needed = _MANAGER_NEEDS.get(action)
             return needed is None or needed in self.permissions
-        return True  # resellers and sub-resellers: limited by tenancy below
+        return True  # resellers and sub-resellers: their own business, limited by tenancy below
+
+    def holds(self, permission: str) -> bool:
+        """Whether the actor has this permission itself (so that it may grant it)."""
+        if self.ceiling is not None and not self.ceiling.holds(permission):
+            return False
+        if self.role == "admin":
+            return True
+        if permission in ("reseller_module", "manage_descendants"):
+            return permission in self.permissions
+        if self.role == "manager":
+            return permission in self.permissions
+        return self.role in ("reseller", "sub_reseller") and permission != "network"
 
     def require(self, action: str, what: str) -> None:
         if not self.may(action):
             if action == "money" and self.role in ("noc", "card_distributor"):
                 raise Forbidden(f"{self.login} ({self.role}) has no financial access: cannot {what}")
+            if action in _ADMIN_SIDE_ONLY and not self.is_admin:
+                raise Forbidden(f"{self.login} may not {what}: only the admin side may")
             raise Forbidden(f"{self.login} ({self.role}) is not allowed to {what}")
 
 
@@ -89,19 +137,6 @@ def operator_row(connection: Connection, login: str):
     if row is None:
         raise NotFound(f"no operator {login!r}")
     return row
-
-
-def _actor_from(connection: Connection, row, caller_id: int) -> Actor:
-    granted = connection.execute(
-        select(permissions.c.permission).where(permissions.c.operator_id == row["id"])
-    )
-    home_id = row["parent_id"] if row["role"] in STAFF_ROLES and row["parent_id"] is not None else row["id"]
-    home_is_root = (
-        connection.execute(select(operators.c.parent_id).where(operators.c.id == home_id)).scalar() is None
-    )
-    return Actor(
-        row["id"], row["login"], row["role"], home_id, caller_id, frozenset(granted.scalars()), home_is_root
-    )
 
 
 def blocked_in_chain(connection: Connection, operator_id: int) -> str | None:
@@ -129,12 +164,32 @@ def _require_unblocked(connection: Connection, row) -> None:
         raise Forbidden(f"operator {row['login']!r} works under {blocked!r}, which is blocked")
 
 
+def _actor_from(connection: Connection, row, caller_id: int, ceiling: Actor | None = None) -> Actor:
+    granted = connection.execute(
+        select(permissions.c.permission).where(permissions.c.operator_id == row["id"])
+    )
+    home_id = row["parent_id"] if row["role"] in STAFF_ROLES and row["parent_id"] is not None else row["id"]
+    home_is_root = (
+        connection.execute(select(operators.c.parent_id).where(operators.c.id == home_id)).scalar() is None
+    )
+    return Actor(
+        row["id"],
+        row["login"],
+        row["role"],
+        home_id,
+        caller_id,
+        frozenset(granted.scalars()),
+        home_is_root,
+        ceiling,
+    )
+
+
 def resolve_actor(
     connection: Connection, caller_login: str, act_as_login: str | None = None, *, audited: bool = True
 ) -> Actor:
     """The actor for a command: the caller, or whom it acts as (checked, and audited unless
     ``audited`` is False: the API audits a "login as" once, when its session starts)."""
-    caller = operator_row(connection, caller_login)
+    caller = operator_row(connection, caller_login)  # a login that does not exist is nobody
     _require_unblocked(connection, caller)
     actor = _actor_from(connection, caller, caller["id"])
     if act_as_login is None or act_as_login == caller_login:
@@ -143,12 +198,15 @@ def resolve_actor(
     may_act_as = actor.role in SELLING_ROLES or (actor.role == "manager" and "operators" in actor.permissions)
     if not may_act_as:
         raise Forbidden(f"{caller_login} ({actor.role}) may not act as another operator")
-    # Strictly below its home: a manager acting as its own reseller would get every right the reseller has.
-    if target["id"] == actor.home_id or target["id"] not in descendant_ids(connection, actor.home_id):
-        raise Forbidden(f"{caller_login} may not act as {act_as_login}: not one of its descendants")
+    if actor.role != "admin" and target["id"] not in actable_ids(connection, actor):
+        raise Forbidden(
+            f"{caller_login} may not act as {act_as_login}: not one of its descendants "
+            "(never its own home, an ancestor or its home's staff)"
+        )
     _require_unblocked(connection, target)
+    ceiling = None if actor.role == "admin" else actor
     if not audited:
-        return _actor_from(connection, target, caller["id"])
+        return _actor_from(connection, target, caller["id"], ceiling)
     audit(
         connection,
         "operator.act_as",
@@ -158,7 +216,24 @@ def resolve_actor(
         target_id=target["id"],
         login=act_as_login,
     )
-    return _actor_from(connection, target, caller["id"])
+    return _actor_from(connection, target, caller["id"], ceiling)
+
+
+def actable_ids(connection: Connection, actor: Actor) -> set[int]:
+    """Whom a non-admin may act as: everything below its home's selling children.
+
+    Not its home (a manager would become its employer), not its home's staff
+    (a manager would borrow a colleague's permissions), never anyone above.
+    """
+    children = connection.execute(
+        select(operators.c.id).where(
+            operators.c.parent_id == actor.home_id, operators.c.role.in_(("reseller", "sub_reseller"))
+        )
+    ).scalars()
+    found: set[int] = set()
+    for child in children:
+        found |= descendant_ids(connection, child)
+    return found
 
 
 def ancestry(parents: Mapping[int, int | None], operator_id: int) -> list[int]:
@@ -212,3 +287,13 @@ def require_changeable(connection: Connection, actor: Actor, operator_id: int, w
     raise Forbidden(
         f"{what} belongs to a descendant operator; {actor.login} needs the manage_descendants permission"
     )
+
+
+def require_grantable(actor: Actor, permission: str, role: str) -> None:
+    """A permission fits the grantee's role, and the granter holds it itself."""
+    if role not in PERMISSION_ROLES[permission]:
+        raise RadbillError(f"{permission} is not a permission for a {role}")
+    if permission == "network" and not actor.is_admin:
+        raise Forbidden(f"{actor.login} may not grant network: routers are the admin side's")
+    if not actor.holds(permission):
+        raise Forbidden(f"{actor.login} may not grant {permission}: it does not hold it itself")

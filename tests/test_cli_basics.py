@@ -25,6 +25,7 @@ def test_db_upgrade_and_current_on_a_new_file(tmp_path):
 
 
 def test_nas_add_list_show_set(cli, engine):
+    cli("operator", "add", "admin", "--role", "admin")
     cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "s3cret", "--coa-port", "1700")
     cli(
         "nas", "add", "edge", "--ip", "2001:db8::1", "--secret", "x", "--require-message-authenticator", "yes"
@@ -52,11 +53,12 @@ def test_nas_add_list_show_set(cli, engine):
         audits = connection.execute(
             select(audit_log.c.action, audit_log.c.details).order_by(audit_log.c.id)
         ).all()
-    assert [a.action for a in audits] == ["nas.add", "nas.add", "nas.update"]
+    assert [a.action for a in audits] == ["operator.add", "nas.add", "nas.add", "nas.update"]
     assert audits[-1].details["secret"] == "***"
 
 
 def test_nas_mistakes_are_one_line_and_change_nothing(cli, engine):
+    cli("operator", "add", "admin", "--role", "admin")
     cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "s")
     for args, message in [
         (

@@ -140,6 +140,7 @@ def test_the_amount_ceiling_keeps_wallets_integers(shop):
 
 
 @pytest.mark.interop
+@pytest.mark.interop
 def test_a_database_url_that_is_not_one_is_one_line_without_the_url():
     result = subprocess.run(
         RADBILL + ["customer", "list"],

@@ -10,6 +10,7 @@ import pytest_twisted
 from pyrad.packet import CoARequest, DisconnectRequest
 from twisted.internet import reactor, utils
 
+from billingd import operators
 from nas.probe import PROBE_USER, check_router
 from nas.registry import add_nas, get_nas, update_nas
 from schema.settings import NasSettings
@@ -126,6 +127,8 @@ async def test_nas_test_says_which_check_failed_and_exits_non_zero(
     engine, database_url, fake_nas, fake_router, tmp_path
 ):
     router(engine, fake_nas.port_number, **api_of(fake_router, api_password="nope"))
+    with engine.begin() as connection:
+        operators.add_operator(connection, None, "admin", "admin")  # who runs `radbill nas test`
     fake_nas.default = ("nak", 503)
     code, output = await radbill(config(tmp_path, database_url), "nas", "test", "core1")
     assert code == 1, output

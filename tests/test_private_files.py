@@ -81,6 +81,7 @@ def _as_nobody(function):
 
 
 @pytest.mark.interop
+@pytest.mark.interop
 def test_a_database_we_may_only_read_is_read_and_a_write_is_one_line(tmp_path):
     """A read-only copy (file not writable, directory not writable, no -shm left) is still readable."""
     shared = Path("/var/tmp") / f"radbill-readonly-{os.getpid()}" if os.geteuid() == 0 else tmp_path / "ro"

@@ -159,9 +159,9 @@ class OperatorOut(Model):
     permissions: list[str]
 
     @classmethod
-    def of(cls, operator, show_money: bool) -> "OperatorOut":
-        credit = operator.credit_limit if show_money else None
-        fund = operator.fund_balance if show_money else None
+    def of(cls, operator) -> "OperatorOut":
+        """From the domain's record, which already hides the money from roles without it."""
+        credit, fund = operator.credit_limit, operator.fund_balance
         return cls(
             id=operator.id,
             login=operator.login,

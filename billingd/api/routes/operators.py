@@ -24,13 +24,9 @@ from billingd.api.routes import ERRORS
 router = APIRouter(tags=["operators"], responses=ERRORS)
 
 
-def _out(actor, operator) -> OperatorOut:
-    return OperatorOut.of(operator, actor.may("money"))
-
-
 @router.get("/operators", summary="Operators you can see: yourself and your descendants")
 def list_operators(actor: OperatorActor, db: Db) -> list[OperatorOut]:
-    return [_out(actor, operator) for operator in domain.list_operators(db, actor)]
+    return [OperatorOut.of(operator) for operator in domain.list_operators(db, actor)]
 
 
 @router.post(
@@ -38,8 +34,7 @@ def list_operators(actor: OperatorActor, db: Db) -> list[OperatorOut]:
 )
 def add_operator(body: OperatorIn, actor: OperatorActor, db: Db, once: Once) -> OperatorOut:
     return once.once(
-        lambda: _out(
-            actor,
+        lambda: OperatorOut.of(
             domain.add_operator(
                 db,
                 actor,
@@ -60,27 +55,27 @@ def add_operator(body: OperatorIn, actor: OperatorActor, db: Db, once: Once) -> 
 
 @router.get("/operators/{login}", summary="One operator")
 def show_operator(login: str, actor: OperatorActor, db: Db) -> OperatorOut:
-    return _out(actor, domain.show_operator(db, actor, login))
+    return OperatorOut.of(domain.show_operator(db, actor, login))
 
 
 @router.post("/operators/{login}/block", summary="Block an operator: it, its staff and its descendants stop")
 def block(login: str, actor: OperatorActor, db: Db) -> OperatorOut:
-    return _out(actor, domain.set_status(db, actor, login, "blocked"))
+    return OperatorOut.of(domain.set_status(db, actor, login, "blocked"))
 
 
 @router.post("/operators/{login}/unblock", summary="Give a blocked operator its access back")
 def unblock(login: str, actor: OperatorActor, db: Db) -> OperatorOut:
-    return _out(actor, domain.set_status(db, actor, login, "active"))
+    return OperatorOut.of(domain.set_status(db, actor, login, "active"))
 
 
 @router.post("/operators/{login}/permissions", summary="Grant a permission")
 def permit(login: str, body: PermissionIn, actor: OperatorActor, db: Db) -> OperatorOut:
-    return _out(actor, domain.permit(db, actor, login, body.permission))
+    return OperatorOut.of(domain.permit(db, actor, login, body.permission))
 
 
 @router.delete("/operators/{login}/permissions/{permission}", summary="Take a permission back")
 def revoke(login: str, permission: str, actor: OperatorActor, db: Db) -> OperatorOut:
-    return _out(actor, domain.revoke(db, actor, login, permission))
+    return OperatorOut.of(domain.revoke(db, actor, login, permission))
 
 
 def _settle(mode: str):
@@ -88,8 +83,7 @@ def _settle(mode: str):
         login: str, body: PaymentIn, actor: OperatorActor, db: Db, today: Today, once: Once
     ) -> OperatorOut:
         return once.once(
-            lambda: _out(
-                actor,
+            lambda: OperatorOut.of(
                 domain.settle(
                     db,
                     actor,
