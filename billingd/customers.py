@@ -160,6 +160,8 @@ def add_customer(
     owner (recorded), with the cascade up the chain.
     """
     actor.require("customers.change", "add customers")
+    # Activation starts a paid period: a daily customer buys it, a monthly one's prepaid levels advance it.
+    actor.require("money", "activate customers (it pays their first period, up the chain)")
     owner_id = actor.home_id
     username = normalise_username(username)
     if not password:
@@ -167,8 +169,6 @@ def add_customer(
     if connection.execute(select(customers.c.id).where(customers.c.username == username)).first():
         raise RadbillError(f"username {username!r} is taken")
     priced = priced_package(connection, owner_id, package)
-    if priced.billing_type == "daily":
-        actor.require("money", "activate a daily customer (it pays its first period, up the chain)")
     owner = cascade.lock_chain(connection, owner_id)[owner_id]
     if owner["parent_id"] is not None and owner["billing_mode"] == "prepaid":
         cheapest = cheapest_operator_price(connection, owner_id)
@@ -651,14 +651,14 @@ def disconnect_now(connection: Connection, actor: Actor, username: str, calendar
 
 def resume(connection: Connection, actor: Actor, username: str, calendar: Calendar) -> dict:
     """Lift a suspension; a daily customer pays today's share from its wallet."""
-    row = changeable_customer(connection, actor, username, "resume customers")
+    # A daily customer pays today's share; a monthly one's prepaid levels advance its month.
+    row = changeable_customer(connection, actor, username, "resume customers", money=True)
     if row["status"] == "active":
         raise RadbillError(f"customer {row['username']} is already active")
     priced = _package_of(connection, row)
     if priced.billing_type == "monthly":
         invoices.advance_cycle(connection, row["id"], calendar.today, actor_id=actor.caller_id, refuse=True)
     if priced.billing_type == "daily":
-        actor.require("money", "resume daily customers (it charges today's share)")
         if not charge_day(connection, actor, row, calendar):
             raise RadbillError(
                 f"customer {row['username']}'s wallet {format_amount(row['wallet_balance'])} cannot pay "

@@ -135,7 +135,8 @@ def attempts(connection: Connection, actor: Actor, username: str, limit: int = 2
 
 def recent_runs(connection: Connection, actor: Actor, limit: int = 30) -> list[dict]:
     """The last days run. The admin side sees the ISP's totals; a seller, its own
-    subtree's customers charged and amount (what ``customer_days`` holds for them)."""
+    subtree's customers charged and amount (what ``customer_days`` holds for them;
+    suspensions are counted for the whole ISP only, so a seller's is None)."""
     actor.require("money", "see billing runs")
     runs = connection.execute(
         select(billing_runs).order_by(billing_runs.c.day.desc()).limit(limit)
@@ -144,7 +145,7 @@ def recent_runs(connection: Connection, actor: Actor, limit: int = 30) -> list[d
         return [dict(row) for row in runs]
     rows = [
         {key: row[key] for key in ("day", "started_at", "finished_at")}
-        | {"customers_charged": 0, "amount_charged": 0}
+        | {"customers_charged": 0, "amount_charged": 0, "customers_suspended": None}
         for row in runs
     ]
     if not rows:

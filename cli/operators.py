@@ -33,7 +33,9 @@ def operator_group() -> None:
 
 
 def _view(operator) -> dict:
-    return shown(vars(operator) | {"permissions": ",".join(operator.permissions)}, *_MONEY)
+    """The record as printed; money the domain hid from the actor (None) is left out."""
+    record = {key: value for key, value in vars(operator).items() if value is not None or key not in _MONEY}
+    return shown(record | {"permissions": ",".join(operator.permissions)}, *_MONEY)
 
 
 @operator_group.command("add")

@@ -3,7 +3,9 @@
 from openapi_spec_validator import validate
 from sqlalchemy import func, select
 
+from billingd import runs
 from schema.tables import ledger_entries
+from tests import billing_world as world
 from tests.api_world import login
 
 
@@ -192,3 +194,17 @@ def test_guessing_card_pins_is_throttled_like_a_login(api):
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
     trail = api.get("/api/v1/audit", headers=login(api, "admin")).json()
     assert sum(row["action"] == "card.redeem_failed" for row in trail) == 5
+
+
+def test_billing_runs_are_scoped_by_the_same_rule_as_the_cli(api, engine):
+    """The admin side sees the ISP's totals; a seller its own customers' share; NOC users nothing."""
+    runs.run_through(engine, world.TODAY, world.SETTINGS)
+    admin = api.get("/api/v1/billing-runs", headers=login(api, "admin"))
+    assert admin.status_code == 200 and [r["day"] for r in admin.json()] == [world.TODAY.isoformat()]
+    assert isinstance(admin.json()[0]["customers_suspended"], int)
+    mine = api.get("/api/v1/billing-runs", headers=login(api, "reseller2"))
+    assert mine.status_code == 200, mine.text
+    assert [
+        (r["day"], r["customers_charged"], r["amount_charged"], r["customers_suspended"]) for r in mine.json()
+    ] == [(world.TODAY.isoformat(), 0, 0, None)]
+    assert api.get("/api/v1/billing-runs", headers=login(api, "r1noc")).status_code == 403

@@ -481,7 +481,7 @@ class BillingRunOut(Model):
     started_at: datetime
     finished_at: datetime | None
     customers_charged: int
-    customers_suspended: int
+    customers_suspended: int | None = Field(description="The whole ISP's; absent for a seller")
     amount_charged: int
     amount_charged_text: str
 

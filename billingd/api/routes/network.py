@@ -66,7 +66,9 @@ def invoices(
     return [InvoiceOut.of(row) for row in reports.invoice_report(db, actor, today.today, status)]
 
 
-@router.get("/billing-runs", summary="The days billing ran (the admin's side)", tags=["money"])
+@router.get(
+    "/billing-runs", summary="The days billing ran (a seller: its own customers' share)", tags=["money"]
+)
 def billing_runs(
     actor: OperatorActor, db: Db, limit: Annotated[int, Query(ge=1, le=366)] = 30
 ) -> list[BillingRunOut]:
