@@ -263,7 +263,7 @@ def set_customer(
     changes = {key: value for key, value in changes.items() if value is not None}
     if not changes and not fields:
         raise RadbillError(
-            "nothing to change: give at least one of --name, --phone, --address, --zone, --mac, --static-ip, --field"
+            "nothing to change: give at least one of name, phone, address, zone, MAC, static IP or a custom field"
         )
     row = changeable_customer(connection, actor, username, "edit customers")
     values = {}
@@ -976,39 +976,3 @@ def list_customers(
     if limit is not None:
         query = query.limit(limit)
     return [_view(actor, row) for row in connection.execute(query).mappings()]
-
-
-EDITABLE = ("name", "phone", "address", "zone", "mac", "static_ip", "fields")
-
-
-def edit_customer(connection: Connection, actor: Actor, username: str, **changes) -> dict:
-    """Change a customer's contact details, zone, MAC binding, static IP or custom fields.
-
-    ``mac``, ``static_ip`` and ``zone`` set to "" remove them; the customer ID does not change.
-    """
-    unknown = set(changes) - set(EDITABLE)
-    if unknown:
-        raise RadbillError(f"cannot edit {', '.join(sorted(unknown))}: only {', '.join(EDITABLE)}")
-    row = changeable_customer(connection, actor, username, "edit customers")
-    values = {key: changes[key] for key in ("name", "phone", "address") if key in changes}
-    if "fields" in changes:
-        values["custom_fields"] = changes["fields"]
-    if "mac" in changes:
-        values["mac_binding"] = normalise_mac(changes["mac"]) if changes["mac"] else None
-    if "zone" in changes:
-        values["zone_id"] = _zone(connection, row["operator_id"], changes["zone"] or None)[0]
-    if changes.get("static_ip"):
-        address = canonical_ip(changes["static_ip"])
-        taken = connection.execute(
-            select(customers.c.id).where(customers.c.static_ip == address, customers.c.id != row["id"])
-        ).first()
-        if taken:
-            raise RadbillError(f"static IP {address} is already assigned")
-        values["static_ip"] = address
-    elif "static_ip" in changes:
-        values["static_ip"] = None
-    if values:
-        connection.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
-        record_change(connection, "customer", row["id"])
-        _audit(connection, actor, "edit", row["id"], changed=sorted(changes))
-    return show_customer(connection, actor, username)

@@ -129,6 +129,14 @@ def test_customer_lifecycle_over_the_api(api):
         "/api/v1/customers/alice", json={"name": "Alice A", "mac": "aa-bb-cc-dd-ee-ff"}, headers=headers
     )
     assert (edited.json()["name"], edited.json()["mac_binding"]) == ("Alice A", "AA:BB:CC:DD:EE:FF")
+    jobs = api.get("/api/v1/enforcement-jobs", headers=login(api, "admin")).json()
+    # A new MAC binding only meets a new login: the live session is cut, as from the CLI.
+    assert [(job["customer"], job["action"], job["reason"]) for job in jobs] == [
+        ("alice", "disconnect", "details_changed")
+    ]
+    renamed = api.patch("/api/v1/customers/alice", json={"name": "Alice B"}, headers=headers)
+    assert renamed.json()["name"] == "Alice B"
+    assert len(api.get("/api/v1/enforcement-jobs", headers=login(api, "admin")).json()) == 1
     assert api.post("/api/v1/customers/alice/suspend", headers=headers).json()["status"] == "suspended"
     assert api.get("/api/v1/customers/alice", headers=headers).json()["wallet_balance"] > 0  # refunded days
     assert api.post("/api/v1/customers/alice/resume", headers=headers).json()["status"] == "active"

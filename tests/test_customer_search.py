@@ -20,7 +20,7 @@ def isp(engine):
             ("carol", "Carol 100% Hossain", "01811-222333"),
         ):
             admin = world.add_customer_of(connection, "admin", username, world.on())
-            customers.edit_customer(connection, admin, username, name=name, phone=phone)
+            customers.set_customer(connection, admin, username, world.on(), name=name, phone=phone)
     return engine
 
 

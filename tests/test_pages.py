@@ -134,6 +134,7 @@ def test_reseller_lifecycle_through_the_pages(api, engine):
     )
     assert flash(answer.text) == ["Customer dave added."]
     for action, form, expected in (
+        ("edit", {"name": "Dave D", "phone": "01710000001", "mac": "aa:bb:cc:dd:ee:01"}, "Saved."),
         ("suspend", {}, "Suspended."),
         ("resume", {}, "Resumed."),  # today's share paid from the refund of the suspension
         ("topup", {"amount": "1000"}, "Payment recorded."),
@@ -155,6 +156,7 @@ def test_reseller_lifecycle_through_the_pages(api, engine):
     with engine.begin() as connection:
         row = world.customer(connection, "dave")
     assert row["password"] == "new-secret" and row["status"] == "suspended"
+    assert (row["name"], row["phone"], row["mac_binding"]) == ("Dave D", "01710000001", "AA:BB:CC:DD:EE:01")
 
 
 def test_search_filters_and_pages(api):

@@ -325,7 +325,9 @@ class CustomerIn(Model):
 
 
 class CustomerEdit(Model):
-    """Only the fields sent change; "" removes a zone, MAC binding or static IP."""
+    """Only the fields sent change; "" clears a phone, address, zone, MAC binding or static IP, and a
+    custom field given as "" is removed (the others sent are set, those not sent stay). A changed MAC
+    binding or static IP disconnects the live session so the next login meets it."""
 
     name: str | None = Field(None, max_length=200)
     phone: str | None = Field(None, max_length=40)

@@ -318,8 +318,8 @@ _ACTIONS = {
     ),
     "reset-password": lambda c, a, u, v, cal: _set_password(c, a, u, v),
     "disconnect": lambda c, a, u, v, cal: _disconnect(c, a, u, cal),
-    "edit": lambda c, a, u, v, cal: customer_domain.edit_customer(
-        c, a, u, **{key: str(v.form.get(key, "")).strip() for key in _EDITED}
+    "edit": lambda c, a, u, v, cal: customer_domain.set_customer(
+        c, a, u, cal, **{key: str(v.form.get(key, "")).strip() for key in _EDITED}
     ),
     "topup": lambda c, a, u, v, cal: customer_domain.receive_payment(
         c,

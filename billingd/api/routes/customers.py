@@ -76,8 +76,12 @@ def show_customer(username: str, actor: OperatorActor, db: Db) -> CustomerOut:
 @router.patch(
     "/customers/{username}", summary="Edit contact details, zone, MAC binding, static IP, custom fields"
 )
-def edit_customer(username: str, body: CustomerEdit, actor: OperatorActor, db: Db) -> CustomerOut:
-    return CustomerOut.of(domain.edit_customer(db, actor, username, **body.model_dump(exclude_unset=True)))
+def edit_customer(
+    username: str, body: CustomerEdit, actor: OperatorActor, db: Db, today: Today
+) -> CustomerOut:
+    return CustomerOut.of(
+        domain.set_customer(db, actor, username, today, **body.model_dump(exclude_unset=True))
+    )
 
 
 @router.post("/customers/{username}/renew", summary="Buy one more period (from the wallet, or cash paid now)")
