@@ -42,8 +42,8 @@ from schema.tables import (
     operators,
 )
 from schema.tenancy import (
+    SELLING_ROLES,
     Actor,
-    actable_ids,
     blocked_in_chain,
     descendant_ids,
     resolve_actor,
@@ -112,15 +112,22 @@ def _operator(connection: Connection, login: str):
 
 
 def _may_manage_credentials_of(connection: Connection, actor: Actor, row, what: str) -> None:
-    """Its own credentials, or a strict descendant's with the right to change operators; a
-    manager never a colleague's (the home's staff), whose permissions it would borrow."""
+    """Its own credentials, or a strict descendant's with the right to change operators.
+
+    Whoever sets an operator's password or token can act as it with all its
+    rights, which ``--as`` never gives beyond the caller's own: so a manager
+    (also one acting as a seller) sets only those of NOC users and card
+    distributors; a seller's or a manager's are set by a seller above it.
+    """
     if row["id"] == actor.id and actor.caller_id == actor.id:
         return
     actor.require("operators.change", what)
     if row["id"] == actor.home_id or row["id"] not in descendant_ids(connection, actor.home_id):
         raise NotFound(f"operator {row['login']} is not visible to {actor.login}")
-    if actor.id != actor.home_id and row["id"] not in actable_ids(connection, actor):
-        raise Forbidden(f"{actor.login} may not {what}: {row['login']} works for its own home")
+    if (actor.ceiling or actor).role not in SELLING_ROLES and row["role"] not in ("noc", "card_distributor"):
+        raise Forbidden(
+            f"{actor.login} may not {what} of {row['login']}: a {row['role']}'s are set by a seller above it"
+        )
 
 
 def set_password(connection: Connection, actor: Actor, login: str, password: str, now: datetime) -> None:

@@ -131,7 +131,8 @@ def credentials_of(case: Case) -> bool:
         return False
     if case.relation == "own":
         return case.login == case.home
-    return case.relation == "descendant" and "operators" in case.may
+    # A seller's credentials give its every right: set by a seller above it, never by a manager.
+    return case.relation == "descendant" and "operators" in case.may and case.role in ("admin", "reseller")
 
 
 def _grantable(case: Case) -> str:

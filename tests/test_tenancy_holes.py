@@ -140,3 +140,27 @@ def test_the_operators_table_has_the_admin_first(engine, cli, isp):  # noqa: F81
             connection.execute(select(operators.c.login).order_by(operators.c.id)).scalars().first()
             == "admin"
         )
+
+
+def test_a_manager_cannot_become_a_seller_or_a_colleague_through_credentials(cli, isp):  # noqa: F811
+    """Setting a password or a token gives all of that operator's rights: a manager with
+    ``operators`` sets only NOC users' and card distributors', never a seller's or a manager's."""
+    cli("--as", "reseller1", "operator", "add", "mops", "--role", "manager")
+    cli("operator", "permit", "mops", "operators")
+    cli("--as", "reseller1", "operator", "add", "mfin", "--role", "manager")
+    cli("operator", "permit", "mfin", "finance")
+    cli("--as", "reseller1", "operator", "add", "noc9", "--role", "noc")
+    for target in ("sub1", "mfin"):
+        assert "set by a seller above it" in refused(cli, "mops", "operator", "passwd", target, "--generate")
+        assert "set by a seller above it" in refused(
+            cli, "mops", "operator", "token", "create", target, "--name", "x"
+        )
+    # Acting as the sub-reseller does not give its credentials either.
+    assert "not visible" in refused(
+        cli, "mops", "--as", "sub1", "operator", "token", "create", "sub1", "--name", "x"
+    )
+    assert (
+        "shown once" in as_operator(cli, "mops")("operator", "token", "create", "noc9", "--name", "x").output
+    )
+    as_operator(cli, "mops")("operator", "passwd", "noc9", "--generate")
+    as_operator(cli, "reseller1")("operator", "passwd", "sub1", "--generate")

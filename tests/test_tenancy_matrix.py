@@ -318,12 +318,9 @@ def admin_side_with(permission: str):
 
 
 def manages_credentials(who: Who, target: str) -> bool:
-    """Its own password and tokens (a seller's "own" is itself), a descendant's with ``operators``."""
-    if not who.works:
-        return False
-    return (target == "own" and who.seller) or (
-        target == "descendant" and (who.seller or who.has("operators"))
-    )
+    """Its own password and tokens (a seller's "own" is itself), a descendant seller's for a seller
+    (a manager with ``operators`` only sets NOC users' and card distributors')."""
+    return who.works and who.seller and target in ("own", "descendant")
 
 
 COMMANDS = {
