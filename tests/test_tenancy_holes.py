@@ -6,10 +6,11 @@ these pin each reported escalation down by name.)"""
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
+from schema.outbox import enqueue
 from schema.settings import BillingdSettings
-from schema.tables import audit_log, billing_runs, operators
+from schema.tables import audit_log, billing_runs, customers, enforcement_jobs, operators, radpostauth
 from tests.billing_world import snapshot
 from tests.test_billing_tenancy import as_operator, isp  # noqa: F401 (fixture)
 
@@ -164,3 +165,45 @@ def test_a_manager_cannot_become_a_seller_or_a_colleague_through_credentials(cli
     )
     as_operator(cli, "mops")("operator", "passwd", "noc9", "--generate")
     as_operator(cli, "reseller1")("operator", "passwd", "sub1", "--generate")
+
+
+def test_no_output_shows_a_routers_secrets(cli, isp):  # noqa: F811
+    """Hole 2: the JSON printer dumped the whole record, secret and API password included."""
+    cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "Secret-77", "--api-password", "ApiPass-77")
+    for args in (
+        ["--json", "nas", "list"],
+        ["nas", "list"],
+        ["--json", "nas", "show", "core1"],
+        ["nas", "show", "core1"],
+    ):
+        shown = cli(*args).output
+        assert "core1" in shown and "Secret-77" not in shown and "ApiPass-77" not in shown
+
+
+def test_attempts_and_router_jobs_follow_tenancy(cli, isp, engine):  # noqa: F811
+    """Hole 3: a sibling reseller or a card distributor read another reseller's subscriber's
+    attempts, listed its router jobs and re-disconnected its subscribers."""
+    with engine.begin() as connection:
+        alice = connection.execute(select(customers.c.id).where(customers.c.username == "alice")).scalar()
+        job = enqueue(connection, customer_id=alice, action="disconnect", reason="test")
+        connection.execute(
+            update(enforcement_jobs).where(enforcement_jobs.c.id == job).values(status="failed")
+        )
+        connection.execute(
+            insert(radpostauth).values(
+                username="alice", reply="Access-Reject", reason="wrong_password", authdate=datetime.now(UTC)
+            )
+        )
+    cli("--as", "reseller1", "operator", "add", "cd1", "--role", "card_distributor")
+    assert "not visible" in refused(cli, "reseller2", "attempts", "alice")
+    assert "not visible" in refused(cli, "reseller2", "enforcement", "retry", str(job))
+    assert "not allowed" in refused(cli, "cd1", "attempts", "alice")
+    assert "not allowed" in refused(cli, "cd1", "enforcement", "retry", str(job))
+    assert json.loads(as_operator(cli, "reseller2")("--json", "enforcement", "list").output) == []
+    refused(cli, "cd1", "enforcement", "list")
+    mine = json.loads(as_operator(cli, "reseller1")("--json", "enforcement", "list").output)
+    assert [(row["id"], row["customer"]) for row in mine] == [(job, "alice")]
+    assert json.loads(as_operator(cli, "reseller1")("--json", "attempts", "alice").output)[0]["reason"] == (
+        "wrong_password"
+    )
+    as_operator(cli, "reseller1")("enforcement", "retry", str(job))
