@@ -509,8 +509,11 @@ def _post_opening_balances(
 # --- exporting ----------------------------------------------------------------------------
 
 
-def export_customers(connection: Connection, actor: Actor) -> Iterable[dict]:
-    """Every customer the actor may change, in radbill's import columns (passwords included)."""
+def export_customers(connection: Connection, actor: Actor) -> list[dict]:
+    """Every customer the actor may change, in radbill's import columns (passwords included).
+
+    Revealing subscriber passwords is the admin side's, and audited (FIELD-NOTES 29).
+    """
     actor.require("customers.change", "export customers with their passwords")
     actor.require("passwords", "export customers with their passwords")
     visible = visible_operator_ids(connection, actor)
@@ -529,25 +532,38 @@ def export_customers(connection: Connection, actor: Actor) -> Iterable[dict]:
     )
     if visible is not None:
         query = query.where(customers.c.operator_id.in_(sorted(visible)))
+    exported = []
     for row in connection.execute(query).mappings():
         expires = row["expires_at"]
         if expires is not None and expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
-        yield dict(
-            username=row["username"],
-            password=row["password"],
-            package=row["package_name"],
-            owner=row["owner_login"],
-            zone=row["zone_code"] or "",
-            mac=row["mac_binding"] or "",
-            static_ip=row["static_ip"] or "",
-            expires_at=expires.astimezone(UTC).isoformat() if expires else "",
-            balance=format_amount(row["wallet_balance"]),
-            status=row["status"],
-            name=row["name"],
-            phone=row["phone"] or "",
-            address=row["address"] or "",
+        exported.append(
+            dict(
+                username=row["username"],
+                password=row["password"],
+                package=row["package_name"],
+                owner=row["owner_login"],
+                zone=row["zone_code"] or "",
+                mac=row["mac_binding"] or "",
+                static_ip=row["static_ip"] or "",
+                expires_at=expires.astimezone(UTC).isoformat() if expires else "",
+                balance=format_amount(row["wallet_balance"]),
+                status=row["status"],
+                name=row["name"],
+                phone=row["phone"] or "",
+                address=row["address"] or "",
+            )
         )
+    audit(
+        connection,
+        "customer.export",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="operator",
+        target_id=actor.home_id,
+        customers=len(exported),
+    )
+    return exported
 
 
 def write_csv(rows: Iterable[dict], stream) -> int:

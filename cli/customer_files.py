@@ -121,7 +121,7 @@ def _write_private(path: Path, rows) -> None:
 def export(obj: Context, file: Path | None) -> None:
     """Write the customers you may change in radbill's import format (passwords included) to FILE or stdout."""
     with obj.engine.begin() as connection:
-        rows = list(domain.export_customers(connection, obj.actor(connection)))
+        rows = domain.export_customers(connection, obj.actor(connection))
     if file is None:
         domain.write_csv(rows, sys.stdout)
         return

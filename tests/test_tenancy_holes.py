@@ -207,3 +207,24 @@ def test_attempts_and_router_jobs_follow_tenancy(cli, isp, engine):  # noqa: F81
         "wrong_password"
     )
     as_operator(cli, "reseller1")("enforcement", "retry", str(job))
+
+
+def test_customer_export_reveals_passwords_to_the_admin_side_only_and_is_audited(cli, isp, engine):  # noqa: F811
+    assert "only the admin side" in refused(cli, "reseller1", "customer", "export")
+    cli("--as", "reseller1", "operator", "add", "m3", "--role", "manager")
+    cli("operator", "permit", "m3", "customers")
+    assert "only the admin side" in refused(cli, "m3", "customer", "export")
+    with engine.connect() as connection:
+        assert (
+            connection.execute(select(audit_log.c.id).where(audit_log.c.action == "customer.export")).first()
+            is None
+        )
+    exported = cli("customer", "export").output
+    assert "alice" in exported and ",a," in exported  # alice's password, for moving subscribers
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(audit_log.c.actor_operator_id, audit_log.c.details).where(
+                audit_log.c.action == "customer.export"
+            )
+        ).one()
+    assert found.details["customers"] == 3
