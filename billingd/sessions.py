@@ -14,7 +14,7 @@ from sqlalchemy import Connection, or_, select
 
 from schema.audit import audit
 from schema.engine import as_utc
-from schema.errors import RadbillError
+from schema.errors import NotFound, RadbillError
 from schema.identity import canonical_username
 from schema.sessions import ADMIN_RESET, close_sessions, last_seen
 from schema.tables import customers, sessions
@@ -74,7 +74,7 @@ def close_open_sessions(
     for row in rows:
         if row.operator_id is None:
             if not actor.is_admin:
-                raise RadbillError(f"session {row.id} is not visible to {actor.login}")
+                raise NotFound(f"session {row.id} is not visible to {actor.login}")
         else:
             require_visible(connection, actor, row.operator_id, f"session {row.id}")
     close_sessions(connection, rows, ADMIN_RESET, last_seen)
