@@ -1,4 +1,4 @@
-"""``radbill enforcement list`` and ``retry``."""
+"""``radbill enforcement list`` and ``retry``; ``nas add|set``'s RouterOS API TLS options."""
 
 import json
 
@@ -57,3 +57,38 @@ def test_list_filters_by_status_and_retry_makes_a_failed_job_due(cli, engine):
     ]:
         result = cli("enforcement", *args, expect_exit=1)
         assert result.output.strip() == f"radbill: error: {message}"
+
+
+def test_the_api_tls_check_is_set_per_nas_and_bad_values_are_one_line(cli, tmp_path):
+    cli("operator", "add", "admin", "--role", "admin")
+    cli("nas", "add", "core1", "--ip", "10.0.0.1", "--secret", "s3cret", "--api-user", "radbill", "--api-tls")
+    shown = json.loads(cli("--json", "nas", "show", "core1").output)
+    assert (shown["api_tls_verify"], shown["api_tls_ca_file"], shown["api_tls_fingerprint"]) == (
+        True,
+        None,
+        None,
+    )
+    pinned = ":".join(["AB"] * 32)
+    cli("nas", "set", "core1", "--api-tls-fingerprint", pinned)
+    assert json.loads(cli("--json", "nas", "show", "core1").output)["api_tls_fingerprint"] == "ab" * 32
+    cli("nas", "set", "core1", "--api-tls-insecure")
+    assert json.loads(cli("--json", "nas", "show", "core1").output)["api_tls_verify"] is False
+    ca = tmp_path / "radbill-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cli("nas", "set", "core1", "--api-tls-verify", "--api-tls-fingerprint", "", "--api-tls-ca-file", str(ca))
+    shown = json.loads(cli("--json", "nas", "show", "core1").output)
+    assert (shown["api_tls_verify"], shown["api_tls_ca_file"], shown["api_tls_fingerprint"]) == (
+        True,
+        str(ca),
+        None,
+    )
+    for option, value, message in [
+        (
+            "--api-tls-fingerprint",
+            "12:34",
+            "invalid certificate fingerprint '12:34': give its SHA-256 as 64 hex digits",
+        ),
+        ("--api-tls-ca-file", str(tmp_path / "absent.crt"), "no CA certificate file"),
+    ]:
+        result = cli("nas", "set", "core1", option, value, expect_exit=1)
+        assert result.output.startswith(f"radbill: error: {message}") and len(result.output.splitlines()) == 1
