@@ -617,18 +617,6 @@ audit_log = Table(
     _created_at(),
 )
 
-notices = Table(
-    "notices",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("sender_operator_id", ForeignKey("operators.id"), nullable=False),
-    Column("audience", String(20), nullable=False, server_default="all"),
-    Column("title", String(200), nullable=False),
-    Column("body", Text, nullable=False, server_default=""),
-    _created_at(),
-    _one_of("audience", ("all",) + ROLES, "audience"),
-)
-
 # The day each scheduled run last completed, so missed days are caught up.
 billing_runs = Table(
     "billing_runs",
