@@ -26,6 +26,7 @@ from schema.audit import audit
 from schema.engine import as_utc
 from schema.errors import NotFound, RadbillError, require_one_of
 from schema.ratelimit import package_rate_limits
+from schema.sessions import ADMIN_RESET, close_sessions, last_seen
 from schema.tables import (
     JOB_STATUSES,
     customer_usage,
@@ -53,10 +54,12 @@ class Job:
 
 @dataclass(frozen=True)
 class Target:
-    """One open session of the customer, and the router that carries it (None: not registered)."""
+    """One open session of the customer (its row by ``acct_unique_id``), and the router that
+    carries it (None: not registered)."""
 
     session: SessionIdentity
     router: Nas | None
+    acct_unique_id: str
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def load_work(connection: Connection, job: Job, now: datetime, zone: ZoneInfo) -
     )
     query = (
         select(
+            sessions.c.acct_unique_id,
             sessions.c.username,
             sessions.c.acct_session_id,
             sessions.c.nas_ip_address,
@@ -177,7 +181,8 @@ def load_work(connection: Connection, job: Job, now: datetime, zone: ZoneInfo) -
         session = SessionIdentity(
             row["username"], row["acct_session_id"], row["nas_ip_address"], row["framed_ip_address"]
         )
-        targets.append(Target(session, nas_from_row(row) if row["router_id"] is not None else None))
+        router = nas_from_row(row) if row["router_id"] is not None else None
+        targets.append(Target(session, router, row["acct_unique_id"]))
     routers = []
     if job.action.startswith("api_"):
         routers = _api_routers(connection, job, targets)
@@ -229,6 +234,23 @@ def service_now(connection: Connection, customer, now: datetime, zone: ZoneInfo)
         if used is not None and used >= package["quota_bytes"]:
             rate = fair_usage
     return Service(rate, package["address_list"])
+
+
+def close_gone_sessions(
+    connection: Connection, acct_unique_ids: list[str], now: datetime, removed: bool
+) -> None:
+    """The RouterOS API shows these sessions gone: close their rows (Admin-Reset)
+    as an Accounting-Stop would, so ``radbill online`` and simultaneous use
+    count them no more. Stopped ``now`` when the API ``removed`` them, else at
+    their last sign of life if one is known (the router had lost them before)."""
+    open_rows = connection.execute(
+        select(
+            sessions.c.acct_unique_id, sessions.c.customer_id, sessions.c.started_at, sessions.c.updated_at
+        )
+        .where(sessions.c.acct_unique_id.in_(acct_unique_ids), sessions.c.stopped_at.is_(None))
+        .with_for_update()
+    ).all()
+    close_sessions(connection, open_rows, ADMIN_RESET, lambda row: (not removed and last_seen(row)) or now)
 
 
 def mark_done(connection: Connection, job_id: int, now: datetime) -> None:

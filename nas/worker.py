@@ -7,9 +7,10 @@ each, acts on every open session of the customer, on that session's NAS:
   end: the job waits ``stop_deadline`` seconds for the Accounting-Stop, and
   if the session is still open it asks the RouterOS API, which removes it
   from ``/ppp/active`` and ``/ip/hotspot/active`` (nothing there: it is
-  gone). On a NAK or a timeout the API is asked at once (FIELD-NOTES 12);
-  without an API user, a NAK saying Session-Context-Not-Found means the
-  session is already gone, which is what was wanted.
+  gone); the API's word closes the session's row (Admin-Reset) as the Stop
+  would have. On a NAK or a timeout the API is asked at once (FIELD-NOTES
+  12); without an API user, a NAK saying Session-Context-Not-Found means
+  the session is already gone, which is what was wanted.
 - ``coa``: a CoA-Request with the new Mikrotik-Rate-Limit (and the
   package's Mikrotik-Address-List), so the speed changes without dropping
   PPPoE (FIELD-NOTES 13). The rate is ``payload["rate_limit"]`` (the
@@ -18,11 +19,11 @@ each, acts on every open session of the customer, on that session's NAS:
   Disconnect (the next login gets the right rate); a timeout sets the rate
   of the session's dynamic queue through the API.
 - ``api_disable`` / ``api_enable`` (static-IP customers, who have no RADIUS
-  session to drop): the customer's sessions are removed and its static
-  address is put on (or taken off) the firewall address list
-  ``blocked_address_list``, and with ``block_queue`` its ``/queue/simple``
-  is disabled (enabled), on the job's NAS, else the NASes of its open
-  sessions, else every NAS with an API user.
+  session to drop): the customer's sessions are removed (their rows closed,
+  Admin-Reset) and its static address is put on (or taken off) the
+  firewall address list ``blocked_address_list``, and with ``block_queue``
+  its ``/queue/simple`` is disabled (enabled), on the job's NAS, else the
+  NASes of its open sessions, else every NAS with an API user.
 
 A customer with nothing open is done at once: the next login meets the new
 state in radiusd anyway. A job that fails is tried again after
@@ -56,6 +57,7 @@ from nas.outbox import (
     backlog,
     claim_job,
     claim_jobs,
+    close_gone_sessions,
     get_job,
     load_work,
     mark_awaiting_stop,
@@ -436,7 +438,8 @@ class EnforcementWorker:
             return f"{_who(target)}: {why}; RouterOS API {endpoint.host}:{endpoint.port}: {error}"
         STOPS.labels("api").inc()
         shown = f"removed {count} active entries" if count else "shows no active session"
-        log.info("%s: %s; RouterOS API %s", _who(target), why, shown)
+        log.info("%s: %s; RouterOS API %s: closing its session (Admin-Reset)", _who(target), why, shown)
+        await self._in_transaction(close_gone_sessions, [target.acct_unique_id], self._now(), count > 0)
         return None
 
     async def _api_job(self, work: Work, router: Nas) -> str | None:
@@ -451,24 +454,29 @@ class EnforcementWorker:
         users.discard(None)
 
         def operation(api: RouterApi) -> int:
-            changed = 0
+            """Block or unblock; returns how many active sessions it removed."""
+            removed = 0
             if work.job.action == "api_disable":
-                changed += sum(api.remove_active(user) for user in sorted(users))
+                removed = sum(api.remove_active(user) for user in sorted(users))
                 if work.static_ip:
                     api.block_address(work.static_ip, settings.blocked_address_list, comment)
             elif work.static_ip:
-                changed += api.unblock_address(work.static_ip, settings.blocked_address_list)
+                api.unblock_address(work.static_ip, settings.blocked_address_list)
             if work.static_ip and settings.block_queue:
-                disabled = work.job.action == "api_disable"
-                changed += api.set_static_queue_disabled(work.static_ip, disabled)
-            return changed
+                api.set_static_queue_disabled(work.static_ip, work.job.action == "api_disable")
+            return removed
 
         try:
-            await self._api(endpoint, work.job.action, operation)
+            removed = await self._api(endpoint, work.job.action, operation)
         except Exception as error:
             ACTIONS.labels(router.name, work.job.action, "error").inc()
             return f"NAS {router.name}: RouterOS API {endpoint.host}:{endpoint.port}: {error}"
         ACTIONS.labels(router.name, work.job.action, "ok").inc()
+        if work.job.action == "api_disable":
+            # The API took its sessions on this router off: their rows close as a Stop would.
+            gone = [target.acct_unique_id for target in work.targets if target.router == router]
+            if gone:
+                await self._in_transaction(close_gone_sessions, gone, self._now(), removed > 0)
         return None
 
     # --- I/O off the reactor --------------------------------------------------------

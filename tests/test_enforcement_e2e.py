@@ -231,6 +231,11 @@ async def test_an_acked_disconnect_without_a_stop_is_followed_by_the_api_check(
     assert fake_router.menus["/ppp/active"] == []
     assert ["/ppp/active/print", "=.proplist=.id", "?=name=alice"] in fake_router.commands
     assert [seen.answered for seen in fake_nas.received] == ["ack"]
+    with engine.connect() as connection:
+        closed = connection.execute(select(sessions).where(sessions.c.acct_session_id == "81a00003")).one()
+    assert (closed.stopped_at is not None, closed.terminate_cause) == (True, "Admin-Reset"), (
+        "the API's word closes the session: it is no longer online"
+    )
 
 
 @pytest_twisted.ensureDeferred

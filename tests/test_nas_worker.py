@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from prometheus_client import REGISTRY
 from pyrad.packet import CoARequest, DisconnectRequest
-from sqlalchemy import String, cast, insert, literal, select, update
+from sqlalchemy import String, cast, func, insert, literal, select, update
 from twisted.internet import reactor, task
 from twisted.python import threadable
 
@@ -26,7 +26,7 @@ from schema.engine import is_sqlite
 from schema.outbox import enqueue, enqueue_selected
 from schema.pool import Pool
 from schema.settings import NasSettings
-from schema.tables import customers, enforcement_jobs, sessions
+from schema.tables import change_log, customers, enforcement_jobs, sessions
 from schema.tenancy import resolve_actor
 from tests.fakes.nas import ACK, SECRET, SILENT, nak
 from tests.fakes.reactor import wait_until
@@ -158,6 +158,18 @@ def stop_session(engine, session_id: str) -> None:
         )
 
 
+def session_row(engine, session_id: str):
+    with engine.connect() as connection:
+        return connection.execute(select(sessions).where(sessions.c.acct_session_id == session_id)).one()
+
+
+def sessions_changes(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.count()).select_from(change_log).where(change_log.c.entity == "sessions")
+        ).scalar_one()
+
+
 def confirmations(how: str) -> float:
     return REGISTRY.get_sample_value("radbill_nas_disconnect_confirmations_total", {"how": how}) or 0.0
 
@@ -216,6 +228,34 @@ async def test_an_acked_disconnect_without_a_stop_is_followed_by_the_api_check(
     assert ["/ppp/active/print", "=.proplist=.id", "?=name=alice"] in fake_router.commands
     assert len(fake_nas.received) == 1
     assert confirmations("api") == by_api + 1
+    closed = session_row(engine, "s1")
+    assert (utc(closed.stopped_at), closed.terminate_cause) == (
+        datetime.fromtimestamp(clock.seconds(), UTC),
+        "Admin-Reset",
+    ), "the API removed it now: the row closes now, as its Stop would have closed it"
+    assert sessions_changes(engine) == 1, "radiusd hears of it: simultaneous use counts it no more"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_the_api_shows_gone_closes_at_its_last_sign_of_life(
+    engine, fake_nas, fake_router, clock, worker
+):
+    alice, _ = subscriber_online(engine, fake_nas, "s1", "s2", router=fake_router)
+    last_interim = datetime.fromtimestamp(clock.seconds(), UTC) - timedelta(minutes=7)
+    with engine.begin() as connection:
+        connection.execute(
+            update(sessions)
+            .where(sessions.c.acct_session_id == "s1")
+            .values(started_at=last_interim - timedelta(hours=1), updated_at=last_interim)
+        )
+    job = queue(engine, customer_id=alice, action="disconnect", reason="expired")
+    fake_nas.default = nak(503)
+    assert await worker.run_once() == 1
+    assert job_row(engine, job)["status"] == "done"
+    assert fake_router.menus["/ppp/active"] == [], "the router had already lost both"
+    s1, s2 = session_row(engine, "s1"), session_row(engine, "s2")
+    assert (utc(s1.stopped_at), s1.terminate_cause, s1.session_time) == (last_interim, "Admin-Reset", 3600)
+    assert (s2.stopped_at is not None, s2.terminate_cause) == (True, "Admin-Reset")
 
 
 @pytest_twisted.ensureDeferred
@@ -255,6 +295,7 @@ async def test_nak_or_timeout_falls_back_to_the_routeros_api(
     assert await attempt == 1
     assert job_row(engine, job)["status"] == "done"
     assert [row["name"] for row in fake_router.menus["/ppp/active"]] == ["bob"]
+    assert session_row(engine, "81a0002f").terminate_cause == "Admin-Reset"
     assert ["/login", "=name=radbill", "=password=api-s3cret"] in fake_router.commands
     assert api_threads == [False], "the blocking RouterOS API must never run on the reactor thread"
 
@@ -357,10 +398,15 @@ async def test_a_coa_nak_falls_back_to_a_disconnect(engine, fake_nas, worker):
 
 @pytest_twisted.ensureDeferred
 async def test_api_disable_and_enable_a_static_ip_customer(engine, fake_nas, fake_router, worker):
-    shop, core = subscriber_online(engine, fake_nas, router=fake_router, static_ip="203.0.113.9")
+    shop, core = subscriber_online(
+        engine, fake_nas, "h1", router=fake_router, user_name="shop", static_ip="203.0.113.9"
+    )
+    fake_router.add("/ip/hotspot/active", user="shop", address="203.0.113.9")
     disable = queue(engine, customer_id=shop, action="api_disable", reason="overdue", nas_id=core.id)
     assert await worker.run_once() == 1
     assert job_row(engine, disable)["status"] == "done"
+    assert fake_router.menus["/ip/hotspot/active"] == []
+    assert session_row(engine, "h1").terminate_cause == "Admin-Reset", "the API took it off: its row closes"
     (entry,) = fake_router.menus["/ip/firewall/address-list"]
     assert (entry["list"], entry["address"]) == ("radbill-blocked", "203.0.113.9")
     enable = queue(engine, customer_id=shop, action="api_enable", reason="paid", nas_id=core.id)
