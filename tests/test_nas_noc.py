@@ -154,13 +154,16 @@ async def test_customer_disconnect_goes_through_the_outbox_and_reports_the_outco
     (seen,) = fake_nas.received
     assert seen.packet.code == DisconnectRequest and seen.attributes["Acct-Session-Id"] == ["81a0000a"]
     assert fake_router.menus["/ppp/active"] == [], "no Stop came: the API check removed it"
+    code, output = await radbill(env, "online")
+    assert code == 0 and "81a0000a" not in output, "the API's word closed the session"
 
+    online(engine, "alice", "81a0000b")
     router_with(engine, api_user="")  # RADIUS only, and the NAS does not answer
     fake_nas.default = SILENT
     code, output = await radbill(env, "customer", "disconnect", "alice", "--wait", "5")
     assert code == 1
     assert output == (
-        "radbill: error: alice is not disconnected yet: alice session 81a0000a on 127.0.0.1: Disconnect-Request "
+        "radbill: error: alice is not disconnected yet: alice session 81a0000b on 127.0.0.1: Disconnect-Request "
         f"to 127.0.0.1:{fake_nas.port_number}: no answer after 2 transmissions 0.3s apart; "
         "billingd goes on with enforcement job 2 (radbill enforcement list)\n"
     )
