@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from radiusd.service import WorkerRelay
+from radiusd.workers import WorkerRelay
 from schema.runtime import Systemd
 from tests.conftest import RADBILL, REPOSITORY, free_port
 from tests.radius import pap, write_config
