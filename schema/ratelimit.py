@@ -192,6 +192,24 @@ def _format_pair(rx: int, tx: int, fmt: Callable[[int], str]) -> str:
     return f"{fmt(rx)}/{fmt(tx)}"
 
 
+# The master package columns package_rate_limits reads.
+RATE_COLUMNS = (
+    "rate_rx",
+    "rate_tx",
+    "burst_rx",
+    "burst_tx",
+    "burst_threshold_rx",
+    "burst_threshold_tx",
+    "burst_time_rx",
+    "burst_time_tx",
+    "priority",
+    "min_rx",
+    "min_tx",
+    "fup_rx",
+    "fup_tx",
+)
+
+
 def package_rate_limits(row) -> tuple[str, str | None]:
     """A master package row's Mikrotik-Rate-Limit and its fair-usage one (None
     without a fair-usage rate); ValueError if its rates are invalid."""

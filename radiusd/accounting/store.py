@@ -28,7 +28,7 @@ from schema.changes import record_change, record_change_ids
 from schema.engine import as_utc
 from schema.identity import canonical_mac, canonical_username
 from schema.outbox import enqueue
-from schema.ratelimit import RateLimit
+from schema.ratelimit import RATE_COLUMNS, package_rate_limits
 from schema.sessions import LOST_SERVICE, NAS_REBOOT, close_sessions, last_seen
 from schema.tables import customer_usage, customers, master_packages, packages, radacct, sessions
 from schema.usage import usage_period_start
@@ -141,7 +141,7 @@ class _Customer:
 
 
 def _customers_by_username(connection: Connection, canonical_names: Iterable[str]) -> dict[str, _Customer]:
-    """Customers (with their package's quota) keyed by normalised user name (FIELD-NOTES 6)."""
+    """Customers, with their package's quota and fair-usage rate, by normalised user name (FIELD-NOTES 6)."""
     wanted = sorted(canonical_names)
     if not wanted:
         return {}
@@ -157,10 +157,10 @@ def _customers_by_username(connection: Connection, canonical_names: Iterable[str
             customers.c.id,
             customers.c.username,
             customers.c.expires_at,
+            master_packages.c.id.label("master_package_id"),
             master_packages.c.period_days,
             master_packages.c.quota_bytes,
-            master_packages.c.fup_rx,
-            master_packages.c.fup_tx,
+            *[master_packages.c[column] for column in RATE_COLUMNS],
         )
         .select_from(
             customers.join(packages, customers.c.package_id == packages.c.id).join(
@@ -169,16 +169,19 @@ def _customers_by_username(connection: Connection, canonical_names: Iterable[str
         )
         .where(names)
     )
-    return {
-        row.username: _Customer(
-            row.id,
-            as_utc(row.expires_at),
-            row.period_days,
-            row.quota_bytes,
-            RateLimit(row.fup_rx, row.fup_tx).to_mikrotik() if row.fup_rx and row.fup_tx else None,
+    fair_usage: dict[int, str | None] = {}  # by master package: many customers share one
+    found = {}
+    for row in connection.execute(query, {"names": wanted}).mappings():
+        package = row["master_package_id"]
+        if package not in fair_usage:
+            try:
+                fair_usage[package] = package_rate_limits(row)[1]
+            except ValueError:  # the view refuses its customers and says why (view/queries.py)
+                fair_usage[package] = None
+        found[row["username"]] = _Customer(
+            row["id"], as_utc(row["expires_at"]), row["period_days"], row["quota_bytes"], fair_usage[package]
         )
-        for row in connection.execute(query, {"names": wanted})
-    }
+    return found
 
 
 _NEW_SESSION_COLUMNS = ("acct_unique_id", "acct_session_id", "nas_ip_address", "username")
