@@ -25,7 +25,7 @@ from twisted.internet import defer, task
 from billingd import notices, runs
 from billingd.prices import local_day
 from nas.worker import EnforcementWorker
-from schema.engine import as_utc, is_sqlite
+from schema.engine import is_sqlite
 from schema.pool import Pool, dedicated_connection
 from schema.runtime import Reloader, Systemd, configure_logging, listen_metrics
 from schema.settings import BillingdSettings, NasSettings, NoticeSettings, Settings
@@ -234,7 +234,6 @@ class Health:
     last_day: date | None
     jobs_pending: int
     jobs_failed: int
-    oldest_pending: datetime | None
     sessions_open: int
 
 
@@ -247,16 +246,13 @@ def read_health(engine: Engine) -> Health:
                 .group_by(enforcement_jobs.c.status)
             ).all()
         )
-        oldest = connection.execute(
-            select(func.min(enforcement_jobs.c.created_at)).where(enforcement_jobs.c.status == "pending")
-        ).scalar()
         last_day = connection.execute(
             select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))
         ).scalar()
         open_sessions = connection.execute(
             select(func.count()).select_from(sessions).where(sessions.c.stopped_at.is_(None))
         ).scalar()
-    return Health(last_day, counts.get("pending", 0), counts.get("failed", 0), as_utc(oldest), open_sessions)
+    return Health(last_day, counts.get("pending", 0), counts.get("failed", 0), open_sessions)
 
 
 class HealthGauges:
@@ -274,22 +270,16 @@ class HealthGauges:
             ["status"],
             registry=registry,
         )
-        self.oldest = Gauge(
-            "radbill_billingd_enforcement_oldest_pending_seconds",
-            "Age of the oldest pending enforcement job (0 when none waits)",
-            registry=registry,
-        )
         self.sessions = Gauge(
             "radbill_billingd_sessions_open",
             "Open sessions (every radiusd's) in the database",
             registry=registry,
         )
 
-    def update(self, health: Health, metrics: Metrics, now: datetime) -> None:
+    def update(self, health: Health, metrics: Metrics) -> None:
         self.database_up.set(1)
         self.jobs.labels("pending").set(health.jobs_pending)
         self.jobs.labels("failed").set(health.jobs_failed)
-        self.oldest.set((now - health.oldest_pending).total_seconds() if health.oldest_pending else 0)
         self.sessions.set(health.sessions_open)
         if health.last_day is not None:
             metrics.last_day.set(datetime.combine(health.last_day, time(0), tzinfo=UTC).timestamp())
@@ -402,7 +392,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
         """Read the health off the reactor; publish it as STATUS and gauges."""
 
         def seen(health: Health) -> str:
-            gauges.update(health, scheduler.metrics, datetime.now(UTC))
+            gauges.update(health, scheduler.metrics)
             return status_line(health, scheduler)
 
         return database.call("billingd.health", read_health, engine).addCallback(seen)

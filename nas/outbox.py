@@ -304,14 +304,14 @@ def claim_job(connection: Connection, job_id: int, now: datetime, lease: timedel
     return _job(row)
 
 
-def backlog(connection: Connection) -> dict[str, int]:
-    """Pending jobs by action (for the metrics)."""
+def backlog(connection: Connection) -> dict[str, tuple[int, datetime]]:
+    """Pending jobs by action: how many, and when the oldest was queued (for the metrics)."""
     query = (
-        select(enforcement_jobs.c.action, func.count())
+        select(enforcement_jobs.c.action, func.count(), func.min(enforcement_jobs.c.created_at))
         .where(enforcement_jobs.c.status == "pending")
         .group_by(enforcement_jobs.c.action)
     )
-    return dict(connection.execute(query).all())
+    return {action: (count, as_utc(oldest)) for action, count, oldest in connection.execute(query)}
 
 
 def mark_failed(connection: Connection, job_id: int, error: str, now: datetime) -> None:

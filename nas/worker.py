@@ -105,8 +105,12 @@ DELAY = Histogram(
     ["action"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
-# The oldest pending job's age is billingd's radbill_billingd_enforcement_oldest_pending_seconds.
 BACKLOG = Gauge("radbill_nas_outbox_backlog", "Pending enforcement jobs, by action.", ["action"])
+OLDEST = Gauge(
+    "radbill_nas_outbox_oldest_pending_seconds",
+    "Age of the oldest pending enforcement job, by action (0 when none waits).",
+    ["action"],
+)
 API_CALLS = Counter(
     "radbill_nas_api_calls_total",
     "RouterOS API sessions opened by the worker, by purpose and result (ok, error).",
@@ -261,8 +265,11 @@ class EnforcementWorker:
 
     async def _measure_backlog(self) -> None:
         pending = await self._database.run("nas.backlog", backlog)
+        now = self._now()
         for action in JOB_ACTIONS:
-            BACKLOG.labels(action).set(pending.get(action, 0))
+            count, oldest = pending.get(action, (0, None))
+            BACKLOG.labels(action).set(count)
+            OLDEST.labels(action).set((now - oldest).total_seconds() if oldest else 0)
 
     # --- one job ----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The Grafana dashboard and the Prometheus alert rules: valid, and made of metrics the daemons really export."""
+"""The Grafana dashboard and the Prometheus alert rules: valid, and made of metrics the daemons
+(radiusd, billingd with its router worker, radbill api) really export."""
 
 import json
 import os
@@ -11,6 +12,7 @@ from urllib.request import urlopen
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api_server import ApiServer
 from tests.conftest import RADBILL, REPOSITORY, free_port
 from tests.radius import RadiusdProcess, write_config
 
@@ -48,7 +50,7 @@ def test_alert_rules_pass_promtool():
         ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_the_dashboard_is_grafana_json_with_a_query_in_every_panel():
@@ -70,20 +72,28 @@ def test_every_metric_the_dashboard_and_rules_use_is_exported_by_the_running_dae
     billingd = subprocess.Popen(
         RADBILL + ["billingd"], env=env, cwd=REPOSITORY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    (tmp_path / "api").mkdir()
     try:
-        with RadiusdProcess(config, tmp_path / "radiusd.log"):
-            available = exported(values["metrics_port"])
+        with (
+            RadiusdProcess(config, tmp_path / "radiusd.log"),
+            ApiServer(database_url, tmp_path / "api") as api,
+        ):
+            available = exported(values["metrics_port"]) | exported(api.metrics_port)
             deadline = time.monotonic() + 30
             while "radbill_billingd_sessions_open" not in available:  # billingd's first look at the database
                 assert time.monotonic() < deadline, "billingd did not publish its health"
                 time.sleep(0.2)
                 try:
-                    available = exported(values["metrics_port"]) | exported(billingd_port)
+                    available |= exported(billingd_port)
                 except OSError:
                     continue
     finally:
         billingd.terminate()
         billingd.wait(15)
-    missing = sorted(used_metrics() - available)
+    used = used_metrics()
+    missing = sorted(used - available)
     assert not missing, f"used by the dashboard or the rules but exported by no daemon: {missing}"
-    assert len(used_metrics()) > 25
+    assert len(used) > 30
+    for daemon in ("radiusd", "billingd", "nas", "api"):
+        assert any(name.startswith(f"radbill_{daemon}_") for name in used), f"nothing of {daemon} is watched"
+    assert {"radbill_api_requests_total", "radbill_api_logins_total"} <= used

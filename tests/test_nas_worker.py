@@ -554,3 +554,6 @@ async def test_the_backlog_by_action_is_a_gauge(engine, fake_nas, clock, worker)
     assert await worker.run_once() == 0
     assert REGISTRY.get_sample_value("radbill_nas_outbox_backlog", {"action": "disconnect"}) == 2
     assert REGISTRY.get_sample_value("radbill_nas_outbox_backlog", {"action": "coa"}) == 0
+    oldest = "radbill_nas_outbox_oldest_pending_seconds"
+    assert REGISTRY.get_sample_value(oldest, {"action": "disconnect"}) == 90
+    assert REGISTRY.get_sample_value(oldest, {"action": "coa"}) == 0
