@@ -3,10 +3,11 @@
 Every test checks what reached the database: each session once, with its
 final counters, and usage that adds up exactly, however the requests were
 delivered (in parallel, retransmitted, through a database outage, through a
-SIGKILL of radiusd).
+SIGKILL of radiusd, or while systemd stops it with SIGTERM).
 """
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -290,3 +291,68 @@ def test_sigkill_with_spooled_records_then_restart_delivers_each_once(pg_radiusd
     assert radiusd.wait_for_metric(*REPLAYED, lambda replayed: replayed == 3 * count) == 3 * count
     assert radiusd.metric(*SPOOL_DEPTH) == 0
     assert database_totals(url) == (count, count, count, [expected_usage(count)])
+
+
+def test_sigterm_commits_every_answered_stop_and_exits_cleanly(radiusd, database_url, tmp_path):
+    """systemd stops radiusd while Stops are in flight: whatever it answered is in the database
+    (an Accounting-Response promises the record is durable), and it exits with status 0."""
+    senders, per_sender = 4, 250  # a packet id is one byte: 250 requests in flight per source port
+    count = senders * per_sender
+    starts = request_file(tmp_path / "start.txt", session_stream(count, "t", ("Start",)))
+    result = send_file(radiusd.acct_port, starts, parallel=20)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stops = session_stream(count, "t", ("Stop",))
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(senders)]
+    replies: list[list[tuple[float, bytes]]] = [[] for _ in sockets]
+
+    def receive(sock: socket.socket, into: list) -> None:
+        sock.settimeout(5.0)
+        try:
+            while True:
+                into.append((time.monotonic(), sock.recv(4096)))
+        except TimeoutError:
+            pass
+
+    receivers = [threading.Thread(target=receive, args=pair) for pair in zip(sockets, replies, strict=True)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    for receiver in receivers:
+        receiver.start()
+    dictionary = load_dictionary()
+    for number, attributes in enumerate(stops):
+        packet = AcctPacket(dict=dictionary, secret=SECRET, id=number % per_sender)
+        for name, value in attributes.items():
+            packet[name] = value
+        sockets[number // per_sender].sendto(packet.RequestPacket(), ("127.0.0.1", radiusd.acct_port))
+    terminated = time.monotonic()
+    radiusd.process.send_signal(signal.SIGTERM)
+    assert radiusd.process.wait(30) == 0, radiusd.log()
+    for receiver in receivers:
+        receiver.join()
+    for sock in sockets:
+        sock.close()
+    assert "Traceback" not in radiusd.log()
+    answered = {
+        stops[sender * per_sender + data[1]]["Acct-Session-Id"]
+        for sender, received in enumerate(replies)
+        for _, data in received
+        if data[0] == 5  # Accounting-Response
+    }
+    after_the_signal = sum(at > terminated for received in replies for at, _ in received)
+    assert answered and after_the_signal, "Stops were still being committed when SIGTERM came"
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            stopped = set(
+                connection.execute(
+                    select(radacct.c.acctsessionid).where(radacct.c.acctstoptime.is_not(None))
+                ).scalars()
+            )
+            closed = set(
+                connection.execute(
+                    select(sessions.c.acct_session_id).where(sessions.c.stopped_at.is_not(None))
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert answered <= stopped and answered <= closed, "an answered Stop is never lost"
