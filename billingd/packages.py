@@ -48,6 +48,7 @@ MASTER_FIELDS = (
     "fup_tx",
     "ip_pool",
     "profile",
+    "address_list",
     "simultaneous_use",
 )
 

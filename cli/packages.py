@@ -84,6 +84,7 @@ def master_group() -> None:
 @click.option("--fup-rate", help="Rate after the quota is used, RX/TX.")
 @click.option("--pool", "ip_pool", help="IP pool (Framed-Pool).")
 @click.option("--profile", help="PPP or Hotspot profile.")
+@click.option("--address-list", help="Firewall address list its subscribers join (Mikrotik-Address-List).")
 @click.option(
     "--simultaneous-use", type=click.IntRange(1, MAX_SIMULTANEOUS_USE), default=1, show_default=True
 )
@@ -104,6 +105,7 @@ def master_add(
     fup_rate,
     ip_pool,
     profile,
+    address_list,
     simultaneous_use,
 ) -> None:
     """Add a master package."""
@@ -126,6 +128,7 @@ def master_add(
         fup_tx=fup_tx,
         ip_pool=ip_pool,
         profile=profile,
+        address_list=address_list,
         simultaneous_use=simultaneous_use,
     )
     with obj.engine.begin() as connection:
@@ -160,6 +163,7 @@ def master_list(obj: Context) -> None:
             "quota_bytes",
             "ip_pool",
             "profile",
+            "address_list",
             "simultaneous_use",
         ],
     )

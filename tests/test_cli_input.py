@@ -81,6 +81,15 @@ def shop(cli):
     return cli
 
 
+def test_a_master_package_names_the_address_list_its_subscribers_join(shop):
+    shop(
+        "master-package", "add", "Office", "--type", "static", "--billing", "monthly", "--rate", "50M/50M",
+        "--address-list", "corporate",
+    )  # fmt: skip
+    listed = {row["name"]: row for row in json.loads(shop("--json", "master-package", "list").output)}
+    assert (listed["Office"]["address_list"], listed["Home"]["address_list"]) == ("corporate", None)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
