@@ -57,6 +57,12 @@ class IspPlan:
 def build_isp(connection: Connection, plan: IspPlan, today: date) -> None:
     """Add the admin, then everything the plan describes, in the order a person would."""
     operators.add_operator(connection, None, "admin", "admin", name=plan.admin_name)
+    extend_isp(connection, plan, today)
+
+
+def extend_isp(connection: Connection, plan: IspPlan, today: date) -> None:
+    """Add what the plan describes to an ISP that has its admin (the demo's, say): a test
+    builds its own operators and packages on it."""
     admin = resolve_actor(connection, "admin")
     for operator in plan.operators:
         operators.add_operator(

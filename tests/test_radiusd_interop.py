@@ -1,9 +1,9 @@
 """``radbill radiusd`` as a subprocess, asked by FreeRADIUS's radtest and radclient.
 
 Runs on SQLite and on PostgreSQL. The subscribers are the demo ISP plus one
-customer per rule, written with SQL and record_change (faster than the
-domain functions, and able to make states they would refuse); the real-time
-tests change subscribers with the real ``radbill customer`` commands.
+customer per rule, built as an operator would (billingd.isp's builder and
+``customer import``); the real-time tests change subscribers with the real
+``radbill customer`` commands.
 """
 
 import os
@@ -13,17 +13,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
+from billingd import customers as lifecycle
+from billingd import operators as operator_domain
+from billingd.customer_files import import_customers, read_rows
+from billingd.customers import Calendar
+from billingd.isp import IspPlan, OperatorPlan, PackagePlan, extend_isp
+from cli.demo import DEMO_ZONE, load_demo
 from radiusd.codec import mschap
-from schema.changes import record_change, record_change_ids
-from schema.tables import (
-    customer_usage,
-    customers,
-    master_packages,
-    operators,
-    packages,
-    radpostauth,
-    sessions,
-)
+from schema.changes import record_change_ids
+from schema.tables import customer_usage, customers, radpostauth, sessions
+from schema.tenancy import resolve_actor
 from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, write_config
 
 pytestmark = pytest.mark.interop
@@ -32,92 +31,96 @@ MEGABIT = 1_000_000
 QUOTA = 5 * 2**32 + 7
 
 
-def add_package(connection, operator_id: int, name: str, **spec) -> int:
-    spec.setdefault("billing_type", "daily")
-    spec.setdefault("customer_type", "pppoe")
-    master = connection.execute(
-        insert(master_packages).values(
-            operator_id=operator_id,
-            name=name,
-            rate_rx=spec.pop("rate_rx", 20 * MEGABIT),
-            rate_tx=spec.pop("rate_tx", 20 * MEGABIT),
-            **spec,
-        )
-    ).inserted_primary_key[0]
-    return connection.execute(
-        insert(packages).values(operator_id=operator_id, master_package_id=master, name=name)
-    ).inserted_primary_key[0]
+def rates(megabits: int) -> dict:
+    return dict(rate_rx=megabits * MEGABIT, rate_tx=megabits * MEGABIT)
 
 
-def add_customer(connection, username: str, package_id: int, operator_id: int, **values) -> int:
-    values.setdefault("expires_at", datetime.now(UTC) + timedelta(days=10))
-    values.setdefault("wallet_balance", 10_000)
-    customer_id = connection.execute(
-        insert(customers).values(
-            username=username,
-            password=username,
-            customer_code=f"T-{username}",
-            package_id=package_id,
-            operator_id=operator_id,
-            **values,
-        )
-    ).inserted_primary_key[0]
-    record_change(connection, "customer", customer_id)
-    return customer_id
+# The demo ISP's admin adds a reseller (blocked once its customer is in) and a package per rule.
+RULES_ISP = IspPlan(
+    operators=(OperatorPlan("blockedres", "reseller", fund=100_000),),
+    packages=(
+        PackagePlan(
+            "Quota",
+            dict(
+                customer_type="pppoe",
+                billing_type="daily",
+                **rates(20),
+                quota_bytes=QUOTA,
+                fup_rx=2 * MEGABIT,
+                fup_tx=MEGABIT,
+                ip_pool="pool-q",
+                profile="gold",
+                address_list="quota-users",
+                burst_rx=40 * MEGABIT,
+                burst_tx=40 * MEGABIT,
+                burst_threshold_rx=15 * MEGABIT,
+                burst_threshold_tx=15 * MEGABIT,
+                burst_time_rx=16,
+                burst_time_tx=16,
+                priority=5,
+            ),
+            500_00,
+        ),
+        PackagePlan(
+            "Hard quota",
+            dict(customer_type="pppoe", billing_type="daily", **rates(20), quota_bytes=1000),
+            500_00,
+        ),
+        PackagePlan("Static", dict(customer_type="static", billing_type="monthly", **rates(20)), 1000_00),
+        PackagePlan(
+            "Plain",
+            dict(customer_type="pppoe", billing_type="daily", **rates(10)),
+            500_00,
+            {"blockedres": 400_00},
+        ),
+    ),
+)
+
+
+def rule_customers(now: datetime) -> str:
+    """One customer per rule, in radbill's import format (``radbill customer import``):
+    statuses, an expiry an hour ago, wallets, a MAC, a static IP, an owner."""
+    ahead = (now + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S")
+    gone = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    rows = [
+        # username, package, owner, mac, static_ip, expires_at, balance, status
+        ("alice", "Quota", "", "", "", ahead, "100.00", "active"),
+        ("fupper", "Quota", "", "", "", ahead, "100.00", "active"),
+        ("capped", "Hard quota", "", "", "", ahead, "100.00", "active"),
+        ("disabled1", "PPPoE 10M", "", "", "", ahead, "100.00", "disabled"),
+        ("suspended1", "PPPoE 10M", "", "", "", ahead, "100.00", "suspended"),
+        ("deleted1", "PPPoE 10M", "", "", "", ahead, "100.00", "active"),
+        ("broke", "PPPoE 10M", "", "", "", gone, "", "active"),
+        ("lapsed", "PPPoE 10M", "", "", "", gone, "100.00", "active"),
+        ("macbound", "PPPoE 10M", "", "AA:BB:CC:DD:EE:FF", "", ahead, "100.00", "active"),
+        ("busy", "PPPoE 10M", "", "", "", ahead, "100.00", "active"),
+        ("hotspot1", "Hotspot 5M", "", "", "", ahead, "100.00", "active"),
+        ("static1", "Static", "", "", "10.20.30.40", ahead, "", "active"),
+        ("blocked1", "Plain", "blockedres", "", "", ahead, "100.00", "active"),
+    ]
+    header = "username,password,package,owner,mac,static_ip,expires_at,balance,status"
+    lines = [f"{name},{name},{package}," + ",".join(columns) for name, package, *columns in rows]
+    return "\n".join([header, *lines]) + "\n"
 
 
 @pytest.fixture
 def isp(engine):
-    from cli.demo import load_demo
-
+    """The demo ISP, a package and a customer per rule, built as an operator would (the test-ISP
+    builder, ``customer import``, ``customer delete``, ``operator block``); then the usage and the
+    open session radiusd's accounting would have written."""
     now = datetime.now(UTC)
     today = now.date()
+    calendar = Calendar(now, DEMO_ZONE)
     with engine.begin() as connection:
         load_demo(connection, now)
-        admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar_one()
-        blocked = connection.execute(
-            insert(operators).values(login="blockedres", role="reseller", parent_id=admin, status="blocked")
-        ).inserted_primary_key[0]
-        package_ids = dict(connection.execute(select(packages.c.name, packages.c.id)).all())
-        plain = package_ids["PPPoE 10M"]
-        quota = add_package(
-            connection,
-            admin,
-            "Quota",
-            quota_bytes=QUOTA,
-            fup_rx=2 * MEGABIT,
-            fup_tx=MEGABIT,
-            ip_pool="pool-q",
-            profile="gold",
-            address_list="quota-users",
-            burst_rx=40 * MEGABIT,
-            burst_tx=40 * MEGABIT,
-            burst_threshold_rx=15 * MEGABIT,
-            burst_threshold_tx=15 * MEGABIT,
-            burst_time_rx=16,
-            burst_time_tx=16,
-            priority=5,
-        )
-        hard = add_package(connection, admin, "Hard quota", quota_bytes=1000)
-        static = add_package(connection, admin, "Static", customer_type="static", billing_type="monthly")
-        hotspot = package_ids["Hotspot 5M"]
-        ids = {}
-        for username, package_id, values in [
-            ("alice", quota, {}),
-            ("fupper", quota, {}),
-            ("capped", hard, {}),
-            ("disabled1", plain, dict(status="disabled")),
-            ("suspended1", plain, dict(status="suspended")),
-            ("deleted1", plain, dict(deleted_at=now)),
-            ("broke", plain, dict(wallet_balance=0, expires_at=now - timedelta(hours=1))),
-            ("lapsed", plain, dict(expires_at=now - timedelta(hours=1))),
-            ("macbound", plain, dict(mac_binding="AA:BB:CC:DD:EE:FF")),
-            ("busy", plain, {}),
-            ("hotspot1", hotspot, {}),
-            ("static1", static, dict(static_ip="10.20.30.40", wallet_balance=0)),
-        ]:
-            ids[username] = add_customer(connection, username, package_id, admin, **values)
-        ids["blocked1"] = add_customer(connection, "blocked1", plain, blocked)
+        extend_isp(connection, RULES_ISP, calendar.today)
+        admin = resolve_actor(connection, "admin")
+        rows, problems = read_rows(rule_customers(now), "radbill")
+        result = import_customers(connection, admin, rows, calendar=calendar, source="test")
+        assert not problems and not result.problems, (problems, result.problems)
+        lifecycle.delete_customer(connection, admin, "deleted1", calendar)
+        operator_domain.set_status(connection, admin, "blockedres", "blocked")
+        ids = dict(connection.execute(select(customers.c.username, customers.c.id)).all())
         connection.execute(
             insert(customer_usage),
             [
