@@ -15,6 +15,7 @@ from billingd.prices import check_amount, format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import Forbidden, RadbillError, require_one_of
+from schema.ratelimit import RATE_COLUMNS
 from schema.tables import (
     BILLING_TYPES,
     CUSTOMER_TYPES,
@@ -31,26 +32,7 @@ MAX_PERIOD_DAYS = 3660
 MAX_SIMULTANEOUS_USE = 1000
 MAX_QUOTA_BYTES = 10**18
 
-MASTER_FIELDS = (
-    "rate_rx",
-    "rate_tx",
-    "burst_rx",
-    "burst_tx",
-    "burst_threshold_rx",
-    "burst_threshold_tx",
-    "burst_time_rx",
-    "burst_time_tx",
-    "priority",
-    "min_rx",
-    "min_tx",
-    "quota_bytes",
-    "fup_rx",
-    "fup_tx",
-    "ip_pool",
-    "profile",
-    "address_list",
-    "simultaneous_use",
-)
+MASTER_FIELDS = (*RATE_COLUMNS, "quota_bytes", "ip_pool", "profile", "address_list", "simultaneous_use")
 
 
 @dataclass(frozen=True)
