@@ -6,15 +6,27 @@ lookup. A card is redeemed exactly once: the redemption is a conditional
 ``UPDATE ... WHERE status = 'new'`` whose row count decides, so of two
 concurrent redemptions one wins and the other is told the PIN is used.
 
+A PIN is stored only as its HMAC-SHA256 under the card PIN key, a random
+256-bit key in a file outside the database (``card-pin.key`` in ``[api]
+state_dir``, 0600): the PINs are shown once, when the batch is issued (the
+command's output, the API's answer, the panel's print view), and nothing reads
+them back. A keyed hash, not a slow password hash: a PIN is 50 random bits,
+so a fast hash is no help to a guesser who has only the database (without the
+key no PIN can be tested offline at all), online guessing is throttled, and
+redemption is one indexed lookup however many cards exist.
+
 A card is issued by an operator for its own customers. Redeeming it posts
 to that operator's book: the card's value comes in as cash to the
 customer's wallet (a value card), or pays for one period of the package
 with the usual cascade up the chain (a package card).
 """
 
+import hashlib
+import hmac
 import re
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -25,6 +37,7 @@ from billingd.prices import check_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import NotFound, RadbillError, require_one_of
+from schema.private_files import load_or_create_key
 from schema.tables import CARD_STATUSES, card_batches, operators, packages, recharge_cards
 from schema.tenancy import Actor, require_changeable, visible_operator_ids
 
@@ -32,6 +45,7 @@ RANDOM_DIGITS = 15
 MAX_BATCH = 10_000
 _PIN = re.compile(r"\d{%d}" % (RANDOM_DIGITS + 1))
 _REFUSED = "PIN is not valid, or the card is used or not for this customer"
+PIN_KEY_FILE = "card-pin.key"
 
 
 class CardRefused(RadbillError):
@@ -56,6 +70,38 @@ def luhn_valid(pin: str) -> bool:
     return bool(_PIN.fullmatch(pin)) and luhn_digit(pin[:-1]) == pin[-1]
 
 
+def load_pin_key(state_dir: str | Path) -> bytes:
+    """The card PIN key in ``state_dir``, made on first use; every radbill process must share it."""
+    path = Path(state_dir) / PIN_KEY_FILE
+    try:
+        return load_or_create_key(path)
+    except OSError as error:
+        raise RadbillError(f"cannot use the card PIN key {path}: {error.strerror or error}") from None
+
+
+def pin_hash(key: bytes, pin: str) -> str:
+    """What is stored of a PIN."""
+    return hmac.new(key, pin.encode(), hashlib.sha256).hexdigest()
+
+
+def pin_key_id(key: bytes) -> str:
+    """Names a key without revealing it, so a process with another key is told, not silently wrong."""
+    return hmac.new(key, b"radbill card PIN key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _require_same_key(connection: Connection, key: bytes) -> str:
+    key_id = pin_key_id(key)
+    last = connection.execute(
+        select(card_batches.c.id, card_batches.c.pin_key_id).order_by(card_batches.c.id.desc()).limit(1)
+    ).first()
+    if last is not None and last.pin_key_id != key_id:
+        raise RadbillError(
+            f"this card PIN key ({PIN_KEY_FILE} in [api] state_dir) is not the one batch {last.id} was "
+            "issued with: the CLI and the API must use the same key file"
+        )
+    return key_id
+
+
 def new_pin() -> str:
     payload = f"{secrets.randbelow(10**RANDOM_DIGITS):0{RANDOM_DIGITS}d}"
     return payload + luhn_digit(payload)
@@ -65,12 +111,14 @@ def create_batch(
     connection: Connection,
     actor: Actor,
     count: int,
+    pin_key: bytes,
     *,
     value: int | None = None,
     package: str | None = None,
     distributor: str | None = None,
 ) -> list[dict]:
-    """Issue ``count`` cards of one value or one package; returns serials and PINs."""
+    """Issue ``count`` cards of one value or one package; returns serials and PINs, the only time
+    the PINs are known (only their keyed hashes are stored)."""
     actor.require("cards", "create recharge cards")
     actor.require("money", "create recharge cards")
     if not 1 <= count <= MAX_BATCH:
@@ -88,6 +136,7 @@ def create_batch(
         if row is None or row["role"] != "card_distributor" or row["parent_id"] != actor.home_id:
             raise RadbillError(f"{distributor} is not one of your card distributors")
         distributor_id = row["id"]
+    key_id = _require_same_key(connection, pin_key)
     batch_id = connection.execute(
         insert(card_batches).values(
             operator_id=actor.home_id,
@@ -96,6 +145,7 @@ def create_batch(
             package_id=package_id,
             count=count,
             created_by=actor.caller_id,
+            pin_key_id=key_id,
         )
     ).inserted_primary_key[0]
     cards = [
@@ -104,7 +154,13 @@ def create_batch(
     ]
     if len({card["pin"] for card in cards}) != count:
         raise RadbillError("PIN collision inside the batch; run the command again")
-    connection.execute(insert(recharge_cards), cards)
+    connection.execute(
+        insert(recharge_cards),
+        [
+            dict(batch_id=batch_id, serial=card["serial"], pin_hash=pin_hash(pin_key, card["pin"]))
+            for card in cards
+        ],
+    )
     audit(
         connection,
         "card.batch",
@@ -128,7 +184,6 @@ def list_cards(
     query = (
         select(
             recharge_cards.c.serial,
-            recharge_cards.c.pin,
             recharge_cards.c.status,
             card_batches.c.id.label("batch"),
             card_batches.c.value,
@@ -157,14 +212,18 @@ def list_cards(
     return [dict(row) for row in connection.execute(query).mappings()]
 
 
-def redeem(connection: Connection, actor: Actor, pin: str, username: str, calendar: Calendar) -> dict:
+def redeem(
+    connection: Connection, actor: Actor, pin: str, username: str, calendar: Calendar, pin_key: bytes
+) -> dict:
     """Use a card for a customer, once."""
     row = customers.changeable_customer(connection, actor, username, "redeem recharge cards", money=True)
-    redeem_for(connection, actor, row, pin, calendar)
+    redeem_for(connection, actor, row, pin, calendar, pin_key)
     return customers.show_customer(connection, actor, username)
 
 
-def redeem_for(connection: Connection, actor: Actor, row, pin: str, calendar: Calendar) -> None:
+def redeem_for(
+    connection: Connection, actor: Actor, row, pin: str, calendar: Calendar, pin_key: bytes
+) -> None:
     """Use a card for a customer already checked (and locked) for the actor: an operator's, or the subscriber's own."""
     pin = re.sub(r"[\s-]", "", pin)
     if not luhn_valid(pin):
@@ -179,11 +238,13 @@ def redeem_for(connection: Connection, actor: Actor, row, pin: str, calendar: Ca
                 card_batches.c.package_id,
             )
             .select_from(recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id))
-            .where(recharge_cards.c.pin == pin)
+            .where(recharge_cards.c.pin_hash == pin_hash(pin_key, pin))
         )
         .mappings()
         .first()
     )
+    if card is None:
+        _require_same_key(connection, pin_key)  # a process with another key finds no card at all
     if card is None or card["operator_id"] != row["operator_id"]:
         raise CardRefused(_REFUSED)
     taken = connection.execute(

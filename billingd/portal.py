@@ -130,10 +130,12 @@ def public_packages(connection: Connection, subscriber: Subscriber) -> list[Pric
     return [PricedPackage(**row) for row in connection.execute(query).mappings()]
 
 
-def redeem(connection: Connection, subscriber: Subscriber, pin: str, calendar: Calendar) -> None:
+def redeem(
+    connection: Connection, subscriber: Subscriber, pin: str, calendar: Calendar, pin_key: bytes
+) -> None:
     """Use a recharge card of its operator on its own account, once."""
     row = _row(connection, subscriber, lock=True)
-    cards.redeem_for(connection, _on_behalf(connection, row), row, pin, calendar)
+    cards.redeem_for(connection, _on_behalf(connection, row), row, pin, calendar, pin_key)
 
 
 def buy(connection: Connection, subscriber: Subscriber, package: str, calendar: Calendar) -> None:

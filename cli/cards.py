@@ -23,10 +23,17 @@ def card_group() -> None:
 @click.option("--distributor", metavar="LOGIN", help="The card distributor who sells them.")
 @click.pass_obj
 def batch(obj: Context, count: int, value, package, distributor) -> None:
-    """Issue a batch of cards (prints the PINs)."""
+    """Issue a batch of cards (prints the PINs: the only time they are shown)."""
+    pin_key = obj.card_pin_key()
     with obj.engine.begin() as connection:
         issued = cards.create_batch(
-            connection, obj.actor(connection), count, value=value, package=package, distributor=distributor
+            connection,
+            obj.actor(connection),
+            count,
+            pin_key,
+            value=value,
+            package=package,
+            distributor=distributor,
         )
     emit_table([shown(card, "value") for card in issued], ["batch_id", "serial", "pin", "value", "package"])
 
@@ -36,12 +43,12 @@ def batch(obj: Context, count: int, value, package, distributor) -> None:
 @click.option("--status", type=click.Choice(CARD_STATUSES))
 @click.pass_obj
 def list_(obj: Context, batch, status) -> None:
-    """Cards you issued or were given to sell."""
+    """Cards you issued or were given to sell (serials and status; PINs were shown at issue only)."""
     with obj.engine.begin() as connection:
         rows = cards.list_cards(connection, obj.actor(connection), batch=batch, status=status)
     emit_table(
         [shown(row, "value") for row in rows],
-        ["serial", "pin", "status", "batch", "value", "package", "operator", "redeemed_at"],
+        ["serial", "status", "batch", "value", "package", "operator", "redeemed_at"],
     )
 
 
@@ -51,8 +58,9 @@ def list_(obj: Context, batch, status) -> None:
 @click.pass_obj
 def redeem(obj: Context, pin: str, username: str) -> None:
     """Use a card for a customer (once)."""
+    pin_key = obj.card_pin_key()
     with obj.engine.begin() as connection:
-        redeemed = cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar())
+        redeemed = cards.redeem(connection, obj.actor(connection), pin, username, obj.calendar(), pin_key)
     emit_record(shown(redeemed, "wallet_balance"))
 
 

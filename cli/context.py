@@ -6,6 +6,7 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
+from billingd.cards import load_pin_key
 from billingd.customers import Calendar
 from cli.config import load_settings
 from schema.engine import make_engine
@@ -46,3 +47,7 @@ class Context:
         return Calendar(
             datetime.now(UTC), self.settings.billingd.zone, self.settings.billingd.invoice_due_days
         )
+
+    def card_pin_key(self) -> bytes:
+        """The key recharge-card PINs are hashed with, from ``[api] state_dir`` (shared with the API)."""
+        return load_pin_key(self.settings.api.state_dir)

@@ -21,7 +21,7 @@ def db() -> None:
 @click.pass_obj
 def upgrade(obj: Context, role: str | None) -> None:
     """Create or migrate the database to the latest schema."""
-    migrate.upgrade(obj.engine, grant_to=role)
+    migrate.upgrade(obj.engine, grant_to=role, card_pin_key=obj.card_pin_key)
     click.echo(
         f"database at revision {migrate.current(obj.engine)}" + (f"; {role} may use it" if role else "")
     )

@@ -1,5 +1,6 @@
 """Schema migrations: the one way a database gets its tables."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -13,21 +14,32 @@ from schema.errors import RadbillError
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def _alembic_config(connection=None) -> Config:
+def _alembic_config(connection=None, card_pin_key: Callable[[], bytes] | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    config.attributes["card_pin_key"] = card_pin_key
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head", *, grant_to: str | None = None) -> None:
-    """Migrate, and (PostgreSQL) grant a daemon role its rights, in one transaction."""
+def upgrade(
+    engine: Engine,
+    revision: str = "head",
+    *,
+    grant_to: str | None = None,
+    card_pin_key: Callable[[], bytes] | None = None,
+) -> None:
+    """Migrate, and (PostgreSQL) grant a daemon role its rights, in one transaction.
+
+    ``card_pin_key`` loads the key that hashes recharge-card PINs, for a
+    revision that hashes PINs an older one kept in clear (called only then).
+    """
     if grant_to is not None and engine.dialect.name != "postgresql":
         raise RadbillError("--grant-to is for PostgreSQL: SQLite has no roles")
     with engine.begin() as connection:
         if grant_to is not None:
             _require_role(connection, grant_to)
-        command.upgrade(_alembic_config(connection), revision)
+        command.upgrade(_alembic_config(connection, card_pin_key), revision)
         if grant_to is not None:
             _grant(connection, grant_to)
 

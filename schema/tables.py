@@ -436,6 +436,9 @@ card_batches = Table(
     Column("package_id", ForeignKey("packages.id")),
     Column("count", Integer, nullable=False),
     Column("created_by", ForeignKey("operators.id")),
+    # Which card PIN key hashed its PINs (an HMAC of a fixed text): every process must use the same key.
+    # Always written; nullable only so that SQLite adds it without rebuilding a table others refer to.
+    Column("pin_key_id", String(16)),
     _created_at(),
     CheckConstraint("(value IS NULL) <> (package_id IS NULL)", name="value_or_package"),
     CheckConstraint("count > 0", name="count"),
@@ -447,7 +450,8 @@ recharge_cards = Table(
     Column("id", Integer, primary_key=True),
     Column("batch_id", ForeignKey("card_batches.id"), nullable=False, index=True),
     Column("serial", String(32), nullable=False, unique=True),
-    Column("pin", String(32), nullable=False, unique=True),
+    # HMAC-SHA256 of the PIN under the card PIN key (kept outside the database): the PIN is shown once, at issue.
+    Column("pin_hash", String(64), nullable=False, unique=True),
     Column("status", String(10), nullable=False, server_default="new"),
     Column("redeemed_by_customer_id", ForeignKey("customers.id")),
     Column("redeemed_at", DateTime(timezone=True)),

@@ -38,6 +38,7 @@ SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
 NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 24)
 MEGABIT = 1_000_000
+PIN_KEY = bytes(range(32))  # the card PIN key of the domain tests
 PLANS = {
     "Home 10M": ("daily", "500", "400", "450"),
     "Lite 5M": ("daily", "300", "200", "250"),

@@ -151,7 +151,9 @@ def test_customer_lifecycle_over_the_api(api):
 
 def test_a_subscriber_redeems_a_card_and_buys_from_its_wallet(api):
     reseller = login(api, "reseller1")
-    card = api.post("/api/v1/cards/batches", json={"count": 1, "value": 60000}, headers=reseller).json()[0]
+    card = api.post("/api/v1/cards/batches", json={"count": 1, "value": 60000}, headers=reseller).json()[
+        "cards"
+    ][0]
     subscriber = login(api, "subscriber:alice", "pw")
     before = api.get("/api/v1/me", headers=subscriber).json()
     assert before["wallet_balance"] == 0 and before["package"] == "Home 10M"
@@ -171,7 +173,7 @@ def test_a_subscriber_redeems_a_card_and_buys_from_its_wallet(api):
     # Bob's card is not Alice's to use, and operators' endpoints are not hers.
     bob_card = api.post(
         "/api/v1/cards/batches", json={"count": 1, "value": 100}, headers=login(api, "reseller2")
-    ).json()[0]
+    ).json()["cards"][0]
     assert api.post("/api/v1/me/redeem", json={"pin": bob_card["pin"]}, headers=subscriber).status_code == 400
     assert api.get("/api/v1/customers", headers=subscriber).status_code == 403
     audit = api.get("/api/v1/audit", headers=reseller).json()
@@ -197,7 +199,7 @@ def test_guessing_card_pins_is_throttled_like_a_login(api):
         assert wrong.status_code == 400, wrong.text
     card = api.post(
         "/api/v1/cards/batches", json={"count": 1, "value": 100}, headers=login(api, "reseller1")
-    ).json()[0]
+    ).json()["cards"][0]
     locked = api.post("/api/v1/me/redeem", json={"pin": card["pin"]}, headers=subscriber)
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
     trail = api.get("/api/v1/audit", headers=login(api, "admin")).json()

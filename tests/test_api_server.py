@@ -69,14 +69,17 @@ def test_a_reseller_and_a_subscriber_over_http(engine, database_url, tmp_path):
         retry = {**reseller, "Idempotency-Key": "card-batch-1"}
         cards = server.client.post("/api/v1/cards/batches", json={"count": 1, "value": 20000}, headers=retry)
         assert cards.status_code == 201
-        assert server.client.post(
+        issued = cards.json()["cards"]
+        assert len(issued) == 1 and len(issued[0]["pin"]) == 16
+        replayed = server.client.post(
             "/api/v1/cards/batches", json={"count": 1, "value": 20000}, headers=retry
-        ).json() == (cards.json())
-        assert len(server.client.get("/api/v1/cards", headers=reseller).json()) == 1
-        subscriber = {"Authorization": f"Bearer {server.login('subscriber:alice', 'pw')['access_token']}"}
-        redeemed = server.client.post(
-            "/api/v1/me/redeem", json={"pin": cards.json()[0]["pin"]}, headers=subscriber
         )
+        # The retry is the same batch, but its PIN was shown once: it is not kept, not even for retries.
+        assert replayed.json() == {**cards.json(), "cards": [{**issued[0], "pin": None}]}
+        listed = server.client.get("/api/v1/cards", headers=reseller).json()
+        assert [card["serial"] for card in listed] == [issued[0]["serial"]] and "pin" not in listed[0]
+        subscriber = {"Authorization": f"Bearer {server.login('subscriber:alice', 'pw')['access_token']}"}
+        redeemed = server.client.post("/api/v1/me/redeem", json={"pin": issued[0]["pin"]}, headers=subscriber)
         assert redeemed.status_code == 200 and redeemed.json()["wallet_balance"] == 20000
         renewed = server.client.post("/api/v1/customers/alice/renew", json={"cash": True}, headers=reseller)
         assert renewed.status_code == 200 and renewed.json()["expires_at"] > redeemed.json()["expires_at"]

@@ -346,7 +346,7 @@ ROUTES: dict[tuple[str, str], Route] = {
 }
 
 
-def _build_matrix_isp(engine) -> dict:
+def _build_matrix_isp(engine, pin_key: bytes) -> dict:
     """The API world plus what the matrix needs: more operators, state twins, cards, tokens, jobs."""
     build_isp(engine)
     calendar = world.on()
@@ -396,7 +396,9 @@ def _build_matrix_isp(engine) -> dict:
             customers.receive_payment(connection, who, name + "_s", world.money("2000"), calendar)
             customers.suspend(connection, who, name + "_s", calendar)
             customers.delete_customer(connection, who, name + "_d", calendar)
-            objects["pins"][name] = cards.create_batch(connection, who, 1, value=world.money("10"))[0]["pin"]
+            objects["pins"][name] = cards.create_batch(connection, who, 1, pin_key, value=world.money("10"))[
+                0
+            ]["pin"]
         for login in ("admin", "reseller1", "reseller2", "sub1", "sub2"):
             row, _ = credentials.create_api_token(connection, admin, login, "crm", world.NOW)
             objects["tokens"][login] = row["id"]
@@ -434,7 +436,7 @@ def test_every_route_has_an_entry(engine, tmp_path):
 
 
 def test_every_role_gets_the_answer_the_rules_give(engine, tmp_path):
-    objects = _build_matrix_isp(engine)
+    objects = _build_matrix_isp(engine, cards.load_pin_key(tmp_path))
     client = make_client(engine, tmp_path, Clock())
     headers = {}
     with client:

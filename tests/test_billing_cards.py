@@ -3,12 +3,14 @@
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from billingd import cards, customers, ledger
+from schema import migrate
+from schema.engine import make_engine
 from schema.errors import RadbillError
-from schema.tables import operators, recharge_cards
-from tests.billing_world import actor, add_customer_of, build, customer, fund_of, money, on
+from schema.tables import audit_log, card_batches, operators, recharge_cards
+from tests.billing_world import PIN_KEY, actor, add_customer_of, build, customer, fund_of, money, on
 
 
 def test_pins_carry_a_luhn_check_digit():
@@ -24,12 +26,14 @@ def test_a_value_card_tops_up_the_owners_customer_once(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = actor(connection, "reseller1")
-        issued = cards.create_batch(connection, reseller1, 3, value=money("100"))
+        issued = cards.create_batch(connection, reseller1, 3, PIN_KEY, value=money("100"))
         assert len({card["pin"] for card in issued}) == 3
         customers.add_customer(
             connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
         )
-        cards.redeem(connection, reseller1, issued[0]["pin"][:4] + "-" + issued[0]["pin"][4:], "alice", on())
+        cards.redeem(
+            connection, reseller1, issued[0]["pin"][:4] + "-" + issued[0]["pin"][4:], "alice", on(), PIN_KEY
+        )
         assert customer(connection, "alice")["wallet_balance"] == money("100")
         book = connection.execute(select(operators.c.id).where(operators.c.login == "reseller1")).scalar()
         assert ledger.balances(connection, book)["cash"] == -money("5000") + money("2000") + money(
@@ -37,7 +41,7 @@ def test_a_value_card_tops_up_the_owners_customer_once(engine):
         ) + money("100")
         for pin in (issued[0]["pin"], "1234567812345678", "12"):
             with pytest.raises(RadbillError, match="PIN is not valid, or the card is used"):
-                cards.redeem(connection, reseller1, pin, "alice", on())
+                cards.redeem(connection, reseller1, pin, "alice", on(), PIN_KEY)
         assert ledger.verify(connection) == []
 
 
@@ -45,9 +49,9 @@ def test_a_package_card_buys_a_period_with_the_cascade(engine):
     with engine.begin() as connection:
         build(connection)
         sub1 = add_customer_of(connection, "sub1", "carol", on())
-        issued = cards.create_batch(connection, sub1, 1, package="Home 10M")
+        issued = cards.create_batch(connection, sub1, 1, PIN_KEY, package="Home 10M")
         expiry = customer(connection, "carol")["expires_at"]
-        cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(3))
+        cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(3), PIN_KEY)
         assert (customer(connection, "carol")["expires_at"] - expiry).days == 30
         assert fund_of(connection, "sub1") == money("2000") - 2 * money("450")
         assert fund_of(connection, "reseller1") == money("5000") - 2 * money("400")
@@ -59,11 +63,11 @@ def test_a_package_card_does_not_lift_a_manual_suspension(engine):
     with engine.begin() as connection:
         build(connection)
         sub1 = add_customer_of(connection, "sub1", "carol", on())
-        issued = cards.create_batch(connection, sub1, 1, package="Home 10M")
+        issued = cards.create_batch(connection, sub1, 1, PIN_KEY, package="Home 10M")
         customers.suspend(connection, sub1, "carol", on())
     with pytest.raises(RadbillError, match=r"carol is suspended \(manual\); resume it first"):
         with engine.begin() as connection:
-            cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(1))
+            cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(1), PIN_KEY)
     with engine.connect() as connection:
         assert customer(connection, "carol")["status"] == "suspended"
         card = connection.execute(select(recharge_cards.c.status)).scalar()
@@ -73,10 +77,12 @@ def test_a_package_card_does_not_lift_a_manual_suspension(engine):
 def test_a_card_is_only_for_its_operators_customers(engine):
     with engine.begin() as connection:
         build(connection)
-        issued = cards.create_batch(connection, actor(connection, "reseller1"), 1, value=money("100"))
+        issued = cards.create_batch(
+            connection, actor(connection, "reseller1"), 1, PIN_KEY, value=money("100")
+        )
         reseller2 = add_customer_of(connection, "reseller2", "bob", on())
         with pytest.raises(RadbillError, match="PIN is not valid"):
-            cards.redeem(connection, reseller2, issued[0]["pin"], "bob", on())
+            cards.redeem(connection, reseller2, issued[0]["pin"], "bob", on(), PIN_KEY)
         assert cards.list_cards(connection, reseller2) == []
         assert len(cards.list_cards(connection, actor(connection, "admin"))) == 1
 
@@ -88,12 +94,12 @@ def test_distributors_see_only_the_cards_given_to_them(engine):
         build(connection)
         reseller1 = actor(connection, "reseller1")
         operator_domain.add_operator(connection, reseller1, "seller", "card_distributor")
-        cards.create_batch(connection, reseller1, 2, value=money("50"), distributor="seller")
-        cards.create_batch(connection, reseller1, 1, value=money("50"))
+        cards.create_batch(connection, reseller1, 2, PIN_KEY, value=money("50"), distributor="seller")
+        cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("50"))
         seller = actor(connection, "seller")
         assert len(cards.list_cards(connection, seller)) == 2
         with pytest.raises(RadbillError, match="not allowed to create recharge cards"):
-            cards.create_batch(connection, seller, 1, value=money("1"))
+            cards.create_batch(connection, seller, 1, PIN_KEY, value=money("1"))
 
 
 def test_concurrent_redemptions_succeed_exactly_once(engine):
@@ -104,7 +110,7 @@ def test_concurrent_redemptions_succeed_exactly_once(engine):
             customers.add_customer(
                 connection, reseller1, name, password="pw", package="Home 10M", calendar=on()
             )
-        pin = cards.create_batch(connection, reseller1, 1, value=money("100"))[0]["pin"]
+        pin = cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("100"))[0]["pin"]
     barrier = threading.Barrier(2)
     outcomes = []
 
@@ -112,7 +118,7 @@ def test_concurrent_redemptions_succeed_exactly_once(engine):
         barrier.wait()
         try:
             with engine.begin() as connection:
-                cards.redeem(connection, actor(connection, "reseller1"), pin, username, on())
+                cards.redeem(connection, actor(connection, "reseller1"), pin, username, on(), PIN_KEY)
             outcomes.append("ok")
         except RadbillError:
             outcomes.append("refused")
@@ -129,3 +135,95 @@ def test_concurrent_redemptions_succeed_exactly_once(engine):
         ] == money("100")
         assert connection.execute(select(recharge_cards.c.status)).scalar() == "redeemed"
         assert ledger.verify(connection) == []
+
+
+def test_nothing_reads_a_pin_back_after_issue(engine):
+    """Only the PINs' keyed hashes are stored: no table and no list holds a PIN."""
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = actor(connection, "reseller1")
+        pins = [
+            card["pin"] for card in cards.create_batch(connection, reseller1, 5, PIN_KEY, value=money("10"))
+        ]
+        listed = cards.list_cards(connection, reseller1)
+        assert len(listed) == 5 and all("pin" not in card for card in listed)
+        stored = [
+            str(value)
+            for table in (recharge_cards, card_batches, audit_log)
+            for row in connection.execute(select(table)).all()
+            for value in row
+        ]
+        assert not [value for value in stored for pin in pins if pin in value]
+        hashes = set(connection.execute(select(recharge_cards.c.pin_hash)).scalars())
+        assert hashes == {cards.pin_hash(PIN_KEY, pin) for pin in pins}
+        assert cards.pin_hash(bytes(32), pins[0]) not in hashes  # keyed: the hash alone tests no guess
+
+
+def test_a_process_with_another_pin_key_is_told_not_silently_wrong(engine):
+    with engine.begin() as connection:
+        build(connection)
+        reseller1 = actor(connection, "reseller1")
+        pin = cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("10"))[0]["pin"]
+        customers.add_customer(
+            connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
+        )
+        other = bytes(32)
+        with pytest.raises(RadbillError, match="is not the one batch 1 was issued with"):
+            cards.create_batch(connection, reseller1, 1, other, value=money("10"))
+        with pytest.raises(RadbillError, match="is not the one batch 1 was issued with"):
+            cards.redeem(connection, reseller1, pin, "alice", on(), other)
+        cards.redeem(connection, reseller1, pin, "alice", on(), PIN_KEY)
+        assert customer(connection, "alice")["wallet_balance"] == money("10")
+
+
+def test_the_pin_key_is_made_once_private_and_refused_when_others_may_read_it(tmp_path):
+    key = cards.load_pin_key(tmp_path / "state")
+    assert len(key) == 32 and cards.load_pin_key(tmp_path / "state") == key
+    path = tmp_path / "state" / cards.PIN_KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    with pytest.raises(RadbillError, match="card-pin.key: .*readable by other users"):
+        cards.load_pin_key(tmp_path / "state")
+
+
+def test_the_upgrade_hashes_pins_kept_in_clear(database_url):
+    """Revision 0009 replaces the clear PINs of older batches by their keyed hashes."""
+    if database_url.startswith("sqlite"):
+        database_url = database_url.replace("radbill.sqlite", "older.sqlite")
+    engine = make_engine(database_url)
+    try:
+        if engine.dialect.name == "postgresql":  # an empty database, migrated to the revision before
+            with engine.begin() as connection:
+                connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as connection:
+            build(connection)
+            operator = connection.execute(
+                select(operators.c.id).where(operators.c.login == "reseller1")
+            ).scalar()
+            connection.execute(
+                text(
+                    "INSERT INTO card_batches (id, operator_id, value, count) VALUES (7, :operator, 1000, 1)"
+                ),
+                {"operator": operator},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO recharge_cards (batch_id, serial, pin) VALUES (7, '00007-00001', '4000000000000002')"
+                )
+            )
+        with pytest.raises(RuntimeError, match="run 'radbill db upgrade' to hash them"):
+            migrate.upgrade(engine)
+        migrate.upgrade(engine, card_pin_key=lambda: PIN_KEY)
+        with engine.begin() as connection:
+            assert connection.execute(select(recharge_cards.c.pin_hash)).scalar() == cards.pin_hash(
+                PIN_KEY, "4000000000000002"
+            )
+            reseller1 = actor(connection, "reseller1")
+            customers.add_customer(
+                connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
+            )
+            cards.redeem(connection, reseller1, "4000000000000002", "alice", on(), PIN_KEY)
+            assert customer(connection, "alice")["wallet_balance"] == 1000
+    finally:
+        engine.dispose()

@@ -49,7 +49,7 @@ from schema.tables import operators as operators_table
 from schema.tables import (
     packages as packages_table,
 )
-from tests.billing_world import actor, snapshot
+from tests.billing_world import PIN_KEY, actor, snapshot
 
 EXAMPLES = 300 if os.environ.get("CI") else 25
 PACKAGES = {
@@ -267,10 +267,10 @@ def _apply(connection, world: World, step) -> None:
     elif kind == "card":
         if step[2]:
             package = customers.show_customer(connection, who, name)["package"]
-            issued = cards.create_batch(connection, who, 1, package=package)
+            issued = cards.create_batch(connection, who, 1, PIN_KEY, package=package)
         else:
-            issued = cards.create_batch(connection, who, 1, value=parse_amount("100"))
-        cards.redeem(connection, who, issued[0]["pin"], name, calendar)
+            issued = cards.create_batch(connection, who, 1, PIN_KEY, value=parse_amount("100"))
+        cards.redeem(connection, who, issued[0]["pin"], name, calendar, PIN_KEY)
 
 
 def _check_limits(connection) -> None:

@@ -36,7 +36,13 @@ def isp(engine, tmp_path, clock):
     ``radbill api`` application on a free port."""
     api_world.build_isp(engine)
     with engine.begin() as connection:
-        batch = cards.create_batch(connection, world.actor(connection, "reseller1"), 2, package="Home 10M")
+        batch = cards.create_batch(
+            connection,
+            world.actor(connection, "reseller1"),
+            2,
+            cards.load_pin_key(tmp_path),
+            package="Home 10M",
+        )
     settings = Settings(billingd=world.SETTINGS, api=ApiSettings(state_dir=str(tmp_path)))
     with LiveServer(create_app(settings, engine, os.urandom(32), clock=clock), free_port()) as server:
         server.pins = [card["pin"] for card in batch]

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from billingd.api.pages import create_pages_app
 from billingd.api.security import TokenSigner
 from billingd.api.state import ApiMetrics, ApiState, utc_now
+from billingd.cards import load_pin_key
 from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
 from schema.settings import Settings
 
@@ -113,6 +114,7 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
         TokenSigner(key, timedelta(minutes=settings.api.access_token_minutes)),
         registry,
         ApiMetrics(registry),
+        load_pin_key(settings.api.state_dir),
         clock,
     )
     for router in ROUTERS:
@@ -147,7 +149,13 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
     # The reseller panel and the subscriber portal answer every path the JSON API does not.
     secure_cookies = bool(settings.api.tls_certificate) or settings.api.public_url.startswith("https://")
     pages = create_pages_app(
-        engine, settings, key, secure_cookies=secure_cookies, clock=clock, logins=metrics.logins
+        engine,
+        settings,
+        key,
+        app.state.api.card_pin_key,
+        secure_cookies=secure_cookies,
+        clock=clock,
+        logins=metrics.logins,
     )
     app.mount("/", pages)
     return app

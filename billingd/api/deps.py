@@ -115,7 +115,15 @@ class Idempotency:
     def __init__(self, request: Request, db: Db, key: str | None):
         self.request, self.db, self.key = request, db, key
 
-    def once(self, compute: Callable[[], Any], body: Any = None, status_code: int = 200) -> Any:
+    def once(
+        self,
+        compute: Callable[[], Any],
+        body: Any = None,
+        status_code: int = 200,
+        kept: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """``compute()`` once per key; ``kept`` turns its answer into what a retry gets (a secret
+        shown once, such as a card's PIN, is not stored)."""
         if not self.key:
             return compute()
         if len(self.key) > 200:
@@ -149,7 +157,7 @@ class Idempotency:
                 key=self.key,
                 request=fingerprint,
                 status_code=status_code,
-                response=answer,
+                response=kept(answer) if kept else answer,
             )
         )
         return answer

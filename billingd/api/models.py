@@ -397,23 +397,56 @@ class CardBatchIn(Model):
     distributor: str | None = Field(None, description="One of your card distributors, to sell them")
 
 
-class CardOut(Model):
+class IssuedCardOut(Model):
     serial: str
-    pin: str
-    status: str | None = None
-    batch: int | None = None
+    pin: str | None = Field(
+        description="Shown in this answer only (stored hashed); null when an Idempotency-Key retry replays it"
+    )
+
+
+class CardBatchOut(Model):
+    batch: int
+    count: int
+    value: int | None
+    value_text: str | None
+    package: str | None
+    distributor: str | None
+    cards: list[IssuedCardOut]
+
+    @classmethod
+    def of(cls, issued: list[dict], distributor: str | None) -> "CardBatchOut":
+        first = issued[0]
+        return cls(
+            batch=first["batch_id"],
+            count=len(issued),
+            value=first["value"],
+            value_text=money(first["value"]),
+            package=first["package"],
+            distributor=distributor,
+            cards=[IssuedCardOut(serial=card["serial"], pin=card["pin"]) for card in issued],
+        )
+
+    @staticmethod
+    def without_pins(answer: dict) -> dict:
+        return {**answer, "cards": [{**card, "pin": None} for card in answer["cards"]]}
+
+
+class CardOut(Model):
+    """A card as listed: never its PIN, which only the batch's issue answer showed."""
+
+    serial: str
+    status: str
+    batch: int
     value: int | None
     value_text: str | None = None
     package: str | None
-    operator: str | None = None
+    operator: str
     redeemed_at: datetime | None = None
 
     @classmethod
     def of(cls, record: dict) -> "CardOut":
-        fields = {key: record.get(key) for key in cls.model_fields if key != "value_text" and key in record}
-        if "batch_id" in record:
-            fields["batch"] = record["batch_id"]
-        return cls(**fields, value_text=money(record.get("value")))
+        fields = {key: record[key] for key in cls.model_fields if key != "value_text"}
+        return cls(**fields, value_text=money(record["value"]))
 
 
 class RedeemIn(Model):

@@ -7,9 +7,6 @@ every request, so logout, a password change or a block ends it at once.
 Passwords are Argon2id in :mod:`billingd.credentials` (the CLI sets them too).
 """
 
-import os
-import secrets
-import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,32 +14,16 @@ from pathlib import Path
 import jwt
 
 from schema.errors import Unauthenticated
+from schema.private_files import load_or_create_key
 
 KEY_FILE = "api-signing.key"
 ISSUER = "radbill"
 _ALGORITHM = "HS256"
 
 
-def load_or_create_key(state_dir: str | Path) -> bytes:
-    """The signing key from ``state_dir``, created (0600) on first start; a key others may read is refused."""
-    path = Path(state_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(descriptor, "w") as key_file:
-            key_file.write(secrets.token_hex(32) + "\n")
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PermissionError(
-            f"{path} is readable by other users: chmod 600 it (or delete it to make a new key)"
-        )
-    key = path.read_text().strip()
-    if len(key) < 64:
-        raise PermissionError(f"{path} does not hold a 256-bit key: delete it to make a new one")
-    return bytes.fromhex(key)
+def load_signing_key(state_dir: str | Path) -> bytes:
+    """The signing key from ``state_dir``, created (0600) on first start."""
+    return load_or_create_key(Path(state_dir) / KEY_FILE)
 
 
 @dataclass(frozen=True)

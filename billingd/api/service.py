@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 from sqlalchemy import Engine
 
 from billingd.api.app import create_app
-from billingd.api.security import load_or_create_key
+from billingd.api.security import load_signing_key
 from billingd.api.state import ApiState
 from schema.runtime import Reloader, Systemd, configure_logging
 from schema.settings import Settings
@@ -40,7 +40,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     configure_logging("api", settings.log.level)
     systemd = Systemd.from_environment()
     api = settings.api
-    app = create_app(settings, engine, load_or_create_key(api.state_dir))
+    app = create_app(settings, engine, load_signing_key(api.state_dir))
     if api.metrics_port:
         start_http_server(api.metrics_port, addr=api.bind, registry=app.state.api.registry)
     config = uvicorn.Config(

@@ -47,4 +47,5 @@ class ApiState:
     signer: TokenSigner
     registry: CollectorRegistry
     metrics: ApiMetrics
+    card_pin_key: bytes  # recharge-card PINs are hashed with it (billingd.cards), shared with the CLI
     clock: Callable[[], datetime] = utc_now

@@ -68,7 +68,7 @@ def add_history(engine, count: int) -> None:
             FROM customers WHERE id % 4 = 0"""),
             {"now": NOW},
         )
-        cards.create_batch(connection, resolve_actor(connection, "reseller1"), 200, value=50000)
+        cards.create_batch(connection, resolve_actor(connection, "reseller1"), 200, bytes(32), value=50000)
     print(
         f"history: {count * 30:,} customer days, {count // 10:,} payments, {count // 4:,} sessions",
         flush=True,

@@ -47,7 +47,6 @@ OPERATOR_PAGES = [
     "/panel/customers/user5",
     "/panel/operators",
     "/panel/cards",
-    "/panel/cards/1/print",
     "/panel/invoices",
     "/panel/statement",
 ]

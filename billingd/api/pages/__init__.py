@@ -44,11 +44,20 @@ class CachedStatic(StaticFiles):
 
 
 def create_pages_app(
-    engine: Engine, settings: Settings, key: bytes, *, secure_cookies: bool, clock=None, logins=None
+    engine: Engine,
+    settings: Settings,
+    key: bytes,
+    card_pin_key: bytes,
+    *,
+    secure_cookies: bool,
+    clock=None,
+    logins=None,
 ) -> FastAPI:
     """The pages as an application of their own, for the API to mount at ``/``."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.pages = Pages(engine, settings, key, secure_cookies=secure_cookies, clock=clock, logins=logins)
+    app.state.pages = Pages(
+        engine, settings, key, card_pin_key, secure_cookies=secure_cookies, clock=clock, logins=logins
+    )
     app.add_middleware(GZipMiddleware, minimum_size=1000)
 
     @app.middleware("http")

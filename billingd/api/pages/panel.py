@@ -579,6 +579,8 @@ def card_list(visit: PanelVisit) -> HTMLResponse:
 
 @router.post("/cards", response_class=HTMLResponse)
 def card_batch(visit: PanelVisit) -> Response:
+    """Issue a batch and answer with its print view: the only page that shows the PINs (only their
+    keyed hashes are stored), so it is not kept by the browser or a proxy."""
     pages = visit.pages
     package = str(visit.form.get("package", "")) or None
     value = str(visit.form.get("value", "")).strip()
@@ -590,6 +592,7 @@ def card_batch(visit: PanelVisit) -> Response:
                 connection,
                 actor,
                 count,
+                pages.card_pin_key,
                 value=parse_amount(value, allow_zero=False) if value and not package else None,
                 package=package,
             )
@@ -600,16 +603,11 @@ def card_batch(visit: PanelVisit) -> Response:
         visit.flash("error", str(error))
         return visit.redirect("/panel/cards")
     visit.flash("ok", visit._("%(count)s cards issued.", count=len(created)))
-    return visit.redirect(f"/panel/cards/{created[0]['batch_id']}/print")
-
-
-@router.get("/cards/{batch}/print", response_class=HTMLResponse)
-def card_print(visit: PanelVisit, batch: int) -> HTMLResponse:
-    """A page of the batch's unused cards with serial and PIN, for printing and cutting."""
-    with visit.pages.engine.begin() as connection:
-        actor = visit.operator(connection)
-        rows = card_domain.list_cards(connection, actor, batch=batch, status="new")
-    return _page(visit, actor, "cards", "operator/cards_print.html", batch=batch, cards=rows)
+    page = _page(
+        visit, actor, "cards", "operator/cards_print.html", batch=created[0]["batch_id"], cards=created
+    )
+    page.headers["cache-control"] = "no-store"
+    return page
 
 
 @router.post("/cards/{batch}/void")
@@ -631,9 +629,7 @@ def card_csv(visit: PanelVisit) -> Response:
     with visit.pages.engine.begin() as connection:
         actor = visit.operator(connection)
         rows = card_domain.list_cards(connection, actor)
-    return _csv(
-        visit, "cards.csv", ["batch", "serial", "pin", "status", "value", "package", "redeemed_at"], rows
-    )
+    return _csv(visit, "cards.csv", ["batch", "serial", "status", "value", "package", "redeemed_at"], rows)
 
 
 # --- invoices -------------------------------------------------------------------------------

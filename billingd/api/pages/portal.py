@@ -88,7 +88,7 @@ def redeem(visit: PortalVisit) -> Response:
             now = pages.now()
             credentials.check_throttle(connection, "redeem", me.username, visit.client_address, now)
             try:
-                subscriber.redeem(connection, me, pin, pages.calendar())
+                subscriber.redeem(connection, me, pin, pages.calendar(), pages.card_pin_key)
             except CardRefused as error:  # nothing was written: the count commits with the refusal
                 credentials.card_failed(connection, me, visit.client_address, now, pages.settings.api)
                 refused = error

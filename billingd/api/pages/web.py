@@ -57,9 +57,18 @@ class Pages:
     """The pages' shared state: database, settings, cookie signer, catalogs."""
 
     def __init__(
-        self, engine: Engine, settings: Settings, key: bytes, *, secure_cookies: bool, clock=None, logins=None
+        self,
+        engine: Engine,
+        settings: Settings,
+        key: bytes,
+        card_pin_key: bytes,
+        *,
+        secure_cookies: bool,
+        clock=None,
+        logins=None,
     ):
         self.engine = engine
+        self.card_pin_key = card_pin_key
         self.logins = logins  # the API's radbill_api_logins_total{kind,result}: the pages' logins count too
         self.clock = clock or (lambda: datetime.now(UTC))
         self.settings = settings

@@ -73,7 +73,7 @@ def redeem(
     credentials.check_throttle(db, "redeem", subscriber.username, address, today.now)
 
     def use():
-        portal.redeem(db, subscriber, body.pin, today)
+        portal.redeem(db, subscriber, body.pin, today, state.card_pin_key)
         return _profile(db, subscriber, today.now)
 
     try:
