@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billingd.api.pages import create_pages_app
+from billingd.api.pages.web import Pages
 from billingd.api.security import TokenSigner
 from billingd.api.state import ApiMetrics, ApiState, utc_now
 from billingd.cards import load_pin_key
@@ -149,13 +150,15 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
     # The reseller panel and the subscriber portal answer every path the JSON API does not.
     secure_cookies = bool(settings.api.tls_certificate) or settings.api.public_url.startswith("https://")
     pages = create_pages_app(
-        engine,
-        settings,
-        key,
-        app.state.api.card_pin_key,
-        secure_cookies=secure_cookies,
-        clock=clock,
-        logins=metrics.logins,
+        Pages(
+            engine,
+            settings,
+            key,
+            app.state.api.card_pin_key,
+            secure_cookies=secure_cookies,
+            clock=clock,
+            logins=metrics.logins,
+        )
     )
     app.mount("/", pages)
     return app

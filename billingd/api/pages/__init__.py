@@ -12,11 +12,9 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine
 from starlette.middleware.gzip import GZipMiddleware
 
 from schema.errors import RadbillError
-from schema.settings import Settings
 
 from . import panel, portal
 from .i18n import LANGUAGE_COOKIE
@@ -43,21 +41,10 @@ class CachedStatic(StaticFiles):
         return response
 
 
-def create_pages_app(
-    engine: Engine,
-    settings: Settings,
-    key: bytes,
-    card_pin_key: bytes,
-    *,
-    secure_cookies: bool,
-    clock=None,
-    logins=None,
-) -> FastAPI:
+def create_pages_app(pages: Pages) -> FastAPI:
     """The pages as an application of their own, for the API to mount at ``/``."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.pages = Pages(
-        engine, settings, key, card_pin_key, secure_cookies=secure_cookies, clock=clock, logins=logins
-    )
+    app.state.pages = pages
     app.add_middleware(GZipMiddleware, minimum_size=1000)
 
     @app.middleware("http")
