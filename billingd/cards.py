@@ -15,6 +15,14 @@ so a fast hash is no help to a guesser who has only the database (without the
 key no PIN can be tested offline at all), online guessing is throttled, and
 redemption is one indexed lookup however many cards exist.
 
+A card distributor sells the cards given to it (:func:`sell`): the sale is
+recorded with its buyer, its cash (the cards' face value) and the commission
+the distributor keeps, and posted to the issuer's book: the cash less the
+commission comes in, the commission is an expense, and the cards' face value
+is owed to their holders (``cards_sold``) until each is redeemed, when it
+moves to the customer. Unsold cards redeem as before: their cash comes in at
+redemption.
+
 A card is issued by an operator for its own customers. Redeeming it posts
 to that operator's book: the card's value comes in as cash to the
 customer's wallet (a value card), or pays for one period of the package
@@ -28,17 +36,26 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, select, update
 
-from billingd import customers
+from billingd import customers, ledger
 from billingd.customers import Calendar
+from billingd.ledger import Line
 from billingd.packages import priced_package, priced_package_by_id
-from billingd.prices import check_amount
+from billingd.prices import check_amount, format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import NotFound, RadbillError, require_one_of
 from schema.private_files import load_or_create_key
-from schema.tables import CARD_STATUSES, card_batches, operators, packages, recharge_cards
+from schema.tables import (
+    CARD_STATUSES,
+    card_batches,
+    card_sale_items,
+    card_sales,
+    operators,
+    packages,
+    recharge_cards,
+)
 from schema.tenancy import Actor, require_changeable, visible_operator_ids
 
 RANDOM_DIGITS = 15
@@ -51,6 +68,15 @@ PIN_KEY_FILE = "card-pin.key"
 class CardRefused(RadbillError):
     """A PIN that opens no card for this customer; raised before anything is written,
     so a front end may count the failure (subscribers' redemptions are throttled)."""
+
+
+def _seen_by(connection: Connection, actor: Actor, query, table):
+    """Rows of ``table`` (batches or sales) the actor sees: a distributor those given to it, an
+    operator those in the books it sees."""
+    if actor.role == "card_distributor":
+        return query.where(table.c.distributor_id == actor.id)
+    visible = visible_operator_ids(connection, actor)
+    return query if visible is None else query.where(table.c.operator_id.in_(visible))
 
 
 def luhn_digit(payload: str) -> str:
@@ -189,21 +215,18 @@ def list_cards(
             card_batches.c.value,
             packages.c.name.label("package"),
             operators.c.login.label("operator"),
+            card_sale_items.c.sale_id.label("sale"),
             recharge_cards.c.redeemed_at,
         )
         .select_from(
             recharge_cards.join(card_batches, card_batches.c.id == recharge_cards.c.batch_id)
             .join(operators, operators.c.id == card_batches.c.operator_id)
             .outerjoin(packages, packages.c.id == card_batches.c.package_id)
+            .outerjoin(card_sale_items, card_sale_items.c.card_id == recharge_cards.c.id)
         )
         .order_by(recharge_cards.c.id)
     )
-    if actor.role == "card_distributor":
-        query = query.where(card_batches.c.distributor_id == actor.id)
-    else:
-        visible = visible_operator_ids(connection, actor)
-        if visible is not None:
-            query = query.where(card_batches.c.operator_id.in_(visible))
+    query = _seen_by(connection, actor, query, card_batches)
     if batch is not None:
         query = query.where(card_batches.c.id == batch)
     if status is not None:
@@ -260,6 +283,7 @@ def redeem_for(
         )
     else:
         entry_id = _buy_with_card(connection, actor, row, card, calendar)
+    _settle_sold(connection, card, entry_id)
     connection.execute(
         update(recharge_cards).where(recharge_cards.c.id == card["id"]).values(entry_id=entry_id)
     )
@@ -273,6 +297,27 @@ def redeem_for(
         serial=card["serial"],
         entry=entry_id,
     )
+
+
+def _settle_sold(connection: Connection, card, entry_id: int) -> None:
+    """A sold card's value came in at its sale: its redemption takes it from ``cards_sold``, not cash."""
+    value = connection.execute(
+        select(card_sale_items.c.value).where(card_sale_items.c.card_id == card["id"])
+    ).scalar()
+    if value:
+        book = card["operator_id"]
+        ledger.add_lines(
+            connection,
+            entry_id,
+            [
+                Line(
+                    book,
+                    ledger.account_id(connection, book, "cards_sold"),
+                    ledger.account_id(connection, book, "cash"),
+                    value,
+                )
+            ],
+        )
 
 
 def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Calendar) -> int:
@@ -305,10 +350,11 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
 
 
 def void_batch(connection: Connection, actor: Actor, batch_id: int) -> int:
-    """Void a batch's unused cards (lost or stolen stock, FIELD-NOTES 34); returns how many.
+    """Void a batch's unused, unsold cards (lost or stolen stock, FIELD-NOTES 34); returns how many.
 
-    Redeemed cards stay as they are: their money has moved. A void card is
-    refused at redemption like an unknown PIN.
+    Redeemed cards stay as they are: their money has moved; so do sold ones:
+    their buyers paid for them. A void card is refused at redemption like an
+    unknown PIN.
     """
     actor.require("cards", "void recharge cards")
     owner = connection.execute(
@@ -319,7 +365,11 @@ def void_batch(connection: Connection, actor: Actor, batch_id: int) -> int:
     require_changeable(connection, actor, owner, f"card batch {batch_id}")
     voided = connection.execute(
         update(recharge_cards)
-        .where(recharge_cards.c.batch_id == batch_id, recharge_cards.c.status == "new")
+        .where(
+            recharge_cards.c.batch_id == batch_id,
+            recharge_cards.c.status == "new",
+            recharge_cards.c.id.not_in(select(card_sale_items.c.card_id)),
+        )
         .values(status="void")
     ).rowcount
     audit(
@@ -332,3 +382,189 @@ def void_batch(connection: Connection, actor: Actor, batch_id: int) -> int:
         count=voided,
     )
     return voided
+
+
+# --- selling cards -------------------------------------------------------------------------
+
+_SERIAL = re.compile(r"(\d{5,})-(\d{5,})")
+
+
+def may_sell(actor: Actor) -> bool:
+    """A card distributor sells the cards given to it; others need the right to cards and to money."""
+    return actor.role == "card_distributor" or (actor.may("cards.sell") and actor.may("money"))
+
+
+def _serial_range(first: str, last: str | None) -> tuple[int, str, str]:
+    """The batch and the first and last serial of a range inside it."""
+    last = last or first
+    parsed = [_SERIAL.fullmatch(serial.strip()) for serial in (first, last)]
+    if not all(parsed):
+        raise RadbillError(f"a card serial looks like 00012-00001, not {first if not parsed[0] else last!r}")
+    if parsed[0].group(1) != parsed[1].group(1):
+        raise RadbillError("a sale's cards are one range of serials inside one batch")
+    if parsed[0].group(0) > parsed[1].group(0):
+        raise RadbillError(f"the range {first}..{last} is empty: give the lower serial first")
+    return int(parsed[0].group(1)), parsed[0].group(0), parsed[1].group(0)
+
+
+def _face_value(connection: Connection, batch) -> int:
+    """What one card of the batch is worth: its value, or its package's customer price today."""
+    if batch["value"] is not None:
+        return batch["value"]
+    return priced_package_by_id(connection, batch["operator_id"], batch["package_id"]).customer_price
+
+
+def sell(
+    connection: Connection,
+    actor: Actor,
+    first: str,
+    last: str | None,
+    buyer: str,
+    *,
+    commission: int = 0,
+    cash: int | None = None,
+) -> dict:
+    """Record a sale of the cards ``first``..``last`` to ``buyer`` and post it to the issuer's book.
+
+    A card distributor sells the cards given to it; the issuer (or an operator
+    who may change its books) may record a sale too, on the batch's distributor's
+    behalf. Cards sell at their face value: ``cash``, when given, must be it; a
+    discount is commission.
+    """
+    if not may_sell(actor):
+        actor.require("cards.sell", "sell recharge cards")
+        actor.require("money", "sell recharge cards")
+    buyer = buyer.strip()
+    if not 1 <= len(buyer) <= 200:
+        raise RadbillError("name the buyer (at most 200 characters)")
+    batch_id, first, last = _serial_range(first, last)
+    batch = (
+        connection.execute(select(card_batches).where(card_batches.c.id == batch_id).with_for_update())
+        .mappings()
+        .first()
+    )
+    if actor.role == "card_distributor":
+        if batch is None or batch["distributor_id"] != actor.id:
+            raise NotFound(f"no card batch {batch_id} given to {actor.login}")
+    else:
+        if batch is None:
+            raise NotFound(f"no card batch {batch_id}")
+        require_changeable(connection, actor, batch["operator_id"], f"card batch {batch_id}")
+    in_range = and_(
+        recharge_cards.c.batch_id == batch_id,
+        recharge_cards.c.serial >= first,
+        recharge_cards.c.serial <= last,
+    )
+    cards = connection.execute(
+        select(
+            recharge_cards.c.id, recharge_cards.c.serial, recharge_cards.c.status, card_sale_items.c.sale_id
+        )
+        .outerjoin(card_sale_items, card_sale_items.c.card_id == recharge_cards.c.id)
+        .where(in_range)
+        .order_by(recharge_cards.c.serial)
+    ).all()
+    if not cards:
+        raise NotFound(f"no card {first}..{last} in batch {batch_id}")
+    unsellable = [card.serial for card in cards if card.status != "new" or card.sale_id is not None]
+    if unsellable:
+        raise RadbillError(
+            f"{len(unsellable)} of these cards are sold, redeemed or void already (first {unsellable[0]}): "
+            "nothing was sold"
+        )
+    value = _face_value(connection, batch)
+    amount = value * len(cards)
+    check_amount(amount, "a sale")
+    if cash is not None and cash != amount:
+        raise RadbillError(
+            f"{len(cards)} cards of {format_amount(value)} sell for {format_amount(amount)}, "
+            f"not {format_amount(cash)}: cards sell at face value (a discount is the commission)"
+        )
+    if not 0 <= commission <= amount:
+        raise RadbillError(f"the commission must be 0 to the sale's {format_amount(amount)}")
+    book = batch["operator_id"]
+    owed = ledger.ensure_account(connection, book, "cards_sold", "liability", "Cards sold, not yet redeemed")
+    kept = ledger.ensure_account(
+        connection, book, "card_commission", "expense", "Commission kept by card distributors"
+    )
+    entry_id = ledger.post(
+        connection,
+        "card_sale",
+        [
+            Line(book, ledger.account_id(connection, book, "cash"), owed, amount - commission),
+            Line(book, kept, owed, commission),
+        ],
+        actor_id=actor.caller_id,
+        memo=f"{len(cards)} cards {first}..{last} to {buyer}",
+    )
+    sale_id = connection.execute(
+        insert(card_sales).values(
+            operator_id=book,
+            distributor_id=batch["distributor_id"],
+            buyer=buyer,
+            count=len(cards),
+            amount=amount,
+            commission=commission,
+            entry_id=entry_id,
+            created_by=actor.caller_id,
+        )
+    ).inserted_primary_key[0]
+    connection.execute(
+        insert(card_sale_items), [dict(card_id=card.id, sale_id=sale_id, value=value) for card in cards]
+    )
+    audit(
+        connection,
+        "card.sell",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="card_batch",
+        target_id=batch_id,
+        sale=sale_id,
+        cards=f"{first}..{last}",
+        buyer=buyer,
+        amount=amount,
+        commission=commission,
+    )
+    return next(sale for sale in list_sales(connection, actor) if sale["id"] == sale_id)
+
+
+def list_sales(connection: Connection, actor: Actor) -> list[dict]:
+    """Card sales the actor may see, newest first: a distributor its own, an operator those in its books."""
+    actor.require("cards.view" if actor.role == "card_distributor" else "cards", "list card sales")
+    distributor = operators.alias("distributor")
+    issuer = operators.alias("issuer")
+    items = (
+        select(
+            card_sale_items.c.sale_id,
+            func.min(recharge_cards.c.serial).label("first"),
+            func.max(recharge_cards.c.serial).label("last"),
+            func.sum(case((recharge_cards.c.status == "redeemed", 1), else_=0)).label("redeemed"),
+        )
+        .join(recharge_cards, recharge_cards.c.id == card_sale_items.c.card_id)
+        .group_by(card_sale_items.c.sale_id)
+        .subquery("items")
+    )
+    query = (
+        select(
+            card_sales.c.id,
+            card_sales.c.created_at,
+            issuer.c.login.label("operator"),
+            distributor.c.login.label("distributor"),
+            card_sales.c.buyer,
+            card_sales.c.count,
+            items.c.first,
+            items.c.last,
+            card_sales.c.amount,
+            card_sales.c.commission,
+            (card_sales.c.amount - card_sales.c.commission).label("cash_in"),
+            items.c.redeemed,
+            card_sales.c.entry_id,
+        )
+        .select_from(
+            card_sales.join(issuer, issuer.c.id == card_sales.c.operator_id)
+            .outerjoin(distributor, distributor.c.id == card_sales.c.distributor_id)
+            .join(items, items.c.sale_id == card_sales.c.id)
+        )
+        .order_by(card_sales.c.id.desc())
+    )
+    query = _seen_by(connection, actor, query, card_sales)
+    return [{**row, "redeemed": int(row["redeemed"] or 0)} for row in connection.execute(query).mappings()]

@@ -41,6 +41,7 @@ _FOLLOWERS = {
     "monthly_advance": "a monthly advance is settled by the invoice of its month",
     "advance_refund": "it settles a monthly advance",
     "refund": "a refund follows the days it gave back",
+    "card_sale": "its cards were handed over and may be redeemed; record a payment or payout instead",
 }
 
 

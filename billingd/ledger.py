@@ -10,6 +10,9 @@ in every operator's book
     ``wholesale`` (income)      what its children paid it
     ``wallet:<customer id>`` (liability) a customer's prepaid balance
                                 (negative: the customer owes, e.g. an open invoice)
+in the book of an operator whose cards were sold (opened at the first sale)
+    ``cards_sold`` (liability)  the face value of its sold cards not redeemed yet
+    ``card_commission`` (expense) what its card distributors kept of the sales
 between a parent P and a child C, one account in each book, mirroring each other
     ``fund`` in C's book (asset, counterparty P): C's prepaid fund held by P,
                                 negative when a postpaid C owes P
@@ -97,6 +100,16 @@ def open_wallet(connection: Connection, customer_id: int, owner_id: int) -> int:
         "Customer wallet",
         customer_id=customer_id,
     )
+
+
+def ensure_account(connection: Connection, book: int, code: str, kind: str, name: str) -> int:
+    """An account opened on first use: those only some books need (card sales)."""
+    found = connection.execute(
+        select(ledger_accounts.c.id).where(
+            ledger_accounts.c.book_operator_id == book, ledger_accounts.c.code == code
+        )
+    ).scalar()
+    return found if found is not None else _add_account(connection, book, code, kind, name)
 
 
 def account_id(connection: Connection, book: int, code: str) -> int:

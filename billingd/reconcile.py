@@ -10,6 +10,8 @@ the tables however many customers there are.
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from schema.tables import (
+    card_sale_items,
+    card_sales,
     customer_days,
     customers,
     invoices,
@@ -19,6 +21,7 @@ from schema.tables import (
     master_packages,
     packages,
     payments,
+    recharge_cards,
 )
 
 # The kind every account code must have (the prefix before ":" for per-customer and per-child accounts).
@@ -30,6 +33,8 @@ ACCOUNT_KINDS = {
     "wallet": "liability",
     "fund": "asset",
     "child": "liability",
+    "cards_sold": "liability",
+    "card_commission": "expense",
 }
 
 
@@ -40,6 +45,7 @@ def problems(connection: Connection) -> list[str]:
         + _unbilled_days(connection)
         + _invoice_settlement(connection)
         + _payments(connection)
+        + _cards_sold(connection)
     )
 
 
@@ -199,5 +205,52 @@ def _payments(connection: Connection) -> list[str]:
     ).all()
     return [
         f"payment #{row.id} of {row.amount} but its entry #{row.entry_id} shows {row.cash} received in cash"
+        for row in rows
+    ]
+
+
+def _cards_sold(connection: Connection) -> list[str]:
+    """What a book owes for sold cards is the face value of its sold cards not redeemed yet."""
+    account = ledger_accounts.alias("cards_sold")
+    credited = (
+        select(account.c.book_operator_id.label("book"), ledger_lines.c.amount.label("amount"))
+        .join(ledger_lines, ledger_lines.c.credit_account_id == account.c.id)
+        .where(account.c.code == "cards_sold")
+    )
+    debited = (
+        select(account.c.book_operator_id.label("book"), (-ledger_lines.c.amount).label("amount"))
+        .join(ledger_lines, ledger_lines.c.debit_account_id == account.c.id)
+        .where(account.c.code == "cards_sold")
+    )
+    outstanding = (
+        select(card_sales.c.operator_id.label("book"), card_sale_items.c.value.label("amount"))
+        .join(card_sale_items, card_sale_items.c.sale_id == card_sales.c.id)
+        .join(recharge_cards, recharge_cards.c.id == card_sale_items.c.card_id)
+        .where(recharge_cards.c.status != "redeemed")
+    )
+    moves = credited.union_all(debited).subquery("moves")
+    owed = (
+        select(moves.c.book, func.sum(moves.c.amount).label("amount")).group_by(moves.c.book).subquery("owed")
+    )
+    cards = outstanding.subquery("cards")
+    unredeemed = (
+        select(cards.c.book, func.sum(cards.c.amount).label("amount"))
+        .group_by(cards.c.book)
+        .subquery("unredeemed")
+    )
+    books = select(owed.c.book).union(select(unredeemed.c.book)).subquery("books")
+    rows = connection.execute(
+        select(
+            books.c.book,
+            func.coalesce(owed.c.amount, 0).label("owed"),
+            func.coalesce(unredeemed.c.amount, 0).label("unredeemed"),
+        )
+        .outerjoin(owed, owed.c.book == books.c.book)
+        .outerjoin(unredeemed, unredeemed.c.book == books.c.book)
+        .where(func.coalesce(owed.c.amount, 0) != func.coalesce(unredeemed.c.amount, 0))
+    ).all()
+    return [
+        f"operator #{row.book} owes {row.owed} for sold cards, but its sold cards not redeemed are worth "
+        f"{row.unredeemed}"
         for row in rows
     ]

@@ -48,7 +48,7 @@ def list_(obj: Context, batch, status) -> None:
         rows = cards.list_cards(connection, obj.actor(connection), batch=batch, status=status)
     emit_table(
         [shown(row, "value") for row in rows],
-        ["serial", "status", "batch", "value", "package", "operator", "redeemed_at"],
+        ["serial", "status", "batch", "value", "package", "operator", "sale", "redeemed_at"],
     )
 
 
@@ -72,6 +72,47 @@ def void(obj: Context, batch: int) -> None:
     with obj.engine.begin() as connection:
         voided = cards.void_batch(connection, obj.actor(connection), batch)
     click.echo(f"{voided} card(s) voided")
+
+
+@card_group.command("sell")
+@click.argument("first")
+@click.argument("last", required=False)
+@click.option("--to", "buyer", required=True, metavar="BUYER", help="Who bought them (a shop, a person).")
+@click.option("--commission", type=AMOUNT, default=0, help="What the distributor keeps.")
+@click.option("--cash", type=AMOUNT, help="The cash received: must be the cards' face value.")
+@click.pass_obj
+def sell(obj: Context, first: str, last: str | None, buyer: str, commission: int, cash) -> None:
+    """Record a sale of the cards FIRST..LAST (serials of one batch) for cash."""
+    with obj.engine.begin() as connection:
+        sale = cards.sell(
+            connection, obj.actor(connection), first, last, buyer, commission=commission, cash=cash
+        )
+    emit_record(shown(sale, "amount", "commission", "cash_in"))
+
+
+@card_group.command("sales")
+@click.pass_obj
+def sales(obj: Context) -> None:
+    """Card sales: a distributor's own, or those in the books you see."""
+    with obj.engine.begin() as connection:
+        rows = cards.list_sales(connection, obj.actor(connection))
+    emit_table(
+        [shown(row, "amount", "commission", "cash_in") for row in rows],
+        [
+            "id",
+            "created_at",
+            "operator",
+            "distributor",
+            "buyer",
+            "count",
+            "first",
+            "last",
+            "amount",
+            "commission",
+            "cash_in",
+            "redeemed",
+        ],
+    )
 
 
 COMMANDS = [card_group]

@@ -459,6 +459,34 @@ recharge_cards = Table(
     _one_of("status", CARD_STATUSES, "status"),
 )
 
+# A distributor (or the issuer) sold cards for cash: the cards' face value, less the
+# commission the distributor keeps, came in as the issuer's cash.
+card_sales = Table(
+    "card_sales",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False, index=True),
+    Column("distributor_id", ForeignKey("operators.id"), index=True),
+    Column("buyer", String(200), nullable=False),
+    Column("count", Integer, nullable=False),
+    _money("amount"),
+    _money("commission"),
+    Column("entry_id", ForeignKey("ledger_entries.id"), nullable=False),
+    Column("created_by", ForeignKey("operators.id")),
+    _created_at(),
+    CheckConstraint("count > 0", name="count"),
+    CheckConstraint("commission >= 0 AND commission <= amount", name="commission"),
+)
+
+# Which cards a sale sold, each at its face value then: a card is sold once.
+card_sale_items = Table(
+    "card_sale_items",
+    metadata,
+    Column("card_id", ForeignKey("recharge_cards.id"), primary_key=True),
+    Column("sale_id", ForeignKey("card_sales.id"), nullable=False, index=True),
+    _money("value"),
+)
+
 # --- sessions and accounting --------------------------------------------------
 
 # radbill's own view of a session: open ones count towards simultaneous use.

@@ -63,6 +63,7 @@ _MANAGER_NEEDS = {
     "packages.change": "packages",
     "operators.change": "operators",
     "cards": "cards",
+    "cards.sell": "cards",
     "sessions.close": "customers",
     "network.change": "network",
     "enforce": "network",
@@ -104,7 +105,7 @@ class Actor:
         if self.role == "noc":
             return action in _NOC_MAY
         if self.role == "card_distributor":
-            return action == "cards.view"
+            return action in ("cards.view", "cards.sell")
         if self.role == "manager":
             needed = _MANAGER_NEEDS.get(action)
             return needed is None or needed in self.permissions

@@ -218,3 +218,38 @@ def test_billing_runs_are_scoped_by_the_same_rule_as_the_cli(api, engine):
         (r["day"], r["customers_charged"], r["amount_charged"], r["customers_suspended"]) for r in mine.json()
     ] == [(world.TODAY.isoformat(), 0, 0, None)]
     assert api.get("/api/v1/billing-runs", headers=login(api, "r1noc")).status_code == 403
+
+
+def test_a_distributor_sells_its_cards_and_a_batch_is_voided_over_the_api(api):
+    reseller = login(api, "reseller1")
+    batch = api.post(
+        "/api/v1/cards/batches", json={"count": 3, "value": 10000, "distributor": "r1cards"}, headers=reseller
+    ).json()
+    assert [card["serial"] for card in batch["cards"]] == ["00001-00001", "00001-00002", "00001-00003"]
+    distributor = login(api, "r1cards")
+    sale = api.post(
+        "/api/v1/cards/sales",
+        json={"first": "00001-00001", "last": "00001-00002", "buyer": "Shop A", "commission": 1000},
+        headers=distributor,
+    )
+    assert sale.status_code == 201, sale.text
+    assert (sale.json()["amount_text"], sale.json()["cash_in_text"], sale.json()["distributor"]) == (
+        "200.00",
+        "190.00",
+        "r1cards",
+    )
+    again = api.post(
+        "/api/v1/cards/sales", json={"first": "00001-00002", "buyer": "Shop B"}, headers=distributor
+    )
+    assert again.status_code == 400 and "sold, redeemed or void already" in again.json()["error"]["message"]
+    assert [s["buyer"] for s in api.get("/api/v1/cards/sales", headers=distributor).json()] == ["Shop A"]
+    assert api.get("/api/v1/cards/sales", headers=login(api, "reseller2")).json() == []
+    assert [c["sale"] for c in api.get("/api/v1/cards", headers=distributor).json()] == [1, 1, None]
+    # A lost batch: only the card nobody bought is voided; the buyers' cards still redeem.
+    voided = api.post("/api/v1/cards/batches/1/void", headers=reseller)
+    assert voided.json() == {"batch": 1, "voided": 1}
+    assert api.post("/api/v1/cards/batches/1/void", headers=login(api, "reseller2")).status_code in (403, 404)
+    subscriber = login(api, "subscriber:alice", "pw")
+    redeemed = api.post("/api/v1/me/redeem", json={"pin": batch["cards"][0]["pin"]}, headers=subscriber)
+    assert redeemed.status_code == 200 and redeemed.json()["wallet_balance"] == 10000
+    assert api.get("/api/v1/cards/sales", headers=reseller).json()[0]["redeemed"] == 1

@@ -315,6 +315,27 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("get", "/api/v1/cards"): Route(
         lambda c, o: ("/api/v1/cards", None), lambda c: needs("cards")(c) or c.role == "card_distributor"
     ),
+    ("post", "/api/v1/cards/batches/{batch}/void"): Route(
+        lambda c, o: (f"/api/v1/cards/batches/{o['batches'][_operator(c)]}/void", None),
+        reaching({"own"}, "cards", admin_reaches={"own", "descendant"}),
+        FOUR,
+    ),
+    # reseller1's batch is given to its distributor r1cards, who sells it; an issuer may record a sale too.
+    ("post", "/api/v1/cards/sales"): Route(
+        lambda c, o: (
+            "/api/v1/cards/sales",
+            {"first": f"{o['batches'][_operator(c)]:05d}-00001", "buyer": "Shop A", "commission": 1},
+        ),
+        lambda c: (
+            (c.role == "card_distributor" and c.relation == "own")
+            or reaching({"own"}, "cards", "money", admin_reaches={"own", "descendant"})(c)
+        ),
+        FOUR,
+    ),
+    ("get", "/api/v1/cards/sales"): Route(
+        lambda c, o: ("/api/v1/cards/sales", None),
+        lambda c: needs("cards")(c) or c.role == "card_distributor",
+    ),
     ("post", "/api/v1/cards/redeem"): Route(
         lambda c, o: ("/api/v1/cards/redeem", {"pin": o["pins"][_customer(c)], "customer": _customer(c)}),
         MONEY_CUSTOMER,
@@ -350,7 +371,7 @@ def _build_matrix_isp(engine, pin_key: bytes) -> dict:
     """The API world plus what the matrix needs: more operators, state twins, cards, tokens, jobs."""
     build_isp(engine)
     calendar = world.on()
-    objects = {"pins": {}, "tokens": {}, "jobs": {}}
+    objects = {"pins": {}, "batches": {}, "tokens": {}, "jobs": {}}
     with engine.begin() as connection:
         admin = world.actor(connection, "admin")
         reseller1 = world.actor(connection, "reseller1")
@@ -396,9 +417,12 @@ def _build_matrix_isp(engine, pin_key: bytes) -> dict:
             customers.receive_payment(connection, who, name + "_s", world.money("2000"), calendar)
             customers.suspend(connection, who, name + "_s", calendar)
             customers.delete_customer(connection, who, name + "_d", calendar)
-            objects["pins"][name] = cards.create_batch(connection, who, 1, pin_key, value=world.money("10"))[
-                0
-            ]["pin"]
+            distributor = "r1cards" if owner == "reseller1" else None
+            issued = cards.create_batch(
+                connection, who, 1, pin_key, value=world.money("10"), distributor=distributor
+            )
+            objects["pins"][name] = issued[0]["pin"]
+            objects["batches"][owner] = issued[0]["batch_id"]
         for login in ("admin", "reseller1", "reseller2", "sub1", "sub2"):
             row, _ = credentials.create_api_token(connection, admin, login, "crm", world.NOW)
             objects["tokens"][login] = row["id"]

@@ -1,5 +1,6 @@
 """Recharge cards: CSPRNG PINs with a Luhn digit, redeemed exactly once, posted to the right book."""
 
+import json
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ from billingd import cards, customers, ledger
 from schema import migrate
 from schema.engine import make_engine
 from schema.errors import RadbillError
-from schema.tables import audit_log, card_batches, operators, recharge_cards
+from schema.tables import audit_log, card_batches, card_sale_items, operators, recharge_cards
 from tests.billing_world import PIN_KEY, actor, add_customer_of, build, customer, fund_of, money, on
 
 
@@ -227,3 +228,138 @@ def test_the_upgrade_hashes_pins_kept_in_clear(database_url):
             assert customer(connection, "alice")["wallet_balance"] == 1000
     finally:
         engine.dispose()
+
+
+def _cards_world(connection):
+    from billingd import operators as operator_domain
+
+    build(connection)
+    reseller1 = actor(connection, "reseller1")
+    operator_domain.add_operator(connection, reseller1, "seller", "card_distributor")
+    operator_domain.add_operator(connection, reseller1, "other_seller", "card_distributor")
+    issued = cards.create_batch(connection, reseller1, 5, PIN_KEY, value=money("100"), distributor="seller")
+    customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+    return reseller1, issued
+
+
+def test_a_distributor_sells_its_cards_and_the_books_follow(engine):
+    with engine.begin() as connection:
+        reseller1, issued = _cards_world(connection)
+        book = reseller1.id
+        before = ledger.balances(connection, book)
+        seller = actor(connection, "seller")
+        sale = cards.sell(connection, seller, "00001-00001", "00001-00003", "Shop A", commission=money("15"))
+        assert (sale["count"], sale["amount"], sale["commission"], sale["cash_in"]) == (
+            3,
+            money("300"),
+            money("15"),
+            money("285"),
+        )
+        assert (sale["distributor"], sale["buyer"], sale["first"], sale["last"]) == (
+            "seller",
+            "Shop A",
+            "00001-00001",
+            "00001-00003",
+        )
+        after = ledger.balances(connection, book)
+        assert after["cash"] - before["cash"] == money("285")
+        assert (after["cards_sold"], after["card_commission"]) == (money("300"), money("15"))
+        assert ledger.verify(connection) == []
+        # The sold card redeems once; its value moves from what is owed for sold cards to the wallet.
+        cards.redeem(connection, reseller1, issued[0]["pin"], "alice", on(), PIN_KEY)
+        redeemed = ledger.balances(connection, book)
+        assert redeemed["cash"] == after["cash"] and redeemed["cards_sold"] == money("200")
+        assert customer(connection, "alice")["wallet_balance"] == money("100")
+        assert ledger.verify(connection) == []
+        # An unsold card still brings its cash at redemption.
+        cards.redeem(connection, reseller1, issued[4]["pin"], "alice", on(), PIN_KEY)
+        assert ledger.balances(connection, book)["cash"] == after["cash"] + money("100")
+        assert [row["sale"] for row in cards.list_cards(connection, seller)] == [1, 1, 1, None, None]
+        assert [s["redeemed"] for s in cards.list_sales(connection, seller)] == [1]
+        assert cards.void_batch(connection, reseller1, 1) == 1  # only the unsold, unredeemed card
+        assert ledger.verify(connection) == []
+
+
+def test_each_sees_only_its_own_sales_and_sells_only_its_own_cards(engine):
+    with engine.begin() as connection:
+        reseller1, _ = _cards_world(connection)
+        cards.sell(connection, actor(connection, "seller"), "00001-00001", None, "Shop A")
+        assert len(cards.list_sales(connection, reseller1)) == 1
+        assert len(cards.list_sales(connection, actor(connection, "admin"))) == 1
+        for stranger in ("other_seller", "reseller2"):
+            assert cards.list_sales(connection, actor(connection, stranger)) == []
+        with pytest.raises(RadbillError, match="no card batch 1 given to other_seller"):
+            cards.sell(connection, actor(connection, "other_seller"), "00001-00002", None, "Shop B")
+        with pytest.raises(RadbillError, match="not visible to reseller2|not visible"):
+            cards.sell(connection, actor(connection, "reseller2"), "00001-00002", None, "Shop B")
+        # The issuer may record a sale on its distributor's behalf.
+        sale = cards.sell(connection, reseller1, "00001-00002", None, "Shop B")
+        assert sale["distributor"] == "seller"
+        assert [s["buyer"] for s in cards.list_sales(connection, actor(connection, "seller"))] == [
+            "Shop B",
+            "Shop A",
+        ]
+
+
+@pytest.mark.parametrize(
+    "first, last, options, message",
+    [
+        ("00001-00001", "00001-00002", {}, "1 of these cards are sold, redeemed or void already"),
+        ("00001-00003", "00001-00002", {}, "is empty"),
+        ("00001-00003", "00002-00001", {}, "inside one batch"),
+        ("1-2", None, {}, "looks like 00012-00001"),
+        ("00001-00004", None, {"cash": 9000}, "sell for 100.00, not 90.00"),
+        ("00001-00004", None, {"commission": 10001}, "commission must be 0 to the sale's 100.00"),
+        ("00001-00009", None, {}, "no card 00001-00009..00001-00009 in batch 1"),
+    ],
+)
+def test_a_sale_that_cannot_be_is_refused_whole(engine, first, last, options, message):
+    with engine.begin() as connection:
+        _cards_world(connection)
+        cards.sell(connection, actor(connection, "seller"), "00001-00001", None, "Shop A")
+    with pytest.raises(RadbillError, match=message):
+        with engine.begin() as connection:
+            cards.sell(connection, actor(connection, "seller"), first, last, "Shop B", **options)
+    with engine.connect() as connection:
+        assert len(cards.list_sales(connection, actor(connection, "seller"))) == 1
+        assert ledger.verify(connection) == []
+
+
+def test_a_card_sale_is_not_reversed_and_verify_catches_a_sale_outside_the_ledger(engine):
+    from billingd import corrections
+
+    with engine.begin() as connection:
+        _cards_world(connection)
+        sale = cards.sell(connection, actor(connection, "seller"), "00001-00001", None, "Shop A")
+        with pytest.raises(RadbillError, match="card_sale.*not reversed"):
+            corrections.reverse_entry(connection, None, sale["entry_id"], on())
+        card = connection.execute(select(recharge_cards.c.id).where(recharge_cards.c.serial == "00001-00002"))
+        connection.execute(
+            card_sale_items.insert().values(card_id=card.scalar(), sale_id=sale["id"], value=1)
+        )
+        assert [problem for problem in ledger.verify(connection) if "for sold cards" in problem] == [
+            "operator #2 owes 10000 for sold cards, but its sold cards not redeemed are worth 10001"
+        ]
+
+
+def test_card_sell_and_sales_on_the_command_line(engine, cli):
+    from tests.test_billing_tenancy import as_operator
+
+    with engine.begin() as connection:
+        _cards_world(connection)
+    seller = as_operator(cli, "seller")
+    sold = json.loads(
+        seller(
+            "--json", "card", "sell", "00001-00001", "00001-00002", "--to", "Shop A", "--commission", "5"
+        ).output
+    )
+    assert (sold["count"], sold["amount"], sold["commission"], sold["cash_in"]) == (2, 20000, 500, 19500)
+    table = seller("card", "sales").output
+    assert "Shop A" in table and "200.00" in table and "195.00" in table
+    assert [row["buyer"] for row in json.loads(seller("--json", "card", "sales").output)] == ["Shop A"]
+    assert json.loads(as_operator(cli, "other_seller")("--json", "card", "sales").output) == []
+    listed = json.loads(seller("--json", "card", "list").output)
+    assert [row["sale"] for row in listed][:3] == [1, 1, None] and all("pin" not in row for row in listed)
+    refused = seller("card", "sell", "00001-00002", "--to", "Shop B", expect_exit=1)
+    assert refused.stderr.startswith("radbill: error: 1 of these cards are sold")
+    assert cli("ledger", "verify").exit_code == 0

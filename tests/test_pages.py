@@ -412,3 +412,36 @@ def test_a_customer_page_shows_its_open_sessions_only(api, engine):
     with engine.begin() as connection:
         jobs = connection.execute(select(enforcement_jobs.c.action, enforcement_jobs.c.reason)).all()
     assert ("disconnect", "noc") in [tuple(job) for job in jobs]
+
+
+def test_a_distributor_sells_cards_in_the_panel(api, engine):
+    with engine.begin() as connection:
+        cards.create_batch(
+            connection,
+            world.actor(connection, "reseller1"),
+            4,
+            _pin_key(api),
+            value=5000,
+            distributor="r1cards",
+        )
+    log_in(api, "r1cards")
+    page = api.get("/panel/cards").text
+    assert "Sell cards" in page and "No sales yet." in page
+    answer = post(
+        api,
+        "/panel/cards/sell",
+        "/panel/cards",
+        first="00001-00001",
+        last="00001-00003",
+        buyer="Shop A",
+        commission="7.50",
+    )
+    assert flash(answer.text) == ["3 cards sold to Shop A: 142.50 to hand in."]
+    assert "Shop A" in answer.text and "150.00" in answer.text
+    answer = post(api, "/panel/cards/sell", "/panel/cards", first="00001-00003", buyer="Shop B")
+    assert "sold, redeemed or void already" in flash(answer.text)[0]
+    log_in(api, "reseller2")
+    assert "Shop A" not in api.get("/panel/cards").text
+    log_in(api, "r1noc")
+    answer = post(api, "/panel/cards/sell", "/panel/", first="00001-00004", buyer="Shop C")
+    assert flash(answer.text) == ["r1noc (noc) is not allowed to sell recharge cards"]

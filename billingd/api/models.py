@@ -441,12 +441,52 @@ class CardOut(Model):
     value_text: str | None = None
     package: str | None
     operator: str
+    sale: int | None = Field(None, description="The sale that sold it, if it was sold")
     redeemed_at: datetime | None = None
 
     @classmethod
     def of(cls, record: dict) -> "CardOut":
         fields = {key: record[key] for key in cls.model_fields if key != "value_text"}
         return cls(**fields, value_text=money(record["value"]))
+
+
+class CardSaleIn(Model):
+    first: str = Field(max_length=40, description="The first card's serial, e.g. 00012-00001")
+    last: str | None = Field(
+        None, max_length=40, description="The last card's serial (same batch); none: one card"
+    )
+    buyer: str = Field(min_length=1, max_length=200, description="Who bought them")
+    commission: int = Field(0, ge=0, description="Minor units the distributor keeps")
+    cash: int | None = Field(None, ge=0, description="The cash received: must be the cards' face value")
+
+
+class CardSaleOut(Model):
+    id: int
+    created_at: datetime
+    operator: str = Field(description="The issuer, in whose book the sale is")
+    distributor: str | None
+    buyer: str
+    count: int
+    first: str
+    last: str
+    amount: int = Field(description="The cards' face value: the cash the buyer paid")
+    amount_text: str
+    commission: int
+    commission_text: str
+    cash_in: int = Field(description="What came in to the issuer: amount less commission")
+    cash_in_text: str
+    redeemed: int = Field(description="How many of the sold cards are redeemed")
+    entry_id: int
+
+    @classmethod
+    def of(cls, record: dict) -> "CardSaleOut":
+        texts = {f"{key}_text": money(record[key]) for key in ("amount", "commission", "cash_in")}
+        return cls(**record, **texts)
+
+
+class CardVoidOut(Model):
+    batch: int
+    voided: int = Field(description="Unused, unsold cards voided now")
 
 
 class RedeemIn(Model):

@@ -562,9 +562,11 @@ def _batches(cards: list[dict]) -> list[dict]:
                 "new": 0,
                 "redeemed": 0,
                 "void": 0,
+                "sold": 0,
             },
         )
         batch[card["status"]] += 1
+        batch["sold"] += card["sale"] is not None
     return sorted(batches.values(), key=lambda batch: batch["batch"], reverse=True)
 
 
@@ -573,8 +575,47 @@ def card_list(visit: PanelVisit) -> HTMLResponse:
     with visit.pages.engine.begin() as connection:
         actor = visit.operator(connection)
         batches = _batches(card_domain.list_cards(connection, actor))
+        sales = card_domain.list_sales(connection, actor)
         packages = price_list(connection, actor) if actor.may("money") else []
-    return _page(visit, actor, "cards", "operator/cards.html", batches=batches, packages=packages)
+    return _page(
+        visit,
+        actor,
+        "cards",
+        "operator/cards.html",
+        batches=batches,
+        sales=sales,
+        packages=packages,
+        may_sell=card_domain.may_sell(actor),
+    )
+
+
+@router.post("/cards/sell")
+def card_sell(visit: PanelVisit) -> Response:
+    form = visit.form
+    try:
+        commission = parse_amount(str(form.get("commission", "")).strip() or "0")
+        with visit.pages.engine.begin() as connection:
+            sale = card_domain.sell(
+                connection,
+                visit.operator(connection),
+                str(form.get("first", "")),
+                str(form.get("last", "")).strip() or None,
+                str(form.get("buyer", "")),
+                commission=commission,
+            )
+    except RadbillError as error:
+        visit.flash("error", str(error))
+        return visit.redirect("/panel/cards")
+    visit.flash(
+        "ok",
+        visit._(
+            "%(count)s cards sold to %(buyer)s: %(cash)s to hand in.",
+            count=sale["count"],
+            buyer=sale["buyer"],
+            cash=format_amount(sale["cash_in"]),
+        ),
+    )
+    return visit.redirect("/panel/cards")
 
 
 @router.post("/cards", response_class=HTMLResponse)
@@ -629,7 +670,9 @@ def card_csv(visit: PanelVisit) -> Response:
     with visit.pages.engine.begin() as connection:
         actor = visit.operator(connection)
         rows = card_domain.list_cards(connection, actor)
-    return _csv(visit, "cards.csv", ["batch", "serial", "status", "value", "package", "redeemed_at"], rows)
+    return _csv(
+        visit, "cards.csv", ["batch", "serial", "status", "value", "package", "sale", "redeemed_at"], rows
+    )
 
 
 # --- invoices -------------------------------------------------------------------------------

@@ -2,11 +2,20 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from billingd import cards as domain
 from billingd.api.deps import Db, Once, OperatorActor, State, Today
-from billingd.api.models import CardBatchIn, CardBatchOut, CardOut, CustomerOut, RedeemIn
+from billingd.api.models import (
+    CardBatchIn,
+    CardBatchOut,
+    CardOut,
+    CardSaleIn,
+    CardSaleOut,
+    CardVoidOut,
+    CustomerOut,
+    RedeemIn,
+)
 from billingd.api.routes import ERRORS
 
 router = APIRouter(tags=["cards"], responses=ERRORS)
@@ -31,6 +40,34 @@ def create_batch(body: CardBatchIn, actor: OperatorActor, db: Db, state: State, 
         return CardBatchOut.of(issued, body.distributor)
 
     return once.once(issue, body, 201, kept=CardBatchOut.without_pins)
+
+
+@router.post(
+    "/cards/batches/{batch}/void",
+    summary="Void a batch's unused, unsold cards (lost or stolen): they redeem nothing",
+)
+def void_batch(batch: Annotated[int, Path(ge=1)], actor: OperatorActor, db: Db, once: Once) -> CardVoidOut:
+    return once.once(lambda: CardVoidOut(batch=batch, voided=domain.void_batch(db, actor, batch)))
+
+
+@router.post(
+    "/cards/sales", summary="Record a sale of cards (one range of serials) for cash", status_code=201
+)
+def sell(body: CardSaleIn, actor: OperatorActor, db: Db, once: Once) -> CardSaleOut:
+    return once.once(
+        lambda: CardSaleOut.of(
+            domain.sell(
+                db, actor, body.first, body.last, body.buyer, commission=body.commission, cash=body.cash
+            )
+        ),
+        body,
+        201,
+    )
+
+
+@router.get("/cards/sales", summary="Card sales: a distributor's own, an operator's those in its books")
+def list_sales(actor: OperatorActor, db: Db) -> list[CardSaleOut]:
+    return [CardSaleOut.of(sale) for sale in domain.list_sales(db, actor)]
 
 
 @router.get("/cards", summary="Cards you issued, or were given to sell (serials and status, never PINs)")
