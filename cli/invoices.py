@@ -1,5 +1,5 @@
-"""``radbill invoice show NUMBER [--pdf FILE]``: one invoice, and its printable page;
-``radbill payment list|receipt``: payments received and their receipts."""
+"""``radbill invoice``: monthly invoices (list, show and the printable page) and the payments
+received, with their receipts."""
 
 from pathlib import Path
 
@@ -11,12 +11,27 @@ from cli.context import Context
 from cli.money import shown
 from cli.output import emit_record, emit_table
 from cli.params import ROW_ID
+from cli.reports import CSV, emit_report
 from schema.errors import RadbillError
 
 
 @click.group("invoice")
 def invoice_group() -> None:
-    """Monthly invoices (radbill report invoices lists them)."""
+    """Monthly invoices, payments received and their receipts."""
+
+
+@invoice_group.command("list")
+@click.option(
+    "--status", type=click.Choice(reports.INVOICE_STATUSES), help="Only open, paid or overdue ones."
+)
+@CSV
+@click.pass_obj
+def invoice_list(obj: Context, status: str | None, as_csv: bool) -> None:
+    """Invoices of the subscribers you can see, newest first."""
+    with obj.engine.begin() as connection:
+        rows = reports.invoice_report(connection, obj.actor(connection), obj.calendar().today, status)
+    columns = ["number", "username", "owner", "period_start", "period_end", "issued_on", "due_on", "amount"]
+    emit_report(obj, rows, [*columns, "paid_amount", "status"], as_csv, ("amount", "paid_amount"))
 
 
 @invoice_group.command("show")
@@ -37,12 +52,7 @@ def invoice_show(obj: Context, number: str, pdf: Path | None) -> None:
     emit_record(shown(row, "amount", "paid_amount"))
 
 
-@click.group("payment")
-def payment_group() -> None:
-    """Payments received, and their receipts."""
-
-
-@payment_group.command("list")
+@invoice_group.command("payments")
 @click.option("--customer", "username", metavar="USERNAME", help="Only this customer's.")
 @click.pass_obj
 def payment_list(obj: Context, username) -> None:
@@ -55,14 +65,14 @@ def payment_list(obj: Context, username) -> None:
     )
 
 
-@payment_group.command("receipt")
+@invoice_group.command("receipt")
 @click.argument("receipt", type=ROW_ID)
 @click.pass_obj
 def payment_receipt(obj: Context, receipt: int) -> None:
-    """The receipt of one payment."""
+    """The receipt of one payment (its number is in invoice payments)."""
     with obj.engine.begin() as connection:
         row = invoices.receipt(connection, obj.actor(connection), receipt)
     emit_record(shown(row, "amount"))
 
 
-COMMANDS = [invoice_group, payment_group]
+COMMANDS = [invoice_group]

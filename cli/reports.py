@@ -1,4 +1,4 @@
-"""``radbill report online|expiring|revenue|btrc|invoices``: tables, ``--json`` or ``--csv``."""
+"""``radbill report online|expiring|revenue|btrc``: tables, ``--json`` or ``--csv``."""
 
 import csv
 import sys
@@ -18,10 +18,10 @@ CSV = click.option("--csv", "as_csv", is_flag=True, help="Comma-separated values
 
 @click.group("report")
 def report_group() -> None:
-    """Reports: who is online, who expires, revenue, BTRC's subscriber list, invoices."""
+    """Reports: who is online, who expires, revenue, BTRC's subscriber list."""
 
 
-def _emit(
+def emit_report(
     obj: Context, rows: list[dict], columns: list[str], as_csv: bool, amounts: tuple[str, ...] = ()
 ) -> None:
     """A table for people, JSON with integer minor units (--json), CSV with decimal amounts (--csv)."""
@@ -44,7 +44,7 @@ def _emit(
 def online(obj: Context, nas_name: str | None, as_csv: bool) -> None:
     """Open sessions of the customers you can see."""
     rows = session_rows(read_online(obj, nas_name))
-    _emit(obj, rows, ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"], as_csv)
+    emit_report(obj, rows, ["user", "nas", "ip", "mac", "start", "duration", "upload", "download"], as_csv)
 
 
 @report_group.command("expiring")
@@ -59,7 +59,7 @@ def expiring(obj: Context, days: int, as_csv: bool) -> None:
         rows = domain.expiring(connection, obj.actor(connection), datetime.now(UTC), days)
     columns = ["username", "name", "phone", "owner", "package", "expires_at", "wallet_balance"]
     columns = [column for column in columns if not rows or column in rows[0]]
-    _emit(obj, rows, columns, as_csv, ("wallet_balance",))
+    emit_report(obj, rows, columns, as_csv, ("wallet_balance",))
 
 
 @report_group.command("revenue")
@@ -72,7 +72,7 @@ def revenue(obj: Context, month: str, by: str, as_csv: bool) -> None:
     first = domain.parse_month(month)
     with obj.engine.begin() as connection:
         rows = domain.revenue(connection, obj.actor(connection), first, obj.settings.billingd.zone, by)
-    _emit(obj, rows, [by, "revenue", "lines"], as_csv, ("revenue",))
+    emit_report(obj, rows, [by, "revenue", "lines"], as_csv, ("revenue",))
 
 
 @report_group.command("btrc")
@@ -84,19 +84,7 @@ def btrc(obj: Context, month: str, as_csv: bool) -> None:
     first = domain.parse_month(month)
     with obj.engine.begin() as connection:
         rows = domain.btrc(connection, obj.actor(connection), first, obj.settings.billingd.zone)
-    _emit(obj, rows, list(domain.BTRC_COLUMNS), as_csv)
-
-
-@report_group.command("invoices")
-@click.option("--status", type=click.Choice(domain.INVOICE_STATUSES), help="Only open, paid or overdue ones.")
-@CSV
-@click.pass_obj
-def invoices(obj: Context, status: str | None, as_csv: bool) -> None:
-    """Invoices of the subscribers you can see, newest first."""
-    with obj.engine.begin() as connection:
-        rows = domain.invoice_report(connection, obj.actor(connection), obj.calendar().today, status)
-    columns = ["number", "username", "owner", "period_start", "period_end", "issued_on", "due_on", "amount"]
-    _emit(obj, rows, [*columns, "paid_amount", "status"], as_csv, ("amount", "paid_amount"))
+    emit_report(obj, rows, list(domain.BTRC_COLUMNS), as_csv)
 
 
 COMMANDS = [report_group]

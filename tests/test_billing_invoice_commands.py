@@ -1,4 +1,4 @@
-"""`radbill payment list|receipt`: payments received and their receipts, each for its actor."""
+"""`radbill invoice payments|receipt`: payments received and their receipts, each for its actor."""
 
 import json
 
@@ -16,16 +16,16 @@ def test_receipts_are_listed_for_whoever_may_see_them(engine, cli):
         customers.receive_payment(
             connection, reseller1, "dave", money("300"), on(31), method="bkash", reference="T1"
         )
-    payments = json.loads(cli("--json", "payment", "list", "--customer", "dave").output)
+    payments = json.loads(cli("--json", "invoice", "payments", "--customer", "dave").output)
     assert payments[0]["reference"] == "T1" and payments[0]["payee"] == "reseller1"
-    receipt = json.loads(cli("--json", "payment", "receipt", str(payments[0]["receipt"])).output)
+    receipt = json.loads(cli("--json", "invoice", "receipt", str(payments[0]["receipt"])).output)
     assert (receipt["payer"], receipt["amount"], receipt["method"]) == ("dave", money("300"), "bkash")
     # reseller2 sees neither dave's payments nor their receipts.
     as_reseller2 = ("--as", "reseller2")
     assert (
         "not visible"
-        in cli(*as_reseller2, "payment", "receipt", str(payments[0]["receipt"]), expect_exit=1).stderr
+        in cli(*as_reseller2, "invoice", "receipt", str(payments[0]["receipt"]), expect_exit=1).stderr
     )
-    assert {row["payer"] for row in json.loads(cli("--json", *as_reseller2, "payment", "list").output)} == {
-        "erin"
-    }
+    assert {
+        row["payer"] for row in json.loads(cli("--json", *as_reseller2, "invoice", "payments").output)
+    } == {"erin"}

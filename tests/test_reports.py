@@ -1,4 +1,4 @@
-"""``radbill report``: revenue equals the ledger's sales, BTRC's rows, expiring, invoices, tenancy, --csv/--json."""
+"""``radbill report``: revenue equals the ledger's sales, BTRC's rows, expiring, tenancy, --csv/--json; ``radbill invoice list|show``."""
 
 import csv
 import io
@@ -26,6 +26,10 @@ def months_back(count: int) -> list[str]:
 def report(cli, *args: str, as_: str | None = None) -> list[dict]:
     acting = ("--as", as_) if as_ else ()
     return json.loads(cli(*acting, "--json", "report", *args).output)
+
+
+def invoice_list(cli, *args: str) -> list[dict]:
+    return json.loads(cli("--json", "invoice", "list", *args).output)
 
 
 def shop(cli):
@@ -133,8 +137,8 @@ def test_expiring_and_online_and_invoices(cli):
     assert noc_rows and all("wallet_balance" not in row for row in noc_rows)
     assert report(cli, "online") == []
     assert cli("report", "online", "--csv").output == "user,nas,ip,mac,start,duration,upload,download\n"
-    assert report(cli, "invoices") == [] and report(cli, "invoices", "--status", "overdue") == []
-    assert "no financial access" in cli("--as", "noc1", "report", "invoices", expect_exit=1).output
+    assert invoice_list(cli) == [] and invoice_list(cli, "--status", "overdue") == []
+    assert "no financial access" in cli("--as", "noc1", "invoice", "list", expect_exit=1).output
 
 
 def test_invoice_show_and_its_pdf(cli, engine, tmp_path):
@@ -163,8 +167,9 @@ def test_invoice_show_and_its_pdf(cli, engine, tmp_path):
     shown_text = cli("invoice", "show", "INV-0001", "--pdf", str(pdf)).output
     assert "amount        800.00" in shown_text and "status        overdue" in shown_text
     assert pdf.read_bytes().startswith(b"%PDF-")
-    assert [row["number"] for row in report(cli, "invoices", "--status", "overdue")] == ["INV-0001"]
-    assert report(cli, "invoices", "--status", "paid") == []
+    assert [row["number"] for row in invoice_list(cli, "--status", "overdue")] == ["INV-0001"]
+    assert invoice_list(cli, "--status", "paid") == []
+    assert cli("invoice", "list", "--csv").output.splitlines()[1].startswith("INV-0001,rasel,")
     assert (
         "no invoice 'INV-0001'"
         in cli("--as", "subreseller1", "invoice", "show", "INV-0001", expect_exit=1).output
