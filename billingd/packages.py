@@ -51,7 +51,7 @@ class PricedPackage:
     operator_id: int
 
 
-def _require_admin_scope(actor: Actor, what: str) -> None:
+def require_admin_scope(actor: Actor, what: str) -> None:
     actor.require("packages.change", what)
     if not actor.is_admin:
         raise Forbidden(f"only the admin's side may {what}; resellers sell packages assigned to them")
@@ -67,7 +67,7 @@ def add_master_package(
     period_days: int = 30,
     **spec,
 ) -> int:
-    _require_admin_scope(actor, "add master packages")
+    require_admin_scope(actor, "add master packages")
     require_one_of(customer_type, CUSTOMER_TYPES, "customer type")
     require_one_of(billing_type, BILLING_TYPES, "billing")
     if not 1 <= period_days <= MAX_PERIOD_DAYS:
@@ -125,9 +125,9 @@ def add_package(
     visibility: str = "public",
 ) -> PricedPackage:
     """A sellable package on a master package, on the admin's own price list."""
-    _require_admin_scope(actor, "add packages")
+    require_admin_scope(actor, "add packages")
     _check_visibility(visibility)
-    _check_prices(customer_price, operator_price)
+    check_prices(customer_price, operator_price)
     master_id = connection.execute(
         select(master_packages.c.id).where(master_packages.c.name == master)
     ).scalar()
@@ -164,7 +164,7 @@ def add_package(
     return priced_package(connection, actor.home_id, name)
 
 
-def _check_prices(*prices: int | None) -> None:
+def check_prices(*prices: int | None) -> None:
     for price in prices:
         if price is not None:
             if price < 0:
@@ -174,6 +174,19 @@ def _check_prices(*prices: int | None) -> None:
 
 def _check_visibility(visibility: str) -> None:
     require_one_of(visibility, VISIBILITIES, "visibility")
+
+
+def child_and_parent_price(connection: Connection, actor: Actor, name: str, to_login: str):
+    """The child whose prices the actor sets (a direct child that sells), and its parent's price."""
+    actor.require("packages.change", "assign packages")
+    child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
+    if child is None:
+        raise RadbillError(f"no operator {to_login!r}")
+    if child["id"] == actor.home_id or (child["parent_id"] != actor.home_id and not actor.is_admin):
+        raise Forbidden(f"{to_login} is not a direct child of {actor.login}: its parent sets its prices")
+    if child["role"] not in ("reseller", "sub_reseller"):
+        raise RadbillError(f"{to_login} is a {child['role']}: only resellers and sub-resellers sell packages")
+    return child, priced_package(connection, child["parent_id"], name)
 
 
 def assign_package(
@@ -191,16 +204,8 @@ def assign_package(
 
     Selling below cost (the child pays its parent more than its customers pay
     it) is refused unless ``below_cost`` says it is meant."""
-    actor.require("packages.change", "assign packages")
-    _check_prices(customer_price, operator_price)
-    child = connection.execute(select(operators).where(operators.c.login == to_login)).mappings().first()
-    if child is None:
-        raise RadbillError(f"no operator {to_login!r}")
-    if child["id"] == actor.home_id or (child["parent_id"] != actor.home_id and not actor.is_admin):
-        raise Forbidden(f"{to_login} is not a direct child of {actor.login}: its parent sets its prices")
-    if child["role"] not in ("reseller", "sub_reseller"):
-        raise RadbillError(f"{to_login} is a {child['role']}: only resellers and sub-resellers sell packages")
-    parent_price = priced_package(connection, child["parent_id"], name)
+    check_prices(customer_price, operator_price)
+    child, parent_price = child_and_parent_price(connection, actor, name, to_login)
     if visibility is not None:
         _check_visibility(visibility)
     existing = connection.execute(

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from billingd import cascade, invoices, ledger
+from billingd import cascade, invoices, ledger, price_changes
 from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE
 from billingd.enforcement import cut_off, restore
@@ -144,6 +144,7 @@ def run_day(connection: Connection, day: date, settings: BillingdSettings, *, no
             day, done["customers_charged"], done["customers_suspended"], done["amount_charged"], 0, True
         )
     cascade.lock_all_operators(connection)
+    price_changes.apply_due(connection, day)  # the day is charged at the prices in force on it
     charged, suspended, amount = _daily_charges(connection, day, settings.zone)
     _record_enabled_days(connection, day)
     invoiced = _issue_invoices(connection, day, settings)

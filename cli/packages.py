@@ -6,10 +6,11 @@ import re
 import click
 
 from billingd import packages as domain
+from billingd import price_changes
 from billingd.packages import MAX_PERIOD_DAYS, MAX_QUOTA_BYTES, MAX_SIMULTANEOUS_USE
 from cli.context import Context
 from cli.money import AMOUNT, shown
-from cli.output import emit_table
+from cli.output import emit_record, emit_table
 from schema.errors import RadbillError
 from schema.ratelimit import RateLimit
 from schema.tables import BILLING_TYPES, CUSTOMER_TYPES, VISIBILITIES
@@ -222,6 +223,41 @@ def package_assign(
             below_cost=below_cost,
         )
     click.echo(f"{to_login} may sell {package}")
+
+
+@package_group.command("set")
+@click.argument("package")
+@click.option(
+    "--operator", "operator_login", metavar="LOGIN", help="A direct child's price list (default: yours)."
+)
+@click.option("--customer-price", type=AMOUNT, help="The new customer price per period.")
+@click.option("--operator-price", type=AMOUNT, help="The new operator price per period.")
+@click.option(
+    "--from",
+    "effective_on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The first day it is in force (default: today; never a past day).",
+)
+@click.option("--below-cost", is_flag=True, help="Allow an operator price above the customer price.")
+@click.pass_obj
+def package_set(
+    obj: Context, package, operator_login, customer_price, operator_price, effective_on, below_cost
+) -> None:
+    """Change a package's prices from a day on; days before it keep the old ones."""
+    today = obj.calendar().today
+    with obj.engine.begin() as connection:
+        change = price_changes.set_price(
+            connection,
+            obj.actor(connection),
+            package,
+            effective_on=effective_on.date() if effective_on else today,
+            today=today,
+            operator_login=operator_login,
+            customer_price=customer_price,
+            operator_price=operator_price,
+            below_cost=below_cost,
+        )
+    emit_record(shown(change, "customer_price", "operator_price"))
 
 
 @package_group.command("list")

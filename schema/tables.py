@@ -240,6 +240,21 @@ package_prices = Table(
     CheckConstraint("customer_price >= 0 AND operator_price >= 0", name="prices"),
 )
 
+# A price list row's new prices from a day on (`package set --from`): applied in day order,
+# by the daily run of that day (or at once when every earlier day is run), never to past days.
+package_price_changes = Table(
+    "package_price_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("price_id", ForeignKey("package_prices.id"), nullable=False, index=True),
+    Column("effective_on", Date, nullable=False),
+    _money("customer_price", nullable=True),
+    _money("operator_price", nullable=True),
+    Column("created_by", ForeignKey("operators.id")),
+    _created_at(),
+    Column("applied_at", DateTime(timezone=True)),
+)
+
 # --- subscribers -----------------------------------------------------------
 
 # On PostgreSQL the migration gives customers fillfactor 50: the daily run

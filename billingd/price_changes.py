@@ -1,0 +1,145 @@
+"""Prices that change from a day on (``radbill package set --from DATE``).
+
+A price list row (``package_prices``) holds the price in force. A change waits
+in ``package_price_changes`` until its day and is applied, in day order, by the
+daily run of that day before it charges anyone, so each run day is charged at
+the price in force on it, days caught up late included, and nothing already
+charged is rewritten (the ledger keeps what was charged). A change from today
+is applied at once when every earlier day is run, so commands use it from then
+on; otherwise it waits for the run that reaches its day.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from billingd.packages import check_prices, child_and_parent_price, priced_package, require_admin_scope
+from billingd.prices import format_amount
+from schema.audit import audit
+from schema.changes import record_change
+from schema.errors import RadbillError
+from schema.tables import billing_runs, operators, package_price_changes, package_prices, packages
+from schema.tenancy import Actor, visible_operator_ids
+
+
+def set_price(
+    connection: Connection,
+    actor: Actor,
+    name: str,
+    *,
+    effective_on: date,
+    today: date,
+    operator_login: str | None = None,
+    customer_price: int | None = None,
+    operator_price: int | None = None,
+    below_cost: bool = False,
+) -> dict:
+    """Change a price list row from ``effective_on`` (today or later): the admin its own list, a
+    parent its direct child's, as ``package assign`` does now."""
+    if customer_price is None and operator_price is None:
+        raise RadbillError("give --customer-price, --operator-price or both")
+    check_prices(customer_price, operator_price)
+    if effective_on < today:
+        raise RadbillError(
+            f"a price changes from today ({today}) or later, not {effective_on}: past days keep their prices"
+        )
+    if operator_login is None:
+        require_admin_scope(actor, "change package prices")
+        priced = priced_package(connection, actor.home_id, name)
+    else:
+        child, _ = child_and_parent_price(connection, actor, name, operator_login)
+        priced = priced_package(connection, child["id"], name)
+        new_operator = priced.operator_price if operator_price is None else operator_price
+        new_customer = priced.customer_price if customer_price is None else customer_price
+        if new_operator > new_customer and not below_cost:
+            raise RadbillError(
+                f"{operator_login} would pay {format_amount(new_operator)} for {name} and sell it for "
+                f"{format_amount(new_customer)}: selling below cost needs --below-cost"
+            )
+    price_id = connection.execute(
+        select(package_prices.c.id).where(
+            package_prices.c.package_id == priced.package_id,
+            package_prices.c.operator_id == priced.operator_id,
+        )
+    ).scalar_one()
+    change_id = connection.execute(
+        insert(package_price_changes).values(
+            price_id=price_id,
+            effective_on=effective_on,
+            customer_price=customer_price,
+            operator_price=operator_price,
+            created_by=actor.caller_id,
+        )
+    ).inserted_primary_key[0]
+    audit(
+        connection,
+        "package.set",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="package_price",
+        target_id=price_id,
+        package=name,
+        operator=operator_login,
+        effective_on=str(effective_on),
+        customer_price=customer_price,
+        operator_price=operator_price,
+    )
+    if effective_on == today and _earlier_days_run(connection, today):
+        apply_due(connection, effective_on)
+    return next(row for row in changes(connection, actor, name) if row["id"] == change_id)
+
+
+def _earlier_days_run(connection: Connection, day: date) -> bool:
+    """Every day before ``day`` is run (or none ever was: the first run starts from its own day)."""
+    last = connection.execute(
+        select(func.max(billing_runs.c.day)).where(billing_runs.c.finished_at.is_not(None))
+    ).scalar()
+    return last is None or last >= day - timedelta(days=1)
+
+
+def apply_due(connection: Connection, day: date) -> int:
+    """Apply, in day order, the waiting changes in force by ``day``; returns how many."""
+    due = connection.execute(
+        select(package_price_changes)
+        .where(package_price_changes.c.applied_at.is_(None), package_price_changes.c.effective_on <= day)
+        .order_by(package_price_changes.c.effective_on, package_price_changes.c.id)
+    ).mappings()
+    applied = 0
+    for change in list(due):
+        values = {key: change[key] for key in ("customer_price", "operator_price") if change[key] is not None}
+        connection.execute(
+            update(package_prices).where(package_prices.c.id == change["price_id"]).values(**values)
+        )
+        connection.execute(
+            update(package_price_changes)
+            .where(package_price_changes.c.id == change["id"])
+            .values(applied_at=datetime.now(UTC))
+        )
+        record_change(connection, "package_price", change["price_id"])
+        applied += 1
+    return applied
+
+
+def changes(connection: Connection, actor: Actor, name: str) -> list[dict]:
+    """The dated changes of a package's price list rows the actor sees, newest day first."""
+    actor.require("money", "see package prices")
+    visible = visible_operator_ids(connection, actor)
+    query = (
+        select(
+            package_price_changes.c.id,
+            packages.c.name.label("package"),
+            operators.c.login.label("operator"),
+            package_price_changes.c.effective_on,
+            package_price_changes.c.customer_price,
+            package_price_changes.c.operator_price,
+            package_price_changes.c.applied_at.is_not(None).label("applied"),
+        )
+        .join(package_prices, package_prices.c.id == package_price_changes.c.price_id)
+        .join(packages, packages.c.id == package_prices.c.package_id)
+        .join(operators, operators.c.id == package_prices.c.operator_id)
+        .where(packages.c.name == name)
+        .order_by(package_price_changes.c.effective_on.desc(), package_price_changes.c.id.desc())
+    )
+    if visible is not None:
+        query = query.where(package_prices.c.operator_id.in_(visible))
+    return [{**row, "applied": bool(row["applied"])} for row in connection.execute(query).mappings()]
