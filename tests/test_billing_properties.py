@@ -12,9 +12,11 @@ limit. After every run day: `ledger verify` finds nothing (every book
 balances, every cached balance matches, and the paid days, monthly days,
 invoice settlement, payments and account kinds reconcile with the ledger),
 a second run of the same day changes nothing, every active daily customer
-has the day paid, every enabled monthly day before today is invoiced once
-(or waits for its cycle day), and the cash in every book adds up to what
-customers paid in less what was paid out. Each operation runs in a
+has the day paid, every enabled monthly day before the current billing month
+is invoiced (once: a day is one row, billed by one entry), every refund
+(suspend, delete, change of package) gives the customer back exactly what the
+README's rule says, and the cash in every book adds up to what customers paid
+in less what was paid out. Each operation runs in a
 savepoint, like a command in its own transaction: a refused one leaves
 nothing behind.
 
@@ -31,7 +33,7 @@ from sqlalchemy import and_, func, select
 
 from billingd import cards, corrections, customers, ledger, operators, packages, runs
 from billingd.customers import Calendar
-from billingd.prices import day_share, parse_amount
+from billingd.prices import billing_period, day_share, parse_amount
 from schema.errors import RadbillError
 from schema.settings import BillingdSettings
 from schema.tables import (
@@ -252,16 +254,19 @@ def _apply(connection, world: World, step) -> None:
         customers.receive_payment(connection, who, name, step[2], calendar)
     elif kind == "renew":
         customers.renew(connection, who, name, calendar, cash=step[2])
-    elif kind == "suspend":
-        customers.suspend(connection, who, name, calendar)
+    elif kind in ("suspend", "delete", "change"):
+        due, before = _refund_due(connection, name, calendar.today), _refunded(connection, name)
+        if kind == "suspend":
+            customers.suspend(connection, who, name, calendar)
+        elif kind == "delete":
+            customers.delete_customer(connection, who, name, calendar)
+        else:
+            customers.change_package(connection, who, name, step[2], calendar)
+        assert _refunded(connection, name) - before == due, (kind, name)
     elif kind == "resume":
         customers.resume(connection, who, name, calendar)
-    elif kind == "delete":
-        customers.delete_customer(connection, who, name, calendar)
     elif kind == "restore":
         customers.restore_customer(connection, who, name)
-    elif kind == "change":
-        customers.change_package(connection, who, name, step[2], calendar)
     elif kind == "payout":
         customers.pay_out(connection, who, name, step[2], calendar)
     elif kind == "card":
@@ -271,6 +276,37 @@ def _apply(connection, world: World, step) -> None:
         else:
             issued = cards.create_batch(connection, who, 1, PIN_KEY, value=parse_amount("100"))
         cards.redeem(connection, who, issued[0]["pin"], name, calendar, PIN_KEY)
+
+
+def _refund_due(connection, name: str, today: date) -> int:
+    """The README's refund rule: with the owner's policy ``prorated`` the customer gets back the
+    amounts of its bought days after today; with ``none``, nothing."""
+    row = (
+        connection.execute(select(customers_table).where(customers_table.c.username == name)).mappings().one()
+    )
+    policy = connection.execute(
+        select(operators_table.c.refund_policy).where(operators_table.c.id == row["operator_id"])
+    ).scalar()
+    bought_later = connection.execute(
+        select(func.coalesce(func.sum(customer_days.c.amount), 0)).where(
+            customer_days.c.customer_id == row["id"],
+            customer_days.c.day > today,
+            customer_days.c.entry_id.is_not(None),
+        )
+    ).scalar()
+    return bought_later if policy == "prorated" else 0
+
+
+def _refunded(connection, name: str) -> int:
+    """What refund entries have given back to the customer's wallet so far."""
+    wallet = ledger_accounts.alias("wallet")
+    return connection.execute(
+        select(func.coalesce(func.sum(ledger_lines.c.amount), 0))
+        .join(ledger_entries, ledger_entries.c.id == ledger_lines.c.entry_id)
+        .join(wallet, wallet.c.id == ledger_lines.c.credit_account_id)
+        .join(customers_table, customers_table.c.id == wallet.c.customer_id)
+        .where(ledger_entries.c.kind == "refund", customers_table.c.username == name)
+    ).scalar()
 
 
 def _check_limits(connection) -> None:
@@ -305,7 +341,27 @@ def _check_day(connection, world: World, day: date) -> None:
         .all()
     )
     assert unpaid == [], day
+    _check_monthly_days_invoiced(connection, day)
     _check_cash(connection)
+
+
+def _check_monthly_days_invoiced(connection, day: date) -> None:
+    """Every enabled day of a monthly customer before its current billing month is on an invoice
+    (one: a day is one row, billed by one entry); only this month's days wait for the cycle day."""
+    waiting = connection.execute(
+        select(customers_table.c.username, customers_table.c.cycle_day, func.min(customer_days.c.day))
+        .join(customer_days, customer_days.c.customer_id == customers_table.c.id)
+        .join(packages_table, packages_table.c.id == customers_table.c.package_id)
+        .join(master_packages, master_packages.c.id == packages_table.c.master_package_id)
+        .where(
+            master_packages.c.billing_type == "monthly",
+            customers_table.c.deleted_at.is_(None),
+            customer_days.c.entry_id.is_(None),
+        )
+        .group_by(customers_table.c.username, customers_table.c.cycle_day)
+    ).all()
+    for username, cycle_day, oldest in waiting:
+        assert oldest >= billing_period(day, cycle_day)[0], (username, oldest, day)
 
 
 def _check_cash(connection) -> None:
