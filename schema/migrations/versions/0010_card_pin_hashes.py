@@ -1,7 +1,7 @@
 """Recharge card PINs are stored as an HMAC under a key kept outside the database, not in clear
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import hashlib
@@ -10,8 +10,8 @@ import hmac
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
