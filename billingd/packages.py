@@ -57,6 +57,17 @@ def require_admin_scope(actor: Actor, what: str) -> None:
         raise Forbidden(f"only the admin's side may {what}; resellers sell packages assigned to them")
 
 
+def check_spec(spec: dict) -> None:
+    """Refuse a master package's technical fields out of bounds (or unknown)."""
+    unknown = set(spec) - set(MASTER_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown master package fields {sorted(unknown)}")
+    if not 1 <= (spec.get("simultaneous_use") or 1) <= MAX_SIMULTANEOUS_USE:
+        raise RadbillError(f"simultaneous use must be 1..{MAX_SIMULTANEOUS_USE}")
+    if not 0 < (spec.get("quota_bytes") or 1) <= MAX_QUOTA_BYTES:
+        raise RadbillError(f"a quota must be 1..{MAX_QUOTA_BYTES} bytes")
+
+
 def add_master_package(
     connection: Connection,
     actor: Actor,
@@ -72,19 +83,13 @@ def add_master_package(
     require_one_of(billing_type, BILLING_TYPES, "billing")
     if not 1 <= period_days <= MAX_PERIOD_DAYS:
         raise RadbillError(f"invalid period {period_days}: must be 1..{MAX_PERIOD_DAYS} days")
-    if not 1 <= spec.get("simultaneous_use", 1) <= MAX_SIMULTANEOUS_USE:
-        raise RadbillError(f"simultaneous use must be 1..{MAX_SIMULTANEOUS_USE}")
-    if not 0 < (spec.get("quota_bytes") or 1) <= MAX_QUOTA_BYTES:
-        raise RadbillError(f"a quota must be 1..{MAX_QUOTA_BYTES} bytes")
+    check_spec(spec)
     if connection.execute(
         select(master_packages.c.id).where(
             master_packages.c.operator_id == actor.home_id, master_packages.c.name == name
         )
     ).first():
         raise RadbillError(f"master package {name!r} already exists")
-    unknown = set(spec) - set(MASTER_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown master package fields {sorted(unknown)}")
     master_id = connection.execute(
         insert(master_packages).values(
             operator_id=actor.home_id,

@@ -1,4 +1,5 @@
-"""Prices that change from a day on (``radbill package set --from DATE``).
+"""Prices and specs that change from a day on (``radbill package set`` and ``radbill
+master-package set``, ``--from DATE``).
 
 A price list row (``package_prices``) holds the price in force. A change waits
 in ``package_price_changes`` until its day and is applied, in day order, by the
@@ -6,19 +7,36 @@ daily run of that day before it charges anyone, so each run day is charged at
 the price in force on it, days caught up late included, and nothing already
 charged is rewritten (the ledger keeps what was charged). A change from today
 is applied at once when every earlier day is run, so commands use it from then
-on; otherwise it waits for the run that reaches its day.
+on; otherwise it waits for the run that reaches its day. A master package's
+spec (rates, quota, pool, profile, simultaneous use) changes the same way, and
+the change log tells radiusd when it is applied; its billing type and period
+do not change (they decide what a day costs).
 """
 
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from billingd.packages import check_prices, child_and_parent_price, priced_package, require_admin_scope
+from billingd.packages import (
+    check_prices,
+    check_spec,
+    child_and_parent_price,
+    priced_package,
+    require_admin_scope,
+)
 from billingd.prices import format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError
-from schema.tables import billing_runs, operators, package_price_changes, package_prices, packages
+from schema.tables import (
+    billing_runs,
+    master_package_changes,
+    master_packages,
+    operators,
+    package_price_changes,
+    package_prices,
+    packages,
+)
 from schema.tenancy import Actor, visible_operator_ids
 
 
@@ -39,10 +57,7 @@ def set_price(
     if customer_price is None and operator_price is None:
         raise RadbillError("give --customer-price, --operator-price or both")
     check_prices(customer_price, operator_price)
-    if effective_on < today:
-        raise RadbillError(
-            f"a price changes from today ({today}) or later, not {effective_on}: past days keep their prices"
-        )
+    _require_not_past(effective_on, today)
     if operator_login is None:
         require_admin_scope(actor, "change package prices")
         priced = priced_package(connection, actor.home_id, name)
@@ -97,8 +112,80 @@ def _earlier_days_run(connection: Connection, day: date) -> bool:
     return last is None or last >= day - timedelta(days=1)
 
 
+def set_spec(
+    connection: Connection, actor: Actor, name: str, spec: dict, *, effective_on: date, today: date
+) -> dict:
+    """Change a master package's technical fields from ``effective_on`` (today or later)."""
+    require_admin_scope(actor, "change master packages")
+    if not spec:
+        raise RadbillError("give the fields to change (--rate, --quota, --pool, ...)")
+    check_spec(spec)
+    _require_not_past(effective_on, today)
+    master_id = connection.execute(
+        select(master_packages.c.id).where(
+            master_packages.c.operator_id == actor.home_id, master_packages.c.name == name
+        )
+    ).scalar()
+    if master_id is None:
+        raise RadbillError(f"no master package {name!r}")
+    change_id = connection.execute(
+        insert(master_package_changes).values(
+            master_package_id=master_id, effective_on=effective_on, spec=spec, created_by=actor.caller_id
+        )
+    ).inserted_primary_key[0]
+    audit(
+        connection,
+        "master_package.set",
+        actor_id=actor.caller_id,
+        acting_as_id=actor.id,
+        target_type="master_package",
+        target_id=master_id,
+        name=name,
+        effective_on=str(effective_on),
+        **spec,
+    )
+    applied = effective_on == today and _earlier_days_run(connection, today)
+    if applied:
+        apply_due(connection, today)
+    return {"id": change_id, "master_package": name, "effective_on": effective_on, **spec, "applied": applied}
+
+
+def _require_not_past(effective_on: date, today: date) -> None:
+    if effective_on < today:
+        raise RadbillError(
+            f"a change starts today ({today}) or later, not {effective_on}: past days keep what they had"
+        )
+
+
 def apply_due(connection: Connection, day: date) -> int:
     """Apply, in day order, the waiting changes in force by ``day``; returns how many."""
+    return _apply_specs(connection, day) + _apply_prices(connection, day)
+
+
+def _apply_specs(connection: Connection, day: date) -> int:
+    due = connection.execute(
+        select(master_package_changes)
+        .where(master_package_changes.c.applied_at.is_(None), master_package_changes.c.effective_on <= day)
+        .order_by(master_package_changes.c.effective_on, master_package_changes.c.id)
+    ).mappings()
+    applied = 0
+    for change in list(due):
+        connection.execute(
+            update(master_packages)
+            .where(master_packages.c.id == change["master_package_id"])
+            .values(**change["spec"])
+        )
+        connection.execute(
+            update(master_package_changes)
+            .where(master_package_changes.c.id == change["id"])
+            .values(applied_at=datetime.now(UTC))
+        )
+        record_change(connection, "master_package", change["master_package_id"])
+        applied += 1
+    return applied
+
+
+def _apply_prices(connection: Connection, day: date) -> int:
     due = connection.execute(
         select(package_price_changes)
         .where(package_price_changes.c.applied_at.is_(None), package_price_changes.c.effective_on <= day)

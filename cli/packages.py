@@ -59,6 +59,23 @@ def _pair(text: str | None, what: str) -> tuple[int | None, int | None]:
     return parsed.rx_rate, parsed.tx_rate
 
 
+def _rate_fields(limit: RateLimit, priority: int | None) -> dict:
+    """A master package's rate columns from a checked rate limit."""
+    return dict(
+        rate_rx=limit.rx_rate,
+        rate_tx=limit.tx_rate,
+        burst_rx=limit.burst_rx,
+        burst_tx=limit.burst_tx,
+        burst_threshold_rx=limit.threshold_rx,
+        burst_threshold_tx=limit.threshold_tx,
+        burst_time_rx=limit.burst_time_rx,
+        burst_time_tx=limit.burst_time_tx,
+        priority=priority,
+        min_rx=limit.min_rx,
+        min_tx=limit.min_tx,
+    )
+
+
 @click.group("master-package")
 def master_group() -> None:
     """Master packages: the technical spec (type, billing, speed, quota, pool, profile)."""
@@ -113,17 +130,7 @@ def master_add(
     limit = rate_limit(rate, burst, burst_threshold, burst_time, priority, min_rate)
     fup_rx, fup_tx = _pair(fup_rate, "--fup-rate")
     spec = dict(
-        rate_rx=limit.rx_rate,
-        rate_tx=limit.tx_rate,
-        burst_rx=limit.burst_rx,
-        burst_tx=limit.burst_tx,
-        burst_threshold_rx=limit.threshold_rx,
-        burst_threshold_tx=limit.threshold_tx,
-        burst_time_rx=limit.burst_time_rx,
-        burst_time_tx=limit.burst_time_tx,
-        priority=priority,
-        min_rx=limit.min_rx,
-        min_tx=limit.min_tx,
+        **_rate_fields(limit, priority),
         quota_bytes=parse_size(quota) if quota else None,
         fup_rx=fup_rx,
         fup_tx=fup_tx,
@@ -143,6 +150,72 @@ def master_add(
             **spec,
         )
     click.echo(f"added master package {name}: Mikrotik-Rate-Limit {limit.to_mikrotik()!r}")
+
+
+@master_group.command("set")
+@click.argument("name")
+@click.option("--rate", help="RX/TX; with it the burst, priority and minimum are set anew (none: off).")
+@click.option("--burst", help="Burst rate RX/TX (with --rate).")
+@click.option("--burst-threshold", help="Burst threshold RX/TX (with --rate).")
+@click.option("--burst-time", help="Burst time in seconds RX/TX (with --rate).")
+@click.option("--priority", type=click.IntRange(1, 8), help="Queue priority 1..8 (with --rate).")
+@click.option("--min-rate", help="Guaranteed rate RX/TX (with --rate).")
+@click.option("--quota", help="Volume per period, e.g. 100G.")
+@click.option("--fup-rate", help="Rate after the quota is used, RX/TX.")
+@click.option("--pool", "ip_pool", help="IP pool (Framed-Pool).")
+@click.option("--profile", help="PPP or Hotspot profile.")
+@click.option("--simultaneous-use", type=click.IntRange(1, MAX_SIMULTANEOUS_USE))
+@click.option(
+    "--from",
+    "effective_on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The first day it is in force (default: today; never a past day).",
+)
+@click.pass_obj
+def master_set(
+    obj: Context,
+    name,
+    rate,
+    burst,
+    burst_threshold,
+    burst_time,
+    priority,
+    min_rate,
+    quota,
+    fup_rate,
+    ip_pool,
+    profile,
+    simultaneous_use,
+    effective_on,
+) -> None:
+    """Change a master package's spec from a day on (its billing type and period stay)."""
+    spec = {}
+    if rate is not None:
+        spec.update(
+            _rate_fields(rate_limit(rate, burst, burst_threshold, burst_time, priority, min_rate), priority)
+        )
+    elif any(value is not None for value in (burst, burst_threshold, burst_time, priority, min_rate)):
+        raise RadbillError(
+            "--burst, --burst-threshold, --burst-time, --priority and --min-rate go with --rate"
+        )
+    if fup_rate is not None:
+        spec["fup_rx"], spec["fup_tx"] = _pair(fup_rate, "--fup-rate")
+    if quota is not None:
+        spec["quota_bytes"] = parse_size(quota)
+    for key, value in (("ip_pool", ip_pool), ("profile", profile), ("simultaneous_use", simultaneous_use)):
+        if value is not None:
+            spec[key] = value
+    today = obj.calendar().today
+    with obj.engine.begin() as connection:
+        change = price_changes.set_spec(
+            connection,
+            obj.actor(connection),
+            name,
+            spec,
+            effective_on=effective_on.date() if effective_on else today,
+            today=today,
+        )
+    emit_record(change)
 
 
 @master_group.command("list")

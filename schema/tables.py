@@ -255,6 +255,20 @@ package_price_changes = Table(
     Column("applied_at", DateTime(timezone=True)),
 )
 
+# A master package's new spec from a day on (`master-package set --from`): the fields it
+# changes (rates, quota, pool, profile, simultaneous use), applied like a price change.
+master_package_changes = Table(
+    "master_package_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("master_package_id", ForeignKey("master_packages.id"), nullable=False, index=True),
+    Column("effective_on", Date, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("created_by", ForeignKey("operators.id")),
+    _created_at(),
+    Column("applied_at", DateTime(timezone=True)),
+)
+
 # --- subscribers -----------------------------------------------------------
 
 # On PostgreSQL the migration gives customers fillfactor 50: the daily run

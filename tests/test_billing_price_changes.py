@@ -4,14 +4,14 @@ price in force on it, days caught up late included; past days keep theirs (issue
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from billingd import customers, ledger, price_changes, runs
 from billingd.packages import priced_package
 from billingd.prices import day_share
 from schema.errors import RadbillError
-from schema.tables import customer_days, package_price_changes
-from tests.billing_world import SETTINGS, actor, add_customer_of, build, customer, money, on
+from schema.tables import change_log, customer_days, master_packages, package_price_changes
+from tests.billing_world import MEGABIT, SETTINGS, actor, add_customer_of, build, customer, money, on
 
 
 def _run(connection, first: int, last: int) -> None:
@@ -149,4 +149,71 @@ def test_package_set_on_the_command_line(engine, cli):
     refused = cli(
         "package", "set", "Home 10M", "--customer-price", "1", "--from", "2000-01-01", expect_exit=1
     )
-    assert refused.stderr.startswith("radbill: error: a price changes from today")
+    assert refused.stderr.startswith("radbill: error: a change starts today")
+
+
+def _master(connection, name: str = "Home 10M"):
+    return connection.execute(select(master_packages).where(master_packages.c.name == name)).mappings().one()
+
+
+def test_a_master_package_spec_changes_from_its_day_and_radiusd_is_told(engine):
+    with engine.begin() as connection:
+        build(connection)
+        _run(connection, 0, 1)
+        change = price_changes.set_spec(
+            connection,
+            actor(connection, "admin"),
+            "Home 10M",
+            {"rate_rx": 20 * MEGABIT, "rate_tx": 20 * MEGABIT, "ip_pool": "fast"},
+            effective_on=on(3).today,
+            today=on(1).today,
+        )
+        assert change["applied"] is False and _master(connection)["rate_rx"] == 10 * MEGABIT
+        told = connection.execute(select(func.count()).select_from(change_log)).scalar()
+        _run(connection, 2, 2)
+        assert _master(connection)["rate_rx"] == 10 * MEGABIT
+        _run(connection, 3, 3)
+        master = _master(connection)
+        assert (master["rate_rx"], master["rate_tx"], master["ip_pool"]) == (
+            20 * MEGABIT,
+            20 * MEGABIT,
+            "fast",
+        )
+        assert connection.execute(
+            select(change_log.c.entity).where(change_log.c.id > told, change_log.c.entity == "master_package")
+        ).first()
+        with pytest.raises(RadbillError, match="only the admin's side may change master packages"):
+            price_changes.set_spec(
+                connection,
+                actor(connection, "reseller1"),
+                "Home 10M",
+                {"quota_bytes": 10},
+                effective_on=on(3).today,
+                today=on(3).today,
+            )
+        with pytest.raises(RadbillError, match="past days keep what they had"):
+            price_changes.set_spec(
+                connection,
+                actor(connection, "admin"),
+                "Home 10M",
+                {"quota_bytes": 10},
+                effective_on=on(2).today,
+                today=on(3).today,
+            )
+
+
+def test_master_package_set_on_the_command_line(engine, cli):
+    with engine.begin() as connection:
+        build(connection)
+    shown = json.loads(
+        cli("--json", "master-package", "set", "Lite 5M", "--rate", "8M/8M", "--quota", "50G").output
+    )
+    assert (shown["rate_rx"], shown["quota_bytes"], shown["applied"]) == (8 * MEGABIT, 50 * 10**9, True)
+    listed = {row["name"]: row for row in json.loads(cli("--json", "master-package", "list").output)}
+    assert (listed["Lite 5M"]["rate"], listed["Lite 5M"]["quota_bytes"]) == ("8000000/8000000", 50 * 10**9)
+    refused = cli("master-package", "set", "Lite 5M", "--burst", "9M/9M", expect_exit=1)
+    assert (
+        refused.stderr
+        == "radbill: error: --burst, --burst-threshold, --burst-time, --priority and --min-rate go with --rate\n"
+    )
+    assert "give the fields to change" in cli("master-package", "set", "Lite 5M", expect_exit=1).stderr
