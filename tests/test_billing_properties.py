@@ -4,8 +4,10 @@ Hierarchies up to four levels deep (admin, reseller, sub-reseller,
 sub-sub-reseller), prepaid and postpaid, in a time zone with or without a
 DST change in the first days, commands at any hour of the day. Operations:
 add, top-up, renew, suspend, resume, delete, restore, change package, fund,
-value and package cards, re-pricing, payouts, ledger reversals, and the
-daily run, on consecutive days or catching up days it skipped.
+value and package cards, cards sold (with a commission) then used or not,
+re-pricing now and from a later day (`package set --from`), payouts, ledger
+reversals, and the daily run, on consecutive days or catching up days it
+skipped.
 
 After every operation no fund (prepaid or postpaid) is beyond its credit
 limit. After every run day: `ledger verify` finds nothing (every book
@@ -31,18 +33,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import and_, func, select
 
-from billingd import cards, corrections, customers, ledger, operators, packages, runs
+from billingd import cards, corrections, customers, ledger, operators, packages, price_changes, runs
 from billingd.customers import Calendar
 from billingd.prices import billing_period, day_share, parse_amount
 from schema.errors import RadbillError
 from schema.settings import BillingdSettings
 from schema.tables import (
+    card_sale_items,
+    card_sales,
     customer_days,
     ledger_accounts,
     ledger_entries,
     ledger_lines,
     master_packages,
     payments,
+    recharge_cards,
 )
 from schema.tables import (
     customers as customers_table,
@@ -94,6 +99,14 @@ operations = st.lists(
         st.tuples(st.just("change"), customer, st.sampled_from(sorted(PACKAGES))),
         st.tuples(st.just("fund"), customer, st.integers(1, 100000)),
         st.tuples(st.just("card"), customer, st.booleans()),
+        st.tuples(st.just("sold card"), customer, st.integers(0, 10000), st.booleans()),
+        st.tuples(
+            st.just("price from"),
+            customer,
+            st.sampled_from(sorted(PACKAGES)),
+            st.integers(0, 5000),
+            st.integers(0, 3),
+        ),
         st.tuples(st.just("reprice"), customer, st.sampled_from(sorted(PACKAGES)), st.integers(0, 5000)),
         st.tuples(st.just("payout"), customer, st.integers(1, 60000)),
         st.tuples(st.just("reverse"), st.integers(0, 30)),
@@ -205,6 +218,23 @@ def _apply(connection, world: World, step) -> None:
         )
         world.names.append((name, owner))
         return
+    if kind == "price from":  # a dated price change of a seller's list, from today or a later day
+        login = world.sellers[step[1] % len(world.sellers)]
+        parent = _parent_of(connection, login)
+        if parent is None:
+            return
+        base = packages.priced_package(connection, actor(connection, login).id, step[2]).customer_price
+        price_changes.set_price(
+            connection,
+            actor(connection, parent),
+            step[2],
+            effective_on=calendar.today + timedelta(days=step[4]),
+            today=calendar.today,
+            operator_login=login,
+            customer_price=base + step[3],
+            below_cost=True,
+        )
+        return
     if kind in ("fund", "reprice"):
         login = world.sellers[step[1] % len(world.sellers)]
         parent = _parent_of(connection, login)
@@ -276,6 +306,11 @@ def _apply(connection, world: World, step) -> None:
         else:
             issued = cards.create_batch(connection, who, 1, PIN_KEY, value=parse_amount("100"))
         cards.redeem(connection, who, issued[0]["pin"], name, calendar, PIN_KEY)
+    elif kind == "sold card":  # the owner sells a card (commission to nobody but the books) and it is used
+        issued = cards.create_batch(connection, who, 1, PIN_KEY, value=parse_amount("100"))
+        cards.sell(connection, who, issued[0]["serial"], None, "a shop", commission=min(step[2], 10000))
+        if step[3]:
+            cards.redeem(connection, who, issued[0]["pin"], name, calendar, PIN_KEY)
 
 
 def _refund_due(connection, name: str, today: date) -> int:
@@ -395,7 +430,17 @@ def _check_cash(connection) -> None:
         .join(wallet, wallet.c.id == ledger_lines.c.debit_account_id)
         .where(ledger_entries.c.kind == "payout", ledger_entries.c.id.not_in(reversed_entries))
     ).scalar()
-    assert in_books == paid_in - paid_out
+    # A sold card's cash came in at its sale (less the commission); its redemption is a payment
+    # that brings no cash again.
+    sold = connection.execute(
+        select(func.coalesce(func.sum(card_sales.c.amount - card_sales.c.commission), 0))
+    ).scalar()
+    sold_redeemed = connection.execute(
+        select(func.coalesce(func.sum(card_sale_items.c.value), 0))
+        .join(recharge_cards, recharge_cards.c.id == card_sale_items.c.card_id)
+        .where(recharge_cards.c.status == "redeemed")
+    ).scalar()
+    assert in_books == paid_in - paid_out + sold - sold_redeemed
 
 
 def _run_due_days(connection, world: World) -> None:
