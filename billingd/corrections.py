@@ -26,6 +26,7 @@ from billingd.prices import end_of_day, format_amount
 from schema.changes import record_change
 from schema.errors import RadbillError
 from schema.tables import (
+    card_sale_items,
     customer_days,
     customers,
     invoices,
@@ -33,6 +34,7 @@ from schema.tables import (
     ledger_entries,
     ledger_lines,
     operators,
+    recharge_cards,
 )
 from schema.tenancy import Actor
 
@@ -63,6 +65,16 @@ def reverse_entry(
         raise RadbillError(
             f"ledger entry #{entry_id} is the daily run of {entry['effective_on']}, shared by "
             f"{len(days)} customers: it is not reversed; suspend or refund a customer instead"
+        )
+    sold_card = connection.execute(
+        select(recharge_cards.c.serial)
+        .join(card_sale_items, card_sale_items.c.card_id == recharge_cards.c.id)
+        .where(recharge_cards.c.entry_id == entry_id)
+    ).scalar()
+    if sold_card is not None:
+        raise RadbillError(
+            f"ledger entry #{entry_id} redeemed sold card {sold_card}: it is not reversed (the card is used "
+            "and its buyer paid for it); pay the customer out instead"
         )
     _require_cover_after(connection, entry_id)
     reversal = ledger.reverse(connection, entry_id, actor_id=actor_id, memo=memo)

@@ -333,6 +333,17 @@ def test_a_card_sale_is_not_reversed_and_verify_catches_a_sale_outside_the_ledge
         sale = cards.sell(connection, actor(connection, "seller"), "00001-00001", None, "Shop A")
         with pytest.raises(RadbillError, match="card_sale.*not reversed"):
             corrections.reverse_entry(connection, None, sale["entry_id"], on())
+        reseller1 = actor(connection, "reseller1")
+        customers.add_customer(connection, reseller1, "bob", password="pw", package="Home 10M", calendar=on())
+        pin = cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("10"))[0]["pin"]
+        cards.sell(connection, reseller1, "00002-00001", None, "Shop B")
+        cards.redeem(connection, reseller1, pin, "bob", on(), PIN_KEY)
+        redemption = connection.execute(
+            select(recharge_cards.c.entry_id).where(recharge_cards.c.serial == "00002-00001")
+        )
+        with pytest.raises(RadbillError, match="redeemed sold card 00002-00001: it is not reversed"):
+            corrections.reverse_entry(connection, None, redemption.scalar(), on())
+        assert ledger.verify(connection) == []
         card = connection.execute(select(recharge_cards.c.id).where(recharge_cards.c.serial == "00001-00002"))
         connection.execute(
             card_sale_items.insert().values(card_id=card.scalar(), sale_id=sale["id"], value=1)
