@@ -35,9 +35,8 @@ from schema.tables import (
     operators,
     package_price_changes,
     package_prices,
-    packages,
 )
-from schema.tenancy import Actor, visible_operator_ids
+from schema.tenancy import Actor
 
 
 def set_price(
@@ -99,9 +98,19 @@ def set_price(
         customer_price=customer_price,
         operator_price=operator_price,
     )
-    if effective_on == today and _earlier_days_run(connection, today):
-        apply_due(connection, effective_on)
-    return next(row for row in changes(connection, actor, name) if row["id"] == change_id)
+    applied = effective_on == today and _earlier_days_run(connection, today)
+    if applied:
+        apply_due(connection, today)
+    owner = connection.execute(select(operators.c.login).where(operators.c.id == priced.operator_id)).scalar()
+    return {
+        "id": change_id,
+        "package": name,
+        "operator": owner,
+        "effective_on": effective_on,
+        "customer_price": customer_price,
+        "operator_price": operator_price,
+        "applied": applied,
+    }
 
 
 def _earlier_days_run(connection: Connection, day: date) -> bool:
@@ -205,28 +214,3 @@ def _apply_prices(connection: Connection, day: date) -> int:
         record_change(connection, "package_price", change["price_id"])
         applied += 1
     return applied
-
-
-def changes(connection: Connection, actor: Actor, name: str) -> list[dict]:
-    """The dated changes of a package's price list rows the actor sees, newest day first."""
-    actor.require("money", "see package prices")
-    visible = visible_operator_ids(connection, actor)
-    query = (
-        select(
-            package_price_changes.c.id,
-            packages.c.name.label("package"),
-            operators.c.login.label("operator"),
-            package_price_changes.c.effective_on,
-            package_price_changes.c.customer_price,
-            package_price_changes.c.operator_price,
-            package_price_changes.c.applied_at.is_not(None).label("applied"),
-        )
-        .join(package_prices, package_prices.c.id == package_price_changes.c.price_id)
-        .join(packages, packages.c.id == package_prices.c.package_id)
-        .join(operators, operators.c.id == package_prices.c.operator_id)
-        .where(packages.c.name == name)
-        .order_by(package_price_changes.c.effective_on.desc(), package_price_changes.c.id.desc())
-    )
-    if visible is not None:
-        query = query.where(package_prices.c.operator_id.in_(visible))
-    return [{**row, "applied": bool(row["applied"])} for row in connection.execute(query).mappings()]

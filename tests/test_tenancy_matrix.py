@@ -41,6 +41,7 @@ from schema.tables import (
 )
 from schema.tables import operators as operators_table
 from schema.tenancy import resolve_actor
+from tests.billing_world import PIN_KEY
 from tests.test_cli_input import leaf_commands
 
 SECRETS = ("nas-Secret-9", "api-Pass-9", "cust-Pass-9")
@@ -223,7 +224,7 @@ def build_world(connection) -> World:
             )
         ).scalar()
         world.pins[owner] = cards.create_batch(
-            connection, who, 1, value=money("10"), distributor="cd1" if owner == "r1" else None
+            connection, who, 1, PIN_KEY, value=money("10"), distributor="cd1" if owner == "r1" else None
         )[0]["pin"]
         world.batches[owner] = connection.execute(
             select(func.max(card_batches.c.id)).where(
@@ -407,6 +408,11 @@ COMMANDS = {
         lambda who, t: who.works and (who.seller or who.has("packages")) and t == "descendant",
     ),
     "package list": Row(lambda w, T: ["--operator", T], lambda who, t: who.money and who.sees(t)),
+    "package set": Row(
+        lambda w, T: ["Lite", "--operator", T, "--operator-price", "100"],
+        lambda who, t: who.works and (who.seller or who.has("packages")) and t == "descendant",
+    ),
+    "master-package set": Row(lambda w, T: ["Home", "--quota", "10G"], admin_side_with("packages"), OWN),
     "customer add": Row(
         lambda w, T: ["new-c", "--password", "x", "--package", "Home"],
         lambda who, t: who.customers and who.money,
@@ -450,6 +456,22 @@ COMMANDS = {
         lambda who, t: who.works and (who.seller or who.kind == "cd" or who.has("cards")),
         OWN,
     ),
+    # r1's batch is given to its distributor cd1, who sells it; the issuing side may record a sale too.
+    "card sell": Row(
+        lambda w, T: [f"{w.batches[T]:05d}-00001", "--to", "Shop"],
+        lambda who, t: (
+            who.works
+            and (
+                (who.kind == "cd" and t == "own")
+                or ((who.seller or (who.has("cards") and who.has("finance"))) and who.changes(t))
+            )
+        ),
+    ),
+    "card sales": Row(
+        lambda w, T: [],
+        lambda who, t: who.works and (who.seller or who.kind == "cd" or who.has("cards")),
+        OWN,
+    ),
     "card redeem": Row(
         lambda w, T: [w.pins[T], "--customer", customer("a", T)],
         lambda who, t: who.customers and who.money and who.changes(t),
@@ -486,7 +508,7 @@ COMMANDS = {
     "report btrc": Row(lambda w, T: ["--month", w.month], lambda who, t: who.works and who.kind != "cd", OWN),
     "report revenue": Row(lambda w, T: ["--month", w.month], lambda who, t: who.money, OWN),
     "invoice show": Row(lambda w, T: [f"INV-{T}"], lambda who, t: who.money and who.sees(t)),
-    "report invoices": Row(lambda w, T: [], lambda who, t: who.money, OWN),
+    "invoice list": Row(lambda w, T: [], lambda who, t: who.money, OWN),
     "online": Row(lambda w, T: [], lambda who, t: who.works and who.kind != "cd", OWN),
     "api": SERVER,
     "nas delete": Row(lambda w, T: ["spare"], admin_side_with("network"), OWN),
@@ -502,8 +524,8 @@ COMMANDS = {
         lambda w, T: [str(w.batches[T])],
         lambda who, t: who.works and (who.seller or who.has("cards")) and who.changes(t),
     ),
-    "payment list": Row(lambda w, T: [], lambda who, t: who.money, OWN),
-    "payment receipt": Row(lambda w, T: [str(w.receipts[T])], lambda who, t: who.money and who.sees(t)),
+    "invoice payments": Row(lambda w, T: [], lambda who, t: who.money, OWN),
+    "invoice receipt": Row(lambda w, T: [str(w.receipts[T])], lambda who, t: who.money and who.sees(t)),
     "session close": Row(
         lambda w, T: ["--user", customer("a", T)],
         lambda who, t: (who.seller or who.kind == "noc" or who.has("customers")) and who.sees(t),
@@ -610,6 +632,7 @@ def test_every_command_as_every_role(database_url, monkeypatch, tmp_path):
     with engine.connect() as connection:
         connection.commit()
         monkeypatch.setattr(Context, "engine", property(lambda self: RolledBack(connection)))
+        monkeypatch.setattr(Context, "card_pin_key", lambda self: PIN_KEY)
         for name, row in COMMANDS.items():
             if row is SERVER:
                 continue
