@@ -168,49 +168,41 @@ def _require_not_past(effective_on: date, today: date) -> None:
 
 def apply_due(connection: Connection, day: date) -> int:
     """Apply, in day order, the waiting changes in force by ``day``; returns how many."""
-    return _apply_specs(connection, day) + _apply_prices(connection, day)
+    return _apply(
+        connection,
+        day,
+        master_package_changes,
+        master_packages,
+        "master_package_id",
+        "master_package",
+        lambda change: change["spec"],
+    ) + _apply(
+        connection,
+        day,
+        package_price_changes,
+        package_prices,
+        "price_id",
+        "package_price",
+        lambda change: {
+            key: change[key] for key in ("customer_price", "operator_price") if change[key] is not None
+        },
+    )
 
 
-def _apply_specs(connection: Connection, day: date) -> int:
+def _apply(connection: Connection, day: date, changes, target, link: str, entity: str, values) -> int:
+    """Write each waiting change of ``changes`` due by ``day`` into its ``target`` row, in day order,
+    mark it applied and tell the change log (radiusd follows packages and prices)."""
     due = connection.execute(
-        select(master_package_changes)
-        .where(master_package_changes.c.applied_at.is_(None), master_package_changes.c.effective_on <= day)
-        .order_by(master_package_changes.c.effective_on, master_package_changes.c.id)
+        select(changes)
+        .where(changes.c.applied_at.is_(None), changes.c.effective_on <= day)
+        .order_by(changes.c.effective_on, changes.c.id)
     ).mappings()
     applied = 0
     for change in list(due):
+        connection.execute(update(target).where(target.c.id == change[link]).values(**values(change)))
         connection.execute(
-            update(master_packages)
-            .where(master_packages.c.id == change["master_package_id"])
-            .values(**change["spec"])
+            update(changes).where(changes.c.id == change["id"]).values(applied_at=datetime.now(UTC))
         )
-        connection.execute(
-            update(master_package_changes)
-            .where(master_package_changes.c.id == change["id"])
-            .values(applied_at=datetime.now(UTC))
-        )
-        record_change(connection, "master_package", change["master_package_id"])
-        applied += 1
-    return applied
-
-
-def _apply_prices(connection: Connection, day: date) -> int:
-    due = connection.execute(
-        select(package_price_changes)
-        .where(package_price_changes.c.applied_at.is_(None), package_price_changes.c.effective_on <= day)
-        .order_by(package_price_changes.c.effective_on, package_price_changes.c.id)
-    ).mappings()
-    applied = 0
-    for change in list(due):
-        values = {key: change[key] for key in ("customer_price", "operator_price") if change[key] is not None}
-        connection.execute(
-            update(package_prices).where(package_prices.c.id == change["price_id"]).values(**values)
-        )
-        connection.execute(
-            update(package_price_changes)
-            .where(package_price_changes.c.id == change["id"])
-            .values(applied_at=datetime.now(UTC))
-        )
-        record_change(connection, "package_price", change["price_id"])
+        record_change(connection, entity, change[link])
         applied += 1
     return applied

@@ -76,6 +76,25 @@ def _rate_fields(limit: RateLimit, priority: int | None) -> dict:
     )
 
 
+def _spec_options(command):
+    """The options of a master package's spec after --rate, for add and set alike."""
+    for option in reversed(
+        (
+            click.option("--burst", help="Burst rate RX/TX (with --rate)."),
+            click.option("--burst-threshold", help="Burst threshold RX/TX (with --rate)."),
+            click.option("--burst-time", help="Burst time in seconds RX/TX (with --rate)."),
+            click.option("--priority", type=click.IntRange(1, 8), help="Queue priority 1..8 (with --rate)."),
+            click.option("--min-rate", help="Guaranteed rate RX/TX (with --rate)."),
+            click.option("--quota", help="Volume per period, e.g. 100G."),
+            click.option("--fup-rate", help="Rate after the quota is used, RX/TX."),
+            click.option("--pool", "ip_pool", help="IP pool (Framed-Pool)."),
+            click.option("--profile", help="PPP or Hotspot profile."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.group("master-package")
 def master_group() -> None:
     """Master packages: the technical spec (type, billing, speed, quota, pool, profile)."""
@@ -93,15 +112,7 @@ def master_group() -> None:
     help="Days one purchase lasts.",
 )
 @click.option("--rate", required=True, help="RX/TX, e.g. 10M/10M (rx = the subscriber's upload).")
-@click.option("--burst", help="Burst rate RX/TX.")
-@click.option("--burst-threshold", help="Burst threshold RX/TX.")
-@click.option("--burst-time", help="Burst time in seconds RX/TX.")
-@click.option("--priority", type=click.IntRange(1, 8), help="Queue priority 1..8.")
-@click.option("--min-rate", help="Guaranteed rate RX/TX.")
-@click.option("--quota", help="Volume per period, e.g. 100G.")
-@click.option("--fup-rate", help="Rate after the quota is used, RX/TX.")
-@click.option("--pool", "ip_pool", help="IP pool (Framed-Pool).")
-@click.option("--profile", help="PPP or Hotspot profile.")
+@_spec_options
 @click.option("--address-list", help="Firewall address list its subscribers join (Mikrotik-Address-List).")
 @click.option(
     "--simultaneous-use", type=click.IntRange(1, MAX_SIMULTANEOUS_USE), default=1, show_default=True
@@ -155,15 +166,7 @@ def master_add(
 @master_group.command("set")
 @click.argument("name")
 @click.option("--rate", help="RX/TX; with it the burst, priority and minimum are set anew (none: off).")
-@click.option("--burst", help="Burst rate RX/TX (with --rate).")
-@click.option("--burst-threshold", help="Burst threshold RX/TX (with --rate).")
-@click.option("--burst-time", help="Burst time in seconds RX/TX (with --rate).")
-@click.option("--priority", type=click.IntRange(1, 8), help="Queue priority 1..8 (with --rate).")
-@click.option("--min-rate", help="Guaranteed rate RX/TX (with --rate).")
-@click.option("--quota", help="Volume per period, e.g. 100G.")
-@click.option("--fup-rate", help="Rate after the quota is used, RX/TX.")
-@click.option("--pool", "ip_pool", help="IP pool (Framed-Pool).")
-@click.option("--profile", help="PPP or Hotspot profile.")
+@_spec_options
 @click.option("--simultaneous-use", type=click.IntRange(1, MAX_SIMULTANEOUS_USE))
 @click.option(
     "--from",
