@@ -399,7 +399,7 @@ def _serial_range(first: str, last: str | None) -> tuple[int, str, str]:
     last = last or first
     parsed = [_SERIAL.fullmatch(serial.strip()) for serial in (first, last)]
     if not all(parsed):
-        raise RadbillError(f"a card serial looks like 00012-00001, not {first if not parsed[0] else last!r}")
+        raise RadbillError(f"a card serial looks like 00012-00001, not {(last if parsed[0] else first)!r}")
     if parsed[0].group(1) != parsed[1].group(1):
         raise RadbillError("a sale's cards are one range of serials inside one batch")
     if parsed[0].group(0) > parsed[1].group(0):
@@ -462,6 +462,7 @@ def sell(
         .outerjoin(card_sale_items, card_sale_items.c.card_id == recharge_cards.c.id)
         .where(in_range)
         .order_by(recharge_cards.c.serial)
+        .with_for_update(of=recharge_cards)  # a redemption at the same moment: one of them waits
     ).all()
     if not cards:
         raise NotFound(f"no card {first}..{last} in batch {batch_id}")
