@@ -38,7 +38,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, and_, case, func, insert, select, update
 
-from billingd import customers, ledger
+from billingd import cascade, customers, ledger
 from billingd.customers import Calendar
 from billingd.ledger import Line
 from billingd.packages import priced_package, priced_package_by_id
@@ -438,11 +438,7 @@ def sell(
     if not 1 <= len(buyer) <= 200:
         raise RadbillError("name the buyer (at most 200 characters)")
     batch_id, first, last = _serial_range(first, last)
-    batch = (
-        connection.execute(select(card_batches).where(card_batches.c.id == batch_id).with_for_update())
-        .mappings()
-        .first()
-    )
+    batch = connection.execute(select(card_batches).where(card_batches.c.id == batch_id)).mappings().first()
     if actor.role == "card_distributor":
         if batch is None or batch["distributor_id"] != actor.id:
             raise NotFound(f"no card batch {batch_id} given to {actor.login}")
@@ -450,6 +446,7 @@ def sell(
         if batch is None:
             raise NotFound(f"no card batch {batch_id}")
         require_changeable(connection, actor, batch["operator_id"], f"card batch {batch_id}")
+    cascade.lock_chain(connection, batch["operator_id"])  # money's one lock order: operators, then the rest
     in_range = and_(
         recharge_cards.c.batch_id == batch_id,
         recharge_cards.c.serial >= first,

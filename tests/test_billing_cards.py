@@ -374,3 +374,37 @@ def test_card_sell_and_sales_on_the_command_line(engine, cli):
     refused = seller("card", "sell", "00001-00002", "--to", "Shop B", expect_exit=1)
     assert refused.stderr.startswith("radbill: error: 1 of these cards are sold")
     assert cli("ledger", "verify").exit_code == 0
+
+
+def test_a_sale_and_a_redemption_of_the_same_card_at_once_keep_the_books(engine):
+    """Whichever commits first, the other sees it: never a redeemed card still owed in cards_sold."""
+    with engine.begin() as connection:
+        _, issued = _cards_world(connection)
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def sell():
+        barrier.wait()
+        try:
+            with engine.begin() as connection:
+                cards.sell(connection, actor(connection, "seller"), "00001-00001", "00001-00002", "Shop A")
+            outcomes["sell"] = "ok"
+        except RadbillError:
+            outcomes["sell"] = "refused"
+
+    def redeem():
+        barrier.wait()
+        with engine.begin() as connection:
+            cards.redeem(connection, actor(connection, "reseller1"), issued[0]["pin"], "alice", on(), PIN_KEY)
+        outcomes["redeem"] = "ok"
+
+    threads = [threading.Thread(target=sell), threading.Thread(target=redeem)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes["redeem"] == "ok" and outcomes["sell"] in ("ok", "refused")
+    with engine.connect() as connection:
+        assert ledger.verify(connection) == []
+        owed = ledger.balances(connection, actor(connection, "reseller1").id).get("cards_sold", 0)
+        assert owed == (money("100") if outcomes["sell"] == "ok" else 0)
