@@ -29,16 +29,16 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY))
 
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from billingd import ledger, operators, packages, runs  # noqa: E402
 from billingd.prices import parse_amount  # noqa: E402
 from schema import migrate  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 from schema.settings import BillingdSettings  # noqa: E402
-from schema.tables import customer_days, ledger_lines  # noqa: E402
+from schema.tables import billing_runs, customer_days, ledger_lines  # noqa: E402
 from schema.tenancy import resolve_actor  # noqa: E402
-from tests.billing_world import TODAY  # noqa: E402
+from tests.billing_world import NOW, TODAY  # noqa: E402
 from tests.conftest import PostgresServer, _postgres_bindir  # noqa: E402
 
 SETTINGS = BillingdSettings(timezone="Asia/Dhaka")
@@ -113,6 +113,11 @@ def load(engine, count: int) -> None:
             text("""
             INSERT INTO ledger_accounts (book_operator_id, code, kind, name, customer_id)
             SELECT operator_id, 'wallet:' || id, 'liability', 'Customer wallet', id FROM customers""")
+        )
+        # The ISP has been billing: every day before TODAY is done, so the run does TODAY alone
+        # (a new system would start at the first customer's first day).
+        connection.execute(
+            insert(billing_runs).values(day=TODAY - timedelta(days=1), started_at=NOW, finished_at=NOW)
         )
         entry = ledger.post(connection, "opening_balance", [], memo="benchmark opening balances")
         connection.execute(
