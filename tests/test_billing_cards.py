@@ -188,7 +188,7 @@ def test_the_pin_key_is_made_once_private_and_refused_when_others_may_read_it(tm
 
 
 def test_the_upgrade_hashes_pins_kept_in_clear(database_url):
-    """Revision 0010 replaces the clear PINs of older batches by their keyed hashes."""
+    """Revision 0011 replaces the clear PINs of older batches by their keyed hashes."""
     if database_url.startswith("sqlite"):
         database_url = database_url.replace("radbill.sqlite", "older.sqlite")
     engine = make_engine(database_url)
@@ -196,7 +196,7 @@ def test_the_upgrade_hashes_pins_kept_in_clear(database_url):
         if engine.dialect.name == "postgresql":  # an empty database, migrated to the revision before
             with engine.begin() as connection:
                 connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        migrate.upgrade(engine, "0009")
+        migrate.upgrade(engine, "0010")
         with engine.begin() as connection:
             build(connection)
             operator = connection.execute(

@@ -1,7 +1,7 @@
 """Recharge card PINs are stored as an HMAC under a key kept outside the database, not in clear
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import hashlib
@@ -10,8 +10,8 @@ import hmac
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
