@@ -453,10 +453,17 @@ def _mbps(bits_per_second: int) -> str:
 
 
 def invoice_report(
-    connection: Connection, actor: Actor, today: date, status: str | None = None, number: str | None = None
+    connection: Connection,
+    actor: Actor,
+    today: date,
+    status: str | None = None,
+    number: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[dict]:
     """Invoices of the subscribers the actor sees (or the one numbered), newest first; ``overdue`` =
-    open and past due."""
+    open and past due. ``after`` (an invoice number) and ``limit`` page by keyset."""
     actor.require("money", "see invoices")
     if status is not None and status not in INVOICE_STATUSES:
         raise RadbillError(f"--status must be one of {', '.join(INVOICE_STATUSES)}, got {status!r}")
@@ -489,6 +496,18 @@ def invoice_report(
         query = query.where(invoices.c.status == "open", invoices.c.due_on >= today)
     elif status == "paid":
         query = query.where(invoices.c.status == "paid")
+    if after is not None:
+        issued = connection.execute(select(invoices.c.issued_on).where(invoices.c.number == after)).scalar()
+        if issued is None:
+            raise RadbillError(f"no invoice {after!r} to page after")
+        query = query.where(
+            or_(
+                invoices.c.issued_on < issued,
+                and_(invoices.c.issued_on == issued, invoices.c.number < after),
+            )
+        )
+    if limit is not None:
+        query = query.limit(limit)
     return [dict(row) for row in connection.execute(query).mappings()]
 
 

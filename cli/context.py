@@ -2,7 +2,7 @@
 
 import os
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 
 from sqlalchemy import Engine
 
@@ -12,6 +12,18 @@ from cli.config import load_settings
 from schema.engine import make_engine
 from schema.settings import Settings
 from schema.tenancy import resolve_actor
+
+
+def radius_answer(settings: Settings):
+    """What radiusd would answer a subscriber's next login now, by radiusd's own policy.
+
+    billingd's ``why`` takes it as ``decide`` (billingd may not import radiusd;
+    this composition root may): ``radbill why`` and ``radbill api`` (the panel's
+    customer page, ``GET /customers/{username}/why``) get the same one.
+    """
+    from radiusd.service import next_answer
+
+    return partial(next_answer, settings=settings.radiusd)
 
 
 class Context:

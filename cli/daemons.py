@@ -2,7 +2,7 @@
 
 import click
 
-from cli.context import Context
+from cli.context import Context, radius_answer
 
 
 @click.command()
@@ -29,7 +29,7 @@ def api(obj: Context) -> None:
     """Run the HTTP API (operators and subscribers) in the foreground."""
     from billingd.api.service import run
 
-    run(obj.settings, obj.engine, obj.reload_settings)
+    run(obj.settings, obj.engine, obj.reload_settings, decide=radius_answer(obj.settings))
 
 
 COMMANDS = [radiusd, billingd, api]

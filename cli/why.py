@@ -1,16 +1,14 @@
 """``radbill why USERNAME``: the latest attempts, open sessions, waiting router jobs, and the next answer."""
 
 from datetime import UTC, datetime
-from functools import partial
 
 import click
 
 from billingd import reports
-from cli.context import Context
+from cli.context import Context, radius_answer
 from cli.online import SESSION_COLUMNS, session_rows
 from cli.output import emit_json, emit_table
 from cli.params import LIMIT
-from radiusd.service import next_answer
 
 
 @click.command()
@@ -27,7 +25,7 @@ def why(obj: Context, username: str, limit: int) -> None:
             obj.actor(connection),
             username,
             now=datetime.now(UTC),
-            decide=partial(next_answer, settings=obj.settings.radiusd),
+            decide=radius_answer(obj.settings),
             limit=limit,
         )
     decision = found.decision

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from billingd import credentials, operators
 from billingd.api.app import create_app
+from cli.context import radius_answer
 from schema.settings import ApiSettings, Settings
 from tests import billing_world as world
 
@@ -56,7 +57,7 @@ def build_isp(engine) -> None:
 
 def make_client(engine, tmp_path, clock: Clock, **api) -> TestClient:
     settings = Settings(billingd=world.SETTINGS, api=ApiSettings(state_dir=str(tmp_path), **api))
-    return TestClient(create_app(settings, engine, b"k" * 32, clock=clock))
+    return TestClient(create_app(settings, engine, b"k" * 32, decide=radius_answer(settings), clock=clock))
 
 
 def login(client: TestClient, who: str, password: str = PASSWORD) -> dict:

@@ -1,10 +1,12 @@
 """The API's endpoints do what the CLI does: customers, money, cards, subscribers; OpenAPI is valid."""
 
+from datetime import date
+
 from openapi_spec_validator import validate
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from billingd import runs
-from schema.tables import ledger_entries
+from schema.tables import customers, invoices, ledger_entries
 from tests import billing_world as world
 from tests.api_world import login
 
@@ -61,6 +63,44 @@ def test_a_reseller_lists_and_searches_its_customers_a_page_at_a_time(api):
     alice = api.get("/api/v1/customers/alice", headers=headers).json()
     assert alice["wallet_balance"] == 0 and alice["wallet_balance_text"] == "0.00"
     assert alice["expires_at"].endswith("+00:00")
+
+
+def test_invoices_come_a_page_at_a_time_newest_first(api, engine):
+    """Keyset pages on (issued day, number), newest first: the same day's invoices do not repeat or go
+    missing between pages, and a sibling's invoices never appear."""
+    with engine.begin() as connection:
+        ids = dict(connection.execute(select(customers.c.username, customers.c.id)).all())
+        owners = dict(connection.execute(select(customers.c.username, customers.c.operator_id)).all())
+        for number, (username, day) in enumerate(
+            [("alice", 1), ("alice", 2), ("carol", 2), ("bob", 2), ("carol", 3), ("alice", 3), ("carol", 4)]
+        ):
+            connection.execute(
+                insert(invoices).values(
+                    number=f"INV-{number}",
+                    customer_id=ids[username],
+                    operator_id=owners[username],
+                    period_start=date(2026, number + 1, 1),
+                    period_end=date(2026, number + 1, 28),
+                    amount=1000,
+                    issued_on=date(2026, 11, day),
+                    due_on=date(2026, 12, day),
+                )
+            )
+    headers = login(api, "reseller1")
+    seen, after = [], None
+    while True:
+        answer = api.get("/api/v1/invoices", params={"limit": 2, "after": after}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        seen += [invoice["number"] for invoice in page["items"]]
+        assert len(page["items"]) <= 2
+        after = page["next_after"]
+        if after is None:
+            break
+    assert seen == ["INV-6", "INV-5", "INV-4", "INV-2", "INV-1", "INV-0"]  # INV-3 is bob's (reseller2)
+    everything = api.get("/api/v1/invoices", headers=headers).json()
+    assert [invoice["number"] for invoice in everything["items"]] == seen and everything["next_after"] is None
+    assert api.get("/api/v1/invoices?after=INV-99", headers=headers).status_code == 400
 
 
 def test_bad_input_names_the_field(api):

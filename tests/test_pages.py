@@ -2,6 +2,7 @@
 languages, sizes. The browser tests (test_pages_browser.py) walk the main flows in Chromium."""
 
 import gzip
+import json
 import re
 
 import pytest
@@ -445,3 +446,28 @@ def test_a_distributor_sells_cards_in_the_panel(api, engine):
     log_in(api, "r1noc")
     answer = post(api, "/panel/cards/sell", "/panel/", first="00001-00004", buyer="Shop C")
     assert flash(answer.text) == ["r1noc (noc) is not allowed to sell recharge cards"]
+
+
+def test_a_customer_page_gives_the_why_verdict_of_radbill_why(api, cli):
+    """The page and `radbill why` share one composition (cli.context.radius_answer): the same answer,
+    reason and attributes, and the page follows the customer's state."""
+
+    def verdict(page: str) -> tuple[str, dict]:
+        section = re.search(r'<section class="panel" id="verdict">(.*?)</section>', page, re.S).group(1)
+        answer = re.search(r"<strong>([^<]+)</strong> \(([^)]+)\)", section).groups()
+        attributes = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", section))
+        attributes.pop("Session-Timeout", None)  # counts down from the moment it is asked
+        return " ".join(answer), attributes
+
+    def cli_verdict() -> tuple[str, dict]:
+        document = json.loads(cli("--json", "--as", "reseller1", "why", "alice").output)["next_request"]
+        attributes = {name: str(value) for name, value in document["attributes"] if name != "Session-Timeout"}
+        return f"{document['answer']} {document['reason']}", attributes
+
+    log_in(api, "reseller1")
+    answer, attributes = verdict(api.get("/panel/customers/alice").text)
+    assert answer == "Access-Accept ok" and "Mikrotik-Rate-Limit" in attributes
+    assert (answer, attributes) == cli_verdict()
+    post(api, "/panel/customers/alice/suspend", "/panel/customers/alice")
+    answer, attributes = verdict(api.get("/panel/customers/alice").text)
+    assert answer.startswith("Access-Reject ") and (answer, attributes) == cli_verdict()

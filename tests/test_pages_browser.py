@@ -18,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from billingd import cards
 from billingd.api.app import create_app
+from cli.context import radius_answer
 from schema.settings import ApiSettings, Settings
 from tests import api_world
 from tests import billing_world as world
@@ -44,7 +45,9 @@ def isp(engine, tmp_path, clock):
             package="Home 10M",
         )
     settings = Settings(billingd=world.SETTINGS, api=ApiSettings(state_dir=str(tmp_path)))
-    with LiveServer(create_app(settings, engine, os.urandom(32), clock=clock), free_port()) as server:
+    with LiveServer(
+        create_app(settings, engine, os.urandom(32), decide=radius_answer(settings), clock=clock), free_port()
+    ) as server:
         server.pins = [card["pin"] for card in batch]
         yield server
 

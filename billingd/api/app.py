@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from billingd.api.pages import create_pages_app
 from billingd.api.pages.web import Pages
 from billingd.api.security import TokenSigner
-from billingd.api.state import ApiMetrics, ApiState, utc_now
+from billingd.api.state import ApiMetrics, ApiState, Decide, utc_now
 from billingd.cards import load_pin_key
 from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
 from schema.settings import Settings
@@ -97,7 +97,41 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now, registry=None) -> FastAPI:
+class HeadAsGet:
+    """HEAD is GET without the body (RFC 9110 9.3.2), on every page and endpoint that answers GET.
+
+    FastAPI routes only the methods they declare, so HEAD would get 405: the
+    request goes through as a GET, and the answer keeps its status and headers
+    (Content-Length included) but sends no body.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    key: bytes,
+    *,
+    clock=utc_now,
+    registry=None,
+    decide: Decide | None = None,
+) -> FastAPI:
+    """The API and the pages; without ``decide`` (radiusd's answer) they leave out the ``why`` verdict."""
     from billingd.api.routes import ROUTERS
 
     app = FastAPI(
@@ -116,6 +150,7 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
         registry,
         ApiMetrics(registry),
         load_pin_key(settings.api.state_dir),
+        decide,
         clock,
     )
     for router in ROUTERS:
@@ -147,6 +182,7 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
+    app.add_middleware(HeadAsGet)
     # The reseller panel and the subscriber portal answer every path the JSON API does not.
     secure_cookies = bool(settings.api.tls_certificate) or settings.api.public_url.startswith("https://")
     pages = create_pages_app(
@@ -158,6 +194,7 @@ def create_app(settings: Settings, engine: Engine, key: bytes, *, clock=utc_now,
             secure_cookies=secure_cookies,
             clock=clock,
             logins=metrics.logins,
+            decide=decide,
         )
     )
     app.mount("/", pages)

@@ -5,11 +5,13 @@ Amounts are integer minor units with a formatted string beside them
 UTC ISO 8601.
 """
 
+from dataclasses import fields
 from datetime import UTC, date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer
 
 from billingd.prices import format_amount
+from nas.outbox import JobRow
 
 
 class ErrorDetail(BaseModel):
@@ -537,18 +539,18 @@ class InvoiceOut(Model):
         )
 
 
-class JobOut(Model):
-    id: int
-    customer: str | None
-    nas: str | None
-    action: str
-    reason: str
-    status: str
-    attempts: int
-    not_before: datetime | None
-    last_error: str | None
-    created_at: datetime
-    done_at: datetime | None
+class InvoicePage(Model):
+    items: list[InvoiceOut]
+    next_after: str | None = Field(description="Pass as ?after= for the next page; none at the end")
+
+
+# A router job as `radbill enforcement list` shows it (nas.outbox.JobRow, so the two never drift apart),
+# less its payload: the attributes and session ids sent to the router are the router's business.
+JobOut = create_model(
+    "JobOut",
+    __base__=Model,
+    **{field.name: (field.type, ...) for field in fields(JobRow) if field.name != "payload"},
+)
 
 
 class BillingRunOut(Model):

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from billingd.api.app import create_app
 from billingd.api.security import load_signing_key
-from billingd.api.state import ApiState
+from billingd.api.state import ApiState, Decide
 from schema.runtime import Reloader, Systemd, configure_logging
 from schema.settings import Settings
 
@@ -36,11 +36,18 @@ RELOADABLE = frozenset(
 )
 
 
-def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings] | None = None) -> None:
+def run(
+    settings: Settings,
+    engine: Engine,
+    load_settings: Callable[[], Settings] | None = None,
+    *,
+    decide: Decide,
+) -> None:
+    """Serve until a signal; ``decide`` is radiusd's next answer, for ``why`` (given by the composition root)."""
     configure_logging("api", settings.log.level)
     systemd = Systemd.from_environment()
     api = settings.api
-    app = create_app(settings, engine, load_signing_key(api.state_dir))
+    app = create_app(settings, engine, load_signing_key(api.state_dir), decide=decide)
     if api.metrics_port:
         start_http_server(api.metrics_port, addr=api.bind, registry=app.state.api.registry)
     config = uvicorn.Config(

@@ -5,10 +5,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from billingd.api.security import TokenSigner
 from schema.settings import Settings
+
+# radiusd's answer to a subscriber's next login (billingd.reports.why's ``decide``): given by the
+# composition root (cli.context.radius_answer), since billingd may not import radiusd.
+Decide = Callable[[Connection, int, str, str | None, datetime], object]
 
 
 def utc_now() -> datetime:
@@ -48,4 +52,5 @@ class ApiState:
     registry: CollectorRegistry
     metrics: ApiMetrics
     card_pin_key: bytes  # recharge-card PINs are hashed with it (billingd.cards), shared with the CLI
+    decide: Decide
     clock: Callable[[], datetime] = utc_now

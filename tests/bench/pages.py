@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPOSITORY))
 import httpx  # noqa: E402
 
 from billingd.api.app import create_app  # noqa: E402
+from cli.context import radius_answer  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 from schema.settings import ApiSettings, BillingdSettings, Settings  # noqa: E402
 from tests.bench.loaded_isp import PASSWORD, loaded_isp  # noqa: E402
@@ -80,7 +81,13 @@ def main(argv=None) -> int:
         settings = Settings(
             billingd=BillingdSettings(timezone="Asia/Dhaka"), api=ApiSettings(state_dir=tempfile.mkdtemp())
         )
-        app = create_app(settings, engine, os.urandom(32), clock=lambda: NOW + timedelta(hours=6))
+        app = create_app(
+            settings,
+            engine,
+            os.urandom(32),
+            decide=radius_answer(settings),
+            clock=lambda: NOW + timedelta(hours=6),
+        )
         worst = 0.0
         with LiveServer(app, free_port()) as live:
             for who, area, password, pages in (

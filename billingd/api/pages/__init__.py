@@ -20,6 +20,7 @@ from . import panel, portal
 from .i18n import LANGUAGE_COOKIE
 from .web import STATIC_DIR, CsrfRefused, LoginNeeded, Pages, load_visit, status_for
 
+ROUTERS = (panel.router, portal.router)
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -101,8 +102,8 @@ def create_pages_app(pages: Pages) -> FastAPI:
     def healthz() -> str:
         return "ok"
 
-    app.include_router(panel.router)
-    app.include_router(portal.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", CachedStatic(directory=STATIC_DIR), name="static")
     return app
 

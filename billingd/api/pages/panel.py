@@ -8,9 +8,8 @@ import csv
 import io
 from dataclasses import replace
 from datetime import date
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
@@ -26,16 +25,12 @@ from schema.tenancy import PERMISSIONS
 
 from .chart import DayPoint, revenue_chart
 from .i18n import N_
-from .web import Visit, load_visit, status_for
+from .web import Visit, add_login_routes, area_visit, status_for
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
 
-async def _visit(request: Request) -> Visit:
-    return await load_visit(request, "/panel")
-
-
-PanelVisit = Annotated[Visit, Depends(_visit)]
+PanelVisit = area_visit("/panel")
 
 
 def _nav(visit: Visit, actor, current: str) -> list[tuple[str, str, bool]]:
@@ -67,24 +62,7 @@ def _page(
     )
 
 
-# --- log in and out ----------------------------------------------------------------------
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_form(visit: PanelVisit) -> HTMLResponse:
-    return visit.render("login.html", heading=visit._("Operator login"), login_label=visit._("Login"))
-
-
-@router.post("/login", response_class=HTMLResponse)
-def login(visit: PanelVisit) -> Response:
-    return visit.log_in(
-        "operator", visit._("Operator login"), visit._("Login"), visit._("Wrong login or password.")
-    )
-
-
-@router.post("/logout")
-def logout(visit: PanelVisit) -> Response:
-    return visit.log_out()
+add_login_routes(router, "operator", N_("Operator login"), N_("Login"), N_("Wrong login or password."))
 
 
 # --- dashboard ----------------------------------------------------------------------------
@@ -281,8 +259,8 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         actor = visit.operator(connection)
         record = customer_domain.show_customer(connection, actor, username)
         packages = price_list(connection, actor, record["owner"]) if actor.may("money") else []
-        attempts = reports.attempts(connection, actor, username, limit=10)
-        online = reports.online_sessions(connection, actor, pages.now(), username=username)
+        # What `radbill why` says: radiusd's answer to the next login, and the evidence.
+        found = reports.why(connection, actor, username, now=pages.now(), decide=pages.decide, limit=10)
     return _page(
         visit,
         actor,
@@ -292,8 +270,11 @@ def _customer_page(visit: Visit, username: str, status_code: int = 200) -> HTMLR
         customer=record,
         state=state_of(record, pages.now()),
         packages=packages,
-        attempts=attempts,
-        sessions=online,
+        attempts=found.attempts,
+        sessions=found.sessions,
+        verdict=found.decision,
+        device=found.device,
+        jobs=found.jobs,
     )
 
 

@@ -1,9 +1,7 @@
 """The subscriber portal: log in with the PPPoE/Hotspot username, see the account, redeem a card,
 buy a public package from the wallet, change the password."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from billingd import credentials
@@ -12,33 +10,18 @@ from billingd.cards import CardRefused
 from billingd.customer_views import state_of
 from schema.errors import RadbillError, Throttled
 
-from .web import Visit, load_visit, status_for
+from .i18n import N_
+from .web import Visit, add_login_routes, area_visit, status_for
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
-async def _visit(request: Request) -> Visit:
-    return await load_visit(request, "/portal")
+PortalVisit = area_visit("/portal")
 
 
-PortalVisit = Annotated[Visit, Depends(_visit)]
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_form(visit: PortalVisit) -> HTMLResponse:
-    return visit.render("login.html", heading=visit._("Subscriber login"), login_label=visit._("Username"))
-
-
-@router.post("/login", response_class=HTMLResponse)
-def login(visit: PortalVisit) -> Response:
-    return visit.log_in(
-        "subscriber", visit._("Subscriber login"), visit._("Username"), visit._("Wrong username or password.")
-    )
-
-
-@router.post("/logout")
-def logout(visit: PortalVisit) -> Response:
-    return visit.log_out()
+add_login_routes(
+    router, "subscriber", N_("Subscriber login"), N_("Username"), N_("Wrong username or password.")
+)
 
 
 def _home(visit: Visit, status_code: int = 200) -> HTMLResponse:

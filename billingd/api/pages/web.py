@@ -12,8 +12,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import Connection, Engine
@@ -64,11 +65,13 @@ class Pages:
         card_pin_key: bytes,
         *,
         secure_cookies: bool,
+        decide,
         clock=None,
         logins=None,
     ):
         self.engine = engine
         self.card_pin_key = card_pin_key
+        self.decide = decide  # radiusd's next answer, for the why verdict (billingd.api.state.Decide)
         self.logins = logins  # the API's radbill_api_logins_total{kind,result}: the pages' logins count too
         self.clock = clock or (lambda: datetime.now(UTC))
         self.settings = settings
@@ -307,3 +310,30 @@ async def load_visit(request: Request, base: str) -> Visit:
         if not session.csrf_matches(offered if isinstance(offered, str) else None):
             raise CsrfRefused()
     return Visit(pages, request, session, form, base)
+
+
+def area_visit(base: str):
+    """The Visit a handler of an area ("/panel" or "/portal") declares: ``visit: PanelVisit``."""
+
+    async def visit(request: Request) -> Visit:
+        return await load_visit(request, base)
+
+    return Annotated[Visit, Depends(visit)]
+
+
+def add_login_routes(router: APIRouter, kind: str, heading: str, login_label: str, wrong: str) -> None:
+    """The login form, the login and the logout of an area (``kind`` "operator": the panel,
+    "subscriber": the portal), in the area's words (marked with N_, translated per visit)."""
+    AreaVisit = area_visit(router.prefix)
+
+    @router.get("/login", response_class=HTMLResponse)
+    def login_form(visit: AreaVisit) -> HTMLResponse:
+        return visit.render("login.html", heading=visit._(heading), login_label=visit._(login_label))
+
+    @router.post("/login", response_class=HTMLResponse)
+    def login(visit: AreaVisit) -> Response:
+        return visit.log_in(kind, visit._(heading), visit._(login_label), visit._(wrong))
+
+    @router.post("/logout")
+    def logout(visit: AreaVisit) -> Response:
+        return visit.log_out()

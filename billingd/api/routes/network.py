@@ -6,7 +6,15 @@ from fastapi import APIRouter, Query, Response
 
 from billingd import reports
 from billingd.api.deps import Db, Now, OperatorActor, Today
-from billingd.api.models import AttemptOut, BillingRunOut, InvoiceOut, JobOut, OnlineOut, money
+from billingd.api.models import (
+    AttemptOut,
+    BillingRunOut,
+    InvoiceOut,
+    InvoicePage,
+    JobOut,
+    OnlineOut,
+    money,
+)
 from billingd.api.routes import ERRORS
 
 router = APIRouter(responses=ERRORS)
@@ -56,14 +64,23 @@ def retry(job_id: int, actor: OperatorActor, db: Db) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/invoices", summary="Invoices of the customers you see, newest first", tags=["money"])
+@router.get(
+    "/invoices", summary="Invoices of the customers you see, newest first, a page at a time", tags=["money"]
+)
 def invoices(
     actor: OperatorActor,
     db: Db,
     today: Today,
     status: Annotated[str | None, Query(pattern="^(open|overdue|paid)$")] = None,
-) -> list[InvoiceOut]:
-    return [InvoiceOut.of(row) for row in reports.invoice_report(db, actor, today.today, status)]
+    after: Annotated[
+        str | None,
+        Query(max_length=40, description="The next_after of the previous page (an invoice number)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> InvoicePage:
+    rows = reports.invoice_report(db, actor, today.today, status, after=after or None, limit=limit + 1)
+    items = [InvoiceOut.of(row) for row in rows[:limit]]
+    return InvoicePage(items=items, next_after=items[-1].number if len(rows) > limit else None)
 
 
 @router.get(
