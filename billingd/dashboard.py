@@ -5,8 +5,8 @@ figures need financial access (NOC users get the counts only).
 
 The 30-day chart counts, per billing day, the customers with a charged
 day (``customer_days``: every bought or pay-as-you-go day, every enabled
-monthly day) and the revenue those days earned; its last point is today's
-charges.
+monthly day) and the revenue those days earned, from their per-day totals
+(``customer_day_totals``); its last point is today's charges.
 """
 
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from billingd.customers import Calendar
 from billingd.packages import cheapest_operator_price
 from billingd.prices import end_of_day
 from schema.tables import (
-    customer_days,
+    customer_day_totals,
     customers,
     master_packages,
     operators,
@@ -195,41 +195,31 @@ def fund_position(connection: Connection, actor: Actor) -> dict | None:
     }
 
 
-def chart(
-    connection: Connection, actor: Actor, calendar: Calendar, days: int = CHART_DAYS, *, kept=None
-) -> list[ChartDay]:
+def chart(connection: Connection, actor: Actor, calendar: Calendar, days: int = CHART_DAYS) -> list[ChartDay]:
     """Customers with a charged day and the revenue those days earned, per day, for the last ``days`` days
     (today included, empty days as zero); the last point is today's charges.
 
-    It reads a month of customer days: millions of rows at 100,000 customers,
-    so a caller may keep charts: ``kept(key, compute)`` answers ``compute()``
-    or what it answered for the same key (the same visible operators and
-    days) a little earlier. The checks above run on every call."""
+    It reads customer_day_totals (customer days summed per day and operator,
+    kept by the database's triggers): a few rows per operator and day, not a
+    month of customer days."""
     actor.require("money", "see revenue")
-    visible = visible_operator_ids(connection, actor)
     first = calendar.today - timedelta(days=days - 1)
-    query = (
+    query = _visible(
         select(
-            customer_days.c.day,
-            func.count().label("active"),
-            func.coalesce(func.sum(customer_days.c.amount), 0).label("revenue"),
+            customer_day_totals.c.day,
+            func.sum(customer_day_totals.c.customers).label("active"),
+            func.sum(customer_day_totals.c.amount).label("revenue"),
         )
-        .where(customer_days.c.day >= first, customer_days.c.day <= calendar.today)
-        .group_by(customer_days.c.day)
+        .where(customer_day_totals.c.day >= first, customer_day_totals.c.day <= calendar.today)
+        .group_by(customer_day_totals.c.day),
+        customer_day_totals.c.operator_id,
+        visible_operator_ids(connection, actor),
     )
-    if visible is not None:
-        query = query.select_from(
-            customer_days.join(customers, customers.c.id == customer_days.c.customer_id)
-        ).where(customers.c.operator_id.in_(visible))
-
-    def compute() -> list[ChartDay]:
-        found = {row.day: row for row in connection.execute(query)}
-        days_shown = (first + timedelta(days=offset) for offset in range(days))
-        return [
-            ChartDay(day, found[day].active, int(found[day].revenue)) if day in found else ChartDay(day, 0, 0)
-            for day in days_shown
-        ]
-
-    if kept is None:
-        return compute()
-    return kept(("chart", None if visible is None else frozenset(visible), first, days), compute)
+    found = {row.day: row for row in connection.execute(query)}
+    days_shown = (first + timedelta(days=offset) for offset in range(days))
+    return [
+        ChartDay(day, int(found[day].active), int(found[day].revenue))
+        if day in found
+        else ChartDay(day, 0, 0)
+        for day in days_shown
+    ]

@@ -2,9 +2,10 @@
 
 The ledger proves that every book balances; these checks prove that the
 tables the rest of radbill reads agree with it: the paid days, the monthly
-days still to invoice, the invoices' settlement, the payments and the kinds
-of the accounts. Each is one aggregate query, so verify stays one pass over
-the tables however many customers there are.
+days still to invoice, the invoices' settlement, the payments, the kinds of
+the accounts, and the per-day totals of the paid days that the dashboard's
+chart reads. Each is one aggregate query, so verify stays one pass over the
+tables however many customers there are.
 """
 
 from sqlalchemy import Connection, and_, case, func, or_, select
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, and_, case, func, or_, select
 from schema.tables import (
     card_sale_items,
     card_sales,
+    customer_day_totals,
     customer_days,
     customers,
     invoices,
@@ -46,6 +48,7 @@ def problems(connection: Connection) -> list[str]:
         + _invoice_settlement(connection)
         + _payments(connection)
         + _cards_sold(connection)
+        + _day_totals(connection)
     )
 
 
@@ -253,4 +256,36 @@ def _cards_sold(connection: Connection) -> list[str]:
         f"operator #{row.book} owes {row.owed} for sold cards, but its sold cards not redeemed are worth "
         f"{row.unredeemed}"
         for row in rows
+    ]
+
+
+def _day_totals(connection: Connection) -> list[str]:
+    """customer_day_totals (kept by triggers) sums the customer days of each day and operator."""
+    live = {
+        (day, operator): (count, int(amount))
+        for day, operator, count, amount in connection.execute(
+            select(
+                customer_days.c.day, customers.c.operator_id, func.count(), func.sum(customer_days.c.amount)
+            )
+            .join(customers, customers.c.id == customer_days.c.customer_id)
+            .group_by(customer_days.c.day, customers.c.operator_id)
+        )
+    }
+    kept = {
+        (day, operator): (count, int(amount))
+        for day, operator, count, amount in connection.execute(
+            select(
+                customer_day_totals.c.day,
+                customer_day_totals.c.operator_id,
+                customer_day_totals.c.customers,
+                customer_day_totals.c.amount,
+            ).where(or_(customer_day_totals.c.customers != 0, customer_day_totals.c.amount != 0))
+        )
+    }
+    return [
+        f"customer days of {day} for operator #{operator}: {live.get(key, (0, 0))} (days, amount), "
+        f"but customer_day_totals says {kept.get(key, (0, 0))}"
+        for key in sorted(live.keys() | kept.keys())
+        if live.get(key, (0, 0)) != kept.get(key, (0, 0))
+        for day, operator in [key]
     ]

@@ -364,6 +364,18 @@ customer_days = Table(
     Column("entry_id", ForeignKey("ledger_entries.id")),
 )
 
+# customer_days summed per day and owning operator: what the dashboard's 30-day chart reads
+# (30 rows per operator instead of a month of customer days). Kept by triggers on customer_days
+# (revision 0011), so every writer keeps it right; ``radbill ledger verify`` checks it.
+customer_day_totals = Table(
+    "customer_day_totals",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), primary_key=True),
+    Column("customers", Integer, nullable=False, server_default=text("0")),
+    _money("amount"),
+)
+
 # What a prepaid operator paid at the start of a monthly customer's cycle for
 # its days (the first cycle prorated); the invoice of those days settles it:
 # the level gets back the advance and pays its price for the enabled days.

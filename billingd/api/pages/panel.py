@@ -97,9 +97,6 @@ def dashboard_page(visit: PanelVisit) -> Response:
     )
 
 
-CHART_SECONDS = 300  # a chart reads a month of customer days: kept this long, so today's bar may lag
-
-
 @router.get("/dashboard/chart", response_class=HTMLResponse)
 def dashboard_chart(visit: PanelVisit, request: Request) -> HTMLResponse:
     """Today's charges and the 30-day chart: loaded into the dashboard by htmx, or a page of its own."""
@@ -107,9 +104,7 @@ def dashboard_chart(visit: PanelVisit, request: Request) -> HTMLResponse:
     calendar = pages.calendar()
     with pages.engine.begin() as connection:
         actor = visit.operator(connection)
-        points = dashboard.chart(
-            connection, actor, calendar, kept=lambda key, compute: pages.kept(key, compute, CHART_SECONDS)
-        )
+        points = dashboard.chart(connection, actor, calendar)
     chart = Markup(
         revenue_chart(
             [DayPoint(p.day, p.active, p.revenue) for p in points],

@@ -7,7 +7,6 @@ the domain's :class:`RadbillError` words, shown on the page.
 """
 
 import hashlib
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -76,7 +75,6 @@ class Pages:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.settings = settings
         self.secure_cookies = secure_cookies
-        self._kept: dict[tuple, tuple[float, object]] = {}
         self.signer = CookieSigner(key, max_age_seconds=settings.api.refresh_token_days * 86400)
         versions = _static_versions()
         self.catalogs = Catalogs(
@@ -88,18 +86,6 @@ class Pages:
                 "rate": _rate,
             },
         )
-
-    def kept(self, key: tuple, compute, seconds: float):
-        """``compute()``, or its answer from the last ``seconds`` (for figures too costly for every view)."""
-        now = time.monotonic()
-        found = self._kept.get(key)
-        if found is not None and found[0] > now:
-            return found[1]
-        value = compute()
-        for stale in [k for k, (until, _) in self._kept.items() if until <= now]:
-            del self._kept[stale]
-        self._kept[key] = (now + seconds, value)
-        return value
 
     @cached_property
     def language_choices(self) -> list[tuple[str, str]]:
