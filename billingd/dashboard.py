@@ -46,6 +46,14 @@ def _visible(query, column, visible: set[int] | None):
     return query if visible is None else query.where(column.in_(visible))
 
 
+def _of_visible_customers(query, customer_id, visible: set[int] | None):
+    """Rows (sessions, payments) of the customers the actor sees: the admin's every customer's, with no
+    join to read; any other actor's through the customer's operator."""
+    if visible is None:
+        return query.where(customer_id.is_not(None))
+    return query.join(customers, customers.c.id == customer_id).where(customers.c.operator_id.in_(visible))
+
+
 def customer_counts(connection: Connection, actor: Actor, calendar: Calendar) -> dict:
     """Active, expired, suspended, online now and expiring within EXPIRING_DAYS."""
     actor.require("customers.view", "see the dashboard")
@@ -64,11 +72,9 @@ def customer_counts(connection: Connection, actor: Actor, calendar: Calendar) ->
         )
     ).one()
     online = connection.execute(
-        _visible(
-            select(func.count(distinct(sessions.c.customer_id)))
-            .select_from(sessions.join(customers, customers.c.id == sessions.c.customer_id))
-            .where(sessions.c.stopped_at.is_(None)),
-            customers.c.operator_id,
+        _of_visible_customers(
+            select(func.count(distinct(sessions.c.customer_id))).where(sessions.c.stopped_at.is_(None)),
+            sessions.c.customer_id,
             visible,
         )
     ).scalar()
@@ -107,12 +113,13 @@ def collected_today(connection: Connection, actor: Actor, calendar: Calendar) ->
     """Today's customer payments (cash, renewals paid in cash, cards, top-ups) for the visible customers."""
     actor.require("money", "see collections")
     start = end_of_day(calendar.today - timedelta(days=1), calendar.zone)
+    # A customer's payment is received by its operator (the payee): no join to the customers.
     collected = connection.execute(
         _visible(
-            select(func.coalesce(func.sum(payments.c.amount), 0))
-            .select_from(payments.join(customers, customers.c.id == payments.c.customer_id))
-            .where(payments.c.created_at >= start),
-            customers.c.operator_id,
+            select(func.coalesce(func.sum(payments.c.amount), 0)).where(
+                payments.c.created_at >= start, payments.c.customer_id.is_not(None)
+            ),
+            payments.c.payee_operator_id,
             visible_operator_ids(connection, actor),
         )
     ).scalar()
