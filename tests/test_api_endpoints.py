@@ -1,5 +1,6 @@
 """The API's endpoints do what the CLI does: customers, money, cards, subscribers; OpenAPI is valid."""
 
+import json
 from datetime import date
 
 from openapi_spec_validator import validate
@@ -293,3 +294,27 @@ def test_a_distributor_sells_its_cards_and_a_batch_is_voided_over_the_api(api):
     redeemed = api.post("/api/v1/me/redeem", json={"pin": batch["cards"][0]["pin"]}, headers=subscriber)
     assert redeemed.status_code == 200 and redeemed.json()["wallet_balance"] == 10000
     assert api.get("/api/v1/cards/sales", headers=reseller).json()[0]["redeemed"] == 1
+
+
+def test_why_answers_as_radbill_why_does(api, cli):
+    headers = login(api, "reseller1")
+
+    def both() -> tuple[dict, dict]:
+        answer = api.get("/api/v1/customers/alice/why", headers=headers)
+        assert answer.status_code == 200, answer.text
+        document = json.loads(cli("--json", "--as", "reseller1", "why", "alice").output)
+        return answer.json(), document
+
+    def comparable(attributes) -> list:
+        return sorted([name, str(value)] for name, value in attributes if name != "Session-Timeout")
+
+    found, document = both()
+    assert (found["answer"], found["reason"]) == ("Access-Accept", "ok")
+    assert comparable(found["attributes"]) == comparable(document["next_request"]["attributes"])
+    assert found["sessions"] == [] and found["jobs"] == []
+    assert api.post("/api/v1/customers/alice/suspend", headers=headers).status_code == 200
+    found, document = both()
+    assert found["answer"] == "Access-Reject" == document["next_request"]["answer"]
+    assert found["reason"] == document["next_request"]["reason"] and found["message"]
+    assert [job["action"] for job in found["jobs"]] == [job["action"] for job in document["jobs"]]
+    assert api.get("/api/v1/customers/bob/why", headers=headers).status_code == 404  # reseller2's

@@ -308,6 +308,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("get", C + "/attempts"): Route(
         lambda c, o: (f"/api/v1/customers/{_customer(c)}/attempts", None), VIEW_CUSTOMER, FOUR
     ),
+    ("get", C + "/why"): Route(
+        lambda c, o: (f"/api/v1/customers/{_customer(c)}/why", None), VIEW_CUSTOMER, FOUR
+    ),
     # Cards.
     ("post", "/api/v1/cards/batches"): Route(
         lambda c, o: ("/api/v1/cards/batches", {"count": 1, "value": 100}), needs("cards", "money")

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer
 
 from billingd.prices import format_amount
+from billingd.reports import PendingJob
 from nas.outbox import JobRow
 
 
@@ -544,13 +545,58 @@ class InvoicePage(Model):
     next_after: str | None = Field(description="Pass as ?after= for the next page; none at the end")
 
 
-# A router job as `radbill enforcement list` shows it (nas.outbox.JobRow, so the two never drift apart),
-# less its payload: the attributes and session ids sent to the router are the router's business.
-JobOut = create_model(
-    "JobOut",
-    __base__=Model,
-    **{field.name: (field.type, ...) for field in fields(JobRow) if field.name != "payload"},
-)
+def _model_of(name: str, source, leave_out: tuple[str, ...] = ()) -> type[Model]:
+    """A response model with the fields of a domain dataclass, so the two never drift apart."""
+    return create_model(
+        name,
+        __base__=Model,
+        **{field.name: (field.type, ...) for field in fields(source) if field.name not in leave_out},
+    )
+
+
+# A router job as `radbill enforcement list` shows it, less its payload: the attributes and
+# session ids sent to the router are the router's business.
+JobOut = _model_of("JobOut", JobRow, leave_out=("payload",))
+# A router job of one customer not done yet, as `radbill why` lists it.
+PendingJobOut = _model_of("PendingJobOut", PendingJob)
+
+
+class WhyOut(Model):
+    """`radbill why`: what the next login would get now, and the evidence."""
+
+    username: str
+    answer: str = Field(
+        description="Access-Accept or Access-Reject: radiusd's answer to a login with the right password now"
+    )
+    reason: str = Field(description="radiusd's reason (a reject reason, or ok, fup, expired_restricted)")
+    message: str = Field(description="The Reply-Message the subscriber would be shown")
+    device: str | None = Field(
+        description="The device (Calling-Station-Id) the login is assumed to come from"
+    )
+    attributes: list[tuple[str, str]] = Field(
+        description="What the router would be told (binary values in hex)"
+    )
+    attempts: list[AttemptOut]
+    sessions: list[OnlineOut]
+    jobs: list[PendingJobOut]
+
+    @classmethod
+    def of(cls, found) -> "WhyOut":
+        decision = found.decision
+        return cls(
+            username=found.username,
+            answer="Access-Accept" if decision.accept else "Access-Reject",
+            reason=decision.reason,
+            message=decision.message,
+            device=found.device,
+            attributes=[
+                (name, value.hex() if isinstance(value, bytes) else str(value))
+                for name, value in decision.attributes
+            ],
+            attempts=[AttemptOut(**row) for row in found.attempts],
+            sessions=[OnlineOut(**vars(session)) for session in found.sessions],
+            jobs=[PendingJobOut(**vars(job)) for job in found.jobs],
+        )
 
 
 class BillingRunOut(Model):

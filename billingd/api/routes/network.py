@@ -1,11 +1,11 @@
-"""Who is online, why a login failed, router jobs, invoices and billing runs."""
+"""Who is online, why a login failed or would fail, router jobs, invoices and billing runs."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from billingd import reports
-from billingd.api.deps import Db, Now, OperatorActor, Today
+from billingd.api.deps import Db, Now, OperatorActor, State, Today
 from billingd.api.models import (
     AttemptOut,
     BillingRunOut,
@@ -13,6 +13,7 @@ from billingd.api.models import (
     InvoicePage,
     JobOut,
     OnlineOut,
+    WhyOut,
     money,
 )
 from billingd.api.routes import ERRORS
@@ -37,6 +38,22 @@ def attempts(
     username: str, actor: OperatorActor, db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> list[AttemptOut]:
     return [AttemptOut(**row) for row in reports.attempts(db, actor, username, limit)]
+
+
+@router.get(
+    "/customers/{username}/why",
+    summary="What a subscriber's next login would get now, and why (as `radbill why`)",
+    tags=["network"],
+)
+def why(
+    username: str,
+    actor: OperatorActor,
+    db: Db,
+    instant: Now,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=500, description="How many of the latest attempts")] = 10,
+) -> WhyOut:
+    return WhyOut.of(reports.why(db, actor, username, now=instant, decide=state.decide, limit=limit))
 
 
 @router.get(
