@@ -47,6 +47,7 @@ from schema.tenancy import (
     blocked_in_chain,
     descendant_ids,
     resolve_actor,
+    resolve_actor_by_id,
     visible_operator_ids,
 )
 
@@ -435,13 +436,7 @@ def session_principal(connection: Connection, session_id: int, now: datetime) ->
     try:
         if row["customer_id"] is not None:
             return _subscriber(connection, row["customer_id"])
-        acting_as = row["acting_as_operator_id"]
-        return resolve_actor(
-            connection,
-            operator_login(connection, row["operator_id"]),
-            operator_login(connection, acting_as) if acting_as else None,
-            audited=False,
-        )
+        return resolve_actor_by_id(connection, row["operator_id"], row["acting_as_operator_id"])
     except (Forbidden, NotFound) as refused:
         raise Unauthenticated(str(refused)) from None
 
@@ -571,7 +566,7 @@ def api_token_actor(connection: Connection, token: str, now: datetime) -> Actor:
     if last_used is None or now - last_used > timedelta(minutes=1):
         connection.execute(update(api_tokens).where(api_tokens.c.id == row["id"]).values(last_used_at=now))
     try:
-        return resolve_actor(connection, operator_login(connection, row["operator_id"]))
+        return resolve_actor_by_id(connection, row["operator_id"])
     except (Forbidden, NotFound) as refused:
         raise Unauthenticated(str(refused)) from None
 

@@ -15,13 +15,13 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 
 from billingd import cards, customers
-from billingd.credentials import Subscriber, operator_login
+from billingd.credentials import Subscriber
 from billingd.customers import Calendar
 from billingd.packages import PricedPackage, _priced_query, priced_package, priced_package_by_id
 from schema.engine import as_utc
 from schema.errors import NotFound, RadbillError
 from schema.tables import customer_usage, invoices, master_packages, package_prices, packages, payments
-from schema.tenancy import Actor, resolve_actor
+from schema.tenancy import Actor, resolve_actor_by_id
 from schema.usage import usage_period_start
 
 
@@ -35,7 +35,7 @@ def _row(connection: Connection, subscriber: Subscriber, *, lock: bool = False):
 
 def _on_behalf(connection: Connection, row) -> Actor:
     """The owner's rights on the owner's books, with no operator as the one who acted."""
-    owner = resolve_actor(connection, operator_login(connection, row["operator_id"]), audited=False)
+    owner = resolve_actor_by_id(connection, row["operator_id"])
     return dataclasses.replace(owner, caller_id=None)
 
 

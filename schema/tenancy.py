@@ -140,49 +140,76 @@ def operator_row(connection: Connection, login: str):
     return row
 
 
+@dataclass(frozen=True)
+class _Operator:
+    id: int
+    parent_id: int | None
+    login: str
+    role: str
+    status: str
+    permissions: frozenset[str]
+
+
+class OperatorTree:
+    """Every operator with its parent, status and permissions, read in one query (operators are few):
+    an actor is resolved, its chain checked and its reach found without another round trip."""
+
+    def __init__(self, connection: Connection):
+        found: dict[int, tuple] = {}
+        granted: dict[int, set[str]] = {}
+        for row in connection.execute(
+            select(
+                operators.c.id,
+                operators.c.parent_id,
+                operators.c.login,
+                operators.c.role,
+                operators.c.status,
+                permissions.c.permission,
+            ).select_from(operators.outerjoin(permissions, permissions.c.operator_id == operators.c.id))
+        ):
+            found[row.id] = row[:5]
+            granted.setdefault(row.id, set()).update([row.permission] if row.permission else [])
+        self.by_id = {key: _Operator(*row, frozenset(granted[key])) for key, row in found.items()}
+        self._by_login = {node.login: node for node in self.by_id.values()}
+        self.parents = {key: node.parent_id for key, node in self.by_id.items()}
+
+    def named(self, login: str) -> _Operator:
+        """The operator by login, or the one error every command gives for an unknown login."""
+        if login not in self._by_login:
+            raise NotFound(f"no operator {login!r}")
+        return self._by_login[login]
+
+    def blocked_in_chain(self, operator_id: int) -> str | None:
+        chain = ancestry(self.parents, operator_id)
+        return next(
+            (self.by_id[found].login for found in chain if self.by_id[found].status != "active"), None
+        )
+
+    def descendants(self, operator_id: int) -> set[int]:
+        return {other for other in self.parents if operator_id in ancestry(self.parents, other)}
+
+
 def blocked_in_chain(connection: Connection, operator_id: int) -> str | None:
     """The login of the first blocked operator from this one up to the admin, or None.
 
     A blocked operator stops everywhere (FIELD-NOTES 30): its staff and its
     descendants cannot act, log in or refresh a token either.
     """
-    chain = ancestor_ids(connection, operator_id)
-    blocked = dict(
-        connection.execute(
-            select(operators.c.id, operators.c.login).where(
-                operators.c.id.in_(chain), operators.c.status != "active"
-            )
-        ).all()
-    )
-    return next((blocked[found] for found in chain if found in blocked), None)
+    return OperatorTree(connection).blocked_in_chain(operator_id)
 
 
-def _require_unblocked(connection: Connection, row) -> None:
-    blocked = blocked_in_chain(connection, row["id"])
-    if blocked == row["login"]:
-        raise Forbidden(f"operator {row['login']!r} is blocked")
+def _require_unblocked(tree: OperatorTree, node: _Operator) -> None:
+    blocked = tree.blocked_in_chain(node.id)
+    if blocked == node.login:
+        raise Forbidden(f"operator {node.login!r} is blocked")
     if blocked is not None:
-        raise Forbidden(f"operator {row['login']!r} works under {blocked!r}, which is blocked")
+        raise Forbidden(f"operator {node.login!r} works under {blocked!r}, which is blocked")
 
 
-def _actor_from(connection: Connection, row, caller_id: int, ceiling: Actor | None = None) -> Actor:
-    granted = connection.execute(
-        select(permissions.c.permission).where(permissions.c.operator_id == row["id"])
-    )
-    home_id = row["parent_id"] if row["role"] in STAFF_ROLES and row["parent_id"] is not None else row["id"]
-    home_is_root = (
-        connection.execute(select(operators.c.parent_id).where(operators.c.id == home_id)).scalar() is None
-    )
-    return Actor(
-        row["id"],
-        row["login"],
-        row["role"],
-        home_id,
-        caller_id,
-        frozenset(granted.scalars()),
-        home_is_root,
-        ceiling,
-    )
+def _actor_from(tree: OperatorTree, node: _Operator, caller_id: int, ceiling: Actor | None = None) -> Actor:
+    home_id = node.parent_id if node.role in STAFF_ROLES and node.parent_id is not None else node.id
+    home_is_root = tree.by_id[home_id].parent_id is None
+    return Actor(node.id, node.login, node.role, home_id, caller_id, node.permissions, home_is_root, ceiling)
 
 
 def resolve_actor(
@@ -190,34 +217,50 @@ def resolve_actor(
 ) -> Actor:
     """The actor for a command: the caller, or whom it acts as (checked, and audited unless
     ``audited`` is False: the API audits a "login as" once, when its session starts)."""
-    caller = operator_row(connection, caller_login)  # a login that does not exist is nobody
-    _require_unblocked(connection, caller)
-    actor = _actor_from(connection, caller, caller["id"])
-    if act_as_login is None or act_as_login == caller_login:
+    tree = OperatorTree(connection)
+    caller = tree.named(caller_login)  # a login that does not exist is nobody
+    target = tree.named(act_as_login) if act_as_login not in (None, caller_login) else None
+    return _resolve(connection, tree, caller, target, audited=audited)
+
+
+def resolve_actor_by_id(connection: Connection, operator_id: int, act_as_id: int | None = None) -> Actor:
+    """The actor of a login session or an API token, checked as resolve_actor checks it, from the ids
+    the session keeps (its "login as" was audited when it started)."""
+    tree = OperatorTree(connection)
+    nodes = [tree.by_id.get(found) for found in (operator_id, act_as_id) if found is not None]
+    if None in nodes:
+        raise NotFound("the operator is gone")
+    return _resolve(connection, tree, nodes[0], nodes[1] if len(nodes) > 1 else None, audited=False)
+
+
+def _resolve(
+    connection: Connection, tree: OperatorTree, caller: _Operator, target: _Operator | None, *, audited: bool
+) -> Actor:
+    _require_unblocked(tree, caller)
+    actor = _actor_from(tree, caller, caller.id)
+    if target is None or target.id == caller.id:
         return actor
-    target = operator_row(connection, act_as_login)
     may_act_as = actor.role in SELLING_ROLES or (actor.role == "manager" and "operators" in actor.permissions)
     if not may_act_as:
-        raise Forbidden(f"{caller_login} ({actor.role}) may not act as another operator")
-    if actor.role != "admin" and target["id"] not in actable_ids(connection, actor):
+        raise Forbidden(f"{caller.login} ({actor.role}) may not act as another operator")
+    if actor.role != "admin" and target.id not in _actable(tree, actor):
         raise Forbidden(
-            f"{caller_login} may not act as {act_as_login}: not one of its descendants "
+            f"{caller.login} may not act as {target.login}: not one of its descendants "
             "(never its own home, an ancestor or its home's staff)"
         )
-    _require_unblocked(connection, target)
+    _require_unblocked(tree, target)
     ceiling = None if actor.role == "admin" else actor
-    if not audited:
-        return _actor_from(connection, target, caller["id"], ceiling)
-    audit(
-        connection,
-        "operator.act_as",
-        actor_id=caller["id"],
-        acting_as_id=target["id"],
-        target_type="operator",
-        target_id=target["id"],
-        login=act_as_login,
-    )
-    return _actor_from(connection, target, caller["id"], ceiling)
+    if audited:
+        audit(
+            connection,
+            "operator.act_as",
+            actor_id=caller.id,
+            acting_as_id=target.id,
+            target_type="operator",
+            target_id=target.id,
+            login=target.login,
+        )
+    return _actor_from(tree, target, caller.id, ceiling)
 
 
 def actable_ids(connection: Connection, actor: Actor) -> set[int]:
@@ -226,15 +269,16 @@ def actable_ids(connection: Connection, actor: Actor) -> set[int]:
     Not its home (a manager would become its employer), not its home's staff
     (a manager would borrow a colleague's permissions), never anyone above.
     """
-    children = connection.execute(
-        select(operators.c.id).where(
-            operators.c.parent_id == actor.home_id, operators.c.role.in_(("reseller", "sub_reseller"))
-        )
-    ).scalars()
-    found: set[int] = set()
-    for child in children:
-        found |= descendant_ids(connection, child)
-    return found
+    return _actable(OperatorTree(connection), actor)
+
+
+def _actable(tree: OperatorTree, actor: Actor) -> set[int]:
+    children = [
+        node.id
+        for node in tree.by_id.values()
+        if node.parent_id == actor.home_id and node.role in ("reseller", "sub_reseller")
+    ]
+    return set().union(*(tree.descendants(child) for child in children))
 
 
 def ancestry(parents: Mapping[int, int | None], operator_id: int) -> list[int]:
