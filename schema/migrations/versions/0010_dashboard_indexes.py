@@ -3,9 +3,9 @@
 Revision ID: 0010
 Revises: 0009
 
-The state counts, the customers expiring soon, who is online now and today's
-collections each read a whole table without these (every customer, every
-session ever, every payment ever).
+The state counts, what a day of an operator's customers costs, the customers
+expiring soon, who is online now and today's collections each read a whole
+table without these (every customer, every session ever, every payment ever).
 """
 
 import sqlalchemy as sa
@@ -24,9 +24,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_customers_states",
             ["operator_id", "status", "expires_at"],
-            postgresql_include=["status_reason"],
-            postgresql_where=sa.text(LIVE),
-            sqlite_where=sa.text(LIVE),
+            postgresql_include=["status_reason", "deleted_at", "id", "package_id"],
         )
         batch_op.create_index(
             "ix_customers_expiring",
