@@ -365,7 +365,7 @@ customer_days = Table(
 
 # customer_days summed per day and owning operator: what the dashboard's 30-day chart reads
 # (30 rows per operator instead of a month of customer days). Kept by triggers on customer_days
-# (revision 0012), so every writer keeps it right; ``radbill ledger verify`` checks it.
+# (revision 0016), so every writer keeps it right; ``radbill ledger verify`` checks it.
 customer_day_totals = Table(
     "customer_day_totals",
     metadata,

@@ -127,11 +127,11 @@ def create_app(
     engine: Engine,
     key: bytes,
     *,
+    decide: Decide,
     clock=utc_now,
     registry=None,
-    decide: Decide | None = None,
 ) -> FastAPI:
-    """The API and the pages; without ``decide`` (radiusd's answer) they leave out the ``why`` verdict."""
+    """The API and the pages; ``decide`` is radiusd's answer for ``why`` (cli.context.radius_answer)."""
     from billingd.api.routes import ROUTERS
 
     app = FastAPI(

@@ -1,7 +1,7 @@
 """customer_day_totals: customer days summed per day and owning operator, kept by triggers
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0016
+Revises: 0015
 
 The dashboard's 30-day chart summed a month of customer_days (3 million rows
 at 100,000 customers) on every computation. Triggers on customer_days keep
@@ -15,8 +15,8 @@ operator when the day is written. The table starts from the existing days.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Indexes for the dashboard's figures
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0015
+Revises: 0014
 
 The state counts, what a day of an operator's customers costs, the customers
 expiring soon, who is online now and today's collections each read a whole
@@ -11,8 +11,8 @@ table without these (every customer, every session ever, every payment ever).
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
