@@ -33,7 +33,9 @@ def pages_app(app):
 
 def test_head_answers_every_get_route_without_a_body(api, engine):
     with engine.begin() as connection:
-        cards.create_batch(connection, world.actor(connection, "admin"), 2, value=50000)
+        cards.create_batch(
+            connection, world.actor(connection, "admin"), 2, api.app.state.api.card_pin_key, value=50000
+        )
     headers = login(api, "admin")
     log_in(api, "admin")
     paths = get_paths(api.app)
