@@ -38,7 +38,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, and_, case, func, insert, select, update
 
-from billingd import cascade, customers, ledger
+from billingd import cascade, customers, ledger, lifecycle, wallets
 from billingd.customers import Calendar
 from billingd.ledger import Line
 from billingd.packages import priced_package, priced_package_by_id
@@ -278,7 +278,7 @@ def redeem_for(
     if taken != 1:
         raise CardRefused(_REFUSED)
     if card["value"] is not None:
-        entry_id = customers.receive(
+        entry_id = wallets.receive(
             connection, actor, row, card["value"], calendar, method="card", reference=card["serial"]
         )
     else:
@@ -329,10 +329,10 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
         raise RadbillError(
             "package cards are for daily-billed packages; use a value card for monthly customers"
         )
-    customers.require_renewable(row)
-    last_paid = customers.last_paid_day(connection, row["id"])
+    lifecycle.require_renewable(row)
+    last_paid = lifecycle.last_paid_day(connection, row["id"])
     start = max(calendar.today, last_paid + timedelta(days=1)) if last_paid else calendar.today
-    entry_id = customers.buy_period(
+    entry_id = lifecycle.buy_period(
         connection,
         actor,
         row["id"],
@@ -344,7 +344,7 @@ def _buy_with_card(connection: Connection, actor: Actor, row, card, calendar: Ca
         kind="card_renewal",
         paid_by_card=card["serial"],
     )
-    customers.renewed(connection, row, calendar)
+    lifecycle.renewed(connection, row, calendar)
     record_change(connection, "customer", row["id"])
     return entry_id
 

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Connection, select, update
 
 from billingd import ledger
-from billingd.customers import Calendar, _zone, normalise_mac, normalise_username
+from billingd.customers import Calendar, normalise_mac, normalise_username, zone_of
 from billingd.packages import priced_package
 from billingd.prices import end_of_day, format_amount, parse_amount
 from schema.audit import audit
@@ -224,7 +224,7 @@ class _Lookups:
         key = (owner_id, code)
         if key not in self.zones:
             try:
-                self.zones[key] = _zone(self.connection, owner_id, code)[0]
+                self.zones[key] = zone_of(self.connection, owner_id, code)[0]
             except RadbillError as error:
                 self.zones[key] = error
         return self.zones[key]

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from billingd import cards, customers
+from billingd import cards, customers, lifecycle
 from billingd.credentials import Subscriber
 from billingd.customers import Calendar
 from billingd.packages import PricedPackage, _priced_query, priced_package, priced_package_by_id
@@ -148,12 +148,12 @@ def buy(connection: Connection, subscriber: Subscriber, package: str, calendar: 
         raise NotFound(f"package {package!r} is not offered to you")
     owner = _on_behalf(connection, row)
     if wanted.package_id == row["package_id"]:
-        customers.renew_row(connection, owner, row, calendar, cash=False)
+        lifecycle.renew_row(connection, owner, row, calendar, cash=False)
     else:
-        customers.change_package_row(connection, owner, row, package, calendar)
-        last_paid = customers.last_paid_day(connection, row["id"])
+        lifecycle.change_package_row(connection, owner, row, package, calendar)
+        last_paid = lifecycle.last_paid_day(connection, row["id"])
         if wanted.billing_type == "daily" and (last_paid is None or last_paid <= calendar.today):
-            customers.renew_row(
+            lifecycle.renew_row(
                 connection, owner, _row(connection, subscriber, lock=True), calendar, cash=False
             )
 

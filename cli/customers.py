@@ -5,6 +5,7 @@ import logging
 import click
 
 from billingd import customers as domain
+from billingd import lifecycle, wallets
 from cli.context import Context
 from cli.money import AMOUNT, payment_options, shown
 from cli.output import emit_record, emit_table
@@ -48,7 +49,7 @@ def add(
 ) -> None:
     """Add and activate a customer (a daily package's first period is paid in cash)."""
     with obj.engine.begin() as connection:
-        record = domain.add_customer(
+        record = lifecycle.add_customer(
             connection,
             obj.actor(connection),
             username,
@@ -135,16 +136,16 @@ def _lifecycle(name: str, function, help_text: str):
 
 _one_customer("show", "One customer.", lambda obj, *args: domain.show_customer(*args))
 _lifecycle(
-    "suspend", domain.suspend, "Suspend now (unused days refunded per the owner's policy; session cut)."
+    "suspend", lifecycle.suspend, "Suspend now (unused days refunded per the owner's policy; session cut)."
 )
 _lifecycle(
-    "resume", domain.resume, "Lift a suspension (a daily customer pays today's share from its wallet)."
+    "resume", lifecycle.resume, "Lift a suspension (a daily customer pays today's share from its wallet)."
 )
-_lifecycle("delete", domain.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
+_lifecycle("delete", lifecycle.delete_customer, "Soft-delete (unused days refunded per policy; restorable).")
 _one_customer(
     "restore",
     "Restore a deleted customer (suspended until resumed or renewed).",
-    lambda obj, *args: domain.restore_customer(*args),
+    lambda obj, *args: lifecycle.restore_customer(*args),
 )
 
 
@@ -164,7 +165,7 @@ def disconnect(obj: Context, username: str, wait: float | None) -> None:
 
     logging.getLogger("nas").addHandler(logging.NullHandler())  # the outcome is printed below, once
     with obj.engine.begin() as connection:
-        job_id = domain.disconnect_now(connection, obj.actor(connection), username, obj.calendar())
+        job_id = lifecycle.disconnect_now(connection, obj.actor(connection), username, obj.calendar())
     settings = obj.settings.nas
     patience = wait if wait is not None else settings.stop_deadline + settings.lease / 4
     job = run_on_reactor(
@@ -196,7 +197,7 @@ def disconnect(obj: Context, username: str, wait: float | None) -> None:
 def renew(obj: Context, username: str, cash: bool) -> None:
     """Buy one more period, from the later of today and the current expiry."""
     with obj.engine.begin() as connection:
-        record = domain.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash)
+        record = lifecycle.renew(connection, obj.actor(connection), username, obj.calendar(), cash=cash)
     _emit(record)
 
 
@@ -207,7 +208,9 @@ def renew(obj: Context, username: str, cash: bool) -> None:
 def change_package(obj: Context, username: str, package: str) -> None:
     """Switch package now (unused days refunded per policy; a new period bought if one was running)."""
     with obj.engine.begin() as connection:
-        record = domain.change_package(connection, obj.actor(connection), username, package, obj.calendar())
+        record = lifecycle.change_package(
+            connection, obj.actor(connection), username, package, obj.calendar()
+        )
     _emit(record)
 
 
@@ -233,7 +236,7 @@ def _payment(name: str, help_text: str):
     @click.pass_obj
     def command(obj: Context, username: str, amount: int, method: str, reference: str | None) -> None:
         with obj.engine.begin() as connection:
-            record = domain.receive_payment(
+            record = wallets.receive_payment(
                 connection,
                 obj.actor(connection),
                 username,
@@ -260,7 +263,7 @@ def payout(obj: Context, username: str, amount: int, method: str, reference: str
     """Pay a customer's wallet balance (or part of it) back to it, e.g. when it leaves."""
     with obj.engine.begin() as connection:
         _emit(
-            domain.pay_out(
+            wallets.pay_out(
                 connection,
                 obj.actor(connection),
                 username,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy import Connection
 
-from billingd import customers, operators
+from billingd import lifecycle, operators, wallets
 from billingd.customers import Calendar
 from billingd.isp import IspPlan, OperatorPlan, PackagePlan, RouterPlan, build_isp
 from billingd.prices import parse_amount
@@ -100,7 +100,7 @@ def load_demo(connection: Connection, now: datetime, zone: ZoneInfo = DEMO_ZONE)
     calendar = Calendar(now, zone)
     build_isp(connection, DEMO_ISP, calendar.today)
     admin = resolve_actor(connection, "admin")
-    customers.add_customer(
+    lifecycle.add_customer(
         connection,
         admin,
         "demo",
@@ -109,9 +109,9 @@ def load_demo(connection: Connection, now: datetime, zone: ZoneInfo = DEMO_ZONE)
         calendar=calendar,
         name="Demo Subscriber",
     )
-    customers.receive_payment(connection, admin, "demo", parse_amount("1000"), calendar)
+    wallets.receive_payment(connection, admin, "demo", parse_amount("1000"), calendar)
     # Activated 31 days ago with an empty wallet: its period is over.
-    customers.add_customer(
+    lifecycle.add_customer(
         connection,
         admin,
         "expired",

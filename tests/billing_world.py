@@ -61,10 +61,10 @@ def actor(connection, login: str, act_as: str | None = None):
 
 def add_customer_of(connection, owner: str, username: str, calendar: Calendar, package: str = "Home 10M"):
     """Add (and activate) a customer of ``owner``; return the owner's actor."""
-    from billingd import customers
+    from billingd import lifecycle
 
     who = actor(connection, owner)
-    customers.add_customer(connection, who, username, password="pw", package=package, calendar=calendar)
+    lifecycle.add_customer(connection, who, username, password="pw", package=package, calendar=calendar)
     return who
 
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, update
 
-from billingd import customers as lifecycle
+from billingd import lifecycle
 from billingd.customers import Calendar
 from cli.demo import load_demo
 from radiusd.accounting.store import apply_records, close_stale_sessions

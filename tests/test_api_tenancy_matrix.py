@@ -18,7 +18,7 @@ admin (dave) ── reseller1 (alice) ── sub1 (carol)
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from billingd import cards, credentials, customers, operators, packages
+from billingd import cards, credentials, lifecycle, operators, packages, wallets
 from billingd.api import deps
 from tests import billing_world as world
 from tests.api_world import PASSWORD, Clock, build_isp, login, make_client
@@ -416,10 +416,10 @@ def _build_matrix_isp(engine, pin_key: bytes) -> dict:
             who = world.actor(connection, owner)
             for suffix in ("_s", "_d"):
                 world.add_customer_of(connection, owner, name + suffix, calendar)
-            customers.receive_payment(connection, who, name, world.money("2000"), calendar)
-            customers.receive_payment(connection, who, name + "_s", world.money("2000"), calendar)
-            customers.suspend(connection, who, name + "_s", calendar)
-            customers.delete_customer(connection, who, name + "_d", calendar)
+            wallets.receive_payment(connection, who, name, world.money("2000"), calendar)
+            wallets.receive_payment(connection, who, name + "_s", world.money("2000"), calendar)
+            lifecycle.suspend(connection, who, name + "_s", calendar)
+            lifecycle.delete_customer(connection, who, name + "_d", calendar)
             distributor = "r1cards" if owner == "reseller1" else None
             issued = cards.create_batch(
                 connection, who, 1, pin_key, value=world.money("10"), distributor=distributor

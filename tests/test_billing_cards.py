@@ -6,7 +6,7 @@ import threading
 import pytest
 from sqlalchemy import select, text
 
-from billingd import cards, customers, ledger
+from billingd import cards, ledger, lifecycle
 from schema import migrate
 from schema.engine import make_engine
 from schema.errors import RadbillError
@@ -29,7 +29,7 @@ def test_a_value_card_tops_up_the_owners_customer_once(engine):
         reseller1 = actor(connection, "reseller1")
         issued = cards.create_batch(connection, reseller1, 3, PIN_KEY, value=money("100"))
         assert len({card["pin"] for card in issued}) == 3
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
         )
         cards.redeem(
@@ -65,7 +65,7 @@ def test_a_package_card_does_not_lift_a_manual_suspension(engine):
         build(connection)
         sub1 = add_customer_of(connection, "sub1", "carol", on())
         issued = cards.create_batch(connection, sub1, 1, PIN_KEY, package="Home 10M")
-        customers.suspend(connection, sub1, "carol", on())
+        lifecycle.suspend(connection, sub1, "carol", on())
     with pytest.raises(RadbillError, match=r"carol is suspended \(manual\); resume it first"):
         with engine.begin() as connection:
             cards.redeem(connection, sub1, issued[0]["pin"], "carol", on(1), PIN_KEY)
@@ -108,7 +108,7 @@ def test_concurrent_redemptions_succeed_exactly_once(engine):
         build(connection)
         reseller1 = actor(connection, "reseller1")
         for name in ("alice", "bob"):
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection, reseller1, name, password="pw", package="Home 10M", calendar=on()
             )
         pin = cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("100"))[0]["pin"]
@@ -165,7 +165,7 @@ def test_a_process_with_another_pin_key_is_told_not_silently_wrong(engine):
         build(connection)
         reseller1 = actor(connection, "reseller1")
         pin = cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("10"))[0]["pin"]
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
         )
         other = bytes(32)
@@ -221,7 +221,7 @@ def test_the_upgrade_hashes_pins_kept_in_clear(database_url):
                 PIN_KEY, "4000000000000002"
             )
             reseller1 = actor(connection, "reseller1")
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on()
             )
             cards.redeem(connection, reseller1, "4000000000000002", "alice", on(), PIN_KEY)
@@ -238,7 +238,7 @@ def _cards_world(connection):
     operator_domain.add_operator(connection, reseller1, "seller", "card_distributor")
     operator_domain.add_operator(connection, reseller1, "other_seller", "card_distributor")
     issued = cards.create_batch(connection, reseller1, 5, PIN_KEY, value=money("100"), distributor="seller")
-    customers.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
+    lifecycle.add_customer(connection, reseller1, "alice", password="pw", package="Home 10M", calendar=on())
     return reseller1, issued
 
 
@@ -334,7 +334,7 @@ def test_a_card_sale_is_not_reversed_and_verify_catches_a_sale_outside_the_ledge
         with pytest.raises(RadbillError, match="card_sale.*not reversed"):
             corrections.reverse_entry(connection, None, sale["entry_id"], on())
         reseller1 = actor(connection, "reseller1")
-        customers.add_customer(connection, reseller1, "bob", password="pw", package="Home 10M", calendar=on())
+        lifecycle.add_customer(connection, reseller1, "bob", password="pw", package="Home 10M", calendar=on())
         pin = cards.create_batch(connection, reseller1, 1, PIN_KEY, value=money("10"))[0]["pin"]
         cards.sell(connection, reseller1, "00002-00001", None, "Shop B")
         cards.redeem(connection, reseller1, pin, "bob", on(), PIN_KEY)

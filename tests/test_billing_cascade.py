@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from billingd import customers, ledger, operators, packages
+from billingd import ledger, lifecycle, operators, packages, wallets
 from billingd.prices import day_share, end_of_day
 from schema.errors import RadbillError
 from schema.tables import customer_days, enforcement_jobs
@@ -32,7 +32,7 @@ def _balances(connection, login):
 def test_activation_pays_every_level(engine):
     with engine.begin() as connection:
         build(connection)
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, actor(connection, "sub1"), "Carol", password="pw", package="Home 10M", calendar=on()
         )
         carol = customer(connection, "carol")
@@ -67,7 +67,7 @@ def test_cascade_refusal_in_its_own_transaction_leaves_nothing(engine):
         RadbillError, match="operator reseller1 cannot cover .* fund 100.00 plus credit limit 0.00"
     ):
         with engine.begin() as connection:
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection,
                 actor(connection, "sub1"),
                 "carol",
@@ -91,7 +91,7 @@ def test_credit_limit_lets_a_prepaid_fund_go_negative_up_to_it(engine):
         reseller2 = add_customer_of(connection, "reseller2", "bob", on())
         assert fund_of(connection, "reseller2") == -money("300")
         with pytest.raises(RadbillError, match="reseller2"):
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection, reseller2, "bob2", password="pw", package="Lite 5M", calendar=on()
             )
 
@@ -102,7 +102,7 @@ def test_a_prepaid_operator_below_its_cheapest_price_cannot_add_customers(engine
         with pytest.raises(
             RadbillError, match="reseller2's fund 150.00 is below its cheapest operator price 200.00"
         ):
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection,
                 actor(connection, "reseller2"),
                 "bob",
@@ -120,7 +120,7 @@ def test_postpaid_operator_accrues_a_payable_and_settles_it(engine):
             .where(operators_table.c.login == "reseller2")
             .values(billing_mode="postpaid", credit_limit=money("1000"))
         )
-        customers.add_customer(
+        lifecycle.add_customer(
             connection,
             actor(connection, "reseller2"),
             "bob",
@@ -151,14 +151,14 @@ def test_a_postpaid_operator_owes_at_most_its_credit_limit(engine):
         packages.assign_package(connection, admin, "Home 10M", "p1", operator_price=money("400"))
         p1 = actor(connection, "p1")
         for name in ("c1", "c2"):
-            customers.add_customer(connection, p1, name, password="pw", package="Home 10M", calendar=on())
+            lifecycle.add_customer(connection, p1, name, password="pw", package="Home 10M", calendar=on())
         with pytest.raises(RadbillError, match="postpaid operator needs --credit-limit"):
             operators.add_operator(connection, admin, "p2", "reseller", billing_mode="postpaid")
     with engine.connect() as connection:
         before = snapshot(connection)
     with pytest.raises(RadbillError, match=r"operator p1 cannot cover .* credit limit 1000\.00"):
         with engine.begin() as connection:
-            customers.add_customer(connection, p1, "c3", password="pw", package="Home 10M", calendar=on())
+            lifecycle.add_customer(connection, p1, "c3", password="pw", package="Home 10M", calendar=on())
     with engine.connect() as connection:
         assert snapshot(connection) == before
         assert fund_of(connection, "p1") == -money("800")
@@ -183,14 +183,14 @@ def test_renewal_starts_at_the_later_of_today_and_expiry(engine):
         reseller1 = add_customer_of(connection, "reseller1", "alice", on())
         first_expiry = customer(connection, "alice")["expires_at"]
         with pytest.raises(RadbillError, match="wallet 0.00 cannot pay Home 10M"):
-            customers.renew(connection, reseller1, "alice", on(5))
-        customers.receive_payment(connection, reseller1, "alice", money("500"), on(5))
-        customers.renew(connection, reseller1, "alice", on(5))
+            lifecycle.renew(connection, reseller1, "alice", on(5))
+        wallets.receive_payment(connection, reseller1, "alice", money("500"), on(5))
+        lifecycle.renew(connection, reseller1, "alice", on(5))
         alice = customer(connection, "alice")
         assert alice["wallet_balance"] == 0
         assert alice["expires_at"] - first_expiry == timedelta(days=30)
         # Renewed long after expiry: the new period starts on that day.
-        customers.renew(connection, reseller1, "alice", on(100), cash=True)
+        lifecycle.renew(connection, reseller1, "alice", on(100), cash=True)
         assert customer(connection, "alice")["expires_at"].replace(tzinfo=None) == end_of_day(
             TODAY + timedelta(days=129), ZONE
         ).replace(tzinfo=None)
@@ -206,7 +206,7 @@ def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
             operators_table.update().where(operators_table.c.login == "sub1").values(refund_policy=policy)
         )
         sub1 = add_customer_of(connection, "sub1", "carol", on())
-        customers.delete_customer(connection, sub1, "carol", on(10))
+        lifecycle.delete_customer(connection, sub1, "carol", on(10))
         carol = customer(connection, "carol")
         assert carol["deleted_at"] is not None and carol["status"] == "suspended"
         unused = sum(day_share(money("500"), 30, i) for i in range(11, 30))
@@ -227,7 +227,7 @@ def test_early_disconnect_refunds_unused_days_up_the_chain(engine, policy):
             .one()
         )
         assert (job["action"], job["reason"]) == ("disconnect", "deleted")
-        customers.restore_customer(connection, sub1, "carol")
+        lifecycle.restore_customer(connection, sub1, "carol")
         assert customer(connection, "carol")["deleted_at"] is None
         assert ledger.verify(connection) == []
 
@@ -236,7 +236,7 @@ def test_change_package_refunds_and_buys_a_new_period(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on())
-        customers.change_package(connection, reseller1, "alice", "Lite 5M", on(10))
+        lifecycle.change_package(connection, reseller1, "alice", "Lite 5M", on(10))
         alice = customer(connection, "alice")
         refund = sum(day_share(money("500"), 30, i) for i in range(11, 30))
         assert alice["wallet_balance"] == refund - money("300")
@@ -277,13 +277,13 @@ def test_suspend_and_resume_write_the_change_log_and_jobs(engine):
             )
 
         before = len(changes())
-        customers.suspend(connection, reseller1, "alice", on(1))
+        lifecycle.suspend(connection, reseller1, "alice", on(1))
         assert customer(connection, "alice")["status"] == "suspended" and len(changes()) == before + 1
         with pytest.raises(RadbillError, match="wallet .* cannot pay today's share"):
-            customers.resume(connection, reseller1, "alice", on(2))
-        customers.receive_payment(connection, reseller1, "alice", money("100"), on(2))
+            lifecycle.resume(connection, reseller1, "alice", on(2))
+        wallets.receive_payment(connection, reseller1, "alice", money("100"), on(2))
         assert customer(connection, "alice")["status"] == "suspended"  # manual suspensions stay until resumed
-        customers.resume(connection, reseller1, "alice", on(2))
+        lifecycle.resume(connection, reseller1, "alice", on(2))
         alice = customer(connection, "alice")
         assert alice["status"] == "active"
         assert alice["expires_at"].replace(tzinfo=None) == end_of_day(
@@ -305,7 +305,7 @@ def test_suspend_and_resume_write_the_change_log_and_jobs(engine):
 def test_usernames_are_one_case_insensitive_namespace(engine):
     with engine.begin() as connection:
         build(connection)
-        customers.add_customer(
+        lifecycle.add_customer(
             connection,
             actor(connection, "reseller1"),
             "Alice",
@@ -316,7 +316,7 @@ def test_usernames_are_one_case_insensitive_namespace(engine):
         )
         assert customer(connection, "alice")["mac_binding"] == "AA:BB:CC:DD:EE:FF"
         with pytest.raises(RadbillError, match="username 'alice' is taken"):
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection,
                 actor(connection, "reseller2"),
                 "ALICE",
@@ -324,7 +324,7 @@ def test_usernames_are_one_case_insensitive_namespace(engine):
                 package="Home 10M",
                 calendar=on(),
             )
-        customers.add_customer(
+        lifecycle.add_customer(
             connection,
             actor(connection, "reseller2"),
             "AA-BB-CC-00-11-22",

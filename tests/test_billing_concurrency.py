@@ -10,7 +10,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from billingd import customers, ledger, runs
+from billingd import ledger, lifecycle, runs, wallets
 from schema.tables import payments
 from tests.billing_world import NOW, SETTINGS, TODAY, actor, add_customer_of, build, customer, money, on
 
@@ -45,14 +45,14 @@ def test_runs_and_a_storm_of_commands_neither_deadlock_nor_lose_work(engine):
             for round_ in range(3):
                 with engine.begin() as connection:
                     who = actor(connection, owner)
-                    customers.receive_payment(
+                    wallets.receive_payment(
                         connection, who, name, money("10"), day, method="bkash", reference=f"{name}-{round_}"
                     )
                 with engine.begin() as connection:
-                    customers.renew(connection, actor(connection, owner), name, day, cash=True)
+                    lifecycle.renew(connection, actor(connection, owner), name, day, cash=True)
             if index % 2:
                 with engine.begin() as connection:
-                    customers.change_package(connection, actor(connection, owner), name, "Lite 5M", day)
+                    lifecycle.change_package(connection, actor(connection, owner), name, "Lite 5M", day)
         except Exception as error:  # noqa: BLE001
             errors.append(f"{name}: {error!r}")
 

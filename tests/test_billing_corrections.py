@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import insert, select, update
 
-from billingd import corrections, customers, ledger, operators, runs
+from billingd import corrections, ledger, lifecycle, operators, runs, wallets
 from schema.errors import RadbillError
 from schema.tables import customer_days, invoices, ledger_entries
 from schema.tables import customers as customers_table
@@ -47,7 +47,7 @@ def test_reversing_an_activation_unpays_its_days_so_a_suspension_refunds_nothing
         )
         assert alice["expires_at"].replace(tzinfo=None) == NOW.replace(tzinfo=None)
         assert fund_of(connection, "reseller1") == money("5000")
-        customers.suspend(connection, reseller1, "alice", on())
+        lifecycle.suspend(connection, reseller1, "alice", on())
         # The old code refunded the reversed days: 870.01 created from nothing.
         assert customer(connection, "alice")["wallet_balance"] == 0
         assert fund_of(connection, "reseller1") == money("5000")
@@ -58,7 +58,7 @@ def test_a_purchase_whose_days_were_refunded_is_not_reversed(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on())
-        customers.suspend(connection, reseller1, "alice", on(5))
+        lifecycle.suspend(connection, reseller1, "alice", on(5))
         with pytest.raises(RadbillError, match="were since refunded or forfeited"):
             corrections.reverse_entry(
                 connection, _admin(connection), _entry(connection, "activation", "alice"), on(5)
@@ -86,7 +86,7 @@ def test_a_reversed_payment_opens_the_invoices_it_settled(engine):
         for day in range(1, 32):
             runs.run_day(connection, on(day).today, SETTINGS, now=on(day).now)
         invoice = connection.execute(select(invoices)).mappings().one()
-        customers.receive_payment(connection, reseller1, "dave", invoice["amount"], on(31))
+        wallets.receive_payment(connection, reseller1, "dave", invoice["amount"], on(31))
         assert connection.execute(select(invoices.c.status)).scalar() == "paid"
         corrections.reverse_entry(
             connection, _admin(connection), _entry(connection, "customer_payment", "dave"), on(31)
@@ -101,7 +101,7 @@ def test_the_daily_runs_entry_and_monthly_invoices_are_not_reversed(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
-        customers.receive_payment(connection, reseller1, "alice", money("50"), on())
+        wallets.receive_payment(connection, reseller1, "alice", money("50"), on())
         runs.run_day(connection, TODAY, SETTINGS, now=NOW)
         with pytest.raises(RadbillError, match="is the daily run of 2026-11-24"):
             corrections.reverse_entry(
@@ -117,7 +117,7 @@ def test_verify_reconciles_what_lives_outside_the_ledger(engine):
         add_customer_of(connection, "reseller1", "dave", on(), package="Office")
         for day in range(1, 32):
             runs.run_day(connection, on(day).today, SETTINGS, now=on(day).now)
-        customers.receive_payment(connection, reseller1, "dave", money("1000"), on(31), reference="R1")
+        wallets.receive_payment(connection, reseller1, "dave", money("1000"), on(31), reference="R1")
         assert ledger.verify(connection) == []
         # Defect 3 as it was: the bare ledger reversal of an activation and of a payment.
         ledger.reverse(connection, _entry(connection, "activation", "alice"), actor_id=None)

@@ -2,7 +2,7 @@
 
 import json
 
-from billingd import customers, runs
+from billingd import runs, wallets
 from tests.billing_world import SETTINGS, add_customer_of, build, money, on
 
 
@@ -13,7 +13,7 @@ def test_receipts_are_listed_for_whoever_may_see_them(engine, cli):
         add_customer_of(connection, "reseller2", "erin", on())
         for day in range(1, 32):
             runs.run_day(connection, on(day).today, SETTINGS, now=on(day).now)
-        customers.receive_payment(
+        wallets.receive_payment(
             connection, reseller1, "dave", money("300"), on(31), method="bkash", reference="T1"
         )
     payments = json.loads(cli("--json", "invoice", "payments", "--customer", "dave").output)

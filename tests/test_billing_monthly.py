@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from billingd import customers, ledger, operators, packages, runs
+from billingd import ledger, lifecycle, operators, packages, runs
 from billingd.customers import Calendar
 from billingd.prices import day_share
 from schema.errors import RadbillError
@@ -89,15 +89,15 @@ def test_leaving_or_changing_package_mid_cycle_bills_the_enabled_days_at_their_p
             "down": "Office Pro",
         }
         for name, package in plan.items():
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection, reseller1, name, password="pw", package=package, calendar=_noon(FIRST)
             )
         _run_through(connection, date(2026, 11, 21), FIRST)
         acted = _noon(date(2026, 11, 21))
-        customers.delete_customer(connection, reseller1, "gone", acted)
-        customers.change_package(connection, reseller1, "to_daily", "Lite 5M", acted)
-        customers.change_package(connection, reseller1, "up", "Office Pro", acted)
-        customers.change_package(connection, reseller1, "down", "Office", acted)
+        lifecycle.delete_customer(connection, reseller1, "gone", acted)
+        lifecycle.change_package(connection, reseller1, "to_daily", "Lite 5M", acted)
+        lifecycle.change_package(connection, reseller1, "up", "Office Pro", acted)
+        lifecycle.change_package(connection, reseller1, "down", "Office", acted)
         _run_through(connection, date(2026, 12, 1), date(2026, 11, 22))
 
         expected = {"kept": "1000", "gone": "700", "to_daily": "700", "up": "1600", "down": "2400"}
@@ -136,7 +136,7 @@ def test_a_prepaid_operator_pays_a_monthly_customers_cycle_at_its_start(engine):
         build(connection, fund={"reseller2": "1000"})
         reseller2 = actor(connection, "reseller2")
         # Activated on the 1st: cycle day 1, the whole of November (30 days) at 800.00.
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, reseller2, "bob", password="pw", package="Office", calendar=_noon(FIRST)
         )
         assert fund_of(connection, "reseller2") == money("200")
@@ -147,7 +147,7 @@ def test_a_prepaid_operator_pays_a_monthly_customers_cycle_at_its_start(engine):
         RadbillError, match="operator reseller2 cannot cover the month 2026-11-29..2026-12-27"
     ):
         with engine.begin() as connection:
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection,
                 reseller2,
                 "cy",
@@ -160,7 +160,7 @@ def test_a_prepaid_operator_pays_a_monthly_customers_cycle_at_its_start(engine):
         operators.settle(
             connection, actor(connection, "admin"), "reseller2", money("1000"), mode="prepaid", today=FIRST
         )
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, reseller2, "cy", password="pw", package="Office", calendar=_noon(date(2026, 11, 29))
         )
         # Activated on the 29th: cycle day 28; 29 Nov .. 27 Dec are the last 29 of the 30 days of the period from 28 Nov to 28 Dec.

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from billingd import customers, ledger, operators
+from billingd import customers, ledger, lifecycle, operators, wallets
 from schema.errors import RadbillError
 from schema.tables import payments
 from tests.billing_world import TODAY, actor, add_customer_of, build, customer, fund_of, money, on
@@ -15,18 +15,18 @@ def test_a_customer_reference_is_credited_once(engine):
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "c0", on())
         add_customer_of(connection, "reseller1", "c1", on())
-        customers.receive_payment(
+        wallets.receive_payment(
             connection, reseller1, "c0", money("100"), on(), method="bkash", reference="TXN123"
         )
         with pytest.raises(RadbillError, match="bkash payment TXN123 from customer c0 is already recorded"):
-            customers.receive_payment(
+            wallets.receive_payment(
                 connection, reseller1, "c0", money("100"), on(), method="bkash", reference="TXN123"
             )
         # Another method or another payer may carry the same text.
-        customers.receive_payment(
+        wallets.receive_payment(
             connection, reseller1, "c0", money("1"), on(), method="nagad", reference="TXN123"
         )
-        customers.receive_payment(
+        wallets.receive_payment(
             connection, reseller1, "c1", money("1"), on(), method="bkash", reference="TXN123"
         )
         assert customer(connection, "c0")["wallet_balance"] == money("101")
@@ -69,12 +69,12 @@ def test_a_leaving_customers_wallet_is_paid_out(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "c0", on())
-        customers.receive_payment(connection, reseller1, "c0", money("120"), on())
-        customers.delete_customer(connection, reseller1, "c0", on())
+        wallets.receive_payment(connection, reseller1, "c0", money("120"), on())
+        lifecycle.delete_customer(connection, reseller1, "c0", on())
         with pytest.raises(RadbillError, match="wallet holds .* cannot pay out 9999.00"):
-            customers.pay_out(connection, reseller1, "c0", money("9999"), on())
+            wallets.pay_out(connection, reseller1, "c0", money("9999"), on())
         held = customer(connection, "c0")["wallet_balance"]
-        customers.pay_out(connection, reseller1, "c0", held, on(), method="bkash", reference="OUT1")
+        wallets.pay_out(connection, reseller1, "c0", held, on(), method="bkash", reference="OUT1")
         assert customer(connection, "c0")["wallet_balance"] == 0
         assert ledger.verify(connection) == []
 
@@ -135,7 +135,7 @@ def test_zones_are_edited_and_deleted_only_when_unused(engine):
             "DN": ("Dhanmondi", None),
             "DN7": ("Road 7A", None),
         }
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, reseller1, "c0", password="pw", package="Home 10M", calendar=on(), zone="DN"
         )
         with pytest.raises(RadbillError, match="zone 'DN' has 1 customer"):

@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from billingd import customers, ledger, price_changes, runs
+from billingd import ledger, price_changes, runs, wallets
 from billingd.packages import priced_package
 from billingd.prices import day_share
 from schema.errors import RadbillError
@@ -44,7 +44,7 @@ def test_each_run_day_is_charged_at_the_price_in_force_on_it(engine):
     with engine.begin() as connection:
         build(connection)
         add_customer_of(connection, "reseller1", "alice", on())  # pays days 0..29 at 500.00
-        customers.receive_payment(connection, actor(connection, "reseller1"), "alice", money("1000"), on())
+        wallets.receive_payment(connection, actor(connection, "reseller1"), "alice", money("1000"), on())
         _run(connection, 0, 31)
         change = _set(
             connection,
@@ -78,7 +78,7 @@ def test_a_change_waits_for_the_run_that_catches_up_its_day(engine):
     with engine.begin() as connection:
         build(connection)
         add_customer_of(connection, "reseller1", "alice", on())
-        customers.receive_payment(connection, actor(connection, "reseller1"), "alice", money("1000"), on())
+        wallets.receive_payment(connection, actor(connection, "reseller1"), "alice", money("1000"), on())
         _run(connection, 0, 30)
         # Days 31 and 32 are not run yet: a change from today (32) waits for the run of its day.
         change = _set(connection, "admin", operator_login="reseller1", customer_price=money("900"), today=32)

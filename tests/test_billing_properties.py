@@ -33,7 +33,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import and_, func, select
 
-from billingd import cards, corrections, customers, ledger, operators, packages, price_changes, runs
+from billingd import (
+    cards,
+    corrections,
+    customers,
+    ledger,
+    lifecycle,
+    operators,
+    packages,
+    price_changes,
+    runs,
+    wallets,
+)
 from billingd.customers import Calendar
 from billingd.prices import billing_period, day_share, parse_amount
 from schema.errors import RadbillError
@@ -213,7 +224,7 @@ def _apply(connection, world: World, step) -> None:
     if kind == "add":
         owner = world.sellers[step[1] % len(world.sellers)]
         name = f"c{len(world.names)}"
-        customers.add_customer(
+        lifecycle.add_customer(
             connection, actor(connection, owner), name, password="pw", package=step[2], calendar=calendar
         )
         world.names.append((name, owner))
@@ -281,24 +292,24 @@ def _apply(connection, world: World, step) -> None:
     name, owner = world.names[step[1] % len(world.names)]
     who = actor(connection, owner)
     if kind == "topup":
-        customers.receive_payment(connection, who, name, step[2], calendar)
+        wallets.receive_payment(connection, who, name, step[2], calendar)
     elif kind == "renew":
-        customers.renew(connection, who, name, calendar, cash=step[2])
+        lifecycle.renew(connection, who, name, calendar, cash=step[2])
     elif kind in ("suspend", "delete", "change"):
         due, before = _refund_due(connection, name, calendar.today), _refunded(connection, name)
         if kind == "suspend":
-            customers.suspend(connection, who, name, calendar)
+            lifecycle.suspend(connection, who, name, calendar)
         elif kind == "delete":
-            customers.delete_customer(connection, who, name, calendar)
+            lifecycle.delete_customer(connection, who, name, calendar)
         else:
-            customers.change_package(connection, who, name, step[2], calendar)
+            lifecycle.change_package(connection, who, name, step[2], calendar)
         assert _refunded(connection, name) - before == due, (kind, name)
     elif kind == "resume":
-        customers.resume(connection, who, name, calendar)
+        lifecycle.resume(connection, who, name, calendar)
     elif kind == "restore":
-        customers.restore_customer(connection, who, name)
+        lifecycle.restore_customer(connection, who, name)
     elif kind == "payout":
-        customers.pay_out(connection, who, name, step[2], calendar)
+        wallets.pay_out(connection, who, name, step[2], calendar)
     elif kind == "card":
         if step[2]:
             package = customers.show_customer(connection, who, name)["package"]

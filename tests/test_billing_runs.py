@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from billingd import customers, ledger, operators, runs
+from billingd import ledger, lifecycle, operators, runs, wallets
 from billingd.prices import day_share, end_of_day
 from schema.tables import change_log, customer_days, enforcement_jobs, invoices
 from tests.billing_world import (
@@ -46,7 +46,7 @@ def test_pay_as_you_go_days_add_up_to_the_price(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on())
-        customers.receive_payment(connection, reseller1, "alice", money("600"), on())
+        wallets.receive_payment(connection, reseller1, "alice", money("600"), on())
         alice = customer(connection, "alice")
         for day in range(0, 60):
             result = _run(connection, day)
@@ -71,7 +71,7 @@ def test_running_a_day_twice_changes_nothing(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
-        customers.receive_payment(connection, reseller1, "alice", money("50"), on())
+        wallets.receive_payment(connection, reseller1, "alice", money("50"), on())
         first = _run(connection, 0)
         assert (first.customers_charged, first.already_done) == (1, False)
         before = snapshot(connection)
@@ -84,7 +84,7 @@ def test_missed_days_are_caught_up_in_order(engine):
     with engine.begin() as connection:
         build(connection)
         reseller1 = add_customer_of(connection, "reseller1", "alice", on(-30))
-        customers.receive_payment(connection, reseller1, "alice", money("50"), on(-1))
+        wallets.receive_payment(connection, reseller1, "alice", money("50"), on(-1))
         _run(connection, -1)
     with engine.begin() as connection:  # a week-old change radiusd no longer needs, and a fresh one
         connection.execute(
@@ -130,7 +130,7 @@ def test_an_empty_wallet_suspends_and_a_top_up_reactivates(engine):
         assert connection.execute(
             select(change_log.c.entity_id).where(change_log.c.id > last_change)
         ).scalars().all() == [alice_id]
-        customers.receive_payment(connection, reseller1, "alice", money("20"), on(0))
+        wallets.receive_payment(connection, reseller1, "alice", money("20"), on(0))
         alice = customer(connection, "alice")
         assert alice["status"] == "active" and alice["wallet_balance"] == money("20") - day_share(
             money("500"), 30, 30
@@ -152,8 +152,8 @@ def test_an_operator_that_cannot_cover_the_day_holds_back_its_customers(engine):
     with engine.begin() as connection:
         build(connection, fund={"sub1": "460"})
         sub1 = add_customer_of(connection, "sub1", "carol", on(-30))
-        customers.receive_payment(connection, sub1, "carol", money("100"), on(0))
-        customers.add_customer(
+        wallets.receive_payment(connection, sub1, "carol", money("100"), on(0))
+        lifecycle.add_customer(
             connection,
             actor(connection, "reseller2"),
             "bob",
@@ -161,7 +161,7 @@ def test_an_operator_that_cannot_cover_the_day_holds_back_its_customers(engine):
             package="Home 10M",
             calendar=on(-30),
         )
-        customers.receive_payment(connection, actor(connection, "reseller2"), "bob", money("100"), on(0))
+        wallets.receive_payment(connection, actor(connection, "reseller2"), "bob", money("100"), on(0))
         assert fund_of(connection, "sub1") == money("10")
         result = _run(connection, 0)  # sub1 owes 15.00 for the day with 10.00 in its fund
         assert (result.customers_charged, result.customers_suspended) == (1, 1)
@@ -189,9 +189,9 @@ def test_monthly_customers_are_invoiced_by_enabled_days(engine):
         assert dave["cycle_day"] == 25 and dave["wallet_balance"] == 0
         for day in range(1, 32):  # 2026-11-25 .. 2026-12-25
             if day == 10:
-                customers.suspend(connection, reseller1, "dave", on(day))
+                lifecycle.suspend(connection, reseller1, "dave", on(day))
             if day == 15:
-                customers.resume(connection, reseller1, "dave", on(day))
+                lifecycle.resume(connection, reseller1, "dave", on(day))
             _run(connection, day)
         invoice = (
             connection.execute(select(invoices).where(invoices.c.customer_id == dave["id"])).mappings().one()
@@ -214,9 +214,9 @@ def test_monthly_customers_are_invoiced_by_enabled_days(engine):
             _run(connection, day)
         assert customer(connection, "dave")["status_reason"] == "overdue"
         later = on(due + SETTINGS.grace_days + 2)
-        customers.receive_payment(connection, reseller1, "dave", invoice["amount"] - 100, later)
+        wallets.receive_payment(connection, reseller1, "dave", invoice["amount"] - 100, later)
         assert customer(connection, "dave")["status"] == "suspended"
-        customers.receive_payment(connection, reseller1, "dave", 100, later)
+        wallets.receive_payment(connection, reseller1, "dave", 100, later)
         assert customer(connection, "dave")["status"] == "active"
         paid = connection.execute(select(invoices).where(invoices.c.id == invoice["id"])).mappings().one()
         assert (paid["status"], paid["paid_amount"]) == ("paid", invoice["amount"])
@@ -230,11 +230,11 @@ def test_a_refund_of_run_days_gives_each_level_this_customers_share_only(engine)
         build(connection)
         for name in ("a", "b", "c", "d"):
             reseller1 = add_customer_of(connection, "reseller1", name, on(-30))
-            customers.receive_payment(connection, reseller1, name, money("100"), on(-30))
+            wallets.receive_payment(connection, reseller1, name, money("100"), on(-30))
         for day in (0, 1, 2):  # day 0 is today; days 1 and 2 are run ahead of time
             _run(connection, day)
         before = fund_of(connection, "reseller1")
-        customers.suspend(connection, reseller1, "a", on())
+        lifecycle.suspend(connection, reseller1, "a", on())
         # Days 1 and 2 are days 31 and 32 since activation: indices 1 and 2 of the second period.
         due = day_share(money("400"), 30, 1) + day_share(money("400"), 30, 2)
         assert fund_of(connection, "reseller1") == before + due

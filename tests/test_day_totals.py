@@ -4,7 +4,7 @@ dashboard's chart reads them."""
 
 from sqlalchemy import delete, func, select, update
 
-from billingd import customers, dashboard, ledger, runs
+from billingd import dashboard, ledger, lifecycle, runs
 from schema.tables import customer_day_totals, customer_days
 from schema.tables import customers as customers_table
 from tests import billing_world as world
@@ -38,11 +38,11 @@ def test_the_totals_follow_every_write_and_verify_proves_them(engine):
         world.add_customer_of(connection, "sub1", "carol", world.on(), package="Lite 5M")
         admin = world.add_customer_of(connection, "admin", "dave", world.on(), package="Office")
         assert totals(connection) == summed(connection) and totals(connection)
-        customers.renew(connection, reseller1, "alice", world.on(2), cash=True)
+        lifecycle.renew(connection, reseller1, "alice", world.on(2), cash=True)
         for day in range(1, 4):
             runs.run_day(connection, world.on(day).today, world.SETTINGS, now=world.on(day).now)
-        customers.suspend(connection, admin, "dave", world.on(3))  # refunds unused days: deletes rows
-        customers.delete_customer(connection, reseller1, "alice", world.on(3))
+        lifecycle.suspend(connection, admin, "dave", world.on(3))  # refunds unused days: deletes rows
+        lifecycle.delete_customer(connection, reseller1, "alice", world.on(3))
         assert totals(connection) == summed(connection)
         assert ledger.verify(connection) == []
         # A bulk statement (one trigger call on PostgreSQL for many rows) and an update of amounts.

@@ -16,7 +16,7 @@ from pyrad.packet import CoARequest, DisconnectRequest
 from sqlalchemy import insert, select, update
 from twisted.internet import reactor, task
 
-from billingd import customers, runs
+from billingd import lifecycle, runs, wallets
 from billingd.customers import Calendar
 from billingd.enforcement import restore
 from nas.registry import add_nas, update_nas
@@ -164,7 +164,7 @@ async def test_a_package_change_is_a_rate_coa_not_a_disconnect(engine, fake_nas,
         reseller1 = add_customer_of(connection, "reseller1", "alice", on(0))
     online(engine, "alice", "81a00002")
     with engine.begin() as connection:
-        customers.change_package(connection, reseller1, "alice", "Lite 5M", on(3))
+        lifecycle.change_package(connection, reseller1, "alice", "Lite 5M", on(3))
     await until(lambda: all_done(engine, "alice"), "the package change to reach the router")
     (seen,) = fake_nas.received
     assert seen.packet.code == CoARequest
@@ -179,7 +179,7 @@ async def test_an_overdue_static_customer_is_on_the_blocked_list_until_it_pays(
     world(engine, fake_nas, fake_router)
     with engine.begin() as connection:
         reseller1 = actor(connection, "reseller1")
-        customers.add_customer(
+        lifecycle.add_customer(
             connection,
             reseller1,
             "shop",
@@ -202,7 +202,7 @@ async def test_an_overdue_static_customer_is_on_the_blocked_list_until_it_pays(
     await until(lambda: all_done(engine, "shop"), "the block to be done")
 
     with engine.begin() as connection:
-        customers.receive_payment(connection, reseller1, "shop", 200_000, on(overdue))
+        wallets.receive_payment(connection, reseller1, "shop", 200_000, on(overdue))
         assert customer(connection, "shop")["status"] == "active"
     await until(
         lambda: not fake_router.menus["/ip/firewall/address-list"], "the address off the blocked list"
@@ -224,7 +224,7 @@ async def test_an_acked_disconnect_without_a_stop_is_followed_by_the_api_check(
     reseller1 = alice_online(engine, fake_nas, fake_router, "81a00003")
     fake_router.add("/ppp/active", name="alice", service="pppoe", address="100.64.0.7")
     with engine.begin() as connection:
-        customers.suspend(connection, reseller1, "alice", on(2))
+        lifecycle.suspend(connection, reseller1, "alice", on(2))
     await until(lambda: fake_nas.received, "the Disconnect-Request")
     assert fake_router.menus["/ppp/active"], "nothing is asked of the API before the deadline"
     await until(lambda: all_done(engine, "alice"), "the API check")
@@ -248,7 +248,7 @@ async def test_with_the_nas_down_the_job_retries_and_succeeds_exactly_once_when_
     port = fake_nas.port_number
     fake_nas.port.stopListening()
     with engine.begin() as connection:
-        customers.change_package(connection, reseller1, "alice", "Lite 5M", on(3))
+        lifecycle.change_package(connection, reseller1, "alice", "Lite 5M", on(3))
     await until(lambda: jobs(engine, "alice")[0]["attempts"] >= 2, "two failed attempts")
     (job,) = jobs(engine, "alice")
     assert job["status"] == "pending" and "no answer" in job["last_error"]
@@ -281,7 +281,7 @@ async def test_an_over_quota_interim_gets_the_fair_usage_coa_and_the_next_period
     with engine.begin() as connection:
         set_master(connection, "PPPoE 20M 100G", quota_bytes=10**6)
         admin = actor(connection, "admin")
-        customers.change_package(
+        lifecycle.change_package(
             connection, admin, "demo", "PPPoE 20M 100G", Calendar(datetime.now(UTC), ZONE)
         )
     start = acct("Start", "d0000001", **{"Framed-IP-Address": "100.64.0.9"})
@@ -339,7 +339,7 @@ async def test_a_renewal_gives_a_throttled_customer_the_package_rate_back_by_coa
         restore(connection, alice["id"], "resumed", "test")
     await until(lambda: all_done(engine, "alice"), "the CoA in the throttled period")
     with engine.begin() as connection:
-        customers.renew(connection, reseller1, "alice", on(5), cash=True)
+        lifecycle.renew(connection, reseller1, "alice", on(5), cash=True)
     await until(lambda: all_done(engine, "alice"), "the renewal to reach the router")
     assert [seen.attributes["Mikrotik-Rate-Limit"] for seen in fake_nas.received] == [["2M/2M"], ["10M/10M"]]
     assert {seen.packet.code for seen in fake_nas.received} == {CoARequest}

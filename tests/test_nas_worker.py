@@ -14,7 +14,7 @@ from sqlalchemy import String, cast, func, insert, literal, select, update
 from twisted.internet import reactor, task
 from twisted.python import threadable
 
-from billingd import customers as lifecycle
+from billingd import lifecycle
 from billingd.customers import Calendar
 from billingd.isp import IspPlan, PackagePlan, build_isp
 from billingd.operators import admin_exists

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from billingd import customers as lifecycle
+from billingd import lifecycle
 from billingd import operators as operator_domain
 from billingd.customer_files import import_customers, read_rows
 from billingd.customers import Calendar

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 from sqlalchemy import func, insert, select, update
 
-from billingd import cards, credentials, customers, operators, packages, zones
+from billingd import cards, credentials, lifecycle, operators, packages, wallets, zones
 from billingd.customers import Calendar
 from billingd.prices import parse_amount
 from cli.context import Context
@@ -206,7 +206,7 @@ def build_world(connection) -> World:
     for owner in SELLERS:
         who = actor(owner)
         for state in ("a", "s", "d"):
-            customers.add_customer(
+            lifecycle.add_customer(
                 connection,
                 who,
                 customer(state, owner),
@@ -214,9 +214,9 @@ def build_world(connection) -> World:
                 package="Home",
                 calendar=calendar,
             )
-        customers.suspend(connection, who, customer("s", owner), calendar)
-        customers.delete_customer(connection, who, customer("d", owner), calendar)
-        customers.receive_payment(connection, who, customer("a", owner), money("50"), calendar)
+        lifecycle.suspend(connection, who, customer("s", owner), calendar)
+        lifecycle.delete_customer(connection, who, customer("d", owner), calendar)
+        wallets.receive_payment(connection, who, customer("a", owner), money("50"), calendar)
         world.entries[owner] = connection.execute(select(func.max(ledger_entries.c.id))).scalar()
         world.receipts[owner] = connection.execute(
             select(func.max(payments.c.id)).where(

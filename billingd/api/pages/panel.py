@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from billingd import cards as card_domain
-from billingd import credentials, dashboard, operators, reports, zones
+from billingd import credentials, dashboard, lifecycle, operators, reports, wallets, zones
 from billingd import customers as customer_domain
 from billingd.customer_views import state_of
 from billingd.packages import assign_package, price_list
@@ -223,7 +223,7 @@ def customer_add(visit: PanelVisit) -> Response:
     try:
         with pages.engine.begin() as connection:
             actor = visit.operator(connection)
-            record = customer_domain.add_customer(
+            record = lifecycle.add_customer(
                 connection,
                 actor,
                 values["username"],
@@ -284,12 +284,12 @@ def _amount(visit: Visit) -> int:
 
 # What each button on a customer's page does: one domain call each.
 _ACTIONS = {
-    "renew": lambda c, a, u, v, cal: customer_domain.renew(c, a, u, cal, cash=v.form.get("cash") == "yes"),
-    "suspend": lambda c, a, u, v, cal: customer_domain.suspend(c, a, u, cal),
-    "resume": lambda c, a, u, v, cal: customer_domain.resume(c, a, u, cal),
-    "delete": lambda c, a, u, v, cal: customer_domain.delete_customer(c, a, u, cal),
-    "restore": lambda c, a, u, v, cal: customer_domain.restore_customer(c, a, u),
-    "change-package": lambda c, a, u, v, cal: customer_domain.change_package(
+    "renew": lambda c, a, u, v, cal: lifecycle.renew(c, a, u, cal, cash=v.form.get("cash") == "yes"),
+    "suspend": lambda c, a, u, v, cal: lifecycle.suspend(c, a, u, cal),
+    "resume": lambda c, a, u, v, cal: lifecycle.resume(c, a, u, cal),
+    "delete": lambda c, a, u, v, cal: lifecycle.delete_customer(c, a, u, cal),
+    "restore": lambda c, a, u, v, cal: lifecycle.restore_customer(c, a, u),
+    "change-package": lambda c, a, u, v, cal: lifecycle.change_package(
         c, a, u, str(v.form.get("package", "")), cal
     ),
     "reset-password": lambda c, a, u, v, cal: _set_password(c, a, u, v),
@@ -297,7 +297,7 @@ _ACTIONS = {
     "edit": lambda c, a, u, v, cal: customer_domain.set_customer(
         c, a, u, cal, **{key: str(v.form.get(key, "")).strip() for key in _EDITED}
     ),
-    "topup": lambda c, a, u, v, cal: customer_domain.receive_payment(
+    "topup": lambda c, a, u, v, cal: wallets.receive_payment(
         c,
         a,
         u,
@@ -324,7 +324,7 @@ _EDITED = ("name", "phone", "address", "zone", "mac", "static_ip")
 
 def _disconnect(connection, actor, username: str, calendar) -> dict:
     """Queue a Disconnect of the customer's sessions (the outbox sends it to the router)."""
-    customer_domain.disconnect_now(connection, actor, username, calendar)
+    lifecycle.disconnect_now(connection, actor, username, calendar)
     return customer_domain.show_customer(connection, actor, username)
 
 

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from billingd import customers as domain
+from billingd import lifecycle, wallets
 from billingd.api.deps import Db, Once, OperatorActor, Today
 from billingd.api.models import (
     ChangePackageIn,
@@ -47,7 +48,7 @@ def list_customers(
 def add_customer(body: CustomerIn, actor: OperatorActor, db: Db, today: Today, once: Once) -> CustomerOut:
     return once.once(
         lambda: CustomerOut.of(
-            domain.add_customer(
+            lifecycle.add_customer(
                 db,
                 actor,
                 body.username,
@@ -88,7 +89,9 @@ def edit_customer(
 def renew(
     username: str, body: RenewIn, actor: OperatorActor, db: Db, today: Today, once: Once
 ) -> CustomerOut:
-    return once.once(lambda: CustomerOut.of(domain.renew(db, actor, username, today, cash=body.cash)), body)
+    return once.once(
+        lambda: CustomerOut.of(lifecycle.renew(db, actor, username, today, cash=body.cash)), body
+    )
 
 
 def _lifecycle(function):
@@ -100,16 +103,16 @@ def _lifecycle(function):
 
 router.post(
     "/customers/{username}/suspend", summary="Suspend now (unused days refunded per policy; session cut)"
-)(_lifecycle(domain.suspend))
-router.post("/customers/{username}/resume", summary="Lift a suspension")(_lifecycle(domain.resume))
+)(_lifecycle(lifecycle.suspend))
+router.post("/customers/{username}/resume", summary="Lift a suspension")(_lifecycle(lifecycle.resume))
 router.delete("/customers/{username}", summary="Soft-delete (unused days refunded per policy; restorable)")(
-    _lifecycle(domain.delete_customer)
+    _lifecycle(lifecycle.delete_customer)
 )
 
 
 @router.post("/customers/{username}/restore", summary="Restore a deleted customer")
 def restore(username: str, actor: OperatorActor, db: Db) -> CustomerOut:
-    return CustomerOut.of(domain.restore_customer(db, actor, username))
+    return CustomerOut.of(lifecycle.restore_customer(db, actor, username))
 
 
 @router.post(
@@ -119,7 +122,7 @@ def change_package(
     username: str, body: ChangePackageIn, actor: OperatorActor, db: Db, today: Today, once: Once
 ) -> CustomerOut:
     return once.once(
-        lambda: CustomerOut.of(domain.change_package(db, actor, username, body.package, today)), body
+        lambda: CustomerOut.of(lifecycle.change_package(db, actor, username, body.package, today)), body
     )
 
 
@@ -129,7 +132,7 @@ def _payment():
     ) -> CustomerOut:
         return once.once(
             lambda: CustomerOut.of(
-                domain.receive_payment(
+                wallets.receive_payment(
                     db, actor, username, body.amount, today, method=body.method, reference=body.reference
                 )
             ),
