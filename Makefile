@@ -27,7 +27,7 @@ run: venv
 
 test: venv
 	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null && command -v promtool >/dev/null \
-		&& test -x /usr/bin/chromedriver && test -x /usr/lib/chromium/chromium \
+		&& test -x /usr/bin/chromedriver && test -x /usr/lib/chromium/chromium && test -e /usr/lib/freeradius/rlm_sql_postgresql.so \
 		|| $(MAKE) debian-packages PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
