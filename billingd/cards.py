@@ -41,8 +41,8 @@ from sqlalchemy import Connection, and_, case, func, insert, select, update
 from billingd import cascade, customers, ledger, lifecycle, wallets
 from billingd.customers import Calendar
 from billingd.ledger import Line
+from billingd.money import check_amount, format_amount
 from billingd.packages import priced_package, priced_package_by_id
-from billingd.prices import check_amount, format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import NotFound, RadbillError, require_one_of

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from billingd.ledger import Line, account_id, child_code, wallet_code
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from schema.errors import RadbillError
 from schema.tables import operators, package_prices
 from schema.tenancy import ancestor_ids

@@ -21,8 +21,9 @@ from collections import defaultdict
 from sqlalchemy import Connection, and_, delete, func, select, update
 
 from billingd import ledger
+from billingd.calendar import end_of_day
 from billingd.customers import Calendar
-from billingd.prices import end_of_day, format_amount
+from billingd.money import format_amount
 from schema.changes import record_change
 from schema.errors import RadbillError
 from schema.tables import (

@@ -25,9 +25,10 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Connection, select, update
 
 from billingd import ledger
+from billingd.calendar import end_of_day
 from billingd.customers import Calendar, normalise_mac, normalise_username, zone_of
+from billingd.money import format_amount, parse_amount
 from billingd.packages import priced_package
-from billingd.prices import end_of_day, format_amount, parse_amount
 from schema.audit import audit
 from schema.changes import record_changes
 from schema.engine import bulk_insert, rows_among

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select, update
 
 from billingd import cascade
+from billingd.calendar import local_day
 from billingd.packages import PricedPackage, priced_package_by_id
-from billingd.prices import local_day
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import NotFound, RadbillError, require_one_of

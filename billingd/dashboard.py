@@ -14,10 +14,10 @@ from datetime import date, timedelta
 
 from sqlalchemy import Connection, and_, case, distinct, func, select
 
+from billingd.calendar import end_of_day
 from billingd.customer_views import state_conditions
 from billingd.customers import Calendar
 from billingd.packages import cheapest_operator_price
-from billingd.prices import end_of_day
 from schema.tables import (
     customer_day_totals,
     customers,

@@ -10,7 +10,7 @@ from datetime import date
 
 from fpdf import FPDF
 
-from billingd.prices import format_amount
+from billingd.money import format_amount
 
 CURRENCY = "BDT"
 

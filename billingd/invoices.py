@@ -17,8 +17,9 @@ from datetime import date, timedelta
 from sqlalchemy import Connection, func, insert, select, update
 
 from billingd import cascade, ledger
+from billingd.calendar import billing_period
 from billingd.cascade import Level
-from billingd.prices import billing_period, prorated
+from billingd.money import prorated
 from schema.errors import RadbillError
 from schema.identity import canonical_username
 from schema.tables import (

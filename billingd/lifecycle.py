@@ -23,6 +23,7 @@ from datetime import date, timedelta
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from billingd import cascade, invoices, ledger, payments
+from billingd.calendar import end_of_day
 from billingd.customers import (
     DELETED,
     MANUAL,
@@ -40,8 +41,8 @@ from billingd.customers import (
     zone_of,
 )
 from billingd.enforcement import cut_off, restore
+from billingd.money import day_share, format_amount, proportional
 from billingd.packages import PricedPackage, cheapest_operator_price, priced_package
-from billingd.prices import day_share, end_of_day, format_amount, proportional
 from schema.changes import record_change
 from schema.errors import RadbillError
 from schema.outbox import enqueue

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from billingd.prices import format_amount, parse_amount
+from billingd.money import format_amount, parse_amount
 from schema.audit import audit
 from schema.errors import RadbillError
 from schema.settings import NoticeSettings

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from billingd import ledger, payments
 from billingd.ledger import Line
-from billingd.prices import check_amount
+from billingd.money import check_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import Forbidden, NotFound, RadbillError, require_one_of

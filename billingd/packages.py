@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
-from billingd.prices import check_amount, format_amount
+from billingd.money import check_amount, format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import Forbidden, RadbillError, require_one_of

@@ -7,7 +7,7 @@ after a time-out, is refused instead of credited twice.
 
 from sqlalchemy import Connection, insert, select
 
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from schema.errors import RadbillError
 from schema.tables import payments
 

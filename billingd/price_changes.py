@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from billingd.money import format_amount
 from billingd.packages import (
     check_prices,
     check_spec,
@@ -24,7 +25,6 @@ from billingd.packages import (
     priced_package,
     require_admin_scope,
 )
-from billingd.prices import format_amount
 from schema.audit import audit
 from schema.changes import record_change
 from schema.errors import RadbillError

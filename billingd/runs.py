@@ -40,10 +40,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from billingd import cascade, invoices, ledger, price_changes
+from billingd.calendar import end_of_day
 from billingd.cascade import Level
 from billingd.customers import EXPIRED, OPERATOR_FUND, OVERDUE
 from billingd.enforcement import cut_off, restore
-from billingd.prices import day_share_sql, end_of_day
+from billingd.money import day_share_sql
 from schema.changes import prune_changes, record_change, record_changes
 from schema.engine import as_utc
 from schema.errors import RadbillError

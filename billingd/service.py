@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, task
 
 from billingd import notices, runs
-from billingd.prices import local_day
+from billingd.calendar import local_day
 from nas.worker import EnforcementWorker
 from schema.engine import is_sqlite
 from schema.pool import Pool, dedicated_connection

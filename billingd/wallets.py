@@ -15,7 +15,7 @@ from billingd.customers import (
     show_customer,
 )
 from billingd.lifecycle import charge_day, reactivate_if_expired
-from billingd.prices import check_amount, format_amount
+from billingd.money import check_amount, format_amount
 from schema.changes import record_change
 from schema.errors import RadbillError
 from schema.tenancy import Actor

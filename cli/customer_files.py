@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from billingd import customer_files as domain
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from cli.context import Context
 from cli.customers import customer_group
 from schema.errors import RadbillError

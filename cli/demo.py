@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from billingd import lifecycle, operators, wallets
 from billingd.customers import Calendar
 from billingd.isp import IspPlan, OperatorPlan, PackagePlan, RouterPlan, build_isp
-from billingd.prices import parse_amount
+from billingd.money import parse_amount
 from cli.context import Context
 from schema import migrate
 from schema.tenancy import resolve_actor

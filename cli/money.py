@@ -5,7 +5,7 @@ People see "499.50"; ``--json`` keeps the exact integer minor units.
 
 import click
 
-from billingd.prices import format_amount, parse_amount
+from billingd.money import format_amount, parse_amount
 from schema.errors import RadbillError
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from billingd import reports as domain
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from cli.context import Context
 from cli.online import read_online, session_rows
 from cli.output import emit_table

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from billingd.customers import Calendar
 from billingd.isp import IspPlan, OperatorPlan, PackagePlan, build_isp
-from billingd.prices import parse_amount
+from billingd.money import parse_amount
 from schema.settings import BillingdSettings
 from schema.tables import (
     customer_days,

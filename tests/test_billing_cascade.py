@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from billingd import ledger, lifecycle, operators, packages, wallets
-from billingd.prices import day_share, end_of_day
+from billingd.calendar import end_of_day
+from billingd.money import day_share
 from schema.errors import RadbillError
 from schema.tables import customer_days, enforcement_jobs
 from schema.tables import operators as operators_table

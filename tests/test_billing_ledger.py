@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from billingd import ledger
-from billingd.prices import day_share, format_amount, parse_amount, prorated
+from billingd.money import day_share, format_amount, parse_amount, prorated
 from schema.errors import RadbillError
 from schema.tables import customers, ledger_accounts, ledger_entries, ledger_lines, operators
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from billingd import ledger, lifecycle, operators, packages, runs
 from billingd.customers import Calendar
-from billingd.prices import day_share
+from billingd.money import day_share
 from schema.errors import RadbillError
 from schema.tables import customer_days, invoices, ledger_accounts, ledger_entries, ledger_lines
 from tests.billing_world import SETTINGS, ZONE, actor, build, customer, fund_of, money

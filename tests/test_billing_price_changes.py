@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from billingd import ledger, price_changes, runs, wallets
+from billingd.money import day_share
 from billingd.packages import priced_package
-from billingd.prices import day_share
 from schema.errors import RadbillError
 from schema.tables import change_log, customer_days, master_packages, package_price_changes
 from tests.billing_world import MEGABIT, SETTINGS, actor, add_customer_of, build, customer, money, on

@@ -45,8 +45,9 @@ from billingd import (
     runs,
     wallets,
 )
+from billingd.calendar import billing_period
 from billingd.customers import Calendar
-from billingd.prices import billing_period, day_share, parse_amount
+from billingd.money import day_share, parse_amount
 from schema.errors import RadbillError
 from schema.settings import BillingdSettings
 from schema.tables import (
@@ -520,6 +521,6 @@ def test_any_full_period_of_daily_shares_is_the_price(price, days, start):
 
 @given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False))
 def test_amounts_round_trip(value):
-    from billingd.prices import format_amount
+    from billingd.money import format_amount
 
     assert format_amount(parse_amount(str(value))) == f"{value:.2f}"

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 
 from billingd import ledger, lifecycle, operators, runs, wallets
-from billingd.prices import day_share, end_of_day
+from billingd.calendar import end_of_day
+from billingd.money import day_share
 from schema.tables import change_log, customer_days, enforcement_jobs, invoices
 from tests.billing_world import (
     NOW,

@@ -10,7 +10,7 @@ import subprocess
 import click
 import pytest
 
-from billingd.prices import MAX_AMOUNT, format_amount
+from billingd.money import MAX_AMOUNT, format_amount
 from cli.main import radbill
 from cli.money import Amount
 from tests.billing_world import snapshot

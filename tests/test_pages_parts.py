@@ -6,7 +6,7 @@ from xml.etree import ElementTree
 
 from billingd.api.pages.chart import DayPoint, nice_ceiling, revenue_chart
 from billingd.api.pages.i18n import available_languages, compiled, extract_messages, po_path, read_po
-from billingd.prices import format_amount
+from billingd.money import format_amount
 
 LABELS = {"active": "active customers", "revenue": "revenue"}
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from billingd import ledger
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from schema.tables import operators
 
 

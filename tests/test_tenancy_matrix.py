@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, update
 
 from billingd import cards, credentials, lifecycle, operators, packages, wallets, zones
 from billingd.customers import Calendar
-from billingd.prices import parse_amount
+from billingd.money import parse_amount
 from cli.context import Context
 from cli.main import radbill
 from nas.registry import add_nas

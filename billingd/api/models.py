@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer
 
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from billingd.reports import PendingJob
 from nas.outbox import JobRow
 

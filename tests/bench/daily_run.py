@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPOSITORY))
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from billingd import ledger, operators, packages, runs  # noqa: E402
-from billingd.prices import parse_amount  # noqa: E402
+from billingd.money import parse_amount  # noqa: E402
 from schema import migrate  # noqa: E402
 from schema.engine import make_engine  # noqa: E402
 from schema.settings import BillingdSettings  # noqa: E402

@@ -17,8 +17,8 @@ from billingd import cards as card_domain
 from billingd import credentials, dashboard, lifecycle, operators, reports, wallets, zones
 from billingd import customers as customer_domain
 from billingd.customer_views import state_of
+from billingd.money import format_amount, parse_amount
 from billingd.packages import assign_package, price_list
-from billingd.prices import format_amount, parse_amount
 from billingd.statement import named_statement
 from schema.errors import NotFound, RadbillError
 from schema.tenancy import PERMISSIONS

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 from billingd import credentials
 from billingd.credentials import Subscriber
 from billingd.customers import Calendar
-from billingd.prices import format_amount
+from billingd.money import format_amount
 from schema.engine import as_utc
 from schema.errors import Forbidden, NotFound, RadbillError, Throttled, Unauthenticated
 from schema.settings import Settings
