@@ -1,6 +1,6 @@
 """Benchmark: one daily billing run over N daily-billed customers on PostgreSQL.
 
-    .venv/bin/python tests/bench/daily_run.py [--customers 1000000] [--url URL] [--verify]
+    .venv/bin/python tests/bench/daily_run.py [--customers 1000000] [--url URL] [--verify] [--json FILE]
 
 Without --url it starts a throw-away PostgreSQL server from the machine's
 binaries (as the ``postgres`` user when run as root) with durable settings
@@ -14,10 +14,12 @@ It runs ``--days`` consecutive days (the second one is the steady state:
 yesterday's rows and dead tuples are there) and prints each run's duration
 and the machine's load average, then the peak RSS of this process and of the
 PostgreSQL server's processes, then runs the last day again to show that it
-changes nothing. Target: under 60 s and 1 GiB.
+changes nothing. Target: under 60 s and 1 GiB. ``--json FILE`` also writes
+those figures to FILE (tests/bench/table.py reads it for the README's table).
 """
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -189,7 +191,9 @@ def main() -> None:
         "--days", type=int, default=2, help="Consecutive days to run (the second is the steady state)."
     )
     parser.add_argument("--verify", action="store_true", help="Also time `ledger verify` afterwards.")
+    parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     args = parser.parse_args()
+    figures = {"customers": args.customers, "runs": []}
     server = None
     url = args.url
     if url is None:
@@ -206,6 +210,9 @@ def main() -> None:
                 started = time.monotonic()
                 [result] = runs.run_through(engine, TODAY + timedelta(days=offset), SETTINGS)
                 seconds = time.monotonic() - started
+                figures["runs"].append(
+                    {"day": result.day.isoformat(), "seconds": seconds, "charged": result.customers_charged}
+                )
                 print(
                     f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
                     f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
@@ -213,6 +220,10 @@ def main() -> None:
                     flush=True,
                 )
         own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures["peak_rss_mib"] = {
+            "bench": own_peak_mib,
+            "postgres": postgres.peak_kib / 1024 if server else None,
+        }
         print(
             f"peak RSS: this process {own_peak_mib:.0f} MiB, largest process of the PostgreSQL server "
             + (
@@ -234,8 +245,12 @@ def main() -> None:
             started = time.monotonic()
             with engine.connect() as connection:
                 problems = ledger.verify(connection)
-            print(f"ledger verify: {len(problems)} problems in {time.monotonic() - started:.1f} s")
+            seconds = time.monotonic() - started
+            figures["verify"] = {"seconds": seconds, "problems": len(problems)}
+            print(f"ledger verify: {len(problems)} problems in {seconds:.1f} s")
         engine.dispose()
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
     finally:
         if server is not None:
             server.stop("immediate")
