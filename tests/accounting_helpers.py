@@ -84,9 +84,9 @@ def require_radclient() -> str:
 class AccountingRadiusd(RadiusdProcess):
     """``radbill radiusd`` with its own spool, started once accounting answers; can be SIGKILLed."""
 
-    def __init__(self, directory: Path, database_url: str, **radiusd):
+    def __init__(self, directory: Path, database_url: str, namespace: str | None = None, **radiusd):
         config, self.settings = write_config(directory, database_url, **radiusd)
-        super().__init__(config, directory / "radiusd.log")
+        super().__init__(config, directory / "radiusd.log", namespace)
         self.directory = directory
         self.acct_port = self.settings["acct_port"]
         self.starts = 0
@@ -107,7 +107,9 @@ class AccountingRadiusd(RadiusdProcess):
         self.process.wait(timeout=10)
 
     def metric(self, name: str, labels: dict | None = None) -> float:
-        return metric(self.settings["metrics_port"], name, labels) or 0.0
+        return (
+            metric(self.settings["metrics_port"], name, labels, self.settings.get("bind", "127.0.0.1")) or 0.0
+        )
 
     def wait_for_metric(self, name: str, labels: dict | None, predicate, timeout: float = 30.0) -> float:
         deadline = time.monotonic() + timeout
@@ -129,7 +131,7 @@ def request_file(path: Path, requests: list[dict]) -> Path:
     return path
 
 
-def _radclient_command(port: int, file: Path, parallel: int) -> list[str]:
+def _radclient_command(port: int, file: Path, parallel: int, host: str = "127.0.0.1") -> list[str]:
     return [
         require_radclient(),
         "-q",
@@ -142,16 +144,18 @@ def _radclient_command(port: int, file: Path, parallel: int) -> list[str]:
         "3",
         "-t",
         "3",
-        f"127.0.0.1:{port}",
+        f"{host}:{port}",
         "acct",
         SECRET.decode(),
     ]
 
 
-def send_file(port: int, file: Path, *, parallel: int = 1) -> subprocess.CompletedProcess:
+def send_file(
+    port: int, file: Path, *, parallel: int = 1, host: str = "127.0.0.1"
+) -> subprocess.CompletedProcess:
     """Send every request in ``file``; radclient exits non-zero if any went unanswered."""
     return subprocess.run(
-        _radclient_command(port, file, parallel), capture_output=True, text=True, timeout=600
+        _radclient_command(port, file, parallel, host), capture_output=True, text=True, timeout=600
     )
 
 

@@ -116,11 +116,13 @@ def write_config(directory: Path, database_url: str, **radiusd) -> tuple[Path, d
 
 
 class RadiusdProcess:
-    """``radbill radiusd`` in a subprocess; waits until it answers."""
+    """``radbill radiusd`` in a subprocess, in a network namespace (another host) if one is
+    named; waits until it answers."""
 
-    def __init__(self, config: Path, log_path: Path):
+    def __init__(self, config: Path, log_path: Path, namespace: str | None = None):
         self.config = config
         self.log_path = log_path
+        self.namespace = namespace
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "RadiusdProcess":
@@ -128,7 +130,11 @@ class RadiusdProcess:
         env.pop("RADBILL_DATABASE_URL", None)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            RADBILL + ["radiusd"], env=env, cwd=REPOSITORY, stdout=self._log, stderr=subprocess.STDOUT
+            in_namespace(self.namespace, RADBILL + ["radiusd"]),
+            env=env,
+            cwd=REPOSITORY,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -160,13 +166,27 @@ class RadiusdProcess:
         self.stop()
 
 
-def metric(port: int, name: str, labels: dict | None = None) -> float | None:
-    """Read one sample from radiusd's /metrics."""
+def wait_for_change(check, timeout: float = 1.0, interval: float = 0.0) -> float:
+    """Poll until check() is true, ``interval`` seconds apart; return how long it took."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"no change within {timeout} s"
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+def in_namespace(namespace: str | None, command: list[str]) -> list[str]:
+    """``command`` as run in that network namespace (``ip netns exec``), or as it is."""
+    return command if namespace is None else ["ip", "netns", "exec", namespace, *command]
+
+
+def metric(port: int, name: str, labels: dict | None = None, host: str = "127.0.0.1") -> float | None:
+    """Read one sample from a daemon's /metrics."""
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and (

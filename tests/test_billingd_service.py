@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor, task
 from twisted.python import threadable
 
 from billingd import runs
-from billingd.service import Leadership, Metrics, Scheduler, due_through, next_run
+from billingd.service import STANDBY_RETRY_SECONDS, Leadership, Metrics, Scheduler, due_through, next_run
 from schema.pool import Pool
 from schema.settings import BillingdSettings
 
@@ -82,18 +82,22 @@ def test_catches_up_at_start_then_runs_at_run_at():
     assert not clock.getDelayedCalls()
 
 
-def test_a_standby_instance_waits_and_takes_over():
+def test_a_standby_instance_waits_and_takes_over(caplog):
     clock = task.Clock()
     clock.advance(utc(2026, 11, 24, 17, 0).timestamp())
     calls = []
     leadership = FakeLeadership(held=False)
     scheduler, registry = _scheduler(clock, leadership, calls)
-    scheduler.start()
-    clock.advance(600)
-    assert calls == [] and registry.get_sample_value("radbill_billingd_active") == 0
-    leadership.held = True  # the active instance died
-    clock.advance(60)
+    with caplog.at_level("INFO", logger="billingd.service"):
+        scheduler.start()
+        clock.advance(600)
+        assert calls == [] and registry.get_sample_value("radbill_billingd_active") == 0
+        leadership.held = True  # the active instance died
+        clock.advance(STANDBY_RETRY_SECONDS)  # the next try takes the lock
     assert calls == [date(2026, 11, 24)]
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("standing by" in message for message in messages) == 1  # not at every try
+    assert "took over as the active billingd" in messages
 
 
 def test_a_failed_run_is_retried():

@@ -23,7 +23,7 @@ from radiusd.codec import mschap
 from schema.changes import record_change_ids
 from schema.tables import customer_usage, customers, radpostauth, sessions
 from schema.tenancy import resolve_actor
-from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, write_config
+from tests.radius import RadiusdProcess, metric, pap, radclient, radtest, wait_for_change, write_config
 
 pytestmark = pytest.mark.interop
 
@@ -300,14 +300,6 @@ def test_expired_restrict_policy(tmp_path, database_url, isp):
         "expired-pool",
         "captive",
     )
-
-
-def wait_for_change(check, timeout: float = 1.0) -> float:
-    """Poll until check() is true; return how long it took."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"no change within {timeout} s"
-    return time.monotonic() - started
 
 
 @pytest.mark.parametrize(
