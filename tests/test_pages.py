@@ -189,7 +189,10 @@ def test_operators_fund_block_and_cards(api):
     log_in(api, "reseller1")
     answer = post(api, "/panel/operators/sub1/fund", "/panel/operators/sub1", amount="100")
     assert flash(answer.text) == ["Fund topped up."] and 'id="fund">1650.00<' in answer.text  # 1550 + 100
-    answer = post(api, "/panel/cards", "/panel/cards", count="3", package="Home 10M")
+    page = api.get("/panel/cards").text
+    answer = post(
+        api, "/panel/cards", "/panel/cards", count="3", package="Home 10M", issue_key=issue_key_of(page)
+    )
     # The print view is the answer to the issue, the one page with the PINs, kept by no cache.
     assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
     assert flash(answer.text) == ["3 cards issued."] and answer.text.count('class="pin"') == 3
@@ -302,6 +305,37 @@ def test_dashboard_figures(api):
     assert "<html" in api.get("/panel/dashboard/chart").text  # without JavaScript: a page of its own
     log_in(api, "r1noc")
     assert api.get("/panel/dashboard/chart").status_code == 403
+
+
+def issue_key_of(html: str) -> str:
+    return re.search(r'name="issue_key" value="([^"]+)"', html).group(1)
+
+
+def test_a_resent_issue_form_issues_no_second_batch(api, engine):
+    """Refreshing the print view resends its form: the form's one-time key issues nothing more and
+    sends the resend back to the cards page, naming the batch."""
+    log_in(api, "reseller1")
+    page = api.get("/panel/cards").text
+    form = {"csrf_token": csrf_of(page), "issue_key": issue_key_of(page), "count": "2", "package": "Home 10M"}
+    assert api.post("/panel/cards", data=form).text.count('class="pin"') == 2
+
+    def issued() -> int:
+        with engine.connect() as connection:
+            return len(cards.list_cards(connection, world.actor(connection, "reseller1")))
+
+    before = issued()
+    resent = api.post("/panel/cards", data=form, follow_redirects=False)
+    assert resent.status_code == 303 and resent.headers["location"] == "/panel/cards"
+    answer = api.get("/panel/cards")
+    assert 'class="pin"' not in answer.text and "was issued by this form already" in flash(answer.text)[0]
+    assert issued() == before
+    # Another form with the same key is refused; a fresh form issues anew; a form without a key, nothing.
+    other = api.post("/panel/cards", data={**form, "count": "5"})
+    assert "already used for a different request" in flash(other.text)[0] and issued() == before
+    assert api.post("/panel/cards", data={**form, "issue_key": issue_key_of(answer.text)}).status_code == 200
+    assert issued() == before + 2
+    form.pop("issue_key")
+    assert "out of date" in flash(api.post("/panel/cards", data=form).text)[0] and issued() == before + 2
 
 
 def test_a_batch_is_voided_and_its_cards_refused(api, engine):

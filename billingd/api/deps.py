@@ -28,11 +28,16 @@ from schema.tenancy import Actor
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/token, or an API token")
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
     return request.app.state.api
 
 
 State = Annotated[ApiState, Depends(api_state)]
+
+
+# The dependencies that only compute are ``async def``: FastAPI runs each plain ``def`` dependency in
+# its thread pool, a hand-off that costs more than their work; those that wait on the database stay
+# plain functions, off the event loop.
 
 
 def _transaction(state: State) -> Iterator[Connection]:
@@ -44,21 +49,21 @@ def _transaction(state: State) -> Iterator[Connection]:
 Db = Annotated[Connection, Depends(_transaction, scope="function")]
 
 
-def now(state: State) -> datetime:
+async def now(state: State) -> datetime:
     return state.clock()
 
 
 Now = Annotated[datetime, Depends(now)]
 
 
-def calendar(state: State, instant: Now) -> Calendar:
+async def calendar(state: State, instant: Now) -> Calendar:
     return Calendar(instant, state.settings.billingd.zone)
 
 
 Today = Annotated[Calendar, Depends(calendar)]
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """The peer address (uvicorn resolves X-Forwarded-For from [api] trusted_proxies)."""
     return request.client.host if request.client else "unknown"
 
@@ -88,13 +93,13 @@ def _principal(
 Principal = Annotated[Actor | credentials.Subscriber, Depends(_principal, scope="function")]
 
 
-def _operator(principal: Principal) -> Actor:
+async def _operator(principal: Principal) -> Actor:
     if not isinstance(principal, Actor):
         raise Forbidden("this is for operators; subscribers use /api/v1/me")
     return principal
 
 
-def _subscriber(principal: Principal) -> credentials.Subscriber:
+async def _subscriber(principal: Principal) -> credentials.Subscriber:
     if not isinstance(principal, credentials.Subscriber):
         raise Forbidden("this is for subscribers (log in at /api/v1/auth/subscriber/token)")
     return principal
@@ -126,44 +131,65 @@ class Idempotency:
         shown once, such as a card's PIN, is not stored)."""
         if not self.key:
             return compute()
-        if len(self.key) > 200:
-            raise RadbillError("Idempotency-Key: at most 200 characters")
-        principal = getattr(self.request.state, "principal_key", "anonymous")[:40]
-        fingerprint = hashlib.sha256(
-            f"{self.request.method} {self.request.url.path}?{self.request.url.query} ".encode()
-            + json.dumps(jsonable_encoder(body), sort_keys=True).encode()
-        ).hexdigest()
-        stored = (
-            self.db.execute(
-                select(idempotency_keys).where(
-                    idempotency_keys.c.principal == principal, idempotency_keys.c.key == self.key
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if stored is not None:
-            if stored["request"] != fingerprint:
-                raise RadbillError("Idempotency-Key was already used for a different request")
-            return (
-                stored["response"]
-                if isinstance(stored["response"], (dict, list))
-                else json.loads(stored["response"])
-            )
-        answer = jsonable_encoder(compute())
-        self.db.execute(
-            insert(idempotency_keys).values(
-                principal=principal,
-                key=self.key,
-                request=fingerprint,
-                status_code=status_code,
-                response=kept(answer) if kept else answer,
-            )
-        )
-        return answer
+        principal = getattr(self.request.state, "principal_key", "anonymous")
+        fingerprint = request_fingerprint(self.request, jsonable_encoder(body))
+        return answer_once(
+            self.db, principal, self.key, fingerprint, compute, status_code=status_code, kept=kept
+        )[0]
 
 
-def _idempotency(
+def request_fingerprint(request: Request, body: Any) -> str:
+    """What makes two requests under one key the same request: method, path, query and body."""
+    return hashlib.sha256(
+        f"{request.method} {request.url.path}?{request.url.query} ".encode()
+        + json.dumps(body, sort_keys=True).encode()
+    ).hexdigest()
+
+
+def answer_once(
+    connection: Connection,
+    principal: str,
+    key: str,
+    fingerprint: str,
+    compute: Callable[[], Any],
+    *,
+    status_code: int = 200,
+    kept: Callable[[Any], Any] | None = None,
+) -> tuple[Any, bool]:
+    """``compute()``'s answer and False the first time ``principal`` sends ``key``; the kept answer
+    and True when the same request comes again (the API's Idempotency-Key, the panel's one-time
+    forms). The key is stored in the caller's transaction, with the work it guards."""
+    if len(key) > 200:
+        raise RadbillError("Idempotency-Key: at most 200 characters")
+    principal = principal[:40]
+    stored = (
+        connection.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if stored is not None:
+        if stored["request"] != fingerprint:
+            raise RadbillError("Idempotency-Key was already used for a different request")
+        response = stored["response"]
+        return (response if isinstance(response, (dict, list)) else json.loads(response)), True
+    answer = jsonable_encoder(compute())
+    connection.execute(
+        insert(idempotency_keys).values(
+            principal=principal,
+            key=key,
+            request=fingerprint,
+            status_code=status_code,
+            response=kept(answer) if kept else answer,
+        )
+    )
+    return answer, False
+
+
+async def _idempotency(
     request: Request,
     db: Db,
     key: Annotated[

@@ -6,6 +6,7 @@ session and calls one domain function; the domain decides who may do what.
 
 import csv
 import io
+import secrets
 from dataclasses import replace
 from datetime import date
 
@@ -16,6 +17,7 @@ from markupsafe import Markup
 from billingd import cards as card_domain
 from billingd import credentials, dashboard, lifecycle, operators, reports, wallets, zones
 from billingd import customers as customer_domain
+from billingd.api.deps import answer_once, request_fingerprint
 from billingd.customer_views import state_of
 from billingd.money import format_amount, parse_amount
 from billingd.packages import assign_package, price_list
@@ -31,6 +33,8 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 
 
 PanelVisit = area_visit("/panel")
+# The hidden field that makes the "Issue cards" form one-time (see card_batch).
+ISSUE_KEY = "issue_key"
 
 
 def _nav(visit: Visit, actor, current: str) -> list[tuple[str, str, bool]]:
@@ -562,6 +566,7 @@ def card_list(visit: PanelVisit) -> HTMLResponse:
         sales=sales,
         packages=packages,
         may_sell=card_domain.may_sell(actor),
+        issue_key=secrets.token_urlsafe(16),
     )
 
 
@@ -597,27 +602,55 @@ def card_sell(visit: PanelVisit) -> Response:
 @router.post("/cards", response_class=HTMLResponse)
 def card_batch(visit: PanelVisit) -> Response:
     """Issue a batch and answer with its print view: the only page that shows the PINs (only their
-    keyed hashes are stored), so it is not kept by the browser or a proxy."""
+    keyed hashes are stored), so it is not kept by the browser or a proxy.
+
+    The form carries a one-time key (ISSUE_KEY), so a resent form (a refresh of the print view, a
+    double click) issues nothing more: it is sent back to the cards page, told which batch it was.
+    """
     pages = visit.pages
-    package = str(visit.form.get("package", "")) or None
-    value = str(visit.form.get("value", "")).strip()
+    form = visit.form
+    package = str(form.get("package", "")) or None
+    value = str(form.get("value", "")).strip()
+    key = str(form.get(ISSUE_KEY, ""))
+    if not key:
+        visit.flash("error", visit._("This form is out of date: issue the batch from the cards page."))
+        return visit.redirect("/panel/cards")
+    fields = {name: str(form.get(name, "")) for name in ("count", "package", "value")}
     try:
-        count = int(str(visit.form.get("count", "0")) or 0)
+        count = int(str(form.get("count", "0")) or 0)
         with pages.engine.begin() as connection:
             actor = visit.operator(connection)
-            created = card_domain.create_batch(
+            created, resent = answer_once(
                 connection,
-                actor,
-                count,
-                pages.card_pin_key,
-                value=parse_amount(value, allow_zero=False) if value and not package else None,
-                package=package,
+                f"session:{visit.session.acting_as or visit.session.subject}",
+                key,
+                request_fingerprint(visit.request, fields),
+                lambda: card_domain.create_batch(
+                    connection,
+                    actor,
+                    count,
+                    pages.card_pin_key,
+                    value=parse_amount(value, allow_zero=False) if value and not package else None,
+                    package=package,
+                ),
+                kept=lambda cards: [{"batch_id": cards[0]["batch_id"]}] * len(cards),  # no PIN stored
             )
     except ValueError:
         visit.flash("error", visit._("Give the number of cards as a whole number."))
         return visit.redirect("/panel/cards")
     except RadbillError as error:
         visit.flash("error", str(error))
+        return visit.redirect("/panel/cards")
+    if resent:
+        visit.flash(
+            "error",
+            visit._(
+                "Batch %(batch)s (%(count)s cards) was issued by this form already: nothing more was "
+                "issued. Its PINs were shown once; if the printout is lost, void the batch.",
+                batch=created[0]["batch_id"],
+                count=len(created),
+            ),
+        )
         return visit.redirect("/panel/cards")
     visit.flash("ok", visit._("%(count)s cards issued.", count=len(created)))
     page = _page(
