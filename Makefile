@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # Debian packages the tests need, installed when their commands (or files: the headless browser) are missing.
 TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus chromium chromium-driver
 
-.PHONY: run test test-fast venv debian-packages clean
+.PHONY: run test test-fast bench venv debian-packages clean
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) debian-packages PACKAGES=python3-venv
@@ -36,6 +36,11 @@ test: venv
 # The unit tier only: no database, no socket, no subprocess (tests/conftest.py); seconds.
 test-fast: venv
 	$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS)
+
+# The README's Benchmarks table: the headline benchmarks at full size, one after the other
+# (an hour or more; on a quiet machine). The benchmarks' output goes to stderr, the table to stdout.
+bench: venv
+	@$(BIN)/python tests/bench/table.py
 
 debian-packages:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
