@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Debian packages the tests need, installed when their commands (or files: the headless browser) are missing.
-TEST_PACKAGES := postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus chromium chromium-driver
+TEST_PACKAGES := iproute2 postgresql freeradius-utils freeradius freeradius-postgresql openssl tcpdump systemd prometheus chromium chromium-driver
 
 .PHONY: run test test-fast bench venv debian-packages clean
 
@@ -26,7 +26,7 @@ run: venv
 		trap "kill $$billingd $$api 2>/dev/null" EXIT INT TERM; $(BIN)/radbill radiusd
 
 test: venv
-	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null && command -v promtool >/dev/null \
+	@{ command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 && command -v radclient >/dev/null && command -v ip >/dev/null && command -v freeradius >/dev/null && command -v openssl >/dev/null && command -v tcpdump >/dev/null && command -v systemd-analyze >/dev/null && command -v promtool >/dev/null \
 		&& test -x /usr/bin/chromedriver && test -x /usr/lib/chromium/chromium && test -e /usr/lib/freeradius/rlm_sql_postgresql.so \
 		|| $(MAKE) debian-packages PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/ruff check .

@@ -10,6 +10,8 @@ without it these tests are skipped and say so.
 
 import ipaddress
 import os
+import re
+import shutil
 import signal
 import subprocess
 from contextlib import ExitStack
@@ -70,17 +72,34 @@ def _unused_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 under 10.231.0.0/16")
 
 
+def _remove_leftovers() -> None:
+    """The namespaces and bridges of earlier runs killed before their teardown (their process is gone)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for namespace, pid in re.findall(r"^(radbill-(\d+)-[ab])\b", listed, re.MULTILINE):
+        if not Path(f"/proc/{pid}").exists():
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+            subprocess.run(["ip", "link", "del", f"rbso{pid}br"], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def network():
     """Two namespaces ("hosts") joined to this machine by a bridge, torn down afterwards."""
+    if shutil.which("ip") is None:
+        message = "the ip command is missing (apt-get install iproute2)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    _remove_leftovers()
     tag = f"rbso{os.getpid()}"  # interface names: at most 15 characters
     namespaces = [f"radbill-{os.getpid()}-{side}" for side in "ab"]
     try:
         _ip("netns", "add", namespaces[0])
-    except FileNotFoundError:
-        pytest.skip("the ip command is missing (apt-get install iproute2)")
+        subprocess.run(
+            ["ip", "netns", "exec", namespaces[0], "true"], check=True, capture_output=True, text=True
+        )
     except subprocess.CalledProcessError as error:
-        pytest.skip(f"cannot create a network namespace (needs root): {error.stderr.strip()}")
+        subprocess.run(["ip", "netns", "del", namespaces[0]], capture_output=True)
+        pytest.skip(f"cannot create or enter a network namespace (needs root): {error.stderr.strip()}")
     subnet = _unused_subnet()
     gateway, *addresses = (str(subnet.network_address + number) for number in (1, 2, 3))
     bridge = f"{tag}br"
