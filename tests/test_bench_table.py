@@ -100,3 +100,8 @@ def test_a_benchmark_that_did_not_run_says_why_in_its_rows():
         storm[0][0] == "Access-Requests/s, 1,024 in flight"
         and storm[2][0] == "Access-Request p99 ms, 64 in flight"
     )
+
+
+def test_json_a_benchmark_no_longer_writes_that_way_says_so_in_its_rows():
+    rows = table.rows_of(table.view_rows, [[{"workers": 1, "load_seconds": 7.5}]], table.FULL)
+    assert [row[2] for row in rows] == ["not measured (unexpected JSON: KeyError 'memory')"] * 2

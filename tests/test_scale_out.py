@@ -28,6 +28,7 @@ from billingd.customers import Calendar
 from billingd.money import parse_amount
 from billingd.service import due_through
 from cli.demo import DEMO_ZONE, load_demo
+from radiusd.auth.policy import MESSAGES
 from schema import migrate
 from schema.engine import make_engine
 from schema.settings import BillingdSettings
@@ -300,10 +301,7 @@ def test_a_session_through_one_host_counts_at_the_other_within_a_second(radius_h
     assert login(first, "single", *device).code == "Access-Accept"
     account(first, tmp_path / "start", [start])
     wait_for_change(
-        lambda: (
-            login(second, "single", *other_device).get("Reply-Message")
-            == "Already logged in: too many sessions"
-        )
+        lambda: login(second, "single", *other_device).get("Reply-Message") == MESSAGES["simultaneous_use"]
     )
     account(second, tmp_path / "stop", [{**start, "Acct-Status-Type": "Stop"}])
     wait_for_change(lambda: login(first, "single", *other_device).code == "Access-Accept")
