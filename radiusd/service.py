@@ -5,16 +5,20 @@ that keeps the view current, and one listener per port. Accounting adds
 itself with ``add_listener(acct_port, handler)`` and reuses the view's
 routers, the packet checks and a duplicate cache of its own.
 
-With ``[radiusd] workers = N`` the process forks N workers before the
-reactor starts (radiusd/workers.py); each binds the ports with SO_REUSEPORT,
-keeps its own view and serves metrics on ``metrics_port + its index``.
+With ``[radiusd] workers = N`` the process reads the view once, then forks
+N workers before the reactor starts (radiusd/workers.py); each starts from
+that view in memory it shares with the others until it changes it
+(copy-on-write), follows the change log itself, binds the ports with
+SO_REUSEPORT and serves metrics on ``metrics_port + its index``.
 """
 
 import gc
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -29,7 +33,13 @@ from radiusd.auth.why import next_answer
 from radiusd.protocol import RadiusServerProtocol
 from radiusd.sockets import listen_udp
 from radiusd.view import queries
-from radiusd.view.follower import POSTGRESQL_POLL_SECONDS, SQLITE_POLL_SECONDS, Follower, listen_for_changes
+from radiusd.view.follower import (
+    POSTGRESQL_POLL_SECONDS,
+    SQLITE_POLL_SECONDS,
+    Follower,
+    listen_for_changes,
+    read_everything,
+)
 from radiusd.view.view import SubscriberView
 from radiusd.workers import run_workers
 from schema.changes import NOTIFY_CHANNEL
@@ -53,8 +63,12 @@ RELOADABLE = frozenset(
 
 
 class Radiusd:
-    def __init__(self, settings: RadiusdSettings, engine: Engine, reactor, *, reuse_port: bool = False):
+    def __init__(
+        self, settings: RadiusdSettings, engine: Engine, reactor, *, reuse_port: bool = False, preloaded=None
+    ):
+        """``preloaded``: the view as read_everything read it before forking, or None to read it at start."""
         self.settings = settings
+        self._preloaded = preloaded
         self.engine = engine
         self.reactor = reactor
         self.reuse_port = reuse_port
@@ -90,7 +104,7 @@ class Radiusd:
 
     def start(self):
         """Load the view with the period's usage (retrying while the database is away), then listen."""
-        d = self.follower.load()
+        d = self.follower.load(self._preloaded)
         d.addCallbacks(self._loaded, self._load_failed)
         return d
 
@@ -216,6 +230,7 @@ def serve(
     reuse_port: bool = False,
     systemd: Systemd | None = None,
     load_settings: Callable[[], Settings] | None = None,
+    preloaded=None,
 ) -> int:
     """Run one radiusd process until it is stopped; the exit status.
 
@@ -227,7 +242,7 @@ def serve(
     from twisted.internet import reactor
 
     systemd = systemd or Systemd()
-    server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port)
+    server = Radiusd(settings.radiusd, engine, reactor, reuse_port=reuse_port, preloaded=preloaded)
     accounting = AccountingService(
         settings, engine, reactor, worker=worker, sessions_counted=server.follower.counted
     )
@@ -270,6 +285,7 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
     systemd = Systemd.from_environment()
     if settings.radiusd.workers == 1:
         sys.exit(serve(settings, engine, systemd=systemd, load_settings=load_settings))
+    preloaded = read_before_forking(engine)
 
     def serve_worker(index: int, worker_systemd: Systemd) -> int:
         engine.dispose(close=False)  # the parent's connections are not the worker's to use
@@ -280,6 +296,35 @@ def run(settings: Settings, engine: Engine, load_settings: Callable[[], Settings
             reuse_port=True,
             systemd=worker_systemd,
             load_settings=load_settings,
+            preloaded=preloaded,
         )
 
     sys.exit(run_workers(settings.radiusd.workers, serve_worker, systemd))
+
+
+def read_before_forking(engine: Engine):
+    """The view, read once for all workers (retrying while the database is away).
+
+    Forked after this, every worker starts from the same pages, shared until
+    a worker writes to them, instead of each reading and holding its own
+    copy (at a million subscribers: 20 s and 1 GiB per worker). Frozen, the
+    objects stay out of the workers' garbage collector, whose passes would
+    write to every page they walk.
+    """
+    while True:
+        started = time.monotonic()
+        try:
+            with engine.connect() as connection:
+                preloaded = read_everything(connection, datetime.now(UTC).date())
+            break
+        except (DBAPIError, OSError) as error:
+            log.error(
+                "cannot load the subscribers (%s); retrying in %.0f s",
+                str(error).splitlines()[0],
+                LOAD_RETRY_SECONDS,
+            )
+            time.sleep(LOAD_RETRY_SECONDS)
+    engine.dispose()  # the workers open their own connections
+    gc.freeze()
+    log.info("view read for the workers in %.1f s", time.monotonic() - started)
+    return preloaded

@@ -9,8 +9,14 @@ from twisted.internet import defer, reactor, task
 
 from radiusd.auth.policy import PackageState
 from radiusd.view import queries
-from radiusd.view.follower import SESSION_RECOUNT_SECONDS, WAKE_SECONDS, ChangeCursor, Follower
-from radiusd.view.model import CustomerRow, NasClient, OperatorRow, Snapshot
+from radiusd.view.follower import (
+    SESSION_RECOUNT_SECONDS,
+    WAKE_SECONDS,
+    ChangeCursor,
+    Follower,
+    read_everything,
+)
+from radiusd.view.model import CustomerRow, Customers, NasClient, OperatorRow, Snapshot
 from radiusd.view.view import SubscriberView
 from schema.changes import record_change, record_change_ids
 from schema.pool import Pool
@@ -52,6 +58,44 @@ def loaded_view() -> SubscriberView:
         )
     )
     return view
+
+
+# --- Customers: the compact records -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        dict(
+            password="pässwörd \t\\ 🙂",
+            status="suspended",
+            expires_at=datetime(2031, 2, 3, 4, 5, 6, 789012, tzinfo=UTC),
+            wallet_balance=-(2**40),
+            mac_binding="AA:BB:CC:DD:EE:FF",
+            static_ip="2001:db8::1",
+            deleted=True,
+            unpaid=True,
+        ),
+        dict(id=2**40, package_id=7, operator_id=2**33, status="disabled", mac_binding="", static_ip=""),
+        dict(password="", expires_at=datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC)),
+    ],
+)
+def test_customers_give_back_every_field_as_it_was_held(changes):
+    held = Customers()
+    held.add(row(**changes))
+    assert held.get("alice") == row(**changes) and len(held) == 1
+
+
+def test_customers_replace_a_renamed_customer_and_forget_by_id():
+    held = Customers()
+    held.add(row(1, "alice"))
+    held.add(row(2, "bob"))
+    held.add(row(1, "alice2", password="new"))
+    assert held.get("alice") is None and held.get("alice2").password == "new" and len(held) == 2
+    held.forget(2)
+    held.forget(3)  # never held
+    assert held.get("bob") is None and len(held) == 1
 
 
 # --- ChangeCursor ------------------------------------------------------------------
@@ -196,6 +240,52 @@ async def test_follower_loads_and_follows_changes(demo, database):
     await follower.poll()
     assert view.subscriber("demo").status == "suspended"
     assert view.subscriber("demo").open_sessions == 1
+
+
+def test_a_full_load_holds_what_the_change_path_reads(demo):
+    """The full load streams every customer (on PostgreSQL through a server-side
+    cursor) into compact records; they must say what read_customers says."""
+    with demo.begin() as connection:
+        connection.execute(
+            update(customers)
+            .where(customers.c.username == "demo")
+            .values(
+                username=" Demo ",  # held under its canonical name
+                mac_binding="AA:BB:CC:DD:EE:01",
+                static_ip="10.9.8.7",
+                expires_at=datetime(2031, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+                deleted_at=datetime.now(UTC),
+                status="suspended",
+                status_reason="expired",
+            )
+        )
+    with demo.connect() as connection:
+        rows = queries.read_customers(connection)
+        held = queries.read_all_customers(connection)
+    assert len(held) == len(rows) > 1
+    assert all(held.get(each.username) == each for each in rows)
+    demo_row = held.get("demo")
+    assert (demo_row.static_ip, demo_row.deleted, demo_row.unpaid) == ("10.9.8.7", True, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_view_read_before_forking_catches_up_with_what_changed_since(demo, database):
+    """With workers, the parent reads the view once and each worker starts from
+    it later: a change committed in between must still reach the worker."""
+    with demo.connect() as connection:
+        preloaded = read_everything(connection, datetime.now(UTC).date())
+    with demo.begin() as connection:
+        connection.execute(update(customers).where(customers.c.username == "demo").values(status="suspended"))
+        record_change(
+            connection,
+            "customer",
+            connection.execute(select(customers.c.id).where(customers.c.username == "demo")).scalar_one(),
+        )
+    follower = Follower(SubscriberView(), database, reactor, poll_interval=0.2)
+    await follower.load(preloaded)
+    assert follower.view.subscriber("demo").status == "active"  # as it was read
+    await follower.poll()
+    assert follower.view.subscriber("demo").status == "suspended"
 
 
 def test_notifies_in_a_burst_cost_one_poll_per_wake_interval():

@@ -26,7 +26,7 @@ import threading
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError
-from twisted.internet import task
+from twisted.internet import defer, task
 
 from radiusd import metrics
 from radiusd.view import queries
@@ -104,6 +104,14 @@ class ChangeCursor:
             self.after = following
 
 
+def read_everything(connection, today) -> tuple[int, list[int], Snapshot]:
+    """A full load: the change log's highest id and its last START_TAIL ids
+    (see ChangeCursor.at_start), and every row the view holds."""
+    last_id = queries.last_change_id(connection)
+    tail = [row[0] for row in queries.read_change_ids(connection, max(0, last_id - START_TAIL), START_TAIL)]
+    return last_id, tail, queries.read_snapshot(connection, today)
+
+
 class Follower:
     """Loads the view, then keeps it current; survives a database outage."""
 
@@ -128,17 +136,16 @@ class Follower:
         metrics.VIEW_SUBSCRIBERS.set_function(lambda: len(self.view))
         metrics.VIEW_NAS.set_function(lambda: len(self.view.nas_by_ip))
 
-    def load(self):
-        """Read everything once; the Deferred fires when the view is filled."""
+    def load(self, preloaded: tuple[int, list[int], Snapshot] | None = None):
+        """Read everything once, or take ``preloaded`` (what read_everything read
+        before this worker was forked); the Deferred fires when the view is filled."""
+        if preloaded is not None:
+            return defer.maybeDeferred(self._loaded, preloaded)
         return self._database.run("radiusd.load_view", self._read_all).addCallback(self._loaded)
 
     def _read_all(self, connection):
         self._recounted_at = self._clock.seconds()
-        last_id = queries.last_change_id(connection)
-        tail = [
-            row[0] for row in queries.read_change_ids(connection, max(0, last_id - START_TAIL), START_TAIL)
-        ]
-        return last_id, tail, queries.read_snapshot(connection, self._today())
+        return read_everything(connection, self._today())
 
     def _loaded(self, result) -> None:
         last_id, tail, snapshot = result

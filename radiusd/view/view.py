@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 
 from radiusd.auth.policy import PackageState, Subscriber
-from radiusd.view.model import CustomerRow, NasClient, OperatorRow, Snapshot
+from radiusd.view.model import Customers, NasClient, OperatorRow, Snapshot
 from schema.identity import canonical_ip
 from schema.tenancy import ancestry
 
@@ -23,8 +23,7 @@ class SubscriberView:
     def __init__(self):
         self.nas_by_ip: dict[str, NasClient] = {}
         self._nas_ip_by_id: dict[int, str] = {}
-        self._customers: dict[str, CustomerRow] = {}
-        self._usernames: dict[int, str] = {}
+        self._customers = Customers()
         self._packages: dict[int, tuple[str, PackageState]] = {}
         self._blocked_operators: set[int] = set()
         self.open_sessions: dict[int, int] = {}
@@ -75,17 +74,15 @@ class SubscriberView:
     def apply(self, snapshot: Snapshot) -> None:
         if snapshot.full:
             self.nas_by_ip, self._nas_ip_by_id = {}, {}
-            self._customers, self._usernames = {}, {}
+            self._customers = Customers() if snapshot.all_customers is None else snapshot.all_customers
         if snapshot.operators is not None:
             self._blocked_operators = _blocked_with_descendants(snapshot.operators)
         if snapshot.packages is not None:
             self._packages = snapshot.packages
         for customer_id in snapshot.customer_ids or ():
-            self._forget_customer(customer_id)
+            self._customers.forget(customer_id)
         for row in snapshot.customers:
-            self._forget_customer(row.id)
-            self._customers[row.username] = row
-            self._usernames[row.id] = row.username
+            self._customers.add(row)
         if snapshot.open_sessions is not None:
             self._apply_open_sessions(snapshot.open_sessions, snapshot.open_session_ids)
         if snapshot.used_bytes is not None:
@@ -113,11 +110,6 @@ class SubscriberView:
                 self.open_sessions[customer_id] = counts[customer_id]
             else:
                 self.open_sessions.pop(customer_id, None)
-
-    def _forget_customer(self, customer_id: int) -> None:
-        username = self._usernames.pop(customer_id, None)
-        if username is not None:
-            self._customers.pop(username, None)
 
 
 def _blocked_with_descendants(operators: dict[int, OperatorRow]) -> set[int]:
