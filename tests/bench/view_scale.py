@@ -15,13 +15,15 @@ timed from the command's exit (its commit) to the first answer that follows it. 
 that serving touches (copy-on-write). Access-Requests/s against the 100,000
 figure: storm.py ``--only radbill --phases auth --users N``.
 
-``--datadir DIR`` keeps the cluster in DIR (created and loaded when empty,
+``--json FILE`` writes the results, one per worker count (memory in KiB by
+PID, the parent first), for tests/bench/table.py. ``--datadir DIR`` keeps the cluster in DIR (created and loaded when empty,
 reused afterwards), for repeated runs; without it the cluster is removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -231,6 +233,9 @@ def parse_args(argv) -> argparse.Namespace:
         "--requests", type=int, default=0, help="Access-Requests to serve before measuring memory"
     )
     parser.add_argument("--datadir", type=Path, help="keep (and reuse) the loaded cluster here")
+    parser.add_argument(
+        "--json", type=Path, help="also write the results (one per worker count) to this file"
+    )
     parser.add_argument("--start-seconds", type=float, default=120.0)
     parser.add_argument(
         "--radbill-checkout", type=Path, default=BENCH.parent.parent, help="the radbill checkout to run"
@@ -264,6 +269,8 @@ def main(argv=None) -> int:
             results.append(measure(pg, args, workers, workdir))
             print(f"workers={workers}: ready in {results[-1]['ready_s']:.1f} s", flush=True)
         print(report(results, users))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 
