@@ -333,18 +333,33 @@ def verify(connection: Connection) -> list[str]:
     problems: list[str] = []
     debit_account = ledger_accounts.alias("debit_account")
     credit_account = ledger_accounts.alias("credit_account")
+    # Lines have no foreign keys (schema.tables): a line naming no entry or account is reported here.
+    no_entry = ledger_entries.c.id.is_(None)
+    no_account = or_(debit_account.c.id.is_(None), credit_account.c.id.is_(None))
+    crosses = or_(
+        debit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
+        credit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
+    )
     strays = connection.execute(
-        select(ledger_lines.c.id, ledger_lines.c.entry_id)
-        .join(debit_account, debit_account.c.id == ledger_lines.c.debit_account_id)
-        .join(credit_account, credit_account.c.id == ledger_lines.c.credit_account_id)
-        .where(
-            or_(
-                debit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
-                credit_account.c.book_operator_id != ledger_lines.c.book_operator_id,
-            )
+        select(
+            ledger_lines.c.id,
+            ledger_lines.c.entry_id,
+            no_entry.label("no_entry"),
+            no_account.label("no_account"),
+            crosses.label("crosses"),
         )
+        .outerjoin(ledger_entries, ledger_entries.c.id == ledger_lines.c.entry_id)
+        .outerjoin(debit_account, debit_account.c.id == ledger_lines.c.debit_account_id)
+        .outerjoin(credit_account, credit_account.c.id == ledger_lines.c.credit_account_id)
+        .where(or_(no_entry, no_account, crosses))
     ).all()
-    problems += [f"line #{row.id} of entry #{row.entry_id} crosses books" for row in strays]
+    for row in strays:
+        if row.no_entry:
+            problems.append(f"line #{row.id} names entry #{row.entry_id}, which does not exist")
+        if row.no_account:
+            problems.append(f"line #{row.id} of entry #{row.entry_id} names an account that does not exist")
+        if row.crosses:
+            problems.append(f"line #{row.id} of entry #{row.entry_id} crosses books")
 
     net, balance = _signed_balance()
     per_account = (

@@ -3,8 +3,8 @@
 The ledger proves that every book balances; these checks prove that the
 tables the rest of radbill reads agree with it: the paid days, the monthly
 days still to invoice, the invoices' settlement, the payments, the kinds of
-the accounts, and the per-day totals of the paid days that the dashboard's
-chart reads. Each is one aggregate query, so verify stays one pass over the
+the accounts, the customers and entries the days name, and the per-day
+totals of the paid days that the dashboard's chart reads. Each is one aggregate query, so verify stays one pass over the
 tables however many customers there are.
 """
 
@@ -44,6 +44,7 @@ def problems(connection: Connection) -> list[str]:
     return (
         _account_kinds(connection)
         + _paid_days(connection)
+        + _day_references(connection)
         + _unbilled_days(connection)
         + _invoice_settlement(connection)
         + _payments(connection)
@@ -110,6 +111,36 @@ def _paid_days(connection: Connection) -> list[str]:
         elif row.days > row.charged:
             found.append(
                 f"entry #{row.entry_id} ({row.kind}) pays days worth {row.days} but charged {row.charged}"
+            )
+    return found
+
+
+def _day_references(connection: Connection) -> list[str]:
+    """Every day names a customer that exists and, if paid, an entry that exists (customer_days
+    has no foreign keys: see schema.tables)."""
+    no_customer = customers.c.id.is_(None)
+    no_entry = and_(customer_days.c.entry_id.is_not(None), ledger_entries.c.id.is_(None))
+    rows = connection.execute(
+        select(
+            customer_days.c.customer_id,
+            customer_days.c.day,
+            customer_days.c.entry_id,
+            no_customer.label("no_customer"),
+            no_entry.label("no_entry"),
+        )
+        .outerjoin(customers, customers.c.id == customer_days.c.customer_id)
+        .outerjoin(ledger_entries, ledger_entries.c.id == customer_days.c.entry_id)
+        .where(or_(no_customer, no_entry))
+        .order_by(customer_days.c.customer_id, customer_days.c.day)
+    ).all()
+    found = []
+    for row in rows:
+        if row.no_customer:
+            found.append(f"customer day {row.day} names customer #{row.customer_id}, which does not exist")
+        if row.no_entry:
+            found.append(
+                f"customer day {row.day} of customer #{row.customer_id} names entry #{row.entry_id}, "
+                "which does not exist"
             )
     return found
 

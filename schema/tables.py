@@ -352,15 +352,21 @@ customer_usage = Table(
     Column("quota_enforced_at", DateTime(timezone=True)),
 )
 
+# A ledger entry's id (the column type of every reference to one).
+_ENTRY_ID = BigInteger().with_variant(Integer, "sqlite")
+
 # Days on which a customer's service was enabled and charged (daily runs and
-# proration count these; a day is charged at most once).
+# proration count these; a day is charged at most once). No foreign keys: the
+# daily run writes a row per customer, and PostgreSQL checks a key per row
+# (revision 0017); ``radbill ledger verify`` reports a day whose customer or
+# entry does not exist.
 customer_days = Table(
     "customer_days",
     metadata,
-    Column("customer_id", ForeignKey("customers.id"), primary_key=True),
+    Column("customer_id", Integer, primary_key=True),
     Column("day", Date, primary_key=True),
     _money("amount"),
-    Column("entry_id", ForeignKey("ledger_entries.id")),
+    Column("entry_id", _ENTRY_ID),
 )
 
 # customer_days summed per day and owning operator: what the dashboard's 30-day chart reads
@@ -414,7 +420,7 @@ ledger_accounts = Table(
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("id", _ENTRY_ID, primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("memo", String(400), nullable=False, server_default=""),
     Column("actor_operator_id", ForeignKey("operators.id")),
@@ -427,14 +433,17 @@ ledger_entries = Table(
 )
 
 # One row per movement of money within one book: balanced by construction.
+# No foreign keys, for the daily run's line per customer (see customer_days); the
+# entries and accounts a line names are append-only, and ``radbill ledger verify``
+# reports a line whose entry or account does not exist.
 ledger_lines = Table(
     "ledger_lines",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("entry_id", ForeignKey("ledger_entries.id"), nullable=False, index=True),
-    Column("book_operator_id", ForeignKey("operators.id"), nullable=False),
-    Column("debit_account_id", ForeignKey("ledger_accounts.id"), nullable=False, index=True),
-    Column("credit_account_id", ForeignKey("ledger_accounts.id"), nullable=False, index=True),
+    Column("entry_id", _ENTRY_ID, nullable=False, index=True),
+    Column("book_operator_id", Integer, nullable=False),
+    Column("debit_account_id", Integer, nullable=False, index=True),
+    Column("credit_account_id", Integer, nullable=False, index=True),
     Column("amount", BigInteger, nullable=False),
     CheckConstraint("amount > 0", name="amount"),
     CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),

@@ -1,6 +1,7 @@
 """`radbill ledger verify` recomputes every balance and catches tampering; corrections reverse."""
 
 import json
+from datetime import date
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -8,7 +9,7 @@ from sqlalchemy import insert, select, text
 from billingd import ledger
 from billingd.money import day_share, format_amount, parse_amount, prorated
 from schema.errors import RadbillError
-from schema.tables import customers, ledger_accounts, ledger_entries, ledger_lines, operators
+from schema.tables import customer_days, customers, ledger_accounts, ledger_entries, ledger_lines, operators
 
 
 def test_amounts_are_typed_as_decimals_and_kept_as_minor_units():
@@ -100,6 +101,43 @@ def test_verify_catches_a_line_that_crosses_books(demo, engine):
     output = demo("ledger", "verify", expect_exit=1).output
     assert f"of entry #{entry} crosses books" in output
     assert "does not balance" in output
+
+
+def test_verify_catches_a_line_that_names_no_entry_or_account(demo, engine):
+    """Lines have no foreign keys (revision 0017): verify is what notices a dangling reference."""
+    with engine.begin() as connection:
+        admin = connection.execute(select(operators.c.id).where(operators.c.login == "admin")).scalar()
+        cash = ledger.account_id(connection, admin, "cash")
+        entry = connection.execute(insert(ledger_entries).values(kind="forged")).inserted_primary_key[0]
+        for entry_id, credit in ((entry, 999_999), (entry + 1000, cash + 1)):
+            connection.execute(
+                insert(ledger_lines).values(
+                    entry_id=entry_id,
+                    book_operator_id=admin,
+                    debit_account_id=cash,
+                    credit_account_id=credit,
+                    amount=1,
+                )
+            )
+    output = demo("ledger", "verify", expect_exit=1).output
+    assert f"of entry #{entry} names an account that does not exist" in output
+    assert f"names entry #{entry + 1000}, which does not exist" in output
+
+
+def test_verify_catches_a_customer_day_that_names_no_customer_or_entry(demo, engine):
+    with engine.begin() as connection:
+        customer = connection.execute(select(customers.c.id).where(customers.c.username == "demo")).scalar()
+        connection.execute(
+            insert(customer_days).values(
+                customer_id=customer, day=date(2026, 1, 1), amount=0, entry_id=999_999
+            )
+        )
+        connection.execute(insert(customer_days).values(customer_id=999_999, day=date(2026, 1, 1), amount=0))
+    output = demo("ledger", "verify", expect_exit=1).output
+    assert (
+        f"customer day 2026-01-01 of customer #{customer} names entry #999999, which does not exist" in output
+    )
+    assert "customer day 2026-01-01 names customer #999999, which does not exist" in output
 
 
 def test_the_database_refuses_to_rewrite_the_ledger(demo, engine):

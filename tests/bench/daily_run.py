@@ -1,6 +1,6 @@
 """Benchmark: one daily billing run over N daily-billed customers on PostgreSQL.
 
-    .venv/bin/python tests/bench/daily_run.py [--customers 1000000] [--url URL] [--verify] [--json FILE]
+    .venv/bin/python tests/bench/daily_run.py [--customers 1000000] [--url URL] [--verify] [--json FILE] [--floor]
 
 Without --url it starts a throw-away PostgreSQL server from the machine's
 binaries (as the ``postgres`` user when run as root) with durable settings
@@ -11,11 +11,15 @@ and 20% by a prepaid reseller (so the cascade is exercised), all past their
 bought period, so the run charges every one of them pay-as-you-go.
 
 It runs ``--days`` consecutive days (the second one is the steady state:
-yesterday's rows and dead tuples are there) and prints each run's duration
-and the machine's load average, then the peak RSS of this process and of the
-PostgreSQL server's processes, then runs the last day again to show that it
-changes nothing. Target: under 60 s and 1 GiB. ``--json FILE`` also writes
-those figures to FILE (tests/bench/table.py reads it for the README's table).
+yesterday's rows and dead tuples are there) and prints each run's duration,
+the machine's load average and the statements that took half a second or
+more, then the peak RSS of this process and of the PostgreSQL server's
+processes, then runs the last day again to show that it changes nothing.
+Targets (issue 17): a day under 20 s, ``ledger verify`` under 30 s.
+``--json FILE`` also writes those figures to FILE (tests/bench/table.py
+reads it for the README's table). ``--floor`` first times, on the loaded
+data and rolled back, what a million narrow rows cost bare and with each
+key, index and foreign key, and what updating every customer costs.
 """
 
 import argparse
@@ -31,7 +35,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import event, func, insert, select, text  # noqa: E402
 
 from billingd import ledger, operators, packages, runs  # noqa: E402
 from billingd.money import parse_amount  # noqa: E402
@@ -168,19 +172,125 @@ class PeakRss:
             self._stop.wait(0.2)
 
 
-def report_slow_statements(engine, threshold: float = 1.0) -> None:
-    """Print every statement slower than ``threshold`` seconds, to see where the time goes."""
-    from sqlalchemy import event
+class StatementTimes:
+    """Times every statement the engine runs, for a per-statement breakdown of each day's run."""
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def before(conn, cursor, statement, parameters, context, executemany):
+    def __init__(self, engine):
+        self.times: list[tuple[float, str]] = []
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
         conn.info["statement_started"] = time.monotonic()
 
-    @event.listens_for(engine, "after_cursor_execute")
-    def after(conn, cursor, statement, parameters, context, executemany):
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
         seconds = time.monotonic() - conn.info.pop("statement_started", time.monotonic())
-        if seconds >= threshold:
-            print(f"  {seconds:5.1f} s  {' '.join(statement.split())[:110]}", flush=True)
+        self.times.append((seconds, " ".join(statement.split())[:110]))
+
+    def report(self, threshold: float = 0.5) -> dict:
+        """Print the statements slower than ``threshold`` seconds and the rest's sum; forget them all."""
+        slow = [{"seconds": seconds, "sql": sql} for seconds, sql in self.times if seconds >= threshold]
+        rest = [seconds for seconds, _ in self.times if seconds < threshold]
+        for statement in slow:
+            print(f"  {statement['seconds']:5.1f} s  {statement['sql']}", flush=True)
+        print(f"  {sum(rest):5.1f} s  the other {len(rest)} statements", flush=True)
+        self.times = []
+        return {"statements": slow, "other_statements_seconds": sum(rest)}
+
+
+# The floor experiments (--floor): what the daily run's rows cost in themselves, and what each
+# index, foreign key and indexed column adds, on the loaded database, rolled back afterwards.
+# Each is (what, set-up not timed, the statement timed).
+LINE_COLUMNS = (
+    "entry_id bigint, book_operator_id int, debit_account_id int, credit_account_id int, amount bigint"
+)
+LINE_REFERENCES = (
+    "entry_id bigint REFERENCES ledger_entries, book_operator_id int REFERENCES operators, "
+    "debit_account_id int REFERENCES ledger_accounts, credit_account_id int REFERENCES ledger_accounts, "
+    "amount bigint"
+)
+LINE_INDEXES = "CREATE INDEX ON {0} (entry_id); CREATE INDEX ON {0} (debit_account_id); CREATE INDEX ON {0} (credit_account_id)"
+COPY_LINES = "INSERT INTO {} (entry_id, book_operator_id, debit_account_id, credit_account_id, amount) SELECT * FROM floor_bare"
+COPY_DAYS = "INSERT INTO {} SELECT customer_id, DATE '1999-01-01', share, currval('ledger_entries_id_seq') FROM floor_due"
+DAYS_COLUMNS = "customer_id int, day date, amount bigint, entry_id bigint, PRIMARY KEY (customer_id, day)"
+DAYS_REFERENCES = (
+    "customer_id int REFERENCES customers, day date, amount bigint, entry_id bigint REFERENCES ledger_entries, "
+    "PRIMARY KEY (customer_id, day)"
+)
+FLOOR_EXPERIMENTS = (
+    (
+        "the due customers with their share and accounts (temporary table)",
+        "INSERT INTO ledger_entries (kind) VALUES ('floor')",
+        "CREATE TEMPORARY TABLE floor_due AS SELECT c.id AS customer_id, c.operator_id AS owner_id, "
+        "w.id AS wallet_id, s.id AS sales_id, 1667::bigint AS share FROM customers c "
+        "JOIN ledger_accounts w ON w.customer_id = c.id "
+        "JOIN ledger_accounts s ON s.book_operator_id = c.operator_id AND s.code = 'sales' ORDER BY c.id",
+    ),
+    (
+        "lines: bare INSERT ... SELECT, no key, no index",
+        f"CREATE TABLE floor_bare ({LINE_COLUMNS})",
+        "INSERT INTO floor_bare SELECT currval('ledger_entries_id_seq'), owner_id, wallet_id, sales_id, share "
+        "FROM floor_due",
+    ),
+    (
+        "lines: bare, unlogged",
+        f"CREATE UNLOGGED TABLE floor_unlogged ({LINE_COLUMNS})",
+        COPY_LINES.format("floor_unlogged"),
+    ),
+    (
+        "lines: + bigserial primary key",
+        f"CREATE TABLE floor_key (id bigserial PRIMARY KEY, {LINE_COLUMNS})",
+        COPY_LINES.format("floor_key"),
+    ),
+    (
+        "lines: + key + ledger_lines' three indexes",
+        f"CREATE TABLE floor_indexed (id bigserial PRIMARY KEY, {LINE_COLUMNS}); {LINE_INDEXES.format('floor_indexed')}",
+        COPY_LINES.format("floor_indexed"),
+    ),
+    (
+        "lines: + key + indexes + four foreign keys (ledger_lines before 0017)",
+        f"CREATE TABLE floor_referencing (id bigserial PRIMARY KEY, {LINE_REFERENCES}); "
+        f"{LINE_INDEXES.format('floor_referencing')}",
+        COPY_LINES.format("floor_referencing"),
+    ),
+    ("lines: ledger_lines itself", "", COPY_LINES.format("ledger_lines")),
+    ("days: + primary key", f"CREATE TABLE floor_days ({DAYS_COLUMNS})", COPY_DAYS.format("floor_days")),
+    (
+        "days: + key + two foreign keys (customer_days before 0017)",
+        f"CREATE TABLE floor_days_referencing ({DAYS_REFERENCES})",
+        COPY_DAYS.format("floor_days_referencing"),
+    ),
+    ("days: customer_days itself (+ the day-totals trigger)", "", COPY_DAYS.format("customer_days")),
+    (
+        "customers: update a column no index holds (wallet_balance)",
+        "",
+        "UPDATE customers SET wallet_balance = wallet_balance - 1",
+    ),
+    ("customers: update an indexed column (expires_at)", "", "UPDATE customers SET expires_at = now()"),
+    (
+        "customers: update expires_at without the trigram index",
+        "DROP INDEX ix_customers_search_trgm",
+        "UPDATE customers SET expires_at = now() + interval '1 day'",
+    ),
+)
+
+
+def floor(engine) -> dict:
+    """Run FLOOR_EXPERIMENTS in one transaction, print each one's seconds, roll back; the figures."""
+    figures = {}
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        for what, set_up, timed in FLOOR_EXPERIMENTS:
+            if set_up:
+                connection.exec_driver_sql(set_up)
+            started = time.monotonic()
+            connection.exec_driver_sql(timed)
+            figures[what] = time.monotonic() - started
+            print(f"floor: {figures[what]:5.1f} s  {what}", flush=True)
+        transaction.rollback()
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM customers")
+    return figures
 
 
 def main() -> None:
@@ -192,6 +302,11 @@ def main() -> None:
     )
     parser.add_argument("--verify", action="store_true", help="Also time `ledger verify` afterwards.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="First time the floor experiments (rolled back) on the loaded data.",
+    )
     args = parser.parse_args()
     figures = {"customers": args.customers, "runs": []}
     server = None
@@ -204,20 +319,29 @@ def main() -> None:
         engine = make_engine(url)
         migrate.upgrade(engine)
         load(engine, args.customers)
-        report_slow_statements(engine)
+        if args.floor:
+            figures["floor"] = floor(engine)
+        statements = StatementTimes(engine)
         with PeakRss(server.postmaster_pid() if server else None) as postgres:
             for offset in range(args.days):
                 started = time.monotonic()
                 [result] = runs.run_through(engine, TODAY + timedelta(days=offset), SETTINGS)
                 seconds = time.monotonic() - started
-                figures["runs"].append(
-                    {"day": result.day.isoformat(), "seconds": seconds, "charged": result.customers_charged}
-                )
+                load_average = os.getloadavg()[0]
                 print(
                     f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
                     f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
-                    f"amount {result.amount_charged / 100:,.2f}; load average {os.getloadavg()[0]:.1f}",
+                    f"amount {result.amount_charged / 100:,.2f}; load average {load_average:.1f}",
                     flush=True,
+                )
+                figures["runs"].append(
+                    {
+                        "day": result.day.isoformat(),
+                        "seconds": seconds,
+                        "charged": result.customers_charged,
+                        "load_average": load_average,
+                        **statements.report(),
+                    }
                 )
         own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         figures["peak_rss_mib"] = {
@@ -242,12 +366,13 @@ def main() -> None:
             f"(ledger lines {lines:,}, customer days {days:,})"
         )
         if args.verify:
+            statements.times = []
             started = time.monotonic()
             with engine.connect() as connection:
                 problems = ledger.verify(connection)
             seconds = time.monotonic() - started
-            figures["verify"] = {"seconds": seconds, "problems": len(problems)}
             print(f"ledger verify: {len(problems)} problems in {seconds:.1f} s")
+            figures["verify"] = {"seconds": seconds, "problems": len(problems), **statements.report()}
         engine.dispose()
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))
