@@ -1,5 +1,6 @@
 """Accounting records in the database: sessions, radacct, usage, quota enforcement (SQLite and PostgreSQL)."""
 
+import dataclasses
 import json
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from sqlalchemy import func, select, update
 from billingd import lifecycle
 from billingd.customers import Calendar
 from cli.demo import load_demo
+from radiusd.accounting.record import SessionState, merge_session
 from radiusd.accounting.store import apply_records, close_stale_sessions
 from schema.engine import as_utc
 from schema.tables import (
@@ -475,3 +477,105 @@ def test_radbill_session_close_is_refused_outside_the_actors_customers(db, cli):
     cli("operator", "add", "cards1", "--role", "card_distributor")
     refused = as_operator(cli, "cards1")("session", "close", str(session["id"]), expect_exit=1)
     assert "not allowed to close sessions" in refused.stderr
+
+
+# Streams of one session's records as NASes send them: in order, out of order, repeated, with
+# changing attributes. Each checks a batch of several records of one session (PostgreSQL merges
+# those round by round) against the records applied one batch each and against merge_session.
+def _streams():
+    at = [T0 + timedelta(minutes=minutes) for minutes in range(8)]
+    return {
+        "in order": [
+            make_record("Start", at=at[0], connect_info="10M", framed_ip_address="100.64.0.2"),
+            make_record("Interim-Update", at=at[5], upload=10, download=20, session_time=300),
+            make_record("Stop", at=at[6], upload=30, download=40, cause="User-Request", connect_info="gone"),
+        ],
+        "stop first": [
+            make_record("Stop", at=at[6], upload=30, download=40, session_time=360, cause="Idle-Timeout"),
+            make_record("Interim-Update", at=at[5], upload=10, download=20, session_time=300),
+            make_record("Start", at=at[0], calling_station_id="aa-bb-cc-00-00-01"),
+        ],
+        "interim first, no start": [
+            make_record("Interim-Update", at=at[2], upload=5, download=6, session_time=120),
+            make_record("Interim-Update", at=at[1], upload=4, download=4, session_time=60),
+            make_record("Interim-Update", at=at[3], upload=9, download=9, nas_port_id="ether2"),
+            make_record("Stop", at=at[4]),
+        ],
+        "repeated": [
+            make_record("Start", at=at[0]),
+            make_record("Start", at=at[0]),
+            make_record("Interim-Update", at=at[5], upload=10, download=20),
+            make_record("Interim-Update", at=at[5], upload=10, download=20),
+        ],
+        "after the stop": [
+            make_record("Start", at=at[0]),
+            make_record("Stop", at=at[2], upload=1, download=1),
+            make_record("Interim-Update", at=at[3], upload=7, download=7, session_time=180),
+            make_record("Stop", at=at[4], upload=8, download=8, cause="Lost-Carrier"),
+        ],
+        "two sessions interleaved": [
+            make_record("Start", at=at[0]),
+            make_record("Start", at=at[1], session="81000002"),
+            make_record("Interim-Update", at=at[5], session="81000002", upload=3, download=4),
+            make_record("Interim-Update", at=at[5], upload=1, download=2),
+            make_record("Stop", at=at[6], session="81000002", upload=5, download=6),
+        ],
+        "unknown user": [
+            make_record("Start", at=at[0], username="nobody"),
+            make_record("Interim-Update", at=at[1], username="nobody", upload=9, download=9),
+        ],
+    }
+
+
+_STATE_FIELDS = [field.name for field in dataclasses.fields(SessionState)]
+
+
+def _accounted(engine) -> dict:
+    """Sessions, radacct and usage rows without their generated ids."""
+    with engine.connect() as connection:
+        return {
+            table.name: sorted(
+                tuple((key, value) for key, value in row._mapping.items() if key not in ("id", "radacctid"))
+                for row in connection.execute(select(table))
+            )
+            for table in (sessions, radacct, customer_usage)
+        }
+
+
+def _forget_accounting(engine) -> None:
+    with engine.begin() as connection:
+        for table in (radacct, sessions, customer_usage):
+            connection.execute(table.delete())
+
+
+@pytest.mark.parametrize("stream", list(_streams()))
+def test_several_records_of_a_session_in_one_batch_apply_one_after_another(db, stream):
+    records = _streams()[stream]
+    for record in records:
+        apply(db, record)
+    one_each = _accounted(db)
+    _forget_accounting(db)
+    outcome = apply(db, *records)
+    assert _accounted(db) == one_each
+    states: dict = {}
+    for record in records:
+        states[record.acct_unique_id] = merge_session(states.get(record.acct_unique_id), record)
+    with db.connect() as connection:
+        stored = {row.acct_unique_id: row for row in connection.execute(select(sessions))}
+    for uid, state in states.items():
+        row = stored[uid]
+        assert (
+            as_utc(row.started_at),
+            as_utc(row.updated_at),
+            as_utc(row.stopped_at),
+            row.session_time,
+            row.interim_interval,
+            row.upload_bytes,
+            row.download_bytes,
+            row.terminate_cause,
+            row.framed_ip_address,
+            row.connect_info_start,
+            row.connect_info_stop,
+        ) == tuple(getattr(state, name) for name in _STATE_FIELDS)
+    opened = {state for state in states.values() if state.is_open}
+    assert len(outcome.opened) == (len(opened) if stream != "unknown user" else 0)

@@ -238,7 +238,10 @@ def _later(first: datetime | None, second: datetime) -> datetime:
 
 
 def merge_session(state: SessionState | None, record: AccountingRecord) -> SessionState:
-    """The session after ``record``; applying the same record again changes nothing."""
+    """The session after ``record``; applying the same record again changes nothing.
+
+    PostgreSQL applies the same rule in SQL (store._merged_state); tests/test_accounting_store.py
+    holds the two to each other."""
     state = state or SessionState()
     upload = max(state.upload_bytes, record.upload_bytes or 0)
     download = max(state.download_bytes, record.download_bytes or 0)

@@ -4,24 +4,39 @@ Everything here runs inside one transaction that the caller opens (the
 writer's group commit), and is idempotent: applying the same records again
 leaves the same rows, so a replay after a crash cannot double anything.
 
-Several radiusd instances may share one PostgreSQL database, so the session
-rows a batch touches are claimed (the existing ones locked with SELECT ...
-FOR UPDATE, the missing ones inserted with ON CONFLICT DO NOTHING) before
-their new state is computed; two instances never both add the same bytes to
-a customer's usage. On SQLite the writer's BEGIN IMMEDIATE serialises whole
-transactions instead.
+On PostgreSQL a batch is copied into a temporary table and merged there by
+set-based statements (merge_session's rule written in SQL), so the writer
+spends no Python per record beyond one row of COPY. Several radiusd
+instances may share one database: the session rows a batch touches are
+claimed (the missing ones inserted with ON CONFLICT DO NOTHING, then all
+locked with SELECT ... FOR UPDATE, both in acct_unique_id order so instances
+do not deadlock) before their new state is computed; two instances never
+both add the same bytes to a customer's usage. On SQLite merge_session
+applies each record in Python, and the writer's BEGIN IMMEDIATE serialises
+whole transactions.
 """
 
+import dataclasses
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, String, any_, bindparam, func, select, text, update
+from sqlalchemy import Connection, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
-from radiusd.accounting.record import MAX_OCTETS, NAS_STATUSES, AccountingRecord, SessionState, merge_session
+from radiusd.accounting.record import (
+    INTERIM,
+    MAX_OCTETS,
+    NAS_STATUSES,
+    START,
+    STOP,
+    AccountingRecord,
+    SessionState,
+    merge_session,
+)
 from radiusd.auth.policy import OpenSession, over_quota_action, takeover_reason
 from radiusd.view.queries import count_open_sessions
 from schema.changes import record_change, record_change_ids
@@ -188,41 +203,24 @@ _NEW_SESSION_COLUMNS = ("acct_unique_id", "acct_session_id", "nas_ip_address", "
 
 
 def _claim_sessions(connection: Connection, firsts: list[AccountingRecord]) -> dict:
-    """The session rows of these records (sorted by acct_unique_id), created where missing and locked.
-
-    Another instance may race us to a new session: nothing is overwritten.
-    On PostgreSQL one statement locks the existing rows, in acct_unique_id
-    order so instances do not deadlock, and inserts the missing ones; a row
-    another instance committed meanwhile is in neither, and is claimed again.
-    """
-    claimed: dict = {}
-    while len(claimed) < len(firsts):
-        wanted = [record for record in firsts if record.acct_unique_id not in claimed]
-        values = [[getattr(record, column) for record in wanted] for column in _NEW_SESSION_COLUMNS]
-        if connection.dialect.name == "postgresql":
-            rows = connection.exec_driver_sql(
-                "WITH locked AS (SELECT * FROM sessions WHERE acct_unique_id = ANY(%b::text[]) "
-                "ORDER BY acct_unique_id FOR UPDATE), "
-                f"created AS (INSERT INTO sessions ({', '.join(_NEW_SESSION_COLUMNS)}) "
-                "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
-                "ON CONFLICT (acct_unique_id) DO NOTHING RETURNING *) "
-                "SELECT * FROM locked UNION ALL SELECT * FROM created",
-                (values[0], *values),
-            )
-        else:  # BEGIN IMMEDIATE already serialises writers
-            connection.execute(
-                sqlite.insert(sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
-                [dict(zip(_NEW_SESSION_COLUMNS, row)) for row in zip(*values)],
-            )
-            rows = connection.execute(select(sessions).where(sessions.c.acct_unique_id.in_(values[0])))
-        claimed.update((row.acct_unique_id, row) for row in rows)
-    return claimed
+    """The session rows of these records (SQLite), created where missing; the writer's
+    BEGIN IMMEDIATE serialises writers, so nothing races us to a new session."""
+    values = [[getattr(record, column) for record in firsts] for column in _NEW_SESSION_COLUMNS]
+    connection.execute(
+        sqlite.insert(sessions).on_conflict_do_nothing(index_elements=["acct_unique_id"]),
+        [dict(zip(_NEW_SESSION_COLUMNS, row)) for row in zip(*values)],
+    )
+    rows = connection.execute(select(sessions).where(sessions.c.acct_unique_id.in_(values[0])))
+    return {row.acct_unique_id: row for row in rows}
 
 
 def _apply_session_records(
     connection: Connection, records: list[AccountingRecord], zone: ZoneInfo, outcome: BatchOutcome
 ) -> None:
     if not records:
+        return
+    if connection.dialect.name == "postgresql":
+        _apply_session_records_in_postgresql(connection, records, zone, outcome)
         return
     first: dict[str, AccountingRecord] = {}
     for record in records:
@@ -294,18 +292,6 @@ def _station(calling_station_id: str | None) -> str | None:
     return canonical_mac(calling_station_id) or calling_station_id[:50]
 
 
-def _array_types(connection: Connection, table, columns) -> list[str]:
-    """PostgreSQL array casts for unnest; strings as text[]: an explicit cast to varchar(n)
-    would truncate where the insert's own cast refuses."""
-    dialect = connection.dialect
-    return [
-        "text[]"
-        if isinstance(table.c[column].type, String)
-        else f"{table.c[column].type.compile(dialect=dialect)}[]"
-        for column in columns
-    ]
-
-
 # A value the NAS left out keeps the stored one; the state is the merged state.
 _RADACCT_CONFLICT = "ON CONFLICT (acctuniqueid) DO UPDATE SET " + ", ".join(
     [f'"{column}" = coalesce(excluded."{column}", radacct."{column}")' for column in _RADACCT_FROM_RECORD]
@@ -319,54 +305,27 @@ def _write_sessions(
     session_columns: dict[str, list],
     identity_columns: dict[str, list],
 ) -> None:
-    """Write the new state of claimed (existing, locked) session rows, and their radacct rows."""
+    """Write the new state of claimed session rows, and their radacct rows (SQLite)."""
     names = list(session_columns)
     radacct_state = {
         radacct_column: session_columns[column] for column, radacct_column in _STATE_COLUMNS.values()
     }
-    if connection.dialect.name != "postgresql":
-        statement = text(
-            f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
-            "WHERE acct_unique_id = :acct_unique_id"
-        )
-        _execute_many(connection, statement, sessions, {"acct_unique_id": unique_ids, **session_columns})
-        _insert_rows(
-            connection,
-            radacct,
-            {"acctuniqueid": unique_ids, **identity_columns, **radacct_state},
-            _RADACCT_CONFLICT,
-        )
-        return
-    # One statement, each array sent once (in binary: as text, dumping them cost more than the rest).
-    identity = [f'"{column}"' for column in identity_columns]
-    state = [f'"{column}"' for column in radacct_state]
-    arrays = ", ".join(
-        f"%b::{kind}"
-        for kind in _array_types(connection, sessions, ["acct_unique_id", *names])
-        + _array_types(connection, radacct, identity_columns)
+    statement = text(
+        f"UPDATE sessions SET {', '.join(f'{name} = :{name}' for name in names)} "
+        "WHERE acct_unique_id = :acct_unique_id"
     )
-    connection.exec_driver_sql(
-        f"WITH v AS (SELECT * FROM unnest({arrays}) AS v(acct_unique_id, {', '.join(names)}, {', '.join(identity)})), "
-        f"updated AS (UPDATE sessions SET {', '.join(f'{name} = v.{name}' for name in names)} FROM v "
-        "WHERE sessions.acct_unique_id = v.acct_unique_id) "
-        f"INSERT INTO radacct (acctuniqueid, {', '.join(identity)}, {', '.join(state)}) "
-        f"SELECT acct_unique_id, {', '.join(identity)}, {', '.join(column for column, _ in _STATE_COLUMNS.values())} "
-        f"FROM v {_RADACCT_CONFLICT}",
-        (unique_ids, *session_columns.values(), *identity_columns.values()),
+    _execute_many(connection, statement, sessions, {"acct_unique_id": unique_ids, **session_columns})
+    _insert_rows(
+        connection,
+        radacct,
+        {"acctuniqueid": unique_ids, **identity_columns, **radacct_state},
+        _RADACCT_CONFLICT,
     )
 
 
 def _insert_rows(connection: Connection, table, columns: dict[str, list], conflict: str) -> None:
-    """INSERT rows given column by column, in one statement on PostgreSQL (unnest of binary arrays:
-    executemany sends a statement per row, multi-row VALUES costs more Python than it saves)."""
+    """INSERT rows given column by column (SQLite)."""
     names = ", ".join(f'"{name}"' for name in columns)
-    if connection.dialect.name == "postgresql":
-        arrays = ", ".join(f"%b::{kind}" for kind in _array_types(connection, table, columns))
-        connection.exec_driver_sql(
-            f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) {conflict}",
-            tuple(columns.values()),
-        )
-        return
     statement = text(
         f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(f':{name}' for name in columns)}) {conflict}"
     )
@@ -379,6 +338,225 @@ def _execute_many(connection: Connection, statement, table, columns: dict[str, l
     connection.execute(statement, [dict(zip(columns, row)) for row in zip(*columns.values())])
 
 
+# --- PostgreSQL: the batch merged by set-based statements ------------------------------------
+#
+# The records are copied (binary COPY) into a temporary table and merged there by one statement
+# per round, so the writer's Python work per record is one row of COPY, not a merge of Python
+# objects (issue 17). Round k holds the k-th record of each session in arrival order, and rounds
+# are merged in turn: the records of one session apply one after another, each as merge_session
+# applies it to the state the one before left.
+
+_STAGED_FIELDS = tuple(field.name for field in dataclasses.fields(AccountingRecord))
+_staged_values = operator.attrgetter(*_STAGED_FIELDS)
+_STAGED_NOT_TEXT = {
+    "event_time": "timestamptz",
+    "nas_id": "int8",
+    "session_time": "int8",
+    "upload_bytes": "int8",
+    "download_bytes": "int8",
+}
+# (name, type) of the staging table's columns: the round, the canonical user name and MAC, the record.
+_STAGING = [("round", "int4"), ("customer_name", "text"), ("station", "text")] + [
+    (name, _STAGED_NOT_TEXT.get(name, "text")) for name in _STAGED_FIELDS
+]
+_CREATE_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS accounting_batch "
+    f"({', '.join(f'{name} {kind}' for name, kind in _STAGING)}) ON COMMIT DELETE ROWS; "
+    "DELETE FROM accounting_batch"  # an earlier segment of this transaction (Accounting-On/Off between)
+)
+_COPY_STAGING = (
+    f"COPY accounting_batch ({', '.join(name for name, _ in _STAGING)}) FROM STDIN (FORMAT BINARY)"
+)
+
+# Sessions first heard of in this batch, created in acct_unique_id order (instances do not deadlock).
+_CREATE_SESSIONS = (
+    f"INSERT INTO sessions ({', '.join(_NEW_SESSION_COLUMNS)}) "
+    f"SELECT {', '.join(_NEW_SESSION_COLUMNS)} FROM accounting_batch WHERE round = 0 "
+    "ORDER BY acct_unique_id ON CONFLICT (acct_unique_id) DO NOTHING"
+)
+
+
+def _merged_state() -> str:
+    """merge_session in SQL, over ``step``: a record's columns beside its session's row ``o``."""
+    is_open = "(o).stopped_at IS NULL"
+    closes = f"(status = '{STOP}' AND {is_open})"
+    previous = "coalesce((o).updated_at, (o).started_at)"
+    return f"""
+        greatest((o).upload_bytes, coalesce(upload_bytes, 0)) AS new_upload_bytes,
+        greatest((o).download_bytes, coalesce(download_bytes, 0)) AS new_download_bytes,
+        CASE WHEN session_time IS NULL THEN (o).session_time
+             ELSE greatest(coalesce((o).session_time, 0), session_time) END AS merged_session_time,
+        coalesce(nullif(framed_ip_address, ''), (o).framed_ip_address) AS new_framed_ip_address,
+        CASE WHEN status = '{START}' THEN event_time
+             ELSE coalesce((o).started_at, event_time - make_interval(secs => coalesce(session_time, 0)))
+             END AS new_started_at,
+        CASE WHEN status = '{START}' OR {is_open} THEN greatest((o).updated_at, event_time)
+             ELSE (o).updated_at END AS new_updated_at,
+        CASE WHEN {closes} THEN event_time ELSE (o).stopped_at END AS new_stopped_at,
+        CASE WHEN status = '{INTERIM}' AND {is_open} AND event_time > {previous}
+             THEN trunc(extract(epoch FROM event_time - {previous}))::bigint
+             ELSE (o).interim_interval END AS new_interval,
+        CASE WHEN {closes} THEN terminate_cause ELSE (o).terminate_cause END AS new_terminate_cause,
+        CASE WHEN status = '{START}' THEN coalesce(nullif(connect_info, ''), (o).connect_info_start)
+             ELSE (o).connect_info_start END AS new_connect_info_start,
+        CASE WHEN {closes} THEN connect_info ELSE (o).connect_info_stop END AS new_connect_info_stop,
+        {closes} AS closes"""
+
+
+# The state columns by sessions column, as the merge names them (new_<column>).
+_NEW_STATE = {
+    column: "new_session_time" if column == "session_time" else f"new_{name}"
+    for name, (column, _) in _STATE_COLUMNS.items()
+}
+
+
+def _merge_statement() -> str:
+    """One round: lock its sessions (in acct_unique_id order), merge, write sessions, radacct and the
+    usage per customer and period; return the sessions whose openness changed and the usage of
+    customers with a quota."""
+    session_set = ", ".join(
+        [
+            "customer_id = f.new_customer_id",
+            "nas_id = coalesce(s.nas_id, f.nas_id)",
+            "calling_station_id = coalesce(f.station, s.calling_station_id)",
+            "nas_port_id = coalesce(nullif(f.nas_port_id, ''), s.nas_port_id)",
+        ]
+        + [
+            f"{column} = f.{_NEW_STATE[column]}"
+            for column in (column for column, _ in _STATE_COLUMNS.values())
+        ]
+    )
+    identity = list(_RADACCT_FROM_RECORD)
+    radacct_columns = ["acctuniqueid", *identity, *(column for _, column in _STATE_COLUMNS.values())]
+    radacct_values = (
+        ["acct_unique_id"]
+        + [f"nullif({attribute}, '')" for attribute in _RADACCT_FROM_RECORD.values()]
+        + [_NEW_STATE[column] for column, _ in _STATE_COLUMNS.values()]
+    )
+    upload = "new_upload_bytes - (o).upload_bytes"
+    download = "new_download_bytes - (o).download_bytes"
+    return f"""
+WITH old AS MATERIALIZED (
+    SELECT s AS o, b.* FROM accounting_batch b JOIN sessions s ON s.acct_unique_id = b.acct_unique_id
+    WHERE b.round = %(round)s ORDER BY s.acct_unique_id FOR UPDATE OF s
+),
+step AS (
+    SELECT old.*, c.id AS customer, c.expires_at, m.period_days, m.quota_bytes
+    FROM old LEFT JOIN (
+        customers c JOIN packages p ON p.id = c.package_id JOIN master_packages m ON m.id = p.master_package_id
+    ) ON c.username = old.customer_name
+),
+merged AS (
+    SELECT step.*, {_merged_state()},
+        coalesce((o).customer_id, customer) AS new_customer_id,
+        (o).started_at IS NOT NULL AND (o).stopped_at IS NULL AS was_open,
+        CASE WHEN expires_at IS NULL THEN date_trunc('month', event_time AT TIME ZONE %(zone)s)::date
+             ELSE ((expires_at - make_interval(hours => 24 * period_days)) AT TIME ZONE %(zone)s)::date
+             END AS period
+    FROM step
+),
+final AS (
+    SELECT merged.*,
+        CASE WHEN merged_session_time IS NULL AND closes
+             THEN trunc(extract(epoch FROM event_time - new_started_at))::bigint
+             ELSE merged_session_time END AS new_session_time,
+        customer IS NOT NULL AND customer = new_customer_id AS counted
+    FROM merged
+),
+written AS (
+    UPDATE sessions s SET {session_set} FROM final f WHERE s.id = (f.o).id
+),
+accounted AS (
+    INSERT INTO radacct ({", ".join(f'"{column}"' for column in radacct_columns)})
+    SELECT {", ".join(radacct_values)} FROM final {_RADACCT_CONFLICT}
+),
+used AS (
+    INSERT INTO customer_usage (customer_id, period_start, upload_bytes, download_bytes)
+    SELECT customer, period, least(sum({upload}), {MAX_OCTETS}), least(sum({download}), {MAX_OCTETS})
+    FROM final WHERE counted GROUP BY customer, period HAVING sum({upload}) > 0 OR sum({download}) > 0
+    ORDER BY customer, period
+    ON CONFLICT (customer_id, period_start) DO UPDATE SET
+        upload_bytes = least(customer_usage.upload_bytes + excluded.upload_bytes, {MAX_OCTETS}),
+        download_bytes = least(customer_usage.download_bytes + excluded.download_bytes, {MAX_OCTETS})
+)
+SELECT acct_unique_id, new_customer_id, was_open, new_stopped_at IS NULL AS is_open,
+    counted AND quota_bytes > 0 AND ({upload} > 0 OR {download} > 0) AS over_quota_candidate, period,
+    customer_name, (o).nas_id AS session_nas_id, (o).framed_ip_address AS session_framed_ip_address
+FROM final
+WHERE was_open <> (new_stopped_at IS NULL) OR (counted AND quota_bytes > 0 AND ({upload} > 0 OR {download} > 0))
+"""
+
+
+_MERGE = _merge_statement()
+
+
+def _apply_session_records_in_postgresql(
+    connection: Connection, records: list[AccountingRecord], zone: ZoneInfo, outcome: BatchOutcome
+) -> None:
+    rounds: dict[str, int] = {}
+    canonical: dict[str, str | None] = {}
+    rows = []
+    for record in records:
+        uid = record.acct_unique_id
+        position = rounds[uid] = rounds.get(uid, -1) + 1
+        name = record.username
+        if name not in canonical:
+            canonical[name] = canonical_username(name) if name else None
+        rows.append(
+            (position, canonical[name], _station(record.calling_station_id) or None, *_staged_values(record))
+        )
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute(_CREATE_STAGING)
+        with cursor.copy(_COPY_STAGING) as copy:
+            copy.set_types([kind for _, kind in _STAGING])
+            for row in rows:
+                copy.write_row(row)
+    connection.exec_driver_sql(_CREATE_SESSIONS)
+    outcome.sessions += len(rounds)
+    # Per session, its openness before the batch and after it, and its customer.
+    first_open: dict[str, bool] = {}
+    last_open: dict[str, tuple[bool, int | None]] = {}
+    quota: dict[tuple[int, date], tuple] = {}
+    for position in range(max(rounds.values()) + 1):
+        for row in connection.exec_driver_sql(_MERGE, {"round": position, "zone": zone.key}):
+            first_open.setdefault(row.acct_unique_id, row.was_open)
+            last_open[row.acct_unique_id] = (row.is_open, row.new_customer_id)
+            if row.over_quota_candidate:
+                quota[(row.new_customer_id, row.period)] = row
+    counted = []  # customers whose number of open sessions changed
+    for uid, (is_open, customer_id) in sorted(last_open.items()):
+        if customer_id is not None and first_open[uid] != is_open:
+            (outcome.opened if is_open else outcome.stopped).append(customer_id)
+            counted.append(customer_id)
+    outcome.change_ids += record_change_ids(connection, "sessions", counted)
+    if quota:
+        outcome.quota_jobs += _enforce_quotas_of_rows(connection, records, quota)
+
+
+def _enforce_quotas_of_rows(connection: Connection, records: list[AccountingRecord], quota: dict) -> list:
+    """_enforce_quotas for the customers the merge found using a quota up."""
+    last_record = {record.acct_unique_id: record for record in records}
+    known = _customers_by_username(connection, {row.customer_name for row in quota.values()})
+    by_customer = {customer.id: customer for customer in known.values()}
+    sessions_of = {
+        row.new_customer_id: (
+            _SessionBefore(row.session_nas_id, row.session_framed_ip_address),
+            last_record[row.acct_unique_id],
+        )
+        for row in quota.values()
+    }
+    return _enforce_quotas(connection, quota, by_customer, sessions_of)
+
+
+@dataclass
+class _SessionBefore:
+    """What _enforce_quotas reads of a session's row as it was before the batch."""
+
+    nas_id: int | None
+    framed_ip_address: str | None
+
+
 # --- usage and quota -----------------------------------------------------------
 
 
@@ -386,7 +564,6 @@ def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]])
     """Add to the period's usage, saturating at MAX_OCTETS: counters are clamped to it, so
     two of them never overflow a 64-bit integer, and neither does their sum."""
     keys = sorted(usage)  # one order, so instances do not deadlock
-    least = "least" if connection.dialect.name == "postgresql" else "min"
     _insert_rows(
         connection,
         customer_usage,
@@ -397,8 +574,8 @@ def _add_usage(connection: Connection, usage: dict[tuple[int, date], list[int]])
             "download_bytes": [min(usage[key][1], MAX_OCTETS) for key in keys],
         },
         "ON CONFLICT (customer_id, period_start) DO UPDATE SET "
-        f"upload_bytes = {least}(customer_usage.upload_bytes + excluded.upload_bytes, {MAX_OCTETS}), "
-        f"download_bytes = {least}(customer_usage.download_bytes + excluded.download_bytes, {MAX_OCTETS})",
+        f"upload_bytes = min(customer_usage.upload_bytes + excluded.upload_bytes, {MAX_OCTETS}), "
+        f"download_bytes = min(customer_usage.download_bytes + excluded.download_bytes, {MAX_OCTETS})",
     )
 
 
