@@ -69,19 +69,24 @@ def test_quick_run_prints_every_row_with_figures_and_the_machine(tmp_path):
             )
     assert re.fullmatch(rf"{NUMBER} s", figures["daily run over 200 customers: first day"][1])
     assert re.fullmatch(rf"{NUMBER} s, 0 problems", figures["ledger verify after it"][1])
-    view = [row for row in body if row[0].startswith("radiusd at 500 subscribers")]
-    assert view and all(
-        re.fullmatch(rf"{NUMBER} s|{NUMBER} MiB \({NUMBER} MiB\)", row[2])
-        or row[2].startswith("not measured (")
-        for row in view
-    ), view
+    view = [row for row in body if row[0].startswith("radiusd at 500 subscribers, 1 worker: ")]
+    assert [
+        re.fullmatch(pattern, row[2]) is not None
+        for pattern, row in zip(
+            (rf"{NUMBER} s", rf"{NUMBER} MiB \({NUMBER} MiB\)", rf"{NUMBER} s / {NUMBER} s"),
+            view,
+            strict=True,
+        )
+    ] == [True] * 3, view
     [machine] = [line for line in lines if line.startswith("Measured on ")]
     cpu = next(
         line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
     )
     assert cpu.split(":", 1)[1].strip() in machine and f", {os.cpu_count()} cores," in machine
     assert f"{datetime.now(UTC):%Y-%m-%d}" in machine
-    assert {"storm.json", "storm-auth.json", "daily.json"} <= {path.name for path in tmp_path.iterdir()}
+    assert {"storm.json", "storm-auth.json", "daily.json", "view.json"} <= {
+        path.name for path in tmp_path.iterdir()
+    }
 
 
 def test_a_benchmark_that_did_not_run_says_why_in_its_rows():
@@ -89,7 +94,7 @@ def test_a_benchmark_that_did_not_run_says_why_in_its_rows():
     rows = table.view_rows(gone, table.FULL) + table.daily_rows(
         table.NotMeasured("daily_run.py exited 1"), table.FULL
     )
-    assert [row[2] for row in rows] == ["not measured (tests/bench/view_scale.py is not there)"] * 2 + [
+    assert [row[2] for row in rows] == ["not measured (tests/bench/view_scale.py is not there)"] * 3 + [
         "not measured (daily_run.py exited 1)"
     ] * 4
     storm = table.storm_rows(
@@ -104,4 +109,4 @@ def test_a_benchmark_that_did_not_run_says_why_in_its_rows():
 
 def test_json_a_benchmark_no_longer_writes_that_way_says_so_in_its_rows():
     rows = table.rows_of(table.view_rows, [[{"workers": 1, "load_seconds": 7.5}]], table.FULL)
-    assert [row[2] for row in rows] == ["not measured (unexpected JSON: KeyError 'memory')"] * 2
+    assert [row[2] for row in rows] == ["not measured (unexpected JSON: KeyError 'memory')"] * 3
