@@ -184,7 +184,7 @@ def radius_hosts(network, postgres, tmp_path_factory):
         servers = []
         for host in network.hosts:
             server = AccountingRadiusd(
-                tmp_path_factory.mktemp(host.namespace), url, host.namespace, bind=host.address
+                tmp_path_factory.mktemp(host.namespace), url, host.namespace, bind=host.address, workers=1
             )
             stop.callback(server.stop)
             servers.append(server.start())
