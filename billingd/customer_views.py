@@ -8,21 +8,17 @@ because an operator above could not pay; disabled ones too), or deleted.
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement
-
 from schema.engine import as_utc
-from schema.tables import UNPAID_REASONS, customers
+from schema.tables import UNPAID_REASONS
 
 
-def state_conditions(now: datetime) -> dict[str, ColumnElement]:
-    """SQL conditions for each state of a not-deleted customer at ``now``."""
-    lapsed = customers.c.expires_at.is_not(None) & (customers.c.expires_at <= now)
-    unpaid = (customers.c.status == "suspended") & customers.c.status_reason.in_(UNPAID_REASONS)
-    in_service = customers.c.status == "active"
+def states_of_standings(standings: dict[str, int], lapsed: int) -> dict[str, int]:
+    """The states' counts from the standings' counts (customer_state_totals: in service, unpaid,
+    suspended) and how many of those in service have lapsed (paid time over) by now."""
     return {
-        "active": in_service & ~lapsed,
-        "expired": unpaid | (in_service & lapsed),
-        "suspended": ~in_service & ~unpaid,
+        "active": standings.get("in_service", 0) - lapsed,
+        "expired": standings.get("unpaid", 0) + lapsed,
+        "suspended": standings.get("suspended", 0),
     }
 
 

@@ -1,6 +1,7 @@
 """The operator dashboard's figures: one read model, every figure limited to what the actor sees.
 
-Customers are counted by state (:mod:`billingd.customer_views`). Money
+Customers are counted by state (:mod:`billingd.customer_views`) from their
+per-operator standings (``customer_state_totals``). Money
 figures need financial access (NOC users get the counts only).
 
 The 30-day chart counts, per billing day, the customers with a charged
@@ -15,11 +16,12 @@ from datetime import date, timedelta
 from sqlalchemy import Connection, and_, case, distinct, func, select
 
 from billingd.calendar import end_of_day
-from billingd.customer_views import state_conditions
+from billingd.customer_views import states_of_standings
 from billingd.customers import Calendar
 from billingd.packages import cheapest_operator_price
 from schema.tables import (
     customer_day_totals,
+    customer_state_totals,
     customers,
     master_packages,
     operators,
@@ -55,18 +57,37 @@ def _of_visible_customers(query, customer_id, visible: set[int] | None):
 
 
 def customer_counts(connection: Connection, actor: Actor, calendar: Calendar) -> dict:
-    """Active, expired, suspended, online now and expiring within EXPIRING_DAYS."""
+    """Active, expired, suspended, online now and expiring within EXPIRING_DAYS.
+
+    The standings are counted by customer_state_totals (kept by triggers), not
+    by reading every customer; whether a customer in service has lapsed
+    depends on the time, so those whose paid time ends before EXPIRING_DAYS
+    from now are counted from the index on expiries (a few days of them)."""
     actor.require("customers.view", "see the dashboard")
     visible = visible_operator_ids(connection, actor)
     now = calendar.now
-    soon = now + timedelta(days=EXPIRING_DAYS)
-    states = state_conditions(now)
-    row = connection.execute(
+    standings = {
+        standing: int(count)  # PostgreSQL sums are Decimal
+        for standing, count in connection.execute(
+            _visible(
+                select(
+                    customer_state_totals.c.standing, func.sum(customer_state_totals.c.customers)
+                ).group_by(customer_state_totals.c.standing),
+                customer_state_totals.c.operator_id,
+                visible,
+            )
+        )
+    }
+    lapsed, expiring = connection.execute(
         _visible(
             select(
-                *(func.count(case((condition, 1))).label(state) for state, condition in states.items()),
-                func.count(case((states["active"] & (customers.c.expires_at <= soon), 1))).label("expiring"),
-            ).where(customers.c.deleted_at.is_(None)),
+                func.count(case((customers.c.expires_at <= now, 1))),
+                func.count(case((customers.c.expires_at > now, 1))),
+            ).where(
+                customers.c.deleted_at.is_(None),
+                customers.c.status == "active",
+                customers.c.expires_at <= now + timedelta(days=EXPIRING_DAYS),
+            ),
             customers.c.operator_id,
             visible,
         )
@@ -78,7 +99,7 @@ def customer_counts(connection: Connection, actor: Actor, calendar: Calendar) ->
             visible,
         )
     ).scalar()
-    return {**row._asdict(), "online": online}
+    return {**states_of_standings(standings, lapsed), "expiring": expiring, "online": online}
 
 
 def expiring_customers(

@@ -3,18 +3,21 @@
 The ledger proves that every book balances; these checks prove that the
 tables the rest of radbill reads agree with it: the paid days, the monthly
 days still to invoice, the invoices' settlement, the payments, the kinds of
-the accounts, the customers and entries the days name, and the per-day
-totals of the paid days that the dashboard's chart reads. Each is one aggregate query, so verify stays one pass over the
-tables however many customers there are.
+the accounts, the customers and entries the days name, and the totals the
+dashboard reads (the paid days per day, the customers per standing). Each
+is one aggregate query, so verify stays one pass over the tables however
+many customers there are.
 """
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
 from schema.tables import (
+    UNPAID_REASONS,
     card_sale_items,
     card_sales,
     customer_day_totals,
     customer_days,
+    customer_state_totals,
     customers,
     invoices,
     ledger_accounts,
@@ -50,6 +53,7 @@ def problems(connection: Connection) -> list[str]:
         + _payments(connection)
         + _cards_sold(connection)
         + _day_totals(connection)
+        + _state_totals(connection)
     )
 
 
@@ -319,4 +323,41 @@ def _day_totals(connection: Connection) -> list[str]:
         for key in sorted(live.keys() | kept.keys())
         if live.get(key, (0, 0)) != kept.get(key, (0, 0))
         for day, operator in [key]
+    ]
+
+
+def _state_totals(connection: Connection) -> list[str]:
+    """customer_state_totals (kept by triggers) counts the live customers of each operator and standing."""
+    standing = case(
+        (customers.c.status == "active", literal("in_service")),
+        (
+            and_(customers.c.status == "suspended", customers.c.status_reason.in_(UNPAID_REASONS)),
+            literal("unpaid"),
+        ),
+        else_=literal("suspended"),
+    )
+    live = {
+        (operator, kind): count
+        for operator, kind, count in connection.execute(
+            select(customers.c.operator_id, standing, func.count())
+            .where(customers.c.deleted_at.is_(None))
+            .group_by(customers.c.operator_id, standing)
+        )
+    }
+    kept = {
+        (operator, kind): count
+        for operator, kind, count in connection.execute(
+            select(
+                customer_state_totals.c.operator_id,
+                customer_state_totals.c.standing,
+                customer_state_totals.c.customers,
+            ).where(customer_state_totals.c.customers != 0)
+        )
+    }
+    return [
+        f"operator #{operator} has {live.get(key, 0)} live {kind} customers, "
+        f"but customer_state_totals says {kept.get(key, 0)}"
+        for key in sorted(live.keys() | kept.keys())
+        if live.get(key, 0) != kept.get(key, 0)
+        for operator, kind in [key]
     ]

@@ -381,6 +381,30 @@ customer_day_totals = Table(
     _money("amount"),
 )
 
+# Live customers counted per operator and standing: in service (status active, whether or not its
+# paid time has lapsed), unpaid (suspended for not paying) or suspended (any other suspension, or
+# disabled). What the dashboard's state counts read instead of every customer. Kept by triggers on
+# customers (revision 0018), so every writer keeps it right; ``radbill ledger verify`` checks it.
+CUSTOMER_STANDINGS = ("in_service", "unpaid", "suspended")
+customer_state_totals = Table(
+    "customer_state_totals",
+    metadata,
+    Column("operator_id", ForeignKey("operators.id"), primary_key=True),
+    Column("standing", String(10), primary_key=True),
+    Column("customers", Integer, nullable=False, server_default=text("0")),
+    _one_of("standing", CUSTOMER_STANDINGS, "standing"),
+)
+# PostgreSQL's triggers note here the standings an UPDATE statement changed, row by row, and fold
+# them into customer_state_totals when the statement ends (revision 0018 says why): empty between
+# statements. Nothing else reads or writes it.
+customer_state_changes = Table(
+    "customer_state_changes",
+    metadata,
+    Column("operator_id", Integer, nullable=False),
+    Column("standing", String(10), nullable=False),
+    Column("change", Integer, nullable=False),
+)
+
 # What a prepaid operator paid at the start of a monthly customer's cycle for
 # its days (the first cycle prorated); the invoice of those days settles it:
 # the level gets back the advance and pays its price for the enabled days.
