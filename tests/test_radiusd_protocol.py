@@ -364,7 +364,7 @@ def test_fast_decoding_matches_pyrads_own():
 
     ours = decode(raw, SECRET)
     theirs = AuthPacket(packet=raw, secret=SECRET, dict=load_dictionary())
-    assert list(ours.items()) == list(theirs.items())
+    assert list(ours.attributes.items()) == list(theirs.items())
     assert ours.message_authenticator and ours.authenticator == theirs.authenticator
 
 

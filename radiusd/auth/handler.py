@@ -11,13 +11,11 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from pyrad.packet import AccessAccept
-
 from radiusd import metrics
 from radiusd.auth.facts import request_facts
 from radiusd.auth.policy import PolicySettings, authorize
 from radiusd.codec.packets import ACCESS_REQUEST, STATUS_SERVER, Drop, decode, message_authenticator_valid
-from radiusd.codec.replies import encode_access_reply, encode_reply
+from radiusd.codec.replies import ACCESS_ACCEPT, encode_access_reply, encode_reply
 from radiusd.view.model import NasClient
 from radiusd.view.view import SubscriberView
 from schema.identity import canonical_username
@@ -108,7 +106,7 @@ class AccessHandler:
                 "bad_message_authenticator",
                 f"Status-Server from NAS {client.name} without a valid Message-Authenticator",
             )
-        return encode_reply(request, AccessAccept)
+        return encode_reply(request, ACCESS_ACCEPT)
 
     def check_message_authenticator(self, request, client: NasClient) -> None:
         """RFC 3579 section 3.2 and the BlastRADIUS rules: a present

@@ -14,6 +14,7 @@ can fix (service, MAC, expiry, balance, quota, sessions).
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 from radiusd.auth.facts import Credentials, RequestFacts
 from radiusd.codec.chap import verify_chap
@@ -162,7 +163,9 @@ def check_credentials(
     raise ValueError(f"unsupported authentication method {method!r}")
 
 
+@cache
 def reject(reason: str, method: str | None = None) -> Decision:
+    """One Decision per reason and method, shared: a flood of wrong passwords builds none."""
     return Decision(
         False, reason, MESSAGES[reason], (("Reply-Message", MESSAGES[reason]),), auth_method=method
     )

@@ -1,17 +1,15 @@
 """Every private pyrad API radbill leans on, in one place.
 
-pyrad's public surface decodes slowly and cannot verify a
-Message-Authenticator over the bytes as received, so the codec uses five
-of its internals. They live here, pinned in setup.cfg (``pyrad>=2.6,<2.7``)
-and each checked by tests/test_wire_pyrad_adapter.py, so a pyrad upgrade
-that changes one fails that test instead of the wire.
+pyrad's public surface cannot verify a Message-Authenticator over the
+bytes as received, and its packet objects cost more than a request's whole
+decoding, so the codec builds no pyrad packets and uses these instead.
+They live here, pinned in setup.cfg (``pyrad>=2.6,<2.7``) and each checked
+by tests/test_wire_pyrad_adapter.py, so a pyrad upgrade that changes one
+fails that test instead of the wire.
 """
 
-import struct
-from collections import OrderedDict
-
 from pyrad.packet import Packet
-from pyrad.tools import DecodeAttr
+from pyrad.tools import DecodeAttr, EncodeAttr
 
 
 def split_vendor_attributes(value: bytes) -> list[tuple[int, bytes]] | None:
@@ -25,14 +23,14 @@ def zero_message_authenticator(attributes: bytes) -> bytes:
     return Packet._zero_message_authenticator(attributes)
 
 
-def encode_attributes(packet: Packet) -> bytes:
-    """The attribute octets of a pyrad packet, as pyrad encodes them."""
-    return packet._PktEncodeAttributes()
-
-
 def enumerated_names(attribute) -> dict:
     """A dictionary attribute's VALUE names by raw value ({b'\\x00\\x00\\x00\\x01': 'Start', ...})."""
     return dict(attribute.values.backward)
+
+
+def enumerated_values(attribute) -> dict:
+    """A dictionary attribute's raw values by VALUE name ({'Start': b'\\x00\\x00\\x00\\x01', ...})."""
+    return dict(attribute.values.forward)
 
 
 def decode_value(kind: str, raw: bytes):
@@ -40,25 +38,7 @@ def decode_value(kind: str, raw: bytes):
     return DecodeAttr(kind, raw)
 
 
-class FastDecoding:
-    """Mix into a pyrad packet class to decode it from an attribute map
-    (``attribute_map(packet)``, given to the constructor as the class's
-    ``attribute_map``) instead of pyrad's per-attribute TLV look-up, which
-    halves the cost of a request. Only for datagrams check_datagram passed;
-    the map is kept as ``attributes``."""
-
-    attribute_map = None
-    message_authenticator_code = 80
-
-    def _PktIsTlvAttribute(self, code) -> bool:
-        return False
-
-    def DecodePacket(self, packet: bytes) -> None:
-        self.code, self.id, length, self.authenticator = struct.unpack_from("!BBH16s", packet)
-        packet = self.raw_packet = packet[:length]
-        attributes = self.attributes = type(self).attribute_map(packet)
-        if self.message_authenticator_code in attributes:
-            self.message_authenticator = True
-        OrderedDict.clear(self)
-        for key, values in attributes.items():
-            OrderedDict.__setitem__(self, key, values)
+def encode_value(kind: str, value) -> bytes:
+    """A value encoded as pyrad encodes a dictionary type (ipaddr, a hex string as octets, ...);
+    ValueError or TypeError for one that the type cannot hold."""
+    return EncodeAttr(kind, value)

@@ -9,21 +9,90 @@ codec knows nothing of why they were chosen.
 import hashlib
 import hmac
 import struct
-from collections import OrderedDict
 
-from pyrad.packet import AccessAccept, AccessReject, AuthPacket, Packet
-
-from radiusd.codec.attributes import HEADER_LENGTH
+from radiusd.codec.attributes import HEADER_LENGTH, VENDOR_SPECIFIC
 from radiusd.codec.mschap import mppe_key_attributes, mschap_mppe_keys_attribute
 from radiusd.codec.packets import (
     ACCOUNTING_RESPONSE,
     MESSAGE_AUTHENTICATOR,
     MESSAGE_AUTHENTICATOR_LENGTH,
     PROXY_STATE,
+    AccessRequest,
 )
-from radiusd.codec.pyrad_adapter import encode_attributes
+from radiusd.codec.pyrad_adapter import encode_value, enumerated_values
+from schema.dictionary import load_dictionary
+
+ACCESS_ACCEPT = 2
+ACCESS_REJECT = 3
+MAX_VALUE_LENGTH = 253  # RFC 2865 section 5: a Length octet counts the type and itself
+_UNSIGNED_MAX = 0xFFFFFFFF
 
 _EMPTY_MESSAGE_AUTHENTICATOR = bytes((MESSAGE_AUTHENTICATOR, MESSAGE_AUTHENTICATOR_LENGTH)) + bytes(16)
+
+
+def _value_encoder(kind: str, names: dict):
+    """The value encoder of one dictionary type, as pyrad encodes it: a VALUE
+    name by the dictionary, the common Python types here, the rest by pyrad."""
+
+    def encode(value) -> bytes:
+        if names and value in names:
+            return names[value]
+        if kind == "string" and type(value) is str:
+            encoded = value.encode("utf-8")
+            if len(encoded) <= MAX_VALUE_LENGTH:
+                return encoded
+        elif kind == "integer" and type(value) is int and 0 <= value <= _UNSIGNED_MAX:
+            return value.to_bytes(4, "big")
+        elif kind == "octets" and type(value) is bytes and not value.startswith(b"0x"):
+            if len(value) <= MAX_VALUE_LENGTH:
+                return value
+        return encode_value(kind, value)
+
+    return encode
+
+
+class _Encoders(dict):
+    """Attribute name -> a function of a value to the whole attribute's octets,
+    resolved in radiusd's dictionary on first use, so that encoding a reply
+    attribute is one look-up and one call (no pyrad packet per reply)."""
+
+    def __missing__(self, name: str):
+        dictionary = load_dictionary()
+        attribute = dictionary.attributes[name]
+        if attribute.encrypt or attribute.has_tag or attribute.is_sub_attribute:
+            raise ValueError(f"{name} is tagged, encrypted or in a TLV: replies do not encode it")
+        value_of = _value_encoder(attribute.type, enumerated_values(attribute))
+        code = attribute.code
+        if attribute.vendor:
+            vendor = dictionary.vendors.GetForward(attribute.vendor)
+            room = MAX_VALUE_LENGTH - 6  # the Vendor-Id and the sub-attribute's type and length
+
+            def encode(value) -> bytes:
+                raw = value_of(value)
+                if len(raw) > room:
+                    raise ValueError(f"{name}: {len(raw)} octets do not fit in a Vendor-Specific attribute")
+                return struct.pack("!BBIBB", VENDOR_SPECIFIC, len(raw) + 8, vendor, code, len(raw) + 2) + raw
+
+        else:
+
+            def encode(value) -> bytes:
+                raw = value_of(value)
+                if len(raw) > MAX_VALUE_LENGTH:
+                    raise ValueError(f"{name}: {len(raw)} octets do not fit in an attribute")
+                return bytes((code, len(raw) + 2)) + raw
+
+        self[name] = encode
+        return encode
+
+
+_ENCODERS = _Encoders()
+
+
+def encode_attributes(attributes) -> bytes:
+    """The octets of (name, value) attributes in the order given, each as
+    pyrad would encode it; ValueError for a value the attribute cannot hold."""
+    encoders = _ENCODERS
+    return b"".join([encoders[name](value) for name, value in attributes])
 
 
 def _proxy_states(values) -> bytes:
@@ -42,7 +111,7 @@ def _with_response_authenticator(
     return header + hashlib.md5(header + request_authenticator + body + secret).digest() + body
 
 
-def encode_reply(request: Packet, code: int, attributes=()) -> bytes:
+def encode_reply(request: AccessRequest, code: int, attributes=()) -> bytes:
     """Encode a reply: Message-Authenticator first, Proxy-State echoed in
     order, then ``attributes`` (name, value).
 
@@ -51,22 +120,13 @@ def encode_reply(request: Packet, code: int, attributes=()) -> bytes:
     place and the attribute zeroed) is then written into its slot, and the
     Response Authenticator computed over the result.
     """
-    reply = type(request)(
-        code=code,
-        id=request.id,
-        secret=request.secret,
-        authenticator=request.authenticator,
-        dict=request.dict,
-    )
-    for name, value in attributes:
-        reply.AddAttribute(name, value)
     body = (
         _EMPTY_MESSAGE_AUTHENTICATOR
-        + _proxy_states(OrderedDict.get(request, PROXY_STATE, ()))
-        + encode_attributes(reply)
+        + _proxy_states(request.attributes.get(PROXY_STATE))
+        + encode_attributes(attributes)
     )
     header = struct.pack("!BBH", code, request.id, HEADER_LENGTH + len(body))
-    signature = hmac.new(request.secret, header + request.authenticator + body, hashlib.md5).digest()
+    signature = hmac.digest(request.secret, header + request.authenticator + body, "md5")
     body = body[:2] + signature + body[MESSAGE_AUTHENTICATOR_LENGTH:]
     return _with_response_authenticator(code, request.id, request.authenticator, body, request.secret)
 
@@ -81,7 +141,7 @@ def encode_accounting_response(raw: bytes, attributes: dict, secret: bytes) -> b
 
 
 def encode_access_reply(
-    request: AuthPacket, accept: bool, attributes=(), mppe_keys: tuple[bytes, ...] = ()
+    request: AccessRequest, accept: bool, attributes=(), mppe_keys: tuple[bytes, ...] = ()
 ) -> bytes:
     """Encode an Access-Accept or Access-Reject, hiding cleartext MPPE keys
     with the shared secret: (send, recv) as MS-MPPE-Send/Recv-Key (RFC 2548
@@ -97,4 +157,4 @@ def encode_access_reply(
                 mschap_mppe_keys_attribute(mppe_keys[0], request.secret, request.authenticator),
             )
         )
-    return encode_reply(request, AccessAccept if accept else AccessReject, attributes)
+    return encode_reply(request, ACCESS_ACCEPT if accept else ACCESS_REJECT, attributes)
