@@ -209,8 +209,9 @@ def _daily_charges(connection: Connection, day: date, zone: ZoneInfo) -> tuple[i
     """The pay-as-you-go day of every due daily customer: (charged, suspended, amount)."""
     _select_due(connection, day)
     rows = _fail_uncovered(connection, day)
-    entry_id = _post_charges(connection, day, rows)
-    _apply_outcomes(connection, day, zone, entry_id)
+    paid_until = end_of_day(day, zone)
+    entry_id = _post_charges(connection, day, rows, paid_until)
+    _apply_outcomes(connection, day, paid_until, entry_id)
     return _count_and_drop(connection)
 
 
@@ -316,8 +317,9 @@ def _fail_uncovered(connection: Connection, day: date) -> dict:
     return rows
 
 
-def _post_charges(connection: Connection, day: date, rows: dict) -> int:
-    """The day's one entry: operators' shares summed per level, a line per charged customer."""
+def _post_charges(connection: Connection, day: date, rows: dict, paid_until: datetime) -> int:
+    """The day's one entry: operators' shares summed per level, a line per charged customer; the
+    customers' paid time moves in the same update as their wallets."""
     operator_totals = connection.execute(
         text(f"""
         SELECT ch.level_id, ch.parent_id, SUM({_LEVEL_SHARE}) AS amount FROM run_charges r
@@ -341,12 +343,14 @@ def _post_charges(connection: Connection, day: date, rows: dict) -> int:
         JOIN ledger_accounts s ON s.book_operator_id = r.owner_id AND s.code = 'sales'
         WHERE r.failed = 0 AND r.share > 0""",
         {},
+        customer_values={"expires_at": paid_until},
     )
     return entry_id
 
 
-def _apply_outcomes(connection: Connection, day: date, zone: ZoneInfo, entry_id: int) -> None:
-    """Paid days, expiries, suspensions and reactivations, their router jobs and the change log."""
+def _apply_outcomes(connection: Connection, day: date, paid_until: datetime, entry_id: int) -> None:
+    """Paid days, the expiries of days that cost nothing (the others moved with the wallets),
+    suspensions and reactivations, their router jobs and the change log."""
     connection.execute(
         _sql(
             "INSERT INTO customer_days (customer_id, day, amount, entry_id) "
@@ -357,8 +361,8 @@ def _apply_outcomes(connection: Connection, day: date, zone: ZoneInfo, entry_id:
     connection.execute(
         _sql("""
         UPDATE customers SET expires_at = :end
-        FROM run_charges r WHERE r.customer_id = customers.id AND r.failed = 0"""),
-        {"end": end_of_day(day, zone)},
+        FROM run_charges r WHERE r.customer_id = customers.id AND r.failed = 0 AND r.share = 0"""),
+        {"end": paid_until},
     )
     # Customers held back only by an operator's empty fund come back once it can pay.
     connection.execute(

@@ -2,12 +2,13 @@
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
-from billingd import ledger, lifecycle, operators, runs, wallets
+from billingd import ledger, lifecycle, operators, packages, runs, wallets
 from billingd.calendar import end_of_day
 from billingd.money import day_share
-from schema.tables import change_log, customer_days, enforcement_jobs, invoices
+from schema.tables import change_log, customer_days, customers, enforcement_jobs, invoices
+from schema.tables import packages as packages_table
 from tests.billing_world import (
     NOW,
     SETTINGS,
@@ -240,4 +241,41 @@ def test_a_refund_of_run_days_gives_each_level_this_customers_share_only(engine)
         due = day_share(money("400"), 30, 1) + day_share(money("400"), 30, 2)
         assert fund_of(connection, "reseller1") == before + due
         assert customer(connection, "a")["wallet_balance"] == money("100") - day_share(money("500"), 30, 0)
+        assert ledger.verify(connection) == []
+
+
+def test_a_day_that_costs_nothing_still_moves_the_paid_time(engine):
+    """A free package's day has no ledger line (a line moves money), so its expiry moves on its own."""
+    with engine.begin() as connection:
+        build(connection)
+        admin = actor(connection, "admin")
+        packages.add_master_package(
+            connection,
+            admin,
+            "Free daily",
+            customer_type="pppoe",
+            billing_type="daily",
+            period_days=30,
+            rate_rx=1_000_000,
+            rate_tx=1_000_000,
+        )
+        packages.add_package(
+            connection, admin, "Free", master="Free daily", customer_price=0, operator_price=0
+        )
+        # Moved onto the free package behind the domain's back: adding a customer on it records a
+        # payment of nothing, which the payments table refuses.
+        for username in ("freeloader", "payer"):
+            add_customer_of(connection, "admin", username, on(-30))
+        free = connection.execute(select(packages_table.c.id).where(packages_table.c.name == "Free")).scalar()
+        connection.execute(
+            update(customers).where(customers.c.username == "freeloader").values(package_id=free)
+        )
+        wallets.receive_payment(connection, admin, "payer", money("50"), on())
+        result = _run(connection, 0)
+        assert result.customers_charged == 2
+        for username in ("freeloader", "payer"):
+            assert customer(connection, username)["expires_at"].replace(tzinfo=None) == end_of_day(
+                TODAY, ZONE
+            ).replace(tzinfo=None)
+        assert _days(connection, customer(connection, "freeloader")["id"])[TODAY] == 0
         assert ledger.verify(connection) == []
