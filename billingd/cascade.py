@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from billingd.ledger import Line, account_id, child_code, wallet_code
+from billingd.ledger import Line, account_ids, child_code, wallet_code
 from billingd.money import format_amount
 from schema.errors import RadbillError
 from schema.tables import operators, package_prices
@@ -116,13 +116,25 @@ def operator_lines(
 ) -> list[Line]:
     """Each level pays its parent: mirror lines in the child's and the parent's book."""
     lines = []
-    for level, amount in zip(levels, amounts):
-        if amount == 0:
-            continue
-        cost = account_id(connection, level.operator_id, "cost_of_sales")
-        fund = account_id(connection, level.operator_id, "fund")
-        held = account_id(connection, level.parent_id, child_code(level.operator_id))
-        wholesale = account_id(connection, level.parent_id, "wholesale")
+    paying = [(level, amount) for level, amount in zip(levels, amounts) if amount != 0]
+    ids = account_ids(
+        connection,
+        [
+            key
+            for level, _ in paying
+            for key in (
+                (level.operator_id, "cost_of_sales"),
+                (level.operator_id, "fund"),
+                (level.parent_id, child_code(level.operator_id)),
+                (level.parent_id, "wholesale"),
+            )
+        ],
+    )
+    for level, amount in paying:
+        cost = ids[level.operator_id, "cost_of_sales"]
+        fund = ids[level.operator_id, "fund"]
+        held = ids[level.parent_id, child_code(level.operator_id)]
+        wholesale = ids[level.parent_id, "wholesale"]
         if refund:
             lines += [
                 Line(level.operator_id, fund, cost, amount),
@@ -138,18 +150,14 @@ def operator_lines(
 
 def customer_payment_line(connection: Connection, owner_id: int, customer_id: int, amount: int) -> Line:
     """The customer hands its owner money: cash in, wallet credited."""
-    return Line(
-        owner_id,
-        account_id(connection, owner_id, "cash"),
-        account_id(connection, owner_id, wallet_code(customer_id)),
-        amount,
-    )
+    ids = account_ids(connection, [(owner_id, "cash"), (owner_id, wallet_code(customer_id))])
+    return Line(owner_id, ids[owner_id, "cash"], ids[owner_id, wallet_code(customer_id)], amount)
 
 
 def customer_charge_line(
     connection: Connection, owner_id: int, customer_id: int, amount: int, *, refund: bool = False
 ) -> Line:
     """The owner charges the customer's wallet (or, refunding, credits it back)."""
-    wallet = account_id(connection, owner_id, wallet_code(customer_id))
-    sales = account_id(connection, owner_id, "sales")
+    ids = account_ids(connection, [(owner_id, wallet_code(customer_id)), (owner_id, "sales")])
+    wallet, sales = ids[owner_id, wallet_code(customer_id)], ids[owner_id, "sales"]
     return Line(owner_id, sales, wallet, amount) if refund else Line(owner_id, wallet, sales, amount)

@@ -28,7 +28,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 
 from billingd import reconcile
 from schema.engine import bulk_insert, rows_among
@@ -113,12 +126,23 @@ def ensure_account(connection: Connection, book: int, code: str, kind: str, name
 
 
 def account_id(connection: Connection, book: int, code: str) -> int:
-    found = connection.execute(
-        select(ledger_accounts.c.id).where(
-            ledger_accounts.c.book_operator_id == book, ledger_accounts.c.code == code
+    return account_ids(connection, [(book, code)])[book, code]
+
+
+def account_ids(connection: Connection, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The ids of several accounts, by (book, code), in one query (a renewal's lines name eight)."""
+    keys = set(wanted)
+    found = {
+        (row.book_operator_id, row.code): row.id
+        for row in connection.execute(
+            select(ledger_accounts.c.id, ledger_accounts.c.book_operator_id, ledger_accounts.c.code).where(
+                tuple_(ledger_accounts.c.book_operator_id, ledger_accounts.c.code).in_(sorted(keys))
+            )
         )
-    ).scalar()
-    if found is None:
+    }
+    missing = sorted(keys - set(found))
+    if missing:
+        book, code = missing[0]
         raise RadbillError(f"ledger account {code!r} missing in book of operator #{book}")
     return found
 

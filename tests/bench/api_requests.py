@@ -15,8 +15,10 @@ threads over keep-alive connections:
 It prints requests per second and the p50/p99 latency of each, as the client
 sees them, the share of those answers the server gave within 50 ms (from its
 own latency histogram, radbill_api_request_seconds: the server's time without
-the client threads' share of the CPUs), and the machine's load average (the
-figures are only as good as the machine is idle).
+the client threads' share of the CPUs), the API process's CPU time per
+request (PostgreSQL's not included; a loaded machine inflates it far less
+than latency) and the machine's load average (the latencies are only as
+good as the machine is idle).
 """
 
 import argparse
@@ -40,11 +42,19 @@ LIST, RENEW = "/customers", "/customers/{username}/renew"  # route labels in the
 
 
 def measured(api: ApiServer, headers: dict, requests: list, clients: int, route: str) -> tuple[dict, tuple]:
-    """measure(), and how many of these answers the server gave within 50 ms."""
-    before = server_answers(api, route)
+    """measure(), how many of these answers the server gave within 50 ms, and the server process's
+    CPU time per request (a figure a loaded machine does not inflate the way it does latency)."""
+    before, cpu_before = server_answers(api, route), server_cpu_seconds(api)
     result = measure(api.base, headers, requests, clients)
-    after = server_answers(api, route)
+    after, cpu_after = server_answers(api, route), server_cpu_seconds(api)
+    result["server_cpu_ms"] = (cpu_after - cpu_before) * 1000 / result["count"]
     return result, (after[0] - before[0], after[1] - before[1])
+
+
+def server_cpu_seconds(api: ApiServer) -> float:
+    """User + system CPU seconds of the `radbill api` process so far (Linux /proc)."""
+    fields = Path(f"/proc/{api.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(base: str, headers: dict, requests: list[tuple[str, str, dict | None]], clients: int) -> dict:
@@ -101,7 +111,8 @@ def report(name: str, result: dict, server: tuple[float, float]) -> None:
     print(
         f"{name}: {result['count']:,} requests, {result['per_second']:.0f} req/s, "
         f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, failures {len(result['failures'])}; "
-        f"server: {within / total:.1%} within 50 ms; load average {os.getloadavg()[0]:.1f}",
+        f"server: {within / total:.1%} within 50 ms, {result['server_cpu_ms']:.1f} ms CPU per request; "
+        f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     for failure in result["failures"][:5]:
