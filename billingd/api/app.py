@@ -1,6 +1,5 @@
 """The FastAPI application: routers, the one exception handler, security headers, limits, metrics."""
 
-import time
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
@@ -9,8 +8,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billingd.api.answers import OnAnswer
 from billingd.api.pages import create_pages_app
 from billingd.api.pages.web import Pages
 from billingd.api.security import TokenSigner
@@ -159,21 +160,20 @@ def create_app(
     app.add_exception_handler(DBAPIError, _database_error)
     metrics = app.state.api.metrics
 
-    @app.middleware("http")
-    async def headers_and_metrics(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
+    def secure(scope: Scope, headers: MutableHeaders, _seconds: float) -> None:
         for name, value in _HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path == f"{PREFIX}/docs":
-            response.headers["Content-Security-Policy"] = _DOCS_CSP
-        if request.url.scheme == "https":
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.seconds.labels(route).observe(time.perf_counter() - started)
-        return response
+            headers.setdefault(name, value)
+        if scope["path"] == f"{PREFIX}/docs":
+            headers["Content-Security-Policy"] = _DOCS_CSP
+        if scope["scheme"] == "https":
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
 
+    def count(scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(scope["method"], route, str(status)).inc()
+        metrics.seconds.labels(route).observe(seconds)
+
+    app.add_middleware(OnAnswer, start=secure, done=count)
     if settings.api.origins:
         app.add_middleware(
             CORSMiddleware,

@@ -7,13 +7,14 @@ makes the customer search live. Every response carries a content security
 policy that allows no inline script and nothing from another origin.
 """
 
-import time
-
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import Scope
 
+from billingd.api.answers import OnAnswer
 from schema.errors import RadbillError
 
 from . import panel, portal
@@ -48,17 +49,7 @@ def create_pages_app(pages: Pages) -> FastAPI:
     app.state.pages = pages
     app.add_middleware(GZipMiddleware, minimum_size=1000)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        # How long the page took to make, for the browser's developer tools and the benchmark.
-        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("cache-control", "no-store")
-        return response
+    app.add_middleware(OnAnswer, start=_page_headers)
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, _error: CsrfRefused):
@@ -106,6 +97,15 @@ def create_pages_app(pages: Pages) -> FastAPI:
         app.include_router(router)
     app.mount("/static", CachedStatic(directory=STATIC_DIR), name="static")
     return app
+
+
+def _page_headers(scope: Scope, headers: MutableHeaders, seconds: float) -> None:
+    # How long the page took to make, for the browser's developer tools and the benchmark.
+    headers["server-timing"] = f"app;dur={seconds * 1000:.1f}"
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    if not scope["path"].startswith("/static/"):
+        headers.setdefault("cache-control", "no-store")
 
 
 def _area(request: Request) -> str:
