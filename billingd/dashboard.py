@@ -188,25 +188,39 @@ def fund_position(connection: Connection, actor: Actor) -> dict | None:
     if owner["parent_id"] is None:
         return None
     available = owner["fund_balance"] + owner["credit_limit"]
-    daily_cost = connection.execute(
-        select(func.coalesce(func.sum(package_prices.c.operator_price / master_packages.c.period_days), 0))
-        .select_from(
-            customers.join(
-                package_prices,
-                and_(
-                    package_prices.c.package_id == customers.c.package_id,
-                    package_prices.c.operator_id == customers.c.operator_id,
-                ),
-            )
-            .join(packages, packages.c.id == customers.c.package_id)
-            .join(master_packages, master_packages.c.id == packages.c.master_package_id)
-        )
+    # Its customers counted per package first (the states index alone), then priced: a handful of
+    # rows to join, not one per customer.
+    per_package = (
+        select(customers.c.package_id, func.count().label("customers"))
         .where(
             customers.c.operator_id == owner["id"],
             customers.c.deleted_at.is_(None),
             customers.c.status == "active",
-            master_packages.c.billing_type == "daily",
         )
+        .group_by(customers.c.package_id)
+        .subquery("per_package")
+    )
+    daily_cost = connection.execute(
+        select(
+            func.coalesce(
+                func.sum(
+                    package_prices.c.operator_price * per_package.c.customers / master_packages.c.period_days
+                ),
+                0,
+            )
+        )
+        .select_from(
+            per_package.join(
+                package_prices,
+                and_(
+                    package_prices.c.package_id == per_package.c.package_id,
+                    package_prices.c.operator_id == owner["id"],
+                ),
+            )
+            .join(packages, packages.c.id == per_package.c.package_id)
+            .join(master_packages, master_packages.c.id == packages.c.master_package_id)
+        )
+        .where(master_packages.c.billing_type == "daily")
     ).scalar()
     days = available // daily_cost if daily_cost else None
     cheapest = cheapest_operator_price(connection, owner["id"])

@@ -3,6 +3,7 @@ through every kind of write (commands, the daily run, bulk statements), ledger v
 the dashboard's state counts, read from them, agree with the states of the customers one by one."""
 
 from datetime import timedelta
+from fractions import Fraction
 
 from sqlalchemy import delete, func, insert, select, update
 
@@ -10,7 +11,7 @@ from billingd import dashboard, ledger, lifecycle, runs
 from billingd.customer_views import state_of
 from billingd.customers import list_customers
 from schema.engine import as_utc
-from schema.tables import customer_state_changes, customer_state_totals, customers
+from schema.tables import customer_state_changes, customer_state_totals, customers, master_packages, operators
 from tests import billing_world as world
 
 
@@ -129,3 +130,28 @@ def test_the_dashboard_counts_agree_with_the_customers_states(engine):
             2,
             2,
         )  # frank lapsed
+
+
+def test_the_fund_position_prices_the_customers_per_package(engine):
+    """What a day of a reseller's customers costs it: its in-service daily customers, each at its
+    operator price over its period (counted per package, then priced)."""
+    with engine.begin() as connection:
+        world.build(connection)
+        reseller1 = world.add_customer_of(connection, "reseller1", "alice", world.on())
+        for name, package in (
+            ("bob", "Home 10M"),
+            ("erin", "Lite 5M"),
+            ("frank", "Office"),
+            ("gus", "Home 10M"),
+        ):
+            world.add_customer_of(connection, "reseller1", name, world.on(), package=package)
+        world.add_customer_of(connection, "sub1", "carol", world.on())  # sub1's, not reseller1's
+        lifecycle.suspend(connection, reseller1, "gus", world.on())
+        fund = dashboard.fund_position(connection, reseller1)
+        owner = connection.execute(select(operators).where(operators.c.login == "reseller1")).mappings().one()
+        period = connection.execute(
+            select(master_packages.c.period_days).where(master_packages.c.name == "Home 10M")
+        ).scalar()
+        daily = Fraction(2 * world.money("400") + world.money("200"), period)  # alice, bob; erin
+        assert fund["daily_cost"] == int(daily)
+        assert fund["days_covered"] == (owner["fund_balance"] + owner["credit_limit"]) // daily
