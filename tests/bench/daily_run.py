@@ -267,7 +267,7 @@ UPDATE_CUSTOMERS = "UPDATE customers SET wallet_balance = wallet_balance - 1, ex
 FLOOR_UPDATES = (
     ("customers: wallet and expiry, in no index (HOT)", "", UPDATE_CUSTOMERS),
     (
-        "customers: the same, expires_at in an index (before 0018)",
+        "customers: the same, expires_at in an index (before 0019)",
         "CREATE INDEX floor_expiry ON customers (expires_at)",
         UPDATE_CUSTOMERS,
     ),
