@@ -104,7 +104,7 @@ def is_outage(error: Exception) -> bool:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     """A unit of work for the writer thread; ``deferred`` fires on the reactor thread."""
 
@@ -142,7 +142,10 @@ class AccountingWriter:
         self.zone = zone
         self.reactor = reactor
         self.max_batch = max_batch
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        # SimpleQueue: put and get in C, no Python lock and condition per request on the reactor
+        # thread; the bound is checked by submit (the only thread that adds records).
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue_size = queue_size
         self._thread = threading.Thread(target=self._run, name="accounting-writer", daemon=True)
         self._stopped = defer.Deferred()
         self._retry_queued = False
@@ -162,13 +165,11 @@ class AccountingWriter:
 
     def submit(self, record: AccountingRecord) -> defer.Deferred:
         """Store one record; the Deferred fires once it is durable."""
-        job = _Job(defer.Deferred(), record=record)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
+        if self._queue.qsize() >= self._queue_size:
             RECORDS.labels("queue_full").inc()
-            return defer.fail(QueueFull(f"{self._queue.maxsize} accounting records already waiting"))
-        QUEUE_DEPTH.inc()
+            return defer.fail(QueueFull(f"{self._queue_size} accounting records already waiting"))
+        job = _Job(defer.Deferred(), record=record)
+        self._queue.put(job)
         return job.deferred
 
     def retry(self) -> None:
@@ -225,7 +226,7 @@ class AccountingWriter:
                 except queue.Empty:
                     break
             records = [job for job in jobs if isinstance(job, _Job) and job.record is not None]
-            QUEUE_DEPTH.dec(len(records))
+            QUEUE_DEPTH.set(self._queue.qsize())  # once a batch, not twice a record
             if records:
                 try:
                     self._write(records)
