@@ -69,7 +69,7 @@ class RadiusdSettings(PolicySettings):
     auth_port: int = 1812
     acct_port: int = 1813
     metrics_port: int = 9812
-    # Processes sharing the ports (SO_REUSEPORT), each with its own view.
+    # Processes sharing the ports (SO_REUSEPORT), forked after the view is read once.
     workers: int = 1
     # SO_RCVBUF of the UDP sockets, in bytes (FIELD-NOTES 19).
     receive_buffer: int = 4 * 1024 * 1024

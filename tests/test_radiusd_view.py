@@ -288,6 +288,26 @@ async def test_a_view_read_before_forking_catches_up_with_what_changed_since(dem
     assert follower.view.subscriber("demo").status == "suspended"
 
 
+def test_the_parent_reads_the_view_again_while_the_database_is_away(demo, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from radiusd import service
+
+    attempts = []
+
+    def flaky(connection, today):
+        attempts.append(today)
+        if len(attempts) == 1:
+            raise OperationalError("SELECT", {}, ConnectionRefusedError("connection refused"))
+        return read_everything(connection, today)
+
+    monkeypatch.setattr(service, "read_everything", flaky)
+    monkeypatch.setattr(service.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(service.gc, "freeze", lambda: None)  # leave the test process's collector alone
+    _, _, snapshot = service.read_before_forking(demo)
+    assert len(attempts) == 2 and snapshot.full and snapshot.all_customers.get("demo") is not None
+
+
 def test_notifies_in_a_burst_cost_one_poll_per_wake_interval():
     class Database:
         polls = 0
