@@ -17,6 +17,7 @@ whole transactions.
 """
 
 import dataclasses
+import functools
 import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -410,10 +411,17 @@ _NEW_STATE = {
 }
 
 
-def _merge_statement() -> str:
-    """One round: lock its sessions (in acct_unique_id order), merge, write sessions, radacct and the
+@functools.cache
+def _merge_statement(position: int, zone: str) -> str:
+    """Round ``position``: lock its sessions (in acct_unique_id order), merge, write sessions, radacct and the
     usage per customer and period; return the sessions whose openness changed and the usage of
-    customers with a quota."""
+    customers with a quota.
+
+    The round and the time zone are written into the text, so the statement has no parameters:
+    PostgreSQL then plans it once per connection (psycopg prepares it after five runs), where the
+    writer's plan_cache_mode = force_custom_plan plans a statement with parameters at every run
+    (0.85 ms a batch)."""
+    zone_literal = "'" + zone.replace("'", "''") + "'"
     session_set = ", ".join(
         [
             "customer_id = f.new_customer_id",
@@ -438,7 +446,7 @@ def _merge_statement() -> str:
     return f"""
 WITH old AS MATERIALIZED (
     SELECT s AS o, b.* FROM accounting_batch b JOIN sessions s ON s.acct_unique_id = b.acct_unique_id
-    WHERE b.round = %(round)s ORDER BY s.acct_unique_id FOR UPDATE OF s
+    WHERE b.round = {position:d} ORDER BY s.acct_unique_id FOR UPDATE OF s
 ),
 step AS (
     SELECT old.*, c.id AS customer, c.expires_at, m.period_days, m.quota_bytes
@@ -450,8 +458,8 @@ merged AS (
     SELECT step.*, {_merged_state()},
         coalesce((o).customer_id, customer) AS new_customer_id,
         (o).started_at IS NOT NULL AND (o).stopped_at IS NULL AS was_open,
-        CASE WHEN expires_at IS NULL THEN date_trunc('month', event_time AT TIME ZONE %(zone)s)::date
-             ELSE ((expires_at - make_interval(hours => 24 * period_days)) AT TIME ZONE %(zone)s)::date
+        CASE WHEN expires_at IS NULL THEN date_trunc('month', event_time AT TIME ZONE {zone_literal})::date
+             ELSE ((expires_at - make_interval(hours => 24 * period_days)) AT TIME ZONE {zone_literal})::date
              END AS period
     FROM step
 ),
@@ -487,9 +495,6 @@ WHERE was_open <> (new_stopped_at IS NULL) OR (counted AND quota_bytes > 0 AND (
 """
 
 
-_MERGE = _merge_statement()
-
-
 def _apply_session_records_in_postgresql(
     connection: Connection, records: list[AccountingRecord], zone: ZoneInfo, outcome: BatchOutcome
 ) -> None:
@@ -519,7 +524,7 @@ def _apply_session_records_in_postgresql(
     last_open: dict[str, tuple[bool, int | None]] = {}
     quota: dict[tuple[int, date], tuple] = {}
     for position in range(max(rounds.values()) + 1):
-        for row in connection.exec_driver_sql(_MERGE, {"round": position, "zone": zone.key}):
+        for row in connection.exec_driver_sql(_merge_statement(position, zone.key)):
             first_open.setdefault(row.acct_unique_id, row.was_open)
             last_open[row.acct_unique_id] = (row.is_open, row.new_customer_id)
             if row.over_quota_candidate:
