@@ -4,6 +4,7 @@ languages, sizes. The browser tests (test_pages_browser.py) walk the main flows 
 import gzip
 import json
 import re
+import threading
 
 import pytest
 
@@ -336,6 +337,47 @@ def test_a_resent_issue_form_issues_no_second_batch(api, engine):
     assert issued() == before + 2
     form.pop("issue_key")
     assert "out of date" in flash(api.post("/panel/cards", data=form).text)[0] and issued() == before + 2
+
+
+@pytest.mark.postgresql
+def test_a_form_sent_twice_at_once_issues_one_batch(api, engine, monkeypatch):
+    """A double click: both sendings find the key unused and make a batch; the one that stores the
+    key second is rolled back (PostgreSQL's unique key) and answered as a resend."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip(
+            "SQLite serialises writers at BEGIN IMMEDIATE: the second sending waits, then finds the key"
+        )
+    log_in(api, "reseller1")
+    page = api.get("/panel/cards").text
+    form = {"csrf_token": csrf_of(page), "issue_key": issue_key_of(page), "count": "2", "package": "Home 10M"}
+    both_made_one = threading.Barrier(2, timeout=30)
+    create_batch = cards.create_batch
+
+    def in_step(*args, **kwargs):
+        made = create_batch(*args, **kwargs)
+        both_made_one.wait()
+        return made
+
+    def issued() -> int:
+        with engine.connect() as connection:
+            return len(cards.list_cards(connection, world.actor(connection, "reseller1")))
+
+    before = issued()
+    monkeypatch.setattr(cards, "create_batch", in_step)
+    answers = []
+    sendings = [
+        threading.Thread(
+            target=lambda: answers.append(api.post("/panel/cards", data=form, follow_redirects=False))
+        )
+        for _ in range(2)
+    ]
+    for sending in sendings:
+        sending.start()
+    for sending in sendings:
+        sending.join(60)
+    assert sorted(answer.status_code for answer in answers) == [200, 303]
+    assert [answer.text.count('class="pin"') for answer in answers if answer.status_code == 200] == [2]
+    assert issued() == before + 2
 
 
 def test_a_batch_is_voided_and_its_cards_refused(api, engine):

@@ -13,6 +13,7 @@ from datetime import date
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
+from sqlalchemy.exc import IntegrityError
 
 from billingd import cards as card_domain
 from billingd import credentials, dashboard, lifecycle, operators, reports, wallets, zones
@@ -616,11 +617,12 @@ def card_batch(visit: PanelVisit) -> Response:
         visit.flash("error", visit._("This form is out of date: issue the batch from the cards page."))
         return visit.redirect("/panel/cards")
     fields = {name: str(form.get(name, "")) for name in ("count", "package", "value")}
-    try:
-        count = int(str(form.get("count", "0")) or 0)
+
+    def issue_once():
+        """(the actor, the batch's cards, whether this was a resend)"""
         with pages.engine.begin() as connection:
             actor = visit.operator(connection)
-            created, resent = answer_once(
+            return actor, *answer_once(
                 connection,
                 f"session:{visit.session.acting_as or visit.session.subject}",
                 key,
@@ -635,6 +637,15 @@ def card_batch(visit: PanelVisit) -> Response:
                 ),
                 kept=lambda cards: [{"batch_id": cards[0]["batch_id"]}] * len(cards),  # no PIN stored
             )
+
+    try:
+        count = int(str(form.get("count", "0")) or 0)
+        try:
+            actor, created, resent = issue_once()
+        except IntegrityError:
+            # The same form sent twice at once (a double click), on PostgreSQL: the other sending
+            # stored the key first and this one's batch was rolled back; asked again, it is a resend.
+            actor, created, resent = issue_once()
     except ValueError:
         visit.flash("error", visit._("Give the number of cards as a whole number."))
         return visit.redirect("/panel/cards")
