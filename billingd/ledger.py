@@ -346,14 +346,19 @@ def reverse(connection: Connection, entry_id: int, *, actor_id: int | None, memo
     )
 
 
-def _signed_balance():
-    """Per account: its balance on its normal side, from the lines alone."""
+def _signed_balance(accounts=None):
+    """Per account: its balance on its normal side, from the lines alone; only the lines of the
+    ``accounts`` (a condition on ledger_accounts) are summed when it is given."""
     debits = select(
         ledger_lines.c.debit_account_id.label("account_id"), ledger_lines.c.amount.label("amount")
     )
     credits = select(
         ledger_lines.c.credit_account_id.label("account_id"), (-ledger_lines.c.amount).label("amount")
     )
+    if accounts is not None:
+        chosen = select(ledger_accounts.c.id).where(accounts)
+        debits = debits.where(ledger_lines.c.debit_account_id.in_(chosen))
+        credits = credits.where(ledger_lines.c.credit_account_id.in_(chosen))
     moves = debits.union_all(credits).subquery("moves")
     net = (
         select(moves.c.account_id, func.sum(moves.c.amount).label("net"))
@@ -369,7 +374,7 @@ def _signed_balance():
 
 def balances(connection: Connection, book: int) -> dict[str, int]:
     """Every account of one book with its balance, by code."""
-    net, balance = _signed_balance()
+    net, balance = _signed_balance(ledger_accounts.c.book_operator_id == book)
     rows = connection.execute(
         select(ledger_accounts.c.code, balance.label("balance"))
         .select_from(ledger_accounts.outerjoin(net, net.c.account_id == ledger_accounts.c.id))
@@ -419,21 +424,7 @@ def verify(connection: Connection) -> list[str]:
         if row.crosses:
             problems.append(f"line #{row.id} of entry #{row.entry_id} crosses books")
 
-    net, balance = _signed_balance()
-    per_account = (
-        select(
-            ledger_accounts.c.id,
-            ledger_accounts.c.book_operator_id,
-            ledger_accounts.c.kind,
-            ledger_accounts.c.code,
-            ledger_accounts.c.customer_id,
-            ledger_accounts.c.counterparty_operator_id,
-            balance.label("balance"),
-            func.coalesce(net.c.net, 0).label("net"),
-        )
-        .select_from(ledger_accounts.outerjoin(net, net.c.account_id == ledger_accounts.c.id))
-        .subquery("per_account")
-    )
+    per_account = _per_account()
     unbalanced = connection.execute(
         select(per_account.c.book_operator_id, func.sum(per_account.c.net).label("total"))
         .group_by(per_account.c.book_operator_id)
@@ -458,8 +449,12 @@ def verify(connection: Connection) -> list[str]:
         for row in wallets
     ]
 
-    fund = per_account.alias("fund")
-    mirror = per_account.alias("mirror")
+    # The funds and their mirrors (which name a counterparty): a few accounts' lines among millions.
+    between_operators = _per_account(
+        or_(ledger_accounts.c.code == "fund", ledger_accounts.c.counterparty_operator_id.is_not(None))
+    )
+    fund = between_operators.alias("fund")
+    mirror = between_operators.alias("mirror")
     funds = connection.execute(
         select(
             operators.c.login,
@@ -499,6 +494,25 @@ def verify(connection: Connection) -> list[str]:
     problems += _check_reversals(connection)
     problems += reconcile.problems(connection)
     return problems
+
+
+def _per_account(accounts=None):
+    """Every account (or those the condition ``accounts`` picks) with its net and signed balance."""
+    net, balance = _signed_balance(accounts)
+    chosen = ledger_accounts.outerjoin(net, net.c.account_id == ledger_accounts.c.id)
+    query = select(
+        ledger_accounts.c.id,
+        ledger_accounts.c.book_operator_id,
+        ledger_accounts.c.kind,
+        ledger_accounts.c.code,
+        ledger_accounts.c.customer_id,
+        ledger_accounts.c.counterparty_operator_id,
+        balance.label("balance"),
+        func.coalesce(net.c.net, 0).label("net"),
+    ).select_from(chosen)
+    if accounts is not None:
+        query = query.where(accounts)
+    return query.subquery("per_account")
 
 
 def _check_reversals(connection: Connection) -> list[str]:
