@@ -8,7 +8,7 @@ from sqlalchemy import insert, select, text, update
 from billingd import ledger, lifecycle, operators, packages, runs, wallets
 from billingd.calendar import end_of_day
 from billingd.money import day_share
-from schema.tables import change_log, customer_days, customers, enforcement_jobs, invoices
+from schema.tables import billing_runs, change_log, customer_days, customers, enforcement_jobs, invoices
 from schema.tables import packages as packages_table
 from tests.billing_world import (
     NOW,
@@ -301,3 +301,21 @@ def test_charging_a_day_rewrites_no_index_of_the_customers(engine):
         updated, heap_only = connection.execute(updates).one()
         assert _run(connection, 0).customers_charged == 3
         assert tuple(connection.execute(updates).one()) == (updated + 3, heap_only + 3)
+
+
+def test_the_days_to_run_start_after_the_last_run_and_never_before_the_first_customer(engine):
+    with engine.begin() as connection:
+        build(connection)
+        through = TODAY + timedelta(days=2)
+        assert runs.days_to_run(connection, through) == []  # nobody to bill yet
+        add_customer_of(connection, "reseller1", "alice", on())
+        anchor = customer(connection, "alice")["billing_anchor"]
+        every_day = [anchor + timedelta(days=i) for i in range((through - anchor).days + 1)]
+        assert runs.days_to_run(connection, through) == every_day
+        # A run long before the first customer's first day does not queue the days in between.
+        connection.execute(
+            insert(billing_runs).values(day=anchor - timedelta(days=10), started_at=NOW, finished_at=NOW)
+        )
+        assert runs.days_to_run(connection, through) == every_day
+        connection.execute(insert(billing_runs).values(day=anchor, started_at=NOW, finished_at=NOW))
+        assert runs.days_to_run(connection, through) == every_day[1:]
