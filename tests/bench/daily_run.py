@@ -12,8 +12,9 @@ bought period, so the run charges every one of them pay-as-you-go.
 
 It runs ``--days`` consecutive days (the second one is the steady state:
 yesterday's rows and dead tuples are there) and prints each run's duration,
-the machine's load average and the statements that took half a second or
-more, then the peak RSS of this process and of the PostgreSQL server's
+the machine's load average, the CPU time the PostgreSQL server and this
+process spent on it (which a busy machine does not inflate as it does the
+duration) and the statements that took half a second or more, then the peak RSS of this process and of the PostgreSQL server's
 processes, then runs the last day again to show that it changes nothing.
 Targets (issue 17): a day under 20 s, ``ledger verify`` under 30 s.
 ``--json FILE`` also writes those figures to FILE (tests/bench/table.py
@@ -139,6 +140,28 @@ def load(engine, count: int) -> None:
         autocommit.execute(text("VACUUM ANALYZE"))
         autocommit.execute(text("CHECKPOINT"))  # time the run, not the load's pending writes
     print(f"loaded {count:,} customers in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def cpu_seconds(postmaster_pid: int | None) -> tuple[float, float | None]:
+    """CPU time used so far by this process and by the PostgreSQL server (its live processes, and
+    through the postmaster's children counters those that ended): a figure that a busy machine
+    does not inflate as it does the wall clock."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    if not postmaster_pid:
+        return own.ru_utime + own.ru_stime, None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            # After the command name in parentheses: state ppid ... utime stime cutime cstime (fields 14-17).
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(pid) == postmaster_pid:
+            total += sum(int(value) for value in fields[11:15])
+        elif int(fields[1]) == postmaster_pid:
+            total += int(fields[11]) + int(fields[12])
+    return own.ru_utime + own.ru_stime, total / ticks
 
 
 class PeakRss:
@@ -329,15 +352,20 @@ def main() -> None:
             figures["floor"] = floor(engine)
         statements = StatementTimes(engine)
         with PeakRss(server.postmaster_pid() if server else None) as postgres:
+            postmaster_pid = server.postmaster_pid() if server else None
             for offset in range(args.days):
-                started = time.monotonic()
+                started, cpu_before = time.monotonic(), cpu_seconds(postmaster_pid)
                 [result] = runs.run_through(engine, TODAY + timedelta(days=offset), SETTINGS)
-                seconds = time.monotonic() - started
+                seconds, cpu_after = time.monotonic() - started, cpu_seconds(postmaster_pid)
+                own_cpu = cpu_after[0] - cpu_before[0]
+                postgres_cpu = cpu_after[1] - cpu_before[1] if postmaster_pid else None
                 load_average = os.getloadavg()[0]
                 print(
                     f"daily run {result.day} over {args.customers:,} customers: {seconds:.1f} s; "
                     f"charged {result.customers_charged:,}, suspended {result.customers_suspended:,}, "
-                    f"amount {result.amount_charged / 100:,.2f}; load average {load_average:.1f}",
+                    f"amount {result.amount_charged / 100:,.2f}; load average {load_average:.1f}; CPU: "
+                    + (f"PostgreSQL {postgres_cpu:.1f} s, " if postgres_cpu is not None else "")
+                    + f"this process {own_cpu:.1f} s",
                     flush=True,
                 )
                 figures["runs"].append(
@@ -346,6 +374,7 @@ def main() -> None:
                         "seconds": seconds,
                         "charged": result.customers_charged,
                         "load_average": load_average,
+                        "cpu_seconds": {"postgres": postgres_cpu, "bench": own_cpu},
                         **statements.report(),
                     }
                 )
