@@ -198,7 +198,7 @@ def buy_period(
         memo=memo,
         effective_on=calendar.today,
     )
-    if pay_cash:
+    if pay_cash and price:  # a free package's period is taken, not paid: no payment to record
         payments.record(
             connection,
             customer_id=customer_id,

@@ -3,13 +3,19 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, text
 
 from billingd import ledger, lifecycle, operators, packages, runs, wallets
 from billingd.calendar import end_of_day
 from billingd.money import day_share
-from schema.tables import billing_runs, change_log, customer_days, customers, enforcement_jobs, invoices
-from schema.tables import packages as packages_table
+from schema.tables import (
+    billing_runs,
+    change_log,
+    customer_days,
+    enforcement_jobs,
+    invoices,
+    payments,
+)
 from tests.billing_world import (
     NOW,
     SETTINGS,
@@ -263,14 +269,10 @@ def test_a_day_that_costs_nothing_still_moves_the_paid_time(engine):
         packages.add_package(
             connection, admin, "Free", master="Free daily", customer_price=0, operator_price=0
         )
-        # Moved onto the free package behind the domain's back: adding a customer on it records a
-        # payment of nothing, which the payments table refuses.
-        for username in ("freeloader", "payer"):
-            add_customer_of(connection, "admin", username, on(-30))
-        free = connection.execute(select(packages_table.c.id).where(packages_table.c.name == "Free")).scalar()
-        connection.execute(
-            update(customers).where(customers.c.username == "freeloader").values(package_id=free)
-        )
+        add_customer_of(connection, "admin", "freeloader", on(-30), package="Free")
+        add_customer_of(connection, "admin", "payer", on(-30))
+        freeloader = customer(connection, "freeloader")["id"]
+        assert not connection.execute(select(payments.c.id).where(payments.c.customer_id == freeloader)).all()
         wallets.receive_payment(connection, admin, "payer", money("50"), on())
         result = _run(connection, 0)
         assert result.customers_charged == 2
