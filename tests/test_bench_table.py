@@ -30,7 +30,42 @@ def cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def test_quick_run_prints_every_row_with_figures_and_the_machine(tmp_path):
+PAIR = rf"{NUMBER} / {NUMBER}"
+# Each row of the quick table, and what its FreeRADIUS and radbill cells hold when measured.
+QUICK_ROWS = {
+    "Access-Requests/s, 16 in flight": (NUMBER, NUMBER),
+    "Access-Request p99 ms, 16 in flight": (NUMBER, NUMBER),
+    "Access-Request p99 ms, 4 in flight": (NUMBER, NUMBER),
+    "Accounting Start/s": (NUMBER, NUMBER),
+    "Accounting Interim/s": (NUMBER, NUMBER),
+    "server CPU ms per accounting record (Start / Interim)": (PAIR, PAIR),
+    "server + PostgreSQL CPU ms per accounting record (Start / Interim)": (PAIR, PAIR),
+    "Access-Requests/s at 500 subscribers (radbill alone, 16 in flight)": (
+        "-",
+        rf"{NUMBER} \(\d+% of {NUMBER}\)",
+    ),
+    "daily run over 200 customers: first day": ("-", rf"{NUMBER} s"),
+    "daily run over 200 customers: steady state (next day)": ("-", rf"{NUMBER} s"),
+    "daily run over 200 customers: peak RSS, bench / PostgreSQL": ("-", rf"{PAIR} MiB"),
+    "ledger verify after it": ("-", rf"{NUMBER} s, 0 problems"),
+    "radiusd at 500 subscribers: view loaded, first answer after start": ("-", rf"{NUMBER} s"),
+    "radiusd at 500 subscribers: RSS (PSS) per worker": ("-", rf"{NUMBER} MiB \({NUMBER} MiB\)"),
+    "radiusd at 500 subscribers: a CLI change decides the next request (Reject / Accept again)": (
+        "-",
+        rf"{NUMBER} s / {NUMBER} s",
+    ),
+}
+
+
+def measured_or_says_why(pattern: str, cell: str) -> bool:
+    """A figure as the row has it, or "not measured" with the benchmark's own reason: on a shared
+    machine a benchmark may fail (a port taken meanwhile), but the table must not misread one."""
+    if re.fullmatch(pattern, cell):
+        return True
+    return cell.startswith("not measured (") and "unexpected JSON" not in cell
+
+
+def test_quick_run_prints_every_row_and_the_machine(tmp_path):
     missing = [program for program in ("radclient", "freeradius", "tcpdump") if shutil.which(program) is None]
     if missing:
         message = f"{', '.join(missing)} not installed (make test installs them)"
@@ -49,42 +84,21 @@ def test_quick_run_prints_every_row_with_figures_and_the_machine(tmp_path):
     header, separator, *body = [cells(line) for line in lines if line.startswith("|")]
     assert header == list(table.COLUMNS) and len(separator) == len(header)
     assert all(len(row) == len(header) for row in body), body
-    figures = {row[0]: row[1:] for row in body}
-    storm_labels = [
-        "Access-Requests/s, 16 in flight",
-        "Access-Request p99 ms, 16 in flight",
-        "Access-Request p99 ms, 4 in flight",
-        "Accounting Start/s",
-        "Accounting Interim/s",
-    ]
-    assert [row[0] for row in body[: len(storm_labels)]] == storm_labels
-    for label in storm_labels:
-        freeradius, radbill, ratio, _ = figures[label]
-        assert re.fullmatch(NUMBER, freeradius) and re.fullmatch(NUMBER, radbill), (label, figures[label])
+    # The view's rows name the worker count when it ran (one, in quick mode).
+    rows = {row[0].replace(" subscribers, 1 worker:", " subscribers:"): row[1:] for row in body}
+    assert list(rows) == list(QUICK_ROWS)
+    for label, (freeradius, radbill) in QUICK_ROWS.items():
+        shown_freeradius, shown_radbill, ratio, _ = rows[label]
+        assert measured_or_says_why(freeradius, shown_freeradius), (label, shown_freeradius)
+        assert measured_or_says_why(radbill, shown_radbill), (label, shown_radbill)
         assert ratio == "" or re.fullmatch(r"\d+\.\d\dx", ratio), (label, ratio)
-    for label, (freeradius, radbill, *_) in figures.items():
-        if "CPU ms per accounting record" in label:
-            assert re.fullmatch(rf"{NUMBER} / {NUMBER}", freeradius) and re.fullmatch(
-                rf"{NUMBER} / {NUMBER}", radbill
-            )
-    assert re.fullmatch(rf"{NUMBER} s", figures["daily run over 200 customers: first day"][1])
-    assert re.fullmatch(rf"{NUMBER} s, 0 problems", figures["ledger verify after it"][1])
-    view = [row for row in body if row[0].startswith("radiusd at 500 subscribers, 1 worker: ")]
-    assert [
-        re.fullmatch(pattern, row[2]) is not None
-        for pattern, row in zip(
-            (rf"{NUMBER} s", rf"{NUMBER} MiB \({NUMBER} MiB\)", rf"{NUMBER} s / {NUMBER} s"),
-            view,
-            strict=True,
-        )
-    ] == [True] * 3, view
     [machine] = [line for line in lines if line.startswith("Measured on ")]
     cpu = next(
         line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
     )
     assert cpu.split(":", 1)[1].strip() in machine and f", {os.cpu_count()} cores," in machine
     assert f"{datetime.now(UTC):%Y-%m-%d}" in machine
-    assert {"storm.json", "storm-auth.json", "daily.json", "view.json"} <= {
+    assert {"storm.log", "storm-auth.log", "storm-scale.log", "daily.log", "view.log"} <= {
         path.name for path in tmp_path.iterdir()
     }
 

@@ -10,6 +10,8 @@ It runs, one after the other, each benchmark as a subprocess with ``--json``:
   side by side, 1,024 requests in flight (each phase's median round);
 - ``storm.py --phases auth --parallel 64`` with the same users and rounds: the
   Access-Request latency at 64 in flight;
+- ``storm.py --only radbill --phases auth --users 1000000``: radbill's
+  Access-Requests/s with a million subscribers, against the first run's;
 - ``daily_run.py --customers 1000000 --verify``: the daily run's first day and
   steady state, ``ledger verify``, peak RSS;
 - ``view_scale.py --users 1000000``: radiusd's view at a million subscribers,
@@ -100,6 +102,23 @@ BENCHES = (
             + ["--phases", "auth", *s.storm_extra]
         ),
     ),
+    Bench(
+        "storm-scale",
+        "storm.py",
+        lambda s: (
+            [
+                "--only",
+                "radbill",
+                "--phases",
+                "auth",
+                "--users",
+                str(s.subscribers),
+                "--rounds",
+                str(s.rounds),
+            ]
+            + ["--parallel", str(s.in_flight[0]), *s.storm_extra]
+        ),
+    ),
     Bench("daily", "daily_run.py", lambda s: ["--customers", str(s.customers), "--verify"]),
     Bench("view", "view_scale.py", lambda s: ["--users", str(s.subscribers), *s.view_extra]),
 )
@@ -173,7 +192,10 @@ def storm_rows(main: dict | NotMeasured, auth: dict | NotMeasured, sizes: Sizes)
     }
 
     def missing(result: dict | NotMeasured) -> str:
-        return f"not measured ({result.reason})" if isinstance(result, NotMeasured) else "not measured"
+        why = (
+            result.reason if isinstance(result, NotMeasured) else "the server did not finish; see its output"
+        )
+        return f"not measured ({why})"
 
     def cells(table, kind: str, figure: Callable[[storm.Phase], float | None], digits: int, source):
         values = [figure(table[name][kind]) if kind in table[name] else None for name in servers]
@@ -220,6 +242,19 @@ def storm_rows(main: dict | NotMeasured, auth: dict | NotMeasured, sizes: Sizes)
                 shown.append(missing(main))
         rows.append((label, *shown, "", ""))
     return rows
+
+
+def scale_rows(at_scale: dict | NotMeasured, main: dict | NotMeasured, sizes: Sizes) -> list[tuple[str, ...]]:
+    """radbill's Access-Requests/s with the view's subscribers, against the storm's figure."""
+    label = f"Access-Requests/s at {sizes.subscribers:,} subscribers (radbill alone, {sizes.in_flight[0]:,} in flight)"
+    target = f"within 10% of {sizes.users:,} subscribers'"
+    if isinstance(at_scale, NotMeasured) or not at_scale.get("radbill"):
+        why = at_scale.reason if isinstance(at_scale, NotMeasured) else "radbill did not finish"
+        return [(label, "-", f"not measured ({why})", "", target)]
+    rate = _phases(at_scale["radbill"])["auth"].load.rate
+    base = _phases(main["radbill"]).get("auth") if isinstance(main, dict) and main.get("radbill") else None
+    against = f" ({rate / base.load.rate:.0%} of {_number(base.load.rate)})" if base else ""
+    return [(label, "-", f"{_number(rate)}{against}", "", target)]
 
 
 def daily_rows(figures: dict | NotMeasured, sizes: Sizes) -> list[tuple[str, ...]]:
@@ -364,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = [
         *rows_of(storm_rows, [results["storm"], results["storm-auth"]], sizes),
+        *rows_of(scale_rows, [results["storm-scale"], results["storm"]], sizes),
         *rows_of(daily_rows, [results["daily"]], sizes),
         *rows_of(view_rows, [results["view"]], sizes),
     ]
