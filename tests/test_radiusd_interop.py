@@ -388,7 +388,7 @@ def test_database_outage_keeps_answering_from_the_last_state(tmp_path, request, 
 def test_workers_share_the_port(tmp_path, database_url, isp):
     config, values = write_config(tmp_path, database_url, workers=2)
     with RadiusdProcess(config, tmp_path / "radiusd.log") as process:
-        wait_for_change(lambda: process.log().count("answering authentication") == 2, timeout=20)
+        wait_for_change(lambda: process.log().count("answering authentication") == 2, timeout=60)
         replies = [pap(values["auth_port"], "demo", "demo") for _ in range(12)]
         assert all(reply is not None and reply.code == "Access-Accept" for reply in replies)
         served = [
