@@ -696,9 +696,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--radbill-workers",
         type=int,
-        default=os.cpu_count(),
         metavar="N",
-        help="radbill radiusd worker processes (default: one per CPU, as FreeRADIUS gets its thread pool)",
+        help="radbill radiusd worker processes (default: radbill's own `[radiusd] workers` default)",
     )
     parser.add_argument(
         "--radbill-setting",
@@ -860,7 +859,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 auth_port,
                 acct_port,
                 metrics_port,
-                [f"radiusd.workers={args.radbill_workers}", *args.radbill_setting],
+                [
+                    *([f"radiusd.workers={args.radbill_workers}"] if args.radbill_workers else []),
+                    *args.radbill_setting,
+                ],
             )
             planned["radbill"] = (
                 Server(
