@@ -149,13 +149,7 @@ class RadiusdProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         if self.process is not None:
             self._log.close()
 
@@ -164,6 +158,17 @@ class RadiusdProcess:
 
     def __exit__(self, *_):
         self.stop()
+
+
+def terminate(process: subprocess.Popen | None) -> None:
+    """SIGTERM a still-running daemon; SIGKILL it if it has not exited within 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_for_change(check, timeout: float = 1.0, interval: float = 0.0) -> float:

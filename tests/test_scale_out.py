@@ -36,7 +36,7 @@ from schema.tables import billing_runs, customer_usage, customers, ledger_lines,
 from schema.tenancy import resolve_actor
 from tests.accounting_helpers import AccountingRadiusd, acct, request_file, require_radclient, send_file
 from tests.conftest import RADBILL, REPOSITORY, Cli, PostgresServer, _postgres_bindir, free_port
-from tests.radius import SECRET, Reply, in_namespace, metric, pap, wait_for_change
+from tests.radius import SECRET, Reply, in_namespace, metric, pap, terminate, wait_for_change
 
 pytestmark = [pytest.mark.interop, pytest.mark.postgresql]
 
@@ -356,13 +356,7 @@ class BillingdProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 RUN_AT = "00:00"
